@@ -1,0 +1,1 @@
+//! Plain f32 CPU reference (being written).

@@ -1,0 +1,303 @@
+//! The GPU context: adapter choice, feature and limit negotiation, and the capability record
+//! every other part of the crate consults. Features are requested only where the adapter offers
+//! them, and `XLSTM_DISABLE_FEATURES` masks offered ones so tests can force the portable paths.
+
+use crate::error::{Error, Result};
+use std::fmt;
+
+/// How to pick and configure the adapter.
+#[derive(Clone, Debug, Default)]
+pub struct GpuOptions {
+    /// Comma list of backends (`vulkan`, `metal`, `dx12`, `gl`); `None` reads `WGPU_BACKEND`,
+    /// then falls back to every backend compiled in.
+    pub backend: Option<String>,
+    /// Index into the adapter list (`xlstm info` prints it); `None` picks a high-performance one.
+    pub adapter_index: Option<usize>,
+    /// Features to leave off even if offered (`f16`, `subgroup`, `timestamp`, `pipeline-cache`,
+    /// `immediates`, `coop-matrix`). Merged with `XLSTM_DISABLE_FEATURES`.
+    pub disable: Vec<String>,
+}
+
+/// What the device can do, recorded once at creation.
+#[derive(Clone, Debug)]
+pub struct Caps {
+    pub adapter_name: String,
+    pub backend: String,
+    pub driver: String,
+    pub device_type: String,
+    pub f16: bool,
+    pub subgroup: bool,
+    pub subgroup_min_size: u32,
+    pub subgroup_max_size: u32,
+    pub timestamp: bool,
+    pub timestamp_inside_passes: bool,
+    pub pipeline_cache: bool,
+    pub immediates: bool,
+    pub cooperative_matrix: bool,
+    /// Largest range one storage binding may cover: tensors above it are split.
+    pub max_storage_binding: u64,
+    pub max_buffer_size: u64,
+    pub max_workgroup_storage: u32,
+    pub max_invocations_per_workgroup: u32,
+    pub max_storage_buffers_per_stage: u32,
+    pub min_storage_offset_alignment: u32,
+    pub min_uniform_offset_alignment: u32,
+    /// Features the adapter offers that were masked by request.
+    pub disabled: Vec<String>,
+}
+
+impl Caps {
+    /// Largest buffer we may bind in one storage binding and also allocate.
+    pub fn max_binding(&self) -> u64 {
+        // Round down to 256 bytes so split points stay aligned for every offset rule.
+        self.max_storage_binding.min(self.max_buffer_size) & !255
+    }
+}
+
+impl fmt::Display for Caps {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let yes = |b: bool| if b { "yes" } else { "no" };
+        writeln!(f, "adapter        {} ({}, {})", self.adapter_name, self.backend, self.device_type)?;
+        writeln!(f, "driver         {}", self.driver)?;
+        writeln!(f, "shader f16     {}", yes(self.f16))?;
+        writeln!(
+            f,
+            "subgroups      {} (size {}..{})",
+            yes(self.subgroup),
+            self.subgroup_min_size,
+            self.subgroup_max_size
+        )?;
+        writeln!(
+            f,
+            "timestamps     {} (inside passes: {})",
+            yes(self.timestamp),
+            yes(self.timestamp_inside_passes)
+        )?;
+        writeln!(f, "pipeline cache {}", yes(self.pipeline_cache))?;
+        writeln!(f, "immediates     {}", yes(self.immediates))?;
+        writeln!(f, "coop matrix    {}", yes(self.cooperative_matrix))?;
+        writeln!(f, "max storage binding    {} bytes", self.max_storage_binding)?;
+        writeln!(f, "max buffer size        {} bytes", self.max_buffer_size)?;
+        writeln!(f, "max workgroup storage  {} bytes", self.max_workgroup_storage)?;
+        writeln!(f, "max invocations/wg     {}", self.max_invocations_per_workgroup)?;
+        writeln!(f, "max storage buffers    {}", self.max_storage_buffers_per_stage)?;
+        write!(
+            f,
+            "disabled by request    {}",
+            if self.disabled.is_empty() { "none".to_string() } else { self.disabled.join(",") }
+        )
+    }
+}
+
+/// One wgpu device and queue plus what they can do. Cheap to share behind an `Arc`.
+pub struct Gpu {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub caps: Caps,
+    pub(crate) adapter_info: wgpu::AdapterInfo,
+}
+
+/// A short description of one adapter, for `xlstm info`.
+#[derive(Clone, Debug)]
+pub struct AdapterSummary {
+    pub index: usize,
+    pub name: String,
+    pub backend: String,
+    pub device_type: String,
+}
+
+fn backends(opts: &GpuOptions) -> wgpu::Backends {
+    match &opts.backend {
+        Some(list) => wgpu::Backends::from_comma_list(list),
+        None => wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all()),
+    }
+}
+
+fn instance(opts: &GpuOptions) -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+    desc.backends = backends(opts);
+    wgpu::Instance::new(desc)
+}
+
+/// Lists the adapters the chosen backends expose.
+pub fn list_adapters(opts: &GpuOptions) -> Vec<AdapterSummary> {
+    let inst = instance(opts);
+    let adapters = pollster::block_on(inst.enumerate_adapters(backends(opts)));
+    adapters
+        .iter()
+        .enumerate()
+        .map(|(index, a)| {
+            let info = a.get_info();
+            AdapterSummary {
+                index,
+                name: info.name,
+                backend: format!("{:?}", info.backend),
+                device_type: format!("{:?}", info.device_type),
+            }
+        })
+        .collect()
+}
+
+/// Names accepted in `XLSTM_DISABLE_FEATURES` and `GpuOptions::disable`.
+const FEATURE_NAMES: &[&str] = &["f16", "subgroup", "timestamp", "pipeline-cache", "immediates", "coop-matrix"];
+
+fn feature_bits(name: &str) -> wgpu::Features {
+    use wgpu::Features as F;
+    match name {
+        "f16" => F::SHADER_F16,
+        "subgroup" => F::SUBGROUP | F::SUBGROUP_BARRIER,
+        "timestamp" => {
+            F::TIMESTAMP_QUERY | F::TIMESTAMP_QUERY_INSIDE_ENCODERS | F::TIMESTAMP_QUERY_INSIDE_PASSES
+        }
+        "pipeline-cache" => F::PIPELINE_CACHE,
+        "immediates" => F::IMMEDIATES,
+        "coop-matrix" => F::EXPERIMENTAL_COOPERATIVE_MATRIX,
+        _ => F::empty(),
+    }
+}
+
+impl Gpu {
+    /// Picks an adapter and creates the device with every wanted feature the adapter offers.
+    pub fn new(opts: &GpuOptions) -> Result<Self> {
+        pollster::block_on(Self::new_async(opts))
+    }
+
+    pub async fn new_async(opts: &GpuOptions) -> Result<Self> {
+        let inst = instance(opts);
+        let adapter = match opts.adapter_index {
+            Some(i) => {
+                let mut all = inst.enumerate_adapters(backends(opts)).await;
+                if i >= all.len() {
+                    return Err(Error::Adapter(format!(
+                        "adapter index {i} out of range: {} adapter(s) found",
+                        all.len()
+                    )));
+                }
+                all.swap_remove(i)
+            }
+            None => inst
+                .request_adapter(&wgpu::RequestAdapterOptions {
+                    power_preference: wgpu::PowerPreference::HighPerformance,
+                    force_fallback_adapter: false,
+                    compatible_surface: None,
+                    apply_limit_buckets: false,
+                })
+                .await
+                .map_err(|e| Error::Adapter(format!("no GPU adapter found ({e}); on a machine without a GPU install Mesa's lavapipe (mesa-vulkan-drivers) and set WGPU_BACKEND=vulkan")))?,
+        };
+        Self::from_adapter(adapter, opts).await
+    }
+
+    async fn from_adapter(adapter: wgpu::Adapter, opts: &GpuOptions) -> Result<Self> {
+        let info = adapter.get_info();
+        let offered = adapter.features();
+        let mut disable: Vec<String> = opts.disable.clone();
+        if let Ok(list) = std::env::var("XLSTM_DISABLE_FEATURES") {
+            disable.extend(list.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()));
+        }
+        let mut masked = wgpu::Features::empty();
+        for name in &disable {
+            if !FEATURE_NAMES.contains(&name.as_str()) {
+                return Err(Error::Input(format!(
+                    "unknown feature `{name}` in XLSTM_DISABLE_FEATURES (known: {})",
+                    FEATURE_NAMES.join(", ")
+                )));
+            }
+            masked |= feature_bits(name);
+        }
+        let mut wanted = wgpu::Features::empty();
+        for name in FEATURE_NAMES {
+            wanted |= feature_bits(name);
+        }
+        let features = offered & wanted & !masked;
+        let coop = features.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX);
+
+        let al = adapter.limits();
+        let mut limits = wgpu::Limits::defaults().using_alignment(al.clone());
+        limits.max_storage_buffer_binding_size = al.max_storage_buffer_binding_size;
+        limits.max_buffer_size = al.max_buffer_size;
+        limits.max_compute_workgroup_storage_size = al.max_compute_workgroup_storage_size;
+        limits.max_compute_invocations_per_workgroup = al.max_compute_invocations_per_workgroup;
+        limits.max_compute_workgroup_size_x = al.max_compute_workgroup_size_x;
+        limits.max_compute_workgroup_size_y = al.max_compute_workgroup_size_y;
+        limits.max_compute_workgroup_size_z = al.max_compute_workgroup_size_z;
+        limits.max_compute_workgroups_per_dimension = al.max_compute_workgroups_per_dimension;
+        limits.max_storage_buffers_per_shader_stage = al.max_storage_buffers_per_shader_stage;
+        if features.contains(wgpu::Features::IMMEDIATES) {
+            limits.max_immediate_size = al.max_immediate_size.min(128);
+        }
+
+        let experimental = if coop {
+            // SAFETY: cooperative matrices are only used by kernels that are validated against the
+            // adapter's reported configurations; the token merely opts in to the experimental API.
+            unsafe { wgpu::ExperimentalFeatures::enabled() }
+        } else {
+            wgpu::ExperimentalFeatures::disabled()
+        };
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("xlstm"),
+                required_features: features,
+                required_limits: limits.clone(),
+                experimental_features: experimental,
+                memory_hints: wgpu::MemoryHints::Performance,
+                trace: wgpu::Trace::Off,
+            })
+            .await
+            .map_err(|e| Error::Adapter(format!("creating the device on {}: {e}", info.name)))?;
+        device.on_uncaptured_error(std::sync::Arc::new(|e: wgpu::Error| {
+            // Errors we can attribute are caught with error scopes; anything else is reported
+            // here instead of aborting the process.
+            eprintln!("xlstm: uncaptured GPU error: {e}");
+        }));
+
+        let disabled = disable
+            .iter()
+            .filter(|n| offered.intersects(feature_bits(n)))
+            .cloned()
+            .collect();
+        let has = |f: wgpu::Features| features.contains(f);
+        let caps = Caps {
+            adapter_name: info.name.clone(),
+            backend: format!("{:?}", info.backend),
+            driver: format!("{} {}", info.driver, info.driver_info).trim().to_string(),
+            device_type: format!("{:?}", info.device_type),
+            f16: has(wgpu::Features::SHADER_F16),
+            subgroup: has(wgpu::Features::SUBGROUP),
+            subgroup_min_size: info.subgroup_min_size,
+            subgroup_max_size: info.subgroup_max_size,
+            timestamp: has(wgpu::Features::TIMESTAMP_QUERY),
+            timestamp_inside_passes: has(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES),
+            pipeline_cache: has(wgpu::Features::PIPELINE_CACHE),
+            immediates: has(wgpu::Features::IMMEDIATES),
+            cooperative_matrix: coop,
+            max_storage_binding: limits.max_storage_buffer_binding_size,
+            max_buffer_size: limits.max_buffer_size,
+            max_workgroup_storage: limits.max_compute_workgroup_storage_size,
+            max_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
+            max_storage_buffers_per_stage: limits.max_storage_buffers_per_shader_stage,
+            min_storage_offset_alignment: limits.min_storage_buffer_offset_alignment,
+            min_uniform_offset_alignment: limits.min_uniform_buffer_offset_alignment,
+            disabled,
+        };
+        Ok(Gpu {
+            device,
+            queue,
+            caps,
+            adapter_info: info,
+        })
+    }
+
+    /// Waits until all submitted work is done; a lost device or timeout becomes an error.
+    pub fn wait(&self) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map(|_| ())
+            .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))
+    }
+
+    /// The adapter as wgpu reports it.
+    pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
+        &self.adapter_info
+    }
+}

@@ -1,0 +1,144 @@
+//! Kernels: the WGSL sources in `wgsl/`, their specialisation, and a cache of compiled pipelines.
+//!
+//! Specialisation is deliberately plain: a kernel file is complete, valid WGSL with defaults
+//! such as `const WEIGHT_F16: bool = false;`, and a variant rewrites the value of named `const`
+//! declarations. Every file therefore validates on its own, and the tests validate every
+//! variant the host can produce.
+
+use super::device::Gpu;
+use crate::error::{Error, Result};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Every kernel family shipped with the crate: (name, WGSL source).
+pub const SOURCES: &[(&str, &str)] = &[
+    ("embed", include_str!("../../wgsl/embed.wgsl")),
+    ("rms_norm", include_str!("../../wgsl/rms_norm.wgsl")),
+    ("gemm", include_str!("../../wgsl/gemm.wgsl")),
+    ("gemv", include_str!("../../wgsl/gemv.wgsl")),
+    ("mlstm_gates", include_str!("../../wgsl/mlstm_gates.wgsl")),
+    ("mlstm_chunk_state", include_str!("../../wgsl/mlstm_chunk_state.wgsl")),
+    ("mlstm_chunk_out", include_str!("../../wgsl/mlstm_chunk_out.wgsl")),
+    ("mlstm_step", include_str!("../../wgsl/mlstm_step.wgsl")),
+    ("head_norm_gate", include_str!("../../wgsl/head_norm_gate.wgsl")),
+    ("swiglu", include_str!("../../wgsl/swiglu.wgsl")),
+    ("argmax", include_str!("../../wgsl/argmax.wgsl")),
+];
+
+/// The WGSL source of a kernel family.
+pub fn source(name: &str) -> Result<&'static str> {
+    SOURCES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, s)| *s)
+        .ok_or_else(|| Error::Kernel {
+            kernel: name.into(),
+            message: "no such kernel".into(),
+        })
+}
+
+/// A value for a specialisable `const`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ConstValue {
+    U32(u32),
+    Bool(bool),
+}
+
+impl ConstValue {
+    fn wgsl(&self) -> String {
+        match self {
+            ConstValue::U32(v) => format!("{v}u"),
+            ConstValue::Bool(b) => b.to_string(),
+        }
+    }
+}
+
+/// Rewrites `const NAME: T = value;` declarations. Fails if a name is not declared, so a typo
+/// cannot silently run the default.
+pub fn specialize(kernel: &str, src: &str, consts: &[(&str, ConstValue)]) -> Result<String> {
+    let mut out = src.to_string();
+    for (name, value) in consts {
+        let decl = format!("const {name}:");
+        let start = out.find(&decl).ok_or_else(|| Error::Kernel {
+            kernel: kernel.into(),
+            message: format!("no `const {name}` to specialise"),
+        })?;
+        let eq = out[start..].find('=').map(|i| start + i);
+        let semi = out[start..].find(';').map(|i| start + i);
+        match (eq, semi) {
+            (Some(eq), Some(semi)) if eq < semi => {
+                out.replace_range(eq + 1..semi, &format!(" {}", value.wgsl()));
+            }
+            _ => {
+                return Err(Error::Kernel {
+                    kernel: kernel.into(),
+                    message: format!("malformed `const {name}` declaration"),
+                })
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Compiled pipelines keyed by kernel, entry point and specialisation.
+pub struct Kernels {
+    gpu: Arc<Gpu>,
+    cache: Mutex<HashMap<String, wgpu::ComputePipeline>>,
+}
+
+impl Kernels {
+    pub fn new(gpu: Arc<Gpu>) -> Self {
+        Kernels {
+            gpu,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The pipeline for `kernel`'s `entry` with the given constants, compiled on first use.
+    pub fn pipeline(&self, kernel: &str, entry: &str, consts: &[(&str, ConstValue)]) -> Result<wgpu::ComputePipeline> {
+        let key = format!("{kernel}:{entry}:{consts:?}");
+        if let Some(p) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            return Ok(p.clone());
+        }
+        let text = specialize(kernel, source(kernel)?, consts)?;
+        let device = &self.gpu.device;
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(kernel),
+            source: wgpu::ShaderSource::Wgsl(text.into()),
+        });
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(kernel),
+            layout: None,
+            module: &module,
+            entry_point: Some(entry),
+            compilation_options: wgpu::PipelineCompilationOptions::default(),
+            cache: None,
+        });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Kernel {
+                kernel: format!("{kernel}:{entry}"),
+                message: e.to_string(),
+            });
+        }
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, pipeline.clone());
+        Ok(pipeline)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specialize_rewrites_named_consts_only() {
+        let src = "const WG: u32 = 64u;\nconst F16: bool = false;\nfn f() {}";
+        let out = specialize("k", src, &[("WG", ConstValue::U32(128)), ("F16", ConstValue::Bool(true))]).unwrap();
+        assert!(out.contains("const WG: u32 = 128u;"));
+        assert!(out.contains("const F16: bool = true;"));
+        assert!(specialize("k", src, &[("NOPE", ConstValue::U32(1))]).is_err());
+    }
+}

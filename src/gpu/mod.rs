@@ -1,0 +1,12 @@
+//! Everything that talks to wgpu: the device, the buffer pool, kernels and plans.
+
+pub mod device;
+pub mod kernels;
+pub mod pool;
+pub mod readback;
+pub mod scheduler;
+
+pub use device::{Caps, Gpu, GpuOptions};
+pub use kernels::{ConstValue, Kernels};
+pub use pool::{BufferPool, Category, GpuBuffer, PoolStats};
+pub use scheduler::{Plan, PlanBuilder, Slice, SubmitBudget};

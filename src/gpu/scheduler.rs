@@ -1,0 +1,285 @@
+//! Plans: recorded sequences of dispatches and copies that are built once and replayed.
+//!
+//! A [`PlanBuilder`] collects dispatches (pipeline, parameters, buffer slices, grid). `finish`
+//! packs every dispatch's parameters into one uniform buffer and creates the bind groups, so
+//! replaying a plan allocates nothing. `run` records consecutive dispatches into one compute pass
+//! and splits the work into several command buffers under a [`SubmitBudget`], so a long prompt
+//! never becomes one giant submission (some drivers kill GPU work that runs too long).
+
+use super::device::Gpu;
+use super::pool::{BufferPool, GpuBuffer};
+use crate::error::{Error, Result};
+use std::sync::Arc;
+
+/// Limits on how much work goes into one submission.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SubmitBudget {
+    /// Dispatches per command buffer.
+    pub max_dispatches: usize,
+    /// Workgroups per command buffer (a rough measure of GPU time).
+    pub max_workgroups: u64,
+}
+
+impl Default for SubmitBudget {
+    fn default() -> Self {
+        SubmitBudget {
+            max_dispatches: 512,
+            max_workgroups: 1 << 22,
+        }
+    }
+}
+
+/// A range of a buffer used as one binding.
+#[derive(Clone, Debug)]
+pub struct Slice {
+    pub buffer: wgpu::Buffer,
+    pub offset: u64,
+    pub size: u64,
+}
+
+impl Slice {
+    /// The whole requested length of a pooled buffer.
+    pub fn all(b: &GpuBuffer) -> Slice {
+        Slice {
+            buffer: b.raw().clone(),
+            offset: 0,
+            size: b.len().max(4).next_multiple_of(4),
+        }
+    }
+    /// `size` bytes starting at `offset` of a pooled buffer.
+    pub fn range(b: &GpuBuffer, offset: u64, size: u64) -> Slice {
+        Slice {
+            buffer: b.raw().clone(),
+            offset,
+            size: size.max(4).next_multiple_of(4),
+        }
+    }
+}
+
+enum Pending {
+    Dispatch {
+        label: &'static str,
+        pipeline: wgpu::ComputePipeline,
+        params_offset: u64,
+        params_len: u64,
+        buffers: Vec<Slice>,
+        groups: [u32; 3],
+    },
+    Copy {
+        src: Slice,
+        dst: Slice,
+    },
+}
+
+enum Item {
+    Dispatch {
+        label: &'static str,
+        pipeline: wgpu::ComputePipeline,
+        bind_group: wgpu::BindGroup,
+        groups: [u32; 3],
+    },
+    Copy {
+        src: Slice,
+        dst: Slice,
+    },
+}
+
+/// Collects the work of a plan.
+pub struct PlanBuilder {
+    gpu: Arc<Gpu>,
+    params: Vec<u8>,
+    items: Vec<Pending>,
+    keep: Vec<Arc<GpuBuffer>>,
+}
+
+impl PlanBuilder {
+    pub fn new(gpu: Arc<Gpu>) -> Self {
+        PlanBuilder {
+            gpu,
+            params: Vec::new(),
+            items: Vec::new(),
+            keep: Vec::new(),
+        }
+    }
+
+    /// Adds a dispatch. `params` is bound at binding 0 (uniform), `buffers` at 1, 2, ...
+    /// A grid dimension of zero skips the dispatch (nothing to do).
+    pub fn dispatch<P: bytemuck::Pod>(
+        &mut self,
+        label: &'static str,
+        pipeline: &wgpu::ComputePipeline,
+        params: &P,
+        buffers: &[Slice],
+        groups: [u32; 3],
+    ) -> Result<()> {
+        if groups.contains(&0) {
+            return Ok(());
+        }
+        let max = self.gpu.device.limits().max_compute_workgroups_per_dimension;
+        if groups.iter().any(|&g| g > max) {
+            return Err(Error::Limit(format!(
+                "{label}: grid {groups:?} exceeds {max} workgroups per dimension"
+            )));
+        }
+        let align = self.gpu.caps.min_uniform_offset_alignment.max(16) as usize;
+        let offset = self.params.len().next_multiple_of(align);
+        self.params.resize(offset, 0);
+        self.params.extend_from_slice(bytemuck::bytes_of(params));
+        let len = std::mem::size_of::<P>().next_multiple_of(16);
+        self.params.resize(offset + len, 0);
+        self.items.push(Pending::Dispatch {
+            label,
+            pipeline: pipeline.clone(),
+            params_offset: offset as u64,
+            params_len: len as u64,
+            buffers: buffers.to_vec(),
+            groups,
+        });
+        Ok(())
+    }
+
+    /// Adds a buffer-to-buffer copy (ends the current compute pass when run).
+    pub fn copy(&mut self, src: Slice, dst: Slice) {
+        self.items.push(Pending::Copy { src, dst });
+    }
+
+    /// Keeps a buffer alive as long as the plan.
+    pub fn keep(&mut self, b: Arc<GpuBuffer>) {
+        self.keep.push(b);
+    }
+
+    pub fn dispatch_count(&self) -> usize {
+        self.items.iter().filter(|i| matches!(i, Pending::Dispatch { .. })).count()
+    }
+
+    /// Uploads the parameters and creates the bind groups.
+    pub fn finish(self, pool: &BufferPool) -> Result<Plan> {
+        let device = &self.gpu.device;
+        let params = pool.uniform(self.params.len().max(16) as u64, "plan params")?;
+        if !self.params.is_empty() {
+            self.gpu.queue.write_buffer(params.raw(), 0, &self.params);
+        }
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let mut items = Vec::with_capacity(self.items.len());
+        for p in self.items {
+            match p {
+                Pending::Dispatch {
+                    label,
+                    pipeline,
+                    params_offset,
+                    params_len,
+                    buffers,
+                    groups,
+                } => {
+                    let mut entries = vec![wgpu::BindGroupEntry {
+                        binding: 0,
+                        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                            buffer: params.raw(),
+                            offset: params_offset,
+                            size: std::num::NonZeroU64::new(params_len),
+                        }),
+                    }];
+                    for (i, s) in buffers.iter().enumerate() {
+                        entries.push(wgpu::BindGroupEntry {
+                            binding: i as u32 + 1,
+                            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                                buffer: &s.buffer,
+                                offset: s.offset,
+                                size: std::num::NonZeroU64::new(s.size),
+                            }),
+                        });
+                    }
+                    let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+                        label: Some(label),
+                        layout: &pipeline.get_bind_group_layout(0),
+                        entries: &entries,
+                    });
+                    items.push(Item::Dispatch {
+                        label,
+                        pipeline,
+                        bind_group,
+                        groups,
+                    });
+                }
+                Pending::Copy { src, dst } => items.push(Item::Copy { src, dst }),
+            }
+        }
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Gpu(format!("building a plan: {e}")));
+        }
+        Ok(Plan {
+            items,
+            _params: params,
+            _keep: self.keep,
+        })
+    }
+}
+
+/// A finished, replayable sequence of GPU work.
+pub struct Plan {
+    items: Vec<Item>,
+    _params: GpuBuffer,
+    _keep: Vec<Arc<GpuBuffer>>,
+}
+
+impl Plan {
+    pub fn dispatch_count(&self) -> usize {
+        self.items.iter().filter(|i| matches!(i, Item::Dispatch { .. })).count()
+    }
+
+    /// Records the plan into as few passes and command buffers as the budget allows and submits.
+    /// Does not wait for completion.
+    pub fn run(&self, gpu: &Gpu, budget: SubmitBudget) -> Result<()> {
+        let mut buffers = Vec::new();
+        self.record(gpu, budget, &mut |cb| buffers.push(cb));
+        let scope = gpu.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        for cb in buffers {
+            gpu.queue.submit([cb]);
+        }
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Gpu(format!("running a plan: {e}")));
+        }
+        Ok(())
+    }
+
+    /// Records into command buffers, handing each one to `emit` as soon as it is full.
+    fn record(&self, gpu: &Gpu, budget: SubmitBudget, emit: &mut dyn FnMut(wgpu::CommandBuffer)) {
+        let mut i = 0;
+        while i < self.items.len() {
+            let mut enc = gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("plan") });
+            let (mut dispatches, mut workgroups) = (0usize, 0u64);
+            while i < self.items.len() && dispatches < budget.max_dispatches && workgroups < budget.max_workgroups {
+                match &self.items[i] {
+                    Item::Copy { src, dst } => {
+                        enc.copy_buffer_to_buffer(&src.buffer, src.offset, &dst.buffer, dst.offset, Some(src.size.min(dst.size)));
+                        i += 1;
+                    }
+                    Item::Dispatch { .. } => {
+                        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                            label: Some("plan pass"),
+                            timestamp_writes: None,
+                        });
+                        while let Some(Item::Dispatch {
+                            label: _,
+                            pipeline,
+                            bind_group,
+                            groups,
+                        }) = self.items.get(i)
+                        {
+                            if dispatches >= budget.max_dispatches || workgroups >= budget.max_workgroups {
+                                break;
+                            }
+                            pass.set_pipeline(pipeline);
+                            pass.set_bind_group(0, bind_group, &[]);
+                            pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+                            dispatches += 1;
+                            workgroups += groups.iter().map(|&g| g as u64).product::<u64>();
+                            i += 1;
+                        }
+                    }
+                }
+            }
+            emit(enc.finish());
+        }
+    }
+}

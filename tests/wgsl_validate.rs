@@ -1,0 +1,50 @@
+//! Every WGSL kernel, in every variant the host can produce, parses, validates, and translates to
+//! SPIR-V and to Metal Shading Language with naga. There is no Apple hardware in CI: the MSL
+//! translation is the Metal gate.
+
+use xlstm_wgpu::gpu::kernels::{specialize, ConstValue, SOURCES};
+
+/// The specialisations the host uses for each kernel (the default source is always checked too).
+fn variants(name: &str) -> Vec<Vec<(&'static str, ConstValue)>> {
+    match name {
+        "embed" | "gemm" | "gemv" => vec![vec![("WEIGHT_F16", ConstValue::Bool(true))]],
+        "rms_norm" => vec![vec![("WG", ConstValue::U32(64))]],
+        _ => vec![],
+    }
+}
+
+fn check(name: &str, text: &str) {
+    let module = naga::front::wgsl::parse_str(text).unwrap_or_else(|e| panic!("{name}: parse: {}", e.emit_to_string(text)));
+    let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all())
+        .validate(&module)
+        .unwrap_or_else(|e| panic!("{name}: validate: {}", e.emit_to_string(text)));
+    naga::back::spv::write_vec(&module, &info, &naga::back::spv::Options::default(), None)
+        .unwrap_or_else(|e| panic!("{name}: SPIR-V: {e}"));
+    let options = naga::back::msl::Options {
+        lang_version: (2, 4),
+        ..Default::default()
+    };
+    let pipeline = naga::back::msl::PipelineOptions::default();
+    naga::back::msl::write_string(&module, &info, &options, &pipeline).unwrap_or_else(|e| panic!("{name}: MSL: {e}"));
+}
+
+#[test]
+fn every_kernel_validates_and_translates_to_spirv_and_msl() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("wgsl");
+    let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().trim_end_matches(".wgsl").to_string())
+        .collect();
+    on_disk.sort();
+    let mut registered: Vec<String> = SOURCES.iter().map(|(n, _)| n.to_string()).collect();
+    registered.sort();
+    assert_eq!(on_disk, registered, "every file in wgsl/ must be registered in gpu::kernels::SOURCES");
+
+    for (name, src) in SOURCES {
+        check(name, src);
+        for consts in variants(name) {
+            let text = specialize(name, src, &consts).unwrap();
+            check(&format!("{name} {consts:?}"), &text);
+        }
+    }
+}

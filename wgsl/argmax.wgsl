@@ -1,0 +1,62 @@
+// argmax.wgsl — greedy token choice: the index of the largest logit of each row (first on ties).
+// The result is written to out[first + row] and, when second != 0xffffffff, also to
+// out[second + row], so a decode step can feed its own output back as the next step's input
+// while also recording it in a history.
+//
+// Bindings (group 0): 0 uniform Params; 1 logits: array<f32> [rows, vocab] (read);
+//   2 out: array<u32> (read_write).
+// Workgroup: 256 invocations per row; (value, index) pairs reduce in workgroup memory.
+// Grid: (rows, 1, 1).
+// Precision: f32 comparisons.
+
+struct Params {
+    vocab: u32,
+    first: u32,
+    second: u32,
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> logits: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<u32>;
+
+var<workgroup> best_v: array<f32, 256>;
+var<workgroup> best_i: array<u32, 256>;
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let base = wid.x * p.vocab;
+    var bv = -3.4e38;
+    var bi = 0xffffffffu;
+    for (var i = lid; i < p.vocab; i += 256u) {
+        let v = logits[base + i];
+        if (v > bv) {
+            bv = v;
+            bi = i;
+        }
+    }
+    best_v[lid] = bv;
+    best_i[lid] = bi;
+    workgroupBarrier();
+    for (var half = 128u; half > 0u; half /= 2u) {
+        if (lid < half) {
+            let ov = best_v[lid + half];
+            let oi = best_i[lid + half];
+            if (ov > best_v[lid] || (ov == best_v[lid] && oi < best_i[lid])) {
+                best_v[lid] = ov;
+                best_i[lid] = oi;
+            }
+        }
+        workgroupBarrier();
+    }
+    if (lid == 0u) {
+        var id = best_i[0];
+        if (id == 0xffffffffu) {
+            id = 0u; // every logit was NaN or -inf; keep the id in range
+        }
+        out[p.first + wid.x] = id;
+        if (p.second != 0xffffffffu) {
+            out[p.second + wid.x] = id;
+        }
+    }
+}

@@ -1,0 +1,116 @@
+// mlstm_step.wgsl — one recurrent mLSTM step (decode, and the `recurrent` prefill strategy),
+// exactly mlstm_kernels' native step (reference/xlstm.md §2.3):
+//   i~, f~ = soft-capped gate pre-activations;  m' = max(logsigmoid(f~) + m, i~)
+//   C' = exp(logsigmoid(f~) + m - m') C + exp(i~ - m') k v^T,   n' likewise with v = 1
+//   h  = (q^T C') / (max(|q^ . n'|, exp(-m')) + eps),  q^ = q / sqrt(dqk)
+//
+// Bindings (group 0): 0 uniform Params; 1 proj: array<f32>, row `row` holds q, k, v, raw i, raw f
+//   at their column offsets (read); 2 bias: array<f32> [2 * num_heads] (read);
+//   3 c: array<f32> [num_heads, dqk, dv], updated in place (read_write);
+//   4 n: array<f32> [2, num_heads, dqk]; 5 m: array<f32> [2, num_heads] (read_write): n and m are
+//   double-buffered by `parity` because every dv tile reads the old n while tile 0 writes the new;
+//   6 hout: array<f32>, h written at out_offset + head * dv (read_write).
+// Workgroup: 256 invocations = 64 dv columns x 4 row groups; row-group partials reduce in
+//   workgroup memory.
+// Grid: (ceil(dv / 64), num_heads, 1).
+// Precision: f32 state and gate math.
+
+struct Params {
+    num_heads: u32,
+    dqk: u32,
+    dv: u32,
+    row: u32,
+    proj_stride: u32,
+    q_col: u32,
+    k_col: u32,
+    v_col: u32,
+    i_col: u32,
+    f_col: u32,
+    parity: u32,
+    out_offset: u32,
+    scale: f32,
+    eps: f32,
+    soft_cap: f32,
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> proj: array<f32>;
+@group(0) @binding(2) var<storage, read> bias: array<f32>;
+@group(0) @binding(3) var<storage, read_write> c: array<f32>;
+@group(0) @binding(4) var<storage, read_write> n: array<f32>;
+@group(0) @binding(5) var<storage, read_write> m: array<f32>;
+@group(0) @binding(6) var<storage, read_write> hout: array<f32>;
+
+var<workgroup> red: array<f32, 256>;
+
+fn log1p_small(z: f32) -> f32 {
+    if (z < 1e-4) {
+        return z * (1.0 - z * (0.5 - z / 3.0));
+    }
+    return log(1.0 + z);
+}
+
+fn log_sigmoid(v: f32) -> f32 {
+    return min(v, 0.0) - log1p_small(exp(-abs(v)));
+}
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let h = wid.y;
+    let vl = lid % 64u;
+    let rg = lid / 64u;
+    let v = wid.x * 64u + vl;
+    let row = p.row * p.proj_stride;
+    let src = p.parity;
+    let dst = 1u - p.parity;
+
+    let ig = p.soft_cap * tanh((proj[row + p.i_col + h] + bias[h]) / p.soft_cap);
+    let fg = p.soft_cap * tanh((proj[row + p.f_col + h] + bias[p.num_heads + h]) / p.soft_cap);
+    let m_old = m[src * p.num_heads + h];
+    let flog = log_sigmoid(fg);
+    let m_new = max(flog + m_old, ig);
+    let fp = exp(flog + m_old - m_new);
+    let ip = exp(ig - m_new);
+
+    // q^ . n' over all of dqk (every tile needs it); tile 0 also stores n'.
+    var qn = 0.0;
+    for (var q = lid; q < p.dqk; q += 256u) {
+        let kq = proj[row + p.k_col + h * p.dqk + q];
+        let nn = fp * n[src * p.num_heads * p.dqk + h * p.dqk + q] + ip * kq;
+        qn = fma(proj[row + p.q_col + h * p.dqk + q] * p.scale, nn, qn);
+        if (wid.x == 0u) {
+            n[dst * p.num_heads * p.dqk + h * p.dqk + q] = nn;
+        }
+    }
+    red[lid] = qn;
+    workgroupBarrier();
+    for (var half = 128u; half > 0u; half /= 2u) {
+        if (lid < half) {
+            red[lid] += red[lid + half];
+        }
+        workgroupBarrier();
+    }
+    let qdotn = red[0];
+    workgroupBarrier();
+
+    var acc = 0.0;
+    if (v < p.dv) {
+        let vv = proj[row + p.v_col + h * p.dv + v];
+        for (var q = rg; q < p.dqk; q += 4u) {
+            let idx = (h * p.dqk + q) * p.dv + v;
+            let cn = fp * c[idx] + ip * proj[row + p.k_col + h * p.dqk + q] * vv;
+            c[idx] = cn;
+            acc = fma(proj[row + p.q_col + h * p.dqk + q] * p.scale, cn, acc);
+        }
+    }
+    red[lid] = acc;
+    workgroupBarrier();
+    if (rg == 0u && v < p.dv) {
+        let num = red[vl] + red[vl + 64u] + red[vl + 128u] + red[vl + 192u];
+        hout[p.out_offset + h * p.dv + v] = num / (max(abs(qdotn), exp(-m_new)) + p.eps);
+    }
+    if (wid.x == 0u && lid == 0u) {
+        m[dst * p.num_heads + h] = m_new;
+    }
+}
