@@ -10,7 +10,7 @@ The Rust engine (xlstm-wgpu) is tested against the files written here.
 
 Usage
 -----
-    # all fixtures used by the test-suite (deterministic; ~1-2 min on one CPU thread)
+    # all fixtures used by the test-suite (deterministic, byte-reproducible; ~10 s on one CPU thread)
     /opt/oracle/bin/python tools/make_fixtures.py [--out tests/fixtures] [--no-transformers-check]
 
     # one arbitrary checkpoint + one case, for checking shapes the suite does not contain by hand
@@ -72,7 +72,7 @@ weight_mode "fused" (xLSTMLarge(weight_mode="fused").state_dict(), confirmed by 
     backbone.blocks.{i}.ffn.proj_up_gate/proj_up.weight ->
     backbone.blocks.{i}.ffn.proj_up_gate_z.weight            [2F, E]   = cat([proj_up_gate, proj_up])
                                                              (SiLU on the first F rows, times the last F)
-    (the embedding key follows --names as above; transformers uses the same fused names.)
+    (the embedding key follows --names as above; transformers declares the same fused names.)
 FFN width: F = int(((E*ffn_proj_factor + m - 1) // m) * m) with m = ffn_round_up_to_multiple_of,
     evaluated in FLOATING POINT exactly like the package -- this is floor((x+m-1)/m)*m, NOT ceil(x/m)*m:
     E=48: 48*2.6667 = 128.0016 -> 128 (ceil would give 192); E=96: 256.0032 -> 256 (ceil: 320).
@@ -88,7 +88,8 @@ Case files case_<label>.safetensors
     generated_logits  F32 [N, V]  generated_logits[0] = logits[T-1]; for i > 0 the logits of the S=1 step
                                   that fed generated[i-1] (state carried from the prompt forward);
                                   generated[i] = argmax(generated_logits[i])
-    Every greedy choice has a top-1/top-2 margin >= 0.02 (prompt seed bumped until true).
+    Every greedy choice has a top-1/top-2 margin >= 0.02, and the official chunkwise and step-by-step
+    paths agree to <= 2.5e-4 on logits and generated_logits (prompt seed += 1000 until both hold).
     Metadata (string dict): label, config (JSON), chunk_size, dtype, names, weight_mode, weight_seed,
     prompt_seed, T, N, versions and the sanity-check numbers.
 
@@ -115,26 +116,27 @@ Sanity checks (printed; thresholds assert)
 """
 
 import argparse
-import copy
 import json
 import math
 import os
 import sys
 import time
 
-import numpy as np
 import torch
 
 torch.set_num_threads(1)
 
 from safetensors import safe_open  # noqa: E402
-from safetensors.torch import save_file  # noqa: E402
 from xlstm.xlstm_large.model import xLSTMLarge, xLSTMLargeConfig  # noqa: E402
 from xlstm.xlstm_large.utils import round_up_to_next_multiple_of  # noqa: E402
 
 MARGIN_MIN = 0.02
 LM_GAIN = 4.0  # lm_head std = LM_GAIN / sqrt(E): logits of a few units to ~20 before the 30 cap
 STEP_TOL = 1e-3  # hard failure threshold for chunkwise-vs-step disagreement (expected ~1e-5 .. 3e-4)
+# A prompt whose two official paths differ by more than COND_TOL is rejected (prompt seed bumped): at such
+# positions a head's h is small/cancelling and the per-head LayerNorm rescales its absolute rounding error to
+# ~1e-3 in the logits, so the reference itself is not determined to the 1e-3 test tolerance.
+COND_TOL = 2.5e-4
 
 DTYPES = {"f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}
 TORCH_DTYPE_NAME = {"f32": "float32", "bf16": "bfloat16", "f16": "float16"}
@@ -143,12 +145,12 @@ TORCH_DTYPE_NAME = {"f32": "float32", "bf16": "bfloat16", "f16": "float16"}
 FIXTURES = [
     dict(name="large_a", E=64, NH=2, L=2, V=101, qk=0.5, vf=1.0, names="hf", weight_mode="single",
          dtype="f32", chunk_size=64, shards=1, config_spelling="xlstm", seed=1001,
-         cases=[("t1000", 1000, 8, 11), ("t1", 1, 4, 12)]),
+         cases=[("t1000", 1000, 8, 11), ("t1", 1, 4, 111)]),
     dict(name="large_b", E=48, NH=4, L=3, V=77, qk=0.5, vf=1.0, names="xlstm", weight_mode="single",
          dtype="bf16", chunk_size=16, shards=1, config_spelling="transformers", seed=2002,
-         cases=[("t37", 37, 6, 21), ("t64", 64, 4, 22)]),
+         cases=[("t37", 37, 6, 21), ("t64", 64, 4, 121)]),
     dict(name="large_c", E=40, NH=1, L=1, V=50, qk=0.25, vf=0.5, names="xlstm", weight_mode="fused",
-         dtype="f16", chunk_size=64, shards=2, config_spelling="xlstm", seed=3003,
+         dtype="f16", chunk_size=64, shards=2, config_spelling="xlstm", seed=3012,
          cases=[("t130", 130, 5, 31)]),
     dict(name="large_d", E=96, NH=3, L=2, V=211, qk=0.5, vf=1.0, names="hf", weight_mode="single",
          dtype="f32", chunk_size=64, shards=3, config_spelling="xlstm", seed=4004,
@@ -157,6 +159,32 @@ FIXTURES = [
 
 DEFAULTS = dict(ffn_proj_factor=2.6667, ffn_round_up_to_multiple_of=64, norm_eps=1e-6,
                 gate_soft_cap=15.0, output_logit_soft_cap=30.0, eps=1e-6)
+
+
+ST_DTYPE = {torch.float32: "F32", torch.bfloat16: "BF16", torch.float16: "F16", torch.int64: "I64"}
+
+
+def save_file(tensors, path, metadata=None):
+    """Byte-reproducible safetensors writer (safetensors' own writer emits the metadata map in random
+    HashMap order, so regenerated files would differ byte-wise). Header: __metadata__ first, then the
+    tensors sorted by name, data in the same order, header space-padded to a multiple of 8."""
+    assert sys.byteorder == "little"
+    header, blobs, off = {}, [], 0
+    if metadata:
+        header["__metadata__"] = {k: str(metadata[k]) for k in sorted(metadata)}
+    for name in sorted(tensors):
+        t = tensors[name].detach().contiguous().cpu()
+        raw = t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
+        header[name] = {"dtype": ST_DTYPE[t.dtype], "shape": list(t.shape), "data_offsets": [off, off + len(raw)]}
+        blobs.append(raw)
+        off += len(raw)
+    hb = json.dumps(header, separators=(",", ":")).encode()
+    hb += b" " * (-len(hb) % 8)
+    with open(path, "wb") as f:
+        f.write(len(hb).to_bytes(8, "little"))
+        f.write(hb)
+        for b in blobs:
+            f.write(b)
 
 
 def versions():
@@ -200,7 +228,7 @@ def dims(s):
 
 
 def config_json(s):
-    d = dims(s)
+    dims(s)  # validates the head split
     c = {
         "architectures": ["xLSTMForCausalLM"],
         "model_type": "xlstm",
@@ -239,8 +267,6 @@ def config_json(s):
              for k, v in c.items()}
     elif s["config_spelling"] != "xlstm":
         raise SystemExit("config spelling must be xlstm|transformers")
-    # informational only (derived), prefixed so that loaders do not mistake them for config fields
-    c["_derived_dims"] = d
     return c
 
 
@@ -532,7 +558,7 @@ def build_fixture(spec, root, tf_check=True, quiet=False):
     for (label, T, N, pseed) in s["cases"]:
         attempt = 0
         while True:
-            seed = pseed + attempt
+            seed = pseed + 1000 * attempt
             g = torch.Generator().manual_seed(seed)
             ids = torch.randint(0, s["V"], (T,), generator=g, dtype=torch.long)
             rec = GateRecorder(model)
@@ -543,17 +569,19 @@ def build_fixture(spec, root, tf_check=True, quiet=False):
             logits, gen, glog, _ = reference_case(model, ids, N)
             assert torch.equal(logits_full[0][0], logits), "prompt forward not deterministic"
             margins = [top2_margin(glog[j]) for j in range(N)]
-            if min(margins) >= MARGIN_MIN:
+            # conditioning: the two official paths (chunkwise prompt vs S=1 step loop) must agree closely
+            step_logits, step_glog = stepwise_case(model, ids, gen)
+            d_prompt = (step_logits - logits).abs().max().item()
+            d_gen = (step_glog - glog).abs().max().item()
+            if min(margins) >= MARGIN_MIN and max(d_prompt, d_gen) <= COND_TOL:
                 break
-            log(f"   case {label}: prompt seed {seed} has margin {min(margins):.4f} < {MARGIN_MIN}; retrying")
+            log(f"   case {label}: prompt seed {seed} rejected (min margin {min(margins):.4f}, need >= {MARGIN_MIN}; "
+                f"chunkwise-vs-step {max(d_prompt, d_gen):.2e}, need <= {COND_TOL:.1e}); retrying")
             attempt += 1
             if attempt > 50:
-                raise SystemExit("could not find a prompt with a clear greedy margin")
+                raise SystemExit("could not find a well-conditioned prompt with a clear greedy margin")
         gst = rec.stats()
         # checks
-        step_logits, step_glog = stepwise_case(model, ids, gen)
-        d_prompt = (step_logits - logits).abs().max().item()
-        d_gen = (step_glog - glog).abs().max().item()
         step_ids_ok = bool(torch.equal(torch.argmax(step_glog, -1), gen))
         rl, rg, rgl, _ = reference_case(reloaded, ids, N)
         reload_exact = bool(torch.equal(rl, logits) and torch.equal(rg, gen) and torch.equal(rgl, glog))
@@ -606,7 +634,7 @@ def build_fixture(spec, root, tf_check=True, quiet=False):
 
 
 def fmt(x, f="{:.2e}"):
-    return f.format(x) if isinstance(x, float) else str(x)
+    return f.format(x) if isinstance(x, float) else ("n/a" if x is None else str(x))
 
 
 def write_readme(root, reports, argv):
@@ -668,7 +696,7 @@ CONVENTIONS = """## Conventions
   `chunk_size`, `eps`, kernel names, `bos_token_id` 0, `eos_token_id` 2, `pad_token_id` 1,
   `tie_word_embeddings` false, `torch_dtype`, `model_type` "xlstm", `architectures` ["xLSTMForCausalLM"]).
   `large_b` uses the transformers spelling `hidden_size` / `num_hidden_layers` instead of
-  `embedding_dim` / `num_blocks`. `_derived_dims` is informational only (QK, VD, DHQK, DHV, F).
+  `embedding_dim` / `num_blocks`. Derived dims (QK, VD, DHQK, DHV, F) are in the case metadata `config`.
 - Weights: `model.safetensors`, or `model-0000k-of-0000K.safetensors` + `model.safetensors.index.json`
   (`{"metadata": {"total_size": <bytes>}, "weight_map": {name: file}}`). Every tensor is stored in the
   checkpoint dtype (F32/BF16/F16), norms and biases included. Shard files carry metadata `{"format": "pt"}`.
@@ -682,7 +710,7 @@ CONVENTIONS = """## Conventions
   `backbone.blocks.{i}.ffn.proj_up_gate.weight [F,E]`, `.proj_up.weight [F,E]`, `.proj_down.weight [E,F]`;
   `backbone.out_norm.weight [E]`, `lm_head.weight [V,E]`.
 - `xlstm` names (xlstm package `xLSTMLarge.state_dict()`): identical except `embedding.weight` for the embedding.
-- `fused` weight mode (package names, also what transformers uses for fused):
+- `fused` weight mode (package names; transformers declares the same names but cannot instantiate fused, see below):
   `mlstm_layer.qkv_opreact.weight [2QK+2VD, E]` = cat(q, k, v, ogate_preact) along dim 0;
   `mlstm_layer.ifgate_preact.weight [2NH, E]` / `.bias [2NH]` = cat(igate, fgate) (soft cap on all, then split);
   `ffn.proj_up_gate_z.weight [2F, E]` = cat(proj_up_gate, proj_up) (SiLU on the first F outputs).
@@ -696,7 +724,8 @@ CONVENTIONS = """## Conventions
 - `generated` I64 [N], `generated_logits` F32 [N, V]: `generated_logits[0] = logits[T-1]`,
   `generated[i] = argmax(generated_logits[i])`; for i > 0, `generated_logits[i]` are the logits of the S=1 step
   that fed `generated[i-1]` with the state carried from the prompt forward.
-- Every greedy choice has a top-1/top-2 margin >= 0.02 (prompt seed bumped until true; recorded).
+- Every greedy choice has a top-1/top-2 margin >= 0.02 and the official chunkwise and step-by-step paths agree
+  to <= 2.5e-4 (otherwise the prompt seed is bumped by 1000 and the case regenerated; the seed used is recorded).
 - safetensors metadata (strings): `label`, `config` (JSON summary incl. dims), `chunk_size`, `dtype`, `names`,
   `weight_mode`, `weight_seed`, `prompt_seed`, `T`, `N`, `reference`, `versions` (JSON), `checks` (JSON).
 
@@ -706,9 +735,30 @@ lm_head N(0,4/sqrt(E)); all norm weights 1+0.3 N(0,1); igate weight N(0,1/sqrt(E
 N(0,1/sqrt(E)), bias U(-3,6) stratified over all heads of the model.
 
 ### Tolerances observed between the official paths
-chunkwise vs step-by-step (both official, float32) differ by 1e-6 .. ~3e-4 in logits (see table), so
+chunkwise vs step-by-step (both official, float32) differ by 1e-6 .. ~2e-4 in logits (see table), so
 ~1e-3 is a meaningful tolerance for an f32 engine; BF16/F16 fixtures are still computed in f32 from the
 rounded weights, so the same tolerance applies to an engine that upcasts weights.
+
+### Pitfalls met while generating
+- Prompt padding in the package (`mode="inference"`): for S > 1 the sequence is right-padded to a multiple of
+  `chunk_size` with q=k=v=0, forget pre-activation +25 and input pre-activation -25, run through the chunkwise
+  kernel, and h sliced back to S; S == 1 goes through the step kernel instead. The zero initial state has
+  m0 = 0 (not -inf). The padded tail leaves C, n unchanged up to the stabiliser m, so the state after a padded
+  prompt equals the unpadded one up to the common exp(m) scale; logits are unaffected.
+- Conditioning: at rare positions a head's h is small because q^T C cancels; the per-head LayerNorm then
+  rescales its absolute rounding error, and the two official paths disagree by up to ~7e-4 in logits
+  (seen on large_d with prompt seed 41, one position). Such prompts are rejected (COND_TOL = 2.5e-4).
+- FFN width rounding uses float floor((x+63)/64)*64, which is not ceil for x slightly above a multiple of 64
+  (E=48 -> 128, E=96 -> 256 with ffn_proj_factor 2.6667); large_b and large_d exercise this.
+- transformers 5.24 `xLSTMConfig`: `hidden_size` defaults to 4096 and `num_hidden_layers` to 32, and
+  `__post_init__` only falls back to `embedding_dim`/`num_blocks` when those are None, so a config.json with only
+  the xLSTM spelling (`embedding_dim: 64`) is read by transformers as hidden_size 4096 (the real 7B works only
+  because it is 4096/32). Our loader must accept both spellings; transformers needs `hidden_size`.
+- transformers 5.24 cannot instantiate `weight_mode="fused"` (`_init_weights` slices the 2*NH ifgate bias with
+  mismatched shapes -> RuntimeError); the generator checks fused checkpoints in transformers by splitting them.
+- safetensors' own writer stores the `__metadata__` map in random (HashMap) order, so files are not
+  byte-reproducible; the generator writes safetensors itself (sorted header) and verifies every file by reading
+  it back with the safetensors library.
 """
 
 
@@ -737,7 +787,7 @@ def main():
     ap.add_argument("--config-spelling", choices=["xlstm", "transformers"], default="xlstm")
     ap.add_argument("--chunk-size", type=int, default=64)
     ap.add_argument("--shards", type=int, default=1)
-    ap.add_argument("--seed", type=int, default=0, help="weight seed; the prompt seed starts at seed+1")
+    ap.add_argument("--seed", type=int, default=0, help="weight seed; the prompt seed starts at seed+1 (+1000 per rejected prompt)")
     ap.add_argument("--label", default="custom")
     a = ap.parse_args()
 

@@ -1,1 +1,14 @@
-//! Plain f32 CPU reference (being written).
+//! Plain-Rust f32 CPU reference of every xLSTM op and of the whole xLSTM Large forward pass.
+//!
+//! This is the oracle the WGSL kernels are tested against, so it favours clarity and accuracy over
+//! speed: values are stored as f32 (like the GPU buffers) but every reduction — dot products, norm
+//! statistics, gate cumulative sums and the mLSTM stabiliser arithmetic — is accumulated in f64, so
+//! the reference's own rounding error is far below any tolerance a kernel test would use.
+//!
+//! Layouts are token-major and row-major throughout; `nn.Linear` weights are `[out, in]` and
+//! `y = x W^T`, exactly as stored in the checkpoint (see `shared/reference/xlstm.md` §1.3).
+
+pub mod large;
+pub mod mlstm;
+pub mod ops;
+pub mod rng;

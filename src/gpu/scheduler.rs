@@ -73,7 +73,6 @@ enum Pending {
 
 enum Item {
     Dispatch {
-        label: &'static str,
         pipeline: wgpu::ComputePipeline,
         bind_group: wgpu::BindGroup,
         groups: [u32; 3],
@@ -195,7 +194,6 @@ impl PlanBuilder {
                         entries: &entries,
                     });
                     items.push(Item::Dispatch {
-                        label,
                         pipeline,
                         bind_group,
                         groups,
@@ -260,7 +258,6 @@ impl Plan {
                             timestamp_writes: None,
                         });
                         while let Some(Item::Dispatch {
-                            label: _,
                             pipeline,
                             bind_group,
                             groups,

@@ -146,7 +146,7 @@ impl LargeConfig {
         if self.qk_dim() == 0 || self.v_dim() == 0 {
             return bad("qk_dim_factor and v_dim_factor must give positive widths".into());
         }
-        if self.qk_dim() % self.num_heads != 0 || self.v_dim() % self.num_heads != 0 {
+        if !self.qk_dim().is_multiple_of(self.num_heads) || !self.v_dim().is_multiple_of(self.num_heads) {
             return bad(format!(
                 "qk_dim {} and v_dim {} must be divisible by num_heads {}",
                 self.qk_dim(),
@@ -154,7 +154,7 @@ impl LargeConfig {
                 self.num_heads
             ));
         }
-        if !(self.norm_eps > 0.0) || !self.gate_soft_cap.is_finite() || self.gate_soft_cap <= 0.0 {
+        if self.norm_eps.is_nan() || self.norm_eps <= 0.0 || !self.gate_soft_cap.is_finite() || self.gate_soft_cap <= 0.0 {
             return bad("norm_eps and gate_soft_cap must be positive".into());
         }
         if !self.output_logit_soft_cap.is_finite() || self.output_logit_soft_cap < 0.0 {

@@ -77,9 +77,9 @@ EVAL_PASSAGE_TOKENS = 512  # including the leading BOS
 GREEDY_NEW_TOKENS = 32
 
 DEFAULTS = {
-    "large": dict(out="models/xlstm-large-mini", steps=1500, batch=16, ctx=256, lr=4e-3, warmup=100,
+    "large": dict(out="models/xlstm-large-mini", steps=1000, batch=16, ctx=256, lr=4e-3, warmup=100,
                   min_lr_ratio=0.1, weight_decay=0.1, embedding_dim=128, num_heads=4, num_blocks=4),
-    "v1": dict(out="models/xlstm-v1-mini", steps=1500, batch=16, ctx=256, lr=4e-3, warmup=100,
+    "v1": dict(out="models/xlstm-v1-mini", steps=800, batch=16, ctx=256, lr=3e-3, warmup=100,
                min_lr_ratio=0.1, weight_decay=0.1, embedding_dim=128, num_heads=4, num_blocks=4),
 }
 
@@ -225,9 +225,10 @@ def large_config(args, vocab_size: int, mode: str):
 
 
 def init_large_(model, cfg):
-    """xLSTMLarge has no init scheme of its own (PyTorch defaults); use the xLSTM-7B recipe:
-    small-init for inputs, Wang init for output projections, zero-ish gate weights,
-    forget-gate bias linspace(3, 6), input-gate bias -10 ... we use a milder -3 for a short run."""
+    """xLSTMLarge has no init scheme of its own (PyTorch defaults). Use the usual xLSTM recipe:
+    small-init (std sqrt(2/(5E))) for embedding / input projections / lm_head, Wang init for the
+    output projections, small gate weights, forget-gate biases linspace(3, 6) per head and
+    input-gate bias -3 (xLSTM-7B used -10; a milder value suits a very short run)."""
     from xlstm.components.init import small_init_init_, wang_init_, bias_linspace_init_
 
     E, L = cfg.embedding_dim, cfg.num_blocks
@@ -411,7 +412,7 @@ def heldout_windows(ids: np.ndarray, starts: np.ndarray, ctx: int):
         cands = [s for s in starts if s <= pos and pos - s < ctx // 2]
         s = max(cands) if cands else pos
         w = ids[s:s + ctx]
-        first = pos - s  # index in w of first scored target
+        first = int(pos - s)  # index in w of first scored target
         out.append((np.concatenate([[BOS_ID], w]), first))
         pos = s + len(w)
     return out
@@ -501,6 +502,7 @@ def save_f16(sd: dict, path: str, metadata: dict):
     from safetensors.torch import save_file
 
     save_file({k: v.detach().to(torch.float16).contiguous() for k, v in sd.items()}, path, metadata=metadata)
+    os.chmod(path, 0o644)
 
 
 def load_f32(path: str) -> dict:
@@ -815,9 +817,9 @@ def main():
             "candidates_tried": cands,
         },
         "heldout": {
-            "mean_ce_loss": ho_loss,
+            "mean_ce_loss": float(ho_loss),
             "perplexity": math.exp(ho_loss),
-            "num_tokens": ho_count,
+            "num_tokens": int(ho_count),
             "unigram_baseline_ce_loss": unigram_ce,
             "unigram_baseline_perplexity": math.exp(unigram_ce),
             "windows": f"BOS + up to {args.ctx} tokens from a paragraph start, each held-out token scored once",

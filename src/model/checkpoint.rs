@@ -1,0 +1,182 @@
+//! Reading safetensors checkpoints: a single `model.safetensors`, shards listed in
+//! `model.safetensors.index.json`, or the xlstm package's `model_0.safetensors`, `model_1...`.
+//! Files are memory-mapped and headers validated up front; tensor data is converted to the GPU
+//! format a row range at a time, so host memory does not grow with model size.
+
+use crate::error::{Error, Result};
+use memmap2::Mmap;
+use safetensors::tensor::{Dtype, SafeTensors};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// Where one tensor lives.
+#[derive(Clone, Debug)]
+pub struct TensorEntry {
+    pub dtype: Dtype,
+    pub shape: Vec<usize>,
+    file: usize,
+    /// Byte range inside the memory-mapped file.
+    start: usize,
+    end: usize,
+}
+
+/// An opened checkpoint directory.
+pub struct Checkpoint {
+    files: Vec<(PathBuf, Mmap)>,
+    tensors: HashMap<String, TensorEntry>,
+}
+
+/// Element types a tensor can be converted from.
+fn element_size(dtype: Dtype) -> Option<usize> {
+    match dtype {
+        Dtype::F32 => Some(4),
+        Dtype::F16 | Dtype::BF16 => Some(2),
+        _ => None,
+    }
+}
+
+impl Checkpoint {
+    /// Opens every safetensors file of the checkpoint in `dir`.
+    pub fn open(dir: &Path) -> Result<Self> {
+        if !dir.is_dir() {
+            return Err(Error::Input(format!("model directory {} does not exist", dir.display())));
+        }
+        let index = dir.join("model.safetensors.index.json");
+        let names: Vec<PathBuf> = if index.is_file() {
+            let text = std::fs::read_to_string(&index).map_err(|e| Error::io(&index, e))?;
+            let json: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| Error::Checkpoint(format!("{}: {e}", index.display())))?;
+            let map = json
+                .get("weight_map")
+                .and_then(|m| m.as_object())
+                .ok_or_else(|| Error::Checkpoint(format!("{}: no `weight_map` object", index.display())))?;
+            let mut files: Vec<String> = map
+                .values()
+                .map(|v| {
+                    v.as_str()
+                        .map(str::to_string)
+                        .ok_or_else(|| Error::Checkpoint(format!("{}: file names must be strings", index.display())))
+                })
+                .collect::<Result<_>>()?;
+            files.sort();
+            files.dedup();
+            for f in &files {
+                if f.contains('/') || f.contains('\\') || f.contains("..") {
+                    return Err(Error::Checkpoint(format!("{}: bad shard name `{f}`", index.display())));
+                }
+            }
+            files.into_iter().map(|f| dir.join(f)).collect()
+        } else if dir.join("model.safetensors").is_file() {
+            vec![dir.join("model.safetensors")]
+        } else {
+            let mut shards = Vec::new();
+            while dir.join(format!("model_{}.safetensors", shards.len())).is_file() {
+                shards.push(dir.join(format!("model_{}.safetensors", shards.len())));
+            }
+            if shards.is_empty() {
+                return Err(Error::Checkpoint(format!(
+                    "no model.safetensors, model.safetensors.index.json or model_0.safetensors in {}",
+                    dir.display()
+                )));
+            }
+            shards
+        };
+
+        let mut files = Vec::new();
+        let mut tensors = HashMap::new();
+        for (fi, path) in names.iter().enumerate() {
+            let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+            // SAFETY: the file is only read; if another process truncates it while mapped, reads
+            // may fault, which is the documented risk of memory-mapping model files.
+            let mmap = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+            // Full validation: header JSON, offsets within the file, no overlaps, exact length.
+            let st = SafeTensors::deserialize(&mmap)
+                .map_err(|e| Error::Checkpoint(format!("{}: {e}", path.display())))?;
+            let base = mmap.as_ptr() as usize;
+            for (name, view) in st.tensors() {
+                let start = view.data().as_ptr() as usize - base;
+                let entry = TensorEntry {
+                    dtype: view.dtype(),
+                    shape: view.shape().to_vec(),
+                    file: fi,
+                    start,
+                    end: start + view.data().len(),
+                };
+                if tensors.insert(name.clone(), entry).is_some() {
+                    return Err(Error::Checkpoint(format!("tensor `{name}` appears in more than one file")));
+                }
+            }
+            files.push((path.clone(), mmap));
+        }
+        Ok(Checkpoint { files, tensors })
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.tensors.contains_key(name)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &String> {
+        self.tensors.keys()
+    }
+
+    /// Looks up a tensor, checking its shape and that its dtype is one we convert from.
+    pub fn entry(&self, name: &str, shape: &[usize]) -> Result<&TensorEntry> {
+        let e = self
+            .tensors
+            .get(name)
+            .ok_or_else(|| Error::Checkpoint(format!("missing tensor `{name}`")))?;
+        if e.shape != shape {
+            return Err(Error::Checkpoint(format!(
+                "tensor `{name}` has shape {:?}, expected {shape:?}",
+                e.shape
+            )));
+        }
+        if element_size(e.dtype).is_none() {
+            return Err(Error::Checkpoint(format!(
+                "tensor `{name}` has dtype {:?}; only F32, F16 and BF16 are supported",
+                e.dtype
+            )));
+        }
+        Ok(e)
+    }
+
+    /// The shape of a tensor, if present.
+    pub fn shape(&self, name: &str) -> Option<&[usize]> {
+        self.tensors.get(name).map(|e| e.shape.as_slice())
+    }
+
+    /// Converts elements [first, first + count) of a tensor to f32, appending to `out`.
+    pub fn read_f32_into(&self, e: &TensorEntry, first: usize, count: usize, out: &mut Vec<f32>) {
+        let size = element_size(e.dtype).unwrap_or(4);
+        let end = (e.start + (first + count) * size).min(e.end);
+        let bytes = &self.files[e.file].1[(e.start + first * size).min(end)..end];
+        match e.dtype {
+            Dtype::F32 => out.extend(bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))),
+            Dtype::F16 => out.extend(
+                bytes
+                    .chunks_exact(2)
+                    .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()),
+            ),
+            Dtype::BF16 => out.extend(
+                bytes
+                    .chunks_exact(2)
+                    .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()),
+            ),
+            _ => {}
+        }
+    }
+
+    /// A whole tensor as f32 (for small tensors: norms, biases; and for the CPU reference).
+    pub fn tensor_f32(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        let e = self.entry(name, shape)?;
+        let count: usize = e.shape.iter().product();
+        let mut out = Vec::with_capacity(count);
+        self.read_f32_into(e, 0, count, &mut out);
+        Ok(out)
+    }
+
+    /// The files this checkpoint was read from.
+    pub fn paths(&self) -> impl Iterator<Item = &Path> {
+        self.files.iter().map(|(p, _)| p.as_path())
+    }
+}

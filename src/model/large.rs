@@ -1,0 +1,378 @@
+//! xLSTM Large (the xLSTM-7B architecture) on the GPU: weight loading with the checkpoint name
+//! maps, and the plans for a prefill segment and for decode steps (reference/xlstm.md §1.2).
+
+use super::checkpoint::{Checkpoint, TensorEntry};
+use super::config::LargeConfig;
+use super::weights::{upload_f32, upload_matrix, GpuMatrix, WeightDtype};
+use crate::error::{Error, Result};
+use crate::gpu::{BufferPool, Category, Gpu, GpuBuffer, PlanBuilder, Slice};
+use crate::ops::{self, Boundaries, CellLayout, CellStateBuffers, Epilogue, Ops, Rows};
+
+/// One block's weights on the GPU. The q|k|v|o|i|f projections are one matrix (one GEMM/GEMV
+/// per token instead of six) and so are the FFN's gate|up projections.
+pub struct LargeBlock {
+    pub norm_mlstm: GpuBuffer,
+    pub proj: GpuMatrix,
+    /// Input-gate biases then forget-gate biases, [2 * NH].
+    pub gate_bias: GpuBuffer,
+    pub head_norm: GpuBuffer,
+    pub out_proj: GpuMatrix,
+    pub norm_ffn: GpuBuffer,
+    pub ffn_up: GpuMatrix,
+    pub ffn_down: GpuMatrix,
+}
+
+/// All weights of an xLSTM Large model on the GPU.
+pub struct LargeWeights {
+    pub embedding: GpuMatrix,
+    pub blocks: Vec<LargeBlock>,
+    pub out_norm: Option<GpuBuffer>,
+    pub lm_head: GpuMatrix,
+}
+
+/// Tensor names of one block in a checkpoint.
+struct BlockNames {
+    prefix: String,
+}
+
+impl BlockNames {
+    fn name(&self, rest: &str) -> String {
+        format!("{}{}", self.prefix, rest)
+    }
+}
+
+/// Finds the FFN width from the weights (the config's rounding can differ from the checkpoint's).
+pub fn ffn_dim_from_checkpoint(ckpt: &Checkpoint) -> Option<usize> {
+    if let Some(s) = ckpt.shape("backbone.blocks.0.ffn.proj_up_gate.weight") {
+        return Some(s[0]);
+    }
+    ckpt.shape("backbone.blocks.0.ffn.proj_up_gate_z.weight").map(|s| s[0] / 2)
+}
+
+impl LargeWeights {
+    /// Uploads every tensor, checking names, shapes and dtypes against the config.
+    pub fn load(gpu: &Gpu, pool: &BufferPool, ckpt: &Checkpoint, cfg: &LargeConfig, dtype: WeightDtype) -> Result<Self> {
+        let (e, v, nh) = (cfg.embedding_dim, cfg.vocab_size, cfg.num_heads);
+        let (qk, vd, f) = (cfg.qk_dim(), cfg.v_dim(), cfg.ffn_dim);
+        let emb_name = ["backbone.embeddings.weight", "embedding.weight"]
+            .into_iter()
+            .find(|n| ckpt.contains(n))
+            .ok_or_else(|| Error::Checkpoint("missing tensor `backbone.embeddings.weight` (or `embedding.weight`)".into()))?;
+        let embedding = upload_matrix(gpu, pool, ckpt, &[ckpt.entry(emb_name, &[v, e])?], e, dtype, "embedding")?;
+
+        let mut blocks = Vec::with_capacity(cfg.num_blocks);
+        for i in 0..cfg.num_blocks {
+            let n = BlockNames {
+                prefix: format!("backbone.blocks.{i}."),
+            };
+            let small = |rest: &str, len: usize, cat: Category| -> Result<GpuBuffer> {
+                let data = ckpt.tensor_f32(&n.name(rest), &[len])?;
+                upload_f32(gpu, pool, &data, cat, &n.name(rest))
+            };
+            let fused = ckpt.contains(&n.name("mlstm_layer.qkv_opreact.weight"));
+            let (proj_src, gate_bias): (Vec<&TensorEntry>, Vec<f32>) = if fused {
+                let qkvo = ckpt.entry(&n.name("mlstm_layer.qkv_opreact.weight"), &[2 * qk + 2 * vd, e])?;
+                let ifw = ckpt.entry(&n.name("mlstm_layer.ifgate_preact.weight"), &[2 * nh, e])?;
+                let bias = ckpt.tensor_f32(&n.name("mlstm_layer.ifgate_preact.bias"), &[2 * nh])?;
+                (vec![qkvo, ifw], bias)
+            } else {
+                let mut bias = ckpt.tensor_f32(&n.name("mlstm_layer.igate_preact.bias"), &[nh])?;
+                bias.extend(ckpt.tensor_f32(&n.name("mlstm_layer.fgate_preact.bias"), &[nh])?);
+                (
+                    vec![
+                        ckpt.entry(&n.name("mlstm_layer.q.weight"), &[qk, e])?,
+                        ckpt.entry(&n.name("mlstm_layer.k.weight"), &[qk, e])?,
+                        ckpt.entry(&n.name("mlstm_layer.v.weight"), &[vd, e])?,
+                        ckpt.entry(&n.name("mlstm_layer.ogate_preact.weight"), &[vd, e])?,
+                        ckpt.entry(&n.name("mlstm_layer.igate_preact.weight"), &[nh, e])?,
+                        ckpt.entry(&n.name("mlstm_layer.fgate_preact.weight"), &[nh, e])?,
+                    ],
+                    bias,
+                )
+            };
+            let ffn_src: Vec<&TensorEntry> = if ckpt.contains(&n.name("ffn.proj_up_gate_z.weight")) {
+                vec![ckpt.entry(&n.name("ffn.proj_up_gate_z.weight"), &[2 * f, e])?]
+            } else {
+                vec![
+                    ckpt.entry(&n.name("ffn.proj_up_gate.weight"), &[f, e])?,
+                    ckpt.entry(&n.name("ffn.proj_up.weight"), &[f, e])?,
+                ]
+            };
+            blocks.push(LargeBlock {
+                norm_mlstm: small("norm_mlstm.weight", e, Category::Weights)?,
+                proj: upload_matrix(gpu, pool, ckpt, &proj_src, e, dtype, &n.name("mlstm_layer"))?,
+                gate_bias: upload_f32(gpu, pool, &gate_bias, Category::Weights, "gate bias")?,
+                head_norm: small("mlstm_layer.multihead_norm.weight", vd, Category::Weights)?,
+                out_proj: upload_matrix(gpu, pool, ckpt, &[ckpt.entry(&n.name("mlstm_layer.out_proj.weight"), &[e, vd])?], vd, dtype, &n.name("out_proj"))?,
+                norm_ffn: small("norm_ffn.weight", e, Category::Weights)?,
+                ffn_up: upload_matrix(gpu, pool, ckpt, &ffn_src, e, dtype, &n.name("ffn.up"))?,
+                ffn_down: upload_matrix(gpu, pool, ckpt, &[ckpt.entry(&n.name("ffn.proj_down.weight"), &[e, f])?], f, dtype, &n.name("ffn.down"))?,
+            });
+        }
+        let out_norm = if cfg.add_out_norm {
+            let data = ckpt.tensor_f32("backbone.out_norm.weight", &[e])?;
+            Some(upload_f32(gpu, pool, &data, Category::Weights, "out_norm")?)
+        } else {
+            None
+        };
+        let lm_head = upload_matrix(gpu, pool, ckpt, &[ckpt.entry("lm_head.weight", &[v, e])?], e, dtype, "lm_head")?;
+        Ok(LargeWeights {
+            embedding,
+            blocks,
+            out_norm,
+            lm_head,
+        })
+    }
+}
+
+/// The recurrent state of one block on the GPU.
+pub struct BlockState {
+    pub c: GpuBuffer,
+    pub n: GpuBuffer,
+    pub m: GpuBuffer,
+}
+
+impl BlockState {
+    pub fn new(pool: &BufferPool, cfg: &LargeConfig) -> Result<Self> {
+        let nh = cfg.num_heads;
+        let (dqk, dv) = (cfg.head_dim_qk(), cfg.head_dim_v());
+        Ok(BlockState {
+            c: pool.storage((nh * dqk * dv * 4) as u64, Category::State, "state C")?,
+            n: pool.storage((2 * nh * dqk * 4) as u64, Category::State, "state n")?,
+            m: pool.storage((2 * nh * 4) as u64, Category::State, "state m")?,
+        })
+    }
+    pub fn buffers(&self) -> CellStateBuffers {
+        CellStateBuffers {
+            c: Slice::all(&self.c),
+            n: Slice::all(&self.n),
+            m: Slice::all(&self.m),
+        }
+    }
+}
+
+/// How the mLSTM cell runs over a prompt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PrefillStrategy {
+    /// Chunkwise, split into head-band x chunk-tile dispatches.
+    Scheduled,
+    /// Chunkwise, each phase one dispatch over all heads and chunks.
+    Fused,
+    /// The step kernel over every token (the reference).
+    Recurrent,
+}
+
+impl std::str::FromStr for PrefillStrategy {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "scheduled" => Ok(PrefillStrategy::Scheduled),
+            "fused" => Ok(PrefillStrategy::Fused),
+            "recurrent" => Ok(PrefillStrategy::Recurrent),
+            _ => Err(Error::Input(format!("unknown prefill strategy `{s}` (scheduled, fused, recurrent)"))),
+        }
+    }
+}
+
+impl PrefillStrategy {
+    pub fn name(self) -> &'static str {
+        match self {
+            PrefillStrategy::Scheduled => "scheduled",
+            PrefillStrategy::Fused => "fused",
+            PrefillStrategy::Recurrent => "recurrent",
+        }
+    }
+}
+
+/// The scheduler's knobs for prefill.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PrefillSchedule {
+    pub strategy: PrefillStrategy,
+    pub chunk_size: usize,
+    /// Heads per dispatch of the chunkwise phases (`scheduled` only; 0 = all heads).
+    pub heads_per_band: usize,
+    /// Chunks per dispatch of the chunkwise phases (`scheduled` only; 0 = all chunks).
+    pub tile_chunks: usize,
+}
+
+impl Default for PrefillSchedule {
+    fn default() -> Self {
+        PrefillSchedule {
+            strategy: PrefillStrategy::Scheduled,
+            chunk_size: 64,
+            heads_per_band: 4,
+            tile_chunks: 16,
+        }
+    }
+}
+
+/// Activation buffers of a prefill segment of `tokens` tokens.
+pub struct Workspace {
+    pub tokens: usize,
+    pub ids: GpuBuffer,
+    pub x: GpuBuffer,
+    pub xn: GpuBuffer,
+    pub proj: GpuBuffer,
+    pub gi: GpuBuffer,
+    pub gb: GpuBuffer,
+    pub bc: GpuBuffer,
+    pub bn: GpuBuffer,
+    pub bm: GpuBuffer,
+    pub h: GpuBuffer,
+    pub hn: GpuBuffer,
+    pub ffn_u: GpuBuffer,
+    pub ffn_a: GpuBuffer,
+    pub logits: GpuBuffer,
+    pub logit_rows: usize,
+}
+
+/// Bytes of the largest single activation row set, used to bound the segment length.
+pub fn max_row_bytes(cfg: &LargeConfig) -> usize {
+    let widths = [cfg.fused_proj_rows(), 2 * cfg.ffn_dim, cfg.vocab_size, cfg.embedding_dim];
+    widths.iter().max().copied().unwrap_or(1) * 4
+}
+
+impl Workspace {
+    /// `logit_rows`: how many rows of logits the segment produces (all tokens, or just one).
+    /// `ids_len`: length of the id buffer (decode keeps the ids of several steps there).
+    pub fn new(pool: &BufferPool, cfg: &LargeConfig, tokens: usize, chunk: usize, logit_rows: usize, ids_len: usize) -> Result<Self> {
+        let f = |n: usize| (n * 4) as u64;
+        let nh = cfg.num_heads;
+        let (dqk, dv) = (cfg.head_dim_qk(), cfg.head_dim_v());
+        let chunks = tokens.div_ceil(chunk);
+        let a = Category::Activations;
+        Ok(Workspace {
+            tokens,
+            ids: pool.storage(f(ids_len.max(tokens)), a, "ids")?,
+            x: pool.storage(f(tokens * cfg.embedding_dim), a, "x")?,
+            xn: pool.storage(f(tokens * cfg.embedding_dim), a, "x normed")?,
+            proj: pool.storage(f(tokens * cfg.fused_proj_rows()), a, "proj")?,
+            gi: pool.storage(f(nh * tokens), a, "gates i")?,
+            gb: pool.storage(f(nh * tokens), a, "gates b")?,
+            bc: pool.storage(f((chunks + 1) * nh * dqk * dv), a, "boundary C")?,
+            bn: pool.storage(f((chunks + 1) * nh * dqk), a, "boundary n")?,
+            bm: pool.storage(f((chunks + 1) * nh), a, "boundary m")?,
+            h: pool.storage(f(tokens * cfg.v_dim()), a, "h")?,
+            hn: pool.storage(f(tokens * cfg.v_dim()), a, "h gated")?,
+            ffn_u: pool.storage(f(tokens * 2 * cfg.ffn_dim), a, "ffn up")?,
+            ffn_a: pool.storage(f(tokens * cfg.ffn_dim), a, "ffn act")?,
+            logits: pool.storage(f(logit_rows.max(1) * cfg.vocab_size), a, "logits")?,
+            logit_rows,
+        })
+    }
+}
+
+/// Appends one whole forward pass over `ws.tokens` tokens (ids already in `ws.ids` at
+/// `ids_offset`) to the plan: embedding, every block, final norm and lm_head for the last
+/// `ws.logit_rows` tokens. `parity` is the state's n/m parity before the segment; the return
+/// value is the parity after it.
+#[allow(clippy::too_many_arguments)]
+pub fn record_forward(
+    pb: &mut PlanBuilder,
+    ops: &Ops,
+    cfg: &LargeConfig,
+    w: &LargeWeights,
+    state: &[BlockState],
+    ws: &Workspace,
+    ids_offset: usize,
+    parity: u32,
+    sched: &PrefillSchedule,
+) -> Result<u32> {
+    let t = ws.tokens;
+    let e = cfg.embedding_dim;
+    let layout = CellLayout::fused(cfg.num_heads, cfg.head_dim_qk(), cfg.head_dim_v(), cfg.gate_soft_cap, cfg.cell_eps);
+    let s = |b: &GpuBuffer| Slice::all(b);
+    let x = Rows::new(&s(&ws.x), e);
+    let xn = Rows::new(&s(&ws.xn), e);
+    let proj = Rows::new(&s(&ws.proj), layout.proj_stride);
+    let hn = Rows::new(&s(&ws.hn), cfg.v_dim());
+    let ffn_u = Rows::new(&s(&ws.ffn_u), 2 * cfg.ffn_dim);
+    let ffn_a = Rows::new(&s(&ws.ffn_a), cfg.ffn_dim);
+    let residual = Epilogue {
+        accumulate: true,
+        soft_cap: 0.0,
+    };
+    let mut parity_out = parity;
+
+    ops::embed(pb, ops, &s(&ws.ids), ids_offset, t, &w.embedding, &s(&ws.x))?;
+    for (block, st) in w.blocks.iter().zip(state) {
+        ops::rms_norm(pb, ops, &x, &s(&block.norm_mlstm), e, cfg.norm_eps, t, &xn)?;
+        ops::matmul(pb, ops, &xn, t, &block.proj, &proj, Epilogue::default())?;
+        parity_out = record_cell(pb, ops, &layout, block, st, ws, parity, sched)?;
+        ops::head_norm_gate(pb, ops, &layout, &s(&ws.h), &s(&block.head_norm), &s(&ws.proj), t, cfg.norm_eps, &s(&ws.hn))?;
+        ops::matmul(pb, ops, &hn, t, &block.out_proj, &x, residual)?;
+        ops::rms_norm(pb, ops, &x, &s(&block.norm_ffn), e, cfg.norm_eps, t, &xn)?;
+        ops::matmul(pb, ops, &xn, t, &block.ffn_up, &ffn_u, Epilogue::default())?;
+        ops::swiglu(pb, ops, &s(&ws.ffn_u), t, cfg.ffn_dim, &s(&ws.ffn_a))?;
+        ops::matmul(pb, ops, &ffn_a, t, &block.ffn_down, &x, residual)?;
+    }
+    if ws.logit_rows > 0 {
+        let first = t - ws.logit_rows;
+        let head_in = match &w.out_norm {
+            Some(norm) => {
+                ops::rms_norm(pb, ops, &x.from_row(first), &s(norm), e, cfg.norm_eps, ws.logit_rows, &xn)?;
+                xn.clone()
+            }
+            None => x.from_row(first),
+        };
+        let cap = Epilogue {
+            accumulate: false,
+            soft_cap: cfg.output_logit_soft_cap,
+        };
+        ops::matmul(pb, ops, &head_in, ws.logit_rows, &w.lm_head, &Rows::new(&s(&ws.logits), cfg.vocab_size), cap)?;
+    }
+    Ok(parity_out)
+}
+
+/// The mLSTM cell over the segment, by the chosen strategy; h lands in `ws.h`.
+#[allow(clippy::too_many_arguments)]
+fn record_cell(pb: &mut PlanBuilder, ops: &Ops, l: &CellLayout, block: &LargeBlock, st: &BlockState, ws: &Workspace, parity: u32, sched: &PrefillSchedule) -> Result<u32> {
+    let t = ws.tokens;
+    let s = |b: &GpuBuffer| Slice::all(b);
+    if sched.strategy == PrefillStrategy::Recurrent || t == 1 {
+        let mut p = parity;
+        for row in 0..t {
+            ops::mlstm_step(pb, ops, l, &s(&ws.proj), &s(&block.gate_bias), row, &st.buffers(), p, &s(&ws.h), row * l.num_heads * l.dv)?;
+            p ^= 1;
+        }
+        return Ok(p);
+    }
+    let chunk = sched.chunk_size;
+    let chunks = t.div_ceil(chunk);
+    let (nh, dqk, dv) = (l.num_heads, l.dqk, l.dv);
+    ops::mlstm_gates(pb, ops, l, &s(&ws.proj), &s(&block.gate_bias), t, chunk, &s(&ws.gi), &s(&ws.gb))?;
+    // The state before chunk 0 is the session state (n and m of the current parity).
+    let (cb, nb, mb) = ((nh * dqk * dv * 4) as u64, (nh * dqk * 4) as u64, (nh * 4) as u64);
+    pb.copy(Slice::range(&st.c, 0, cb), Slice::range(&ws.bc, 0, cb));
+    pb.copy(Slice::range(&st.n, parity as u64 * nb, nb), Slice::range(&ws.bn, 0, nb));
+    pb.copy(Slice::range(&st.m, parity as u64 * mb, mb), Slice::range(&ws.bm, 0, mb));
+    let b = Boundaries {
+        c: s(&ws.bc),
+        n: s(&ws.bn),
+        m: s(&ws.bm),
+    };
+    let (band, tile) = match sched.strategy {
+        PrefillStrategy::Fused => (nh, chunks),
+        _ => (
+            if sched.heads_per_band == 0 { nh } else { sched.heads_per_band.min(nh) },
+            if sched.tile_chunks == 0 { chunks } else { sched.tile_chunks.min(chunks) },
+        ),
+    };
+    for h0 in (0..nh).step_by(band) {
+        let heads = (h0, band.min(nh - h0));
+        for c0 in (0..chunks).step_by(tile) {
+            ops::mlstm_chunk_state(pb, ops, l, &s(&ws.proj), &s(&ws.gi), &s(&ws.gb), &b, t, chunk, (c0, (c0 + tile).min(chunks)), heads)?;
+        }
+    }
+    for h0 in (0..nh).step_by(band) {
+        let heads = (h0, band.min(nh - h0));
+        for c0 in (0..chunks).step_by(tile) {
+            ops::mlstm_chunk_out(pb, ops, l, &s(&ws.proj), &s(&ws.gi), &s(&ws.gb), &b, t, chunk, (c0, (c0 + tile).min(chunks)), heads, &s(&ws.h))?;
+        }
+    }
+    let last = chunks as u64;
+    pb.copy(Slice::range(&ws.bc, last * cb, cb), Slice::range(&st.c, 0, cb));
+    pb.copy(Slice::range(&ws.bn, last * nb, nb), Slice::range(&st.n, parity as u64 * nb, nb));
+    pb.copy(Slice::range(&ws.bm, last * mb, mb), Slice::range(&st.m, parity as u64 * mb, mb));
+    Ok(parity)
+}

@@ -1,0 +1,144 @@
+//! Weight matrices on the GPU. A matrix is stored row-major with each row padded to a multiple of
+//! 8 elements (so kernels read 8 weights per load), as f32 or as f16 packed two to a u32 (which
+//! every adapter can unpack, with or without the SHADER_F16 feature). Matrices larger than one
+//! storage binding may cover are split into row parts; kernels are dispatched once per part.
+
+use super::checkpoint::{Checkpoint, TensorEntry};
+use crate::error::{Error, Result};
+use crate::gpu::{BufferPool, Category, Gpu, GpuBuffer, Slice};
+
+/// Storage format of weight matrices on the GPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WeightDtype {
+    F32,
+    F16,
+}
+
+impl WeightDtype {
+    pub fn bytes(self) -> usize {
+        match self {
+            WeightDtype::F32 => 4,
+            WeightDtype::F16 => 2,
+        }
+    }
+    pub fn is_f16(self) -> bool {
+        self == WeightDtype::F16
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            WeightDtype::F32 => "f32",
+            WeightDtype::F16 => "f16",
+        }
+    }
+}
+
+/// Rows [row0, row0 + rows) of a matrix, in one buffer.
+pub struct WeightPart {
+    pub buf: GpuBuffer,
+    pub row0: usize,
+    pub rows: usize,
+}
+
+/// A row-major weight matrix [rows, cols] on the GPU (nn.Linear layout: y = x W^T).
+pub struct GpuMatrix {
+    pub parts: Vec<WeightPart>,
+    pub rows: usize,
+    pub cols: usize,
+    /// Row stride in elements: cols rounded up to a multiple of 8.
+    pub kp: usize,
+    pub dtype: WeightDtype,
+}
+
+impl GpuMatrix {
+    pub fn bytes(&self) -> u64 {
+        self.parts.iter().map(|p| p.buf.len()).sum()
+    }
+    pub fn part_slice(&self, i: usize) -> Slice {
+        Slice::all(&self.parts[i].buf)
+    }
+}
+
+/// Bytes staged on the host before they are flushed to the GPU.
+const STAGING_BYTES: usize = 32 << 20;
+
+/// Uploads the row-wise concatenation of `sources` (each [rows_i, cols]) as one matrix.
+pub fn upload_matrix(
+    gpu: &Gpu,
+    pool: &BufferPool,
+    ckpt: &Checkpoint,
+    sources: &[&TensorEntry],
+    cols: usize,
+    dtype: WeightDtype,
+    label: &str,
+) -> Result<GpuMatrix> {
+    let rows: usize = sources.iter().map(|e| e.shape[0]).sum();
+    let kp = cols.next_multiple_of(8);
+    let row_bytes = kp * dtype.bytes();
+    let max_rows = (gpu.caps.max_binding() as usize / row_bytes).max(1);
+    if row_bytes as u64 > gpu.caps.max_binding() {
+        return Err(Error::Limit(format!(
+            "{label}: one row of {row_bytes} bytes exceeds the storage binding limit"
+        )));
+    }
+    // Iterate rows across sources in order.
+    let mut src_rows = sources.iter().flat_map(|e| (0..e.shape[0]).map(move |r| (*e, r)));
+    let mut parts = Vec::new();
+    let mut row0 = 0;
+    let mut row_f32 = Vec::with_capacity(cols);
+    while row0 < rows {
+        let n = max_rows.min(rows - row0);
+        let buf = pool.storage((n * row_bytes) as u64, Category::Weights, label)?;
+        let mut staged: Vec<u8> = Vec::with_capacity(STAGING_BYTES.min(n * row_bytes));
+        let mut offset = 0u64;
+        for _ in 0..n {
+            let (entry, r) = src_rows
+                .next()
+                .ok_or_else(|| Error::Checkpoint(format!("{label}: fewer rows than expected")))?;
+            row_f32.clear();
+            ckpt.read_f32_into(entry, r * cols, cols, &mut row_f32);
+            row_f32.resize(kp, 0.0);
+            match dtype {
+                WeightDtype::F32 => staged.extend_from_slice(bytemuck::cast_slice(&row_f32)),
+                WeightDtype::F16 => {
+                    for v in &row_f32 {
+                        staged.extend_from_slice(&half::f16::from_f32(*v).to_le_bytes());
+                    }
+                }
+            }
+            if staged.len() >= STAGING_BYTES {
+                gpu.queue.write_buffer(buf.raw(), offset, &staged);
+                offset += staged.len() as u64;
+                staged.clear();
+                flush(gpu)?;
+            }
+        }
+        if !staged.is_empty() {
+            gpu.queue.write_buffer(buf.raw(), offset, &staged);
+        }
+        flush(gpu)?;
+        parts.push(WeightPart { buf, row0, rows: n });
+        row0 += n;
+    }
+    Ok(GpuMatrix {
+        parts,
+        rows,
+        cols,
+        kp,
+        dtype,
+    })
+}
+
+/// Submits pending uploads and waits, so the driver's staging memory is released.
+fn flush(gpu: &Gpu) -> Result<()> {
+    gpu.queue.submit([]);
+    gpu.wait()
+}
+
+/// Uploads a small f32 vector (norm weights, biases) as its own buffer.
+pub fn upload_f32(gpu: &Gpu, pool: &BufferPool, data: &[f32], category: Category, label: &str) -> Result<GpuBuffer> {
+    let buf = pool.storage((data.len() * 4).max(4) as u64, category, label)?;
+    if !data.is_empty() {
+        gpu.queue.write_buffer(buf.raw(), 0, bytemuck::cast_slice(data));
+    }
+    Ok(buf)
+}

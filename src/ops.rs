@@ -1,0 +1,506 @@
+//! One function per kernel: each takes a [`PlanBuilder`] and appends the dispatches of one
+//! operation, with the parameter block laid out exactly as the WGSL `Params` struct. Shapes are
+//! checked here, so a wrong call fails on the host instead of reading out of bounds on the GPU.
+
+use crate::error::{Error, Result};
+use crate::gpu::{ConstValue, Kernels, PlanBuilder, Slice};
+use crate::model::weights::{GpuMatrix, WeightDtype};
+use bytemuck::{Pod, Zeroable};
+
+/// Compiled pipelines for one weight format.
+pub struct Ops {
+    embed: wgpu::ComputePipeline,
+    rms_norm: wgpu::ComputePipeline,
+    gemm: wgpu::ComputePipeline,
+    gemv: wgpu::ComputePipeline,
+    gates: wgpu::ComputePipeline,
+    chunk_state: wgpu::ComputePipeline,
+    chunk_out: wgpu::ComputePipeline,
+    step: wgpu::ComputePipeline,
+    head_norm_gate: wgpu::ComputePipeline,
+    swiglu: wgpu::ComputePipeline,
+    argmax: wgpu::ComputePipeline,
+}
+
+/// Largest chunk the chunkwise kernels' workgroup memory is laid out for.
+pub const MAX_CHUNK: usize = 64;
+
+impl Ops {
+    pub fn new(kernels: &Kernels, dtype: WeightDtype) -> Result<Self> {
+        let w = [("WEIGHT_F16", ConstValue::Bool(dtype.is_f16()))];
+        Ok(Ops {
+            embed: kernels.pipeline("embed", "main", &w)?,
+            rms_norm: kernels.pipeline("rms_norm", "main", &[])?,
+            gemm: kernels.pipeline("gemm", "main", &w)?,
+            gemv: kernels.pipeline("gemv", "main", &w)?,
+            gates: kernels.pipeline("mlstm_gates", "main", &[])?,
+            chunk_state: kernels.pipeline("mlstm_chunk_state", "main", &[])?,
+            chunk_out: kernels.pipeline("mlstm_chunk_out", "main", &[])?,
+            step: kernels.pipeline("mlstm_step", "main", &[])?,
+            head_norm_gate: kernels.pipeline("head_norm_gate", "main", &[])?,
+            swiglu: kernels.pipeline("swiglu", "main", &[])?,
+            argmax: kernels.pipeline("argmax", "main", &[])?,
+        })
+    }
+}
+
+fn u(x: usize) -> u32 {
+    x as u32
+}
+
+fn groups(n: usize, per: usize) -> u32 {
+    n.div_ceil(per) as u32
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct EmbedParams {
+    tokens: u32,
+    dim: u32,
+    kp: u32,
+    row0: u32,
+    rows: u32,
+    ids_offset: u32,
+    _pad: [u32; 2],
+}
+
+/// out[t, :] = table[ids[ids_offset + t], :] for t < tokens.
+pub fn embed(pb: &mut PlanBuilder, ops: &Ops, ids: &Slice, ids_offset: usize, tokens: usize, table: &GpuMatrix, out: &Slice) -> Result<()> {
+    for (i, part) in table.parts.iter().enumerate() {
+        let p = EmbedParams {
+            tokens: u(tokens),
+            dim: u(table.cols),
+            kp: u(table.kp),
+            row0: u(part.row0),
+            rows: u(part.rows),
+            ids_offset: u(ids_offset),
+            _pad: [0; 2],
+        };
+        pb.dispatch("embed", &ops.embed, &p, &[ids.clone(), table.part_slice(i), out.clone()], [groups(table.cols, 512), u(tokens), 1])?;
+    }
+    Ok(())
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct RmsNormParams {
+    rows: u32,
+    dim: u32,
+    x_stride: u32,
+    x_offset: u32,
+    y_stride: u32,
+    y_offset: u32,
+    eps: f32,
+    _pad: u32,
+}
+
+/// A strided view of a row-major f32 matrix inside a buffer: row r starts at offset + r * stride.
+#[derive(Clone, Debug)]
+pub struct Rows {
+    pub buf: Slice,
+    pub offset: usize,
+    pub stride: usize,
+}
+
+impl Rows {
+    pub fn new(buf: &Slice, stride: usize) -> Rows {
+        Rows {
+            buf: buf.clone(),
+            offset: 0,
+            stride,
+        }
+    }
+    /// The same matrix starting at row `r`.
+    pub fn from_row(&self, r: usize) -> Rows {
+        Rows {
+            buf: self.buf.clone(),
+            offset: self.offset + r * self.stride,
+            stride: self.stride,
+        }
+    }
+    /// The same rows starting at column `c`.
+    pub fn col(&self, c: usize) -> Rows {
+        Rows {
+            buf: self.buf.clone(),
+            offset: self.offset + c,
+            stride: self.stride,
+        }
+    }
+}
+
+/// y = x / sqrt(mean(x^2) + eps) * weight, per row.
+pub fn rms_norm(pb: &mut PlanBuilder, ops: &Ops, x: &Rows, weight: &Slice, dim: usize, eps: f32, rows: usize, y: &Rows) -> Result<()> {
+    let p = RmsNormParams {
+        rows: u(rows),
+        dim: u(dim),
+        x_stride: u(x.stride),
+        x_offset: u(x.offset),
+        y_stride: u(y.stride),
+        y_offset: u(y.offset),
+        eps,
+        _pad: 0,
+    };
+    pb.dispatch("rms_norm", &ops.rms_norm, &p, &[x.buf.clone(), weight.clone(), y.buf.clone()], [u(rows), 1, 1])
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct GemmParams {
+    tokens: u32,
+    n: u32,
+    k: u32,
+    kp: u32,
+    x_stride: u32,
+    x_offset: u32,
+    y_stride: u32,
+    y_offset: u32,
+    accumulate: u32,
+    soft_cap: f32,
+    _pad: [u32; 2],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct GemvParams {
+    n: u32,
+    k: u32,
+    kp: u32,
+    x_offset: u32,
+    y_offset: u32,
+    accumulate: u32,
+    soft_cap: f32,
+    _pad: u32,
+}
+
+/// How a matmul writes its result.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Epilogue {
+    /// Add into the output (residual connection) instead of overwriting it.
+    pub accumulate: bool,
+    /// Apply cap * tanh(v / cap) when > 0.
+    pub soft_cap: f32,
+}
+
+/// y[t, :w.rows] (+)= x[t, :w.cols] W^T for t < tokens. One token uses the GEMV kernel.
+pub fn matmul(pb: &mut PlanBuilder, ops: &Ops, x: &Rows, tokens: usize, w: &GpuMatrix, y: &Rows, epi: Epilogue) -> Result<()> {
+    for (i, part) in w.parts.iter().enumerate() {
+        let bufs = [x.buf.clone(), w.part_slice(i), y.buf.clone()];
+        if tokens == 1 {
+            let p = GemvParams {
+                n: u(part.rows),
+                k: u(w.cols),
+                kp: u(w.kp),
+                x_offset: u(x.offset),
+                y_offset: u(y.offset + part.row0),
+                accumulate: epi.accumulate as u32,
+                soft_cap: epi.soft_cap,
+                _pad: 0,
+            };
+            pb.dispatch("gemv", &ops.gemv, &p, &bufs, [groups(part.rows, 8), 1, 1])?;
+        } else {
+            let p = GemmParams {
+                tokens: u(tokens),
+                n: u(part.rows),
+                k: u(w.cols),
+                kp: u(w.kp),
+                x_stride: u(x.stride),
+                x_offset: u(x.offset),
+                y_stride: u(y.stride),
+                y_offset: u(y.offset + part.row0),
+                accumulate: epi.accumulate as u32,
+                soft_cap: epi.soft_cap,
+                _pad: [0; 2],
+            };
+            pb.dispatch("gemm", &ops.gemm, &p, &bufs, [groups(part.rows, 64), groups(tokens, 64), 1])?;
+        }
+    }
+    Ok(())
+}
+
+/// Column layout of the fused q|k|v|o|i|f projection output, and the cell's dimensions.
+#[derive(Clone, Copy, Debug)]
+pub struct CellLayout {
+    pub num_heads: usize,
+    pub dqk: usize,
+    pub dv: usize,
+    pub proj_stride: usize,
+    pub q_col: usize,
+    pub k_col: usize,
+    pub v_col: usize,
+    pub o_col: usize,
+    pub i_col: usize,
+    pub f_col: usize,
+    pub soft_cap: f32,
+    pub eps: f32,
+}
+
+impl CellLayout {
+    /// The xLSTM Large layout: [q (NH*dqk) | k | v (NH*dv) | o | i (NH) | f (NH)].
+    pub fn fused(num_heads: usize, dqk: usize, dv: usize, soft_cap: f32, eps: f32) -> Self {
+        let qk = num_heads * dqk;
+        let v = num_heads * dv;
+        CellLayout {
+            num_heads,
+            dqk,
+            dv,
+            proj_stride: 2 * qk + 2 * v + 2 * num_heads,
+            q_col: 0,
+            k_col: qk,
+            v_col: 2 * qk,
+            o_col: 2 * qk + v,
+            i_col: 2 * qk + 2 * v,
+            f_col: 2 * qk + 2 * v + num_heads,
+            soft_cap,
+            eps,
+        }
+    }
+    fn scale(&self) -> f32 {
+        1.0 / (self.dqk as f32).sqrt()
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct GatesParams {
+    tokens: u32,
+    chunk: u32,
+    num_heads: u32,
+    proj_stride: u32,
+    i_col: u32,
+    f_col: u32,
+    soft_cap: f32,
+    _pad: u32,
+}
+
+/// Soft-capped input gates and per-chunk cumulative log forget gates, [num_heads, tokens] each.
+pub fn mlstm_gates(pb: &mut PlanBuilder, ops: &Ops, l: &CellLayout, proj: &Slice, bias: &Slice, tokens: usize, chunk: usize, gi: &Slice, gb: &Slice) -> Result<()> {
+    check_chunk(chunk)?;
+    let p = GatesParams {
+        tokens: u(tokens),
+        chunk: u(chunk),
+        num_heads: u(l.num_heads),
+        proj_stride: u(l.proj_stride),
+        i_col: u(l.i_col),
+        f_col: u(l.f_col),
+        soft_cap: l.soft_cap,
+        _pad: 0,
+    };
+    pb.dispatch("mlstm_gates", &ops.gates, &p, &[proj.clone(), bias.clone(), gi.clone(), gb.clone()], [groups(tokens, chunk), u(l.num_heads), 1])
+}
+
+fn check_chunk(chunk: usize) -> Result<()> {
+    if chunk == 0 || chunk > MAX_CHUNK {
+        return Err(Error::Input(format!("chunk size must be between 1 and {MAX_CHUNK}, got {chunk}")));
+    }
+    Ok(())
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct ChunkStateParams {
+    tokens: u32,
+    chunk: u32,
+    c_begin: u32,
+    c_end: u32,
+    head0: u32,
+    num_heads: u32,
+    dqk: u32,
+    dv: u32,
+    proj_stride: u32,
+    k_col: u32,
+    v_col: u32,
+    _pad: u32,
+}
+
+/// Buffers holding the state before every chunk: C [chunks+1, NH, dqk, dv], n [.., NH, dqk], m [.., NH].
+pub struct Boundaries {
+    pub c: Slice,
+    pub n: Slice,
+    pub m: Slice,
+}
+
+/// Phase 1 for heads [head0, head0 + heads) and chunks [c_begin, c_end).
+#[allow(clippy::too_many_arguments)]
+pub fn mlstm_chunk_state(pb: &mut PlanBuilder, ops: &Ops, l: &CellLayout, proj: &Slice, gi: &Slice, gb: &Slice, b: &Boundaries, tokens: usize, chunk: usize, chunks: (usize, usize), heads: (usize, usize)) -> Result<()> {
+    check_chunk(chunk)?;
+    let p = ChunkStateParams {
+        tokens: u(tokens),
+        chunk: u(chunk),
+        c_begin: u(chunks.0),
+        c_end: u(chunks.1),
+        head0: u(heads.0),
+        num_heads: u(l.num_heads),
+        dqk: u(l.dqk),
+        dv: u(l.dv),
+        proj_stride: u(l.proj_stride),
+        k_col: u(l.k_col),
+        v_col: u(l.v_col),
+        _pad: 0,
+    };
+    let bufs = [proj.clone(), gi.clone(), gb.clone(), b.c.clone(), b.n.clone(), b.m.clone()];
+    pb.dispatch("mlstm_chunk_state", &ops.chunk_state, &p, &bufs, [groups(l.dqk, 16), groups(l.dv, 64), u(heads.1)])
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct ChunkOutParams {
+    tokens: u32,
+    chunk: u32,
+    c_begin: u32,
+    head0: u32,
+    num_heads: u32,
+    dqk: u32,
+    dv: u32,
+    proj_stride: u32,
+    q_col: u32,
+    k_col: u32,
+    v_col: u32,
+    out_stride: u32,
+    scale: f32,
+    eps: f32,
+    _pad: [u32; 2],
+}
+
+/// Phase 2 for heads [head0, head0 + heads) and chunks [c_begin, c_end): h [tokens, NH*dv].
+#[allow(clippy::too_many_arguments)]
+pub fn mlstm_chunk_out(pb: &mut PlanBuilder, ops: &Ops, l: &CellLayout, proj: &Slice, gi: &Slice, gb: &Slice, b: &Boundaries, tokens: usize, chunk: usize, chunks: (usize, usize), heads: (usize, usize), h: &Slice) -> Result<()> {
+    check_chunk(chunk)?;
+    let p = ChunkOutParams {
+        tokens: u(tokens),
+        chunk: u(chunk),
+        c_begin: u(chunks.0),
+        head0: u(heads.0),
+        num_heads: u(l.num_heads),
+        dqk: u(l.dqk),
+        dv: u(l.dv),
+        proj_stride: u(l.proj_stride),
+        q_col: u(l.q_col),
+        k_col: u(l.k_col),
+        v_col: u(l.v_col),
+        out_stride: u(l.num_heads * l.dv),
+        scale: l.scale(),
+        eps: l.eps,
+        _pad: [0; 2],
+    };
+    let bufs = [proj.clone(), gi.clone(), gb.clone(), b.c.clone(), b.n.clone(), b.m.clone(), h.clone()];
+    pb.dispatch("mlstm_chunk_out", &ops.chunk_out, &p, &bufs, [groups(l.dv, 64), u(chunks.1 - chunks.0), u(heads.1)])
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct StepParams {
+    num_heads: u32,
+    dqk: u32,
+    dv: u32,
+    row: u32,
+    proj_stride: u32,
+    q_col: u32,
+    k_col: u32,
+    v_col: u32,
+    i_col: u32,
+    f_col: u32,
+    parity: u32,
+    out_offset: u32,
+    scale: f32,
+    eps: f32,
+    soft_cap: f32,
+    _pad: u32,
+}
+
+/// Recurrent state of one mLSTM layer: C [NH, dqk, dv], n [2, NH, dqk], m [2, NH] (n and m
+/// double-buffered, selected by the session's parity).
+pub struct CellStateBuffers {
+    pub c: Slice,
+    pub n: Slice,
+    pub m: Slice,
+}
+
+/// One recurrent step for the token in row `row` of `proj`; h written at h_offset.
+#[allow(clippy::too_many_arguments)]
+pub fn mlstm_step(pb: &mut PlanBuilder, ops: &Ops, l: &CellLayout, proj: &Slice, bias: &Slice, row: usize, state: &CellStateBuffers, parity: u32, h: &Slice, h_offset: usize) -> Result<()> {
+    let p = StepParams {
+        num_heads: u(l.num_heads),
+        dqk: u(l.dqk),
+        dv: u(l.dv),
+        row: u(row),
+        proj_stride: u(l.proj_stride),
+        q_col: u(l.q_col),
+        k_col: u(l.k_col),
+        v_col: u(l.v_col),
+        i_col: u(l.i_col),
+        f_col: u(l.f_col),
+        parity,
+        out_offset: u(h_offset),
+        scale: l.scale(),
+        eps: l.eps,
+        soft_cap: l.soft_cap,
+        _pad: 0,
+    };
+    let bufs = [proj.clone(), bias.clone(), state.c.clone(), state.n.clone(), state.m.clone(), h.clone()];
+    pb.dispatch("mlstm_step", &ops.step, &p, &bufs, [groups(l.dv, 64), u(l.num_heads), 1])
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct HeadNormParams {
+    tokens: u32,
+    num_heads: u32,
+    dv: u32,
+    proj_stride: u32,
+    o_col: u32,
+    eps: f32,
+    _pad: [u32; 2],
+}
+
+/// Per-head LayerNorm of h times sigmoid of the output gate: y [tokens, NH*dv].
+#[allow(clippy::too_many_arguments)]
+pub fn head_norm_gate(pb: &mut PlanBuilder, ops: &Ops, l: &CellLayout, h: &Slice, weight: &Slice, proj: &Slice, tokens: usize, eps: f32, y: &Slice) -> Result<()> {
+    let p = HeadNormParams {
+        tokens: u(tokens),
+        num_heads: u(l.num_heads),
+        dv: u(l.dv),
+        proj_stride: u(l.proj_stride),
+        o_col: u(l.o_col),
+        eps,
+        _pad: [0; 2],
+    };
+    pb.dispatch("head_norm_gate", &ops.head_norm_gate, &p, &[h.clone(), weight.clone(), proj.clone(), y.clone()], [u(l.num_heads), u(tokens), 1])
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct SwigluParams {
+    tokens: u32,
+    ffn: u32,
+    _pad: [u32; 2],
+}
+
+/// y[t, f] = silu(u[t, f]) * u[t, ffn + f].
+pub fn swiglu(pb: &mut PlanBuilder, ops: &Ops, u_in: &Slice, tokens: usize, ffn: usize, y: &Slice) -> Result<()> {
+    let p = SwigluParams {
+        tokens: u(tokens),
+        ffn: u(ffn),
+        _pad: [0; 2],
+    };
+    pb.dispatch("swiglu", &ops.swiglu, &p, &[u_in.clone(), y.clone()], [groups(ffn, 256), u(tokens), 1])
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct ArgmaxParams {
+    vocab: u32,
+    first: u32,
+    second: u32,
+    _pad: u32,
+}
+
+/// out[first + r] (and out[second + r] if given) = argmax of logits row r, for r < rows.
+pub fn argmax(pb: &mut PlanBuilder, ops: &Ops, logits: &Slice, rows: usize, vocab: usize, out: &Slice, first: usize, second: Option<usize>) -> Result<()> {
+    let p = ArgmaxParams {
+        vocab: u(vocab),
+        first: u(first),
+        second: second.map(u).unwrap_or(u32::MAX),
+        _pad: 0,
+    };
+    pb.dispatch("argmax", &ops.argmax, &p, &[logits.clone(), out.clone()], [u(rows), 1, 1])
+}

@@ -1,0 +1,379 @@
+//! Sessions: one recurrent state plus the plans that advance it. `prefill` runs a prompt
+//! (chunkwise by default), `step` feeds one token, `generate` does both with a sampler. The whole
+//! history of a sequence lives in the fixed-size state, so a session can be saved and restored.
+
+use crate::error::{Error, Result};
+use crate::gpu::readback::{read_f32, read_u32};
+use crate::gpu::{Plan, PlanBuilder, Slice, SubmitBudget};
+use crate::model::large::{self, BlockState, PrefillSchedule, Workspace};
+use crate::model::Model;
+use crate::sample::Sampler;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// Session settings: the scheduler's knobs.
+#[derive(Clone, Debug)]
+pub struct SessionOptions {
+    pub schedule: PrefillSchedule,
+    pub submit: SubmitBudget,
+    /// Longest prompt piece run as one forward pass; longer prompts are split and the state
+    /// carried across (bounds activation memory).
+    pub max_segment_tokens: usize,
+    /// Greedy decode steps encoded into one submission (the chosen ids stay on the GPU).
+    pub decode_batch: usize,
+}
+
+impl Default for SessionOptions {
+    fn default() -> Self {
+        SessionOptions {
+            schedule: PrefillSchedule::default(),
+            submit: SubmitBudget::default(),
+            max_segment_tokens: 1024,
+            decode_batch: 8,
+        }
+    }
+}
+
+/// Which logits `prefill` returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Logits {
+    None,
+    /// Only the last position's row ([V]).
+    Last,
+    /// Every position ([T, V], row-major).
+    All,
+}
+
+/// A copy of the recurrent state, for saving and restoring (state passing).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SavedState {
+    /// Tokens consumed so far.
+    pub position: usize,
+    /// Per block: C [NH, dqk, dv], n [NH, dqk], m [NH].
+    pub blocks: Vec<(Vec<f32>, Vec<f32>, Vec<f32>)>,
+}
+
+/// What `generate` did, with timings.
+#[derive(Clone, Debug, Default)]
+pub struct GenerateStats {
+    pub prompt_tokens: usize,
+    pub generated: Vec<u32>,
+    pub prefill_time: Duration,
+    pub decode_time: Duration,
+    pub peak_pool_bytes: u64,
+    /// Whether a stop token ended the generation.
+    pub stopped: bool,
+}
+
+impl GenerateStats {
+    pub fn prefill_tok_per_s(&self) -> f64 {
+        self.prompt_tokens as f64 / self.prefill_time.as_secs_f64().max(1e-9)
+    }
+    pub fn decode_tok_per_s(&self) -> f64 {
+        // The first generated token comes from the prefill's logits.
+        self.generated.len().saturating_sub(1) as f64 / self.decode_time.as_secs_f64().max(1e-9)
+    }
+}
+
+struct Decode {
+    ws: Workspace,
+    plans: HashMap<(usize, u32), Plan>,
+}
+
+/// The largest greedy batch per submission.
+const MAX_DECODE_BATCH: usize = 64;
+
+/// One sequence's state on the GPU.
+pub struct Session {
+    // Plans reference the buffers below; they are declared first so they are dropped first.
+    decode: Option<Decode>,
+    state: Vec<BlockState>,
+    parity: u32,
+    position: usize,
+    opts: SessionOptions,
+    model: Model,
+}
+
+impl Session {
+    /// A new session with zero state.
+    pub fn new(model: &Model, opts: SessionOptions) -> Result<Self> {
+        let cfg = model.config();
+        if opts.schedule.chunk_size == 0 || opts.schedule.chunk_size > crate::ops::MAX_CHUNK {
+            return Err(Error::Input(format!(
+                "chunk size must be between 1 and {}, got {}",
+                crate::ops::MAX_CHUNK,
+                opts.schedule.chunk_size
+            )));
+        }
+        if opts.max_segment_tokens == 0 || opts.decode_batch == 0 || opts.decode_batch > MAX_DECODE_BATCH {
+            return Err(Error::Input(format!(
+                "segment length must be positive and decode batch between 1 and {MAX_DECODE_BATCH}"
+            )));
+        }
+        let state = (0..cfg.num_blocks)
+            .map(|_| BlockState::new(model.pool(), cfg))
+            .collect::<Result<Vec<_>>>()?;
+        let mut s = Session {
+            decode: None,
+            state,
+            parity: 0,
+            position: 0,
+            opts,
+            model: model.clone(),
+        };
+        s.reset()?;
+        Ok(s)
+    }
+
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+    pub fn options(&self) -> &SessionOptions {
+        &self.opts
+    }
+    /// Tokens consumed since the last reset.
+    pub fn position(&self) -> usize {
+        self.position
+    }
+
+    /// Zeroes the state (m = 0, as mlstm_kernels' inference mode starts).
+    pub fn reset(&mut self) -> Result<()> {
+        let gpu = self.model.gpu();
+        let mut enc = gpu.device.create_command_encoder(&Default::default());
+        for st in &self.state {
+            for b in [&st.c, &st.n, &st.m] {
+                enc.clear_buffer(b.raw(), 0, None);
+            }
+        }
+        gpu.queue.submit([enc.finish()]);
+        self.parity = 0;
+        self.position = 0;
+        Ok(())
+    }
+
+    fn check_ids(&self, ids: &[u32]) -> Result<()> {
+        if ids.is_empty() {
+            return Err(Error::Input("the prompt is empty".into()));
+        }
+        let v = self.model.vocab_size();
+        if let Some(bad) = ids.iter().find(|&&i| i as usize >= v) {
+            return Err(Error::Input(format!("token id {bad} is out of range for a vocabulary of {v}")));
+        }
+        Ok(())
+    }
+
+    /// The longest segment whose activations fit the adapter's binding limit.
+    fn segment_len(&self) -> usize {
+        let m = &self.model.inner;
+        let cfg = &m.cfg;
+        let cap = m.gpu.caps.max_binding() as usize;
+        let by_rows = cap / large::max_row_bytes(cfg);
+        let state_bytes = cfg.num_heads * cfg.head_dim_qk() * cfg.head_dim_v() * 4;
+        let by_boundaries = (cap / state_bytes.max(1)).saturating_sub(1) * self.opts.schedule.chunk_size;
+        self.opts.max_segment_tokens.min(by_rows).min(by_boundaries).min(65535).max(1)
+    }
+
+    /// Runs the prompt through the model, advancing the state; returns the requested logits.
+    pub fn prefill(&mut self, ids: &[u32], want: Logits) -> Result<Vec<f32>> {
+        self.check_ids(ids)?;
+        let m = self.model.inner.clone();
+        let (cfg, pool, gpu) = (&m.cfg, &m.pool, &m.gpu);
+        let seg = self.segment_len();
+        let mut out = Vec::new();
+        let mut start = 0;
+        while start < ids.len() {
+            let end = (start + seg).min(ids.len());
+            let n = end - start;
+            let rows = match want {
+                Logits::All => n,
+                Logits::Last if end == ids.len() => 1,
+                _ => 0,
+            };
+            let ws = Workspace::new(pool, cfg, n, self.opts.schedule.chunk_size, rows, n)?;
+            gpu.queue.write_buffer(ws.ids.raw(), 0, bytemuck::cast_slice(&ids[start..end]));
+            let mut pb = PlanBuilder::new(gpu.clone());
+            let parity = large::record_forward(&mut pb, &m.ops, cfg, &m.weights, &self.state, &ws, 0, self.parity, &self.opts.schedule)?;
+            let plan = pb.finish(pool)?;
+            plan.run(gpu, self.opts.submit)?;
+            if rows > 0 {
+                out.extend(read_f32(gpu, pool, &ws.logits, 0, (rows * cfg.vocab_size) as u64)?);
+            }
+            self.parity = parity;
+            self.position += n;
+            start = end;
+        }
+        Ok(out)
+    }
+
+    fn decode_plan(&mut self, steps: usize) -> Result<()> {
+        let m = self.model.inner.clone();
+        if self.decode.is_none() {
+            let ws = Workspace::new(&m.pool, &m.cfg, 1, 1, 1, MAX_DECODE_BATCH + 1)?;
+            self.decode = Some(Decode {
+                ws,
+                plans: HashMap::new(),
+            });
+        }
+        let key = (steps, self.parity);
+        let Some(decode) = self.decode.as_mut() else {
+            return Err(Error::Gpu("decode workspace missing".into()));
+        };
+        if !decode.plans.contains_key(&key) {
+            let mut pb = PlanBuilder::new(m.gpu.clone());
+            let mut parity = self.parity;
+            for i in 0..steps {
+                parity = large::record_forward(&mut pb, &m.ops, &m.cfg, &m.weights, &self.state, &decode.ws, i, parity, &self.opts.schedule)?;
+                crate::ops::argmax(&mut pb, &m.ops, &Slice::all(&decode.ws.logits), 1, m.cfg.vocab_size, &Slice::all(&decode.ws.ids), i + 1, None)?;
+            }
+            decode.plans.insert(key, pb.finish(&m.pool)?);
+        }
+        Ok(())
+    }
+
+    /// Feeds one token; returns the logits for the next position ([V]).
+    pub fn step(&mut self, id: u32) -> Result<Vec<f32>> {
+        self.check_ids(&[id])?;
+        self.decode_plan(1)?;
+        let m = self.model.inner.clone();
+        let decode = self.decode.as_ref().ok_or_else(|| Error::Gpu("decode workspace missing".into()))?;
+        m.gpu.queue.write_buffer(decode.ws.ids.raw(), 0, bytemuck::bytes_of(&id));
+        decode.plans[&(1, self.parity)].run(&m.gpu, self.opts.submit)?;
+        let logits = read_f32(&m.gpu, &m.pool, &decode.ws.logits, 0, m.cfg.vocab_size as u64)?;
+        self.parity ^= 1;
+        self.position += 1;
+        Ok(logits)
+    }
+
+    /// Feeds `first`, then greedily feeds each chosen token back, `steps` times, in one
+    /// submission; only the chosen ids are read back. Returns the `steps` ids chosen.
+    pub fn step_greedy(&mut self, first: u32, steps: usize) -> Result<Vec<u32>> {
+        self.check_ids(&[first])?;
+        if steps == 0 || steps > MAX_DECODE_BATCH {
+            return Err(Error::Input(format!("greedy batch must be 1..={MAX_DECODE_BATCH}")));
+        }
+        self.decode_plan(steps)?;
+        let m = self.model.inner.clone();
+        let decode = self.decode.as_ref().ok_or_else(|| Error::Gpu("decode workspace missing".into()))?;
+        m.gpu.queue.write_buffer(decode.ws.ids.raw(), 0, bytemuck::bytes_of(&first));
+        decode.plans[&(steps, self.parity)].run(&m.gpu, self.opts.submit)?;
+        let ids = read_u32(&m.gpu, &m.pool, &decode.ws.ids, 1, steps as u64)?;
+        self.parity ^= (steps % 2) as u32;
+        self.position += steps;
+        Ok(ids)
+    }
+
+    /// Prefills `prompt`, then generates up to `max_new` tokens, calling `on_token` with each
+    /// (return false to stop). Generation also stops after a token in `stop`. Greedy decoding
+    /// runs `decode_batch` steps per submission; a stop inside a batch still ends the output
+    /// there, but the state has then consumed the rest of that batch.
+    pub fn generate(
+        &mut self,
+        prompt: &[u32],
+        max_new: usize,
+        sampler: &mut Sampler,
+        stop: &[u32],
+        on_token: &mut dyn FnMut(u32) -> Result<bool>,
+    ) -> Result<GenerateStats> {
+        let vocab_limit = self
+            .model
+            .tokenizer()
+            .map(|t| t.vocab_size().min(self.model.vocab_size()))
+            .unwrap_or(self.model.vocab_size());
+        let mut stats = GenerateStats {
+            prompt_tokens: prompt.len(),
+            ..Default::default()
+        };
+        let t0 = Instant::now();
+        let logits = self.prefill(prompt, Logits::Last)?;
+        stats.prefill_time = t0.elapsed();
+        if max_new == 0 {
+            stats.peak_pool_bytes = self.model.pool_stats().peak;
+            return Ok(stats);
+        }
+        let t1 = Instant::now();
+        let mut next = sampler.sample(&logits, vocab_limit);
+        'outer: loop {
+            stats.generated.push(next);
+            let keep_going = on_token(next)?;
+            if stop.contains(&next) {
+                stats.stopped = true;
+                break;
+            }
+            if !keep_going || stats.generated.len() >= max_new {
+                break;
+            }
+            let remaining = max_new - stats.generated.len();
+            if sampler.config().is_greedy() && vocab_limit == self.model.vocab_size() {
+                let n = remaining.min(self.opts.decode_batch);
+                let ids = self.step_greedy(next, n)?;
+                let (last, rest) = ids.split_last().ok_or_else(|| Error::Gpu("empty greedy batch".into()))?;
+                for &id in rest {
+                    stats.generated.push(id);
+                    let keep_going = on_token(id)?;
+                    if stop.contains(&id) {
+                        stats.stopped = true;
+                        break 'outer;
+                    }
+                    if !keep_going {
+                        break 'outer;
+                    }
+                }
+                next = *last;
+            } else {
+                let logits = self.step(next)?;
+                next = sampler.sample(&logits, vocab_limit);
+            }
+        }
+        stats.decode_time = t1.elapsed();
+        stats.peak_pool_bytes = self.model.pool_stats().peak;
+        Ok(stats)
+    }
+
+    /// Copies the state to the CPU.
+    pub fn save_state(&self) -> Result<SavedState> {
+        let m = &self.model.inner;
+        let cfg = &m.cfg;
+        let (nh, dqk, dv) = (cfg.num_heads, cfg.head_dim_qk(), cfg.head_dim_v());
+        let p = self.parity as u64;
+        let mut blocks = Vec::new();
+        for st in &self.state {
+            let c = read_f32(&m.gpu, &m.pool, &st.c, 0, (nh * dqk * dv) as u64)?;
+            let n = read_f32(&m.gpu, &m.pool, &st.n, p * (nh * dqk) as u64, (nh * dqk) as u64)?;
+            let mm = read_f32(&m.gpu, &m.pool, &st.m, p * nh as u64, nh as u64)?;
+            blocks.push((c, n, mm));
+        }
+        Ok(SavedState {
+            position: self.position,
+            blocks,
+        })
+    }
+
+    /// Replaces the state with a saved one (from a session of the same model shape).
+    pub fn restore_state(&mut self, saved: &SavedState) -> Result<()> {
+        let m = self.model.inner.clone();
+        let cfg = &m.cfg;
+        let (nh, dqk, dv) = (cfg.num_heads, cfg.head_dim_qk(), cfg.head_dim_v());
+        let fits = saved.blocks.len() == self.state.len()
+            && saved
+                .blocks
+                .iter()
+                .all(|(c, n, mm)| c.len() == nh * dqk * dv && n.len() == nh * dqk && mm.len() == nh);
+        if !fits {
+            return Err(Error::Input("saved state does not match this model's shape".into()));
+        }
+        for (st, (c, n, mm)) in self.state.iter().zip(&saved.blocks) {
+            m.gpu.queue.write_buffer(st.c.raw(), 0, bytemuck::cast_slice(c));
+            m.gpu.queue.write_buffer(st.n.raw(), 0, bytemuck::cast_slice(n));
+            m.gpu.queue.write_buffer(st.m.raw(), 0, bytemuck::cast_slice(mm));
+        }
+        self.parity = 0;
+        self.position = saved.position;
+        Ok(())
+    }
+
+    /// Bytes of GPU memory held by this session's state.
+    pub fn state_bytes(&self) -> u64 {
+        self.state.iter().map(|s| s.c.len() + s.n.len() + s.m.len()).sum()
+    }
+}
+
