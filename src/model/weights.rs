@@ -56,6 +56,76 @@ impl GpuMatrix {
     pub fn part_slice(&self, i: usize) -> Slice {
         Slice::all(&self.parts[i].buf)
     }
+
+    /// Uploads a row-major `[rows, cols]` f32 matrix held in memory (tests, synthetic weights),
+    /// split into parts by the storage binding limit exactly like [`upload_matrix`].
+    pub fn from_f32(gpu: &Gpu, pool: &BufferPool, data: &[f32], rows: usize, cols: usize, dtype: WeightDtype, label: &str) -> Result<GpuMatrix> {
+        Self::from_f32_split(gpu, pool, data, rows, cols, dtype, label, None)
+    }
+
+    /// [`from_f32`](Self::from_f32) with at most `max_rows_per_part` rows per part (if given), so
+    /// tests can exercise multi-part matrices without huge tensors.
+    #[allow(clippy::too_many_arguments)]
+    pub fn from_f32_split(
+        gpu: &Gpu,
+        pool: &BufferPool,
+        data: &[f32],
+        rows: usize,
+        cols: usize,
+        dtype: WeightDtype,
+        label: &str,
+        max_rows_per_part: Option<usize>,
+    ) -> Result<GpuMatrix> {
+        if data.len() != rows * cols {
+            return Err(Error::Input(format!("{label}: {} values are not [{rows}, {cols}]", data.len())));
+        }
+        let kp = cols.next_multiple_of(8);
+        let row_bytes = kp * dtype.bytes();
+        if row_bytes as u64 > gpu.caps.max_binding() {
+            return Err(Error::Limit(format!(
+                "{label}: one row of {row_bytes} bytes exceeds the storage binding limit"
+            )));
+        }
+        let mut max_rows = (gpu.caps.max_binding() as usize / row_bytes).max(1);
+        if let Some(m) = max_rows_per_part {
+            max_rows = max_rows.min(m.max(1));
+        }
+        let mut parts = Vec::new();
+        let mut row0 = 0;
+        while row0 < rows {
+            let n = max_rows.min(rows - row0);
+            let buf = pool.storage((n * row_bytes) as u64, Category::Weights, label)?;
+            let mut staged: Vec<u8> = Vec::with_capacity(n * row_bytes);
+            for r in row0..row0 + n {
+                let row = &data[r * cols..][..cols];
+                match dtype {
+                    WeightDtype::F32 => {
+                        staged.extend_from_slice(bytemuck::cast_slice(row));
+                        staged.resize(staged.len() + (kp - cols) * 4, 0);
+                    }
+                    WeightDtype::F16 => {
+                        for v in row {
+                            staged.extend_from_slice(&half::f16::from_f32(*v).to_le_bytes());
+                        }
+                        staged.resize(staged.len() + (kp - cols) * 2, 0);
+                    }
+                }
+            }
+            if !staged.is_empty() {
+                gpu.queue.write_buffer(buf.raw(), 0, &staged);
+            }
+            parts.push(WeightPart { buf, row0, rows: n });
+            row0 += n;
+        }
+        flush(gpu)?;
+        Ok(GpuMatrix {
+            parts,
+            rows,
+            cols,
+            kp,
+            dtype,
+        })
+    }
 }
 
 /// Bytes staged on the host before they are flushed to the GPU.
