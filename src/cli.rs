@@ -5,7 +5,10 @@ use crate::error::{Error, Result};
 use crate::gpu::{Gpu, GpuOptions, SubmitBudget};
 use crate::model::large::{PrefillSchedule, PrefillStrategy};
 use crate::model::{LoadOptions, Model, WeightDtype};
-use crate::session::SessionOptions;
+use crate::sample::{Sampler, SamplerConfig};
+use crate::session::{Session, SessionOptions};
+use crate::tokenizer::TextStream;
+use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -105,17 +108,107 @@ impl RunArgs {
     }
 }
 
+/// Flags of `xlstm generate` and the generate example.
+#[derive(clap::Args, Clone, Debug)]
+pub struct GenerateArgs {
+    /// Model directory (config.json, model.safetensors, tokenizer.json). Default: the shipped model.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    #[arg(long, default_value = "The king said unto them,")]
+    pub prompt: String,
+    #[arg(long, default_value_t = 64)]
+    pub max_new_tokens: usize,
+    /// 0 = greedy.
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f32,
+    #[arg(long, default_value_t = 0)]
+    pub top_k: usize,
+    #[arg(long, default_value_t = 1.0)]
+    pub top_p: f32,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Do not stop at the end-of-text token.
+    #[arg(long)]
+    pub ignore_eos: bool,
+    #[command(flatten)]
+    pub run: RunArgs,
+    #[command(flatten)]
+    pub gpu: GpuArgs,
+}
+
+/// Prints the generated text as it comes and a one-line summary at the end.
+pub fn run_generate(a: &GenerateArgs) -> Result<()> {
+    let dir = a.model.clone().unwrap_or_else(default_model_dir);
+    if a.prompt.is_empty() {
+        return Err(Error::Input("the prompt is empty".into()));
+    }
+    let gpu = a.gpu.open()?;
+    let model = a.run.load(gpu, &dir, true)?;
+    let tok = model
+        .tokenizer()
+        .ok_or_else(|| Error::Tokenizer(format!("{} has no tokenizer.json", dir.display())))?;
+    let mut prompt = Vec::new();
+    if let Some(bos) = model.config().bos_token_id {
+        prompt.push(bos);
+    }
+    prompt.extend(tok.encode(&a.prompt)?);
+    if prompt.is_empty() {
+        return Err(Error::Input("the prompt is empty".into()));
+    }
+    let mut sampler = Sampler::new(SamplerConfig {
+        temperature: a.temperature,
+        top_k: a.top_k,
+        top_p: a.top_p,
+        seed: a.seed,
+    })?;
+    let mut stop = Vec::new();
+    if !a.ignore_eos {
+        stop.extend(model.config().eos_token_id);
+        stop.extend(tok.token_id("<|endoftext|>"));
+    }
+    let mut session = Session::new(&model, a.run.session_options()?)?;
+    let mut stream = TextStream::default();
+    let mut out = std::io::stdout();
+    print!("{}", a.prompt);
+    let stats = session.generate(&prompt, a.max_new_tokens, &mut sampler, &stop, &mut |id| {
+        let text = stream.push(tok, id)?;
+        print!("{text}");
+        let _ = out.flush();
+        Ok(true)
+    })?;
+    println!();
+    println!(
+        "prompt tokens {} | prefill {:.1} tok/s | decode {:.1} tok/s ({} tokens) | peak GPU pool {:.1} MiB | {} weights, {}",
+        stats.prompt_tokens,
+        stats.prefill_tok_per_s(),
+        stats.decode_tok_per_s(),
+        stats.generated.len(),
+        stats.peak_pool_bytes as f64 / (1 << 20) as f64,
+        model.dtype().name(),
+        model.gpu().caps.adapter_name,
+    );
+    Ok(())
+}
+
 /// The model shipped with the project, used when no --model is given.
 pub fn default_model_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models").join("xlstm-large-mini")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("models")
+        .join("xlstm-large-mini")
 }
 
 /// Writes a file atomically: to a temporary name in the same directory, then renamed, so an
 /// error never leaves a partial file behind.
 pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
     if !dir.is_dir() {
-        return Err(Error::Input(format!("output directory {} does not exist", dir.display())));
+        return Err(Error::Input(format!(
+            "output directory {} does not exist",
+            dir.display()
+        )));
     }
     let name = path
         .file_name()

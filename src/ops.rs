@@ -1,6 +1,8 @@
 //! One function per kernel: each takes a [`PlanBuilder`] and appends the dispatches of one
 //! operation, with the parameter block laid out exactly as the WGSL `Params` struct. Shapes are
 //! checked here, so a wrong call fails on the host instead of reading out of bounds on the GPU.
+//! Launchers take one argument per kernel binding and shape, hence the many parameters.
+#![allow(clippy::too_many_arguments)]
 
 use crate::error::{Error, Result};
 use crate::gpu::{ConstValue, Kernels, PlanBuilder, Slice};
@@ -65,7 +67,15 @@ struct EmbedParams {
 }
 
 /// out[t, :] = table[ids[ids_offset + t], :] for t < tokens.
-pub fn embed(pb: &mut PlanBuilder, ops: &Ops, ids: &Slice, ids_offset: usize, tokens: usize, table: &GpuMatrix, out: &Slice) -> Result<()> {
+pub fn embed(
+    pb: &mut PlanBuilder,
+    ops: &Ops,
+    ids: &Slice,
+    ids_offset: usize,
+    tokens: usize,
+    table: &GpuMatrix,
+    out: &Slice,
+) -> Result<()> {
     for (i, part) in table.parts.iter().enumerate() {
         let p = EmbedParams {
             tokens: u(tokens),
@@ -76,7 +86,13 @@ pub fn embed(pb: &mut PlanBuilder, ops: &Ops, ids: &Slice, ids_offset: usize, to
             ids_offset: u(ids_offset),
             _pad: [0; 2],
         };
-        pb.dispatch("embed", &ops.embed, &p, &[ids.clone(), table.part_slice(i), out.clone()], [groups(table.cols, 512), u(tokens), 1])?;
+        pb.dispatch(
+            "embed",
+            &ops.embed,
+            &p,
+            &[ids.clone(), table.part_slice(i), out.clone()],
+            [groups(table.cols, 512), u(tokens), 1],
+        )?;
     }
     Ok(())
 }
@@ -129,7 +145,16 @@ impl Rows {
 }
 
 /// y = x / sqrt(mean(x^2) + eps) * weight, per row.
-pub fn rms_norm(pb: &mut PlanBuilder, ops: &Ops, x: &Rows, weight: &Slice, dim: usize, eps: f32, rows: usize, y: &Rows) -> Result<()> {
+pub fn rms_norm(
+    pb: &mut PlanBuilder,
+    ops: &Ops,
+    x: &Rows,
+    weight: &Slice,
+    dim: usize,
+    eps: f32,
+    rows: usize,
+    y: &Rows,
+) -> Result<()> {
     let p = RmsNormParams {
         rows: u(rows),
         dim: u(dim),
@@ -140,7 +165,13 @@ pub fn rms_norm(pb: &mut PlanBuilder, ops: &Ops, x: &Rows, weight: &Slice, dim: 
         eps,
         _pad: 0,
     };
-    pb.dispatch("rms_norm", &ops.rms_norm, &p, &[x.buf.clone(), weight.clone(), y.buf.clone()], [u(rows), 1, 1])
+    pb.dispatch(
+        "rms_norm",
+        &ops.rms_norm,
+        &p,
+        &[x.buf.clone(), weight.clone(), y.buf.clone()],
+        [u(rows), 1, 1],
+    )
 }
 
 #[repr(C)]
@@ -182,7 +213,15 @@ pub struct Epilogue {
 }
 
 /// y[t, :w.rows] (+)= x[t, :w.cols] W^T for t < tokens. One token uses the GEMV kernel.
-pub fn matmul(pb: &mut PlanBuilder, ops: &Ops, x: &Rows, tokens: usize, w: &GpuMatrix, y: &Rows, epi: Epilogue) -> Result<()> {
+pub fn matmul(
+    pb: &mut PlanBuilder,
+    ops: &Ops,
+    x: &Rows,
+    tokens: usize,
+    w: &GpuMatrix,
+    y: &Rows,
+    epi: Epilogue,
+) -> Result<()> {
     for (i, part) in w.parts.iter().enumerate() {
         let bufs = [x.buf.clone(), w.part_slice(i), y.buf.clone()];
         if tokens == 1 {
@@ -211,7 +250,13 @@ pub fn matmul(pb: &mut PlanBuilder, ops: &Ops, x: &Rows, tokens: usize, w: &GpuM
                 soft_cap: epi.soft_cap,
                 _pad: [0; 2],
             };
-            pb.dispatch("gemm", &ops.gemm, &p, &bufs, [groups(part.rows, 64), groups(tokens, 64), 1])?;
+            pb.dispatch(
+                "gemm",
+                &ops.gemm,
+                &p,
+                &bufs,
+                [groups(part.rows, 64), groups(tokens, 64), 1],
+            )?;
         }
     }
     Ok(())
@@ -273,7 +318,17 @@ struct GatesParams {
 }
 
 /// Soft-capped input gates and per-chunk cumulative log forget gates, [num_heads, tokens] each.
-pub fn mlstm_gates(pb: &mut PlanBuilder, ops: &Ops, l: &CellLayout, proj: &Slice, bias: &Slice, tokens: usize, chunk: usize, gi: &Slice, gb: &Slice) -> Result<()> {
+pub fn mlstm_gates(
+    pb: &mut PlanBuilder,
+    ops: &Ops,
+    l: &CellLayout,
+    proj: &Slice,
+    bias: &Slice,
+    tokens: usize,
+    chunk: usize,
+    gi: &Slice,
+    gb: &Slice,
+) -> Result<()> {
     check_chunk(chunk)?;
     let p = GatesParams {
         tokens: u(tokens),
@@ -285,12 +340,20 @@ pub fn mlstm_gates(pb: &mut PlanBuilder, ops: &Ops, l: &CellLayout, proj: &Slice
         soft_cap: l.soft_cap,
         _pad: 0,
     };
-    pb.dispatch("mlstm_gates", &ops.gates, &p, &[proj.clone(), bias.clone(), gi.clone(), gb.clone()], [groups(tokens, chunk), u(l.num_heads), 1])
+    pb.dispatch(
+        "mlstm_gates",
+        &ops.gates,
+        &p,
+        &[proj.clone(), bias.clone(), gi.clone(), gb.clone()],
+        [groups(tokens, chunk), u(l.num_heads), 1],
+    )
 }
 
 fn check_chunk(chunk: usize) -> Result<()> {
     if chunk == 0 || chunk > MAX_CHUNK {
-        return Err(Error::Input(format!("chunk size must be between 1 and {MAX_CHUNK}, got {chunk}")));
+        return Err(Error::Input(format!(
+            "chunk size must be between 1 and {MAX_CHUNK}, got {chunk}"
+        )));
     }
     Ok(())
 }
@@ -320,8 +383,19 @@ pub struct Boundaries {
 }
 
 /// Phase 1 for heads [head0, head0 + heads) and chunks [c_begin, c_end).
-#[allow(clippy::too_many_arguments)]
-pub fn mlstm_chunk_state(pb: &mut PlanBuilder, ops: &Ops, l: &CellLayout, proj: &Slice, gi: &Slice, gb: &Slice, b: &Boundaries, tokens: usize, chunk: usize, chunks: (usize, usize), heads: (usize, usize)) -> Result<()> {
+pub fn mlstm_chunk_state(
+    pb: &mut PlanBuilder,
+    ops: &Ops,
+    l: &CellLayout,
+    proj: &Slice,
+    gi: &Slice,
+    gb: &Slice,
+    b: &Boundaries,
+    tokens: usize,
+    chunk: usize,
+    chunks: (usize, usize),
+    heads: (usize, usize),
+) -> Result<()> {
     check_chunk(chunk)?;
     let p = ChunkStateParams {
         tokens: u(tokens),
@@ -337,8 +411,21 @@ pub fn mlstm_chunk_state(pb: &mut PlanBuilder, ops: &Ops, l: &CellLayout, proj: 
         v_col: u(l.v_col),
         _pad: 0,
     };
-    let bufs = [proj.clone(), gi.clone(), gb.clone(), b.c.clone(), b.n.clone(), b.m.clone()];
-    pb.dispatch("mlstm_chunk_state", &ops.chunk_state, &p, &bufs, [groups(l.dqk, 16), groups(l.dv, 64), u(heads.1)])
+    let bufs = [
+        proj.clone(),
+        gi.clone(),
+        gb.clone(),
+        b.c.clone(),
+        b.n.clone(),
+        b.m.clone(),
+    ];
+    pb.dispatch(
+        "mlstm_chunk_state",
+        &ops.chunk_state,
+        &p,
+        &bufs,
+        [groups(l.dqk, 16), groups(l.dv, 64), u(heads.1)],
+    )
 }
 
 #[repr(C)]
@@ -362,8 +449,20 @@ struct ChunkOutParams {
 }
 
 /// Phase 2 for heads [head0, head0 + heads) and chunks [c_begin, c_end): h [tokens, NH*dv].
-#[allow(clippy::too_many_arguments)]
-pub fn mlstm_chunk_out(pb: &mut PlanBuilder, ops: &Ops, l: &CellLayout, proj: &Slice, gi: &Slice, gb: &Slice, b: &Boundaries, tokens: usize, chunk: usize, chunks: (usize, usize), heads: (usize, usize), h: &Slice) -> Result<()> {
+pub fn mlstm_chunk_out(
+    pb: &mut PlanBuilder,
+    ops: &Ops,
+    l: &CellLayout,
+    proj: &Slice,
+    gi: &Slice,
+    gb: &Slice,
+    b: &Boundaries,
+    tokens: usize,
+    chunk: usize,
+    chunks: (usize, usize),
+    heads: (usize, usize),
+    h: &Slice,
+) -> Result<()> {
     check_chunk(chunk)?;
     let p = ChunkOutParams {
         tokens: u(tokens),
@@ -382,8 +481,22 @@ pub fn mlstm_chunk_out(pb: &mut PlanBuilder, ops: &Ops, l: &CellLayout, proj: &S
         eps: l.eps,
         _pad: [0; 2],
     };
-    let bufs = [proj.clone(), gi.clone(), gb.clone(), b.c.clone(), b.n.clone(), b.m.clone(), h.clone()];
-    pb.dispatch("mlstm_chunk_out", &ops.chunk_out, &p, &bufs, [groups(l.dv, 64), u(chunks.1 - chunks.0), u(heads.1)])
+    let bufs = [
+        proj.clone(),
+        gi.clone(),
+        gb.clone(),
+        b.c.clone(),
+        b.n.clone(),
+        b.m.clone(),
+        h.clone(),
+    ];
+    pb.dispatch(
+        "mlstm_chunk_out",
+        &ops.chunk_out,
+        &p,
+        &bufs,
+        [groups(l.dv, 64), u(chunks.1 - chunks.0), u(heads.1)],
+    )
 }
 
 #[repr(C)]
@@ -416,8 +529,18 @@ pub struct CellStateBuffers {
 }
 
 /// One recurrent step for the token in row `row` of `proj`; h written at h_offset.
-#[allow(clippy::too_many_arguments)]
-pub fn mlstm_step(pb: &mut PlanBuilder, ops: &Ops, l: &CellLayout, proj: &Slice, bias: &Slice, row: usize, state: &CellStateBuffers, parity: u32, h: &Slice, h_offset: usize) -> Result<()> {
+pub fn mlstm_step(
+    pb: &mut PlanBuilder,
+    ops: &Ops,
+    l: &CellLayout,
+    proj: &Slice,
+    bias: &Slice,
+    row: usize,
+    state: &CellStateBuffers,
+    parity: u32,
+    h: &Slice,
+    h_offset: usize,
+) -> Result<()> {
     let p = StepParams {
         num_heads: u(l.num_heads),
         dqk: u(l.dqk),
@@ -436,8 +559,21 @@ pub fn mlstm_step(pb: &mut PlanBuilder, ops: &Ops, l: &CellLayout, proj: &Slice,
         soft_cap: l.soft_cap,
         _pad: 0,
     };
-    let bufs = [proj.clone(), bias.clone(), state.c.clone(), state.n.clone(), state.m.clone(), h.clone()];
-    pb.dispatch("mlstm_step", &ops.step, &p, &bufs, [groups(l.dv, 64), u(l.num_heads), 1])
+    let bufs = [
+        proj.clone(),
+        bias.clone(),
+        state.c.clone(),
+        state.n.clone(),
+        state.m.clone(),
+        h.clone(),
+    ];
+    pb.dispatch(
+        "mlstm_step",
+        &ops.step,
+        &p,
+        &bufs,
+        [groups(l.dv, 64), u(l.num_heads), 1],
+    )
 }
 
 #[repr(C)]
@@ -453,8 +589,17 @@ struct HeadNormParams {
 }
 
 /// Per-head LayerNorm of h times sigmoid of the output gate: y [tokens, NH*dv].
-#[allow(clippy::too_many_arguments)]
-pub fn head_norm_gate(pb: &mut PlanBuilder, ops: &Ops, l: &CellLayout, h: &Slice, weight: &Slice, proj: &Slice, tokens: usize, eps: f32, y: &Slice) -> Result<()> {
+pub fn head_norm_gate(
+    pb: &mut PlanBuilder,
+    ops: &Ops,
+    l: &CellLayout,
+    h: &Slice,
+    weight: &Slice,
+    proj: &Slice,
+    tokens: usize,
+    eps: f32,
+    y: &Slice,
+) -> Result<()> {
     let p = HeadNormParams {
         tokens: u(tokens),
         num_heads: u(l.num_heads),
@@ -464,7 +609,13 @@ pub fn head_norm_gate(pb: &mut PlanBuilder, ops: &Ops, l: &CellLayout, h: &Slice
         eps,
         _pad: [0; 2],
     };
-    pb.dispatch("head_norm_gate", &ops.head_norm_gate, &p, &[h.clone(), weight.clone(), proj.clone(), y.clone()], [u(l.num_heads), u(tokens), 1])
+    pb.dispatch(
+        "head_norm_gate",
+        &ops.head_norm_gate,
+        &p,
+        &[h.clone(), weight.clone(), proj.clone(), y.clone()],
+        [u(l.num_heads), u(tokens), 1],
+    )
 }
 
 #[repr(C)]
@@ -482,7 +633,13 @@ pub fn swiglu(pb: &mut PlanBuilder, ops: &Ops, u_in: &Slice, tokens: usize, ffn:
         ffn: u(ffn),
         _pad: [0; 2],
     };
-    pb.dispatch("swiglu", &ops.swiglu, &p, &[u_in.clone(), y.clone()], [groups(ffn, 256), u(tokens), 1])
+    pb.dispatch(
+        "swiglu",
+        &ops.swiglu,
+        &p,
+        &[u_in.clone(), y.clone()],
+        [groups(ffn, 256), u(tokens), 1],
+    )
 }
 
 #[repr(C)]
@@ -495,12 +652,27 @@ struct ArgmaxParams {
 }
 
 /// out[first + r] (and out[second + r] if given) = argmax of logits row r, for r < rows.
-pub fn argmax(pb: &mut PlanBuilder, ops: &Ops, logits: &Slice, rows: usize, vocab: usize, out: &Slice, first: usize, second: Option<usize>) -> Result<()> {
+pub fn argmax(
+    pb: &mut PlanBuilder,
+    ops: &Ops,
+    logits: &Slice,
+    rows: usize,
+    vocab: usize,
+    out: &Slice,
+    first: usize,
+    second: Option<usize>,
+) -> Result<()> {
     let p = ArgmaxParams {
         vocab: u(vocab),
         first: u(first),
         second: second.map(u).unwrap_or(u32::MAX),
         _pad: 0,
     };
-    pb.dispatch("argmax", &ops.argmax, &p, &[logits.clone(), out.clone()], [u(rows), 1, 1])
+    pb.dispatch(
+        "argmax",
+        &ops.argmax,
+        &p,
+        &[logits.clone(), out.clone()],
+        [u(rows), 1, 1],
+    )
 }

@@ -32,7 +32,10 @@ impl SamplerConfig {
     }
     pub fn validate(&self) -> Result<()> {
         if !(self.temperature >= 0.0 && self.temperature.is_finite()) {
-            return Err(Error::Input(format!("temperature must be >= 0, got {}", self.temperature)));
+            return Err(Error::Input(format!(
+                "temperature must be >= 0, got {}",
+                self.temperature
+            )));
         }
         if !(self.top_p > 0.0 && self.top_p <= 1.0) {
             return Err(Error::Input(format!("top-p must be in (0, 1], got {}", self.top_p)));
@@ -65,7 +68,12 @@ impl Sampler {
         if self.cfg.is_greedy() {
             return argmax(logits) as u32;
         }
-        let mut cand: Vec<(usize, f32)> = logits.iter().copied().enumerate().filter(|(_, v)| !v.is_nan()).collect();
+        let mut cand: Vec<(usize, f32)> = logits
+            .iter()
+            .copied()
+            .enumerate()
+            .filter(|(_, v)| !v.is_nan())
+            .collect();
         if cand.is_empty() {
             return 0;
         }
@@ -74,7 +82,10 @@ impl Sampler {
             cand.truncate(self.cfg.top_k);
         }
         let max = cand[0].1;
-        let mut probs: Vec<f64> = cand.iter().map(|(_, v)| (((v - max) / self.cfg.temperature) as f64).exp()).collect();
+        let mut probs: Vec<f64> = cand
+            .iter()
+            .map(|(_, v)| (((v - max) / self.cfg.temperature) as f64).exp())
+            .collect();
         let total: f64 = probs.iter().sum();
         probs.iter_mut().for_each(|p| *p /= total);
         if self.cfg.top_p < 1.0 {

@@ -157,7 +157,9 @@ impl Session {
         }
         let v = self.model.vocab_size();
         if let Some(bad) = ids.iter().find(|&&i| i as usize >= v) {
-            return Err(Error::Input(format!("token id {bad} is out of range for a vocabulary of {v}")));
+            return Err(Error::Input(format!(
+                "token id {bad} is out of range for a vocabulary of {v}"
+            )));
         }
         Ok(())
     }
@@ -170,7 +172,8 @@ impl Session {
         let by_rows = cap / large::max_row_bytes(cfg);
         let state_bytes = cfg.num_heads * cfg.head_dim_qk() * cfg.head_dim_v() * 4;
         let by_boundaries = (cap / state_bytes.max(1)).saturating_sub(1) * self.opts.schedule.chunk_size;
-        self.opts.max_segment_tokens.min(by_rows).min(by_boundaries).min(65535).max(1)
+        let longest = self.opts.max_segment_tokens.min(by_rows).min(by_boundaries).min(65535);
+        longest.max(1)
     }
 
     /// Runs the prompt through the model, advancing the state; returns the requested logits.
@@ -190,9 +193,20 @@ impl Session {
                 _ => 0,
             };
             let ws = Workspace::new(pool, cfg, n, self.opts.schedule.chunk_size, rows, n)?;
-            gpu.queue.write_buffer(ws.ids.raw(), 0, bytemuck::cast_slice(&ids[start..end]));
+            gpu.queue
+                .write_buffer(ws.ids.raw(), 0, bytemuck::cast_slice(&ids[start..end]));
             let mut pb = PlanBuilder::new(gpu.clone());
-            let parity = large::record_forward(&mut pb, &m.ops, cfg, &m.weights, &self.state, &ws, 0, self.parity, &self.opts.schedule)?;
+            let parity = large::record_forward(
+                &mut pb,
+                &m.ops,
+                cfg,
+                &m.weights,
+                &self.state,
+                &ws,
+                0,
+                self.parity,
+                &self.opts.schedule,
+            )?;
             let plan = pb.finish(pool)?;
             plan.run(gpu, self.opts.submit)?;
             if rows > 0 {
@@ -222,8 +236,27 @@ impl Session {
             let mut pb = PlanBuilder::new(m.gpu.clone());
             let mut parity = self.parity;
             for i in 0..steps {
-                parity = large::record_forward(&mut pb, &m.ops, &m.cfg, &m.weights, &self.state, &decode.ws, i, parity, &self.opts.schedule)?;
-                crate::ops::argmax(&mut pb, &m.ops, &Slice::all(&decode.ws.logits), 1, m.cfg.vocab_size, &Slice::all(&decode.ws.ids), i + 1, None)?;
+                parity = large::record_forward(
+                    &mut pb,
+                    &m.ops,
+                    &m.cfg,
+                    &m.weights,
+                    &self.state,
+                    &decode.ws,
+                    i,
+                    parity,
+                    &self.opts.schedule,
+                )?;
+                crate::ops::argmax(
+                    &mut pb,
+                    &m.ops,
+                    &Slice::all(&decode.ws.logits),
+                    1,
+                    m.cfg.vocab_size,
+                    &Slice::all(&decode.ws.ids),
+                    i + 1,
+                    None,
+                )?;
             }
             decode.plans.insert(key, pb.finish(&m.pool)?);
         }
@@ -235,8 +268,13 @@ impl Session {
         self.check_ids(&[id])?;
         self.decode_plan(1)?;
         let m = self.model.inner.clone();
-        let decode = self.decode.as_ref().ok_or_else(|| Error::Gpu("decode workspace missing".into()))?;
-        m.gpu.queue.write_buffer(decode.ws.ids.raw(), 0, bytemuck::bytes_of(&id));
+        let decode = self
+            .decode
+            .as_ref()
+            .ok_or_else(|| Error::Gpu("decode workspace missing".into()))?;
+        m.gpu
+            .queue
+            .write_buffer(decode.ws.ids.raw(), 0, bytemuck::bytes_of(&id));
         decode.plans[&(1, self.parity)].run(&m.gpu, self.opts.submit)?;
         let logits = read_f32(&m.gpu, &m.pool, &decode.ws.logits, 0, m.cfg.vocab_size as u64)?;
         self.parity ^= 1;
@@ -253,8 +291,13 @@ impl Session {
         }
         self.decode_plan(steps)?;
         let m = self.model.inner.clone();
-        let decode = self.decode.as_ref().ok_or_else(|| Error::Gpu("decode workspace missing".into()))?;
-        m.gpu.queue.write_buffer(decode.ws.ids.raw(), 0, bytemuck::bytes_of(&first));
+        let decode = self
+            .decode
+            .as_ref()
+            .ok_or_else(|| Error::Gpu("decode workspace missing".into()))?;
+        m.gpu
+            .queue
+            .write_buffer(decode.ws.ids.raw(), 0, bytemuck::bytes_of(&first));
         decode.plans[&(steps, self.parity)].run(&m.gpu, self.opts.submit)?;
         let ids = read_u32(&m.gpu, &m.pool, &decode.ws.ids, 1, steps as u64)?;
         self.parity ^= (steps % 2) as u32;
@@ -306,7 +349,9 @@ impl Session {
             if sampler.config().is_greedy() && vocab_limit == self.model.vocab_size() {
                 let n = remaining.min(self.opts.decode_batch);
                 let ids = self.step_greedy(next, n)?;
-                let (last, rest) = ids.split_last().ok_or_else(|| Error::Gpu("empty greedy batch".into()))?;
+                let (last, rest) = ids
+                    .split_last()
+                    .ok_or_else(|| Error::Gpu("empty greedy batch".into()))?;
                 for &id in rest {
                     stats.generated.push(id);
                     let keep_going = on_token(id)?;
@@ -376,4 +421,3 @@ impl Session {
         self.state.iter().map(|s| s.c.len() + s.n.len() + s.m.len()).sum()
     }
 }
-

@@ -88,7 +88,10 @@ fn schedule(strategy: PrefillStrategy, chunk_size: usize, heads_per_band: usize,
 fn f32_variants() -> Vec<(&'static str, SessionOptions)> {
     vec![
         ("scheduled c64", SessionOptions::default()),
-        ("scheduled c16 band1 tile3", schedule(PrefillStrategy::Scheduled, 16, 1, 3)),
+        (
+            "scheduled c16 band1 tile3",
+            schedule(PrefillStrategy::Scheduled, 16, 1, 3),
+        ),
         ("fused c7", schedule(PrefillStrategy::Fused, 7, 0, 0)),
         ("fused c64", schedule(PrefillStrategy::Fused, 64, 0, 0)),
         ("recurrent", schedule(PrefillStrategy::Recurrent, 64, 0, 0)),
@@ -103,7 +106,10 @@ fn check_f32(model_name: &str, cases: &[&str]) {
             let (logits, ids, gl) = run(&model, opts, &case);
             let d = max_abs_diff(&logits, &case.logits);
             let dg = max_abs_diff(&gl, &case.generated_logits);
-            eprintln!("{} [{label}] f32: prompt logits max|diff| {d:.2e}, generated {dg:.2e}", case.name);
+            eprintln!(
+                "{} [{label}] f32: prompt logits max|diff| {d:.2e}, generated {dg:.2e}",
+                case.name
+            );
             assert!(d < 1e-3, "{} [{label}]: logits differ by {d}", case.name);
             assert!(dg < 1e-3, "{} [{label}]: generated logits differ by {dg}", case.name);
             assert_eq!(ids, case.generated, "{} [{label}]: greedy ids", case.name);
@@ -137,7 +143,12 @@ fn large_d_f32_three_heads_three_shards() {
 /// margin exceeds 0.25.
 #[test]
 fn f16_weights_stay_within_documented_tolerance() {
-    for (m, c) in [("large_a", "t1000"), ("large_b", "t37"), ("large_c", "t130"), ("large_d", "t300")] {
+    for (m, c) in [
+        ("large_a", "t1000"),
+        ("large_b", "t37"),
+        ("large_c", "t130"),
+        ("large_d", "t300"),
+    ] {
         let model = load_model(m, WeightDtype::F16);
         let case = load_case(m, c);
         let (logits, ids, gl) = run(&model, SessionOptions::default(), &case);
@@ -225,5 +236,9 @@ fn greedy_batches_match_steps_and_decode_allocates_nothing() {
     for _ in 0..4 {
         id = *s.step_greedy(id, 4).unwrap().last().unwrap();
     }
-    assert_eq!(model.pool_stats().created, before, "32 decode steps created GPU buffers");
+    assert_eq!(
+        model.pool_stats().created,
+        before,
+        "32 decode steps created GPU buffers"
+    );
 }

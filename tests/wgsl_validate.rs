@@ -14,7 +14,8 @@ fn variants(name: &str) -> Vec<Vec<(&'static str, ConstValue)>> {
 }
 
 fn check(name: &str, text: &str) {
-    let module = naga::front::wgsl::parse_str(text).unwrap_or_else(|e| panic!("{name}: parse: {}", e.emit_to_string(text)));
+    let module =
+        naga::front::wgsl::parse_str(text).unwrap_or_else(|e| panic!("{name}: parse: {}", e.emit_to_string(text)));
     let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all())
         .validate(&module)
         .unwrap_or_else(|e| panic!("{name}: validate: {}", e.emit_to_string(text)));
@@ -33,12 +34,21 @@ fn every_kernel_validates_and_translates_to_spirv_and_msl() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("wgsl");
     let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
         .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().trim_end_matches(".wgsl").to_string())
+        .map(|e| {
+            e.unwrap()
+                .file_name()
+                .to_string_lossy()
+                .trim_end_matches(".wgsl")
+                .to_string()
+        })
         .collect();
     on_disk.sort();
     let mut registered: Vec<String> = SOURCES.iter().map(|(n, _)| n.to_string()).collect();
     registered.sort();
-    assert_eq!(on_disk, registered, "every file in wgsl/ must be registered in gpu::kernels::SOURCES");
+    assert_eq!(
+        on_disk, registered,
+        "every file in wgsl/ must be registered in gpu::kernels::SOURCES"
+    );
 
     for (name, src) in SOURCES {
         check(name, src);

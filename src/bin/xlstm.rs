@@ -4,14 +4,12 @@
 use clap::{Parser, Subcommand};
 use safetensors::tensor::{Dtype, TensorView};
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use xlstm_wgpu::cli::{default_model_dir, write_atomic, GpuArgs, RunArgs};
+use xlstm_wgpu::cli::{run_generate, write_atomic, GenerateArgs, GpuArgs, RunArgs};
 use xlstm_wgpu::gpu::device::list_adapters;
 use xlstm_wgpu::sample::argmax;
-use xlstm_wgpu::tokenizer::TextStream;
-use xlstm_wgpu::{Error, Logits, Result, Sampler, SamplerConfig, Session};
+use xlstm_wgpu::{Error, Logits, Result, Session};
 
 #[derive(Parser)]
 #[command(name = "xlstm", version, about = "xLSTM language models on any GPU through wgpu")]
@@ -28,33 +26,6 @@ enum Cmd {
     Score(ScoreArgs),
     /// List adapters and print the chosen adapter's capabilities.
     Info(InfoArgs),
-}
-
-#[derive(clap::Args)]
-pub struct GenerateArgs {
-    /// Model directory (config.json, model.safetensors, tokenizer.json). Default: the shipped model.
-    #[arg(long)]
-    model: Option<PathBuf>,
-    #[arg(long, default_value = "The")]
-    prompt: String,
-    #[arg(long, default_value_t = 64)]
-    max_new_tokens: usize,
-    /// 0 = greedy.
-    #[arg(long, default_value_t = 0.0)]
-    temperature: f32,
-    #[arg(long, default_value_t = 0)]
-    top_k: usize,
-    #[arg(long, default_value_t = 1.0)]
-    top_p: f32,
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Do not stop at the end-of-text token.
-    #[arg(long)]
-    ignore_eos: bool,
-    #[command(flatten)]
-    run: RunArgs,
-    #[command(flatten)]
-    gpu: GpuArgs,
 }
 
 #[derive(clap::Args)]
@@ -86,7 +57,7 @@ struct InfoArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
-        Cmd::Generate(a) => generate(a),
+        Cmd::Generate(a) => run_generate(&a),
         Cmd::Score(a) => score(a),
         Cmd::Info(a) => info(a),
     };
@@ -105,57 +76,6 @@ fn info(a: InfoArgs) -> Result<()> {
     }
     let gpu = a.gpu.open()?;
     println!("{}", gpu.caps);
-    Ok(())
-}
-
-/// Prints the generated text as it comes and a one-line summary at the end.
-pub fn generate(a: GenerateArgs) -> Result<()> {
-    let dir = a.model.clone().unwrap_or_else(default_model_dir);
-    let gpu = a.gpu.open()?;
-    let model = a.run.load(gpu, &dir, true)?;
-    let tok = model
-        .tokenizer()
-        .ok_or_else(|| Error::Tokenizer(format!("{} has no tokenizer.json", dir.display())))?;
-    let mut prompt = Vec::new();
-    if let Some(bos) = model.config().bos_token_id {
-        prompt.push(bos);
-    }
-    prompt.extend(tok.encode(&a.prompt)?);
-    if prompt.is_empty() {
-        return Err(Error::Input("the prompt is empty".into()));
-    }
-    let mut sampler = Sampler::new(SamplerConfig {
-        temperature: a.temperature,
-        top_k: a.top_k,
-        top_p: a.top_p,
-        seed: a.seed,
-    })?;
-    let mut stop = Vec::new();
-    if !a.ignore_eos {
-        stop.extend(model.config().eos_token_id);
-        stop.extend(tok.token_id("<|endoftext|>"));
-    }
-    let mut session = Session::new(&model, a.run.session_options()?)?;
-    let mut stream = TextStream::default();
-    let mut out = std::io::stdout();
-    print!("{}", a.prompt);
-    let stats = session.generate(&prompt, a.max_new_tokens, &mut sampler, &stop, &mut |id| {
-        let text = stream.push(tok, id)?;
-        print!("{text}");
-        let _ = out.flush();
-        Ok(true)
-    })?;
-    println!();
-    println!(
-        "prompt tokens {} | prefill {:.1} tok/s | decode {:.1} tok/s ({} tokens) | peak GPU pool {:.1} MiB | {} weights, {}",
-        stats.prompt_tokens,
-        stats.prefill_tok_per_s(),
-        stats.decode_tok_per_s(),
-        stats.generated.len(),
-        stats.peak_pool_bytes as f64 / (1 << 20) as f64,
-        model.dtype().name(),
-        model.gpu().caps.adapter_name,
-    );
     Ok(())
 }
 
@@ -181,7 +101,9 @@ fn score(a: ScoreArgs) -> Result<()> {
     let model = a.run.load(gpu, &a.model, false)?;
     let v = model.vocab_size();
     if let Some(bad) = ids.iter().find(|&&i| i as usize >= v) {
-        return Err(Error::Input(format!("token id {bad} is out of range for a vocabulary of {v}")));
+        return Err(Error::Input(format!(
+            "token id {bad} is out of range for a vocabulary of {v}"
+        )));
     }
     let mut session = Session::new(&model, a.run.session_options()?)?;
     let logits = session.prefill(&ids, Logits::All)?;
@@ -206,12 +128,16 @@ fn score(a: ScoreArgs) -> Result<()> {
     let gen_logits_b = to_bytes(&gen_logits);
     if a.generate > 0 {
         tensors.push(("generated".into(), view(Dtype::I64, vec![a.generate], &gen_b)?));
-        tensors.push(("generated_logits".into(), view(Dtype::F32, vec![a.generate, v], &gen_logits_b)?));
+        tensors.push((
+            "generated_logits".into(),
+            view(Dtype::F32, vec![a.generate, v], &gen_logits_b)?,
+        ));
     }
     let mut meta = HashMap::new();
     meta.insert("dtype".to_string(), model.dtype().name().to_string());
     meta.insert("prefill".to_string(), a.run.prefill.clone());
     meta.insert("chunk_size".to_string(), a.run.chunk_size.to_string());
-    let bytes = safetensors::serialize(tensors, Some(meta)).map_err(|e| Error::Input(format!("serialising the output: {e}")))?;
+    let bytes = safetensors::serialize(tensors, Some(meta))
+        .map_err(|e| Error::Input(format!("serialising the output: {e}")))?;
     write_atomic(&a.out, &bytes)
 }

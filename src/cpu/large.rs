@@ -163,9 +163,7 @@ impl LargeWeights {
     pub fn check_shapes(&self, cfg: &LargeConfig) -> Result<()> {
         let (e, vocab) = (cfg.embedding_dim, cfg.vocab_size);
         let wrong = |name: &str, got: usize, want: usize| {
-            Err(Error::Checkpoint(format!(
-                "{name} has {got} values, expected {want}"
-            )))
+            Err(Error::Checkpoint(format!("{name} has {got} values, expected {want}")))
         };
         if self.blocks.len() != cfg.num_blocks {
             return wrong("blocks", self.blocks.len(), cfg.num_blocks);
@@ -197,11 +195,7 @@ fn embed(cfg: &LargeConfig, w: &LargeWeights, tokens: &[u32]) -> Vec<f32> {
     let mut x = Vec::with_capacity(tokens.len() * e);
     for &token in tokens {
         let token = token as usize;
-        assert!(
-            token < cfg.vocab_size,
-            "token {token} >= vocab {}",
-            cfg.vocab_size
-        );
+        assert!(token < cfg.vocab_size, "token {token} >= vocab {}", cfg.vocab_size);
         x.extend_from_slice(&w.embedding[token * e..][..e]);
     }
     x
@@ -241,16 +235,10 @@ fn mlstm_layer(
     let shape = cell_shape(cfg);
     let h = match mode {
         CellMode::Recurrent => mlstm::recurrent(&shape, t, &q, &k, &v, &i_pre, &f_pre, state),
-        CellMode::Chunkwise(chunk) => {
-            mlstm::chunkwise(&shape, chunk, t, &q, &k, &v, &i_pre, &f_pre, state)
-        }
+        CellMode::Chunkwise(chunk) => mlstm::chunkwise(&shape, chunk, t, &q, &k, &v, &i_pre, &f_pre, state),
     };
     let h_norm = head_layer_norm(&h, &b.multihead_norm, nh, cfg.norm_eps);
-    let gated: Vec<f32> = h_norm
-        .iter()
-        .zip(&o_pre)
-        .map(|(&h, &o)| sigmoid(o) * h)
-        .collect();
+    let gated: Vec<f32> = h_norm.iter().zip(&o_pre).map(|(&h, &o)| sigmoid(o) * h).collect();
     matmul_t(&gated, &b.out_proj, t, v_dim, e)
 }
 
@@ -269,14 +257,7 @@ fn add_residual(x: &mut [f32], y: &[f32]) {
 }
 
 /// One pre-norm block: `x += mLSTM(RMSNorm(x)); x += FFN(RMSNorm(x))`.
-fn block(
-    cfg: &LargeConfig,
-    b: &LargeBlockWeights,
-    x: &mut [f32],
-    t: usize,
-    state: &mut CellState,
-    mode: CellMode,
-) {
+fn block(cfg: &LargeConfig, b: &LargeBlockWeights, x: &mut [f32], t: usize, state: &mut CellState, mode: CellMode) {
     let xn = rms_norm(x, &b.norm_mlstm, cfg.norm_eps);
     add_residual(x, &mlstm_layer(cfg, b, &xn, t, state, mode));
     let xn = rms_norm(x, &b.norm_ffn, cfg.norm_eps);
@@ -320,11 +301,7 @@ pub fn forward(
     if state.is_empty() {
         state.resize(cfg.num_blocks, CellState::zeros(&shape));
     }
-    assert_eq!(
-        state.len(),
-        cfg.num_blocks,
-        "forward: need one state per block"
-    );
+    assert_eq!(state.len(), cfg.num_blocks, "forward: need one state per block");
 
     let t = tokens.len();
     let mut x = embed(cfg, w, tokens);
@@ -361,16 +338,9 @@ mod tests {
 
     fn assert_close(what: &str, a: &[f32], b: &[f32], tol: f32) {
         assert_eq!(a.len(), b.len(), "{what}: lengths");
-        let diff = a
-            .iter()
-            .zip(b)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0.0, f32::max);
+        let diff = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
         let scale = b.iter().map(|y| y.abs()).fold(1e-30, f32::max);
-        assert!(
-            diff <= tol * scale,
-            "{what}: max diff {diff:e} (scale {scale})"
-        );
+        assert!(diff <= tol * scale, "{what}: max diff {diff:e} (scale {scale})");
     }
 
     fn assert_states_close(a: &[CellState], b: &[CellState]) {
@@ -385,10 +355,7 @@ mod tests {
     #[test]
     fn config_has_expected_shapes() {
         let cfg = small_config();
-        assert_eq!(
-            (cfg.head_dim_qk(), cfg.head_dim_v(), cfg.ffn_dim),
-            (8, 16, 64)
-        );
+        assert_eq!((cfg.head_dim_qk(), cfg.head_dim_v(), cfg.ffn_dim), (8, 16, 64));
         LargeWeights::random(&cfg, 1).check_shapes(&cfg).unwrap();
     }
 
@@ -431,11 +398,7 @@ mod tests {
         let mut whole_state = Vec::new();
         let whole = forward(&cfg, &w, &tokens, &mut whole_state, CellMode::Recurrent);
         let (prefix, rest) = tokens.split_at(20);
-        for mode in [
-            CellMode::Recurrent,
-            CellMode::Chunkwise(4),
-            CellMode::Chunkwise(64),
-        ] {
+        for mode in [CellMode::Recurrent, CellMode::Chunkwise(4), CellMode::Chunkwise(64)] {
             let mut state = Vec::new();
             let mut logits = forward(&cfg, &w, prefix, &mut state, mode);
             logits.extend(forward(&cfg, &w, rest, &mut state, mode));
@@ -446,13 +409,7 @@ mod tests {
             let mut state = Vec::new();
             let mut logits = forward(&cfg, &w, prefix, &mut state, mode);
             for token in rest {
-                logits.extend(forward(
-                    &cfg,
-                    &w,
-                    &[*token],
-                    &mut state,
-                    CellMode::Recurrent,
-                ));
+                logits.extend(forward(&cfg, &w, &[*token], &mut state, CellMode::Recurrent));
             }
             assert_close(&format!("{mode:?} decode"), &logits, &whole, 1e-5);
         }
@@ -468,13 +425,7 @@ mod tests {
         let a = forward(&cfg, &w, &tokens, &mut Vec::new(), CellMode::Recurrent);
         let b = forward(&cfg, &w, &tokens, &mut Vec::new(), CellMode::Chunkwise(4));
         assert_close("no norm, no cap", &b, &a, 1e-5);
-        let normed = forward(
-            &small_config(),
-            &w,
-            &tokens,
-            &mut Vec::new(),
-            CellMode::Recurrent,
-        );
+        let normed = forward(&small_config(), &w, &tokens, &mut Vec::new(), CellMode::Recurrent);
         assert_ne!(a, normed);
     }
 

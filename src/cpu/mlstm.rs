@@ -60,11 +60,7 @@ impl CellState {
 
     fn assert_fits(&self, shape: &CellShape) {
         let fresh = Self::zeros(shape);
-        assert_eq!(
-            self.c.len(),
-            fresh.c.len(),
-            "CellState.c is not [NH, dqk, dv]"
-        );
+        assert_eq!(self.c.len(), fresh.c.len(), "CellState.c is not [NH, dqk, dv]");
         assert_eq!(self.n.len(), fresh.n.len(), "CellState.n is not [NH, dqk]");
         assert_eq!(self.m.len(), fresh.m.len(), "CellState.m is not [NH]");
     }
@@ -121,10 +117,7 @@ impl<'a> Sequence<'a> {
         i_pre: &'a [f32],
         f_pre: &'a [f32],
     ) -> Self {
-        assert!(
-            shape.num_heads > 0 && shape.dqk > 0 && shape.dv > 0,
-            "empty CellShape"
-        );
+        assert!(shape.num_heads > 0 && shape.dqk > 0 && shape.dv > 0, "empty CellShape");
         assert_eq!(q.len(), t * shape.qk_width(), "q is not [T, NH*dqk]");
         assert_eq!(k.len(), t * shape.qk_width(), "k is not [T, NH*dqk]");
         assert_eq!(v.len(), t * shape.v_width(), "v is not [T, NH*dv]");
@@ -167,10 +160,7 @@ impl<'a> Sequence<'a> {
     /// `q · dqk^-1/2` in f64.
     fn q_scaled(&self, token: usize, head: usize) -> Vec<f64> {
         let scale = self.shape.q_scale();
-        self.q(token, head)
-            .iter()
-            .map(|&x| f64::from(x) * scale)
-            .collect()
+        self.q(token, head).iter().map(|&x| f64::from(x) * scale).collect()
     }
 }
 
@@ -305,24 +295,13 @@ impl ChunkGates {
             b.push(sum);
         }
         let g = sum;
-        let a = b
-            .iter()
-            .zip(&i_pre)
-            .map(|(&b_s, &i_s)| (g - b_s) + i_s)
-            .collect();
+        let a = b.iter().zip(&i_pre).map(|(&b_s, &i_s)| (g - b_s) + i_s).collect();
         Self { i_pre, b, g, a }
     }
 }
 
 /// Intra-chunk outputs of one head, using the state at the chunk start (reference §2.4).
-fn chunk_outputs(
-    seq: &Sequence,
-    head: usize,
-    start: usize,
-    gates: &ChunkGates,
-    mem: &HeadMemory,
-    h: &mut [f32],
-) {
+fn chunk_outputs(seq: &Sequence, head: usize, start: usize, gates: &ChunkGates, mem: &HeadMemory, h: &mut [f32]) {
     let (dv, v_width) = (seq.shape.dv, seq.shape.v_width());
     let m_prev = mem.m;
     for s in 0..gates.b.len() {
@@ -340,11 +319,7 @@ fn chunk_outputs(
         let mut den = beta * query_normaliser(&q_scaled, &mem.n);
         for j in 0..=s {
             let k_j = seq.k(start + j, head);
-            let score: f64 = q_scaled
-                .iter()
-                .zip(k_j)
-                .map(|(&a, &b)| a * f64::from(b))
-                .sum();
+            let score: f64 = q_scaled.iter().zip(k_j).map(|(&a, &b)| a * f64::from(b)).sum();
             let weight = (log_d(j) - m).exp() * score;
             for (o, &v) in num.iter_mut().zip(seq.v(start + j, head)) {
                 *o += weight * f64::from(v);
@@ -358,13 +333,7 @@ fn chunk_outputs(
 
 /// Inter-chunk recurrence: moves one head's state from the chunk start to the chunk end
 /// (reference §2.4, `m_k`, `ḡ`, `ā_s`, `C_k`, `n_k`).
-fn advance_state(
-    seq: &Sequence,
-    head: usize,
-    start: usize,
-    gates: &ChunkGates,
-    mem: &mut HeadMemory,
-) {
+fn advance_state(seq: &Sequence, head: usize, start: usize, gates: &ChunkGates, mem: &mut HeadMemory) {
     let dv = seq.shape.dv;
     let a_max = gates.a.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let m_new = f32_exact((gates.g + mem.m).max(a_max));
@@ -516,11 +485,7 @@ mod tests {
     /// `max |a − b|` relative to `max |b|`.
     fn scaled_diff(a: &[f32], b: &[f32]) -> f32 {
         assert_eq!(a.len(), b.len());
-        let diff = a
-            .iter()
-            .zip(b)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0.0, f32::max);
+        let diff = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
         let scale = b.iter().map(|y| y.abs()).fold(0.0, f32::max);
         diff / scale.max(f32::MIN_POSITIVE)
     }
@@ -535,12 +500,7 @@ mod tests {
         assert_close("C", &a.c, &b.c, tol);
         assert_close("n", &a.n, &b.n, tol);
         for (x, y) in a.m.iter().zip(&b.m) {
-            assert!(
-                (x - y).abs() <= tol * (1.0 + y.abs()),
-                "m {:?} vs {:?}",
-                a.m,
-                b.m
-            );
+            assert!((x - y).abs() <= tol * (1.0 + y.abs()), "m {:?} vs {:?}", a.m, b.m);
         }
     }
 
@@ -559,12 +519,7 @@ mod tests {
         assert!(reference.iter().any(|&h| h != 0.0), "all outputs are zero");
 
         let mut state = initial.clone();
-        assert_close(
-            "steps",
-            &x.steps(&mut state),
-            &reference,
-            F32_STATE_PER_TOKEN,
-        );
+        assert_close("steps", &x.steps(&mut state), &reference, F32_STATE_PER_TOKEN);
         assert_states_close(&state, &reference_state, F32_STATE_PER_TOKEN);
 
         for &chunk in chunks {
@@ -618,11 +573,7 @@ mod tests {
         let x = Inputs::random(8, (2, 8, 8), 100, (2.0, 12.0), (-8.0, 10.0));
         let mut state = CellState::zeros(&x.shape);
         x.recurrent(&mut state);
-        assert!(
-            state.m.iter().all(|&m| m > 1.0),
-            "stabiliser not moved: {:?}",
-            state.m
-        );
+        assert!(state.m.iter().all(|&m| m > 1.0), "stabiliser not moved: {:?}", state.m);
         check_all_forms_agree(&x, &[4, 64], &CellState::zeros(&x.shape));
     }
 
@@ -638,10 +589,7 @@ mod tests {
             let n = HeadMemory::load(&state, &x.shape, head).n;
             let q_n = query_normaliser(&seq.q_scaled(0, head), &n);
             let floor = (-f64::from(state.m[head])).exp();
-            assert!(
-                q_n.abs() < floor,
-                "head {head}: |q·n| {q_n:e} >= floor {floor:e}"
-            );
+            assert!(q_n.abs() < floor, "head {head}: |q·n| {q_n:e} >= floor {floor:e}");
         }
         check_all_forms_agree(&x, &[4, 64], &CellState::zeros(&x.shape));
     }
@@ -657,12 +605,7 @@ mod tests {
         let x = Inputs::random(12, (2, 5, 3), 33, (-6.0, 12.0), (-8.0, 10.0));
         let initial = random_state(&x.shape, 13);
         let (mut a, mut b) = (initial.clone(), initial);
-        assert_close(
-            "chunk 1",
-            &x.chunkwise(1, &mut a),
-            &x.recurrent(&mut b),
-            SAME_CALL,
-        );
+        assert_close("chunk 1", &x.chunkwise(1, &mut a), &x.recurrent(&mut b), SAME_CALL);
         assert_states_close(&a, &b, SAME_CALL);
     }
 
@@ -678,12 +621,7 @@ mod tests {
                 let mut state = initial.clone();
                 let mut h = head.chunkwise(chunk, &mut state);
                 h.extend(tail.chunkwise(chunk, &mut state));
-                assert_close(
-                    &format!("split {split} chunk {chunk}"),
-                    &h,
-                    &whole,
-                    SAME_CALL,
-                );
+                assert_close(&format!("split {split} chunk {chunk}"), &h, &whole, SAME_CALL);
                 assert_states_close(&state, &whole_state, SAME_CALL);
 
                 // Prefill chunkwise, then decode step by step: the generation pattern.
@@ -739,17 +677,7 @@ mod tests {
             }
         }
         let zeros = CellState::zeros(&s);
-        assert_close(
-            "recurrent",
-            &x.recurrent(&mut zeros.clone()),
-            &want,
-            SAME_CALL,
-        );
-        assert_close(
-            "chunk 8",
-            &x.chunkwise(8, &mut zeros.clone()),
-            &want,
-            SAME_CALL,
-        );
+        assert_close("recurrent", &x.recurrent(&mut zeros.clone()), &want, SAME_CALL);
+        assert_close("chunk 8", &x.chunkwise(8, &mut zeros.clone()), &want, SAME_CALL);
     }
 }

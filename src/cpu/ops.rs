@@ -7,10 +7,7 @@
 /// Dot product of two equally long f32 slices, accumulated in f64.
 pub(crate) fn dot(a: &[f32], b: &[f32]) -> f64 {
     assert_eq!(a.len(), b.len(), "dot: lengths differ");
-    a.iter()
-        .zip(b)
-        .map(|(&x, &y)| f64::from(x) * f64::from(y))
-        .sum()
+    a.iter().zip(b).map(|(&x, &y)| f64::from(x) * f64::from(y)).sum()
 }
 
 /// `y = x W^T` for an `nn.Linear` weight: `x` is `[rows, k]`, `w` is `[n, k]`, `y` is `[rows, n]`,
@@ -35,11 +32,7 @@ pub fn matmul_t(x: &[f32], w: &[f32], rows: usize, k: usize, n: usize) -> Vec<f3
 pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32) -> Vec<f32> {
     let width = weight.len();
     assert!(width > 0, "rms_norm: empty weight");
-    assert_eq!(
-        x.len() % width,
-        0,
-        "rms_norm: x is not rows of width {width}"
-    );
+    assert_eq!(x.len() % width, 0, "rms_norm: x is not rows of width {width}");
     let mut y = Vec::with_capacity(x.len());
     for row in x.chunks_exact(width) {
         let mean_square = dot(row, row) / width as f64;
@@ -59,26 +52,14 @@ pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32) -> Vec<f32> {
 pub fn head_layer_norm(x: &[f32], weight: &[f32], num_heads: usize, eps: f32) -> Vec<f32> {
     let width = weight.len();
     assert!(width > 0 && num_heads > 0, "head_layer_norm: empty shape");
-    assert_eq!(
-        width % num_heads,
-        0,
-        "head_layer_norm: width not divisible by heads"
-    );
-    assert_eq!(
-        x.len() % width,
-        0,
-        "head_layer_norm: x is not rows of width {width}"
-    );
+    assert_eq!(width % num_heads, 0, "head_layer_norm: width not divisible by heads");
+    assert_eq!(x.len() % width, 0, "head_layer_norm: x is not rows of width {width}");
     let dh = width / num_heads;
     let mut y = Vec::with_capacity(x.len());
     for row in x.chunks_exact(width) {
         for (head, head_weight) in row.chunks_exact(dh).zip(weight.chunks_exact(dh)) {
             let mean = head.iter().map(|&v| f64::from(v)).sum::<f64>() / dh as f64;
-            let variance = head
-                .iter()
-                .map(|&v| (f64::from(v) - mean).powi(2))
-                .sum::<f64>()
-                / dh as f64;
+            let variance = head.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>() / dh as f64;
             let inv_std = 1.0 / (variance + f64::from(eps)).sqrt();
             y.extend(
                 head.iter()
@@ -167,10 +148,7 @@ mod tests {
         let x = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
         let w = [1.0, 0.0, 0.0, 1.0, 1.0, -1.0, 2.0, 3.0];
         let y = matmul_t(&x, &w, 3, 2, 4);
-        assert_eq!(
-            y,
-            vec![1.0, 2.0, -1.0, 8.0, 3.0, 4.0, -1.0, 18.0, 5.0, 6.0, -1.0, 28.0]
-        );
+        assert_eq!(y, vec![1.0, 2.0, -1.0, 8.0, 3.0, 4.0, -1.0, 18.0, 5.0, 6.0, -1.0, 28.0]);
         assert_eq!(matmul_t(&[], &[], 2, 0, 3), vec![0.0; 6]);
     }
 

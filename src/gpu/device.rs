@@ -57,7 +57,11 @@ impl Caps {
 impl fmt::Display for Caps {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let yes = |b: bool| if b { "yes" } else { "no" };
-        writeln!(f, "adapter        {} ({}, {})", self.adapter_name, self.backend, self.device_type)?;
+        writeln!(
+            f,
+            "adapter        {} ({}, {})",
+            self.adapter_name, self.backend, self.device_type
+        )?;
         writeln!(f, "driver         {}", self.driver)?;
         writeln!(f, "shader f16     {}", yes(self.f16))?;
         writeln!(
@@ -84,7 +88,11 @@ impl fmt::Display for Caps {
         write!(
             f,
             "disabled by request    {}",
-            if self.disabled.is_empty() { "none".to_string() } else { self.disabled.join(",") }
+            if self.disabled.is_empty() {
+                "none".to_string()
+            } else {
+                self.disabled.join(",")
+            }
         )
     }
 }
@@ -139,16 +147,21 @@ pub fn list_adapters(opts: &GpuOptions) -> Vec<AdapterSummary> {
 }
 
 /// Names accepted in `XLSTM_DISABLE_FEATURES` and `GpuOptions::disable`.
-const FEATURE_NAMES: &[&str] = &["f16", "subgroup", "timestamp", "pipeline-cache", "immediates", "coop-matrix"];
+const FEATURE_NAMES: &[&str] = &[
+    "f16",
+    "subgroup",
+    "timestamp",
+    "pipeline-cache",
+    "immediates",
+    "coop-matrix",
+];
 
 fn feature_bits(name: &str) -> wgpu::Features {
     use wgpu::Features as F;
     match name {
         "f16" => F::SHADER_F16,
         "subgroup" => F::SUBGROUP | F::SUBGROUP_BARRIER,
-        "timestamp" => {
-            F::TIMESTAMP_QUERY | F::TIMESTAMP_QUERY_INSIDE_ENCODERS | F::TIMESTAMP_QUERY_INSIDE_PASSES
-        }
+        "timestamp" => F::TIMESTAMP_QUERY | F::TIMESTAMP_QUERY_INSIDE_ENCODERS | F::TIMESTAMP_QUERY_INSIDE_PASSES,
         "pipeline-cache" => F::PIPELINE_CACHE,
         "immediates" => F::IMMEDIATES,
         "coop-matrix" => F::EXPERIMENTAL_COOPERATIVE_MATRIX,

@@ -136,7 +136,12 @@ mod tests {
     #[test]
     fn specialize_rewrites_named_consts_only() {
         let src = "const WG: u32 = 64u;\nconst F16: bool = false;\nfn f() {}";
-        let out = specialize("k", src, &[("WG", ConstValue::U32(128)), ("F16", ConstValue::Bool(true))]).unwrap();
+        let out = specialize(
+            "k",
+            src,
+            &[("WG", ConstValue::U32(128)), ("F16", ConstValue::Bool(true))],
+        )
+        .unwrap();
         assert!(out.contains("const WG: u32 = 128u;"));
         assert!(out.contains("const F16: bool = true;"));
         assert!(specialize("k", src, &[("NOPE", ConstValue::U32(1))]).is_err());

@@ -19,7 +19,12 @@ pub enum Category {
 }
 
 impl Category {
-    pub const ALL: [Category; 4] = [Category::Weights, Category::State, Category::Activations, Category::Scratch];
+    pub const ALL: [Category; 4] = [
+        Category::Weights,
+        Category::State,
+        Category::Activations,
+        Category::Scratch,
+    ];
     fn index(self) -> usize {
         self as usize
     }

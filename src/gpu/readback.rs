@@ -8,7 +8,9 @@ use crate::error::{Error, Result};
 pub fn read_bytes(gpu: &Gpu, pool: &BufferPool, src: &GpuBuffer, offset: u64, bytes: u64) -> Result<Vec<u8>> {
     let len = bytes.next_multiple_of(4);
     let staging = pool.readback(len, "readback")?;
-    let mut enc = gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("readback") });
+    let mut enc = gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+        label: Some("readback"),
+    });
     enc.copy_buffer_to_buffer(src.raw(), offset, staging.raw(), 0, Some(len));
     gpu.queue.submit([enc.finish()]);
     let (tx, rx) = std::sync::mpsc::channel();

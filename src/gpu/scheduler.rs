@@ -148,7 +148,10 @@ impl PlanBuilder {
     }
 
     pub fn dispatch_count(&self) -> usize {
-        self.items.iter().filter(|i| matches!(i, Pending::Dispatch { .. })).count()
+        self.items
+            .iter()
+            .filter(|i| matches!(i, Pending::Dispatch { .. }))
+            .count()
     }
 
     /// Uploads the parameters and creates the bind groups.
@@ -244,12 +247,20 @@ impl Plan {
     fn record(&self, gpu: &Gpu, budget: SubmitBudget, emit: &mut dyn FnMut(wgpu::CommandBuffer)) {
         let mut i = 0;
         while i < self.items.len() {
-            let mut enc = gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("plan") });
+            let mut enc = gpu
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("plan") });
             let (mut dispatches, mut workgroups) = (0usize, 0u64);
             while i < self.items.len() && dispatches < budget.max_dispatches && workgroups < budget.max_workgroups {
                 match &self.items[i] {
                     Item::Copy { src, dst } => {
-                        enc.copy_buffer_to_buffer(&src.buffer, src.offset, &dst.buffer, dst.offset, Some(src.size.min(dst.size)));
+                        enc.copy_buffer_to_buffer(
+                            &src.buffer,
+                            src.offset,
+                            &dst.buffer,
+                            dst.offset,
+                            Some(src.size.min(dst.size)),
+                        );
                         i += 1;
                     }
                     Item::Dispatch { .. } => {

@@ -5,7 +5,7 @@
 
 use crate::error::{Error, Result};
 use memmap2::Mmap;
-use safetensors::tensor::{Dtype, SafeTensors};
+use safetensors::tensor::{Dtype, SafeTensorError, SafeTensors};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -35,17 +35,42 @@ fn element_size(dtype: Dtype) -> Option<usize> {
     }
 }
 
+/// A safetensors parse error in words that say what is wrong with the file.
+fn describe(e: &SafeTensorError, file_len: usize) -> String {
+    match e {
+        SafeTensorError::HeaderTooSmall => {
+            format!("not a safetensors file: {file_len} bytes, too short for the 8-byte header length")
+        }
+        SafeTensorError::HeaderTooLarge => {
+            "not a safetensors file (the header length prefix is implausibly large)".into()
+        }
+        SafeTensorError::InvalidHeaderLength => {
+            format!("truncated inside the header (the header length prefix exceeds the file size of {file_len} bytes)")
+        }
+        SafeTensorError::InvalidHeader(_)
+        | SafeTensorError::InvalidHeaderStart
+        | SafeTensorError::InvalidHeaderDeserialization(_) => format!("not a safetensors file ({e})"),
+        SafeTensorError::MetadataIncompleteBuffer => format!(
+            "truncated or corrupt: the file size ({file_len} bytes) does not match the tensor data its header describes"
+        ),
+        _ => e.to_string(),
+    }
+}
+
 impl Checkpoint {
     /// Opens every safetensors file of the checkpoint in `dir`.
     pub fn open(dir: &Path) -> Result<Self> {
         if !dir.is_dir() {
-            return Err(Error::Input(format!("model directory {} does not exist", dir.display())));
+            return Err(Error::Input(format!(
+                "model directory {} does not exist",
+                dir.display()
+            )));
         }
         let index = dir.join("model.safetensors.index.json");
         let names: Vec<PathBuf> = if index.is_file() {
             let text = std::fs::read_to_string(&index).map_err(|e| Error::io(&index, e))?;
-            let json: serde_json::Value = serde_json::from_str(&text)
-                .map_err(|e| Error::Checkpoint(format!("{}: {e}", index.display())))?;
+            let json: serde_json::Value =
+                serde_json::from_str(&text).map_err(|e| Error::Checkpoint(format!("{}: {e}", index.display())))?;
             let map = json
                 .get("weight_map")
                 .and_then(|m| m.as_object())
@@ -63,6 +88,13 @@ impl Checkpoint {
             for f in &files {
                 if f.contains('/') || f.contains('\\') || f.contains("..") {
                     return Err(Error::Checkpoint(format!("{}: bad shard name `{f}`", index.display())));
+                }
+                if !dir.join(f).is_file() {
+                    return Err(Error::Checkpoint(format!(
+                        "{} lists shard `{f}`, which is not in {}",
+                        index.display(),
+                        dir.display()
+                    )));
                 }
             }
             files.into_iter().map(|f| dir.join(f)).collect()
@@ -91,7 +123,7 @@ impl Checkpoint {
             let mmap = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
             // Full validation: header JSON, offsets within the file, no overlaps, exact length.
             let st = SafeTensors::deserialize(&mmap)
-                .map_err(|e| Error::Checkpoint(format!("{}: {e}", path.display())))?;
+                .map_err(|e| Error::Checkpoint(format!("{}: {}", path.display(), describe(&e, mmap.len()))))?;
             let base = mmap.as_ptr() as usize;
             for (name, view) in st.tensors() {
                 let start = view.data().as_ptr() as usize - base;
@@ -103,7 +135,9 @@ impl Checkpoint {
                     end: start + view.data().len(),
                 };
                 if tensors.insert(name.clone(), entry).is_some() {
-                    return Err(Error::Checkpoint(format!("tensor `{name}` appears in more than one file")));
+                    return Err(Error::Checkpoint(format!(
+                        "tensor `{name}` appears in more than one file"
+                    )));
                 }
             }
             files.push((path.clone(), mmap));
@@ -151,7 +185,11 @@ impl Checkpoint {
         let end = (e.start + (first + count) * size).min(e.end);
         let bytes = &self.files[e.file].1[(e.start + first * size).min(end)..end];
         match e.dtype {
-            Dtype::F32 => out.extend(bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))),
+            Dtype::F32 => out.extend(
+                bytes
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+            ),
             Dtype::F16 => out.extend(
                 bytes
                     .chunks_exact(2)

@@ -52,8 +52,7 @@ impl LargeConfig {
     pub fn from_dir(dir: &Path) -> Result<Self> {
         let path = dir.join("config.json");
         let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-        let json: Value = serde_json::from_str(&text)
-            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+        let json: Value = serde_json::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
         Self::from_json(&json)
     }
 
@@ -97,9 +96,7 @@ impl LargeConfig {
                     .ok_or_else(|| Error::Config(format!("`{name}` must be true or false"))),
             }
         };
-        let token = |name: &str| -> Option<u32> {
-            json.get(name).and_then(|v| v.as_u64()).map(|x| x as u32)
-        };
+        let token = |name: &str| -> Option<u32> { json.get(name).and_then(|v| v.as_u64()).map(|x| x as u32) };
 
         if boolean("use_bias", false)? {
             return Err(Error::Config(
@@ -114,8 +111,7 @@ impl LargeConfig {
         let embedding_dim = required(&["embedding_dim", "hidden_size"])?;
         let ffn_proj_factor = float(&["ffn_proj_factor"], 2.6667)?;
         let ffn_multiple = int(&["ffn_round_up_to_multiple_of"])?.unwrap_or(64).max(1);
-        let ffn_dim = ((embedding_dim as f64 * ffn_proj_factor) / ffn_multiple as f64).ceil() as usize
-            * ffn_multiple;
+        let ffn_dim = ((embedding_dim as f64 * ffn_proj_factor) / ffn_multiple as f64).ceil() as usize * ffn_multiple;
         let cfg = LargeConfig {
             embedding_dim,
             num_heads: required(&["num_heads"])?,
@@ -154,7 +150,11 @@ impl LargeConfig {
                 self.num_heads
             ));
         }
-        if self.norm_eps.is_nan() || self.norm_eps <= 0.0 || !self.gate_soft_cap.is_finite() || self.gate_soft_cap <= 0.0 {
+        if self.norm_eps.is_nan()
+            || self.norm_eps <= 0.0
+            || !self.gate_soft_cap.is_finite()
+            || self.gate_soft_cap <= 0.0
+        {
             return bad("norm_eps and gate_soft_cap must be positive".into());
         }
         if !self.output_logit_soft_cap.is_finite() || self.output_logit_soft_cap < 0.0 {

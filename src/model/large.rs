@@ -43,22 +43,41 @@ impl BlockNames {
 
 /// Finds the FFN width from the weights (the config's rounding can differ from the checkpoint's).
 pub fn ffn_dim_from_checkpoint(ckpt: &Checkpoint) -> Option<usize> {
+    // `first()`: a 0-d tensor gives None here and is reported by the shape check at load time.
     if let Some(s) = ckpt.shape("backbone.blocks.0.ffn.proj_up_gate.weight") {
-        return Some(s[0]);
+        return s.first().copied();
     }
-    ckpt.shape("backbone.blocks.0.ffn.proj_up_gate_z.weight").map(|s| s[0] / 2)
+    ckpt.shape("backbone.blocks.0.ffn.proj_up_gate_z.weight")
+        .and_then(|s| s.first())
+        .map(|r| r / 2)
 }
 
 impl LargeWeights {
     /// Uploads every tensor, checking names, shapes and dtypes against the config.
-    pub fn load(gpu: &Gpu, pool: &BufferPool, ckpt: &Checkpoint, cfg: &LargeConfig, dtype: WeightDtype) -> Result<Self> {
+    pub fn load(
+        gpu: &Gpu,
+        pool: &BufferPool,
+        ckpt: &Checkpoint,
+        cfg: &LargeConfig,
+        dtype: WeightDtype,
+    ) -> Result<Self> {
         let (e, v, nh) = (cfg.embedding_dim, cfg.vocab_size, cfg.num_heads);
         let (qk, vd, f) = (cfg.qk_dim(), cfg.v_dim(), cfg.ffn_dim);
         let emb_name = ["backbone.embeddings.weight", "embedding.weight"]
             .into_iter()
             .find(|n| ckpt.contains(n))
-            .ok_or_else(|| Error::Checkpoint("missing tensor `backbone.embeddings.weight` (or `embedding.weight`)".into()))?;
-        let embedding = upload_matrix(gpu, pool, ckpt, &[ckpt.entry(emb_name, &[v, e])?], e, dtype, "embedding")?;
+            .ok_or_else(|| {
+                Error::Checkpoint("missing tensor `backbone.embeddings.weight` (or `embedding.weight`)".into())
+            })?;
+        let embedding = upload_matrix(
+            gpu,
+            pool,
+            ckpt,
+            &[ckpt.entry(emb_name, &[v, e])?],
+            e,
+            dtype,
+            "embedding",
+        )?;
 
         let mut blocks = Vec::with_capacity(cfg.num_blocks);
         for i in 0..cfg.num_blocks {
@@ -103,10 +122,26 @@ impl LargeWeights {
                 proj: upload_matrix(gpu, pool, ckpt, &proj_src, e, dtype, &n.name("mlstm_layer"))?,
                 gate_bias: upload_f32(gpu, pool, &gate_bias, Category::Weights, "gate bias")?,
                 head_norm: small("mlstm_layer.multihead_norm.weight", vd, Category::Weights)?,
-                out_proj: upload_matrix(gpu, pool, ckpt, &[ckpt.entry(&n.name("mlstm_layer.out_proj.weight"), &[e, vd])?], vd, dtype, &n.name("out_proj"))?,
+                out_proj: upload_matrix(
+                    gpu,
+                    pool,
+                    ckpt,
+                    &[ckpt.entry(&n.name("mlstm_layer.out_proj.weight"), &[e, vd])?],
+                    vd,
+                    dtype,
+                    &n.name("out_proj"),
+                )?,
                 norm_ffn: small("norm_ffn.weight", e, Category::Weights)?,
                 ffn_up: upload_matrix(gpu, pool, ckpt, &ffn_src, e, dtype, &n.name("ffn.up"))?,
-                ffn_down: upload_matrix(gpu, pool, ckpt, &[ckpt.entry(&n.name("ffn.proj_down.weight"), &[e, f])?], f, dtype, &n.name("ffn.down"))?,
+                ffn_down: upload_matrix(
+                    gpu,
+                    pool,
+                    ckpt,
+                    &[ckpt.entry(&n.name("ffn.proj_down.weight"), &[e, f])?],
+                    f,
+                    dtype,
+                    &n.name("ffn.down"),
+                )?,
             });
         }
         let out_norm = if cfg.add_out_norm {
@@ -115,7 +150,15 @@ impl LargeWeights {
         } else {
             None
         };
-        let lm_head = upload_matrix(gpu, pool, ckpt, &[ckpt.entry("lm_head.weight", &[v, e])?], e, dtype, "lm_head")?;
+        let lm_head = upload_matrix(
+            gpu,
+            pool,
+            ckpt,
+            &[ckpt.entry("lm_head.weight", &[v, e])?],
+            e,
+            dtype,
+            "lm_head",
+        )?;
         Ok(LargeWeights {
             embedding,
             blocks,
@@ -169,7 +212,9 @@ impl std::str::FromStr for PrefillStrategy {
             "scheduled" => Ok(PrefillStrategy::Scheduled),
             "fused" => Ok(PrefillStrategy::Fused),
             "recurrent" => Ok(PrefillStrategy::Recurrent),
-            _ => Err(Error::Input(format!("unknown prefill strategy `{s}` (scheduled, fused, recurrent)"))),
+            _ => Err(Error::Input(format!(
+                "unknown prefill strategy `{s}` (scheduled, fused, recurrent)"
+            ))),
         }
     }
 }
@@ -228,14 +273,26 @@ pub struct Workspace {
 
 /// Bytes of the largest single activation row set, used to bound the segment length.
 pub fn max_row_bytes(cfg: &LargeConfig) -> usize {
-    let widths = [cfg.fused_proj_rows(), 2 * cfg.ffn_dim, cfg.vocab_size, cfg.embedding_dim];
+    let widths = [
+        cfg.fused_proj_rows(),
+        2 * cfg.ffn_dim,
+        cfg.vocab_size,
+        cfg.embedding_dim,
+    ];
     widths.iter().max().copied().unwrap_or(1) * 4
 }
 
 impl Workspace {
     /// `logit_rows`: how many rows of logits the segment produces (all tokens, or just one).
     /// `ids_len`: length of the id buffer (decode keeps the ids of several steps there).
-    pub fn new(pool: &BufferPool, cfg: &LargeConfig, tokens: usize, chunk: usize, logit_rows: usize, ids_len: usize) -> Result<Self> {
+    pub fn new(
+        pool: &BufferPool,
+        cfg: &LargeConfig,
+        tokens: usize,
+        chunk: usize,
+        logit_rows: usize,
+        ids_len: usize,
+    ) -> Result<Self> {
         let f = |n: usize| (n * 4) as u64;
         let nh = cfg.num_heads;
         let (dqk, dv) = (cfg.head_dim_qk(), cfg.head_dim_v());
@@ -280,7 +337,13 @@ pub fn record_forward(
 ) -> Result<u32> {
     let t = ws.tokens;
     let e = cfg.embedding_dim;
-    let layout = CellLayout::fused(cfg.num_heads, cfg.head_dim_qk(), cfg.head_dim_v(), cfg.gate_soft_cap, cfg.cell_eps);
+    let layout = CellLayout::fused(
+        cfg.num_heads,
+        cfg.head_dim_qk(),
+        cfg.head_dim_v(),
+        cfg.gate_soft_cap,
+        cfg.cell_eps,
+    );
     let s = |b: &GpuBuffer| Slice::all(b);
     let x = Rows::new(&s(&ws.x), e);
     let xn = Rows::new(&s(&ws.xn), e);
@@ -299,7 +362,17 @@ pub fn record_forward(
         ops::rms_norm(pb, ops, &x, &s(&block.norm_mlstm), e, cfg.norm_eps, t, &xn)?;
         ops::matmul(pb, ops, &xn, t, &block.proj, &proj, Epilogue::default())?;
         parity_out = record_cell(pb, ops, &layout, block, st, ws, parity, sched)?;
-        ops::head_norm_gate(pb, ops, &layout, &s(&ws.h), &s(&block.head_norm), &s(&ws.proj), t, cfg.norm_eps, &s(&ws.hn))?;
+        ops::head_norm_gate(
+            pb,
+            ops,
+            &layout,
+            &s(&ws.h),
+            &s(&block.head_norm),
+            &s(&ws.proj),
+            t,
+            cfg.norm_eps,
+            &s(&ws.hn),
+        )?;
         ops::matmul(pb, ops, &hn, t, &block.out_proj, &x, residual)?;
         ops::rms_norm(pb, ops, &x, &s(&block.norm_ffn), e, cfg.norm_eps, t, &xn)?;
         ops::matmul(pb, ops, &xn, t, &block.ffn_up, &ffn_u, Epilogue::default())?;
@@ -310,7 +383,16 @@ pub fn record_forward(
         let first = t - ws.logit_rows;
         let head_in = match &w.out_norm {
             Some(norm) => {
-                ops::rms_norm(pb, ops, &x.from_row(first), &s(norm), e, cfg.norm_eps, ws.logit_rows, &xn)?;
+                ops::rms_norm(
+                    pb,
+                    ops,
+                    &x.from_row(first),
+                    &s(norm),
+                    e,
+                    cfg.norm_eps,
+                    ws.logit_rows,
+                    &xn,
+                )?;
                 xn.clone()
             }
             None => x.from_row(first),
@@ -319,20 +401,48 @@ pub fn record_forward(
             accumulate: false,
             soft_cap: cfg.output_logit_soft_cap,
         };
-        ops::matmul(pb, ops, &head_in, ws.logit_rows, &w.lm_head, &Rows::new(&s(&ws.logits), cfg.vocab_size), cap)?;
+        ops::matmul(
+            pb,
+            ops,
+            &head_in,
+            ws.logit_rows,
+            &w.lm_head,
+            &Rows::new(&s(&ws.logits), cfg.vocab_size),
+            cap,
+        )?;
     }
     Ok(parity_out)
 }
 
 /// The mLSTM cell over the segment, by the chosen strategy; h lands in `ws.h`.
 #[allow(clippy::too_many_arguments)]
-fn record_cell(pb: &mut PlanBuilder, ops: &Ops, l: &CellLayout, block: &LargeBlock, st: &BlockState, ws: &Workspace, parity: u32, sched: &PrefillSchedule) -> Result<u32> {
+fn record_cell(
+    pb: &mut PlanBuilder,
+    ops: &Ops,
+    l: &CellLayout,
+    block: &LargeBlock,
+    st: &BlockState,
+    ws: &Workspace,
+    parity: u32,
+    sched: &PrefillSchedule,
+) -> Result<u32> {
     let t = ws.tokens;
     let s = |b: &GpuBuffer| Slice::all(b);
     if sched.strategy == PrefillStrategy::Recurrent || t == 1 {
         let mut p = parity;
         for row in 0..t {
-            ops::mlstm_step(pb, ops, l, &s(&ws.proj), &s(&block.gate_bias), row, &st.buffers(), p, &s(&ws.h), row * l.num_heads * l.dv)?;
+            ops::mlstm_step(
+                pb,
+                ops,
+                l,
+                &s(&ws.proj),
+                &s(&block.gate_bias),
+                row,
+                &st.buffers(),
+                p,
+                &s(&ws.h),
+                row * l.num_heads * l.dv,
+            )?;
             p ^= 1;
         }
         return Ok(p);
@@ -340,7 +450,17 @@ fn record_cell(pb: &mut PlanBuilder, ops: &Ops, l: &CellLayout, block: &LargeBlo
     let chunk = sched.chunk_size;
     let chunks = t.div_ceil(chunk);
     let (nh, dqk, dv) = (l.num_heads, l.dqk, l.dv);
-    ops::mlstm_gates(pb, ops, l, &s(&ws.proj), &s(&block.gate_bias), t, chunk, &s(&ws.gi), &s(&ws.gb))?;
+    ops::mlstm_gates(
+        pb,
+        ops,
+        l,
+        &s(&ws.proj),
+        &s(&block.gate_bias),
+        t,
+        chunk,
+        &s(&ws.gi),
+        &s(&ws.gb),
+    )?;
     // The state before chunk 0 is the session state (n and m of the current parity).
     let (cb, nb, mb) = ((nh * dqk * dv * 4) as u64, (nh * dqk * 4) as u64, (nh * 4) as u64);
     pb.copy(Slice::range(&st.c, 0, cb), Slice::range(&ws.bc, 0, cb));
@@ -354,25 +474,64 @@ fn record_cell(pb: &mut PlanBuilder, ops: &Ops, l: &CellLayout, block: &LargeBlo
     let (band, tile) = match sched.strategy {
         PrefillStrategy::Fused => (nh, chunks),
         _ => (
-            if sched.heads_per_band == 0 { nh } else { sched.heads_per_band.min(nh) },
-            if sched.tile_chunks == 0 { chunks } else { sched.tile_chunks.min(chunks) },
+            if sched.heads_per_band == 0 {
+                nh
+            } else {
+                sched.heads_per_band.min(nh)
+            },
+            if sched.tile_chunks == 0 {
+                chunks
+            } else {
+                sched.tile_chunks.min(chunks)
+            },
         ),
     };
     for h0 in (0..nh).step_by(band) {
         let heads = (h0, band.min(nh - h0));
         for c0 in (0..chunks).step_by(tile) {
-            ops::mlstm_chunk_state(pb, ops, l, &s(&ws.proj), &s(&ws.gi), &s(&ws.gb), &b, t, chunk, (c0, (c0 + tile).min(chunks)), heads)?;
+            ops::mlstm_chunk_state(
+                pb,
+                ops,
+                l,
+                &s(&ws.proj),
+                &s(&ws.gi),
+                &s(&ws.gb),
+                &b,
+                t,
+                chunk,
+                (c0, (c0 + tile).min(chunks)),
+                heads,
+            )?;
         }
     }
     for h0 in (0..nh).step_by(band) {
         let heads = (h0, band.min(nh - h0));
         for c0 in (0..chunks).step_by(tile) {
-            ops::mlstm_chunk_out(pb, ops, l, &s(&ws.proj), &s(&ws.gi), &s(&ws.gb), &b, t, chunk, (c0, (c0 + tile).min(chunks)), heads, &s(&ws.h))?;
+            ops::mlstm_chunk_out(
+                pb,
+                ops,
+                l,
+                &s(&ws.proj),
+                &s(&ws.gi),
+                &s(&ws.gb),
+                &b,
+                t,
+                chunk,
+                (c0, (c0 + tile).min(chunks)),
+                heads,
+                &s(&ws.h),
+            )?;
         }
     }
     let last = chunks as u64;
     pb.copy(Slice::range(&ws.bc, last * cb, cb), Slice::range(&st.c, 0, cb));
-    pb.copy(Slice::range(&ws.bn, last * nb, nb), Slice::range(&st.n, parity as u64 * nb, nb));
-    pb.copy(Slice::range(&ws.bm, last * mb, mb), Slice::range(&st.m, parity as u64 * mb, mb));
+    pb.copy(
+        Slice::range(&ws.bn, last * nb, nb),
+        Slice::range(&st.n, parity as u64 * nb, nb),
+    );
+    pb.copy(
+        Slice::range(&ws.bm, last * mb, mb),
+        Slice::range(&st.m, parity as u64 * mb, mb),
+    );
     Ok(parity)
 }

@@ -55,7 +55,10 @@ impl Model {
     /// Loads the checkpoint in `dir` (config.json, safetensors, optional tokenizer.json).
     pub fn load(gpu: Arc<Gpu>, dir: &Path, opts: &LoadOptions) -> Result<Self> {
         if !dir.is_dir() {
-            return Err(Error::Input(format!("model directory {} does not exist", dir.display())));
+            return Err(Error::Input(format!(
+                "model directory {} does not exist",
+                dir.display()
+            )));
         }
         let mut cfg = LargeConfig::from_dir(dir)?;
         let ckpt = Checkpoint::open(dir)?;

@@ -59,7 +59,15 @@ impl GpuMatrix {
 
     /// Uploads a row-major `[rows, cols]` f32 matrix held in memory (tests, synthetic weights),
     /// split into parts by the storage binding limit exactly like [`upload_matrix`].
-    pub fn from_f32(gpu: &Gpu, pool: &BufferPool, data: &[f32], rows: usize, cols: usize, dtype: WeightDtype, label: &str) -> Result<GpuMatrix> {
+    pub fn from_f32(
+        gpu: &Gpu,
+        pool: &BufferPool,
+        data: &[f32],
+        rows: usize,
+        cols: usize,
+        dtype: WeightDtype,
+        label: &str,
+    ) -> Result<GpuMatrix> {
         Self::from_f32_split(gpu, pool, data, rows, cols, dtype, label, None)
     }
 
@@ -77,7 +85,10 @@ impl GpuMatrix {
         max_rows_per_part: Option<usize>,
     ) -> Result<GpuMatrix> {
         if data.len() != rows * cols {
-            return Err(Error::Input(format!("{label}: {} values are not [{rows}, {cols}]", data.len())));
+            return Err(Error::Input(format!(
+                "{label}: {} values are not [{rows}, {cols}]",
+                data.len()
+            )));
         }
         let kp = cols.next_multiple_of(8);
         let row_bytes = kp * dtype.bytes();

@@ -13,5 +13,8 @@ pub fn gpu() -> Arc<Gpu> {
 
 /// Path of a file under tests/fixtures.
 pub fn fixture(rel: &str) -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("fixtures").join(rel)
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("fixtures")
+        .join(rel)
 }

@@ -1,0 +1,728 @@
+//! The `xlstm` binary on bad input: every failure must be one clear line on stderr starting with
+//! `xlstm: error:`, a non-zero exit code that is not a panic (101), and no output file (partial
+//! or temporary) left behind. Plus one successful `score` run, to show the harness is sound.
+//!
+//! Run with `WGPU_BACKEND=vulkan cargo test --test cli` (lavapipe is enough: the models are tiny).
+
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use tempfile::TempDir;
+
+const BIN: &str = env!("CARGO_BIN_EXE_xlstm");
+
+fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("fixtures")
+        .join(rel)
+}
+
+/// A scratch directory: `ids.json`, model copies, and an `out/` directory that must stay empty
+/// whenever a command fails.
+struct Scratch {
+    dir: TempDir,
+}
+
+impl Scratch {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir(dir.path().join("out")).unwrap();
+        Scratch { dir }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Writes `text` as the token-id file and returns its path.
+    fn ids(&self, text: &str) -> PathBuf {
+        let p = self.path("ids.json");
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// Valid ids for every fixture.
+    fn good_ids(&self) -> PathBuf {
+        self.ids("[0, 5, 17, 42, 3, 9, 11]")
+    }
+
+    /// The output path (inside the existing, empty `out/` directory).
+    fn out(&self) -> PathBuf {
+        self.path("out").join("scores.safetensors")
+    }
+
+    /// Copies the checkpoint files (config, weights, index; not the case files) of a fixture into
+    /// `model/` and returns that directory.
+    fn model_copy(&self, name: &str) -> PathBuf {
+        let dst = self.path("model");
+        std::fs::create_dir_all(&dst).unwrap();
+        for entry in std::fs::read_dir(fixture(name)).unwrap() {
+            let entry = entry.unwrap();
+            let file = entry.file_name().to_string_lossy().into_owned();
+            if file.starts_with("case_") {
+                continue;
+            }
+            std::fs::copy(entry.path(), dst.join(&file)).unwrap();
+        }
+        dst
+    }
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().expect("running the xlstm binary")
+}
+
+fn score(model: &Path, ids: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "score".to_string(),
+        "--model".into(),
+        model.display().to_string(),
+        "--input-ids".into(),
+        ids.display().to_string(),
+        "--out".into(),
+        out.display().to_string(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    run(&refs)
+}
+
+/// Asserts a clean failure: exit code 1-ish (not a panic, not a signal), exactly one non-empty
+/// stderr line starting with `xlstm: error:` that contains every `needle`, and no output or
+/// temporary output file.
+fn assert_clean_failure(what: &str, o: &Output, out: &Path, needles: &[&str]) {
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let ctx = format!("{what}: exit {:?}, stderr:\n{stderr}", o.status.code());
+    assert!(!o.status.success(), "{ctx}\n(expected failure)");
+    let code = o.status.code();
+    assert!(code.is_some(), "{ctx}\n(killed by a signal)");
+    assert_ne!(code, Some(101), "{ctx}\n(exit code 101 is a panic)");
+    assert!(!stderr.contains("panicked"), "{ctx}\n(panic)");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{ctx}\n(expected exactly one line on stderr)");
+    let line = lines[0];
+    assert!(
+        line.starts_with("xlstm: error: "),
+        "{ctx}\n(expected an `xlstm: error:` line)"
+    );
+    for n in needles {
+        assert!(line.contains(n), "{ctx}\n(expected the message to mention `{n}`)");
+    }
+    assert_no_output(what, out);
+}
+
+/// The output file does not exist, and neither does a temporary `.NAME.tmp*` next to it.
+fn assert_no_output(what: &str, out: &Path) {
+    assert!(!out.exists(), "{what}: {} was left behind", out.display());
+    assert_no_temp(what, out);
+}
+
+/// No temporary `.NAME.tmp*` next to `out`.
+fn assert_no_temp(what: &str, out: &Path) {
+    let dir = out.parent().unwrap();
+    let name = out.file_name().unwrap().to_string_lossy();
+    let tmp_prefix = format!(".{name}.tmp");
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries {
+            let f = e.unwrap().file_name().to_string_lossy().into_owned();
+            assert!(
+                !f.starts_with(&tmp_prefix),
+                "{what}: temporary file {f} was left behind"
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hand-editable safetensors files.
+
+struct Tensor {
+    name: String,
+    dtype: Dtype,
+    shape: Vec<usize>,
+    data: Vec<u8>,
+}
+
+fn read_tensors(path: &Path) -> Vec<Tensor> {
+    let bytes = std::fs::read(path).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let mut out: Vec<Tensor> = st
+        .tensors()
+        .into_iter()
+        .map(|(name, v)| Tensor {
+            name,
+            dtype: v.dtype(),
+            shape: v.shape().to_vec(),
+            data: v.data().to_vec(),
+        })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+fn write_tensors(path: &Path, tensors: &[Tensor]) {
+    let views: Vec<(String, TensorView)> = tensors
+        .iter()
+        .map(|t| {
+            (
+                t.name.clone(),
+                TensorView::new(t.dtype, t.shape.clone(), &t.data).unwrap(),
+            )
+        })
+        .collect();
+    let bytes = safetensors::serialize(views, None).unwrap();
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// Copies large_a, applies `edit` to its tensors, and writes them back.
+fn edited_large_a(s: &Scratch, edit: impl FnOnce(&mut Vec<Tensor>)) -> PathBuf {
+    let dir = s.model_copy("large_a");
+    let file = dir.join("model.safetensors");
+    let mut tensors = read_tensors(&file);
+    edit(&mut tensors);
+    write_tensors(&file, &tensors);
+    dir
+}
+
+fn tensor<'a>(tensors: &'a mut [Tensor], name: &str) -> &'a mut Tensor {
+    tensors
+        .iter_mut()
+        .find(|t| t.name == name)
+        .unwrap_or_else(|| panic!("fixture lacks {name}"))
+}
+
+/// Copies large_a and rewrites its config.json through `edit`.
+fn edited_config(s: &Scratch, edit: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>)) -> PathBuf {
+    let dir = s.model_copy("large_a");
+    let path = dir.join("config.json");
+    let mut json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    edit(json.as_object_mut().unwrap());
+    std::fs::write(&path, serde_json::to_string_pretty(&json).unwrap()).unwrap();
+    dir
+}
+
+/// Runs `score` on `model` with valid ids and default flags and checks the failure.
+fn check_model_failure(what: &str, s: &Scratch, model: &Path, needles: &[&str]) {
+    let out = s.out();
+    let o = score(model, &s.good_ids(), &out, &[]);
+    assert_clean_failure(what, &o, &out, needles);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Model directory and config.json.
+
+#[test]
+fn missing_model_directory() {
+    let s = Scratch::new();
+    check_model_failure(
+        "missing model dir",
+        &s,
+        &s.path("no_such_model"),
+        &["no_such_model", "does not exist"],
+    );
+}
+
+#[test]
+fn model_directory_without_config() {
+    let s = Scratch::new();
+    let dir = s.model_copy("large_a");
+    std::fs::remove_file(dir.join("config.json")).unwrap();
+    check_model_failure("no config.json", &s, &dir, &["config.json"]);
+}
+
+#[test]
+fn config_not_json() {
+    let s = Scratch::new();
+    let dir = s.model_copy("large_a");
+    std::fs::write(dir.join("config.json"), "embedding_dim = 64\nnum_heads = 2\n").unwrap();
+    check_model_failure("config not JSON", &s, &dir, &["invalid config", "config.json"]);
+}
+
+#[test]
+fn config_missing_num_heads() {
+    let s = Scratch::new();
+    let dir = edited_config(&s, |c| {
+        c.remove("num_heads");
+    });
+    check_model_failure("config without num_heads", &s, &dir, &["invalid config", "num_heads"]);
+}
+
+#[test]
+fn config_inconsistent_dims() {
+    let s = Scratch::new();
+    // qk_dim = 64 * 0.5 = 32, not divisible by 3 heads.
+    let dir = edited_config(&s, |c| {
+        c.insert("num_heads".into(), 3.into());
+    });
+    check_model_failure(
+        "qk_dim % num_heads != 0",
+        &s,
+        &dir,
+        &["invalid config", "divisible", "num_heads"],
+    );
+}
+
+#[test]
+fn config_unknown_weight_mode() {
+    let s = Scratch::new();
+    let dir = edited_config(&s, |c| {
+        c.insert("weight_mode".into(), "quantised".into());
+    });
+    check_model_failure(
+        "unknown weight_mode",
+        &s,
+        &dir,
+        &["invalid config", "weight_mode", "quantised"],
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checkpoint files.
+
+#[test]
+fn no_safetensors_file() {
+    let s = Scratch::new();
+    let dir = s.model_copy("large_a");
+    std::fs::remove_file(dir.join("model.safetensors")).unwrap();
+    check_model_failure("no safetensors", &s, &dir, &["invalid checkpoint", "model.safetensors"]);
+}
+
+#[test]
+fn truncated_in_data() {
+    let s = Scratch::new();
+    let dir = s.model_copy("large_a");
+    let file = dir.join("model.safetensors");
+    let bytes = std::fs::read(&file).unwrap();
+    std::fs::write(&file, &bytes[..bytes.len() / 2]).unwrap();
+    check_model_failure(
+        "truncated in data",
+        &s,
+        &dir,
+        &["invalid checkpoint", "model.safetensors", "truncated"],
+    );
+}
+
+#[test]
+fn truncated_in_header() {
+    let s = Scratch::new();
+    let dir = s.model_copy("large_a");
+    let file = dir.join("model.safetensors");
+    let bytes = std::fs::read(&file).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    std::fs::write(&file, &bytes[..8 + n / 2]).unwrap();
+    check_model_failure(
+        "truncated in header",
+        &s,
+        &dir,
+        &["invalid checkpoint", "model.safetensors", "truncated"],
+    );
+    // Shorter than the 8-byte length prefix.
+    std::fs::write(&file, &bytes[..5]).unwrap();
+    check_model_failure(
+        "truncated in length prefix",
+        &s,
+        &dir,
+        &["invalid checkpoint", "model.safetensors"],
+    );
+    // Empty file.
+    std::fs::write(&file, b"").unwrap();
+    check_model_failure("empty file", &s, &dir, &["invalid checkpoint", "model.safetensors"]);
+}
+
+#[test]
+fn garbage_instead_of_safetensors() {
+    let s = Scratch::new();
+    let dir = s.model_copy("large_a");
+    let file = dir.join("model.safetensors");
+    // Text: the length prefix decodes to an absurd header size.
+    std::fs::write(&file, "this is not a safetensors file, just some text\n".repeat(100)).unwrap();
+    check_model_failure("garbage (text)", &s, &dir, &["invalid checkpoint", "model.safetensors"]);
+    // Pseudo-random bytes.
+    let mut x: u32 = 12345;
+    let noise: Vec<u8> = (0..100_000)
+        .map(|_| {
+            x = x.wrapping_mul(1664525).wrapping_add(1013904223);
+            (x >> 24) as u8
+        })
+        .collect();
+    std::fs::write(&file, &noise).unwrap();
+    check_model_failure(
+        "garbage (noise)",
+        &s,
+        &dir,
+        &["invalid checkpoint", "model.safetensors"],
+    );
+    // A plausible length prefix followed by a header that is not JSON.
+    let mut bad = 64u64.to_le_bytes().to_vec();
+    bad.extend(std::iter::repeat_n(b'#', 64));
+    std::fs::write(&file, &bad).unwrap();
+    check_model_failure(
+        "garbage (header not JSON)",
+        &s,
+        &dir,
+        &["invalid checkpoint", "model.safetensors"],
+    );
+}
+
+#[test]
+fn missing_tensor() {
+    let s = Scratch::new();
+    let name = "backbone.blocks.1.mlstm_layer.v.weight";
+    let dir = edited_large_a(&s, |t| t.retain(|t| t.name != name));
+    check_model_failure(
+        "missing tensor",
+        &s,
+        &dir,
+        &["invalid checkpoint", "missing tensor", name],
+    );
+}
+
+#[test]
+fn missing_embedding_and_head() {
+    let s = Scratch::new();
+    let dir = edited_large_a(&s, |t| t.retain(|t| t.name != "backbone.embeddings.weight"));
+    check_model_failure("missing embedding", &s, &dir, &["missing tensor", "embeddings.weight"]);
+    let s = Scratch::new();
+    let dir = edited_large_a(&s, |t| t.retain(|t| t.name != "lm_head.weight"));
+    check_model_failure("missing lm_head", &s, &dir, &["missing tensor", "lm_head.weight"]);
+}
+
+#[test]
+fn tensor_with_wrong_shape() {
+    let s = Scratch::new();
+    let name = "backbone.blocks.1.norm_ffn.weight";
+    // [64] stored as [8, 8]: same bytes, wrong shape.
+    let dir = edited_large_a(&s, |t| tensor(t, name).shape = vec![8, 8]);
+    check_model_failure(
+        "wrong shape",
+        &s,
+        &dir,
+        &["invalid checkpoint", name, "shape", "[8, 8]", "[64]"],
+    );
+
+    // A weight matrix with its dimensions swapped.
+    let s = Scratch::new();
+    let name = "backbone.blocks.0.mlstm_layer.q.weight"; // [32, 64] -> [64, 32]
+    let dir = edited_large_a(&s, |t| {
+        let w = tensor(t, name);
+        w.shape.reverse();
+    });
+    check_model_failure("transposed matrix", &s, &dir, &["invalid checkpoint", name, "shape"]);
+}
+
+#[test]
+fn ffn_weight_with_scalar_shape() {
+    // The FFN width is read from this tensor's shape; a 0-d tensor must not crash the loader.
+    let s = Scratch::new();
+    let name = "backbone.blocks.0.ffn.proj_up_gate.weight";
+    let dir = edited_large_a(&s, |t| {
+        let w = tensor(t, name);
+        w.shape = vec![];
+        w.data.truncate(4);
+    });
+    check_model_failure("0-d ffn weight", &s, &dir, &["invalid checkpoint", name, "shape"]);
+}
+
+#[test]
+fn tensor_with_unsupported_dtype() {
+    let s = Scratch::new();
+    let name = "backbone.blocks.0.mlstm_layer.q.weight";
+    // Same bytes reinterpreted as I32.
+    let dir = edited_large_a(&s, |t| tensor(t, name).dtype = Dtype::I32);
+    check_model_failure("I32 tensor", &s, &dir, &["invalid checkpoint", name, "I32"]);
+}
+
+#[test]
+fn index_points_at_missing_shard() {
+    let s = Scratch::new();
+    let dir = s.model_copy("large_c");
+    let shard = "model-00002-of-00002.safetensors";
+    std::fs::remove_file(dir.join(shard)).unwrap();
+    check_model_failure("missing shard", &s, &dir, &["invalid checkpoint", shard]);
+}
+
+#[test]
+fn index_not_json() {
+    let s = Scratch::new();
+    let dir = s.model_copy("large_c");
+    std::fs::write(dir.join("model.safetensors.index.json"), "{ weight_map: ").unwrap();
+    check_model_failure(
+        "index not JSON",
+        &s,
+        &dir,
+        &["invalid checkpoint", "model.safetensors.index.json"],
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// --input-ids.
+
+fn check_ids_failure(what: &str, ids_text: Option<&str>, needles: &[&str]) {
+    let s = Scratch::new();
+    let ids = match ids_text {
+        Some(t) => s.ids(t),
+        None => s.path("no_such_ids.json"),
+    };
+    let out = s.out();
+    let o = score(&fixture("large_a"), &ids, &out, &[]);
+    assert_clean_failure(what, &o, &out, needles);
+}
+
+#[test]
+fn input_ids_missing() {
+    check_ids_failure("ids file missing", None, &["no_such_ids.json"]);
+}
+
+#[test]
+fn input_ids_not_json() {
+    check_ids_failure(
+        "ids not JSON",
+        Some("1 2 3"),
+        &["invalid input", "ids.json", "JSON array"],
+    );
+    check_ids_failure("ids empty file", Some(""), &["invalid input", "ids.json", "JSON array"]);
+}
+
+#[test]
+fn input_ids_not_integers() {
+    for (text, what) in [
+        ("[1, 2.5, 3]", "float id"),
+        (r#"["a", "b"]"#, "string ids"),
+        (r#"{"input_ids": [1, 2]}"#, "object"),
+        ("[[1, 2], [3]]", "nested array"),
+        ("7", "bare number"),
+        ("[1, null]", "null id"),
+    ] {
+        check_ids_failure(what, Some(text), &["invalid input", "ids.json", "JSON array"]);
+    }
+}
+
+#[test]
+fn input_ids_empty() {
+    check_ids_failure("empty ids", Some("[]"), &["invalid input", "empty"]);
+}
+
+#[test]
+fn input_ids_negative() {
+    check_ids_failure(
+        "negative id",
+        Some("[1, -3, 4]"),
+        &["invalid input", "-3", "out of range"],
+    );
+}
+
+#[test]
+fn input_ids_beyond_vocab() {
+    check_ids_failure(
+        "id == vocab",
+        Some("[1, 101, 4]"),
+        &["invalid input", "101", "out of range", "vocabulary"],
+    );
+    check_ids_failure(
+        "id >> vocab",
+        Some("[1, 4294967296]"),
+        &["invalid input", "4294967296", "out of range"],
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// --out and flags.
+
+#[test]
+fn out_in_missing_directory() {
+    let s = Scratch::new();
+    let out = s.path("no_such_dir").join("scores.safetensors");
+    let o = score(&fixture("large_a"), &s.good_ids(), &out, &[]);
+    assert_clean_failure("--out in a missing dir", &o, &out, &["no_such_dir", "does not exist"]);
+    assert!(!s.path("no_such_dir").exists());
+}
+
+#[test]
+fn out_is_a_directory() {
+    let s = Scratch::new();
+    let out = s.path("out");
+    let o = score(&fixture("large_a"), &s.good_ids(), &out, &[]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && o.status.code() != Some(101) && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.trim().lines().count() == 1 && stderr.starts_with("xlstm: error: "),
+        "{stderr}"
+    );
+    // The directory is untouched and no temporary file is left next to it.
+    assert!(out.is_dir() && std::fs::read_dir(&out).unwrap().next().is_none());
+    assert_no_temp("--out is a directory", &out);
+}
+
+fn check_flag_failure(what: &str, flags: &[&str], needles: &[&str]) {
+    let s = Scratch::new();
+    let out = s.out();
+    let o = score(&fixture("large_a"), &s.good_ids(), &out, flags);
+    assert_clean_failure(what, &o, &out, needles);
+}
+
+#[test]
+fn bad_dtype() {
+    check_flag_failure("--dtype bf8", &["--dtype", "bf8"], &["invalid input", "--dtype", "bf8"]);
+}
+
+#[test]
+fn bad_prefill() {
+    check_flag_failure(
+        "--prefill nonsense",
+        &["--prefill", "nonsense"],
+        &["invalid input", "prefill", "nonsense"],
+    );
+}
+
+#[test]
+fn bad_chunk_size() {
+    check_flag_failure(
+        "--chunk-size 0",
+        &["--chunk-size", "0"],
+        &["invalid input", "chunk size", "got 0"],
+    );
+    check_flag_failure(
+        "--chunk-size 65",
+        &["--chunk-size", "65"],
+        &["invalid input", "chunk size", "got 65"],
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Successes.
+
+fn check_scores(out: &Path, t: usize, v: usize, n: usize) {
+    let bytes = std::fs::read(out).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let logits = st.tensor("logits").unwrap();
+    assert_eq!(logits.dtype(), Dtype::F32);
+    assert_eq!(logits.shape(), &[t, v]);
+    let lf: Vec<f32> = logits
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    assert!(lf.iter().all(|x| x.is_finite()), "non-finite logits");
+    if n == 0 {
+        assert!(st.tensor("generated").is_err());
+        return;
+    }
+    let gen = st.tensor("generated").unwrap();
+    assert_eq!(gen.dtype(), Dtype::I64);
+    assert_eq!(gen.shape(), &[n]);
+    let ids: Vec<i64> = gen
+        .data()
+        .chunks_exact(8)
+        .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    assert!(ids.iter().all(|&i| (0..v as i64).contains(&i)), "generated ids {ids:?}");
+    let gl = st.tensor("generated_logits").unwrap();
+    assert_eq!(gl.dtype(), Dtype::F32);
+    assert_eq!(gl.shape(), &[n, v]);
+    let glf: Vec<f32> = gl
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    // generated_logits[0] is the last prompt row; generated[i] is the argmax of its row.
+    assert_eq!(&glf[..v], &lf[(t - 1) * v..]);
+    for (i, &id) in ids.iter().enumerate() {
+        let row = &glf[i * v..(i + 1) * v];
+        let best = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+        assert_eq!(row[id as usize], best, "generated[{i}] is not the argmax of its logits");
+    }
+}
+
+#[test]
+fn score_success_with_generate() {
+    let s = Scratch::new();
+    let out = s.out();
+    let o = score(
+        &fixture("large_a"),
+        &s.good_ids(),
+        &out,
+        &["--generate", "2", "--dtype", "f32"],
+    );
+    assert!(
+        o.status.success(),
+        "score failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    check_scores(&out, 7, 101, 2);
+    // Only the output file, no temporary left over.
+    let names: Vec<String> = std::fs::read_dir(s.path("out"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, vec!["scores.safetensors".to_string()]);
+}
+
+#[test]
+fn heads_per_band_zero_is_valid() {
+    let s = Scratch::new();
+    let out = s.out();
+    let o = score(
+        &fixture("large_a"),
+        &s.good_ids(),
+        &out,
+        &["--heads-per-band", "0", "--chunk-size", "4"],
+    );
+    assert!(
+        o.status.success(),
+        "score failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    check_scores(&out, 7, 101, 0);
+}
+
+#[test]
+fn score_sharded_checkpoint() {
+    let s = Scratch::new();
+    let out = s.out();
+    let o = score(&fixture("large_c"), &s.good_ids(), &out, &["--generate", "1"]);
+    assert!(
+        o.status.success(),
+        "score failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    check_scores(&out, 7, 50, 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// generate.
+
+#[test]
+fn generate_without_tokenizer() {
+    let o = run(&[
+        "generate",
+        "--model",
+        &fixture("large_a").display().to_string(),
+        "--max-new-tokens",
+        "2",
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let ctx = format!("exit {:?}, stderr:\n{stderr}", o.status.code());
+    assert!(!o.status.success() && o.status.code() == Some(1), "{ctx}");
+    assert!(!stderr.contains("panicked"), "{ctx}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{ctx}");
+    assert!(lines[0].starts_with("xlstm: error: tokenizer:"), "{ctx}");
+    assert!(lines[0].contains("tokenizer.json"), "{ctx}");
+}
+
+#[test]
+fn generate_missing_model() {
+    let s = Scratch::new();
+    let o = run(&["generate", "--model", &s.path("nothing").display().to_string()]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && o.status.code() == Some(1), "{stderr}");
+    assert!(
+        stderr.trim().lines().count() == 1 && stderr.starts_with("xlstm: error: "),
+        "{stderr}"
+    );
+    assert!(stderr.contains("does not exist"), "{stderr}");
+}

@@ -1,0 +1,948 @@
+//! Every WGSL kernel, run on a real adapter (lavapipe in CI: `WGPU_BACKEND=vulkan`), against the
+//! plain-Rust f32 reference in `cpu/` on awkward shapes: widths that are not multiples of the
+//! kernels' tiles, strided and offset rows, weights split into several parts, f16 weights, both
+//! matmul epilogues, large gate pre-activations, non-zero initial mLSTM states, and split
+//! chunkwise schedules.
+//!
+//! Tolerances are `atol + rtol * |ref|` with `atol` a fraction of the output's magnitude (max |ref|,
+//! or for matmuls max Σ|x·w|). f16 weights are compared against the reference computed on the
+//! f16-rounded weights, so they get the same tight tolerance as f32. Run with `--nocapture` to see
+//! the largest error each test observed.
+
+mod common;
+
+use std::sync::{Arc, OnceLock};
+use xlstm_wgpu::cpu::mlstm::{self, CellShape, CellState};
+use xlstm_wgpu::cpu::ops as cpu;
+use xlstm_wgpu::cpu::rng::SplitMix64;
+use xlstm_wgpu::gpu::readback::{read_f32, read_u32};
+use xlstm_wgpu::gpu::{BufferPool, Category, Gpu, GpuBuffer, Kernels, PlanBuilder, Slice, SubmitBudget};
+use xlstm_wgpu::model::weights::{GpuMatrix, WeightDtype};
+use xlstm_wgpu::ops::{self, Boundaries, CellLayout, CellStateBuffers, Epilogue, Ops, Rows};
+use xlstm_wgpu::{GpuOptions, Result};
+
+/// Value written around outputs (stride gaps, unused halves) to catch stray writes.
+const SENTINEL: f32 = -12345.5;
+
+// ---------------------------------------------------------------------------------------------
+// Harness
+// ---------------------------------------------------------------------------------------------
+
+/// One device with its pool and the pipelines of both weight formats.
+struct Ctx {
+    gpu: Arc<Gpu>,
+    pool: BufferPool,
+    ops_f32: Ops,
+    ops_f16: Ops,
+}
+
+impl Ctx {
+    fn new(gpu: Arc<Gpu>) -> Ctx {
+        let kernels = Kernels::new(gpu.clone());
+        Ctx {
+            pool: BufferPool::new(gpu.device.clone()),
+            ops_f32: Ops::new(&kernels, WeightDtype::F32).expect("f32 pipelines"),
+            ops_f16: Ops::new(&kernels, WeightDtype::F16).expect("f16 pipelines"),
+            gpu,
+        }
+    }
+
+    fn ops(&self, dtype: WeightDtype) -> &Ops {
+        match dtype {
+            WeightDtype::F32 => &self.ops_f32,
+            WeightDtype::F16 => &self.ops_f16,
+        }
+    }
+
+    /// A storage buffer holding `data`.
+    fn buf(&self, data: &[f32]) -> GpuBuffer {
+        self.buf_bytes(bytemuck::cast_slice(data))
+    }
+
+    fn buf_u32(&self, data: &[u32]) -> GpuBuffer {
+        self.buf_bytes(bytemuck::cast_slice(data))
+    }
+
+    fn buf_bytes(&self, bytes: &[u8]) -> GpuBuffer {
+        let b = self
+            .pool
+            .storage(bytes.len().max(4) as u64, Category::Activations, "test")
+            .unwrap();
+        if !bytes.is_empty() {
+            self.gpu.queue.write_buffer(b.raw(), 0, bytes);
+        }
+        b
+    }
+
+    fn matrix(&self, w: &[f32], rows: usize, cols: usize, dtype: WeightDtype, part_rows: Option<usize>) -> GpuMatrix {
+        GpuMatrix::from_f32_split(&self.gpu, &self.pool, w, rows, cols, dtype, "test weight", part_rows).unwrap()
+    }
+
+    /// Records a plan, runs it and waits for it.
+    fn run(&self, record: impl FnOnce(&mut PlanBuilder) -> Result<()>) {
+        let mut pb = PlanBuilder::new(self.gpu.clone());
+        record(&mut pb).expect("recording the plan");
+        let plan = pb.finish(&self.pool).expect("finishing the plan");
+        plan.run(&self.gpu, SubmitBudget::default()).expect("running the plan");
+        self.gpu.wait().unwrap();
+    }
+
+    fn read(&self, b: &GpuBuffer, first: usize, n: usize) -> Vec<f32> {
+        read_f32(&self.gpu, &self.pool, b, first as u64, n as u64).unwrap()
+    }
+
+    fn read_u32(&self, b: &GpuBuffer, first: usize, n: usize) -> Vec<u32> {
+        read_u32(&self.gpu, &self.pool, b, first as u64, n as u64).unwrap()
+    }
+}
+
+fn ctx() -> &'static Ctx {
+    static CTX: OnceLock<Ctx> = OnceLock::new();
+    CTX.get_or_init(|| Ctx::new(common::gpu()))
+}
+
+fn s(b: &GpuBuffer) -> Slice {
+    Slice::all(b)
+}
+
+/// Largest |x| (1 if the slice is all zeros, so an all-zero reference still gets a tolerance).
+fn max_abs(x: &[f32]) -> f32 {
+    let m = x.iter().fold(0.0f32, |a, &v| a.max(v.abs()));
+    if m > 0.0 {
+        m
+    } else {
+        1.0
+    }
+}
+
+/// Checks `|got - want| <= atol + rtol * |want|` elementwise (NaN fails) and returns the largest
+/// `|got - want|`.
+#[track_caller]
+fn check(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32) -> f32 {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let mut worst = 0.0f32;
+    let mut bad = Vec::new();
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let err = (g - w).abs();
+        if !(err <= atol + rtol * w.abs()) {
+            bad.push(format!("[{i}] got {g} want {w} (|err| {err:e})"));
+        } else {
+            worst = worst.max(err);
+        }
+    }
+    if !bad.is_empty() {
+        let n = bad.len();
+        bad.truncate(6);
+        panic!(
+            "{what}: {n} of {} values out of tolerance (atol {atol:e}, rtol {rtol:e}):\n  {}",
+            got.len(),
+            bad.join("\n  ")
+        );
+    }
+    worst
+}
+
+/// [`check`] with `atol = rel * max|want|` and `rtol = rel`; returns the largest error relative to
+/// max |want|.
+#[track_caller]
+fn close(what: &str, got: &[f32], want: &[f32], rel: f32) -> f32 {
+    let scale = max_abs(want);
+    check(what, got, want, rel * scale, rel) / scale
+}
+
+/// Records the largest relative error of a test and prints it at the end.
+struct Worst(&'static str, f32);
+
+impl Worst {
+    fn add(&mut self, e: f32) {
+        self.1 = self.1.max(e);
+    }
+}
+
+impl Drop for Worst {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            eprintln!("[kernels] {:<28} max error / scale = {:.3e}", self.0, self.1);
+        }
+    }
+}
+
+fn rng(parts: &[usize]) -> SplitMix64 {
+    let mut seed = 0x5eed_u64;
+    for &p in parts {
+        seed = seed.wrapping_mul(1_000_003).wrapping_add(p as u64 + 1);
+    }
+    SplitMix64::new(seed)
+}
+
+fn f16_round(x: &[f32]) -> Vec<f32> {
+    x.iter().map(|&v| half::f16::from_f32(v).to_f32()).collect()
+}
+
+fn weights_as_stored(w: &[f32], dtype: WeightDtype) -> Vec<f32> {
+    match dtype {
+        WeightDtype::F32 => w.to_vec(),
+        WeightDtype::F16 => f16_round(w),
+    }
+}
+
+/// A strided matrix inside a buffer: `rows` rows of `width` values at `offset + r * stride`,
+/// `fill` everywhere else (including `tail` values after the last row).
+fn strided(data: &[f32], rows: usize, width: usize, offset: usize, stride: usize, fill: f32) -> Vec<f32> {
+    assert!(stride >= width);
+    let mut out = vec![fill; offset + rows * stride + 3];
+    for r in 0..rows {
+        out[offset + r * stride..][..width].copy_from_slice(&data[r * width..][..width]);
+    }
+    out
+}
+
+fn gather_rows(buf: &[f32], rows: usize, width: usize, offset: usize, stride: usize) -> Vec<f32> {
+    (0..rows)
+        .flat_map(|r| buf[offset + r * stride..][..width].iter().copied())
+        .collect()
+}
+
+/// Asserts every value outside the strided rows still holds the sentinel.
+#[track_caller]
+fn assert_untouched(what: &str, buf: &[f32], rows: usize, width: usize, offset: usize, stride: usize) {
+    for (i, &v) in buf.iter().enumerate() {
+        let inside = i >= offset && (i - offset) / stride < rows && (i - offset) % stride < width;
+        if !inside {
+            assert_eq!(
+                v.to_bits(),
+                SENTINEL.to_bits(),
+                "{what}: value {i} outside the output was overwritten with {v}"
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// embed
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn embed_gathers_rows_across_parts() {
+    let c = ctx();
+    let vocab = 37;
+    for dtype in [WeightDtype::F32, WeightDtype::F16] {
+        for dim in [1, 13, 40] {
+            for part_rows in [None, Some(5), Some(1)] {
+                let mut r = rng(&[dim, vocab]);
+                let table = r.uniform_vec(vocab * dim, -2.0, 2.0);
+                let stored = weights_as_stored(&table, dtype);
+                let m = c.matrix(&table, vocab, dim, dtype, part_rows);
+                if let Some(p) = part_rows {
+                    assert_eq!(m.parts.len(), vocab.div_ceil(p));
+                }
+                // ids start at an offset inside the id buffer; include 0, V-1, part edges, repeats.
+                let ids_offset = 3;
+                let ids: Vec<u32> = vec![0, 36, 4, 5, 9, 10, 0, 36, 17, 1, 35, 20, 20];
+                let mut id_buf = vec![999u32; ids_offset];
+                id_buf.extend(&ids);
+                let id_buf = c.buf_u32(&id_buf);
+                let tokens = ids.len();
+                let out = c.buf(&vec![SENTINEL; tokens * dim + 5]);
+                c.run(|pb| ops::embed(pb, c.ops(dtype), &s(&id_buf), ids_offset, tokens, &m, &s(&out)));
+                let got = c.read(&out, 0, tokens * dim + 5);
+                let want: Vec<f32> = ids
+                    .iter()
+                    .flat_map(|&id| stored[id as usize * dim..][..dim].iter().copied())
+                    .collect();
+                assert_eq!(
+                    &got[..tokens * dim],
+                    &want[..],
+                    "embed {dtype:?} dim {dim} parts {part_rows:?}"
+                );
+                assert!(
+                    got[tokens * dim..].iter().all(|&v| v == SENTINEL),
+                    "embed wrote past the output"
+                );
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// rms_norm
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn rms_norm_strided_rows() {
+    let c = ctx();
+    let mut worst = Worst("rms_norm", 0.0);
+    let rows = 3;
+    for dim in [1, 7, 300, 1000] {
+        let mut r = rng(&[dim, 1]);
+        let x = r.uniform_vec(rows * dim, -3.0, 3.0);
+        let w = r.uniform_vec(dim, 0.5, 1.5);
+        let eps = 1e-6;
+        let (x_off, x_stride) = (5, dim + 11);
+        let (y_off, y_stride) = (2, dim + 3);
+        let xb = c.buf(&strided(&x, rows, dim, x_off, x_stride, f32::NAN));
+        let wb = c.buf(&w);
+        let y_init = vec![SENTINEL; y_off + rows * y_stride + 3];
+        let yb = c.buf(&y_init);
+        let xr = Rows {
+            buf: s(&xb),
+            offset: x_off,
+            stride: x_stride,
+        };
+        let yr = Rows {
+            buf: s(&yb),
+            offset: y_off,
+            stride: y_stride,
+        };
+        c.run(|pb| ops::rms_norm(pb, &c.ops_f32, &xr, &s(&wb), dim, eps, rows, &yr));
+        let got = c.read(&yb, 0, y_init.len());
+        assert_untouched("rms_norm", &got, rows, dim, y_off, y_stride);
+        let want = cpu::rms_norm(&x, &w, eps);
+        worst.add(close(
+            &format!("rms_norm dim {dim}"),
+            &gather_rows(&got, rows, dim, y_off, y_stride),
+            &want,
+            1e-5,
+        ));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// matmul (gemm + gemv)
+// ---------------------------------------------------------------------------------------------
+
+struct MatCase {
+    tokens: usize,
+    k: usize,
+    n: usize,
+    dtype: WeightDtype,
+    epi: Epilogue,
+    part_rows: Option<usize>,
+}
+
+/// Runs one matmul with offset/strided input and output rows; returns the error relative to the
+/// magnitude max Σ|x·w| (+ |y0|).
+fn check_matmul(c: &Ctx, case: &MatCase) -> f32 {
+    let MatCase {
+        tokens,
+        k,
+        n,
+        dtype,
+        epi,
+        part_rows,
+    } = *case;
+    let mut r = rng(&[
+        tokens,
+        k,
+        n,
+        dtype as usize,
+        epi.accumulate as usize,
+        part_rows.unwrap_or(0),
+    ]);
+    let x = r.uniform_vec(tokens * k, -1.0, 1.0);
+    let w = r.uniform_vec(n * k, -1.0, 1.0);
+    let y0 = r.uniform_vec(tokens * n, -2.0, 2.0);
+    let m = c.matrix(&w, n, k, dtype, part_rows);
+    if let Some(p) = part_rows {
+        assert_eq!(m.parts.len(), n.div_ceil(p));
+    }
+    let (x_off, x_stride) = (3, k + 5);
+    let (y_off, y_stride) = (7, n + 2);
+    // NaN in the input's gaps: reading past k would poison the result.
+    let xb = c.buf(&strided(&x, tokens, k, x_off, x_stride, f32::NAN));
+    let y_init = strided(&y0, tokens, n, y_off, y_stride, SENTINEL);
+    let yb = c.buf(&y_init);
+    let xr = Rows {
+        buf: s(&xb),
+        offset: x_off,
+        stride: x_stride,
+    };
+    let yr = Rows {
+        buf: s(&yb),
+        offset: y_off,
+        stride: y_stride,
+    };
+    c.run(|pb| ops::matmul(pb, c.ops(dtype), &xr, tokens, &m, &yr, epi));
+    let got_all = c.read(&yb, 0, y_init.len());
+    let what = format!("matmul tokens {tokens} k {k} n {n} {dtype:?} {epi:?} parts {part_rows:?}");
+    assert_untouched(&what, &got_all, tokens, n, y_off, y_stride);
+    let got = gather_rows(&got_all, tokens, n, y_off, y_stride);
+
+    let ws = weights_as_stored(&w, dtype);
+    let prod = cpu::matmul_t(&x, &ws, tokens, k, n);
+    let abs_x: Vec<f32> = x.iter().map(|v| v.abs()).collect();
+    let abs_w: Vec<f32> = ws.iter().map(|v| v.abs()).collect();
+    let mut mag = cpu::matmul_t(&abs_x, &abs_w, tokens, k, n);
+    let want: Vec<f32> = prod
+        .iter()
+        .zip(&y0)
+        .zip(mag.iter_mut())
+        .map(|((&p, &y), mg)| {
+            let v = if epi.accumulate {
+                *mg += y.abs();
+                p + y
+            } else {
+                p
+            };
+            cpu::soft_cap(v, epi.soft_cap)
+        })
+        .collect();
+    let scale = max_abs(&mag);
+    check(&what, &got, &want, 1e-5 * scale, 1e-5) / scale
+}
+
+fn epilogues() -> [Epilogue; 4] {
+    [
+        Epilogue::default(),
+        Epilogue {
+            accumulate: true,
+            soft_cap: 0.0,
+        },
+        Epilogue {
+            accumulate: false,
+            soft_cap: 3.0,
+        },
+        Epilogue {
+            accumulate: true,
+            soft_cap: 2.5,
+        },
+    ]
+}
+
+fn matmul_sweep(name: &'static str, tokens_list: &[usize]) {
+    let c = ctx();
+    let mut worst = Worst(name, 0.0);
+    let mut i = 0usize;
+    for &tokens in tokens_list {
+        for k in [5, 37, 100] {
+            for n in [1, 9, 70] {
+                for dtype in [WeightDtype::F32, WeightDtype::F16] {
+                    // Every epilogue and part split appears with every token count; which pairs with
+                    // which (k, n) rotates.
+                    let epi = epilogues()[i % 4];
+                    let part_rows = [None, Some(4), Some(1), Some(64)][(i / 4 + i) % 4];
+                    i += 1;
+                    worst.add(check_matmul(
+                        c,
+                        &MatCase {
+                            tokens,
+                            k,
+                            n,
+                            dtype,
+                            epi,
+                            part_rows,
+                        },
+                    ));
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn matmul_gemm_path() {
+    matmul_sweep("matmul gemm", &[2, 63, 65, 130]);
+}
+
+#[test]
+fn matmul_gemv_path() {
+    matmul_sweep("matmul gemv", &[1]);
+    // And every epilogue with both formats on a split matrix.
+    let c = ctx();
+    let mut worst = Worst("matmul gemv epilogues", 0.0);
+    for dtype in [WeightDtype::F32, WeightDtype::F16] {
+        for epi in epilogues() {
+            worst.add(check_matmul(
+                c,
+                &MatCase {
+                    tokens: 1,
+                    k: 300,
+                    n: 21,
+                    dtype,
+                    epi,
+                    part_rows: Some(8),
+                },
+            ));
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// mLSTM cell
+// ---------------------------------------------------------------------------------------------
+
+const GATE_CAP: f32 = 15.0;
+const CELL_EPS: f32 = 1e-6;
+
+/// Random cell inputs in the fused projection layout plus the same inputs as the CPU reference
+/// wants them (gates soft-capped, q and k unscaled).
+struct CellInputs {
+    l: CellLayout,
+    shape: CellShape,
+    t: usize,
+    proj: Vec<f32>,
+    bias: Vec<f32>,
+    init: CellState,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    i_pre: Vec<f32>,
+    f_pre: Vec<f32>,
+}
+
+fn cell_inputs(nh: usize, dqk: usize, dv: usize, t: usize, seed: usize) -> CellInputs {
+    let l = CellLayout::fused(nh, dqk, dv, GATE_CAP, CELL_EPS);
+    let shape = CellShape {
+        num_heads: nh,
+        dqk,
+        dv,
+        eps: CELL_EPS,
+    };
+    let mut r = rng(&[nh, dqk, dv, t, seed]);
+    let mut proj = vec![0.0f32; t * l.proj_stride];
+    for row in proj.chunks_exact_mut(l.proj_stride) {
+        for (col, x) in row.iter_mut().enumerate() {
+            *x = if col >= l.i_col {
+                // Raw gate pre-activations well beyond the cap, so tanh saturates.
+                r.uniform(-40.0, 40.0)
+            } else if col >= l.o_col {
+                r.uniform(-4.0, 4.0)
+            } else {
+                r.uniform(-1.0, 1.0)
+            };
+        }
+    }
+    // Input-gate biases, then forget-gate biases (some heads remember, some forget).
+    let mut bias = r.uniform_vec(nh, -3.0, 3.0);
+    bias.extend(r.uniform_vec(nh, -2.0, 8.0));
+    let init = CellState {
+        c: r.uniform_vec(nh * dqk * dv, -1.0, 1.0),
+        n: r.uniform_vec(nh * dqk, -1.0, 1.0),
+        m: r.uniform_vec(nh, -1.0, 4.0),
+    };
+    let cols = |c0: usize, w: usize| -> Vec<f32> {
+        proj.chunks_exact(l.proj_stride)
+            .flat_map(|row| row[c0..c0 + w].iter().copied())
+            .collect()
+    };
+    let gate = |c0: usize, b: &[f32]| -> Vec<f32> {
+        proj.chunks_exact(l.proj_stride)
+            .flat_map(|row| (0..nh).map(move |h| cpu::soft_cap(row[c0 + h] + b[h], GATE_CAP)))
+            .collect()
+    };
+    CellInputs {
+        q: cols(l.q_col, nh * dqk),
+        k: cols(l.k_col, nh * dqk),
+        v: cols(l.v_col, nh * dv),
+        i_pre: gate(l.i_col, &bias[..nh]),
+        f_pre: gate(l.f_col, &bias[nh..]),
+        l,
+        shape,
+        t,
+        proj,
+        bias,
+        init,
+    }
+}
+
+/// h [T, NH*dv] and the final state.
+struct CellOut {
+    h: Vec<f32>,
+    state: CellState,
+}
+
+fn cpu_chunkwise(x: &CellInputs, chunk: usize) -> CellOut {
+    let mut state = x.init.clone();
+    let h = mlstm::chunkwise(&x.shape, chunk, x.t, &x.q, &x.k, &x.v, &x.i_pre, &x.f_pre, &mut state);
+    CellOut { h, state }
+}
+
+fn cpu_recurrent(x: &CellInputs) -> CellOut {
+    let mut state = x.init.clone();
+    let h = mlstm::recurrent(&x.shape, x.t, &x.q, &x.k, &x.v, &x.i_pre, &x.f_pre, &mut state);
+    CellOut { h, state }
+}
+
+/// mlstm_gates + mlstm_chunk_state + mlstm_chunk_out, with the state and output passes split into
+/// the given head bands `(head0, count)` and chunk tiles `[begin, end)`. Also returns every
+/// boundary state, for comparing schedules bit for bit.
+fn gpu_chunkwise(
+    c: &Ctx,
+    x: &CellInputs,
+    chunk: usize,
+    bands: &[(usize, usize)],
+    tiles: &[(usize, usize)],
+) -> (CellOut, Vec<f32>) {
+    let (nh, dqk, dv, t) = (x.shape.num_heads, x.shape.dqk, x.shape.dv, x.t);
+    let chunks = t.div_ceil(chunk);
+    let (cs, ns) = (nh * dqk * dv, nh * dqk);
+    let with_init = |init: &[f32], per: usize| {
+        let mut v = init.to_vec();
+        v.resize((chunks + 1) * per, SENTINEL);
+        v
+    };
+    let proj = c.buf(&x.proj);
+    let bias = c.buf(&x.bias);
+    let gi = c.buf(&vec![SENTINEL; nh * t]);
+    let gb = c.buf(&vec![SENTINEL; nh * t]);
+    let cb = c.buf(&with_init(&x.init.c, cs));
+    let nb = c.buf(&with_init(&x.init.n, ns));
+    let mb = c.buf(&with_init(&x.init.m, nh));
+    let hb = c.buf(&vec![SENTINEL; t * nh * dv]);
+    let b = Boundaries {
+        c: s(&cb),
+        n: s(&nb),
+        m: s(&mb),
+    };
+    let ops = &c.ops_f32;
+    c.run(|pb| {
+        ops::mlstm_gates(pb, ops, &x.l, &s(&proj), &s(&bias), t, chunk, &s(&gi), &s(&gb))?;
+        for &heads in bands {
+            for &tile in tiles {
+                ops::mlstm_chunk_state(pb, ops, &x.l, &s(&proj), &s(&gi), &s(&gb), &b, t, chunk, tile, heads)?;
+            }
+        }
+        for &heads in bands {
+            for &tile in tiles {
+                ops::mlstm_chunk_out(
+                    pb,
+                    ops,
+                    &x.l,
+                    &s(&proj),
+                    &s(&gi),
+                    &s(&gb),
+                    &b,
+                    t,
+                    chunk,
+                    tile,
+                    heads,
+                    &s(&hb),
+                )?;
+            }
+        }
+        Ok(())
+    });
+    let all_c = c.read(&cb, 0, (chunks + 1) * cs);
+    let mut boundaries = all_c.clone();
+    let state = CellState {
+        c: all_c[chunks * cs..].to_vec(),
+        n: c.read(&nb, chunks * ns, ns),
+        m: c.read(&mb, chunks * nh, nh),
+    };
+    boundaries.extend(c.read(&nb, 0, (chunks + 1) * ns));
+    boundaries.extend(c.read(&mb, 0, (chunks + 1) * nh));
+    (
+        CellOut {
+            h: c.read(&hb, 0, t * nh * dv),
+            state,
+        },
+        boundaries,
+    )
+}
+
+/// T mlstm_step dispatches in one plan, parity alternating from `parity0`; the other half of the
+/// double-buffered n and m starts as NaN, so reading it would show.
+fn gpu_recurrent(c: &Ctx, x: &CellInputs, parity0: u32) -> CellOut {
+    let (nh, dqk, dv, t) = (x.shape.num_heads, x.shape.dqk, x.shape.dv, x.t);
+    let halves = |init: &[f32]| {
+        let mut v = vec![f32::NAN; 2 * init.len()];
+        v[parity0 as usize * init.len()..][..init.len()].copy_from_slice(init);
+        v
+    };
+    let proj = c.buf(&x.proj);
+    let bias = c.buf(&x.bias);
+    let cbuf = c.buf(&x.init.c);
+    let nbuf = c.buf(&halves(&x.init.n));
+    let mbuf = c.buf(&halves(&x.init.m));
+    let hb = c.buf(&vec![SENTINEL; t * nh * dv]);
+    let st = CellStateBuffers {
+        c: s(&cbuf),
+        n: s(&nbuf),
+        m: s(&mbuf),
+    };
+    c.run(|pb| {
+        let mut p = parity0;
+        for row in 0..t {
+            ops::mlstm_step(
+                pb,
+                &c.ops_f32,
+                &x.l,
+                &s(&proj),
+                &s(&bias),
+                row,
+                &st,
+                p,
+                &s(&hb),
+                row * nh * dv,
+            )?;
+            p ^= 1;
+        }
+        Ok(())
+    });
+    let p = (parity0 as usize + t) % 2;
+    CellOut {
+        h: c.read(&hb, 0, t * nh * dv),
+        state: CellState {
+            c: c.read(&cbuf, 0, nh * dqk * dv),
+            n: c.read(&nbuf, p * nh * dqk, nh * dqk),
+            m: c.read(&mbuf, p * nh, nh),
+        },
+    }
+}
+
+/// Tolerance of the mLSTM kernels relative to max |h| (and max |C|, max |n|): f32 gate cumsums
+/// and exponentials against an f64 reference, plus (step) the state rounded to f32 every token,
+/// which the reference notes is amplified where q·n nearly cancels.
+const CELL_REL: f32 = 1e-4;
+
+fn compare_cell(what: &str, got: &CellOut, want: &CellOut) -> f32 {
+    let mut e = close(&format!("{what}: h"), &got.h, &want.h, CELL_REL);
+    e = e.max(close(&format!("{what}: C"), &got.state.c, &want.state.c, CELL_REL));
+    e = e.max(close(&format!("{what}: n"), &got.state.n, &want.state.n, CELL_REL));
+    // m is a log-space stabiliser: compare absolutely (an offset of d rescales C and n by e^-d).
+    check(&format!("{what}: m"), &got.state.m, &want.state.m, 1e-5, 1e-6);
+    e
+}
+
+/// (NH, dqk, dv) combinations: every value of every dimension appears.
+fn cell_shapes() -> Vec<(usize, usize, usize)> {
+    let mut v = Vec::new();
+    for nh in [1, 3] {
+        for dqk in [5, 16, 20, 33] {
+            for dv in [7, 64, 70] {
+                v.push((nh, dqk, dv));
+            }
+        }
+    }
+    v
+}
+
+const CELL_TOKENS: [usize; 5] = [1, 7, 64, 65, 130];
+
+#[test]
+fn mlstm_chunkwise_matches_reference() {
+    let c = ctx();
+    let mut worst = Worst("mlstm chunkwise", 0.0);
+    let shapes = cell_shapes();
+    let mut i = 0;
+    for t in CELL_TOKENS {
+        for chunk in [1, 4, 16, 64] {
+            // Two shapes per (T, chunk); over the 20 pairs every shape is used at least once.
+            for _ in 0..2 {
+                let (nh, dqk, dv) = shapes[(i * 7) % shapes.len()];
+                i += 1;
+                let x = cell_inputs(nh, dqk, dv, t, chunk);
+                let chunks = t.div_ceil(chunk);
+                let (got, _) = gpu_chunkwise(c, &x, chunk, &[(0, nh)], &[(0, chunks)]);
+                let what = format!("chunkwise NH {nh} dqk {dqk} dv {dv} T {t} chunk {chunk}");
+                worst.add(compare_cell(&what, &got, &cpu_chunkwise(&x, chunk)));
+            }
+        }
+    }
+}
+
+#[test]
+fn mlstm_chunkwise_schedules_agree() {
+    let c = ctx();
+    let mut worst = Worst("mlstm chunkwise schedules", 0.0);
+    // 5 chunks (the last one short), 3 heads, split into head bands and chunk tiles.
+    for (dqk, dv, chunk) in [(20, 70, 4), (33, 7, 16)] {
+        let t = 4 * chunk + 3;
+        let x = cell_inputs(3, dqk, dv, t, 99);
+        let (one, one_b) = gpu_chunkwise(c, &x, chunk, &[(0, 3)], &[(0, 5)]);
+        let (split, split_b) = gpu_chunkwise(c, &x, chunk, &[(0, 1), (1, 2)], &[(0, 2), (2, 5)]);
+        let what = format!("schedules dqk {dqk} dv {dv} chunk {chunk}");
+        assert_eq!(one.h, split.h, "{what}: h differs between one dispatch and bands/tiles");
+        assert_eq!(
+            one_b, split_b,
+            "{what}: boundary states differ between one dispatch and bands/tiles"
+        );
+        worst.add(compare_cell(&what, &split, &cpu_chunkwise(&x, chunk)));
+    }
+}
+
+#[test]
+fn mlstm_step_matches_recurrent_reference() {
+    let c = ctx();
+    let mut worst = Worst("mlstm step", 0.0);
+    for (i, (nh, dqk, dv)) in cell_shapes().into_iter().enumerate() {
+        for t in [CELL_TOKENS[i % 5], CELL_TOKENS[(i + 2) % 5]] {
+            let parity0 = (i % 2) as u32;
+            let x = cell_inputs(nh, dqk, dv, t, 7);
+            let got = gpu_recurrent(c, &x, parity0);
+            let what = format!("step NH {nh} dqk {dqk} dv {dv} T {t} parity {parity0}");
+            worst.add(compare_cell(&what, &got, &cpu_recurrent(&x)));
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// head_norm_gate, swiglu, argmax
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn head_norm_gate_matches_reference() {
+    let c = ctx();
+    let mut worst = Worst("head_norm_gate", 0.0);
+    let tokens = 3;
+    for nh in [1, 4] {
+        for dv in [1, 7, 300, 512] {
+            let l = CellLayout::fused(nh, 3, dv, GATE_CAP, CELL_EPS);
+            let mut r = rng(&[nh, dv, 2]);
+            let h = r.uniform_vec(tokens * nh * dv, -2.0, 3.0);
+            let w = r.uniform_vec(nh * dv, 0.5, 1.5);
+            let proj = r.uniform_vec(tokens * l.proj_stride, -5.0, 5.0);
+            let eps = 1e-5;
+            let (hb, wb, pb_, yb) = (
+                c.buf(&h),
+                c.buf(&w),
+                c.buf(&proj),
+                c.buf(&vec![SENTINEL; tokens * nh * dv + 2]),
+            );
+            c.run(|pb| ops::head_norm_gate(pb, &c.ops_f32, &l, &s(&hb), &s(&wb), &s(&pb_), tokens, eps, &s(&yb)));
+            let got = c.read(&yb, 0, tokens * nh * dv + 2);
+            assert_eq!(
+                &got[tokens * nh * dv..],
+                &[SENTINEL; 2],
+                "head_norm_gate wrote past the output"
+            );
+            let normed = cpu::head_layer_norm(&h, &w, nh, eps);
+            let want: Vec<f32> = normed
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| {
+                    let (t, col) = (i / (nh * dv), i % (nh * dv));
+                    v * cpu::sigmoid(proj[t * l.proj_stride + l.o_col + col])
+                })
+                .collect();
+            worst.add(close(
+                &format!("head_norm_gate NH {nh} dv {dv}"),
+                &got[..tokens * nh * dv],
+                &want,
+                1e-5,
+            ));
+        }
+    }
+}
+
+#[test]
+fn swiglu_matches_reference() {
+    let c = ctx();
+    let mut worst = Worst("swiglu", 0.0);
+    let tokens = 3;
+    for ffn in [1, 7, 300] {
+        let mut r = rng(&[ffn, 3]);
+        let u = r.uniform_vec(tokens * 2 * ffn, -6.0, 6.0);
+        let (ub, yb) = (c.buf(&u), c.buf(&vec![SENTINEL; tokens * ffn + 2]));
+        c.run(|pb| ops::swiglu(pb, &c.ops_f32, &s(&ub), tokens, ffn, &s(&yb)));
+        let got = c.read(&yb, 0, tokens * ffn + 2);
+        assert_eq!(&got[tokens * ffn..], &[SENTINEL; 2], "swiglu wrote past the output");
+        let (gate, up): (Vec<f32>, Vec<f32>) = (
+            u.chunks_exact(2 * ffn).flat_map(|row| row[..ffn].to_vec()).collect(),
+            u.chunks_exact(2 * ffn).flat_map(|row| row[ffn..].to_vec()).collect(),
+        );
+        worst.add(close(
+            &format!("swiglu ffn {ffn}"),
+            &got[..tokens * ffn],
+            &cpu::swiglu(&gate, &up),
+            1e-5,
+        ));
+    }
+}
+
+#[test]
+fn argmax_first_index_wins() {
+    let c = ctx();
+    for vocab in [1, 7, 1000, 50304] {
+        let mut r = rng(&[vocab, 4]);
+        let mut rows: Vec<Vec<f32>> = (0..5).map(|_| r.uniform_vec(vocab, -10.0, 10.0)).collect();
+        if vocab > 1 {
+            // Ties: in different lanes (first at the higher lane), and in the same lane.
+            let a = vocab / 3 + 1;
+            let b = (a + 257).min(vocab - 1);
+            rows[1][a] = 50.0;
+            rows[1][b] = 50.0;
+            rows[1][vocab - 1] = 50.0;
+            let lane_a = 3usize.min(vocab - 1);
+            rows[2][lane_a] = 60.0;
+            rows[2][(lane_a + 256).min(vocab - 1)] = 60.0;
+            rows[2][vocab - 1] = 60.0;
+            // The maximum at the very end, and a NaN that must not win.
+            rows[3][vocab - 1] = 70.0;
+            rows[3][0] = f32::NAN;
+        }
+        // All equal: index 0.
+        rows[4] = vec![-1.0; vocab];
+        let flat: Vec<f32> = rows.concat();
+        let lb = c.buf(&flat);
+        let (first, second) = (2, 11);
+        let ob = c.buf_u32(&[u32::MAX; 20]);
+        c.run(|pb| ops::argmax(pb, &c.ops_f32, &s(&lb), rows.len(), vocab, &s(&ob), first, Some(second)));
+        let got = c.read_u32(&ob, 0, 20);
+        let want: Vec<u32> = rows.iter().map(|row| cpu::argmax(row) as u32).collect();
+        assert_eq!(&got[first..first + 5], &want[..], "argmax vocab {vocab} (first)");
+        assert_eq!(&got[second..second + 5], &want[..], "argmax vocab {vocab} (second)");
+        assert!(
+            got[..first]
+                .iter()
+                .chain(&got[first + 5..second])
+                .chain(&got[second + 5..])
+                .all(|&v| v == u32::MAX),
+            "argmax wrote elsewhere: {got:?}"
+        );
+        // Without a second destination only `first` is written.
+        let ob2 = c.buf_u32(&[u32::MAX; 8]);
+        c.run(|pb| ops::argmax(pb, &c.ops_f32, &s(&lb), rows.len(), vocab, &s(&ob2), 0, None));
+        let got = c.read_u32(&ob2, 0, 8);
+        assert_eq!(&got[..5], &want[..], "argmax vocab {vocab} (no second)");
+        assert_eq!(&got[5..], &[u32::MAX; 3]);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Portable paths with features masked
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn f16_weights_without_shader_f16_or_subgroups() {
+    let gpu = Arc::new(
+        Gpu::new(&GpuOptions {
+            disable: vec!["f16".into(), "subgroup".into()],
+            ..Default::default()
+        })
+        .expect("a GPU adapter"),
+    );
+    assert!(!gpu.caps.f16, "f16 still enabled: {}", gpu.caps);
+    assert!(!gpu.caps.subgroup, "subgroups still enabled: {}", gpu.caps);
+    let c = Ctx::new(gpu);
+    let mut worst = Worst("masked f16 gemv/gemm", 0.0);
+    for (tokens, k, n) in [(1, 37, 70), (1, 300, 9), (65, 37, 9)] {
+        for epi in [
+            Epilogue::default(),
+            Epilogue {
+                accumulate: true,
+                soft_cap: 2.5,
+            },
+        ] {
+            worst.add(check_matmul(
+                &c,
+                &MatCase {
+                    tokens,
+                    k,
+                    n,
+                    dtype: WeightDtype::F16,
+                    epi,
+                    part_rows: Some(8),
+                },
+            ));
+        }
+    }
+}
+
+#[test]
+fn adapter_report() {
+    eprintln!(
+        "[kernels] adapter: {}",
+        common::gpu().caps.to_string().replace('\n', "\n[kernels]   ")
+    );
+}
