@@ -29,6 +29,7 @@ impl GpuArgs {
             backend: self.backend.clone(),
             adapter_index: self.adapter,
             disable: Vec::new(),
+            binding_limit: None,
         }
     }
     pub fn open(&self) -> Result<Arc<Gpu>> {
@@ -197,9 +198,9 @@ pub fn default_model_dir() -> PathBuf {
         .join("xlstm-large-mini")
 }
 
-/// Writes a file atomically: to a temporary name in the same directory, then renamed, so an
-/// error never leaves a partial file behind.
-pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+/// Checks that `path` can name an output file: its directory exists and it is not itself a
+/// directory. Commands call this before any work, so a typo fails at once, not after a model run.
+pub fn check_output_path(path: &std::path::Path) -> Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -210,6 +211,20 @@ pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
             dir.display()
         )));
     }
+    if path.is_dir() || path.file_name().is_none() {
+        return Err(Error::Input(format!("output {} is a directory, not a file path", path.display())));
+    }
+    Ok(())
+}
+
+/// Writes a file atomically: to a temporary name in the same directory, then renamed, so an
+/// error never leaves a partial file behind.
+pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    check_output_path(path)?;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
     let name = path
         .file_name()
         .ok_or_else(|| Error::Input(format!("{} is not a file path", path.display())))?;

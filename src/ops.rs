@@ -22,6 +22,7 @@ pub struct Ops {
     head_norm_gate: wgpu::ComputePipeline,
     swiglu: wgpu::ComputePipeline,
     argmax: wgpu::ComputePipeline,
+    fill_random: wgpu::ComputePipeline,
 }
 
 /// Largest chunk the chunkwise kernels' workgroup memory is laid out for.
@@ -42,6 +43,7 @@ impl Ops {
             head_norm_gate: kernels.pipeline("head_norm_gate", "main", &[])?,
             swiglu: kernels.pipeline("swiglu", "main", &[])?,
             argmax: kernels.pipeline("argmax", "main", &[])?,
+            fill_random: kernels.pipeline("fill_random", "main", &w)?,
         })
     }
 }
@@ -675,4 +677,37 @@ pub fn argmax(
         &[logits.clone(), out.clone()],
         [u(rows), 1, 1],
     )
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct FillParams {
+    words: u32,
+    seed: u32,
+    scale: f32,
+    kp: u32,
+    cols: u32,
+    first_element: u32,
+    _pad: [u32; 2],
+}
+
+/// Fills every part of `w` with uniform values in [-scale, scale] (zero padding columns).
+pub fn fill_random(pb: &mut PlanBuilder, ops: &Ops, w: &GpuMatrix, seed: u32, scale: f32) -> Result<()> {
+    let per_word = if w.dtype.is_f16() { 2 } else { 1 };
+    for (i, part) in w.parts.iter().enumerate() {
+        let words = part.rows * w.kp / per_word;
+        let p = FillParams {
+            words: u(words),
+            seed,
+            scale,
+            kp: u(w.kp),
+            cols: u(w.cols),
+            first_element: u(part.row0 * w.kp),
+            _pad: [0; 2],
+        };
+        let wg = words.div_ceil(256);
+        let grid = [wg.min(65535) as u32, wg.div_ceil(65535) as u32, 1];
+        pb.dispatch("fill_random", &ops.fill_random, &p, &[w.part_slice(i)], grid)?;
+    }
+    Ok(())
 }

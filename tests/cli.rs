@@ -277,6 +277,26 @@ fn config_unknown_weight_mode() {
     );
 }
 
+#[test]
+fn config_absurd_sizes() {
+    // Sizes that overflow usize arithmetic must give an error, not an overflow panic.
+    for (key, value) in [
+        ("embedding_dim", serde_json::json!(u64::MAX)),
+        ("ffn_proj_factor", serde_json::json!(1e300)),
+        ("qk_dim_factor", serde_json::json!(1e30)),
+        ("vocab_size", serde_json::json!(u64::MAX)),
+        ("num_heads", serde_json::json!(u64::MAX)),
+        ("vocab_size", serde_json::json!(1e20)),
+        ("num_heads", serde_json::json!(-2)),
+    ] {
+        let s = Scratch::new();
+        let dir = edited_config(&s, |c| {
+            c.insert(key.into(), value.clone());
+        });
+        check_model_failure(&format!("{key} = {value}"), &s, &dir, &["invalid"]);
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Checkpoint files.
 
@@ -552,6 +572,7 @@ fn out_is_a_directory() {
         stderr.trim().lines().count() == 1 && stderr.starts_with("xlstm: error: "),
         "{stderr}"
     );
+    assert!(stderr.contains("is a directory"), "{stderr}");
     // The directory is untouched and no temporary file is left next to it.
     assert!(out.is_dir() && std::fs::read_dir(&out).unwrap().next().is_none());
     assert_no_temp("--out is a directory", &out);

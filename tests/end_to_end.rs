@@ -242,3 +242,30 @@ fn greedy_batches_match_steps_and_decode_allocates_nothing() {
         "32 decode steps created GPU buffers"
     );
 }
+
+/// With a tiny storage-binding limit every weight matrix is split into row parts and prompts run in
+/// segments of a few tokens; results are unchanged.
+#[test]
+fn split_weights_and_tiny_segments_match_the_reference() {
+    let gpu = std::sync::Arc::new(
+        xlstm_wgpu::Gpu::new(&xlstm_wgpu::GpuOptions {
+            binding_limit: Some(4096),
+            ..Default::default()
+        })
+        .unwrap(),
+    );
+    let model = Model::load(
+        gpu,
+        &common::fixture("large_b"),
+        &LoadOptions {
+            dtype: Some(WeightDtype::F32),
+            tokenizer: false,
+        },
+    )
+    .unwrap();
+    let case = load_case("large_b", "t37");
+    let (logits, ids, gl) = run(&model, SessionOptions::default(), &case);
+    assert!(max_abs_diff(&logits, &case.logits) < 1e-3);
+    assert!(max_abs_diff(&gl, &case.generated_logits) < 1e-3);
+    assert_eq!(ids, case.generated);
+}

@@ -946,3 +946,4 @@ fn adapter_report() {
         common::gpu().caps.to_string().replace('\n', "\n[kernels]   ")
     );
 }
+

@@ -7,7 +7,7 @@ use xlstm_wgpu::gpu::kernels::{specialize, ConstValue, SOURCES};
 /// The specialisations the host uses for each kernel (the default source is always checked too).
 fn variants(name: &str) -> Vec<Vec<(&'static str, ConstValue)>> {
     match name {
-        "embed" | "gemm" | "gemv" => vec![vec![("WEIGHT_F16", ConstValue::Bool(true))]],
+        "embed" | "gemm" | "gemv" | "fill_random" => vec![vec![("WEIGHT_F16", ConstValue::Bool(true))]],
         "rms_norm" => vec![vec![("WG", ConstValue::U32(64))]],
         _ => vec![],
     }

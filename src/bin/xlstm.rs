@@ -6,7 +6,7 @@ use safetensors::tensor::{Dtype, TensorView};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use xlstm_wgpu::cli::{run_generate, write_atomic, GenerateArgs, GpuArgs, RunArgs};
+use xlstm_wgpu::cli::{check_output_path, run_generate, write_atomic, GenerateArgs, GpuArgs, RunArgs};
 use xlstm_wgpu::gpu::device::list_adapters;
 use xlstm_wgpu::sample::argmax;
 use xlstm_wgpu::{Error, Logits, Result, Session};
@@ -93,6 +93,7 @@ fn view(dtype: Dtype, shape: Vec<usize>, data: &[u8]) -> Result<TensorView<'_>> 
 }
 
 fn score(a: ScoreArgs) -> Result<()> {
+    check_output_path(&a.out)?;
     let ids = read_ids(&a.input_ids)?;
     if ids.is_empty() {
         return Err(Error::Input(format!("{}: the prompt is empty", a.input_ids.display())));

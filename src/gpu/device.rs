@@ -16,6 +16,9 @@ pub struct GpuOptions {
     /// Features to leave off even if offered (`f16`, `subgroup`, `timestamp`, `pipeline-cache`,
     /// `immediates`, `coop-matrix`). Merged with `XLSTM_DISABLE_FEATURES`.
     pub disable: Vec<String>,
+    /// Use at most this many bytes per storage binding even if the adapter allows more (tests use
+    /// it to exercise split weights and short prefill segments on small models).
+    pub binding_limit: Option<u64>,
 }
 
 /// What the device can do, recorded once at creation.
@@ -284,7 +287,9 @@ impl Gpu {
             pipeline_cache: has(wgpu::Features::PIPELINE_CACHE),
             immediates: has(wgpu::Features::IMMEDIATES),
             cooperative_matrix: coop,
-            max_storage_binding: limits.max_storage_buffer_binding_size,
+            max_storage_binding: opts
+                .binding_limit
+                .map_or(limits.max_storage_buffer_binding_size, |l| l.min(limits.max_storage_buffer_binding_size)),
             max_buffer_size: limits.max_buffer_size,
             max_workgroup_storage: limits.max_compute_workgroup_storage_size,
             max_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,

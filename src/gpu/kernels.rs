@@ -23,6 +23,7 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("head_norm_gate", include_str!("../../wgsl/head_norm_gate.wgsl")),
     ("swiglu", include_str!("../../wgsl/swiglu.wgsl")),
     ("argmax", include_str!("../../wgsl/argmax.wgsl")),
+    ("fill_random", include_str!("../../wgsl/fill_random.wgsl")),
 ];
 
 /// The WGSL source of a kernel family.

@@ -111,7 +111,9 @@ impl LargeConfig {
         let embedding_dim = required(&["embedding_dim", "hidden_size"])?;
         let ffn_proj_factor = float(&["ffn_proj_factor"], 2.6667)?;
         let ffn_multiple = int(&["ffn_round_up_to_multiple_of"])?.unwrap_or(64).max(1);
-        let ffn_dim = ((embedding_dim as f64 * ffn_proj_factor) / ffn_multiple as f64).ceil() as usize * ffn_multiple;
+        let ffn_dim = (((embedding_dim as f64 * ffn_proj_factor) / ffn_multiple as f64).ceil() as usize)
+            .checked_mul(ffn_multiple)
+            .ok_or_else(|| Error::Config("embedding_dim * ffn_proj_factor is too large".into()))?;
         let cfg = LargeConfig {
             embedding_dim,
             num_heads: required(&["num_heads"])?,

@@ -4,6 +4,7 @@
 use super::checkpoint::{Checkpoint, TensorEntry};
 use super::config::LargeConfig;
 use super::weights::{upload_f32, upload_matrix, GpuMatrix, WeightDtype};
+
 use crate::error::{Error, Result};
 use crate::gpu::{BufferPool, Category, Gpu, GpuBuffer, PlanBuilder, Slice};
 use crate::ops::{self, Boundaries, CellLayout, CellStateBuffers, Epilogue, Ops, Rows};
@@ -159,6 +160,56 @@ impl LargeWeights {
             dtype,
             "lm_head",
         )?;
+        Ok(LargeWeights {
+            embedding,
+            blocks,
+            out_norm,
+            lm_head,
+        })
+    }
+}
+
+impl LargeWeights {
+    /// Random weights of the given shape generated on the GPU (benchmarks: no checkpoint file).
+    /// Matrices are uniform with variance 1/fan_in, norm weights 1, gate biases spread so some
+    /// heads forget fast and some slowly.
+    pub fn random(gpu: &std::sync::Arc<Gpu>, pool: &BufferPool, ops: &Ops, cfg: &LargeConfig, dtype: WeightDtype, seed: u32) -> Result<Self> {
+        let (e, v, nh) = (cfg.embedding_dim, cfg.vocab_size, cfg.num_heads);
+        let (vd, f) = (cfg.v_dim(), cfg.ffn_dim);
+        let mut pb = PlanBuilder::new(gpu.clone());
+        let mut next_seed = seed;
+        let mut matrix = |pb: &mut PlanBuilder, rows: usize, cols: usize, label: &str| -> Result<GpuMatrix> {
+            let m = GpuMatrix::allocate(gpu, pool, rows, cols, dtype, label)?;
+            next_seed = next_seed.wrapping_add(0x9e37_79b9);
+            // Uniform in [-a, a] has variance a^2 / 3.
+            ops::fill_random(pb, ops, &m, next_seed, (3.0 / cols as f32).sqrt())?;
+            Ok(m)
+        };
+        let embedding = matrix(&mut pb, v, e, "embedding")?;
+        let ones = |n: usize| vec![1.0f32; n];
+        let mut blocks = Vec::with_capacity(cfg.num_blocks);
+        for _ in 0..cfg.num_blocks {
+            let mut bias: Vec<f32> = (0..nh).map(|h| -2.0 + h as f32 * 0.5).collect();
+            bias.extend((0..nh).map(|h| 1.0 + 6.0 * h as f32 / nh as f32));
+            blocks.push(LargeBlock {
+                norm_mlstm: upload_f32(gpu, pool, &ones(e), Category::Weights, "norm")?,
+                proj: matrix(&mut pb, cfg.fused_proj_rows(), e, "proj")?,
+                gate_bias: upload_f32(gpu, pool, &bias, Category::Weights, "gate bias")?,
+                head_norm: upload_f32(gpu, pool, &ones(vd), Category::Weights, "head norm")?,
+                out_proj: matrix(&mut pb, e, vd, "out_proj")?,
+                norm_ffn: upload_f32(gpu, pool, &ones(e), Category::Weights, "norm")?,
+                ffn_up: matrix(&mut pb, 2 * f, e, "ffn up")?,
+                ffn_down: matrix(&mut pb, e, f, "ffn down")?,
+            });
+        }
+        let out_norm = if cfg.add_out_norm {
+            Some(upload_f32(gpu, pool, &ones(e), Category::Weights, "out_norm")?)
+        } else {
+            None
+        };
+        let lm_head = matrix(&mut pb, v, e, "lm_head")?;
+        pb.finish(pool)?.run(gpu, crate::gpu::SubmitBudget::default())?;
+        gpu.wait()?;
         Ok(LargeWeights {
             embedding,
             blocks,

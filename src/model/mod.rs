@@ -89,6 +89,27 @@ impl Model {
         })
     }
 
+    /// A model of the given shape with random weights generated on the GPU (benchmarks).
+    pub fn random(gpu: Arc<Gpu>, cfg: LargeConfig, dtype: WeightDtype, seed: u32) -> Result<Self> {
+        cfg.validate()?;
+        let pool = BufferPool::new(gpu.device.clone());
+        let kernels = Kernels::new(gpu.clone());
+        let ops = Ops::new(&kernels, dtype)?;
+        let weights = LargeWeights::random(&gpu, &pool, &ops, &cfg, dtype, seed)?;
+        Ok(Model {
+            inner: Arc::new(ModelInner {
+                gpu,
+                pool,
+                ops,
+                cfg,
+                weights,
+                dtype,
+                tokenizer: None,
+                dir: PathBuf::new(),
+            }),
+        })
+    }
+
     pub fn config(&self) -> &LargeConfig {
         &self.inner.cfg
     }

@@ -223,3 +223,39 @@ pub fn upload_f32(gpu: &Gpu, pool: &BufferPool, data: &[f32], category: Category
     }
     Ok(buf)
 }
+
+impl GpuMatrix {
+    /// Allocates a matrix's parts without contents (the caller fills them on the GPU).
+    pub fn allocate(
+        gpu: &Gpu,
+        pool: &BufferPool,
+        rows: usize,
+        cols: usize,
+        dtype: WeightDtype,
+        label: &str,
+    ) -> Result<GpuMatrix> {
+        let kp = cols.next_multiple_of(8);
+        let row_bytes = kp * dtype.bytes();
+        if row_bytes as u64 > gpu.caps.max_binding() {
+            return Err(Error::Limit(format!(
+                "{label}: one row of {row_bytes} bytes exceeds the storage binding limit"
+            )));
+        }
+        let max_rows = (gpu.caps.max_binding() as usize / row_bytes).max(1);
+        let mut parts = Vec::new();
+        let mut row0 = 0;
+        while row0 < rows {
+            let n = max_rows.min(rows - row0);
+            let buf = pool.storage((n * row_bytes) as u64, Category::Weights, label)?;
+            parts.push(WeightPart { buf, row0, rows: n });
+            row0 += n;
+        }
+        Ok(GpuMatrix {
+            parts,
+            rows,
+            cols,
+            kp,
+            dtype,
+        })
+    }
+}
