@@ -212,7 +212,10 @@ pub fn check_output_path(path: &std::path::Path) -> Result<()> {
         )));
     }
     if path.is_dir() || path.file_name().is_none() {
-        return Err(Error::Input(format!("output {} is a directory, not a file path", path.display())));
+        return Err(Error::Input(format!(
+            "output {} is a directory, not a file path",
+            path.display()
+        )));
     }
     Ok(())
 }

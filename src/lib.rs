@@ -21,6 +21,7 @@
 //! # }
 //! ```
 
+pub mod bench;
 pub mod cli;
 pub mod cpu;
 pub mod error;

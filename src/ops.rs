@@ -238,6 +238,10 @@ pub fn matmul(
                 _pad: 0,
             };
             pb.dispatch("gemv", &ops.gemv, &p, &bufs, [groups(part.rows, 8), 1, 1])?;
+            pb.cost(
+                part.buf.len() as f64 + 4.0 * (w.cols + 2 * part.rows) as f64,
+                2.0 * (part.rows * w.cols) as f64,
+            );
         } else {
             let p = GemmParams {
                 tokens: u(tokens),
@@ -259,6 +263,8 @@ pub fn matmul(
                 &bufs,
                 [groups(part.rows, 64), groups(tokens, 64), 1],
             )?;
+            let io = 4.0 * (tokens * (w.cols + 2 * part.rows)) as f64;
+            pb.cost(part.buf.len() as f64 + io, 2.0 * (tokens * part.rows * w.cols) as f64);
         }
     }
     Ok(())

@@ -4,7 +4,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::readback::{read_f32, read_u32};
-use crate::gpu::{Plan, PlanBuilder, Slice, SubmitBudget};
+use crate::gpu::{KernelTime, Plan, PlanBuilder, Slice, SubmitBudget};
 use crate::model::large::{self, BlockState, PrefillSchedule, Workspace};
 use crate::model::Model;
 use crate::sample::Sampler;
@@ -217,6 +217,51 @@ impl Session {
             start = end;
         }
         Ok(out)
+    }
+
+    /// GPU time per kernel of one forward pass over `ids` (at most one segment long), measured
+    /// with timestamp queries. The state advances as in `prefill`.
+    pub fn profile_prefill(&mut self, ids: &[u32]) -> Result<Vec<KernelTime>> {
+        self.check_ids(ids)?;
+        let m = self.model.inner.clone();
+        let (cfg, pool, gpu) = (&m.cfg, &m.pool, &m.gpu);
+        let n = ids.len().min(self.segment_len());
+        let ws = Workspace::new(pool, cfg, n, self.opts.schedule.chunk_size, 1, n)?;
+        gpu.queue.write_buffer(ws.ids.raw(), 0, bytemuck::cast_slice(&ids[..n]));
+        let mut pb = PlanBuilder::new(gpu.clone());
+        let parity = large::record_forward(
+            &mut pb,
+            &m.ops,
+            cfg,
+            &m.weights,
+            &self.state,
+            &ws,
+            0,
+            self.parity,
+            &self.opts.schedule,
+        )?;
+        let times = pb.finish(pool)?.run_profiled(gpu, pool)?;
+        self.parity = parity;
+        self.position += n;
+        Ok(times)
+    }
+
+    /// GPU time per kernel of `steps` greedy decode steps starting from token `first`.
+    pub fn profile_decode(&mut self, first: u32, steps: usize) -> Result<Vec<KernelTime>> {
+        self.check_ids(&[first])?;
+        self.decode_plan(steps)?;
+        let m = self.model.inner.clone();
+        let decode = self
+            .decode
+            .as_ref()
+            .ok_or_else(|| Error::Gpu("decode workspace missing".into()))?;
+        m.gpu
+            .queue
+            .write_buffer(decode.ws.ids.raw(), 0, bytemuck::bytes_of(&first));
+        let times = decode.plans[&(steps, self.parity)].run_profiled(&m.gpu, &m.pool)?;
+        self.parity ^= (steps % 2) as u32;
+        self.position += steps;
+        Ok(times)
     }
 
     fn decode_plan(&mut self, steps: usize) -> Result<()> {

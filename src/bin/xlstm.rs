@@ -26,6 +26,8 @@ enum Cmd {
     Score(ScoreArgs),
     /// List adapters and print the chosen adapter's capabilities.
     Info(InfoArgs),
+    /// Prefill and decode throughput, time to first token, memory, and per-kernel GPU time.
+    Bench(BenchArgs),
 }
 
 #[derive(clap::Args)]
@@ -49,6 +51,35 @@ struct ScoreArgs {
 }
 
 #[derive(clap::Args)]
+struct BenchArgs {
+    /// Model shape with random weights generated on the GPU: 7b, 1b, small, tiny.
+    #[arg(long, conflicts_with = "model")]
+    preset: Option<String>,
+    /// Benchmark a checkpoint instead of a preset.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Prompt lengths for prefill (comma separated).
+    #[arg(long, value_delimiter = ',', default_values_t = vec![512usize, 2048, 8192])]
+    prefill_lens: Vec<usize>,
+    /// Greedy tokens to decode.
+    #[arg(long, default_value_t = 128)]
+    decode_tokens: usize,
+    /// Timed repeats per measurement (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
+    /// Also measure GPU time per kernel with timestamp queries.
+    #[arg(long)]
+    profile: bool,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    run: RunArgs,
+    #[command(flatten)]
+    gpu: GpuArgs,
+}
+
+#[derive(clap::Args)]
 struct InfoArgs {
     #[command(flatten)]
     gpu: GpuArgs,
@@ -60,6 +91,7 @@ fn main() -> ExitCode {
         Cmd::Generate(a) => run_generate(&a),
         Cmd::Score(a) => score(a),
         Cmd::Info(a) => info(a),
+        Cmd::Bench(a) => bench(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -76,6 +108,53 @@ fn info(a: InfoArgs) -> Result<()> {
     }
     let gpu = a.gpu.open()?;
     println!("{}", gpu.caps);
+    Ok(())
+}
+
+fn bench(a: BenchArgs) -> Result<()> {
+    if a.prefill_lens.contains(&0) {
+        return Err(Error::Input("prefill lengths must be positive".into()));
+    }
+    let gpu = a.gpu.open()?;
+    let t0 = std::time::Instant::now();
+    let (model, name) = match (&a.model, &a.preset) {
+        (Some(dir), _) => (a.run.load(gpu, dir, false)?, dir.display().to_string()),
+        (None, preset) => {
+            let name = preset.clone().unwrap_or_else(|| "7b".into());
+            let cfg = xlstm_wgpu::bench::preset(&name)?;
+            (
+                xlstm_wgpu::Model::random(gpu, cfg, a.run.dtype()?, 1)?,
+                format!("preset {name}"),
+            )
+        }
+    };
+    let load_secs = t0.elapsed().as_secs_f64();
+    let opts = xlstm_wgpu::bench::BenchOptions {
+        prefill_lens: a.prefill_lens.clone(),
+        decode_tokens: a.decode_tokens,
+        repeats: a.repeats,
+        profile: a.profile,
+        session: a.run.session_options()?,
+    };
+    let bar = indicatif::ProgressBar::new(1);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed}]")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let report = xlstm_wgpu::bench::run(&model, &name, &opts, &mut |i, n, what| {
+        bar.set_length(n as u64);
+        bar.set_position(i as u64);
+        bar.set_message(what.to_string());
+    })?;
+    bar.finish_and_clear();
+    if a.json {
+        let mut v = serde_json::to_value(&report).map_err(|e| Error::Input(e.to_string()))?;
+        v["load_seconds"] = serde_json::json!(load_secs);
+        println!("{v}");
+    } else {
+        println!("model ready in {load_secs:.2} s");
+        print!("{}", report.table());
+    }
     Ok(())
 }
 

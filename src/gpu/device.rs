@@ -287,9 +287,9 @@ impl Gpu {
             pipeline_cache: has(wgpu::Features::PIPELINE_CACHE),
             immediates: has(wgpu::Features::IMMEDIATES),
             cooperative_matrix: coop,
-            max_storage_binding: opts
-                .binding_limit
-                .map_or(limits.max_storage_buffer_binding_size, |l| l.min(limits.max_storage_buffer_binding_size)),
+            max_storage_binding: opts.binding_limit.map_or(limits.max_storage_buffer_binding_size, |l| {
+                l.min(limits.max_storage_buffer_binding_size)
+            }),
             max_buffer_size: limits.max_buffer_size,
             max_workgroup_storage: limits.max_compute_workgroup_storage_size,
             max_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,

@@ -9,4 +9,4 @@ pub mod scheduler;
 pub use device::{Caps, Gpu, GpuOptions};
 pub use kernels::{ConstValue, Kernels};
 pub use pool::{BufferPool, Category, GpuBuffer, PoolStats};
-pub use scheduler::{Plan, PlanBuilder, Slice, SubmitBudget};
+pub use scheduler::{Cost, KernelTime, Plan, PlanBuilder, Slice, SubmitBudget};

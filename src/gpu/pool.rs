@@ -238,6 +238,12 @@ impl BufferPool {
         released
     }
 
+    /// Restarts peak tracking from the current total (to measure the peak of one phase).
+    pub fn reset_peak(&self) {
+        let mut st = self.inner.lock();
+        st.stats.peak = st.stats.live_total() + st.stats.pooled;
+    }
+
     pub fn stats(&self) -> PoolStats {
         self.inner.lock().stats.clone()
     }

@@ -56,9 +56,17 @@ impl Slice {
     }
 }
 
+/// Estimated memory traffic and arithmetic of one dispatch, for achieved-rate reports.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Cost {
+    pub bytes: f64,
+    pub flops: f64,
+}
+
 enum Pending {
     Dispatch {
         label: &'static str,
+        cost: Cost,
         pipeline: wgpu::ComputePipeline,
         params_offset: u64,
         params_len: u64,
@@ -73,6 +81,8 @@ enum Pending {
 
 enum Item {
     Dispatch {
+        label: &'static str,
+        cost: Cost,
         pipeline: wgpu::ComputePipeline,
         bind_group: wgpu::BindGroup,
         groups: [u32; 3],
@@ -128,6 +138,7 @@ impl PlanBuilder {
         self.params.resize(offset + len, 0);
         self.items.push(Pending::Dispatch {
             label,
+            cost: Cost::default(),
             pipeline: pipeline.clone(),
             params_offset: offset as u64,
             params_len: len as u64,
@@ -135,6 +146,13 @@ impl PlanBuilder {
             groups,
         });
         Ok(())
+    }
+
+    /// Sets the cost estimate of the dispatch added last.
+    pub fn cost(&mut self, bytes: f64, flops: f64) {
+        if let Some(Pending::Dispatch { cost, .. }) = self.items.last_mut() {
+            *cost = Cost { bytes, flops };
+        }
     }
 
     /// Adds a buffer-to-buffer copy (ends the current compute pass when run).
@@ -167,6 +185,7 @@ impl PlanBuilder {
             match p {
                 Pending::Dispatch {
                     label,
+                    cost,
                     pipeline,
                     params_offset,
                     params_len,
@@ -197,6 +216,8 @@ impl PlanBuilder {
                         entries: &entries,
                     });
                     items.push(Item::Dispatch {
+                        label,
+                        cost,
                         pipeline,
                         bind_group,
                         groups,
@@ -272,6 +293,7 @@ impl Plan {
                             pipeline,
                             bind_group,
                             groups,
+                            ..
                         }) = self.items.get(i)
                         {
                             if dispatches >= budget.max_dispatches || workgroups >= budget.max_workgroups {
@@ -289,5 +311,117 @@ impl Plan {
             }
             emit(enc.finish());
         }
+    }
+}
+
+/// GPU time of one kernel label summed over a profiled run.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct KernelTime {
+    pub label: &'static str,
+    pub dispatches: usize,
+    pub seconds: f64,
+    pub bytes: f64,
+    pub flops: f64,
+}
+
+impl KernelTime {
+    pub fn gb_per_s(&self) -> f64 {
+        self.bytes / self.seconds.max(1e-12) / 1e9
+    }
+    pub fn tflop_per_s(&self) -> f64 {
+        self.flops / self.seconds.max(1e-12) / 1e12
+    }
+}
+
+impl Plan {
+    /// Runs the plan with every dispatch in its own compute pass bracketed by timestamp writes
+    /// (this works on every adapter with TIMESTAMP_QUERY, including Apple GPUs, which have no
+    /// timestamps inside passes) and returns GPU time per kernel label, slowest first.
+    pub fn run_profiled(&self, gpu: &Gpu, pool: &BufferPool) -> Result<Vec<KernelTime>> {
+        if !gpu.caps.timestamp {
+            return Err(Error::Gpu("profiling needs the TIMESTAMP_QUERY feature".into()));
+        }
+        // One query set holds at most 4096 queries: profile in batches of 2048 dispatches.
+        const BATCH: usize = 2048;
+        let period = gpu.queue.get_timestamp_period() as f64 * 1e-9;
+        let mut times: Vec<KernelTime> = Vec::new();
+        let mut i = 0;
+        while i < self.items.len() {
+            let qs = gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("profile"),
+                ty: wgpu::QueryType::Timestamp,
+                count: (2 * BATCH) as u32,
+            });
+            let mut enc = gpu
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("profile") });
+            let mut labels = Vec::new();
+            while i < self.items.len() && labels.len() < BATCH {
+                match &self.items[i] {
+                    Item::Copy { src, dst } => {
+                        enc.copy_buffer_to_buffer(
+                            &src.buffer,
+                            src.offset,
+                            &dst.buffer,
+                            dst.offset,
+                            Some(src.size.min(dst.size)),
+                        );
+                    }
+                    Item::Dispatch {
+                        label,
+                        cost,
+                        pipeline,
+                        bind_group,
+                        groups,
+                    } => {
+                        let q = (2 * labels.len()) as u32;
+                        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                            label: Some(label),
+                            timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                                query_set: &qs,
+                                beginning_of_pass_write_index: Some(q),
+                                end_of_pass_write_index: Some(q + 1),
+                            }),
+                        });
+                        pass.set_pipeline(pipeline);
+                        pass.set_bind_group(0, bind_group, &[]);
+                        pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+                        labels.push((*label, *cost));
+                    }
+                }
+                i += 1;
+            }
+            let n = 2 * labels.len().max(1);
+            let resolve = pool.alloc(
+                (n * 8) as u64,
+                wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                super::Category::Scratch,
+                "timestamps",
+            )?;
+            enc.resolve_query_set(&qs, 0..n as u32, resolve.raw(), 0);
+            gpu.queue.submit([enc.finish()]);
+            let raw = super::readback::read_bytes(gpu, pool, &resolve, 0, (n * 8) as u64)?;
+            let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&raw);
+            for (k, (label, cost)) in labels.iter().enumerate() {
+                let dt = ticks[2 * k + 1].saturating_sub(ticks[2 * k]) as f64 * period;
+                match times.iter_mut().find(|t| t.label == *label) {
+                    Some(t) => {
+                        t.dispatches += 1;
+                        t.seconds += dt;
+                        t.bytes += cost.bytes;
+                        t.flops += cost.flops;
+                    }
+                    None => times.push(KernelTime {
+                        label,
+                        dispatches: 1,
+                        seconds: dt,
+                        bytes: cost.bytes,
+                        flops: cost.flops,
+                    }),
+                }
+            }
+        }
+        times.sort_by(|a, b| b.seconds.total_cmp(&a.seconds));
+        Ok(times)
     }
 }

@@ -173,7 +173,14 @@ impl LargeWeights {
     /// Random weights of the given shape generated on the GPU (benchmarks: no checkpoint file).
     /// Matrices are uniform with variance 1/fan_in, norm weights 1, gate biases spread so some
     /// heads forget fast and some slowly.
-    pub fn random(gpu: &std::sync::Arc<Gpu>, pool: &BufferPool, ops: &Ops, cfg: &LargeConfig, dtype: WeightDtype, seed: u32) -> Result<Self> {
+    pub fn random(
+        gpu: &std::sync::Arc<Gpu>,
+        pool: &BufferPool,
+        ops: &Ops,
+        cfg: &LargeConfig,
+        dtype: WeightDtype,
+        seed: u32,
+    ) -> Result<Self> {
         let (e, v, nh) = (cfg.embedding_dim, cfg.vocab_size, cfg.num_heads);
         let (vd, f) = (cfg.v_dim(), cfg.ffn_dim);
         let mut pb = PlanBuilder::new(gpu.clone());

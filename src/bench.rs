@@ -1,0 +1,256 @@
+//! `xlstm bench`: prefill throughput at several prompt lengths, time to first token, greedy
+//! decode throughput, peak pool memory, and GPU time per kernel with achieved GB/s and TFLOP/s.
+//! Models come from a checkpoint or from a preset shape with random weights made on the GPU.
+
+use crate::error::{Error, Result};
+use crate::gpu::KernelTime;
+use crate::model::config::LargeConfig;
+use crate::model::Model;
+use crate::sample::argmax;
+use crate::session::{Logits, Session, SessionOptions};
+use serde::Serialize;
+use std::time::Instant;
+
+/// Model shapes for benchmarks without a checkpoint.
+pub fn preset(name: &str) -> Result<LargeConfig> {
+    let (e, nh, blocks, vocab) = match name {
+        // NX-AI/xLSTM-7b.
+        "7b" => (4096, 8, 32, 50304),
+        // Smaller shapes of the same family, for smaller GPUs and quick checks.
+        "1b" => (2048, 4, 24, 50304),
+        "small" => (512, 4, 4, 4096),
+        "tiny" => (128, 2, 2, 512),
+        _ => return Err(Error::Input(format!("unknown preset `{name}` (7b, 1b, small, tiny)"))),
+    };
+    let ffn = (e as f64 * 2.6667 / 64.0).ceil() as usize * 64;
+    Ok(LargeConfig {
+        embedding_dim: e,
+        num_heads: nh,
+        num_blocks: blocks,
+        vocab_size: vocab,
+        qk_dim_factor: 0.5,
+        v_dim_factor: 1.0,
+        ffn_dim: ffn,
+        norm_eps: 1e-6,
+        gate_soft_cap: 15.0,
+        output_logit_soft_cap: 30.0,
+        add_out_norm: true,
+        cell_eps: 1e-6,
+        chunk_size: 64,
+        bos_token_id: Some(0),
+        eos_token_id: Some(2),
+    })
+}
+
+/// What to measure.
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    pub prefill_lens: Vec<usize>,
+    pub decode_tokens: usize,
+    pub repeats: usize,
+    pub profile: bool,
+    pub session: SessionOptions,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PrefillResult {
+    pub tokens: usize,
+    pub seconds: f64,
+    pub tok_per_s: f64,
+    /// Prefill plus choosing the first token (logits of the last position read back).
+    pub ttft_ms: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct KernelRow {
+    pub phase: String,
+    pub kernel: String,
+    pub dispatches: usize,
+    pub ms: f64,
+    pub gb_per_s: f64,
+    pub tflop_per_s: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchReport {
+    pub adapter: String,
+    pub backend: String,
+    pub model: String,
+    pub dtype: String,
+    pub prefill_strategy: String,
+    pub chunk_size: usize,
+    pub weight_bytes: u64,
+    pub prefill: Vec<PrefillResult>,
+    pub decode_tokens: usize,
+    pub decode_tok_per_s: f64,
+    pub decode_ms_per_token: f64,
+    pub peak_pool_bytes_decode: u64,
+    pub peak_pool_bytes: u64,
+    pub kernels: Vec<KernelRow>,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Deterministic prompt ids that avoid special tokens.
+fn prompt(len: usize, vocab: usize) -> Vec<u32> {
+    (0..len).map(|i| (3 + (i * 7919) % (vocab.max(4) - 3)) as u32).collect()
+}
+
+fn rows(phase: &str, times: Vec<KernelTime>) -> Vec<KernelRow> {
+    times
+        .into_iter()
+        .map(|t| KernelRow {
+            phase: phase.into(),
+            kernel: t.label.into(),
+            dispatches: t.dispatches,
+            ms: t.seconds * 1e3,
+            gb_per_s: t.gb_per_s(),
+            tflop_per_s: t.tflop_per_s(),
+        })
+        .collect()
+}
+
+/// Runs the benchmark; `progress(step, total, what)` is called before each measurement.
+pub fn run(
+    model: &Model,
+    name: &str,
+    opts: &BenchOptions,
+    progress: &mut dyn FnMut(usize, usize, &str),
+) -> Result<BenchReport> {
+    let gpu = model.gpu().clone();
+    let v = model.vocab_size();
+    let total = opts.prefill_lens.len() + 1 + opts.profile as usize;
+    let mut prefill = Vec::new();
+    let mut s = Session::new(model, opts.session.clone())?;
+    for (i, &len) in opts.prefill_lens.iter().enumerate() {
+        progress(i, total, &format!("prefill {len}"));
+        let ids = prompt(len, v);
+        // Warm-up compiles pipelines and fills the pool.
+        s.reset()?;
+        s.prefill(&ids, Logits::Last)?;
+        let (mut t_prefill, mut t_first) = (Vec::new(), Vec::new());
+        for _ in 0..opts.repeats.max(1) {
+            s.reset()?;
+            gpu.wait()?;
+            let t0 = Instant::now();
+            s.prefill(&ids, Logits::None)?;
+            gpu.wait()?;
+            t_prefill.push(t0.elapsed().as_secs_f64());
+            s.reset()?;
+            gpu.wait()?;
+            let t0 = Instant::now();
+            let logits = s.prefill(&ids, Logits::Last)?;
+            let _first = argmax(&logits);
+            t_first.push(t0.elapsed().as_secs_f64());
+        }
+        let secs = median(t_prefill);
+        prefill.push(PrefillResult {
+            tokens: len,
+            seconds: secs,
+            tok_per_s: len as f64 / secs,
+            ttft_ms: median(t_first) * 1e3,
+        });
+    }
+
+    progress(opts.prefill_lens.len(), total, "decode");
+    let peak_pool_bytes = model.pool_stats().peak;
+    model.pool().trim();
+    model.pool().reset_peak();
+    s.reset()?;
+    s.prefill(&prompt(16, v), Logits::None)?;
+    let batch = opts.session.decode_batch;
+    let mut id = 5u32;
+    for _ in 0..2 {
+        id = *s.step_greedy(id, batch)?.last().unwrap_or(&id);
+    }
+    gpu.wait()?;
+    let steps = opts.decode_tokens.div_ceil(batch).max(1);
+    let t0 = Instant::now();
+    for _ in 0..steps {
+        id = *s.step_greedy(id, batch)?.last().unwrap_or(&id);
+    }
+    let decode_secs = t0.elapsed().as_secs_f64();
+    let decoded = steps * batch;
+    let peak_pool_bytes_decode = model.pool_stats().peak;
+
+    let mut kernels = Vec::new();
+    if opts.profile && gpu.caps.timestamp {
+        progress(total - 1, total, "profile");
+        if let Some(&len) = opts.prefill_lens.first() {
+            s.reset()?;
+            kernels.extend(rows(&format!("prefill {len}"), s.profile_prefill(&prompt(len, v))?));
+        }
+        kernels.extend(rows(&format!("decode x{batch}"), s.profile_decode(id, batch)?));
+    }
+    progress(total, total, "done");
+    Ok(BenchReport {
+        adapter: gpu.caps.adapter_name.clone(),
+        backend: gpu.caps.backend.clone(),
+        model: name.to_string(),
+        dtype: model.dtype().name().into(),
+        prefill_strategy: opts.session.schedule.strategy.name().into(),
+        chunk_size: opts.session.schedule.chunk_size,
+        weight_bytes: model.pool_stats().live_of(crate::gpu::Category::Weights),
+        prefill,
+        decode_tokens: decoded,
+        decode_tok_per_s: decoded as f64 / decode_secs,
+        decode_ms_per_token: decode_secs * 1e3 / decoded as f64,
+        peak_pool_bytes_decode,
+        peak_pool_bytes: peak_pool_bytes.max(peak_pool_bytes_decode),
+        kernels,
+    })
+}
+
+impl BenchReport {
+    /// A table for people.
+    pub fn table(&self) -> String {
+        let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
+        let mut out = format!(
+            "{} ({}) | model {} | {} weights ({:.0} MiB) | prefill {} chunk {}\n",
+            self.adapter,
+            self.backend,
+            self.model,
+            self.dtype,
+            mib(self.weight_bytes),
+            self.prefill_strategy,
+            self.chunk_size
+        );
+        out += &format!(
+            "{:>10} {:>12} {:>12} {:>10}\n",
+            "prompt", "prefill ms", "tok/s", "TTFT ms"
+        );
+        for p in &self.prefill {
+            out += &format!(
+                "{:>10} {:>12.2} {:>12.0} {:>10.2}\n",
+                p.tokens,
+                p.seconds * 1e3,
+                p.tok_per_s,
+                p.ttft_ms
+            );
+        }
+        out += &format!(
+            "decode B=1: {:.1} tok/s ({:.2} ms/token over {} tokens); peak pool {:.0} MiB decoding, {:.0} MiB overall\n",
+            self.decode_tok_per_s,
+            self.decode_ms_per_token,
+            self.decode_tokens,
+            mib(self.peak_pool_bytes_decode),
+            mib(self.peak_pool_bytes)
+        );
+        if !self.kernels.is_empty() {
+            out += &format!(
+                "{:<14} {:<20} {:>6} {:>10} {:>9} {:>9}\n",
+                "phase", "kernel", "count", "ms", "GB/s", "TFLOP/s"
+            );
+            for k in &self.kernels {
+                out += &format!(
+                    "{:<14} {:<20} {:>6} {:>10.3} {:>9.0} {:>9.2}\n",
+                    k.phase, k.kernel, k.dispatches, k.ms, k.gb_per_s, k.tflop_per_s
+                );
+            }
+        }
+        out
+    }
+}
