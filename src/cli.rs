@@ -115,7 +115,7 @@ pub struct GenerateArgs {
     /// Model directory (config.json, model.safetensors, tokenizer.json). Default: the shipped model.
     #[arg(long)]
     pub model: Option<PathBuf>,
-    #[arg(long, default_value = "The king said unto them,")]
+    #[arg(long, default_value = "It is a truth universally acknowledged")]
     pub prompt: String,
     #[arg(long, default_value_t = 64)]
     pub max_new_tokens: usize,

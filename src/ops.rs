@@ -656,7 +656,7 @@ struct ArgmaxParams {
     vocab: u32,
     first: u32,
     second: u32,
-    _pad: u32,
+    stride: u32,
 }
 
 /// out[first + r] (and out[second + r] if given) = argmax of logits row r, for r < rows.
@@ -670,11 +670,29 @@ pub fn argmax(
     first: usize,
     second: Option<usize>,
 ) -> Result<()> {
+    argmax_prefix(pb, ops, logits, rows, vocab, vocab, out, first, second)
+}
+
+/// Like [`argmax`] over only the first `count` entries of rows `stride` apart.
+pub fn argmax_prefix(
+    pb: &mut PlanBuilder,
+    ops: &Ops,
+    logits: &Slice,
+    rows: usize,
+    stride: usize,
+    count: usize,
+    out: &Slice,
+    first: usize,
+    second: Option<usize>,
+) -> Result<()> {
+    if count == 0 || count > stride {
+        return Err(Error::Input(format!("argmax over {count} of {stride} logits")));
+    }
     let p = ArgmaxParams {
-        vocab: u(vocab),
+        vocab: u(count),
         first: u(first),
         second: second.map(u).unwrap_or(u32::MAX),
-        _pad: 0,
+        stride: u(stride),
     };
     pb.dispatch(
         "argmax",

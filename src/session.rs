@@ -90,6 +90,9 @@ pub struct Session {
     state: Vec<BlockState>,
     parity: u32,
     position: usize,
+    /// Ids at or above this are padded vocabulary rows the tokenizer cannot decode; greedy
+    /// decoding and sampling never pick them.
+    vocab_limit: usize,
     opts: SessionOptions,
     model: Model,
 }
@@ -118,6 +121,9 @@ impl Session {
             state,
             parity: 0,
             position: 0,
+            vocab_limit: model
+                .tokenizer()
+                .map_or(cfg.vocab_size, |t| t.vocab_size().clamp(1, cfg.vocab_size)),
             opts,
             model: model.clone(),
         };
@@ -292,12 +298,13 @@ impl Session {
                     parity,
                     &self.opts.schedule,
                 )?;
-                crate::ops::argmax(
+                crate::ops::argmax_prefix(
                     &mut pb,
                     &m.ops,
                     &Slice::all(&decode.ws.logits),
                     1,
                     m.cfg.vocab_size,
+                    self.vocab_limit,
                     &Slice::all(&decode.ws.ids),
                     i + 1,
                     None,
@@ -362,11 +369,7 @@ impl Session {
         stop: &[u32],
         on_token: &mut dyn FnMut(u32) -> Result<bool>,
     ) -> Result<GenerateStats> {
-        let vocab_limit = self
-            .model
-            .tokenizer()
-            .map(|t| t.vocab_size().min(self.model.vocab_size()))
-            .unwrap_or(self.model.vocab_size());
+        let vocab_limit = self.vocab_limit;
         let mut stats = GenerateStats {
             prompt_tokens: prompt.len(),
             ..Default::default()
@@ -391,7 +394,7 @@ impl Session {
                 break;
             }
             let remaining = max_new - stats.generated.len();
-            if sampler.config().is_greedy() && vocab_limit == self.model.vocab_size() {
+            if sampler.config().is_greedy() {
                 let n = remaining.min(self.opts.decode_batch);
                 let ids = self.step_greedy(next, n)?;
                 let (last, rest) = ids

@@ -3,7 +3,9 @@
 // out[second + row], so a decode step can feed its own output back as the next step's input
 // while also recording it in a history.
 //
-// Bindings (group 0): 0 uniform Params; 1 logits: array<f32> [rows, vocab] (read);
+// Only the first `vocab` entries of each row are considered (a model's padded vocabulary rows that
+// the tokenizer cannot decode are skipped); rows are `stride` apart (0 = vocab).
+// Bindings (group 0): 0 uniform Params; 1 logits: array<f32> [rows, stride] (read);
 //   2 out: array<u32> (read_write).
 // Workgroup: 256 invocations per row; (value, index) pairs reduce in workgroup memory.
 // Grid: (rows, 1, 1).
@@ -13,7 +15,7 @@ struct Params {
     vocab: u32,
     first: u32,
     second: u32,
-    _pad: u32,
+    stride: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -25,7 +27,7 @@ var<workgroup> best_i: array<u32, 256>;
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let base = wid.x * p.vocab;
+    let base = wid.x * select(p.vocab, p.stride, p.stride != 0u);
     var bv = -3.4e38;
     var bi = 0xffffffffu;
     for (var i = lid; i < p.vocab; i += 256u) {
