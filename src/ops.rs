@@ -15,6 +15,8 @@ pub struct Ops {
     rms_norm: wgpu::ComputePipeline,
     gemm: wgpu::ComputePipeline,
     gemv: wgpu::ComputePipeline,
+    /// The matrix-unit GEMM, where the adapter offers it and weights are f16.
+    gemm_coop: Option<wgpu::ComputePipeline>,
     gates: wgpu::ComputePipeline,
     chunk_state: wgpu::ComputePipeline,
     chunk_out: wgpu::ComputePipeline,
@@ -25,10 +27,28 @@ pub struct Ops {
     fill_random: wgpu::ComputePipeline,
 }
 
+/// Rows per workgroup of gemv.wgsl (256 / LANES).
+const GEMV_ROWS: usize = 4;
+
 /// Largest chunk the chunkwise kernels' workgroup memory is laid out for.
 pub const MAX_CHUNK: usize = 64;
 
+/// Whether gemm_coop.wgsl can run: 16x16 f16 cooperative matrices, f16 shaders, and subgroups of
+/// exactly 32 invocations (the kernel's 256 invocations are 8 subgroups with fixed tile roles).
+pub fn coop_gemm_supported(caps: &crate::gpu::Caps) -> bool {
+    caps.coop_16x16_f16
+        && caps.f16
+        && caps.subgroup
+        && caps.subgroup_min_size == 32
+        && caps.subgroup_max_size == 32
+}
+
 impl Ops {
+    /// Whether prefill GEMMs run on the matrix units.
+    pub fn uses_coop_gemm(&self) -> bool {
+        self.gemm_coop.is_some()
+    }
+
     pub fn new(kernels: &Kernels, dtype: WeightDtype) -> Result<Self> {
         let w = [("WEIGHT_F16", ConstValue::Bool(dtype.is_f16()))];
         Ok(Ops {
@@ -36,6 +56,11 @@ impl Ops {
             rms_norm: kernels.pipeline("rms_norm", "main", &[])?,
             gemm: kernels.pipeline("gemm", "main", &w)?,
             gemv: kernels.pipeline("gemv", "main", &w)?,
+            gemm_coop: if dtype.is_f16() && coop_gemm_supported(kernels.caps()) {
+                Some(kernels.pipeline("gemm_coop", "main", &[])?)
+            } else {
+                None
+            },
             gates: kernels.pipeline("mlstm_gates", "main", &[])?,
             chunk_state: kernels.pipeline("mlstm_chunk_state", "main", &[])?,
             chunk_out: kernels.pipeline("mlstm_chunk_out", "main", &[])?,
@@ -237,11 +262,28 @@ pub fn matmul(
                 soft_cap: epi.soft_cap,
                 _pad: 0,
             };
-            pb.dispatch("gemv", &ops.gemv, &p, &bufs, [groups(part.rows, 8), 1, 1])?;
+            pb.dispatch("gemv", &ops.gemv, &p, &bufs, [groups(part.rows, GEMV_ROWS), 1, 1])?;
             pb.cost(
                 part.buf.len() as f64 + 4.0 * (w.cols + 2 * part.rows) as f64,
                 2.0 * (part.rows * w.cols) as f64,
             );
+        } else if let Some(coop) = &ops.gemm_coop {
+            let p = GemmParams {
+                tokens: u(tokens),
+                n: u(part.rows),
+                k: u(w.cols),
+                kp: u(w.kp),
+                x_stride: u(x.stride),
+                x_offset: u(x.offset),
+                y_stride: u(y.stride),
+                y_offset: u(y.offset + part.row0),
+                accumulate: epi.accumulate as u32,
+                soft_cap: epi.soft_cap,
+                _pad: [0; 2],
+            };
+            pb.dispatch("gemm_coop", coop, &p, &bufs, [groups(part.rows, 128), groups(tokens, 128), 1])?;
+            let io = 4.0 * (tokens * (w.cols + 2 * part.rows)) as f64;
+            pb.cost(part.buf.len() as f64 + io, 2.0 * (tokens * part.rows * w.cols) as f64);
         } else {
             let p = GemmParams {
                 tokens: u(tokens),

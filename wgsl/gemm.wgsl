@@ -33,8 +33,10 @@ struct Params {
 @group(0) @binding(2) var<storage, read> w: array<vec4<u32>>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 
-var<workgroup> xs: array<array<f32, 64>, 32>; // [k][token]
-var<workgroup> ws: array<array<f32, 64>, 32>; // [k][row]
+// Workgroup tiles hold 4 consecutive tokens (xs) or rows (ws) per vec4, so the inner loop reads
+// two vec4s and does 16 FMAs with no dynamic indexing (which would spill to local memory).
+var<workgroup> xs: array<array<vec4<f32>, 16>, 32>; // [k][token / 4]
+var<workgroup> ws: array<array<vec4<f32>, 16>, 32>; // [k][row / 4]
 
 fn load_w8(e: u32) -> mat2x4<f32> {
     if (WEIGHT_F16) {
@@ -47,6 +49,35 @@ fn load_w8(e: u32) -> mat2x4<f32> {
     return mat2x4<f32>(bitcast<vec4<f32>>(w[i]), bitcast<vec4<f32>>(w[i + 1u]));
 }
 
+fn load_x(t: u32, k: u32) -> f32 {
+    if (t < p.tokens && k < p.k) {
+        return x[p.x_offset + t * p.x_stride + k];
+    }
+    return 0.0;
+}
+
+fn store_y(t: u32, r: u32, acc: f32) {
+    if (t >= p.tokens || r >= p.n) {
+        return;
+    }
+    let o = p.y_offset + t * p.y_stride + r;
+    var v = acc;
+    if (p.accumulate != 0u) {
+        v += y[o];
+    }
+    if (p.soft_cap > 0.0) {
+        v = p.soft_cap * tanh(v / p.soft_cap);
+    }
+    y[o] = v;
+}
+
+fn store_row(t: u32, r0: u32, acc: vec4<f32>) {
+    store_y(t, r0, acc.x);
+    store_y(t, r0 + 1u, acc.y);
+    store_y(t, r0 + 2u, acc.z);
+    store_y(t, r0 + 3u, acc.w);
+}
+
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let row0 = wid.x * 64u;
@@ -55,62 +86,53 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let ty = lid / 16u; // tokens ty*4 .. ty*4+3
     let load_r = lid / 4u;        // row / token this invocation stages
     let load_k = (lid % 4u) * 8u; // first of the 8 k values it stages
+    let lq = load_r / 4u;
+    let lc = load_r % 4u;
 
-    var acc: array<array<f32, 4>, 4>;
+    var acc0 = vec4<f32>();
+    var acc1 = vec4<f32>();
+    var acc2 = vec4<f32>();
+    var acc3 = vec4<f32>();
     for (var k0 = 0u; k0 < p.kp; k0 += 32u) {
         // Stage 8 activations of one token and 8 weights of one row.
         let t = tok0 + load_r;
-        for (var j = 0u; j < 8u; j++) {
-            let kk = k0 + load_k + j;
-            var v = 0.0;
-            if (t < p.tokens && kk < p.k) {
-                v = x[p.x_offset + t * p.x_stride + kk];
-            }
-            xs[load_k + j][load_r] = v;
-        }
+        let kb = k0 + load_k;
+        xs[load_k][lq][lc] = load_x(t, kb);
+        xs[load_k + 1u][lq][lc] = load_x(t, kb + 1u);
+        xs[load_k + 2u][lq][lc] = load_x(t, kb + 2u);
+        xs[load_k + 3u][lq][lc] = load_x(t, kb + 3u);
+        xs[load_k + 4u][lq][lc] = load_x(t, kb + 4u);
+        xs[load_k + 5u][lq][lc] = load_x(t, kb + 5u);
+        xs[load_k + 6u][lq][lc] = load_x(t, kb + 6u);
+        xs[load_k + 7u][lq][lc] = load_x(t, kb + 7u);
         let r = row0 + load_r;
         var m = mat2x4<f32>();
-        if (r < p.n && k0 + load_k < p.kp) {
-            m = load_w8(r * p.kp + k0 + load_k);
+        if (r < p.n && kb < p.kp) {
+            m = load_w8(r * p.kp + kb);
         }
-        for (var j = 0u; j < 8u; j++) {
-            ws[load_k + j][load_r] = m[j / 4u][j % 4u];
-        }
+        ws[load_k][lq][lc] = m[0].x;
+        ws[load_k + 1u][lq][lc] = m[0].y;
+        ws[load_k + 2u][lq][lc] = m[0].z;
+        ws[load_k + 3u][lq][lc] = m[0].w;
+        ws[load_k + 4u][lq][lc] = m[1].x;
+        ws[load_k + 5u][lq][lc] = m[1].y;
+        ws[load_k + 6u][lq][lc] = m[1].z;
+        ws[load_k + 7u][lq][lc] = m[1].w;
         workgroupBarrier();
         for (var kk = 0u; kk < 32u; kk++) {
-            var a: array<f32, 4>;
-            var b: array<f32, 4>;
-            for (var i = 0u; i < 4u; i++) {
-                a[i] = xs[kk][ty * 4u + i];
-                b[i] = ws[kk][tx * 4u + i];
-            }
-            for (var i = 0u; i < 4u; i++) {
-                for (var j = 0u; j < 4u; j++) {
-                    acc[i][j] = fma(a[i], b[j], acc[i][j]);
-                }
-            }
+            let a = xs[kk][ty];
+            let b = ws[kk][tx];
+            acc0 = fma(vec4<f32>(a.x), b, acc0);
+            acc1 = fma(vec4<f32>(a.y), b, acc1);
+            acc2 = fma(vec4<f32>(a.z), b, acc2);
+            acc3 = fma(vec4<f32>(a.w), b, acc3);
         }
         workgroupBarrier();
     }
-    for (var i = 0u; i < 4u; i++) {
-        let t = tok0 + ty * 4u + i;
-        if (t >= p.tokens) {
-            continue;
-        }
-        for (var j = 0u; j < 4u; j++) {
-            let r = row0 + tx * 4u + j;
-            if (r >= p.n) {
-                continue;
-            }
-            let o = p.y_offset + t * p.y_stride + r;
-            var v = acc[i][j];
-            if (p.accumulate != 0u) {
-                v += y[o];
-            }
-            if (p.soft_cap > 0.0) {
-                v = p.soft_cap * tanh(v / p.soft_cap);
-            }
-            y[o] = v;
-        }
-    }
+    let t = tok0 + ty * 4u;
+    let r = row0 + tx * 4u;
+    store_row(t, r, acc0);
+    store_row(t + 1u, r, acc1);
+    store_row(t + 2u, r, acc2);
+    store_row(t + 3u, r, acc3);
 }

@@ -1,15 +1,19 @@
 // gemv.wgsl — decode projections for one token: y[y_offset + n] (+)= sum_k x[x_offset + k] * W[n, k]
 //
-// Bindings (group 0): 0 uniform Params; 1 x: array<f32> (read); 2 w: packed weight rows of one
+// Bindings (group 0): 0 uniform Params; 1 x: array<vec4<f32>> (read; read as vec4 when x_offset
+//   and k are multiples of 4, element by element otherwise); 2 w: packed weight rows of one
 //   row-part, row stride kp elements, zero padded (read); 3 y: array<f32> (read_write).
-// Workgroup: 256 invocations = 8 rows x 32 lanes; each lane reads 8 weights (16 or 32 bytes) per
-//   step, strided across the row so loads coalesce; lanes reduce through workgroup memory, so the
-//   kernel needs no subgroup support and works for any subgroup size.
-// Grid: (ceil(n / 8), 1, 1).
+// Workgroup: 256 invocations = ROWS rows x LANES lanes. Each lane reads 8 weights (16 bytes in f16,
+//   32 in f32) per load, two loads in flight per iteration, strided across the row so loads
+//   coalesce; lanes reduce through workgroup memory, so the kernel needs no subgroup support and
+//   works for any subgroup size.
+// Grid: (ceil(n / ROWS), 1, 1).
 // Epilogue: accumulate != 0 adds into y (residuals); soft_cap > 0 applies cap * tanh(v / cap).
 // Precision: weights f32 or f16 (WEIGHT_F16), accumulation f32.
 
 const WEIGHT_F16: bool = false;
+const LANES: u32 = 64u;
+const ROWS: u32 = 4u; // 256 / LANES
 
 struct Params {
     n: u32,
@@ -23,7 +27,7 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> w: array<vec4<u32>>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 
@@ -40,30 +44,46 @@ fn load_w8(e: u32) -> mat2x4<f32> {
     return mat2x4<f32>(bitcast<vec4<f32>>(w[i]), bitcast<vec4<f32>>(w[i + 1u]));
 }
 
+// x[k .. k + 4] (zero past k), for k a multiple of 4.
 fn load_x4(k: u32) -> vec4<f32> {
+    if (p.x_offset % 4u == 0u && k + 4u <= p.k) {
+        return x[(p.x_offset + k) / 4u];
+    }
     var v = vec4<f32>();
     for (var j = 0u; j < 4u; j++) {
         if (k + j < p.k) {
-            v[j] = x[p.x_offset + k + j];
+            let e = p.x_offset + k + j;
+            v[j] = x[e / 4u][e % 4u];
         }
     }
     return v;
 }
 
+fn dot8(r: u32, k: u32) -> f32 {
+    let m = load_w8(r * p.kp + k);
+    return dot(m[0], load_x4(k)) + dot(m[1], load_x4(k + 4u));
+}
+
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let lane = lid % 32u;
-    let r = wid.x * 8u + lid / 32u;
-    var s = 0.0;
+    let lane = lid % LANES;
+    let r = wid.x * ROWS + lid / LANES;
+    var s0 = 0.0;
+    var s1 = 0.0;
     if (r < p.n) {
-        for (var k = lane * 8u; k < p.kp; k += 256u) {
-            let m = load_w8(r * p.kp + k);
-            s += dot(m[0], load_x4(k)) + dot(m[1], load_x4(k + 4u));
+        let step = 16u * LANES;
+        var k = lane * 8u;
+        for (; k + 8u * LANES < p.kp; k += step) {
+            s0 += dot8(r, k);
+            s1 += dot8(r, k + 8u * LANES);
+        }
+        if (k < p.kp) {
+            s0 += dot8(r, k);
         }
     }
-    partial[lid] = s;
+    partial[lid] = s0 + s1;
     workgroupBarrier();
-    for (var half = 16u; half > 0u; half /= 2u) {
+    for (var half = LANES / 2u; half > 0u; half /= 2u) {
         if (lane < half) {
             partial[lid] += partial[lid + half];
         }

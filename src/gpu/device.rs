@@ -37,6 +37,9 @@ pub struct Caps {
     pub pipeline_cache: bool,
     pub immediates: bool,
     pub cooperative_matrix: bool,
+    /// The adapter offers 16x16x16 cooperative matrices with f16 inputs and f32 accumulators
+    /// (NVIDIA and AMD through Vulkan; Apple GPUs offer only 8x8).
+    pub coop_16x16_f16: bool,
     /// Largest range one storage binding may cover: tensors above it are split.
     pub max_storage_binding: u64,
     pub max_buffer_size: u64,
@@ -82,7 +85,12 @@ impl fmt::Display for Caps {
         )?;
         writeln!(f, "pipeline cache {}", yes(self.pipeline_cache))?;
         writeln!(f, "immediates     {}", yes(self.immediates))?;
-        writeln!(f, "coop matrix    {}", yes(self.cooperative_matrix))?;
+        writeln!(
+            f,
+            "coop matrix    {} (16x16x16 f16->f32: {})",
+            yes(self.cooperative_matrix),
+            yes(self.coop_16x16_f16)
+        )?;
         writeln!(f, "max storage binding    {} bytes", self.max_storage_binding)?;
         writeln!(f, "max buffer size        {} bytes", self.max_buffer_size)?;
         writeln!(f, "max workgroup storage  {} bytes", self.max_workgroup_storage)?;
@@ -287,6 +295,14 @@ impl Gpu {
             pipeline_cache: has(wgpu::Features::PIPELINE_CACHE),
             immediates: has(wgpu::Features::IMMEDIATES),
             cooperative_matrix: coop,
+            coop_16x16_f16: coop
+                && adapter.cooperative_matrix_properties().iter().any(|c| {
+                    c.m_size == 16
+                        && c.n_size == 16
+                        && c.k_size == 16
+                        && c.ab_type == wgpu::CooperativeScalarType::F16
+                        && c.cr_type == wgpu::CooperativeScalarType::F32
+                }),
             max_storage_binding: opts.binding_limit.map_or(limits.max_storage_buffer_binding_size, |l| {
                 l.min(limits.max_storage_buffer_binding_size)
             }),

@@ -15,6 +15,7 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("embed", include_str!("../../wgsl/embed.wgsl")),
     ("rms_norm", include_str!("../../wgsl/rms_norm.wgsl")),
     ("gemm", include_str!("../../wgsl/gemm.wgsl")),
+    ("gemm_coop", include_str!("../../wgsl/gemm_coop.wgsl")),
     ("gemv", include_str!("../../wgsl/gemv.wgsl")),
     ("mlstm_gates", include_str!("../../wgsl/mlstm_gates.wgsl")),
     ("mlstm_chunk_state", include_str!("../../wgsl/mlstm_chunk_state.wgsl")),
@@ -93,6 +94,10 @@ impl Kernels {
             gpu,
             cache: Mutex::new(HashMap::new()),
         }
+    }
+
+    pub fn caps(&self) -> &super::device::Caps {
+        &self.gpu.caps
     }
 
     /// The pipeline for `kernel`'s `entry` with the given constants, compiled on first use.

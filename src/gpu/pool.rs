@@ -104,6 +104,10 @@ impl GpuBuffer {
     pub fn len(&self) -> u64 {
         self.len
     }
+    /// Bytes actually allocated (the size class), at least `len`.
+    pub fn capacity(&self) -> u64 {
+        self.class
+    }
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }

@@ -43,7 +43,8 @@ impl Slice {
         Slice {
             buffer: b.raw().clone(),
             offset: 0,
-            size: b.len().max(4).next_multiple_of(4),
+            // Whole vec4s where the allocation allows, so kernels may view it as array<vec4<..>>.
+            size: b.len().max(16).next_multiple_of(16).min(b.capacity()),
         }
     }
     /// `size` bytes starting at `offset` of a pooled buffer.

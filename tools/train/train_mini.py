@@ -896,7 +896,9 @@ def write_card(out, args, cfg, model, n_params, V, corpus_info, corpus_stats, n_
             f"[{cj['embedding_dim']}, {ffn_w}]); derive it from the weight shapes. `context_length` "
             f"{cj['context_length']} only sizes the mLSTM causal-mask buffer (training windows were {args.ctx} "
             "tokens). `model.safetensors` is the `state_dict()` in F16; the sLSTM `_recurrent_kernel_` / `_bias_` "
-            "are in the **vanilla** backend layout (R [NH, 4*DH, DH], bias ordered [gate][head][DH]).")
+            "are in the **vanilla** backend layout (R [NH, 4*DH, DH], bias ordered [gate][head][DH]). The sLSTM "
+            "`dtype*` fields (\"bfloat16\") are CUDA-kernel settings unused by the vanilla backend; the model was "
+            "trained and evaluated in float32.")
         train_kernel = ("sLSTM backend \"vanilla\" (pure PyTorch), mLSTM parallel_stabilized_simple, "
                         "float32 weights")
     tl = train_info or {}
@@ -917,7 +919,8 @@ and repeat (greedy decoding loops quickly) — not coherent prose.
 - Debian package **`{corpus_info['debian_package']}`** (R package janeaustenr {corpus_info.get('r_package_version', '?')},
   Debian main; {corpus_info.get('deb_file', '')} sha256 `{corpus_info.get('deb_sha256', '?')}`), read without R by
   `tools/train/rdata_reader.py`.
-- Texts: Jane Austen's six completed novels (Project Gutenberg transcriptions packaged by Julia Silge):
+- Texts: Jane Austen's six completed novels, plain text as transcribed in that package (one R character
+  vector per novel, no licence header or front matter beyond title lines):
 {texts}
 - Licence: the novels (published 1811–1817; Austen died 1817) are in the **public domain**. The package
   that bundles them is MIT-licensed (Debian `copyright`: Julia Silge 2016–2017, MIT).
@@ -958,9 +961,12 @@ Parameters: **{n_params:,}** ({n_params / 1e6:.2f} M).
   mean CE {ev['passage']['mean_ce_loss']:.5f}; {ev['passage']['path']}. Token-by-token step path gives
   {ev['passage']['mean_ce_loss_step_path']:.5f} (max |logit diff| {ev['passage']['max_abs_logit_diff_forward_vs_step']:.1e}).
 - Greedy continuation ({ev['greedy']['path']}), prompt `{ev['greedy']['prompt_text']}` (BOS + {len(ev['greedy']['prompt_token_ids']) - 1} tokens),
-  {ev['greedy']['new_tokens']} new tokens, minimum top-1/top-2 logit margin {ev['greedy']['min_margin']:.3f}:
+  {ev['greedy']['new_tokens']} new tokens, minimum top-1/top-2 logit margin {ev['greedy']['min_margin']:.3f}. Prompt, then `|`, then the
+  decoded continuation:
 
-  > {ev['greedy']['prompt_text']}**{ev['greedy']['continuation_text']}**
+```text
+{ev['greedy']['prompt_text']}|{ev['greedy']['continuation_text']}
+```
 
   (The prompt was chosen among the first words of {len(ev['greedy']['candidates_tried'])} held-out paragraphs as the one
   with the largest minimum margin, so that re-implementations can match the greedy ids robustly.)
