@@ -906,7 +906,7 @@ def write_card(out, args, cfg, model, n_params, V, corpus_info, corpus_stats, n_
     card = f"""# {name}
 
 A tiny **real** xLSTM language model trained on Jane Austen's novels, shipped inside xlstm-wgpu so that
-`cargo run --release --example generate` produces English-looking text offline. It is a toy
+`cargo run --release --example generate` produces English-looking text offline. It is a small model
 ({n_params / 1e6:.2f} M parameters, trained for {tl.get('wall_s', 0) / 60:.0f} minutes on one CPU core):
 expect Austen-flavoured phrases with real words and punctuation that are locally grammatical but wander
 and repeat (greedy decoding loops quickly) — not coherent prose.
