@@ -64,6 +64,9 @@ pub struct RunArgs {
     /// Greedy decode steps per submission.
     #[arg(long, default_value_t = 8)]
     pub decode_batch: usize,
+    /// Compile kernels without runtime bounds checks (faster; every kernel guards its own accesses).
+    #[arg(long)]
+    pub unchecked_kernels: bool,
 }
 
 impl RunArgs {
@@ -104,6 +107,7 @@ impl RunArgs {
             &LoadOptions {
                 dtype: Some(self.dtype()?),
                 tokenizer,
+                unchecked_kernels: self.unchecked_kernels,
             },
         )
     }

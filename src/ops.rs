@@ -27,6 +27,9 @@ pub struct Ops {
     fill_random: wgpu::ComputePipeline,
 }
 
+/// dv columns per workgroup of mlstm_step.wgsl (TILE_V).
+const STEP_TILE_V: usize = 16;
+
 /// Rows per workgroup of gemv.wgsl (256 / LANES).
 const GEMV_ROWS: usize = 4;
 
@@ -36,11 +39,7 @@ pub const MAX_CHUNK: usize = 64;
 /// Whether gemm_coop.wgsl can run: 16x16 f16 cooperative matrices, f16 shaders, and subgroups of
 /// exactly 32 invocations (the kernel's 256 invocations are 8 subgroups with fixed tile roles).
 pub fn coop_gemm_supported(caps: &crate::gpu::Caps) -> bool {
-    caps.coop_16x16_f16
-        && caps.f16
-        && caps.subgroup
-        && caps.subgroup_min_size == 32
-        && caps.subgroup_max_size == 32
+    caps.coop_16x16_f16 && caps.f16 && caps.subgroup && caps.subgroup_min_size == 32 && caps.subgroup_max_size == 32
 }
 
 impl Ops {
@@ -281,7 +280,13 @@ pub fn matmul(
                 soft_cap: epi.soft_cap,
                 _pad: [0; 2],
             };
-            pb.dispatch("gemm_coop", coop, &p, &bufs, [groups(part.rows, 128), groups(tokens, 128), 1])?;
+            pb.dispatch(
+                "gemm_coop",
+                coop,
+                &p,
+                &bufs,
+                [groups(part.rows, 128), groups(tokens, 128), 1],
+            )?;
             let io = 4.0 * (tokens * (w.cols + 2 * part.rows)) as f64;
             pb.cost(part.buf.len() as f64 + io, 2.0 * (tokens * part.rows * w.cols) as f64);
         } else {
@@ -474,7 +479,7 @@ pub fn mlstm_chunk_state(
         &ops.chunk_state,
         &p,
         &bufs,
-        [groups(l.dqk, 16), groups(l.dv, 64), u(heads.1)],
+        [groups(l.dqk, 64), groups(l.dv, 64), u(heads.1)],
     )
 }
 
@@ -622,7 +627,7 @@ pub fn mlstm_step(
         &ops.step,
         &p,
         &bufs,
-        [groups(l.dv, 64), u(l.num_heads), 1],
+        [groups(l.dv, STEP_TILE_V), u(l.num_heads), 1],
     )
 }
 

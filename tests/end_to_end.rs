@@ -43,6 +43,7 @@ fn load_model(name: &str, dtype: WeightDtype) -> Model {
         &LoadOptions {
             dtype: Some(dtype),
             tokenizer: false,
+            ..Default::default()
         },
     )
     .unwrap()
@@ -260,6 +261,7 @@ fn split_weights_and_tiny_segments_match_the_reference() {
         &LoadOptions {
             dtype: Some(WeightDtype::F32),
             tokenizer: false,
+            ..Default::default()
         },
     )
     .unwrap();
@@ -268,4 +270,29 @@ fn split_weights_and_tiny_segments_match_the_reference() {
     assert!(max_abs_diff(&logits, &case.logits) < 1e-3);
     assert!(max_abs_diff(&gl, &case.generated_logits) < 1e-3);
     assert_eq!(ids, case.generated);
+}
+
+/// Kernels compiled without runtime bounds checks give the same results (each kernel guards its
+/// own accesses; an out-of-bounds access here would corrupt results instead of being clamped).
+#[test]
+fn unchecked_kernels_match_the_reference() {
+    for (m, c) in [("large_d", "t300"), ("large_c", "t130")] {
+        let model = Model::load(
+            common::gpu(),
+            &common::fixture(m),
+            &LoadOptions {
+                dtype: Some(WeightDtype::F32),
+                tokenizer: false,
+                unchecked_kernels: true,
+            },
+        )
+        .unwrap();
+        let case = load_case(m, c);
+        for (label, opts) in f32_variants() {
+            let (logits, ids, gl) = run(&model, opts, &case);
+            let d = max_abs_diff(&logits, &case.logits).max(max_abs_diff(&gl, &case.generated_logits));
+            assert!(d < 1e-3, "{} [{label}] unchecked: logits differ by {d}", case.name);
+            assert_eq!(ids, case.generated);
+        }
+    }
 }

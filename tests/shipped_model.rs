@@ -35,6 +35,7 @@ fn load(dtype: WeightDtype) -> Model {
         &LoadOptions {
             dtype: Some(dtype),
             tokenizer: true,
+            ..Default::default()
         },
     )
     .unwrap()

@@ -4,14 +4,18 @@
 //   num[s] = exp(b_s + m_prev - m[s]) q^_s^T C_prev + sum_j (q^_s . k_j) exp(logD[s,j] - m[s]) v_j
 //   den[s] = exp(b_s + m_prev - m[s]) q^_s . n_prev + sum_j (q^_s . k_j) exp(logD[s,j] - m[s])
 //   h[s]   = num[s] / (max(|den[s]|, exp(-m[s])) + eps),   q^ = q / sqrt(dqk)
+// With g_j = i~_j - b_j and P[s] = max_{j<=s} g_j (a prefix maximum), m[s] = b_s + max(m_prev, P[s]),
+// exp(logD[s,j] - m[s]) = exp(g_j - max(m_prev, P[s])) and the inter-chunk factor is
+// exp(m_prev - max(m_prev, P[s])).
 //
 // Bindings (group 0): 0 uniform Params; 1 proj: array<f32> [tokens, proj_stride] with q, k, v at
 //   q_col/k_col/v_col + head offset (read); 2 gi, 3 gb: array<f32> [num_heads, tokens] (read);
 //   4 cb, 5 nb, 6 mb: boundary states from mlstm_chunk_state (read);
 //   7 hout: array<f32> [tokens, num_heads * dv] (read_write).
-// Workgroup: 256 invocations for one (chunk, head, 64-wide dv tile); invocation (s = lid / 4,
-//   quarter = lid % 4) owns 16 columns of row s. q, k and C are staged in 16-wide dqk slices.
-//   Workgroup memory: 29.3 KiB (chunk <= 64).
+// Workgroup: 256 invocations for one (chunk, head, 64-wide dv tile); invocation (ti = lid / 16,
+//   tj = lid % 16) owns rows 4ti..4ti+3 and columns 4tj..4tj+3 of the 64 x 64 score block and of
+//   the 64 x 64 output tile, accumulated in vec4 registers. q, k and C are staged in 8-wide dqk
+//   slices, v in halves of 32 positions. Workgroup memory: 25 KiB (chunk <= 64).
 // Grid: (ceil(dv / 64), chunks in the tile, heads in the band); chunk = c_begin + y, head = head0 + z.
 // Precision: f32.
 
@@ -43,12 +47,17 @@ struct Params {
 @group(0) @binding(6) var<storage, read> mb: array<f32>;
 @group(0) @binding(7) var<storage, read_write> hout: array<f32>;
 
-var<workgroup> qs: array<array<f32, 16>, 64>;  // [s][d] scaled q slice
-var<workgroup> ks: array<array<f32, 16>, 64>;  // [j][d] k slice
-var<workgroup> cs: array<array<f32, 64>, 16>;  // [d][v] C_prev slice
-var<workgroup> mm: array<array<f32, 64>, 64>;  // [s][j] decay-weighted scores
-var<workgroup> rowred: array<f32, 256>;        // per-row partial max / sums
-var<workgroup> qn: array<f32, 64>;
+// Phase A: [0, 128) q^T slice [8 d][16 vec4 of rows], [128, 256) k^T slice [8 d][16 vec4 of
+// positions], [256, 384) C slice [8 d][16 vec4 of columns]. Phase C: v half [32 j][16 vec4].
+var<workgroup> stage: array<vec4<f32>, 512>;
+var<workgroup> mm: array<array<vec4<f32>, 16>, 64>; // [s][j / 4] decay-weighted scores
+var<workgroup> qn: array<f32, 64>;                  // q^_s . n_prev
+var<workgroup> gmax: array<f32, 64>;                // max(m_prev, P[s])
+var<workgroup> gj: array<f32, 64>;                  // g_j
+
+fn stage_set(i: u32, c: u32, v: f32) {
+    stage[i][c] = v;
+}
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -57,106 +66,166 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let v0 = wid.x * 64u;
     let t0 = ci * p.chunk;
     let len = min(p.chunk, p.tokens - t0);
-    let s = lid / 4u;
-    let quarter = lid % 4u;
-    let j0 = quarter * 16u;      // this invocation's 16 key positions (scores)
-    let vq = quarter * 16u;      // and its 16 value columns within the tile
+    let ti = lid / 16u;
+    let tj = lid % 16u;
     let cbase = (ci * p.num_heads + h) * p.dqk;
+    let m_prev = mb[ci * p.num_heads + h];
 
-    var sc: array<f32, 16>;      // q^_s . k_j
-    var inter: array<f32, 16>;   // q^_s^T C_prev
+    // Scores S = Q^ K^T (rows s, columns j) and the inter-chunk part Q^ C_prev.
+    var s0 = vec4<f32>();
+    var s1 = vec4<f32>();
+    var s2 = vec4<f32>();
+    var s3 = vec4<f32>();
+    var h0 = vec4<f32>();
+    var h1 = vec4<f32>();
+    var h2 = vec4<f32>();
+    var h3 = vec4<f32>();
     var qdotn = 0.0;
-    for (var d0 = 0u; d0 < p.dqk; d0 += 16u) {
-        for (var e = lid; e < 64u * 16u; e += 256u) {
-            let r = e / 16u;
-            let d = d0 + e % 16u;
+    for (var d0 = 0u; d0 < p.dqk; d0 += 8u) {
+        // 8 x 64 of q and of k (2 + 2 per invocation), 8 x 64 of C (2 per invocation).
+        for (var e = lid; e < 512u; e += 256u) {
+            let d = e / 64u;
+            let r = e % 64u;
             var qv = 0.0;
             var kv = 0.0;
-            if (r < len && d < p.dqk) {
-                let row = (t0 + r) * p.proj_stride + h * p.dqk + d;
+            if (r < len && d0 + d < p.dqk) {
+                let row = (t0 + r) * p.proj_stride + h * p.dqk + d0 + d;
                 qv = proj[row + p.q_col] * p.scale;
                 kv = proj[row + p.k_col];
             }
-            qs[r][e % 16u] = qv;
-            ks[r][e % 16u] = kv;
-        }
-        for (var e = lid; e < 16u * 64u; e += 256u) {
-            let d = d0 + e / 64u;
-            let vv = v0 + e % 64u;
+            stage_set(d * 16u + r / 4u, r % 4u, qv);
+            stage_set(128u + d * 16u + r / 4u, r % 4u, kv);
             var cv = 0.0;
-            if (d < p.dqk && vv < p.dv) {
-                cv = cb[(cbase + d) * p.dv + vv];
+            if (d0 + d < p.dqk && v0 + r < p.dv) {
+                cv = cb[(cbase + d0 + d) * p.dv + v0 + r];
             }
-            cs[e / 64u][e % 64u] = cv;
+            stage_set(256u + d * 16u + r / 4u, r % 4u, cv);
         }
         workgroupBarrier();
-        for (var d = 0u; d < 16u; d++) {
-            let qv = qs[s][d];
-            for (var j = 0u; j < 16u; j++) {
-                sc[j] = fma(qv, ks[j0 + j][d], sc[j]);
-                inter[j] = fma(qv, cs[d][vq + j], inter[j]);
-            }
+        for (var d = 0u; d < 8u; d++) {
+            let a = stage[d * 16u + ti];          // q^ of rows 4ti..4ti+3 at d
+            let bk = stage[128u + d * 16u + tj];  // k of positions 4tj..4tj+3 at d
+            let bc = stage[256u + d * 16u + tj];  // C_prev[d, columns 4tj..4tj+3]
+            s0 = fma(vec4<f32>(a.x), bk, s0);
+            s1 = fma(vec4<f32>(a.y), bk, s1);
+            s2 = fma(vec4<f32>(a.z), bk, s2);
+            s3 = fma(vec4<f32>(a.w), bk, s3);
+            h0 = fma(vec4<f32>(a.x), bc, h0);
+            h1 = fma(vec4<f32>(a.y), bc, h1);
+            h2 = fma(vec4<f32>(a.z), bc, h2);
+            h3 = fma(vec4<f32>(a.w), bc, h3);
         }
-        if (quarter == 0u) {
-            for (var d = 0u; d < 16u; d++) {
+        if (lid < 64u) {
+            for (var d = 0u; d < 8u; d++) {
                 if (d0 + d < p.dqk) {
-                    qdotn = fma(qs[s][d], nb[cbase + d0 + d], qdotn);
+                    qdotn = fma(stage[d * 16u + lid / 4u][lid % 4u], nb[cbase + d0 + d], qdotn);
                 }
             }
         }
         workgroupBarrier();
     }
 
-    // Row maxima of the log decay matrix over this invocation's 16 keys, then over the row.
+    // Gate statistics: g_j and the prefix maximum, by one invocation (at most 64 steps).
     let gbase = h * p.tokens + t0;
-    var bs = 0.0;
-    if (s < len) {
-        bs = gb[gbase + s];
-    }
-    var lmax = -3.4e38;
-    for (var j = 0u; j < 16u; j++) {
-        let jj = j0 + j;
-        if (s < len && jj <= s) {
-            lmax = max(lmax, bs - gb[gbase + jj] + gi[gbase + jj]);
+    if (lid < 64u) {
+        qn[lid] = qdotn;
+        var g = -3.4e38;
+        if (lid < len) {
+            g = gi[gbase + lid] - gb[gbase + lid];
         }
-    }
-    rowred[lid] = lmax;
-    if (quarter == 0u) {
-        qn[s] = qdotn;
+        gj[lid] = g;
     }
     workgroupBarrier();
-    let m_intra = max(max(rowred[s * 4u], rowred[s * 4u + 1u]), max(rowred[s * 4u + 2u], rowred[s * 4u + 3u]));
-    let m_inter = bs + mb[ci * p.num_heads + h];
-    let m = max(m_inter, m_intra);
+    if (lid == 0u) {
+        var run = -3.4e38;
+        for (var s = 0u; s < len; s++) {
+            run = max(run, gj[s]);
+            gmax[s] = max(m_prev, run);
+        }
+    }
     workgroupBarrier();
 
-    var rsum = 0.0;
-    for (var j = 0u; j < 16u; j++) {
-        let jj = j0 + j;
-        var val = 0.0;
-        if (s < len && jj <= s) {
-            val = sc[j] * exp(bs - gb[gbase + jj] + gi[gbase + jj] - m);
-        }
-        mm[s][jj] = val;
-        rsum += val;
+    // Decay-weighted scores M[s, j] = S[s, j] exp(g_j - gmax[s]) for j <= s, into workgroup memory.
+    let r0 = ti * 4u;
+    let j0 = tj * 4u;
+    var gv = vec4<f32>(-3.4e38);
+    for (var c = 0u; c < 4u; c++) {
+        gv[c] = gj[j0 + c];
     }
-    rowred[lid] = rsum;
+    let jidx = vec4<u32>(j0, j0 + 1u, j0 + 2u, j0 + 3u);
+    mm[r0][tj] = select(vec4<f32>(), s0 * exp(gv - gmax[min(r0, 63u)]), jidx <= vec4<u32>(r0) & vec4<u32>(r0) < vec4<u32>(len));
+    mm[r0 + 1u][tj] = select(vec4<f32>(), s1 * exp(gv - gmax[r0 + 1u]), jidx <= vec4<u32>(r0 + 1u) & vec4<u32>(r0 + 1u) < vec4<u32>(len));
+    mm[r0 + 2u][tj] = select(vec4<f32>(), s2 * exp(gv - gmax[r0 + 2u]), jidx <= vec4<u32>(r0 + 2u) & vec4<u32>(r0 + 2u) < vec4<u32>(len));
+    mm[r0 + 3u][tj] = select(vec4<f32>(), s3 * exp(gv - gmax[r0 + 3u]), jidx <= vec4<u32>(r0 + 3u) & vec4<u32>(r0 + 3u) < vec4<u32>(len));
     workgroupBarrier();
-    if (s >= len) {
-        return;
+
+    // Intra-chunk part M V and the row sums of M, v staged in halves of 32 positions.
+    var n0 = vec4<f32>();
+    var n1 = vec4<f32>();
+    var n2 = vec4<f32>();
+    var n3 = vec4<f32>();
+    var rs = vec4<f32>();
+    for (var jh = 0u; jh < 64u; jh += 32u) {
+        for (var e = lid; e < 32u * 64u; e += 256u) {
+            let j = e / 64u;
+            let vv = e % 64u;
+            var val = 0.0;
+            if (jh + j < len && v0 + vv < p.dv) {
+                val = proj[(t0 + jh + j) * p.proj_stride + p.v_col + h * p.dv + v0 + vv];
+            }
+            stage_set(j * 16u + vv / 4u, vv % 4u, val);
+        }
+        workgroupBarrier();
+        for (var jq = 0u; jq < 8u; jq++) {
+            let m0 = mm[r0][jh / 4u + jq];
+            let m1 = mm[r0 + 1u][jh / 4u + jq];
+            let m2 = mm[r0 + 2u][jh / 4u + jq];
+            let m3 = mm[r0 + 3u][jh / 4u + jq];
+            rs += vec4<f32>(m0.x + m0.y + m0.z + m0.w, m1.x + m1.y + m1.z + m1.w,
+                            m2.x + m2.y + m2.z + m2.w, m3.x + m3.y + m3.z + m3.w);
+            let base = (jq * 4u) * 16u + tj;
+            let b0 = stage[base];
+            let b1 = stage[base + 16u];
+            let b2 = stage[base + 32u];
+            let b3 = stage[base + 48u];
+            n0 = fma(vec4<f32>(m0.x), b0, fma(vec4<f32>(m0.y), b1, fma(vec4<f32>(m0.z), b2, fma(vec4<f32>(m0.w), b3, n0))));
+            n1 = fma(vec4<f32>(m1.x), b0, fma(vec4<f32>(m1.y), b1, fma(vec4<f32>(m1.z), b2, fma(vec4<f32>(m1.w), b3, n1))));
+            n2 = fma(vec4<f32>(m2.x), b0, fma(vec4<f32>(m2.y), b1, fma(vec4<f32>(m2.z), b2, fma(vec4<f32>(m2.w), b3, n2))));
+            n3 = fma(vec4<f32>(m3.x), b0, fma(vec4<f32>(m3.y), b1, fma(vec4<f32>(m3.z), b2, fma(vec4<f32>(m3.w), b3, n3))));
+        }
+        workgroupBarrier();
     }
-    let beta = exp(m_inter - m);
-    let den = beta * qn[s] + rowred[s * 4u] + rowred[s * 4u + 1u] + rowred[s * 4u + 2u] + rowred[s * 4u + 3u];
-    let inv = 1.0 / (max(abs(den), exp(-m)) + p.eps);
-    for (var j = 0u; j < 16u; j++) {
-        let vv = v0 + vq + j;
-        if (vv >= p.dv) {
+
+    // Combine and normalise the four rows.
+    for (var i = 0u; i < 4u; i++) {
+        let s = r0 + i;
+        if (s >= len) {
             break;
         }
-        var num = beta * inter[j];
-        for (var jj = 0u; jj <= s; jj++) {
-            num = fma(mm[s][jj], proj[(t0 + jj) * p.proj_stride + p.v_col + h * p.dv + vv], num);
+        var hi = h0;
+        var ni = n0;
+        if (i == 1u) {
+            hi = h1;
+            ni = n1;
+        } else if (i == 2u) {
+            hi = h2;
+            ni = n2;
+        } else if (i == 3u) {
+            hi = h3;
+            ni = n3;
         }
-        hout[(t0 + s) * p.out_stride + h * p.dv + vv] = num * inv;
+        let bs = gb[gbase + s];
+        let gm = gmax[s];
+        let beta = exp(m_prev - gm);
+        let m = bs + gm;
+        let den = beta * qn[s] + rs[i];
+        let inv = 1.0 / (max(abs(den), exp(-m)) + p.eps);
+        let out = (beta * hi + ni) * inv;
+        for (var c = 0u; c < 4u; c++) {
+            let vv = v0 + j0 + c;
+            if (vv < p.dv) {
+                hout[(t0 + s) * p.out_stride + h * p.dv + vv] = out[c];
+            }
+        }
     }
 }

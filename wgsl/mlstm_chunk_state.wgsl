@@ -10,9 +10,10 @@
 //   5 nb: array<f32> [chunks + 1, num_heads, dqk]; 6 mb: array<f32> [chunks + 1, num_heads]
 //   (read_write). Index c of the boundary buffers is the state before chunk c; this dispatch reads
 //   index c_begin and writes c_begin + 1 ..= c_end.
-// Workgroup: 256 invocations own a 16 (dqk) x 64 (dv) tile of C in registers (4 each) for the
-//   whole chunk range; k and v of the chunk are staged in workgroup memory (20.3 KiB at chunk 64).
-// Grid: (ceil(dqk / 16), ceil(dv / 64), heads in the band); head = head0 + z.
+// Workgroup: 256 invocations own a 64 (dqk) x 64 (dv) tile of C in registers for the whole chunk
+//   range: invocation (tq = lid / 16, tv = lid % 16) holds rows 4tq..4tq+3 x columns 4tv..4tv+3
+//   as four vec4. k and v of the chunk are staged in halves of 32 positions (16 KiB).
+// Grid: (ceil(dqk / 64), ceil(dv / 64), heads in the band); head = head0 + z.
 // Precision: f32.
 
 struct Params {
@@ -38,33 +39,58 @@ struct Params {
 @group(0) @binding(5) var<storage, read_write> nb: array<f32>;
 @group(0) @binding(6) var<storage, read_write> mb: array<f32>;
 
-var<workgroup> ks: array<array<f32, 16>, 64>; // [s][q]
-var<workgroup> vs: array<array<f32, 64>, 64>; // [s][v]
+var<workgroup> ks: array<array<vec4<f32>, 16>, 32>; // [s][q / 4], weighted by exp(a_s - m_k)
+var<workgroup> vs: array<array<vec4<f32>, 16>, 32>; // [s][v / 4]
 var<workgroup> abar: array<f32, 64>;
 var<workgroup> stat: array<f32, 2>; // max_s a_s, g
+
+fn c_index(c: u32, h: u32, q: u32, v: u32) -> u32 {
+    return ((c * p.num_heads + h) * p.dqk + q) * p.dv + v;
+}
+
+fn load_c(c: u32, h: u32, q: u32, v0: u32) -> vec4<f32> {
+    var r = vec4<f32>();
+    if (q < p.dqk) {
+        for (var j = 0u; j < 4u; j++) {
+            if (v0 + j < p.dv) {
+                r[j] = cb[c_index(c, h, q, v0 + j)];
+            }
+        }
+    }
+    return r;
+}
+
+fn store_c(c: u32, h: u32, q: u32, v0: u32, val: vec4<f32>) {
+    if (q < p.dqk) {
+        for (var j = 0u; j < 4u; j++) {
+            if (v0 + j < p.dv) {
+                cb[c_index(c, h, q, v0 + j)] = val[j];
+            }
+        }
+    }
+}
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let h = p.head0 + wid.z;
-    let q0 = wid.x * 16u;
-    let v0 = wid.y * 64u;
-    let vl = lid % 64u;          // this invocation's column in the tile
-    let qg = (lid / 64u) * 4u;   // its first of 4 rows
-    let v = v0 + vl;
-    let writes_n = wid.y == 0u && lid < 16u;
-    let nq = q0 + lid;
+    let q0 = wid.x * 64u + (lid / 16u) * 4u; // this invocation's 4 rows
+    let v0 = wid.y * 64u + (lid % 16u) * 4u; // and 4 columns
+    let tq = lid / 16u;
+    let tv = lid % 16u;
+    let owns_n = wid.y == 0u && tv == 0u;
 
-    // Load the state before the first chunk of this range.
-    var c: array<f32, 4>;
-    for (var r = 0u; r < 4u; r++) {
-        let q = q0 + qg + r;
-        if (q < p.dqk && v < p.dv) {
-            c[r] = cb[((p.c_begin * p.num_heads + h) * p.dqk + q) * p.dv + v];
+    // The state before the first chunk of this range.
+    var c0 = load_c(p.c_begin, h, q0, v0);
+    var c1 = load_c(p.c_begin, h, q0 + 1u, v0);
+    var c2 = load_c(p.c_begin, h, q0 + 2u, v0);
+    var c3 = load_c(p.c_begin, h, q0 + 3u, v0);
+    var n = vec4<f32>();
+    if (owns_n) {
+        for (var j = 0u; j < 4u; j++) {
+            if (q0 + j < p.dqk) {
+                n[j] = nb[(p.c_begin * p.num_heads + h) * p.dqk + q0 + j];
+            }
         }
-    }
-    var n = 0.0;
-    if (writes_n && nq < p.dqk) {
-        n = nb[(p.c_begin * p.num_heads + h) * p.dqk + nq];
     }
     var m_prev = mb[p.c_begin * p.num_heads + h];
 
@@ -81,59 +107,64 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             stat[0] = amax;
             stat[1] = g;
         }
-        // Stage k (16 columns) and v (64 columns) of the chunk's tokens.
-        for (var e = lid; e < 64u * 16u; e += 256u) {
-            let s = e / 16u;
-            let q = q0 + e % 16u;
-            var val = 0.0;
-            if (s < len && q < p.dqk) {
-                val = proj[(t0 + s) * p.proj_stride + p.k_col + h * p.dqk + q];
-            }
-            ks[s][e % 16u] = val;
-        }
-        for (var e = lid; e < 64u * 64u; e += 256u) {
-            let s = e / 64u;
-            let vv = v0 + e % 64u;
-            var val = 0.0;
-            if (s < len && vv < p.dv) {
-                val = proj[(t0 + s) * p.proj_stride + p.v_col + h * p.dv + vv];
-            }
-            vs[s][e % 64u] = val;
-        }
         workgroupBarrier();
         let g = stat[1];
         let m_new = max(g + m_prev, stat[0]);
         if (lid < len) {
             abar[lid] = exp(g - gb[gbase + lid] + gi[gbase + lid] - m_new);
         }
-        workgroupBarrier();
         let gbar = exp(g + m_prev - m_new);
-        for (var r = 0u; r < 4u; r++) {
-            var acc = gbar * c[r];
-            for (var s = 0u; s < len; s++) {
-                acc = fma(abar[s] * ks[s][qg + r], vs[s][vl], acc);
+        c0 *= gbar;
+        c1 *= gbar;
+        c2 *= gbar;
+        c3 *= gbar;
+        n *= gbar;
+        for (var sh = 0u; sh < len; sh += 32u) {
+            workgroupBarrier();
+            // Stage 32 positions of k (64 columns, scaled by abar) and v (64 columns).
+            for (var e = lid; e < 32u * 64u; e += 256u) {
+                let s = e / 64u;
+                let col = e % 64u;
+                var kv = 0.0;
+                var vv = 0.0;
+                if (sh + s < len) {
+                    let row = (t0 + sh + s) * p.proj_stride;
+                    if (wid.x * 64u + col < p.dqk) {
+                        kv = proj[row + p.k_col + h * p.dqk + wid.x * 64u + col] * abar[sh + s];
+                    }
+                    if (wid.y * 64u + col < p.dv) {
+                        vv = proj[row + p.v_col + h * p.dv + wid.y * 64u + col];
+                    }
+                }
+                ks[s][col / 4u][col % 4u] = kv;
+                vs[s][col / 4u][col % 4u] = vv;
             }
-            c[r] = acc;
-        }
-        if (writes_n) {
-            var acc = gbar * n;
-            for (var s = 0u; s < len; s++) {
-                acc = fma(abar[s], ks[s][lid], acc);
+            workgroupBarrier();
+            let count = min(32u, len - sh);
+            for (var s = 0u; s < count; s++) {
+                let k = ks[s][tq];
+                let v = vs[s][tv];
+                c0 = fma(vec4<f32>(k.x), v, c0);
+                c1 = fma(vec4<f32>(k.y), v, c1);
+                c2 = fma(vec4<f32>(k.z), v, c2);
+                c3 = fma(vec4<f32>(k.w), v, c3);
+                n += k;
             }
-            n = acc;
         }
         m_prev = m_new;
 
         // Publish the state before chunk ci + 1.
         let out = ci + 1u;
-        for (var r = 0u; r < 4u; r++) {
-            let q = q0 + qg + r;
-            if (q < p.dqk && v < p.dv) {
-                cb[((out * p.num_heads + h) * p.dqk + q) * p.dv + v] = c[r];
+        store_c(out, h, q0, v0, c0);
+        store_c(out, h, q0 + 1u, v0, c1);
+        store_c(out, h, q0 + 2u, v0, c2);
+        store_c(out, h, q0 + 3u, v0, c3);
+        if (owns_n) {
+            for (var j = 0u; j < 4u; j++) {
+                if (q0 + j < p.dqk) {
+                    nb[(out * p.num_heads + h) * p.dqk + q0 + j] = n[j];
+                }
             }
-        }
-        if (writes_n && nq < p.dqk) {
-            nb[(out * p.num_heads + h) * p.dqk + nq] = n;
         }
         if (wid.x == 0u && wid.y == 0u && lid == 0u) {
             mb[out * p.num_heads + h] = m_new;

@@ -10,10 +10,14 @@
 //   4 n: array<f32> [2, num_heads, dqk]; 5 m: array<f32> [2, num_heads] (read_write): n and m are
 //   double-buffered by `parity` because every dv tile reads the old n while tile 0 writes the new;
 //   6 hout: array<f32>, h written at out_offset + head * dv (read_write).
-// Workgroup: 256 invocations = 64 dv columns x 4 row groups; row-group partials reduce in
-//   workgroup memory.
-// Grid: (ceil(dv / 64), num_heads, 1).
+// Workgroup: 256 invocations = TILE_V dv columns x (256 / TILE_V) row groups; row-group partials
+//   reduce in workgroup memory. Narrow tiles give enough workgroups to keep a large GPU busy
+//   (7B: 32 tiles x 8 heads) while each row of a tile is still one contiguous read.
+// Grid: (ceil(dv / TILE_V), num_heads, 1).
 // Precision: f32 state and gate math.
+
+const TILE_V: u32 = 16u;
+const GROUPS: u32 = 16u; // 256 / TILE_V
 
 struct Params {
     num_heads: u32,
@@ -58,9 +62,9 @@ fn log_sigmoid(v: f32) -> f32 {
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let h = wid.y;
-    let vl = lid % 64u;
-    let rg = lid / 64u;
-    let v = wid.x * 64u + vl;
+    let vl = lid % TILE_V;
+    let rg = lid / TILE_V;
+    let v = wid.x * TILE_V + vl;
     let row = p.row * p.proj_stride;
     let src = p.parity;
     let dst = 1u - p.parity;
@@ -97,7 +101,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     var acc = 0.0;
     if (v < p.dv) {
         let vv = proj[row + p.v_col + h * p.dv + v];
-        for (var q = rg; q < p.dqk; q += 4u) {
+        for (var q = rg; q < p.dqk; q += GROUPS) {
             let idx = (h * p.dqk + q) * p.dv + v;
             let cn = fp * c[idx] + ip * proj[row + p.k_col + h * p.dqk + q] * vv;
             c[idx] = cn;
@@ -106,8 +110,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
     red[lid] = acc;
     workgroupBarrier();
+    for (var half = 128u; half >= TILE_V; half /= 2u) {
+        if (lid < half) {
+            red[lid] += red[lid + half];
+        }
+        workgroupBarrier();
+    }
     if (rg == 0u && v < p.dv) {
-        let num = red[vl] + red[vl + 64u] + red[vl + 128u] + red[vl + 192u];
+        let num = red[vl];
         hout[p.out_offset + h * p.dv + v] = num / (max(abs(qdotn), exp(-m_new)) + p.eps);
     }
     if (wid.x == 0u && lid == 0u) {

@@ -123,7 +123,7 @@ fn bench(a: BenchArgs) -> Result<()> {
             let name = preset.clone().unwrap_or_else(|| "7b".into());
             let cfg = xlstm_wgpu::bench::preset(&name)?;
             (
-                xlstm_wgpu::Model::random(gpu, cfg, a.run.dtype()?, 1)?,
+                xlstm_wgpu::Model::random(gpu, cfg, a.run.dtype()?, 1, a.run.unchecked_kernels)?,
                 format!("preset {name}"),
             )
         }

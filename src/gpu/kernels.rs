@@ -86,6 +86,7 @@ pub fn specialize(kernel: &str, src: &str, consts: &[(&str, ConstValue)]) -> Res
 pub struct Kernels {
     gpu: Arc<Gpu>,
     cache: Mutex<HashMap<String, wgpu::ComputePipeline>>,
+    unchecked: bool,
 }
 
 impl Kernels {
@@ -93,6 +94,19 @@ impl Kernels {
         Kernels {
             gpu,
             cache: Mutex::new(HashMap::new()),
+            unchecked: false,
+        }
+    }
+
+    /// Compiles kernels without naga's runtime bounds checks and loop bounding. Every kernel
+    /// guards its own global accesses against the shapes in its parameters, and the host sizes
+    /// every buffer from the same shapes; the checks cost up to a third of the matrix-unit GEMM's
+    /// throughput. Off by default.
+    pub fn new_unchecked(gpu: Arc<Gpu>) -> Self {
+        Kernels {
+            gpu,
+            cache: Mutex::new(HashMap::new()),
+            unchecked: true,
         }
     }
 
@@ -109,10 +123,17 @@ impl Kernels {
         let text = specialize(kernel, source(kernel)?, consts)?;
         let device = &self.gpu.device;
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        let desc = wgpu::ShaderModuleDescriptor {
             label: Some(kernel),
             source: wgpu::ShaderSource::Wgsl(text.into()),
-        });
+        };
+        let module = if self.unchecked {
+            // SAFETY: see `new_unchecked`: kernels guard their accesses and buffers are sized by
+            // the host from the same shapes the parameters carry.
+            unsafe { device.create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked()) }
+        } else {
+            device.create_shader_module(desc)
+        };
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(kernel),
             layout: None,

@@ -23,6 +23,8 @@ pub struct LoadOptions {
     pub dtype: Option<WeightDtype>,
     /// Load tokenizer.json when present (needed for text in and out, not for token ids).
     pub tokenizer: bool,
+    /// Compile kernels without runtime bounds checks (see `Kernels::new_unchecked`).
+    pub unchecked_kernels: bool,
 }
 
 impl Default for LoadOptions {
@@ -30,7 +32,16 @@ impl Default for LoadOptions {
         LoadOptions {
             dtype: None,
             tokenizer: true,
+            unchecked_kernels: false,
         }
+    }
+}
+
+fn kernels_for(gpu: &Arc<Gpu>, unchecked: bool) -> Kernels {
+    if unchecked {
+        Kernels::new_unchecked(gpu.clone())
+    } else {
+        Kernels::new(gpu.clone())
     }
 }
 
@@ -72,7 +83,7 @@ impl Model {
             None
         };
         let pool = BufferPool::new(gpu.device.clone());
-        let kernels = Kernels::new(gpu.clone());
+        let kernels = kernels_for(&gpu, opts.unchecked_kernels);
         let ops = Ops::new(&kernels, dtype)?;
         let weights = LargeWeights::load(&gpu, &pool, &ckpt, &cfg, dtype)?;
         Ok(Model {
@@ -90,10 +101,16 @@ impl Model {
     }
 
     /// A model of the given shape with random weights generated on the GPU (benchmarks).
-    pub fn random(gpu: Arc<Gpu>, cfg: LargeConfig, dtype: WeightDtype, seed: u32) -> Result<Self> {
+    pub fn random(
+        gpu: Arc<Gpu>,
+        cfg: LargeConfig,
+        dtype: WeightDtype,
+        seed: u32,
+        unchecked_kernels: bool,
+    ) -> Result<Self> {
         cfg.validate()?;
         let pool = BufferPool::new(gpu.device.clone());
-        let kernels = Kernels::new(gpu.clone());
+        let kernels = kernels_for(&gpu, unchecked_kernels);
         let ops = Ops::new(&kernels, dtype)?;
         let weights = LargeWeights::random(&gpu, &pool, &ops, &cfg, dtype, seed)?;
         Ok(Model {
