@@ -15,6 +15,8 @@ pub struct Ops {
     rms_norm: wgpu::ComputePipeline,
     gemm: wgpu::ComputePipeline,
     gemv: wgpu::ComputePipeline,
+    gemv_norm: wgpu::ComputePipeline,
+    gemv_swiglu: wgpu::ComputePipeline,
     /// The matrix-unit GEMM, where the adapter offers it and weights are f16.
     gemm_coop: Option<wgpu::ComputePipeline>,
     gates: wgpu::ComputePipeline,
@@ -54,7 +56,9 @@ impl Ops {
             embed: kernels.pipeline("embed", "main", &w)?,
             rms_norm: kernels.pipeline("rms_norm", "main", &[])?,
             gemm: kernels.pipeline("gemm", "main", &w)?,
-            gemv: kernels.pipeline("gemv", "main", &w)?,
+            gemv: kernels.pipeline("gemv", "main", &[w[0].clone(), ("X_MODE", ConstValue::U32(0))])?,
+            gemv_norm: kernels.pipeline("gemv", "main", &[w[0].clone(), ("X_MODE", ConstValue::U32(1))])?,
+            gemv_swiglu: kernels.pipeline("gemv", "main", &[w[0].clone(), ("X_MODE", ConstValue::U32(2))])?,
             gemm_coop: if dtype.is_f16() && coop_gemm_supported(kernels.caps()) {
                 Some(kernels.pipeline("gemm_coop", "main", &[])?)
             } else {
@@ -226,7 +230,7 @@ struct GemvParams {
     y_offset: u32,
     accumulate: u32,
     soft_cap: f32,
-    _pad: u32,
+    eps: f32,
 }
 
 /// How a matmul writes its result.
@@ -251,21 +255,7 @@ pub fn matmul(
     for (i, part) in w.parts.iter().enumerate() {
         let bufs = [x.buf.clone(), w.part_slice(i), y.buf.clone()];
         if tokens == 1 {
-            let p = GemvParams {
-                n: u(part.rows),
-                k: u(w.cols),
-                kp: u(w.kp),
-                x_offset: u(x.offset),
-                y_offset: u(y.offset + part.row0),
-                accumulate: epi.accumulate as u32,
-                soft_cap: epi.soft_cap,
-                _pad: 0,
-            };
-            pb.dispatch("gemv", &ops.gemv, &p, &bufs, [groups(part.rows, GEMV_ROWS), 1, 1])?;
-            pb.cost(
-                part.buf.len() as f64 + 4.0 * (w.cols + 2 * part.rows) as f64,
-                2.0 * (part.rows * w.cols) as f64,
-            );
+            gemv_part(pb, &ops.gemv, "gemv", x, &x.buf, w, i, y, epi, 0.0)?;
         } else if let Some(coop) = &ops.gemm_coop {
             let p = GemmParams {
                 tokens: u(tokens),
@@ -313,6 +303,56 @@ pub fn matmul(
             let io = 4.0 * (tokens * (w.cols + 2 * part.rows)) as f64;
             pb.cost(part.buf.len() as f64 + io, 2.0 * (tokens * part.rows * w.cols) as f64);
         }
+    }
+    Ok(())
+}
+
+/// One GEMV dispatch over part `i` of `w`; `aux` is the transform's extra input (any buffer when
+/// the variant has none: the binding exists in every variant).
+fn gemv_part(
+    pb: &mut PlanBuilder,
+    pipeline: &wgpu::ComputePipeline,
+    label: &'static str,
+    x: &Rows,
+    aux: &Slice,
+    w: &GpuMatrix,
+    i: usize,
+    y: &Rows,
+    epi: Epilogue,
+    eps: f32,
+) -> Result<()> {
+    let part = &w.parts[i];
+    let p = GemvParams {
+        n: u(part.rows),
+        k: u(w.cols),
+        kp: u(w.kp),
+        x_offset: u(x.offset),
+        y_offset: u(y.offset + part.row0),
+        accumulate: epi.accumulate as u32,
+        soft_cap: epi.soft_cap,
+        eps,
+    };
+    let bufs = [x.buf.clone(), w.part_slice(i), y.buf.clone(), aux.clone()];
+    pb.dispatch(label, pipeline, &p, &bufs, [groups(part.rows, GEMV_ROWS), 1, 1])?;
+    pb.cost(
+        part.buf.len() as f64 + 4.0 * (w.cols + 2 * part.rows) as f64,
+        2.0 * (part.rows * w.cols) as f64,
+    );
+    Ok(())
+}
+
+/// y (+)= W (RMSNorm(x) * norm) for one token: the norm is computed inside the GEMV.
+pub fn gemv_rms_norm(pb: &mut PlanBuilder, ops: &Ops, x: &Rows, norm: &Slice, eps: f32, w: &GpuMatrix, y: &Rows, epi: Epilogue) -> Result<()> {
+    for i in 0..w.parts.len() {
+        gemv_part(pb, &ops.gemv_norm, "gemv+norm", x, norm, w, i, y, epi, eps)?;
+    }
+    Ok(())
+}
+
+/// y (+)= W (silu(u[..k]) * u[k..2k]) for one token, u the fused [gate | up] row (k = w.cols).
+pub fn gemv_swiglu(pb: &mut PlanBuilder, ops: &Ops, u_in: &Rows, w: &GpuMatrix, y: &Rows, epi: Epilogue) -> Result<()> {
+    for i in 0..w.parts.len() {
+        gemv_part(pb, &ops.gemv_swiglu, "gemv+swiglu", u_in, &u_in.buf, w, i, y, epi, 0.0)?;
     }
     Ok(())
 }

@@ -138,10 +138,11 @@ fn large_d_f32_three_heads_three_shards() {
     check_f32("large_d", &["t300"]);
 }
 
-/// f16 weights round every weight to 11 significant bits; logits then move by up to a few
-/// hundredths on these random models. Documented tolerance (ARCHITECTURE.md): 0.1 absolute on
-/// logits of magnitude up to ~17, and greedy ids identical where the reference's top-1/top-2
-/// margin exceeds 0.25.
+/// f16 weights round every weight to 11 significant bits, and on adapters with matrix units the
+/// prefill GEMMs also take f16 activations (as the official stack takes bf16 ones); logits then
+/// move by up to about a tenth on these random models. Documented tolerance (ARCHITECTURE.md):
+/// 0.25 absolute on logits of magnitude up to ~17, and greedy ids identical where the
+/// reference's top-1/top-2 margin exceeds 0.5.
 #[test]
 fn f16_weights_stay_within_documented_tolerance() {
     for (m, c) in [
@@ -156,12 +157,12 @@ fn f16_weights_stay_within_documented_tolerance() {
         let d = max_abs_diff(&logits, &case.logits);
         let dg = max_abs_diff(&gl, &case.generated_logits);
         eprintln!("{} f16: prompt logits max|diff| {d:.2e}, generated {dg:.2e}", case.name);
-        assert!(d < 0.1 && dg < 0.1, "{}: f16 logits differ by {d} / {dg}", case.name);
+        assert!(d < 0.25 && dg < 0.25, "{}: f16 logits differ by {d} / {dg}", case.name);
         let v = model.vocab_size();
         for (i, row) in case.generated_logits.chunks(v).enumerate() {
             let mut sorted = row.to_vec();
             sorted.sort_by(|a, b| b.total_cmp(a));
-            if sorted[0] - sorted[1] > 0.25 && ids[..i] == case.generated[..i] {
+            if sorted[0] - sorted[1] > 0.5 && ids[..i] == case.generated[..i] {
                 assert_eq!(ids[i], case.generated[i], "{}: f16 greedy id {i}", case.name);
             }
         }

@@ -1198,3 +1198,55 @@ fn adapter_report() {
         common::gpu().caps.to_string().replace('\n', "\n[kernels]   ")
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Decode GEMVs with fused input transforms
+// ---------------------------------------------------------------------------------------------
+
+/// gemv_rms_norm = rms_norm then matmul, and gemv_swiglu = swiglu then matmul, for awkward k
+/// (not a multiple of 4 or 8), split weights, an unaligned input offset and both epilogues.
+#[test]
+fn fused_gemv_transforms_match_reference() {
+    let c = ctx();
+    let mut worst = Worst("fused gemv", 0.0, "x scale");
+    for dtype in [WeightDtype::F32, WeightDtype::F16] {
+        for (k, n, x_off) in [(5usize, 9usize, 0usize), (37, 70, 3), (300, 21, 4), (1000, 13, 1)] {
+            for epi in epilogues() {
+                let mut r = rng(&[k, n, x_off, dtype as usize, epi.accumulate as usize, 77]);
+                let w = r.uniform_vec(n * k, -1.0, 1.0);
+                let m = c.matrix(&w, n, k, dtype, Some(8));
+                let ws = weights_as_stored(&w, dtype);
+                let y0 = r.uniform_vec(n, -2.0, 2.0);
+                let finish = |prod: Vec<f32>| -> Vec<f32> {
+                    prod.iter()
+                        .zip(&y0)
+                        .map(|(&p, &y)| cpu::soft_cap(if epi.accumulate { p + y } else { p }, epi.soft_cap))
+                        .collect()
+                };
+                // RMSNorm transform.
+                let x = r.uniform_vec(k, -3.0, 3.0);
+                let g = r.uniform_vec(k, 0.5, 1.5);
+                let mut xin = vec![f32::NAN; x_off];
+                xin.extend(&x);
+                let (xb, gb, yb) = (c.buf(&xin), c.buf(&g), c.buf(&y0));
+                let xr = Rows { buf: s(&xb), offset: x_off, stride: k };
+                c.run(|pb| ops::gemv_rms_norm(pb, c.ops(dtype), &xr, &s(&gb), 1e-6, &m, &Rows::new(&s(&yb), n), epi));
+                let want = finish(cpu::matmul_t(&cpu::rms_norm(&x, &g, 1e-6), &ws, 1, k, n));
+                let scale = max_abs(&want) + 1.0;
+                let what = format!("gemv+norm k {k} n {n} off {x_off} {dtype:?} {epi:?}");
+                worst.add(check(&what, &c.read(&yb, 0, n), &want, 2e-5 * scale, 2e-5) / scale);
+                // SwiGLU transform.
+                let u = r.uniform_vec(2 * k, -3.0, 3.0);
+                let mut uin = vec![f32::NAN; x_off];
+                uin.extend(&u);
+                let (ub, yb) = (c.buf(&uin), c.buf(&y0));
+                let ur = Rows { buf: s(&ub), offset: x_off, stride: 2 * k };
+                c.run(|pb| ops::gemv_swiglu(pb, c.ops(dtype), &ur, &m, &Rows::new(&s(&yb), n), epi));
+                let want = finish(cpu::matmul_t(&cpu::swiglu(&u[..k], &u[k..]), &ws, 1, k, n));
+                let scale = max_abs(&want) + 1.0;
+                let what = format!("gemv+swiglu k {k} n {n} off {x_off} {dtype:?} {epi:?}");
+                worst.add(check(&what, &c.read(&yb, 0, n), &want, 2e-5 * scale, 2e-5) / scale);
+            }
+        }
+    }
+}

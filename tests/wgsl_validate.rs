@@ -7,7 +7,16 @@ use xlstm_wgpu::gpu::kernels::{specialize, ConstValue, SOURCES};
 /// The specialisations the host uses for each kernel (the default source is always checked too).
 fn variants(name: &str) -> Vec<Vec<(&'static str, ConstValue)>> {
     match name {
-        "embed" | "gemm" | "gemv" | "fill_random" => vec![vec![("WEIGHT_F16", ConstValue::Bool(true))]],
+        "gemv" => {
+            let mut v = Vec::new();
+            for f16 in [false, true] {
+                for mode in [0, 1, 2] {
+                    v.push(vec![("WEIGHT_F16", ConstValue::Bool(f16)), ("X_MODE", ConstValue::U32(mode))]);
+                }
+            }
+            v
+        }
+        "embed" | "gemm" | "fill_random" => vec![vec![("WEIGHT_F16", ConstValue::Bool(true))]],
         "rms_norm" => vec![vec![("WG", ConstValue::U32(64))]],
         _ => vec![],
     }

@@ -8,7 +8,8 @@
 // Workgroup: 256 invocations = 8 subgroups of 32 (the host uses this kernel only where the
 //   subgroup size is 32). The workgroup computes a 128 (tokens) x 128 (rows) tile; subgroup s owns
 //   64 tokens x 32 rows = 4 x 2 fragments of 16x16 with f32 accumulators. K is staged through
-//   workgroup memory in slices of 32, activations converted to f16 on the way (rows padded by 8
+//   workgroup memory in slices of 32, activations converted to f16 on the way, the next slice
+//   fetched into registers while the current one is multiplied (rows padded by 8
 //   halves against bank conflicts). The epilogue goes through a per-subgroup 16x16 scratch tile.
 //   Workgroup memory: 28 KiB.
 // Grid: (ceil(n / 128), ceil(tokens / 128), 1).
@@ -63,6 +64,28 @@ fn load_x4(t: u32, k: u32) -> vec4<f32> {
     return v;
 }
 
+// Four f16 weights W[r, k .. k + 4] (zero outside the part), k a multiple of 4.
+fn load_w4(r: u32, k: u32) -> vec4<f16> {
+    if (r < p.n && k < p.kp) {
+        return w[(r * p.kp + k) / 4u];
+    }
+    return vec4<f16>();
+}
+
+fn put_x(r: u32, c: u32, v: vec4<f16>) {
+    xa[r * LDS + c] = v.x;
+    xa[r * LDS + c + 1u] = v.y;
+    xa[r * LDS + c + 2u] = v.z;
+    xa[r * LDS + c + 3u] = v.w;
+}
+
+fn put_w(r: u32, c: u32, v: vec4<f16>) {
+    wb[r * LDS + c] = v.x;
+    wb[r * LDS + c + 1u] = v.y;
+    wb[r * LDS + c + 2u] = v.z;
+    wb[r * LDS + c + 3u] = v.w;
+}
+
 fn store_frag(c: coop_mat16x16<f32, C>, base: u32) {
     coopStoreT(c, &scratch[base], 16u);
 }
@@ -114,27 +137,39 @@ fn main(
     var c30 = coop_mat16x16<f32, C>();
     var c31 = coop_mat16x16<f32, C>();
 
+    // Each invocation stages rows lr, lr + 32, lr + 64, lr + 96 at columns lc .. lc + 3 of both
+    // tiles. The next slice is fetched into registers while the current one is multiplied.
+    let lr = lid / 8u;
+    let lc = (lid % 8u) * 4u;
+    var xr0 = load_x4(tok0 + lr, lc);
+    var xr1 = load_x4(tok0 + lr + 32u, lc);
+    var xr2 = load_x4(tok0 + lr + 64u, lc);
+    var xr3 = load_x4(tok0 + lr + 96u, lc);
+    var wr0 = load_w4(row0 + lr, lc);
+    var wr1 = load_w4(row0 + lr + 32u, lc);
+    var wr2 = load_w4(row0 + lr + 64u, lc);
+    var wr3 = load_w4(row0 + lr + 96u, lc);
     for (var k0 = 0u; k0 < p.kp; k0 += 32u) {
-        // Stage 128 x 32 activations (4 vec4 per invocation) and 128 x 32 weights.
-        for (var i = 0u; i < 4u; i++) {
-            let idx = i * 256u + lid;
-            let r = idx / 8u;
-            let c = (idx % 8u) * 4u;
-            let v = vec4<f16>(load_x4(tok0 + r, k0 + c));
-            xa[r * LDS + c] = v.x;
-            xa[r * LDS + c + 1u] = v.y;
-            xa[r * LDS + c + 2u] = v.z;
-            xa[r * LDS + c + 3u] = v.w;
-            var wv = vec4<f16>();
-            if (row0 + r < p.n && k0 + c < p.kp) {
-                wv = w[((row0 + r) * p.kp + k0 + c) / 4u];
-            }
-            wb[r * LDS + c] = wv.x;
-            wb[r * LDS + c + 1u] = wv.y;
-            wb[r * LDS + c + 2u] = wv.z;
-            wb[r * LDS + c + 3u] = wv.w;
-        }
+        put_x(lr, lc, vec4<f16>(xr0));
+        put_x(lr + 32u, lc, vec4<f16>(xr1));
+        put_x(lr + 64u, lc, vec4<f16>(xr2));
+        put_x(lr + 96u, lc, vec4<f16>(xr3));
+        put_w(lr, lc, wr0);
+        put_w(lr + 32u, lc, wr1);
+        put_w(lr + 64u, lc, wr2);
+        put_w(lr + 96u, lc, wr3);
         workgroupBarrier();
+        let kn = k0 + 32u;
+        if (kn < p.kp) {
+            xr0 = load_x4(tok0 + lr, kn + lc);
+            xr1 = load_x4(tok0 + lr + 32u, kn + lc);
+            xr2 = load_x4(tok0 + lr + 64u, kn + lc);
+            xr3 = load_x4(tok0 + lr + 96u, kn + lc);
+            wr0 = load_w4(row0 + lr, kn + lc);
+            wr1 = load_w4(row0 + lr + 32u, kn + lc);
+            wr2 = load_w4(row0 + lr + 64u, kn + lc);
+            wr3 = load_w4(row0 + lr + 96u, kn + lc);
+        }
         for (var kk = 0u; kk < 32u; kk += 16u) {
             let a0 = coopLoadT<coop_mat16x16<f16, A>>(&xa[(wm + 0u) * LDS + kk], LDS);
             let a1 = coopLoadT<coop_mat16x16<f16, A>>(&xa[(wm + 16u) * LDS + kk], LDS);

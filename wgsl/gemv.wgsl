@@ -1,8 +1,14 @@
 // gemv.wgsl — decode projections for one token: y[y_offset + n] (+)= sum_k x[x_offset + k] * W[n, k]
 //
+// The input can be transformed on the fly so decode needs fewer dispatches (X_MODE):
+//   0: x as is;
+//   1: RMSNorm: x * g / sqrt(mean(x^2) + eps), g = aux[0 .. k]; every workgroup computes the
+//      norm of x itself (k floats from cache), and the 1/rms factor is applied after the dot;
+//   2: SwiGLU: silu(x[k']) * x[k + k'] for k' < k (x holds the fused [gate | up] projection).
 // Bindings (group 0): 0 uniform Params; 1 x: array<vec4<f32>> (read; read as vec4 when x_offset
 //   and k are multiples of 4, element by element otherwise); 2 w: packed weight rows of one
-//   row-part, row stride kp elements, zero padded (read); 3 y: array<f32> (read_write).
+//   row-part, row stride kp elements, zero padded (read); 3 y: array<f32> (read_write);
+//   4 aux: array<vec4<f32>> (read; the RMSNorm weight in mode 1, otherwise any buffer).
 // Workgroup: 256 invocations = ROWS rows x LANES lanes. Each lane reads 8 weights (16 bytes in f16,
 //   32 in f32) per load, two loads in flight per iteration, strided across the row so loads
 //   coalesce; lanes reduce through workgroup memory, so the kernel needs no subgroup support and
@@ -14,6 +20,7 @@
 const WEIGHT_F16: bool = false;
 const LANES: u32 = 64u;
 const ROWS: u32 = 4u; // 256 / LANES
+const X_MODE: u32 = 0u;
 
 struct Params {
     n: u32,
@@ -23,13 +30,14 @@ struct Params {
     y_offset: u32,
     accumulate: u32,
     soft_cap: f32,
-    _pad: u32,
+    eps: f32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> w: array<vec4<u32>>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(4) var<storage, read> aux: array<vec4<f32>>;
 
 var<workgroup> partial: array<f32, 256>;
 
@@ -44,19 +52,46 @@ fn load_w8(e: u32) -> mat2x4<f32> {
     return mat2x4<f32>(bitcast<vec4<f32>>(w[i]), bitcast<vec4<f32>>(w[i + 1u]));
 }
 
-// x[k .. k + 4] (zero past k), for k a multiple of 4.
-fn load_x4(k: u32) -> vec4<f32> {
-    if (p.x_offset % 4u == 0u && k + 4u <= p.k) {
-        return x[(p.x_offset + k) / 4u];
+// raw x[at .. at + 4] relative to x_offset (zero at or past `end`), for `at` a multiple of 4
+// relative to the start of the input row.
+fn raw_x4(at: u32, end: u32) -> vec4<f32> {
+    if ((p.x_offset + at) % 4u == 0u && at + 4u <= end) {
+        return x[(p.x_offset + at) / 4u];
     }
     var v = vec4<f32>();
     for (var j = 0u; j < 4u; j++) {
-        if (k + j < p.k) {
-            let e = p.x_offset + k + j;
+        if (at + j < end) {
+            let e = p.x_offset + at + j;
             v[j] = x[e / 4u][e % 4u];
         }
     }
     return v;
+}
+
+fn aux4(k: u32) -> vec4<f32> {
+    if (k + 4u <= p.k) {
+        return aux[k / 4u];
+    }
+    var v = vec4<f32>();
+    for (var j = 0u; j < 4u; j++) {
+        if (k + j < p.k) {
+            v[j] = aux[(k + j) / 4u][(k + j) % 4u];
+        }
+    }
+    return v;
+}
+
+// The (transformed) input x[k .. k + 4], zero past p.k, for k a multiple of 4.
+fn load_x4(k: u32) -> vec4<f32> {
+    if (X_MODE == 1u) {
+        return raw_x4(k, p.k) * aux4(k);
+    }
+    if (X_MODE == 2u) {
+        let g = raw_x4(k, p.k);
+        let u = raw_x4(p.k + k, 2u * p.k);
+        return g / (vec4<f32>(1.0) + exp(-g)) * u;
+    }
+    return raw_x4(k, p.k);
 }
 
 fn dot8(r: u32, k: u32) -> f32 {
@@ -64,8 +99,32 @@ fn dot8(r: u32, k: u32) -> f32 {
     return dot(m[0], load_x4(k)) + dot(m[1], load_x4(k + 4u));
 }
 
+// 1 / sqrt(mean(x^2) + eps) over the raw input row (mode 1), reduced by the whole workgroup.
+fn inv_rms(lid: u32) -> f32 {
+    var s = 0.0;
+    for (var k = lid * 4u; k < p.k; k += 1024u) {
+        let v = raw_x4(k, p.k);
+        s += dot(v, v);
+    }
+    partial[lid] = s;
+    workgroupBarrier();
+    for (var half = 128u; half > 0u; half /= 2u) {
+        if (lid < half) {
+            partial[lid] += partial[lid + half];
+        }
+        workgroupBarrier();
+    }
+    let r = inverseSqrt(partial[0] / f32(p.k) + p.eps);
+    workgroupBarrier();
+    return r;
+}
+
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    var scale = 1.0;
+    if (X_MODE == 1u) {
+        scale = inv_rms(lid);
+    }
     let lane = lid % LANES;
     let r = wid.x * ROWS + lid / LANES;
     var s0 = 0.0;
@@ -91,7 +150,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
     if (lane == 0u && r < p.n) {
         let o = p.y_offset + r;
-        var v = partial[lid];
+        var v = partial[lid] * scale;
         if (p.accumulate != 0u) {
             v += y[o];
         }

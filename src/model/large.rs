@@ -416,58 +416,45 @@ pub fn record_forward(
     let mut parity_out = parity;
 
     ops::embed(pb, ops, &s(&ws.ids), ids_offset, t, &w.embedding, &s(&ws.x))?;
+    // One token: the norms and the SwiGLU run inside the GEMVs (fewer dispatches per token).
+    let fuse = t == 1;
     for (block, st) in w.blocks.iter().zip(state) {
-        ops::rms_norm(pb, ops, &x, &s(&block.norm_mlstm), e, cfg.norm_eps, t, &xn)?;
-        ops::matmul(pb, ops, &xn, t, &block.proj, &proj, Epilogue::default())?;
+        if fuse {
+            ops::gemv_rms_norm(pb, ops, &x, &s(&block.norm_mlstm), cfg.norm_eps, &block.proj, &proj, Epilogue::default())?;
+        } else {
+            ops::rms_norm(pb, ops, &x, &s(&block.norm_mlstm), e, cfg.norm_eps, t, &xn)?;
+            ops::matmul(pb, ops, &xn, t, &block.proj, &proj, Epilogue::default())?;
+        }
         parity_out = record_cell(pb, ops, &layout, block, st, ws, parity, sched)?;
-        ops::head_norm_gate(
-            pb,
-            ops,
-            &layout,
-            &s(&ws.h),
-            &s(&block.head_norm),
-            &s(&ws.proj),
-            t,
-            cfg.norm_eps,
-            &s(&ws.hn),
-        )?;
+        ops::head_norm_gate(pb, ops, &layout, &s(&ws.h), &s(&block.head_norm), &s(&ws.proj), t, cfg.norm_eps, &s(&ws.hn))?;
         ops::matmul(pb, ops, &hn, t, &block.out_proj, &x, residual)?;
-        ops::rms_norm(pb, ops, &x, &s(&block.norm_ffn), e, cfg.norm_eps, t, &xn)?;
-        ops::matmul(pb, ops, &xn, t, &block.ffn_up, &ffn_u, Epilogue::default())?;
-        ops::swiglu(pb, ops, &s(&ws.ffn_u), t, cfg.ffn_dim, &s(&ws.ffn_a))?;
-        ops::matmul(pb, ops, &ffn_a, t, &block.ffn_down, &x, residual)?;
+        if fuse {
+            ops::gemv_rms_norm(pb, ops, &x, &s(&block.norm_ffn), cfg.norm_eps, &block.ffn_up, &ffn_u, Epilogue::default())?;
+            ops::gemv_swiglu(pb, ops, &ffn_u, &block.ffn_down, &x, residual)?;
+        } else {
+            ops::rms_norm(pb, ops, &x, &s(&block.norm_ffn), e, cfg.norm_eps, t, &xn)?;
+            ops::matmul(pb, ops, &xn, t, &block.ffn_up, &ffn_u, Epilogue::default())?;
+            ops::swiglu(pb, ops, &s(&ws.ffn_u), t, cfg.ffn_dim, &s(&ws.ffn_a))?;
+            ops::matmul(pb, ops, &ffn_a, t, &block.ffn_down, &x, residual)?;
+        }
     }
     if ws.logit_rows > 0 {
         let first = t - ws.logit_rows;
-        let head_in = match &w.out_norm {
-            Some(norm) => {
-                ops::rms_norm(
-                    pb,
-                    ops,
-                    &x.from_row(first),
-                    &s(norm),
-                    e,
-                    cfg.norm_eps,
-                    ws.logit_rows,
-                    &xn,
-                )?;
-                xn.clone()
-            }
-            None => x.from_row(first),
-        };
         let cap = Epilogue {
             accumulate: false,
             soft_cap: cfg.output_logit_soft_cap,
         };
-        ops::matmul(
-            pb,
-            ops,
-            &head_in,
-            ws.logit_rows,
-            &w.lm_head,
-            &Rows::new(&s(&ws.logits), cfg.vocab_size),
-            cap,
-        )?;
+        let logits = Rows::new(&s(&ws.logits), cfg.vocab_size);
+        match &w.out_norm {
+            Some(norm) if ws.logit_rows == 1 => {
+                ops::gemv_rms_norm(pb, ops, &x.from_row(first), &s(norm), cfg.norm_eps, &w.lm_head, &logits, cap)?
+            }
+            Some(norm) => {
+                ops::rms_norm(pb, ops, &x.from_row(first), &s(norm), e, cfg.norm_eps, ws.logit_rows, &xn)?;
+                ops::matmul(pb, ops, &xn, ws.logit_rows, &w.lm_head, &logits, cap)?;
+            }
+            None => ops::matmul(pb, ops, &x.from_row(first), ws.logit_rows, &w.lm_head, &logits, cap)?,
+        }
     }
     Ok(parity_out)
 }
