@@ -36,6 +36,15 @@ pub enum Error {
     /// The work does not fit the adapter's limits (buffer sizes, workgroup memory).
     #[error("adapter limit: {0}")]
     Limit(String),
+    /// The memory watchdog's hard limit was reached (the run stopped at the next safe point), or
+    /// the model's estimated footprint does not fit under it (refused before loading). The `xlstm`
+    /// binary exits with code 3 (`telemetry::EXIT_MEMORY_LIMIT`).
+    #[error("memory limit: {0}")]
+    MemoryLimit(String),
+    /// The run was stopped on request (a `stop` command, e.g. from `xltop`) at a safe point.
+    /// The `xlstm` binary exits with code 4 (`telemetry::EXIT_STOPPED`).
+    #[error("stopped: {0}")]
+    Stopped(String),
 }
 
 /// The crate's result type.
