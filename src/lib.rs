@@ -30,6 +30,7 @@ pub mod model;
 pub mod ops;
 pub mod sample;
 pub mod session;
+pub mod telemetry;
 pub mod tokenizer;
 
 pub use error::{Error, Result};
