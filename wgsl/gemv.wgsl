@@ -10,7 +10,7 @@
 //   row-part, row stride kp elements, zero padded (read); 3 y: array<f32> (read_write);
 //   4 aux: array<vec4<f32>> (read; the RMSNorm weight in mode 1, otherwise any buffer).
 // Workgroup: 256 invocations = ROWS rows x LANES lanes. Each lane reads 8 weights (16 bytes in f16,
-//   32 in f32) per load, two loads in flight per iteration, strided across the row so loads
+//   32 in f32) per load, four loads in flight per iteration, strided across the row so loads
 //   coalesce; lanes reduce through workgroup memory, so the kernel needs no subgroup support and
 //   works for any subgroup size.
 // Grid: (ceil(n / ROWS), 1, 1).
@@ -129,18 +129,23 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let r = wid.x * ROWS + lid / LANES;
     var s0 = 0.0;
     var s1 = 0.0;
+    var s2 = 0.0;
+    var s3 = 0.0;
     if (r < p.n) {
-        let step = 16u * LANES;
+        // Four independent 8-weight loads in flight per lane per iteration.
+        let stride = 8u * LANES;
         var k = lane * 8u;
-        for (; k + 8u * LANES < p.kp; k += step) {
+        for (; k + 3u * stride < p.kp; k += 4u * stride) {
             s0 += dot8(r, k);
-            s1 += dot8(r, k + 8u * LANES);
+            s1 += dot8(r, k + stride);
+            s2 += dot8(r, k + 2u * stride);
+            s3 += dot8(r, k + 3u * stride);
         }
-        if (k < p.kp) {
+        for (; k < p.kp; k += stride) {
             s0 += dot8(r, k);
         }
     }
-    partial[lid] = s0 + s1;
+    partial[lid] = (s0 + s1) + (s2 + s3);
     workgroupBarrier();
     for (var half = LANES / 2u; half > 0u; half /= 2u) {
         if (lane < half) {

@@ -87,14 +87,61 @@ pub struct Kernels {
     gpu: Arc<Gpu>,
     cache: Mutex<HashMap<String, wgpu::ComputePipeline>>,
     unchecked: bool,
+    /// The driver's pipeline cache, persisted between runs (Vulkan only).
+    disk: Option<DiskCache>,
+}
+
+/// A driver pipeline cache backed by a file in the user's cache directory, so a warm start
+/// compiles no kernel.
+struct DiskCache {
+    cache: wgpu::PipelineCache,
+    path: std::path::PathBuf,
+}
+
+/// Where compiled pipelines are kept: `XLSTM_CACHE_DIR`, else the platform cache directory.
+pub fn cache_dir() -> Option<std::path::PathBuf> {
+    if let Some(d) = std::env::var_os("XLSTM_CACHE_DIR") {
+        return Some(d.into());
+    }
+    if let Some(d) = std::env::var_os("XDG_CACHE_HOME") {
+        return Some(std::path::PathBuf::from(d).join("xlstm-wgpu"));
+    }
+    let home = std::env::var_os("HOME").or_else(|| std::env::var_os("USERPROFILE"))?;
+    let home = std::path::PathBuf::from(home);
+    if cfg!(target_os = "macos") {
+        Some(home.join("Library/Caches/xlstm-wgpu"))
+    } else {
+        Some(home.join(".cache/xlstm-wgpu"))
+    }
+}
+
+fn open_disk_cache(gpu: &Gpu) -> Option<DiskCache> {
+    if !gpu.caps.pipeline_cache {
+        return None;
+    }
+    let key = wgpu::util::pipeline_cache_key(gpu.adapter_info())?;
+    let path = cache_dir()?.join(key);
+    let data = std::fs::read(&path).ok();
+    // SAFETY: the data was written by `PipelineCache::get_data` for an adapter with the same
+    // cache key; `fallback: true` makes the driver start empty if it rejects the data.
+    let cache = unsafe {
+        gpu.device.create_pipeline_cache(&wgpu::PipelineCacheDescriptor {
+            label: Some("xlstm pipelines"),
+            data: data.as_deref(),
+            fallback: true,
+        })
+    };
+    Some(DiskCache { cache, path })
 }
 
 impl Kernels {
     pub fn new(gpu: Arc<Gpu>) -> Self {
+        let disk = open_disk_cache(&gpu);
         Kernels {
             gpu,
             cache: Mutex::new(HashMap::new()),
             unchecked: false,
+            disk,
         }
     }
 
@@ -103,10 +150,27 @@ impl Kernels {
     /// every buffer from the same shapes; the checks cost up to a third of the matrix-unit GEMM's
     /// throughput. Off by default.
     pub fn new_unchecked(gpu: Arc<Gpu>) -> Self {
+        let disk = open_disk_cache(&gpu);
         Kernels {
             gpu,
             cache: Mutex::new(HashMap::new()),
             unchecked: true,
+            disk,
+        }
+    }
+
+    /// Writes the driver's pipeline cache to disk (atomically; failures only cost a slower next
+    /// start, so they are ignored).
+    pub fn save_cache(&self) {
+        let Some(disk) = &self.disk else { return };
+        let Some(data) = disk.cache.get_data() else { return };
+        let Some(dir) = disk.path.parent() else { return };
+        if std::fs::create_dir_all(dir).is_err() {
+            return;
+        }
+        let tmp = disk.path.with_extension(format!("tmp{}", std::process::id()));
+        if std::fs::write(&tmp, &data).is_ok() && std::fs::rename(&tmp, &disk.path).is_err() {
+            let _ = std::fs::remove_file(&tmp);
         }
     }
 
@@ -140,7 +204,7 @@ impl Kernels {
             module: &module,
             entry_point: Some(entry),
             compilation_options: wgpu::PipelineCompilationOptions::default(),
-            cache: None,
+            cache: self.disk.as_ref().map(|d| &d.cache),
         });
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(Error::Kernel {

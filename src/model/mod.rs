@@ -85,6 +85,7 @@ impl Model {
         let pool = BufferPool::new(gpu.device.clone());
         let kernels = kernels_for(&gpu, opts.unchecked_kernels);
         let ops = Ops::new(&kernels, dtype)?;
+        kernels.save_cache();
         let weights = LargeWeights::load(&gpu, &pool, &ckpt, &cfg, dtype)?;
         Ok(Model {
             inner: Arc::new(ModelInner {
@@ -112,6 +113,7 @@ impl Model {
         let pool = BufferPool::new(gpu.device.clone());
         let kernels = kernels_for(&gpu, unchecked_kernels);
         let ops = Ops::new(&kernels, dtype)?;
+        kernels.save_cache();
         let weights = LargeWeights::random(&gpu, &pool, &ops, &cfg, dtype, seed)?;
         Ok(Model {
             inner: Arc::new(ModelInner {
