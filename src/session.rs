@@ -83,6 +83,25 @@ struct Decode {
 /// The largest greedy batch per submission.
 const MAX_DECODE_BATCH: usize = 64;
 
+// --- stop hook (memory watchdog / xltop `stop`; see src/telemetry) ---
+/// A check run at every safe point: before each prefill segment and before each decode step or
+/// greedy batch. Returning an error stops the work there (the state stays consistent).
+pub type StopHook = std::sync::Arc<dyn Fn() -> Result<()> + Send + Sync>;
+
+static GLOBAL_STOP_HOOK: std::sync::RwLock<Option<StopHook>> = std::sync::RwLock::new(None);
+
+/// Installs (or with `None` removes) a hook checked by every session of the process, in addition
+/// to each session's own; returns the previous one. The telemetry watchdog installs its own here.
+pub fn set_global_stop_hook(hook: Option<StopHook>) -> Option<StopHook> {
+    let mut g = GLOBAL_STOP_HOOK.write().unwrap_or_else(|p| p.into_inner());
+    std::mem::replace(&mut *g, hook)
+}
+
+fn global_stop_hook() -> Option<StopHook> {
+    GLOBAL_STOP_HOOK.read().unwrap_or_else(|p| p.into_inner()).clone()
+}
+// --- end stop hook ---
+
 /// One sequence's state on the GPU.
 pub struct Session {
     // Plans reference the buffers below; they are declared first so they are dropped first.
@@ -95,6 +114,8 @@ pub struct Session {
     vocab_limit: usize,
     opts: SessionOptions,
     model: Model,
+    /// Checked at safe points (see [`StopHook`]).
+    stop: Option<StopHook>,
 }
 
 impl Session {
@@ -126,6 +147,7 @@ impl Session {
                 .map_or(cfg.vocab_size, |t| t.vocab_size().clamp(1, cfg.vocab_size)),
             opts,
             model: model.clone(),
+            stop: None,
         };
         s.reset()?;
         Ok(s)
@@ -140,6 +162,22 @@ impl Session {
     /// Tokens consumed since the last reset.
     pub fn position(&self) -> usize {
         self.position
+    }
+
+    /// Sets this session's stop hook, checked before each prefill segment and decode step/batch.
+    pub fn set_stop_hook(&mut self, hook: Option<StopHook>) {
+        self.stop = hook;
+    }
+
+    /// Runs the session's and the process's stop hooks (a safe point).
+    fn check_stop(&self) -> Result<()> {
+        if let Some(h) = &self.stop {
+            h()?;
+        }
+        if let Some(h) = global_stop_hook() {
+            h()?;
+        }
+        Ok(())
     }
 
     /// Zeroes the state (m = 0, as mlstm_kernels' inference mode starts).
@@ -191,6 +229,7 @@ impl Session {
         let mut out = Vec::new();
         let mut start = 0;
         while start < ids.len() {
+            self.check_stop()?;
             let end = (start + seg).min(ids.len());
             let n = end - start;
             let rows = match want {
@@ -205,6 +244,7 @@ impl Session {
             let parity = large::record_forward(
                 &mut pb,
                 &m.ops,
+                m.half_ops.as_ref(),
                 cfg,
                 &m.weights,
                 &self.state,
@@ -238,6 +278,7 @@ impl Session {
         let parity = large::record_forward(
             &mut pb,
             &m.ops,
+            m.half_ops.as_ref(),
             cfg,
             &m.weights,
             &self.state,
@@ -290,6 +331,7 @@ impl Session {
                 parity = large::record_forward(
                     &mut pb,
                     &m.ops,
+                    m.half_ops.as_ref(),
                     &m.cfg,
                     &m.weights,
                     &self.state,
@@ -318,6 +360,7 @@ impl Session {
     /// Feeds one token; returns the logits for the next position ([V]).
     pub fn step(&mut self, id: u32) -> Result<Vec<f32>> {
         self.check_ids(&[id])?;
+        self.check_stop()?;
         self.decode_plan(1)?;
         let m = self.model.inner.clone();
         let decode = self
@@ -338,6 +381,7 @@ impl Session {
     /// submission; only the chosen ids are read back. Returns the `steps` ids chosen.
     pub fn step_greedy(&mut self, first: u32, steps: usize) -> Result<Vec<u32>> {
         self.check_ids(&[first])?;
+        self.check_stop()?;
         if steps == 0 || steps > MAX_DECODE_BATCH {
             return Err(Error::Input(format!("greedy batch must be 1..={MAX_DECODE_BATCH}")));
         }

@@ -39,11 +39,13 @@ pub fn source(name: &str) -> Result<&'static str> {
         })
 }
 
-/// A value for a specialisable `const`.
+/// A value for a specialisable `const` or `alias`.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ConstValue {
     U32(u32),
     Bool(bool),
+    /// A WGSL type for an `alias NAME = type;` declaration.
+    Type(&'static str),
 }
 
 impl ConstValue {
@@ -51,19 +53,24 @@ impl ConstValue {
         match self {
             ConstValue::U32(v) => format!("{v}u"),
             ConstValue::Bool(b) => b.to_string(),
+            ConstValue::Type(t) => t.to_string(),
         }
     }
 }
 
-/// Rewrites `const NAME: T = value;` declarations. Fails if a name is not declared, so a typo
-/// cannot silently run the default.
+/// Rewrites `const NAME: T = value;` and `alias NAME = type;` declarations. Fails if a name is
+/// not declared, so a typo cannot silently run the default. A variant that makes an alias f16
+/// gets `enable f16;` prepended (the f32 default must not need the feature).
 pub fn specialize(kernel: &str, src: &str, consts: &[(&str, ConstValue)]) -> Result<String> {
     let mut out = src.to_string();
     for (name, value) in consts {
-        let decl = format!("const {name}:");
+        let decl = match value {
+            ConstValue::Type(_) => format!("alias {name} ="),
+            _ => format!("const {name}:"),
+        };
         let start = out.find(&decl).ok_or_else(|| Error::Kernel {
             kernel: kernel.into(),
-            message: format!("no `const {name}` to specialise"),
+            message: format!("no `{}` to specialise", decl.trim_end_matches([':', ' ', '='])),
         })?;
         let eq = out[start..].find('=').map(|i| start + i);
         let semi = out[start..].find(';').map(|i| start + i);
@@ -74,10 +81,16 @@ pub fn specialize(kernel: &str, src: &str, consts: &[(&str, ConstValue)]) -> Res
             _ => {
                 return Err(Error::Kernel {
                     kernel: kernel.into(),
-                    message: format!("malformed `const {name}` declaration"),
+                    message: format!("malformed `{name}` declaration"),
                 })
             }
         }
+    }
+    let wants_f16 = consts
+        .iter()
+        .any(|(_, v)| matches!(v, ConstValue::Type(t) if t.contains("f16")));
+    if wants_f16 && !out.contains("enable f16;") {
+        out.insert_str(0, "enable f16;\n");
     }
     Ok(out)
 }

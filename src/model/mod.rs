@@ -49,6 +49,8 @@ pub(crate) struct ModelInner {
     pub gpu: Arc<Gpu>,
     pub pool: BufferPool,
     pub ops: Ops,
+    /// Prefill operations with f16 activations into the matrix-unit GEMMs, where used.
+    pub half_ops: Option<Ops>,
     pub cfg: LargeConfig,
     pub weights: LargeWeights,
     pub dtype: WeightDtype,
@@ -85,6 +87,7 @@ impl Model {
         let pool = BufferPool::new(gpu.device.clone());
         let kernels = kernels_for(&gpu, opts.unchecked_kernels);
         let ops = Ops::new(&kernels, dtype)?;
+        let half_ops = Ops::with_half_activations(&kernels, dtype)?;
         kernels.save_cache();
         let weights = LargeWeights::load(&gpu, &pool, &ckpt, &cfg, dtype)?;
         Ok(Model {
@@ -92,6 +95,7 @@ impl Model {
                 gpu,
                 pool,
                 ops,
+                half_ops,
                 cfg,
                 weights,
                 dtype,
@@ -113,6 +117,7 @@ impl Model {
         let pool = BufferPool::new(gpu.device.clone());
         let kernels = kernels_for(&gpu, unchecked_kernels);
         let ops = Ops::new(&kernels, dtype)?;
+        let half_ops = Ops::with_half_activations(&kernels, dtype)?;
         kernels.save_cache();
         let weights = LargeWeights::random(&gpu, &pool, &ops, &cfg, dtype, seed)?;
         Ok(Model {
@@ -120,6 +125,7 @@ impl Model {
                 gpu,
                 pool,
                 ops,
+                half_ops,
                 cfg,
                 weights,
                 dtype,
