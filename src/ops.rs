@@ -51,33 +51,16 @@ impl Ops {
     }
 
     pub fn new(kernels: &Kernels, dtype: WeightDtype) -> Result<Self> {
-        Self::build(kernels, dtype, false)
-    }
-
-    /// The operations of a prefill that hands activations to the matrix-unit GEMMs in f16: the
-    /// norms and SwiGLU write f16 and the GEMM reads f16 (half the traffic, no conversion).
-    /// `None` where the matrix-unit GEMM is not used.
-    pub fn with_half_activations(kernels: &Kernels, dtype: WeightDtype) -> Result<Option<Self>> {
-        if dtype.is_f16() && coop_gemm_supported(kernels.caps()) {
-            Ok(Some(Self::build(kernels, dtype, true)?))
-        } else {
-            Ok(None)
-        }
-    }
-
-    fn build(kernels: &Kernels, dtype: WeightDtype, half: bool) -> Result<Self> {
         let w = [("WEIGHT_F16", ConstValue::Bool(dtype.is_f16()))];
-        let out: Vec<(&str, ConstValue)> = if half { vec![("OutT", ConstValue::Type("f16"))] } else { vec![] };
-        let xin: Vec<(&str, ConstValue)> = if half { vec![("XVec", ConstValue::Type("vec4<f16>"))] } else { vec![] };
         Ok(Ops {
             embed: kernels.pipeline("embed", "main", &w)?,
-            rms_norm: kernels.pipeline("rms_norm", "main", &out)?,
+            rms_norm: kernels.pipeline("rms_norm", "main", &[])?,
             gemm: kernels.pipeline("gemm", "main", &w)?,
             gemv: kernels.pipeline("gemv", "main", &[w[0].clone(), ("X_MODE", ConstValue::U32(0))])?,
             gemv_norm: kernels.pipeline("gemv", "main", &[w[0].clone(), ("X_MODE", ConstValue::U32(1))])?,
             gemv_swiglu: kernels.pipeline("gemv", "main", &[w[0].clone(), ("X_MODE", ConstValue::U32(2))])?,
             gemm_coop: if dtype.is_f16() && coop_gemm_supported(kernels.caps()) {
-                Some(kernels.pipeline("gemm_coop", "main", &xin)?)
+                Some(kernels.pipeline("gemm_coop", "main", &[])?)
             } else {
                 None
             },
@@ -85,8 +68,8 @@ impl Ops {
             chunk_state: kernels.pipeline("mlstm_chunk_state", "main", &[])?,
             chunk_out: kernels.pipeline("mlstm_chunk_out", "main", &[])?,
             step: kernels.pipeline("mlstm_step", "main", &[])?,
-            head_norm_gate: kernels.pipeline("head_norm_gate", "main", &out)?,
-            swiglu: kernels.pipeline("swiglu", "main", &out)?,
+            head_norm_gate: kernels.pipeline("head_norm_gate", "main", &[])?,
+            swiglu: kernels.pipeline("swiglu", "main", &[])?,
             argmax: kernels.pipeline("argmax", "main", &[])?,
             fill_random: kernels.pipeline("fill_random", "main", &w)?,
         })

@@ -17,12 +17,7 @@ fn variants(name: &str) -> Vec<Vec<(&'static str, ConstValue)>> {
             v
         }
         "embed" | "gemm" | "fill_random" => vec![vec![("WEIGHT_F16", ConstValue::Bool(true))]],
-        "rms_norm" => vec![
-            vec![("WG", ConstValue::U32(64))],
-            vec![("OutT", ConstValue::Type("f16"))],
-        ],
-        "head_norm_gate" | "swiglu" => vec![vec![("OutT", ConstValue::Type("f16"))]],
-        "gemm_coop" => vec![vec![("XVec", ConstValue::Type("vec4<f16>"))]],
+        "rms_norm" => vec![vec![("WG", ConstValue::U32(64))]],
         _ => vec![],
     }
 }

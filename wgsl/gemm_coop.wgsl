@@ -1,8 +1,8 @@
 // gemm_coop.wgsl — prefill projections on the GPU's matrix units (cooperative matrices):
 //   y[t, n] (+)= sum_k x[t, k] * W[n, k]   (nn.Linear, y = x W^T)
 //
-// Bindings (group 0): 0 uniform Params; 1 x: array<XVec> (vec4 of f32, or of f16 when the
-//   producer wrote f16), rows at x_offset + t * x_stride elements (read); 2 w: array<vec4<f16>>, f16 weight rows of one row-part, row stride kp
+// Bindings (group 0): 0 uniform Params; 1 x: array<vec4<f32>>, rows at x_offset + t * x_stride
+//   elements (read); 2 w: array<vec4<f16>>, f16 weight rows of one row-part, row stride kp
 //   elements (a multiple of 8), zero padded (read); 3 y: array<f32> rows at y_offset + t * y_stride
 //   (read_write).
 // Workgroup: 256 invocations = 8 subgroups of 32 (the host uses this kernel only where the
@@ -35,13 +35,10 @@ struct Params {
     _pad1: u32,
 }
 
-// Activation element type: f32, or f16 when the producing kernel already wrote f16 (XVec).
-alias XVec = vec4<f32>;
-
 const LDS: u32 = 40u; // 32 + 8 padding halves per staged row
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<XVec>;
+@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> w: array<vec4<f16>>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 
@@ -56,12 +53,12 @@ fn load_x4(t: u32, k: u32) -> vec4<f32> {
     }
     let e = p.x_offset + t * p.x_stride + k;
     if (e % 4u == 0u && k + 4u <= p.k) {
-        return vec4<f32>(x[e / 4u]);
+        return x[e / 4u];
     }
     var v = vec4<f32>();
     for (var j = 0u; j < 4u; j++) {
         if (k + j < p.k) {
-            v[j] = f32(x[(e + j) / 4u][(e + j) % 4u]);
+            v[j] = x[(e + j) / 4u][(e + j) % 4u];
         }
     }
     return v;

@@ -7,10 +7,7 @@
 //   output-gate pre-activations at o_col (read); 4 y: array<f32> [tokens, num_heads * dv] (read_write).
 // Workgroup: 256 invocations, one (token, head); tree reductions in workgroup memory.
 // Grid: (num_heads, tokens, 1).
-// Precision: f32; the output is rounded to f16 in the OutT = f16 variant.
-
-// Output element type: f32, or f16 when the output feeds the matrix-unit GEMM.
-alias OutT = f32;
+// Precision: f32.
 
 struct Params {
     tokens: u32,
@@ -27,7 +24,7 @@ struct Params {
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> weight: array<f32>;
 @group(0) @binding(3) var<storage, read> proj: array<f32>;
-@group(0) @binding(4) var<storage, read_write> y: array<OutT>;
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;
 
 var<workgroup> red: array<f32, 256>;
 
@@ -64,6 +61,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let inv = inverseSqrt(reduce(lid, sq) / f32(p.dv) + p.eps);
     for (var v = lid; v < p.dv; v += 256u) {
         let o = proj[t * p.proj_stride + p.o_col + h * p.dv + v];
-        y[base + v] = OutT((x[base + v] - mean) * inv * weight[h * p.dv + v] / (1.0 + exp(-o)));
+        y[base + v] = (x[base + v] - mean) * inv * weight[h * p.dv + v] / (1.0 + exp(-o));
     }
 }

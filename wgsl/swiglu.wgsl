@@ -5,10 +5,7 @@
 //   2 y: array<f32> [tokens, ffn] (read_write).
 // Workgroup: 256 invocations, one element each.
 // Grid: (ceil(ffn / 256), tokens, 1).
-// Precision: f32; the output is rounded to f16 in the OutT = f16 variant.
-
-// Output element type: f32, or f16 when the output feeds the matrix-unit GEMM.
-alias OutT = f32;
+// Precision: f32.
 
 struct Params {
     tokens: u32,
@@ -19,7 +16,7 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> u: array<f32>;
-@group(0) @binding(2) var<storage, read_write> y: array<OutT>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -29,5 +26,5 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         return;
     }
     let g = u[t * 2u * p.ffn + f];
-    y[t * p.ffn + f] = OutT(g / (1.0 + exp(-g)) * u[t * 2u * p.ffn + p.ffn + f]);
+    y[t * p.ffn + f] = g / (1.0 + exp(-g)) * u[t * 2u * p.ffn + p.ffn + f];
 }

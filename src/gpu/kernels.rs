@@ -39,13 +39,11 @@ pub fn source(name: &str) -> Result<&'static str> {
         })
 }
 
-/// A value for a specialisable `const` or `alias`.
+/// A value for a specialisable `const`.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ConstValue {
     U32(u32),
     Bool(bool),
-    /// A WGSL type for an `alias NAME = type;` declaration.
-    Type(&'static str),
 }
 
 impl ConstValue {
@@ -53,24 +51,19 @@ impl ConstValue {
         match self {
             ConstValue::U32(v) => format!("{v}u"),
             ConstValue::Bool(b) => b.to_string(),
-            ConstValue::Type(t) => t.to_string(),
         }
     }
 }
 
-/// Rewrites `const NAME: T = value;` and `alias NAME = type;` declarations. Fails if a name is
-/// not declared, so a typo cannot silently run the default. A variant that makes an alias f16
-/// gets `enable f16;` prepended (the f32 default must not need the feature).
+/// Rewrites `const NAME: T = value;` declarations. Fails if a name is not declared, so a typo
+/// cannot silently run the default.
 pub fn specialize(kernel: &str, src: &str, consts: &[(&str, ConstValue)]) -> Result<String> {
     let mut out = src.to_string();
     for (name, value) in consts {
-        let decl = match value {
-            ConstValue::Type(_) => format!("alias {name} ="),
-            _ => format!("const {name}:"),
-        };
+        let decl = format!("const {name}:");
         let start = out.find(&decl).ok_or_else(|| Error::Kernel {
             kernel: kernel.into(),
-            message: format!("no `{}` to specialise", decl.trim_end_matches([':', ' ', '='])),
+            message: format!("no `const {name}` to specialise"),
         })?;
         let eq = out[start..].find('=').map(|i| start + i);
         let semi = out[start..].find(';').map(|i| start + i);
@@ -81,16 +74,10 @@ pub fn specialize(kernel: &str, src: &str, consts: &[(&str, ConstValue)]) -> Res
             _ => {
                 return Err(Error::Kernel {
                     kernel: kernel.into(),
-                    message: format!("malformed `{name}` declaration"),
+                    message: format!("malformed `const {name}` declaration"),
                 })
             }
         }
-    }
-    let wants_f16 = consts
-        .iter()
-        .any(|(_, v)| matches!(v, ConstValue::Type(t) if t.contains("f16")));
-    if wants_f16 && !out.contains("enable f16;") {
-        out.insert_str(0, "enable f16;\n");
     }
     Ok(out)
 }

@@ -385,7 +385,6 @@ impl Workspace {
 pub fn record_forward(
     pb: &mut PlanBuilder,
     ops: &Ops,
-    half_ops: Option<&Ops>,
     cfg: &LargeConfig,
     w: &LargeWeights,
     state: &[BlockState],
@@ -419,27 +418,24 @@ pub fn record_forward(
     ops::embed(pb, ops, &s(&ws.ids), ids_offset, t, &w.embedding, &s(&ws.x))?;
     // One token: the norms and the SwiGLU run inside the GEMVs (fewer dispatches per token).
     let fuse = t == 1;
-    // Several tokens on matrix units: the norms, the head norm and SwiGLU write f16 activations
-    // that the GEMMs read directly (`g` runs those producer/consumer pairs).
-    let g = if t > 1 { half_ops.unwrap_or(ops) } else { ops };
     for (block, st) in w.blocks.iter().zip(state) {
         if fuse {
             ops::gemv_rms_norm(pb, ops, &x, &s(&block.norm_mlstm), cfg.norm_eps, &block.proj, &proj, Epilogue::default())?;
         } else {
-            ops::rms_norm(pb, g, &x, &s(&block.norm_mlstm), e, cfg.norm_eps, t, &xn)?;
-            ops::matmul(pb, g, &xn, t, &block.proj, &proj, Epilogue::default())?;
+            ops::rms_norm(pb, ops, &x, &s(&block.norm_mlstm), e, cfg.norm_eps, t, &xn)?;
+            ops::matmul(pb, ops, &xn, t, &block.proj, &proj, Epilogue::default())?;
         }
         parity_out = record_cell(pb, ops, &layout, block, st, ws, parity, sched)?;
-        ops::head_norm_gate(pb, g, &layout, &s(&ws.h), &s(&block.head_norm), &s(&ws.proj), t, cfg.norm_eps, &s(&ws.hn))?;
-        ops::matmul(pb, g, &hn, t, &block.out_proj, &x, residual)?;
+        ops::head_norm_gate(pb, ops, &layout, &s(&ws.h), &s(&block.head_norm), &s(&ws.proj), t, cfg.norm_eps, &s(&ws.hn))?;
+        ops::matmul(pb, ops, &hn, t, &block.out_proj, &x, residual)?;
         if fuse {
             ops::gemv_rms_norm(pb, ops, &x, &s(&block.norm_ffn), cfg.norm_eps, &block.ffn_up, &ffn_u, Epilogue::default())?;
             ops::gemv_swiglu(pb, ops, &ffn_u, &block.ffn_down, &x, residual)?;
         } else {
-            ops::rms_norm(pb, g, &x, &s(&block.norm_ffn), e, cfg.norm_eps, t, &xn)?;
-            ops::matmul(pb, g, &xn, t, &block.ffn_up, &ffn_u, Epilogue::default())?;
-            ops::swiglu(pb, g, &s(&ws.ffn_u), t, cfg.ffn_dim, &s(&ws.ffn_a))?;
-            ops::matmul(pb, g, &ffn_a, t, &block.ffn_down, &x, residual)?;
+            ops::rms_norm(pb, ops, &x, &s(&block.norm_ffn), e, cfg.norm_eps, t, &xn)?;
+            ops::matmul(pb, ops, &xn, t, &block.ffn_up, &ffn_u, Epilogue::default())?;
+            ops::swiglu(pb, ops, &s(&ws.ffn_u), t, cfg.ffn_dim, &s(&ws.ffn_a))?;
+            ops::matmul(pb, ops, &ffn_a, t, &block.ffn_down, &x, residual)?;
         }
     }
     if ws.logit_rows > 0 {
@@ -449,16 +445,14 @@ pub fn record_forward(
             soft_cap: cfg.output_logit_soft_cap,
         };
         let logits = Rows::new(&s(&ws.logits), cfg.vocab_size);
-        let g = if ws.logit_rows > 1 { half_ops.unwrap_or(ops) } else { ops };
         match &w.out_norm {
             Some(norm) if ws.logit_rows == 1 => {
                 ops::gemv_rms_norm(pb, ops, &x.from_row(first), &s(norm), cfg.norm_eps, &w.lm_head, &logits, cap)?
             }
             Some(norm) => {
-                ops::rms_norm(pb, g, &x.from_row(first), &s(norm), e, cfg.norm_eps, ws.logit_rows, &xn)?;
-                ops::matmul(pb, g, &xn, ws.logit_rows, &w.lm_head, &logits, cap)?;
+                ops::rms_norm(pb, ops, &x.from_row(first), &s(norm), e, cfg.norm_eps, ws.logit_rows, &xn)?;
+                ops::matmul(pb, ops, &xn, ws.logit_rows, &w.lm_head, &logits, cap)?;
             }
-            // The residual stream is f32: the plain operations read it.
             None => ops::matmul(pb, ops, &x.from_row(first), ws.logit_rows, &w.lm_head, &logits, cap)?,
         }
     }
