@@ -3,6 +3,7 @@
 pub mod checkpoint;
 pub mod config;
 pub mod large;
+pub mod v1_config;
 pub mod weights;
 
 use crate::error::{Error, Result};
@@ -49,8 +50,6 @@ pub(crate) struct ModelInner {
     pub gpu: Arc<Gpu>,
     pub pool: BufferPool,
     pub ops: Ops,
-    /// Prefill operations with f16 activations into the matrix-unit GEMMs, where used.
-    pub half_ops: Option<Ops>,
     pub cfg: LargeConfig,
     pub weights: LargeWeights,
     pub dtype: WeightDtype,
@@ -87,7 +86,6 @@ impl Model {
         let pool = BufferPool::new(gpu.device.clone());
         let kernels = kernels_for(&gpu, opts.unchecked_kernels);
         let ops = Ops::new(&kernels, dtype)?;
-        let half_ops = Ops::with_half_activations(&kernels, dtype)?;
         kernels.save_cache();
         let weights = LargeWeights::load(&gpu, &pool, &ckpt, &cfg, dtype)?;
         Ok(Model {
@@ -95,7 +93,6 @@ impl Model {
                 gpu,
                 pool,
                 ops,
-                half_ops,
                 cfg,
                 weights,
                 dtype,
@@ -117,7 +114,6 @@ impl Model {
         let pool = BufferPool::new(gpu.device.clone());
         let kernels = kernels_for(&gpu, unchecked_kernels);
         let ops = Ops::new(&kernels, dtype)?;
-        let half_ops = Ops::with_half_activations(&kernels, dtype)?;
         kernels.save_cache();
         let weights = LargeWeights::random(&gpu, &pool, &ops, &cfg, dtype, seed)?;
         Ok(Model {
@@ -125,7 +121,6 @@ impl Model {
                 gpu,
                 pool,
                 ops,
-                half_ops,
                 cfg,
                 weights,
                 dtype,

@@ -1,0 +1,825 @@
+//! Configuration of the ORIGINAL xLSTM language model (the `xlstm` package's `xLSTMLMModel`, NeurIPS
+//! 2024: a stack of v1 mLSTM and sLSTM blocks), read from the `config.json` that
+//! `dataclasses.asdict(xLSTMLMModelConfig)` writes (reference `shared/reference/xlstm.md` §3.1).
+//!
+//! The JSON nests the block configs: `mlstm_block.mlstm` (an `mLSTMLayerConfig`),
+//! `slstm_block.slstm` (an `sLSTMLayerConfig`) and `slstm_block.feedforward` (a `FeedForwardConfig`);
+//! an absent block kind is `null`. `slstm_at` is a list of 0-based block indices or `"all"`; with
+//! `mlstm_block: null` every block is an sLSTM block (as in the package's `__post_init__`).
+//!
+//! Known quirks of the package's dump, handled here:
+//! - `slstm_block.feedforward` records `embedding_dim: -1` and `_proj_up_dim: 0` (the package sets the
+//!   real values only on per-block deep copies). Both are ignored; [`FeedForwardConfig::nominal_dim`]
+//!   recomputes the width the package uses, but a loader should take the width from the weight
+//!   shapes (`ffn.proj_down.weight` is `[E, F]`).
+//! - The sLSTM `dtype*`, `batch_size`, `*_shape`, init and gradient fields are CUDA-kernel or training
+//!   settings with no effect on inference; they are ignored. `internal_input_shape` is stale too.
+//! - `dropout` fields are ignored (inference).
+
+use crate::error::{Error, Result};
+use serde_json::{Map, Value};
+use std::path::Path;
+
+/// LayerNorm / GroupNorm epsilon of every v1 norm (XL `components/ln.py`, fixed, not in the config).
+pub const V1_NORM_EPS: f64 = 1e-5;
+
+/// Which model family a config.json describes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    /// xLSTM Large / xLSTM-7B (`xLSTMLargeConfig`, transformers `xLSTMConfig`).
+    Large,
+    /// The original xLSTM (`xLSTMLMModelConfig`: mLSTM and sLSTM blocks).
+    V1,
+}
+
+/// Tells the two config.json formats apart: v1 configs have `mlstm_block` / `slstm_block` /
+/// `slstm_at` keys; anything else (top-level `num_heads`, or `model_type: "xlstm"` with
+/// `hidden_size`) is treated as xLSTM Large, whose parser reports what is missing.
+pub fn detect_family(json: &Value) -> Family {
+    let has = |k: &str| json.get(k).is_some();
+    if has("mlstm_block") || has("slstm_block") || has("slstm_at") {
+        Family::V1
+    } else {
+        Family::Large
+    }
+}
+
+/// The kind of one block of the stack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlockKind {
+    /// v1 mLSTM block: `x += mLSTMLayer(LN(x))` (no feed-forward).
+    Mlstm,
+    /// sLSTM block: `x += sLSTMLayer(LN(x)); x += FFN(LN(x))` (FFN unless `feedforward` is null).
+    Slstm,
+}
+
+/// The storage layout of the sLSTM `_recurrent_kernel_` and `_bias_` tensors (the backend the
+/// checkpoint was saved with; the math is the same).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SlstmBackend {
+    /// R `[NH, 4·DH, DH]` (`R[h, g·DH+j, d]`), bias `[4·E]` ordered `[gate][head][DH]`.
+    Vanilla,
+    /// R `[NH, DH, 4·DH]` (`R[h, d, g·DH+j]`), bias `[4·E]` ordered `[head][gate][DH]`.
+    Cuda,
+}
+
+/// The gated feed-forward's activation (XL `components/feedforward.py` registry).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    /// Exact GELU `x·Φ(x)` (torch default, erf form).
+    Gelu,
+    Relu,
+    /// `relu(x)²`.
+    Relu2,
+    Sigmoid,
+    /// SiLU `x·σ(x)`.
+    Swish,
+    Selu,
+}
+
+impl Activation {
+    fn parse(name: &str) -> Result<Self> {
+        Ok(match name {
+            "gelu" => Activation::Gelu,
+            "relu" => Activation::Relu,
+            "relu^2" => Activation::Relu2,
+            "sigmoid" => Activation::Sigmoid,
+            "swish" => Activation::Swish,
+            "selu" => Activation::Selu,
+            other => {
+                return Err(Error::Config(format!(
+                    "unknown feed-forward act_fn `{other}` (expected gelu, relu, relu^2, sigmoid, swish or selu)"
+                )))
+            }
+        })
+    }
+}
+
+/// `mlstm_block.mlstm` (`mLSTMLayerConfig`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct MlstmLayerConfig {
+    pub num_heads: usize,
+    /// Depthwise causal conv width on the q/k path (the package cannot build 0 for mLSTM).
+    pub conv1d_kernel_size: usize,
+    /// Block size `bs` of the block-diagonal q/k/v projections (`[I/bs, bs, bs]` weights).
+    pub qkv_proj_blocksize: usize,
+    pub proj_factor: f64,
+    pub round_proj_up_dim_up: bool,
+    pub round_proj_up_to_multiple_of: usize,
+    /// Inner (up-projected) width `I`; the cell runs `num_heads` heads of `I / num_heads`.
+    pub inner_dim: usize,
+}
+
+impl MlstmLayerConfig {
+    /// Per-head width `DH = I / NH` (q, k and v alike).
+    pub fn head_dim(&self) -> usize {
+        self.inner_dim / self.num_heads
+    }
+
+    /// Number of `bs × bs` blocks of each q/k/v projection, `I / bs`.
+    pub fn qkv_blocks(&self) -> usize {
+        self.inner_dim / self.qkv_proj_blocksize
+    }
+}
+
+/// `slstm_block.slstm` (`sLSTMLayerConfig` ⊃ `sLSTMCellConfig`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SlstmLayerConfig {
+    pub num_heads: usize,
+    /// Per-head width `DH = E / NH`.
+    pub head_dim: usize,
+    /// Depthwise causal conv width on the i/f path; 0 means no convolution.
+    pub conv1d_kernel_size: usize,
+    pub backend: SlstmBackend,
+    /// Whether the output GroupNorm has a (1 + w) weight; without it the scale is 1.
+    pub group_norm_weight: bool,
+}
+
+/// `slstm_block.feedforward` (`FeedForwardConfig`, `ff_type` "ffn_gated").
+#[derive(Clone, Debug, PartialEq)]
+pub struct FeedForwardConfig {
+    pub proj_factor: f64,
+    pub round_proj_up_dim_up: bool,
+    pub round_proj_up_to_multiple_of: usize,
+    pub act_fn: Activation,
+    /// Linear biases on proj_up / proj_down.
+    pub bias: bool,
+    /// The width the package computes for this stack's `embedding_dim` (`ceil(pf·E/m)·m`). The
+    /// dumped `_proj_up_dim` is stale (0); prefer the weight shape when loading.
+    pub nominal_dim: usize,
+}
+
+/// A whole `xLSTMLMModelConfig`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct V1Config {
+    pub embedding_dim: usize,
+    pub num_blocks: usize,
+    pub vocab_size: usize,
+    /// Only sizes the mLSTM parallel-forward causal mask in the package (`None` for -1); the
+    /// recurrent path has no length limit.
+    pub context_length: Option<usize>,
+    pub add_post_blocks_norm: bool,
+    /// Linear biases in the mLSTM layers (proj_up, q/k/v, proj_down).
+    pub bias: bool,
+    /// lm_head shares the token embedding.
+    pub tie_weights: bool,
+    pub mlstm: Option<MlstmLayerConfig>,
+    pub slstm: Option<SlstmLayerConfig>,
+    /// The sLSTM blocks' feed-forward (`None`: sLSTM blocks without FFN).
+    pub feedforward: Option<FeedForwardConfig>,
+    /// Kind of every block, `num_blocks` long.
+    pub blocks: Vec<BlockKind>,
+}
+
+/// The package's `UpProjConfigMixin._set_proj_up_dim`, in f64 like Python floats.
+fn proj_up_dim(proj_factor: f64, embedding_dim: usize, round_up: bool, multiple: usize) -> usize {
+    let multiplier = proj_factor * embedding_dim as f64 / multiple as f64;
+    let multiplier = if round_up {
+        multiplier.ceil()
+    } else {
+        multiplier.floor()
+    };
+    (multiplier * multiple as f64) as usize
+}
+
+/// Typed accessors over one JSON object, naming the path in every error.
+struct Obj<'a> {
+    map: &'a Map<String, Value>,
+    path: &'a str,
+}
+
+impl<'a> Obj<'a> {
+    fn new(v: &'a Value, path: &'a str) -> Result<Self> {
+        v.as_object()
+            .map(|map| Obj { map, path })
+            .ok_or_else(|| Error::Config(format!("`{path}` must be an object")))
+    }
+
+    fn name(&self, key: &str) -> String {
+        if self.path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}.{key}", self.path)
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<&'a Value> {
+        self.map.get(key).filter(|v| !v.is_null())
+    }
+
+    fn uint(&self, key: &str) -> Result<Option<usize>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => v
+                .as_u64()
+                .map(|x| Some(x as usize))
+                .ok_or_else(|| Error::Config(format!("`{}` must be a non-negative integer, got {v}", self.name(key)))),
+        }
+    }
+
+    fn required_uint(&self, key: &str) -> Result<usize> {
+        self.uint(key)?
+            .ok_or_else(|| Error::Config(format!("missing `{}`", self.name(key))))
+    }
+
+    /// An integer where the package uses -1 (or any negative) for "unset".
+    fn optional_dim(&self, key: &str) -> Result<Option<usize>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => match v.as_i64() {
+                Some(x) if x <= 0 => Ok(None),
+                Some(x) => Ok(Some(x as usize)),
+                None => Err(Error::Config(format!(
+                    "`{}` must be an integer, got {v}",
+                    self.name(key)
+                ))),
+            },
+        }
+    }
+
+    fn float(&self, key: &str, default: f64) -> Result<f64> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(v) => v
+                .as_f64()
+                .ok_or_else(|| Error::Config(format!("`{}` must be a number, got {v}", self.name(key)))),
+        }
+    }
+
+    fn boolean(&self, key: &str, default: bool) -> Result<bool> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(v) => v
+                .as_bool()
+                .ok_or_else(|| Error::Config(format!("`{}` must be true or false, got {v}", self.name(key)))),
+        }
+    }
+
+    fn string(&self, key: &str, default: &'a str) -> Result<&'a str> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(v) => v
+                .as_str()
+                .ok_or_else(|| Error::Config(format!("`{}` must be a string, got {v}", self.name(key)))),
+        }
+    }
+
+    fn child(&self, key: &str) -> Option<&'a Value> {
+        self.get(key)
+    }
+}
+
+fn positive(what: &str, x: usize) -> Result<usize> {
+    if x == 0 {
+        Err(Error::Config(format!("`{what}` must be positive")))
+    } else {
+        Ok(x)
+    }
+}
+
+fn parse_mlstm(v: &Value, embedding_dim: usize) -> Result<MlstmLayerConfig> {
+    let o = Obj::new(v, "mlstm_block.mlstm")?;
+    if let Some(e) = o.optional_dim("embedding_dim")? {
+        if e != embedding_dim {
+            return Err(Error::Config(format!(
+                "mlstm_block.mlstm.embedding_dim {e} differs from embedding_dim {embedding_dim}"
+            )));
+        }
+    }
+    let num_heads = positive("mlstm_block.mlstm.num_heads", o.uint("num_heads")?.unwrap_or(4))?;
+    let conv1d_kernel_size = o.uint("conv1d_kernel_size")?.unwrap_or(4);
+    if conv1d_kernel_size == 0 {
+        return Err(Error::Config(
+            "mlstm_block.mlstm.conv1d_kernel_size 0 is not supported (the xlstm package cannot build it either)".into(),
+        ));
+    }
+    let qkv_proj_blocksize = positive(
+        "mlstm_block.mlstm.qkv_proj_blocksize",
+        o.uint("qkv_proj_blocksize")?.unwrap_or(4),
+    )?;
+    let proj_factor = o.float("proj_factor", 2.0)?;
+    if !(proj_factor.is_finite() && proj_factor > 0.0) {
+        return Err(Error::Config(format!(
+            "mlstm_block.mlstm.proj_factor must be positive, got {proj_factor}"
+        )));
+    }
+    let round_proj_up_dim_up = o.boolean("round_proj_up_dim_up", true)?;
+    let multiple = positive(
+        "mlstm_block.mlstm.round_proj_up_to_multiple_of",
+        o.uint("round_proj_up_to_multiple_of")?.unwrap_or(64),
+    )?;
+    let inner_dim = proj_up_dim(proj_factor, embedding_dim, round_proj_up_dim_up, multiple);
+    for key in ["_inner_embedding_dim", "_proj_up_dim"] {
+        if let Some(dumped) = o.optional_dim(key)? {
+            if dumped != inner_dim {
+                return Err(Error::Config(format!(
+                    "mlstm_block.mlstm.{key} is {dumped} but proj_factor {proj_factor} x embedding_dim {embedding_dim} \
+                     rounded to a multiple of {multiple} gives {inner_dim}"
+                )));
+            }
+        }
+    }
+    if inner_dim == 0 {
+        return Err(Error::Config("the mLSTM inner dimension rounds to 0".into()));
+    }
+    if !inner_dim.is_multiple_of(num_heads) {
+        return Err(Error::Config(format!(
+            "mLSTM inner dimension {inner_dim} is not divisible by mlstm num_heads {num_heads}"
+        )));
+    }
+    if !inner_dim.is_multiple_of(qkv_proj_blocksize) {
+        return Err(Error::Config(format!(
+            "mLSTM inner dimension {inner_dim} is not divisible by qkv_proj_blocksize {qkv_proj_blocksize}"
+        )));
+    }
+    Ok(MlstmLayerConfig {
+        num_heads,
+        conv1d_kernel_size,
+        qkv_proj_blocksize,
+        proj_factor,
+        round_proj_up_dim_up,
+        round_proj_up_to_multiple_of: multiple,
+        inner_dim,
+    })
+}
+
+fn parse_slstm(v: &Value, embedding_dim: usize) -> Result<SlstmLayerConfig> {
+    let o = Obj::new(v, "slstm_block.slstm")?;
+    for key in ["embedding_dim", "hidden_size"] {
+        if let Some(e) = o.optional_dim(key)? {
+            if e != embedding_dim {
+                return Err(Error::Config(format!(
+                    "slstm_block.slstm.{key} {e} differs from embedding_dim {embedding_dim}"
+                )));
+            }
+        }
+    }
+    let function = o.string("function", "slstm")?;
+    if function != "slstm" {
+        return Err(Error::Config(format!(
+            "slstm_block.slstm.function `{function}` is not supported (only \"slstm\")"
+        )));
+    }
+    for (key, want) in [("num_gates", 4), ("num_states", 4)] {
+        if let Some(x) = o.uint(key)? {
+            if x != want {
+                return Err(Error::Config(format!(
+                    "slstm_block.slstm.{key} must be {want}, got {x}"
+                )));
+            }
+        }
+    }
+    let backend = match o.string("backend", "cuda")? {
+        "vanilla" => SlstmBackend::Vanilla,
+        "cuda" => SlstmBackend::Cuda,
+        other => {
+            return Err(Error::Config(format!(
+                "unknown slstm_block.slstm.backend `{other}` (expected \"vanilla\" or \"cuda\")"
+            )))
+        }
+    };
+    // The package turns num_heads <= 0 into 1 (sLSTMCellConfig.__post_init__).
+    let num_heads = match o.get("num_heads") {
+        None => 4,
+        Some(v) => match v.as_i64() {
+            Some(x) if x <= 0 => 1,
+            Some(x) => x as usize,
+            None => {
+                return Err(Error::Config(format!(
+                    "`slstm_block.slstm.num_heads` must be an integer, got {v}"
+                )))
+            }
+        },
+    };
+    if !embedding_dim.is_multiple_of(num_heads) {
+        return Err(Error::Config(format!(
+            "embedding_dim {embedding_dim} is not divisible by slstm num_heads {num_heads}"
+        )));
+    }
+    Ok(SlstmLayerConfig {
+        num_heads,
+        head_dim: embedding_dim / num_heads,
+        conv1d_kernel_size: o.uint("conv1d_kernel_size")?.unwrap_or(4),
+        backend,
+        group_norm_weight: o.boolean("group_norm_weight", true)?,
+    })
+}
+
+fn parse_feedforward(v: &Value, embedding_dim: usize) -> Result<FeedForwardConfig> {
+    let o = Obj::new(v, "slstm_block.feedforward")?;
+    let ff_type = o.string("ff_type", "ffn_gated")?;
+    if ff_type != "ffn_gated" {
+        return Err(Error::Config(format!(
+            "unknown slstm_block.feedforward.ff_type `{ff_type}` (only \"ffn_gated\")"
+        )));
+    }
+    let proj_factor = o.float("proj_factor", 1.3)?;
+    if !(proj_factor.is_finite() && proj_factor > 0.0) {
+        return Err(Error::Config(format!(
+            "slstm_block.feedforward.proj_factor must be positive, got {proj_factor}"
+        )));
+    }
+    let round_proj_up_dim_up = o.boolean("round_proj_up_dim_up", true)?;
+    let multiple = positive(
+        "slstm_block.feedforward.round_proj_up_to_multiple_of",
+        o.uint("round_proj_up_to_multiple_of")?.unwrap_or(64),
+    )?;
+    let nominal_dim = proj_up_dim(proj_factor, embedding_dim, round_proj_up_dim_up, multiple);
+    if nominal_dim == 0 {
+        return Err(Error::Config("the feed-forward width rounds to 0".into()));
+    }
+    Ok(FeedForwardConfig {
+        proj_factor,
+        round_proj_up_dim_up,
+        round_proj_up_to_multiple_of: multiple,
+        act_fn: Activation::parse(o.string("act_fn", "gelu")?)?,
+        bias: o.boolean("bias", false)?,
+        nominal_dim,
+    })
+}
+
+impl V1Config {
+    /// Reads and checks `dir/config.json`.
+    pub fn from_dir(dir: &Path) -> Result<Self> {
+        let path = dir.join("config.json");
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        let json: Value = serde_json::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+        Self::from_json(&json)
+    }
+
+    /// Builds the config from parsed JSON (the `dataclasses.asdict` layout) and validates it.
+    /// Fields the package gives defaults may be omitted; `embedding_dim`, `num_blocks`,
+    /// `vocab_size` and the block config of every block kind in use are required.
+    pub fn from_json(json: &Value) -> Result<Self> {
+        let top = Obj::new(json, "")?;
+        let embedding_dim = positive("embedding_dim", top.required_uint("embedding_dim")?)?;
+        let num_blocks = positive("num_blocks", top.required_uint("num_blocks")?)?;
+        let vocab_size = match top.get("vocab_size").and_then(Value::as_i64) {
+            Some(v) if v > 0 => v as usize,
+            Some(v) => return Err(Error::Config(format!("vocab_size must be positive, got {v}"))),
+            None => return Err(Error::Config("missing `vocab_size` (a positive integer)".into())),
+        };
+
+        let mlstm_block = top.child("mlstm_block");
+        let slstm_block = top.child("slstm_block");
+        let mlstm = match mlstm_block {
+            None => None,
+            Some(b) => {
+                let b = Obj::new(b, "mlstm_block")?;
+                let layer = b
+                    .child("mlstm")
+                    .ok_or_else(|| Error::Config("missing `mlstm_block.mlstm`".into()))?;
+                Some(parse_mlstm(layer, embedding_dim)?)
+            }
+        };
+        let (slstm, feedforward) = match slstm_block {
+            None => (None, None),
+            Some(b) => {
+                let b = Obj::new(b, "slstm_block")?;
+                let layer = b
+                    .child("slstm")
+                    .ok_or_else(|| Error::Config("missing `slstm_block.slstm`".into()))?;
+                let ff = match b.child("feedforward") {
+                    None => None,
+                    Some(f) => Some(parse_feedforward(f, embedding_dim)?),
+                };
+                (Some(parse_slstm(layer, embedding_dim)?), ff)
+            }
+        };
+        if mlstm.is_none() && slstm.is_none() {
+            return Err(Error::Config(
+                "a v1 config needs `mlstm_block` or `slstm_block` (both are missing or null)".into(),
+            ));
+        }
+
+        // Block map, exactly like xLSTMBlockStackConfig.__post_init__ / _create_block_map.
+        let mut blocks = vec![BlockKind::Mlstm; num_blocks];
+        let all_slstm = mlstm.is_none() || top.get("slstm_at").and_then(Value::as_str) == Some("all");
+        if all_slstm {
+            blocks.fill(BlockKind::Slstm);
+        } else {
+            match top.get("slstm_at") {
+                None => {}
+                Some(Value::Array(list)) => {
+                    for entry in list {
+                        let index = entry.as_u64().ok_or_else(|| {
+                            Error::Config(format!("`slstm_at` entries must be block indices, got {entry}"))
+                        })? as usize;
+                        if index >= num_blocks {
+                            return Err(Error::Config(format!(
+                                "slstm_at names block {index}, but there are only {num_blocks} blocks"
+                            )));
+                        }
+                        blocks[index] = BlockKind::Slstm;
+                    }
+                }
+                Some(other) => {
+                    return Err(Error::Config(format!(
+                        "`slstm_at` must be a list of block indices or \"all\", got {other}"
+                    )))
+                }
+            }
+        }
+        if let Some(map) = top.get("_block_map") {
+            let text = map
+                .as_str()
+                .ok_or_else(|| Error::Config(format!("`_block_map` must be a string, got {map}")))?;
+            let mut dumped = Vec::new();
+            for part in text.split(',') {
+                dumped.push(match part.trim() {
+                    "0" => BlockKind::Mlstm,
+                    "1" => BlockKind::Slstm,
+                    other => {
+                        return Err(Error::Config(format!(
+                            "unknown block kind `{other}` in `_block_map` \"{text}\" (0 = mLSTM, 1 = sLSTM)"
+                        )))
+                    }
+                });
+            }
+            if dumped != blocks {
+                return Err(Error::Config(format!(
+                    "`_block_map` \"{text}\" does not match slstm_at / num_blocks {num_blocks}"
+                )));
+            }
+        }
+        if blocks.contains(&BlockKind::Slstm) && slstm.is_none() {
+            return Err(Error::Config(
+                "slstm_at names sLSTM blocks but `slstm_block` is null".into(),
+            ));
+        }
+
+        let context_length = match top.get("context_length") {
+            None => None,
+            Some(v) => match v.as_i64() {
+                Some(x) if x <= 0 => None,
+                Some(x) => Some(x as usize),
+                None => return Err(Error::Config(format!("`context_length` must be an integer, got {v}"))),
+            },
+        };
+        let cfg = V1Config {
+            embedding_dim,
+            num_blocks,
+            vocab_size,
+            context_length,
+            add_post_blocks_norm: top.boolean("add_post_blocks_norm", true)?,
+            bias: top.boolean("bias", false)?,
+            tie_weights: top.boolean("tie_weights", false)?,
+            mlstm,
+            slstm,
+            feedforward,
+            blocks,
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Rejects shapes the model cannot have (also for configs built in code).
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Config(m));
+        if self.embedding_dim == 0 || self.num_blocks == 0 || self.vocab_size == 0 {
+            return bad("embedding_dim, num_blocks and vocab_size must be positive".into());
+        }
+        if self.blocks.len() != self.num_blocks {
+            return bad(format!(
+                "{} block kinds for num_blocks {}",
+                self.blocks.len(),
+                self.num_blocks
+            ));
+        }
+        if self.blocks.contains(&BlockKind::Mlstm) {
+            let Some(m) = &self.mlstm else {
+                return bad("mLSTM blocks without an mLSTM layer config".into());
+            };
+            if m.num_heads == 0 || m.qkv_proj_blocksize == 0 || m.conv1d_kernel_size == 0 || m.inner_dim == 0 {
+                return bad(
+                    "mLSTM num_heads, qkv_proj_blocksize, conv1d_kernel_size and inner dim must be positive".into(),
+                );
+            }
+            if !m.inner_dim.is_multiple_of(m.num_heads) || !m.inner_dim.is_multiple_of(m.qkv_proj_blocksize) {
+                return bad(format!(
+                    "mLSTM inner dim {} must be divisible by num_heads {} and qkv_proj_blocksize {}",
+                    m.inner_dim, m.num_heads, m.qkv_proj_blocksize
+                ));
+            }
+        }
+        if self.blocks.contains(&BlockKind::Slstm) {
+            let Some(s) = &self.slstm else {
+                return bad("sLSTM blocks without an sLSTM layer config".into());
+            };
+            if s.num_heads == 0 || s.num_heads * s.head_dim != self.embedding_dim {
+                return bad(format!(
+                    "sLSTM num_heads {} x head_dim {} must equal embedding_dim {}",
+                    s.num_heads, s.head_dim, self.embedding_dim
+                ));
+            }
+            if let Some(f) = &self.feedforward {
+                if f.nominal_dim == 0 {
+                    return bad("feed-forward width must be positive".into());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Kind of block `index`.
+    pub fn block_kind(&self, index: usize) -> BlockKind {
+        self.blocks[index]
+    }
+
+    /// The mLSTM layer config; panics if the model has no mLSTM blocks (checked by `validate`).
+    pub fn mlstm_layer(&self) -> &MlstmLayerConfig {
+        self.mlstm.as_ref().expect("config has no mLSTM layer config")
+    }
+
+    /// The sLSTM layer config; panics if the model has no sLSTM blocks (checked by `validate`).
+    pub fn slstm_layer(&self) -> &SlstmLayerConfig {
+        self.slstm.as_ref().expect("config has no sLSTM layer config")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn mini() -> Value {
+        json!({
+            "mlstm_block": {"mlstm": {"proj_factor": 2.0, "round_proj_up_dim_up": true,
+                "round_proj_up_to_multiple_of": 64, "_proj_up_dim": 256, "conv1d_kernel_size": 4,
+                "qkv_proj_blocksize": 4, "num_heads": 4, "embedding_dim": 128, "bias": false,
+                "dropout": 0.0, "context_length": 512, "_num_blocks": 4, "_inner_embedding_dim": 256},
+                "_num_blocks": 4, "_block_idx": null},
+            "slstm_block": {"slstm": {"hidden_size": 128, "num_heads": 4, "num_states": 4,
+                "backend": "vanilla", "function": "slstm", "num_gates": 4, "embedding_dim": 128,
+                "conv1d_kernel_size": 4, "group_norm_weight": true, "dropout": 0.0},
+                "feedforward": {"proj_factor": 1.3, "round_proj_up_dim_up": true,
+                "round_proj_up_to_multiple_of": 64, "_proj_up_dim": 0, "act_fn": "gelu",
+                "embedding_dim": -1, "dropout": 0.0, "bias": false, "ff_type": "ffn_gated", "_num_blocks": 1}},
+            "context_length": 512, "num_blocks": 4, "embedding_dim": 128, "add_post_blocks_norm": true,
+            "bias": false, "dropout": 0.0, "slstm_at": [1], "_block_map": "0,1,0,0", "vocab_size": 4096,
+            "tie_weights": false
+        })
+    }
+
+    #[test]
+    fn parses_the_package_dump() {
+        let cfg = V1Config::from_json(&mini()).unwrap();
+        use BlockKind::*;
+        assert_eq!(cfg.blocks, vec![Mlstm, Slstm, Mlstm, Mlstm]);
+        assert_eq!(cfg.mlstm_layer().inner_dim, 256);
+        assert_eq!(cfg.mlstm_layer().head_dim(), 64);
+        assert_eq!(cfg.slstm_layer().head_dim, 32);
+        assert_eq!(cfg.feedforward.as_ref().unwrap().nominal_dim, 192);
+        assert_eq!(cfg.context_length, Some(512));
+        assert_eq!(detect_family(&mini()), Family::V1);
+        assert_eq!(
+            detect_family(&json!({"num_heads": 8, "embedding_dim": 64})),
+            Family::Large
+        );
+    }
+
+    #[test]
+    fn slstm_at_all_and_null_mlstm_block() {
+        let mut j = mini();
+        j["slstm_at"] = json!("all");
+        j.as_object_mut().unwrap().remove("_block_map");
+        assert!(V1Config::from_json(&j)
+            .unwrap()
+            .blocks
+            .iter()
+            .all(|&b| b == BlockKind::Slstm));
+        let mut j = mini();
+        j["mlstm_block"] = Value::Null;
+        j["_block_map"] = json!("1,1,1,1");
+        assert!(V1Config::from_json(&j)
+            .unwrap()
+            .blocks
+            .iter()
+            .all(|&b| b == BlockKind::Slstm));
+    }
+
+    #[test]
+    fn rejects_bad_configs() {
+        type Edit = Box<dyn Fn(&mut Value)>;
+        let cases: Vec<(&str, Edit)> = vec![
+            (
+                "missing embedding_dim",
+                Box::new(|j| {
+                    j.as_object_mut().unwrap().remove("embedding_dim");
+                }),
+            ),
+            (
+                "missing vocab",
+                Box::new(|j| {
+                    j.as_object_mut().unwrap().remove("vocab_size");
+                }),
+            ),
+            (
+                "slstm_at out of range",
+                Box::new(|j| {
+                    j["slstm_at"] = json!([7]);
+                    j.as_object_mut().unwrap().remove("_block_map");
+                }),
+            ),
+            (
+                "block map kind",
+                Box::new(|j| {
+                    j["_block_map"] = json!("0,2,0,0");
+                }),
+            ),
+            (
+                "block map mismatch",
+                Box::new(|j| {
+                    j["_block_map"] = json!("0,0,0,0");
+                }),
+            ),
+            (
+                "no slstm block",
+                Box::new(|j| {
+                    j["slstm_block"] = Value::Null;
+                }),
+            ),
+            (
+                "no blocks",
+                Box::new(|j| {
+                    j["slstm_block"] = Value::Null;
+                    j["mlstm_block"] = Value::Null;
+                }),
+            ),
+            (
+                "heads",
+                Box::new(|j| {
+                    j["mlstm_block"]["mlstm"]["num_heads"] = json!(3);
+                }),
+            ),
+            (
+                "inner dim",
+                Box::new(|j| {
+                    j["mlstm_block"]["mlstm"]["_inner_embedding_dim"] = json!(192);
+                }),
+            ),
+            (
+                "slstm heads",
+                Box::new(|j| {
+                    j["slstm_block"]["slstm"]["num_heads"] = json!(5);
+                }),
+            ),
+            (
+                "backend",
+                Box::new(|j| {
+                    j["slstm_block"]["slstm"]["backend"] = json!("triton");
+                }),
+            ),
+            (
+                "act",
+                Box::new(|j| {
+                    j["slstm_block"]["feedforward"]["act_fn"] = json!("tanh");
+                }),
+            ),
+            (
+                "function",
+                Box::new(|j| {
+                    j["slstm_block"]["slstm"]["function"] = json!("lstm");
+                }),
+            ),
+            (
+                "ff_type",
+                Box::new(|j| {
+                    j["slstm_block"]["feedforward"]["ff_type"] = json!("moe");
+                }),
+            ),
+            (
+                "mlstm conv 0",
+                Box::new(|j| {
+                    j["mlstm_block"]["mlstm"]["conv1d_kernel_size"] = json!(0);
+                }),
+            ),
+            (
+                "dims",
+                Box::new(|j| {
+                    j["slstm_block"]["slstm"]["embedding_dim"] = json!(64);
+                }),
+            ),
+            (
+                "type",
+                Box::new(|j| {
+                    j["num_blocks"] = json!("four");
+                }),
+            ),
+            (
+                "not an object",
+                Box::new(|j| {
+                    j["mlstm_block"] = json!([1]);
+                }),
+            ),
+        ];
+        for (what, edit) in cases {
+            let mut j = mini();
+            edit(&mut j);
+            match V1Config::from_json(&j) {
+                Err(Error::Config(_)) => {}
+                other => panic!("{what}: expected Error::Config, got {other:?}"),
+            }
+        }
+    }
+}
