@@ -24,7 +24,8 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("generate: error: {e}");
-            ExitCode::FAILURE
+            // 3: memory limit, 4: stopped on request (see xlstm_wgpu::telemetry).
+            ExitCode::from(xlstm_wgpu::telemetry::exit_code(&e))
         }
     }
 }

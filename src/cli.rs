@@ -67,6 +67,9 @@ pub struct RunArgs {
     /// Compile kernels without runtime bounds checks (faster; every kernel guards its own accesses).
     #[arg(long)]
     pub unchecked_kernels: bool,
+    /// Invocations per weight row in the decode GEMV (8, 16, 32, 64, 128, 256).
+    #[arg(long, default_value_t = 64)]
+    pub gemv_lanes: u32,
 }
 
 impl RunArgs {
@@ -99,17 +102,21 @@ impl RunArgs {
         })
     }
 
+    /// The load options these flags describe.
+    pub fn load_options(&self, tokenizer: bool) -> Result<LoadOptions> {
+        Ok(LoadOptions {
+            dtype: Some(self.dtype()?),
+            tokenizer,
+            unchecked_kernels: self.unchecked_kernels,
+            kernel_shapes: crate::ops::KernelShapes {
+                gemv_lanes: self.gemv_lanes,
+            },
+        })
+    }
+
     /// Loads the model in `dir` on `gpu` with these flags.
     pub fn load(&self, gpu: Arc<Gpu>, dir: &std::path::Path, tokenizer: bool) -> Result<Model> {
-        Model::load(
-            gpu,
-            dir,
-            &LoadOptions {
-                dtype: Some(self.dtype()?),
-                tokenizer,
-                unchecked_kernels: self.unchecked_kernels,
-            },
-        )
+        Model::load(gpu, dir, &self.load_options(tokenizer)?)
     }
 }
 
@@ -139,6 +146,8 @@ pub struct GenerateArgs {
     pub run: RunArgs,
     #[command(flatten)]
     pub gpu: GpuArgs,
+    #[command(flatten)]
+    pub mem: crate::telemetry::MemArgs,
 }
 
 /// Prints the generated text as it comes and a one-line summary at the end.
@@ -147,8 +156,23 @@ pub fn run_generate(a: &GenerateArgs) -> Result<()> {
     if a.prompt.is_empty() {
         return Err(Error::Input("the prompt is empty".into()));
     }
+    // telemetry: watchdog, status record, pre-load estimate (src/telemetry).
+    let wd = crate::telemetry::Watchdog::start(a.mem.resolve()?, "generate", &dir.display().to_string())?;
+    let progress = wd.progress();
     let gpu = a.gpu.open()?;
+    wd.set_gpu(&gpu);
+    // A prompt has at most one token per byte, plus BOS.
+    let est_tokens = a.prompt.len() + 1;
+    if let Ok(est) =
+        crate::telemetry::Estimate::for_dir(&dir, a.run.dtype()?, &a.run.session_options()?, est_tokens, false)
+    {
+        wd.check_fits(&est)?;
+    }
+    progress.set_phase("loading");
     let model = a.run.load(gpu, &dir, true)?;
+    wd.attach(&model);
+    wd.check_now()?;
+    // end telemetry
     let tok = model
         .tokenizer()
         .ok_or_else(|| Error::Tokenizer(format!("{} has no tokenizer.json", dir.display())))?;
@@ -175,7 +199,11 @@ pub fn run_generate(a: &GenerateArgs) -> Result<()> {
     let mut stream = TextStream::default();
     let mut out = std::io::stdout();
     print!("{}", a.prompt);
+    progress.set_total(Some(a.max_new_tokens as u64));
+    progress.set_phase("prefill");
     let stats = session.generate(&prompt, a.max_new_tokens, &mut sampler, &stop, &mut |id| {
+        progress.set_phase("decode");
+        progress.add_tokens(1);
         let text = stream.push(tok, id)?;
         print!("{text}");
         let _ = out.flush();
@@ -192,6 +220,7 @@ pub fn run_generate(a: &GenerateArgs) -> Result<()> {
         model.dtype().name(),
         model.gpu().caps.adapter_name,
     );
+    progress.set_phase("done");
     Ok(())
 }
 

@@ -17,6 +17,8 @@ pub struct Ops {
     gemv: wgpu::ComputePipeline,
     gemv_norm: wgpu::ComputePipeline,
     gemv_swiglu: wgpu::ComputePipeline,
+    /// Rows per GEMV workgroup (256 / lanes).
+    gemv_rows: usize,
     /// The matrix-unit GEMM, where the adapter offers it and weights are f16.
     gemm_coop: Option<wgpu::ComputePipeline>,
     gates: wgpu::ComputePipeline,
@@ -32,8 +34,31 @@ pub struct Ops {
 /// dv columns per workgroup of mlstm_step.wgsl (TILE_V).
 const STEP_TILE_V: usize = 16;
 
-/// Rows per workgroup of gemv.wgsl (256 / LANES).
-const GEMV_ROWS: usize = 4;
+/// Workgroup shapes of the main kernels (a tuning knob: the best shape depends on the adapter).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelShapes {
+    /// Invocations per weight row in gemv.wgsl (8, 16, 32, 64, 128 or 256; 256 / lanes rows per
+    /// workgroup).
+    pub gemv_lanes: u32,
+}
+
+impl Default for KernelShapes {
+    fn default() -> Self {
+        KernelShapes { gemv_lanes: 64 }
+    }
+}
+
+impl KernelShapes {
+    pub fn validate(&self) -> Result<()> {
+        if ![8, 16, 32, 64, 128, 256].contains(&self.gemv_lanes) {
+            return Err(Error::Input(format!(
+                "gemv lanes must be 8, 16, 32, 64, 128 or 256, got {}",
+                self.gemv_lanes
+            )));
+        }
+        Ok(())
+    }
+}
 
 /// Largest chunk the chunkwise kernels' workgroup memory is laid out for.
 pub const MAX_CHUNK: usize = 64;
@@ -51,14 +76,33 @@ impl Ops {
     }
 
     pub fn new(kernels: &Kernels, dtype: WeightDtype) -> Result<Self> {
+        Self::with_shapes(kernels, dtype, KernelShapes::default())
+    }
+
+    pub fn with_shapes(kernels: &Kernels, dtype: WeightDtype, shapes: KernelShapes) -> Result<Self> {
+        shapes.validate()?;
         let w = [("WEIGHT_F16", ConstValue::Bool(dtype.is_f16()))];
+        let lanes = shapes.gemv_lanes;
+        let gemv = |mode: u32| {
+            kernels.pipeline(
+                "gemv",
+                "main",
+                &[
+                    w[0].clone(),
+                    ("X_MODE", ConstValue::U32(mode)),
+                    ("LANES", ConstValue::U32(lanes)),
+                    ("ROWS", ConstValue::U32(256 / lanes)),
+                ],
+            )
+        };
         Ok(Ops {
             embed: kernels.pipeline("embed", "main", &w)?,
             rms_norm: kernels.pipeline("rms_norm", "main", &[])?,
             gemm: kernels.pipeline("gemm", "main", &w)?,
-            gemv: kernels.pipeline("gemv", "main", &[w[0].clone(), ("X_MODE", ConstValue::U32(0))])?,
-            gemv_norm: kernels.pipeline("gemv", "main", &[w[0].clone(), ("X_MODE", ConstValue::U32(1))])?,
-            gemv_swiglu: kernels.pipeline("gemv", "main", &[w[0].clone(), ("X_MODE", ConstValue::U32(2))])?,
+            gemv: gemv(0)?,
+            gemv_norm: gemv(1)?,
+            gemv_swiglu: gemv(2)?,
+            gemv_rows: (256 / lanes) as usize,
             gemm_coop: if dtype.is_f16() && coop_gemm_supported(kernels.caps()) {
                 Some(kernels.pipeline("gemm_coop", "main", &[])?)
             } else {
@@ -255,7 +299,7 @@ pub fn matmul(
     for (i, part) in w.parts.iter().enumerate() {
         let bufs = [x.buf.clone(), w.part_slice(i), y.buf.clone()];
         if tokens == 1 {
-            gemv_part(pb, &ops.gemv, "gemv", x, &x.buf, w, i, y, epi, 0.0)?;
+            gemv_part(pb, ops.gemv_rows, &ops.gemv, "gemv", x, &x.buf, w, i, y, epi, 0.0)?;
         } else if let Some(coop) = &ops.gemm_coop {
             let p = GemmParams {
                 tokens: u(tokens),
@@ -311,6 +355,7 @@ pub fn matmul(
 /// the variant has none: the binding exists in every variant).
 fn gemv_part(
     pb: &mut PlanBuilder,
+    rows_per_group: usize,
     pipeline: &wgpu::ComputePipeline,
     label: &'static str,
     x: &Rows,
@@ -333,7 +378,7 @@ fn gemv_part(
         eps,
     };
     let bufs = [x.buf.clone(), w.part_slice(i), y.buf.clone(), aux.clone()];
-    pb.dispatch(label, pipeline, &p, &bufs, [groups(part.rows, GEMV_ROWS), 1, 1])?;
+    pb.dispatch(label, pipeline, &p, &bufs, [groups(part.rows, rows_per_group), 1, 1])?;
     pb.cost(
         part.buf.len() as f64 + 4.0 * (w.cols + 2 * part.rows) as f64,
         2.0 * (part.rows * w.cols) as f64,
@@ -342,9 +387,30 @@ fn gemv_part(
 }
 
 /// y (+)= W (RMSNorm(x) * norm) for one token: the norm is computed inside the GEMV.
-pub fn gemv_rms_norm(pb: &mut PlanBuilder, ops: &Ops, x: &Rows, norm: &Slice, eps: f32, w: &GpuMatrix, y: &Rows, epi: Epilogue) -> Result<()> {
+pub fn gemv_rms_norm(
+    pb: &mut PlanBuilder,
+    ops: &Ops,
+    x: &Rows,
+    norm: &Slice,
+    eps: f32,
+    w: &GpuMatrix,
+    y: &Rows,
+    epi: Epilogue,
+) -> Result<()> {
     for i in 0..w.parts.len() {
-        gemv_part(pb, &ops.gemv_norm, "gemv+norm", x, norm, w, i, y, epi, eps)?;
+        gemv_part(
+            pb,
+            ops.gemv_rows,
+            &ops.gemv_norm,
+            "gemv+norm",
+            x,
+            norm,
+            w,
+            i,
+            y,
+            epi,
+            eps,
+        )?;
     }
     Ok(())
 }
@@ -352,7 +418,19 @@ pub fn gemv_rms_norm(pb: &mut PlanBuilder, ops: &Ops, x: &Rows, norm: &Slice, ep
 /// y (+)= W (silu(u[..k]) * u[k..2k]) for one token, u the fused [gate | up] row (k = w.cols).
 pub fn gemv_swiglu(pb: &mut PlanBuilder, ops: &Ops, u_in: &Rows, w: &GpuMatrix, y: &Rows, epi: Epilogue) -> Result<()> {
     for i in 0..w.parts.len() {
-        gemv_part(pb, &ops.gemv_swiglu, "gemv+swiglu", u_in, &u_in.buf, w, i, y, epi, 0.0)?;
+        gemv_part(
+            pb,
+            ops.gemv_rows,
+            &ops.gemv_swiglu,
+            "gemv+swiglu",
+            u_in,
+            &u_in.buf,
+            w,
+            i,
+            y,
+            epi,
+            0.0,
+        )?;
     }
     Ok(())
 }

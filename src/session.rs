@@ -244,7 +244,6 @@ impl Session {
             let parity = large::record_forward(
                 &mut pb,
                 &m.ops,
-                m.half_ops.as_ref(),
                 cfg,
                 &m.weights,
                 &self.state,
@@ -278,7 +277,6 @@ impl Session {
         let parity = large::record_forward(
             &mut pb,
             &m.ops,
-            m.half_ops.as_ref(),
             cfg,
             &m.weights,
             &self.state,
@@ -331,7 +329,6 @@ impl Session {
                 parity = large::record_forward(
                     &mut pb,
                     &m.ops,
-                    m.half_ops.as_ref(),
                     &m.cfg,
                     &m.weights,
                     &self.state,

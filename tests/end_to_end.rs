@@ -285,6 +285,7 @@ fn unchecked_kernels_match_the_reference() {
                 dtype: Some(WeightDtype::F32),
                 tokenizer: false,
                 unchecked_kernels: true,
+                ..Default::default()
             },
         )
         .unwrap();

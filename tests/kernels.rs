@@ -1229,7 +1229,11 @@ fn fused_gemv_transforms_match_reference() {
                 let mut xin = vec![f32::NAN; x_off];
                 xin.extend(&x);
                 let (xb, gb, yb) = (c.buf(&xin), c.buf(&g), c.buf(&y0));
-                let xr = Rows { buf: s(&xb), offset: x_off, stride: k };
+                let xr = Rows {
+                    buf: s(&xb),
+                    offset: x_off,
+                    stride: k,
+                };
                 c.run(|pb| ops::gemv_rms_norm(pb, c.ops(dtype), &xr, &s(&gb), 1e-6, &m, &Rows::new(&s(&yb), n), epi));
                 let want = finish(cpu::matmul_t(&cpu::rms_norm(&x, &g, 1e-6), &ws, 1, k, n));
                 let scale = max_abs(&want) + 1.0;
@@ -1240,7 +1244,11 @@ fn fused_gemv_transforms_match_reference() {
                 let mut uin = vec![f32::NAN; x_off];
                 uin.extend(&u);
                 let (ub, yb) = (c.buf(&uin), c.buf(&y0));
-                let ur = Rows { buf: s(&ub), offset: x_off, stride: 2 * k };
+                let ur = Rows {
+                    buf: s(&ub),
+                    offset: x_off,
+                    stride: 2 * k,
+                };
                 c.run(|pb| ops::gemv_swiglu(pb, c.ops(dtype), &ur, &m, &Rows::new(&s(&yb), n), epi));
                 let want = finish(cpu::matmul_t(&cpu::swiglu(&u[..k], &u[k..]), &ws, 1, k, n));
                 let scale = max_abs(&want) + 1.0;

@@ -11,8 +11,17 @@ fn variants(name: &str) -> Vec<Vec<(&'static str, ConstValue)>> {
             let mut v = Vec::new();
             for f16 in [false, true] {
                 for mode in [0, 1, 2] {
-                    v.push(vec![("WEIGHT_F16", ConstValue::Bool(f16)), ("X_MODE", ConstValue::U32(mode))]);
+                    v.push(vec![
+                        ("WEIGHT_F16", ConstValue::Bool(f16)),
+                        ("X_MODE", ConstValue::U32(mode)),
+                    ]);
                 }
+            }
+            for lanes in [8u32, 16, 32, 128, 256] {
+                v.push(vec![
+                    ("LANES", ConstValue::U32(lanes)),
+                    ("ROWS", ConstValue::U32(256 / lanes)),
+                ]);
             }
             v
         }

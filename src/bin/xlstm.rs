@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use xlstm_wgpu::cli::{check_output_path, run_generate, write_atomic, GenerateArgs, GpuArgs, RunArgs};
 use xlstm_wgpu::gpu::device::list_adapters;
 use xlstm_wgpu::sample::argmax;
+use xlstm_wgpu::telemetry::{exit_code, Estimate, MemArgs, Watchdog};
 use xlstm_wgpu::{Error, Logits, Result, Session};
 
 #[derive(Parser)]
@@ -48,6 +49,8 @@ struct ScoreArgs {
     run: RunArgs,
     #[command(flatten)]
     gpu: GpuArgs,
+    #[command(flatten)]
+    mem: MemArgs,
 }
 
 #[derive(clap::Args)]
@@ -77,6 +80,8 @@ struct BenchArgs {
     run: RunArgs,
     #[command(flatten)]
     gpu: GpuArgs,
+    #[command(flatten)]
+    mem: MemArgs,
 }
 
 #[derive(clap::Args)]
@@ -97,7 +102,8 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("xlstm: error: {e}");
-            ExitCode::FAILURE
+            // 1, or 3 for the memory limit and 4 for a stop request (see telemetry).
+            ExitCode::from(exit_code(&e))
         }
     }
 }
@@ -115,7 +121,33 @@ fn bench(a: BenchArgs) -> Result<()> {
     if a.prefill_lens.contains(&0) {
         return Err(Error::Input("prefill lengths must be positive".into()));
     }
+    // telemetry: watchdog and pre-load estimate.
+    let label = match (&a.model, &a.preset) {
+        (Some(dir), _) => dir.display().to_string(),
+        (None, p) => format!("preset {}", p.as_deref().unwrap_or("7b")),
+    };
+    let wd = Watchdog::start(a.mem.resolve()?, "bench", &label)?;
+    let progress = wd.progress();
     let gpu = a.gpu.open()?;
+    wd.set_gpu(&gpu);
+    let longest = a.prefill_lens.iter().copied().max().unwrap_or(1);
+    let est = match (&a.model, &a.preset) {
+        (Some(dir), _) => Estimate::for_dir(dir, a.run.dtype()?, &a.run.session_options()?, longest, false).ok(),
+        (None, p) => xlstm_wgpu::bench::preset(p.as_deref().unwrap_or("7b")).ok().map(|cfg| {
+            Estimate::for_config(
+                &cfg,
+                a.run.dtype().unwrap_or(xlstm_wgpu::WeightDtype::F16),
+                &a.run.session_options().unwrap_or_default(),
+                longest,
+                false,
+            )
+        }),
+    };
+    if let Some(est) = est {
+        wd.check_fits(&est)?;
+    }
+    progress.set_phase("loading");
+    // end telemetry
     let t0 = std::time::Instant::now();
     let (model, name) = match (&a.model, &a.preset) {
         (Some(dir), _) => (a.run.load(gpu, dir, false)?, dir.display().to_string()),
@@ -123,12 +155,14 @@ fn bench(a: BenchArgs) -> Result<()> {
             let name = preset.clone().unwrap_or_else(|| "7b".into());
             let cfg = xlstm_wgpu::bench::preset(&name)?;
             (
-                xlstm_wgpu::Model::random(gpu, cfg, a.run.dtype()?, 1, a.run.unchecked_kernels)?,
+                xlstm_wgpu::Model::random(gpu, cfg, &a.run.load_options(false)?, 1)?,
                 format!("preset {name}"),
             )
         }
     };
     let load_secs = t0.elapsed().as_secs_f64();
+    wd.attach(&model);
+    wd.check_now()?;
     let opts = xlstm_wgpu::bench::BenchOptions {
         prefill_lens: a.prefill_lens.clone(),
         decode_tokens: a.decode_tokens,
@@ -145,6 +179,8 @@ fn bench(a: BenchArgs) -> Result<()> {
         bar.set_length(n as u64);
         bar.set_position(i as u64);
         bar.set_message(what.to_string());
+        progress.set_phase(what);
+        progress.set_fraction(Some(i as f64 / n.max(1) as f64));
     })?;
     bar.finish_and_clear();
     if a.json {
@@ -177,8 +213,25 @@ fn score(a: ScoreArgs) -> Result<()> {
     if ids.is_empty() {
         return Err(Error::Input(format!("{}: the prompt is empty", a.input_ids.display())));
     }
+    // telemetry: watchdog and pre-load estimate.
+    let wd = Watchdog::start(a.mem.resolve()?, "score", &a.model.display().to_string())?;
+    let progress = wd.progress();
     let gpu = a.gpu.open()?;
+    wd.set_gpu(&gpu);
+    if let Ok(mut est) = Estimate::for_dir(&a.model, a.run.dtype()?, &a.run.session_options()?, ids.len(), true) {
+        // logits [T, V] and generated_logits [N, V], each held three times: as f32, as bytes and
+        // serialised into the output.
+        let row = est.host / ids.len().max(1) as u64;
+        est.host = row.saturating_mul((ids.len() + a.generate) as u64).saturating_mul(3);
+        wd.check_fits(&est)?;
+    }
+    progress.set_phase("loading");
     let model = a.run.load(gpu, &a.model, false)?;
+    wd.attach(&model);
+    wd.check_now()?;
+    progress.set_total(Some(a.generate as u64));
+    progress.set_phase("prefill");
+    // end telemetry
     let v = model.vocab_size();
     if let Some(bad) = ids.iter().find(|&&i| i as usize >= v) {
         return Err(Error::Input(format!(
@@ -191,7 +244,9 @@ fn score(a: ScoreArgs) -> Result<()> {
     let mut gen_logits: Vec<f32> = Vec::new();
     if a.generate > 0 {
         let mut row = logits[(ids.len() - 1) * v..].to_vec();
+        progress.set_phase("decode");
         for i in 0..a.generate {
+            progress.add_tokens(1);
             let next = argmax(&row) as u32;
             generated.push(next as i64);
             gen_logits.extend_from_slice(&row);
@@ -200,6 +255,7 @@ fn score(a: ScoreArgs) -> Result<()> {
             }
         }
     }
+    progress.set_phase("writing");
     let to_bytes = |x: &[f32]| -> Vec<u8> { bytemuck::cast_slice(x).to_vec() };
     let logits_b = to_bytes(&logits);
     let mut tensors: Vec<(String, TensorView)> = Vec::new();

@@ -420,16 +420,44 @@ pub fn record_forward(
     let fuse = t == 1;
     for (block, st) in w.blocks.iter().zip(state) {
         if fuse {
-            ops::gemv_rms_norm(pb, ops, &x, &s(&block.norm_mlstm), cfg.norm_eps, &block.proj, &proj, Epilogue::default())?;
+            ops::gemv_rms_norm(
+                pb,
+                ops,
+                &x,
+                &s(&block.norm_mlstm),
+                cfg.norm_eps,
+                &block.proj,
+                &proj,
+                Epilogue::default(),
+            )?;
         } else {
             ops::rms_norm(pb, ops, &x, &s(&block.norm_mlstm), e, cfg.norm_eps, t, &xn)?;
             ops::matmul(pb, ops, &xn, t, &block.proj, &proj, Epilogue::default())?;
         }
         parity_out = record_cell(pb, ops, &layout, block, st, ws, parity, sched)?;
-        ops::head_norm_gate(pb, ops, &layout, &s(&ws.h), &s(&block.head_norm), &s(&ws.proj), t, cfg.norm_eps, &s(&ws.hn))?;
+        ops::head_norm_gate(
+            pb,
+            ops,
+            &layout,
+            &s(&ws.h),
+            &s(&block.head_norm),
+            &s(&ws.proj),
+            t,
+            cfg.norm_eps,
+            &s(&ws.hn),
+        )?;
         ops::matmul(pb, ops, &hn, t, &block.out_proj, &x, residual)?;
         if fuse {
-            ops::gemv_rms_norm(pb, ops, &x, &s(&block.norm_ffn), cfg.norm_eps, &block.ffn_up, &ffn_u, Epilogue::default())?;
+            ops::gemv_rms_norm(
+                pb,
+                ops,
+                &x,
+                &s(&block.norm_ffn),
+                cfg.norm_eps,
+                &block.ffn_up,
+                &ffn_u,
+                Epilogue::default(),
+            )?;
             ops::gemv_swiglu(pb, ops, &ffn_u, &block.ffn_down, &x, residual)?;
         } else {
             ops::rms_norm(pb, ops, &x, &s(&block.norm_ffn), e, cfg.norm_eps, t, &xn)?;
@@ -446,11 +474,27 @@ pub fn record_forward(
         };
         let logits = Rows::new(&s(&ws.logits), cfg.vocab_size);
         match &w.out_norm {
-            Some(norm) if ws.logit_rows == 1 => {
-                ops::gemv_rms_norm(pb, ops, &x.from_row(first), &s(norm), cfg.norm_eps, &w.lm_head, &logits, cap)?
-            }
+            Some(norm) if ws.logit_rows == 1 => ops::gemv_rms_norm(
+                pb,
+                ops,
+                &x.from_row(first),
+                &s(norm),
+                cfg.norm_eps,
+                &w.lm_head,
+                &logits,
+                cap,
+            )?,
             Some(norm) => {
-                ops::rms_norm(pb, ops, &x.from_row(first), &s(norm), e, cfg.norm_eps, ws.logit_rows, &xn)?;
+                ops::rms_norm(
+                    pb,
+                    ops,
+                    &x.from_row(first),
+                    &s(norm),
+                    e,
+                    cfg.norm_eps,
+                    ws.logit_rows,
+                    &xn,
+                )?;
                 ops::matmul(pb, ops, &xn, ws.logit_rows, &w.lm_head, &logits, cap)?;
             }
             None => ops::matmul(pb, ops, &x.from_row(first), ws.logit_rows, &w.lm_head, &logits, cap)?,

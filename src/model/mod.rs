@@ -26,6 +26,8 @@ pub struct LoadOptions {
     pub tokenizer: bool,
     /// Compile kernels without runtime bounds checks (see `Kernels::new_unchecked`).
     pub unchecked_kernels: bool,
+    /// Workgroup shapes of the main kernels.
+    pub kernel_shapes: crate::ops::KernelShapes,
 }
 
 impl Default for LoadOptions {
@@ -34,6 +36,7 @@ impl Default for LoadOptions {
             dtype: None,
             tokenizer: true,
             unchecked_kernels: false,
+            kernel_shapes: crate::ops::KernelShapes::default(),
         }
     }
 }
@@ -85,7 +88,7 @@ impl Model {
         };
         let pool = BufferPool::new(gpu.device.clone());
         let kernels = kernels_for(&gpu, opts.unchecked_kernels);
-        let ops = Ops::new(&kernels, dtype)?;
+        let ops = Ops::with_shapes(&kernels, dtype, opts.kernel_shapes)?;
         kernels.save_cache();
         let weights = LargeWeights::load(&gpu, &pool, &ckpt, &cfg, dtype)?;
         Ok(Model {
@@ -103,17 +106,13 @@ impl Model {
     }
 
     /// A model of the given shape with random weights generated on the GPU (benchmarks).
-    pub fn random(
-        gpu: Arc<Gpu>,
-        cfg: LargeConfig,
-        dtype: WeightDtype,
-        seed: u32,
-        unchecked_kernels: bool,
-    ) -> Result<Self> {
+    /// `opts.tokenizer` is ignored (there is none); `opts.dtype` defaults to f16.
+    pub fn random(gpu: Arc<Gpu>, cfg: LargeConfig, opts: &LoadOptions, seed: u32) -> Result<Self> {
         cfg.validate()?;
+        let dtype = opts.dtype.unwrap_or(WeightDtype::F16);
         let pool = BufferPool::new(gpu.device.clone());
-        let kernels = kernels_for(&gpu, unchecked_kernels);
-        let ops = Ops::new(&kernels, dtype)?;
+        let kernels = kernels_for(&gpu, opts.unchecked_kernels);
+        let ops = Ops::with_shapes(&kernels, dtype, opts.kernel_shapes)?;
         kernels.save_cache();
         let weights = LargeWeights::random(&gpu, &pool, &ops, &cfg, dtype, seed)?;
         Ok(Model {

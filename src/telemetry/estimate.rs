@@ -1,0 +1,145 @@
+//! What a run will need before the model is loaded: weights, recurrent state, activations (one
+//! prefill segment plus the decode workspace) and host-side outputs. Used to refuse a model that
+//! cannot fit under the hard limit, with the numbers, instead of failing halfway.
+
+use crate::error::{Error, Result};
+use crate::model::checkpoint::Checkpoint;
+use crate::model::config::LargeConfig;
+use crate::model::large::ffn_dim_from_checkpoint;
+use crate::model::WeightDtype;
+use crate::session::SessionOptions;
+use serde::Serialize;
+use std::path::Path;
+
+/// Estimated bytes of a run.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Estimate {
+    pub weights: u64,
+    pub state: u64,
+    pub activations: u64,
+    /// Host memory for results (e.g. every position's logits of `score`).
+    pub host: u64,
+}
+
+const MIB: f64 = (1u64 << 20) as f64;
+
+/// Bytes of a weight matrix: rows padded to 8 elements, allocations to 256 bytes. Sizes are
+/// computed in f64 so absurd shapes saturate instead of overflowing.
+fn matrix(rows: f64, cols: f64, dtype: WeightDtype) -> f64 {
+    (rows * (cols / 8.0).ceil() * 8.0 * dtype.bytes() as f64 / 256.0).ceil() * 256.0
+}
+
+fn vector(n: f64) -> f64 {
+    ((n * 4.0).max(16.0) / 256.0).ceil() * 256.0
+}
+
+impl Estimate {
+    pub fn total(&self) -> u64 {
+        self.weights
+            .saturating_add(self.state)
+            .saturating_add(self.activations)
+            .saturating_add(self.host)
+    }
+
+    /// The estimate for a model of shape `cfg`. `prompt_tokens` bounds the prefill segment;
+    /// `all_logits` when every position's logits are kept (score).
+    pub fn for_config(
+        cfg: &LargeConfig,
+        dtype: WeightDtype,
+        opts: &SessionOptions,
+        prompt_tokens: usize,
+        all_logits: bool,
+    ) -> Estimate {
+        let f64_of = |n: usize| n as f64;
+        let (e, v, nh) = (f64_of(cfg.embedding_dim), f64_of(cfg.vocab_size), f64_of(cfg.num_heads));
+        let (qk, vd, f) = (f64_of(cfg.qk_dim()), f64_of(cfg.v_dim()), f64_of(cfg.ffn_dim));
+        let (dqk, dv) = (qk / nh.max(1.0), vd / nh.max(1.0));
+        let proj_rows = 2.0 * qk + 2.0 * vd + 2.0 * nh;
+        let blocks = f64_of(cfg.num_blocks);
+        let per_block = vector(e)
+            + matrix(proj_rows, e, dtype)
+            + vector(2.0 * nh)
+            + vector(vd)
+            + matrix(e, vd, dtype)
+            + vector(e)
+            + matrix(2.0 * f, e, dtype)
+            + matrix(e, f, dtype);
+        let weights = 2.0 * matrix(v, e, dtype) + blocks * per_block + if cfg.add_out_norm { vector(e) } else { 0.0 };
+        let state = blocks * (nh * dqk * dv * 4.0 + 2.0 * nh * dqk * 4.0 + 2.0 * nh * 4.0);
+
+        // One workspace, as large as `Workspace::new` makes it (f32 everywhere).
+        let workspace = |tokens: usize, logit_rows: usize, ids: usize| -> f64 {
+            let t = tokens as f64;
+            let chunks = tokens.div_ceil(opts.schedule.chunk_size.max(1)) as f64;
+            let floats = ids.max(tokens) as f64
+                + 2.0 * t * e
+                + t * proj_rows
+                + 2.0 * nh * t
+                + (chunks + 1.0) * nh * (dqk * dv + dqk + 1.0)
+                + 2.0 * t * vd
+                + 3.0 * t * f
+                + logit_rows.max(1) as f64 * v;
+            floats * 4.0
+        };
+        let seg = prompt_tokens.clamp(1, opts.max_segment_tokens.max(1));
+        let prefill = workspace(seg, if all_logits { seg } else { 1 }, seg);
+        let decode = workspace(1, 1, 65);
+        // The pool rounds to size classes (under 25% waste) and keeps released buffers for reuse.
+        let activations = (prefill + decode) * 1.25;
+        let host = if all_logits {
+            prompt_tokens as f64 * v * 4.0
+        } else {
+            0.0
+        };
+        // `as u64` saturates.
+        Estimate {
+            weights: weights as u64,
+            state: state as u64,
+            activations: activations as u64,
+            host: host as u64,
+        }
+    }
+
+    /// The estimate for the checkpoint in `dir` (reads config.json and the checkpoint headers).
+    /// An error when they disagree on the main sizes (loading then reports the real problem).
+    pub fn for_dir(
+        dir: &Path,
+        dtype: WeightDtype,
+        opts: &SessionOptions,
+        prompt_tokens: usize,
+        all_logits: bool,
+    ) -> Result<Estimate> {
+        let mut cfg = LargeConfig::from_dir(dir)?;
+        let ckpt = Checkpoint::open(dir)?;
+        if let Some(f) = ffn_dim_from_checkpoint(&ckpt) {
+            cfg.ffn_dim = f;
+        }
+        // The config must agree with the checkpoint on the sizes that dominate the estimate;
+        // otherwise loading reports the real problem, not this estimate.
+        let (v, e, last) = (cfg.vocab_size, cfg.embedding_dim, cfg.num_blocks.saturating_sub(1));
+        let emb = ["backbone.embeddings.weight", "embedding.weight"]
+            .into_iter()
+            .find_map(|n| ckpt.shape(n));
+        let consistent = emb == Some(&[v, e][..])
+            && ckpt.shape("lm_head.weight") == Some(&[v, e][..])
+            && ckpt.shape(&format!("backbone.blocks.{last}.norm_mlstm.weight")) == Some(&[e][..]);
+        if !consistent {
+            return Err(Error::Checkpoint("the config does not match the checkpoint".into()));
+        }
+        Ok(Self::for_config(&cfg, dtype, opts, prompt_tokens, all_logits))
+    }
+
+    /// "weights 3.9 MiB + state 0.1 MiB + activations 1.2 MiB = 5.2 MiB".
+    pub fn describe(&self) -> String {
+        let mut s = format!(
+            "weights {:.1} MiB + state {:.1} MiB + activations {:.1} MiB",
+            self.weights as f64 / MIB,
+            self.state as f64 / MIB,
+            self.activations as f64 / MIB
+        );
+        if self.host > 0 {
+            s += &format!(" + host results {:.1} MiB", self.host as f64 / MIB);
+        }
+        s + &format!(" = {:.1} MiB", self.total() as f64 / MIB)
+    }
+}

@@ -1,0 +1,261 @@
+//! Status records and control commands, exchanged through files in a per-user runtime directory.
+//!
+//! - `<dir>/<pid>.json`: the status of a running process, rewritten atomically (temporary file +
+//!   rename) at every watchdog sample and removed when the process ends. A record whose process is
+//!   gone (crashed, killed) is *stale*: [`read_records`] marks it.
+//! - `<dir>/<pid>.cmd.<unique>`: one control command (`empty_cache`, `stop`) for process `pid`,
+//!   written atomically by [`send_command`]; the process's watchdog takes (reads and deletes) them
+//!   at every sample.
+//!
+//! The directory is `$XLSTM_RUNTIME_DIR` when set, else `$XDG_RUNTIME_DIR/xlstm`, else
+//! `<temp dir>/xlstm-<user>`.
+
+use super::sys::pid_alive;
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// What a running process publishes. Sizes are bytes.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StatusRecord {
+    pub pid: u32,
+    /// generate, score, bench.
+    pub command: String,
+    pub model: String,
+    pub adapter: String,
+    pub backend: String,
+    /// starting, loading, prefill, decode, writing, stopping, or a bench step.
+    pub phase: String,
+    /// Tokens produced so far.
+    pub tokens: u64,
+    pub total_tokens: Option<u64>,
+    /// Fraction done, 0..=1, when known.
+    pub progress: Option<f64>,
+    /// Tokens per second over the last two seconds.
+    pub tok_per_s: f64,
+    pub rss_bytes: u64,
+    pub sys_avail_bytes: u64,
+    pub sys_total_bytes: u64,
+    pub gpu_live_bytes: u64,
+    pub gpu_pooled_bytes: u64,
+    pub gpu_peak_bytes: u64,
+    /// The watchdog's limits (absent when XLSTM_MEM_WATCHDOG=0).
+    pub soft_limit_bytes: Option<u64>,
+    pub hard_limit_bytes: Option<u64>,
+    pub started_unix: f64,
+    pub updated_unix: f64,
+    pub poll_ms: u64,
+    /// Control commands handled so far, and the last one.
+    pub commands_handled: u64,
+    pub last_command: Option<String>,
+    /// Set by readers: the process is gone, or the record has not been refreshed for long.
+    pub stale: bool,
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// The runtime directory (see the module docs). Not created here.
+pub fn runtime_dir() -> PathBuf {
+    let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+    if let Some(d) = var("XLSTM_RUNTIME_DIR") {
+        return PathBuf::from(d);
+    }
+    if let Some(d) = var("XDG_RUNTIME_DIR") {
+        return PathBuf::from(d).join("xlstm");
+    }
+    let user = ["USER", "USERNAME", "LOGNAME"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|u| !u.is_empty()))
+        .unwrap_or_else(|| "user".into());
+    let user: String = user
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    std::env::temp_dir().join(format!("xlstm-{user}"))
+}
+
+/// Creates the directory (private to the user on Unix).
+pub fn ensure_dir(dir: &Path) -> std::io::Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        b.mode(0o700);
+    }
+    b.create(dir)
+}
+
+/// The status file of `pid`.
+pub fn record_path(dir: &Path, pid: u32) -> PathBuf {
+    dir.join(format!("{pid}.json"))
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename, so readers never see a
+/// partial file.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
+}
+
+/// Publishes a record (atomically).
+pub fn write_record(dir: &Path, rec: &StatusRecord) -> std::io::Result<()> {
+    let json = serde_json::to_vec_pretty(rec).map_err(std::io::Error::other)?;
+    write_atomic(&record_path(dir, rec.pid), &json)
+}
+
+/// Removes the record of `pid` and any commands left for it.
+pub fn remove_record(dir: &Path, pid: u32) {
+    let _ = std::fs::remove_file(record_path(dir, pid));
+    for p in command_files(dir, pid) {
+        let _ = std::fs::remove_file(p);
+    }
+}
+
+/// Whether a record is stale: its process is gone, or it has not been refreshed for ten seconds
+/// or twenty sampling periods, whichever is longer.
+pub fn is_stale(rec: &StatusRecord, now_unix: f64) -> bool {
+    let max_age = (rec.poll_ms as f64 * 20.0 / 1000.0).max(10.0);
+    !pid_alive(rec.pid) || now_unix - rec.updated_unix > max_age
+}
+
+/// Every record in `dir`, sorted by pid, with `stale` set. A missing directory reads as empty.
+pub fn read_records(dir: &Path) -> Vec<StatusRecord> {
+    let now = unix_now();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_suffix(".json").and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(text) = std::fs::read(e.path()) else {
+            continue;
+        };
+        let Ok(mut rec) = serde_json::from_slice::<StatusRecord>(&text) else {
+            continue;
+        };
+        rec.pid = pid;
+        rec.stale = is_stale(&rec, now);
+        out.push(rec);
+    }
+    out.sort_by_key(|r| r.pid);
+    out
+}
+
+/// The control commands a process accepts.
+pub const COMMANDS: [&str; 2] = ["empty_cache", "stop"];
+
+/// Sends a control command to process `pid` (which must have a record in `dir`).
+pub fn send_command(dir: &Path, pid: u32, command: &str) -> Result<()> {
+    if !COMMANDS.contains(&command) {
+        return Err(Error::Input(format!(
+            "unknown command `{command}` (one of {})",
+            COMMANDS.join(", ")
+        )));
+    }
+    if !record_path(dir, pid).is_file() {
+        return Err(Error::Input(format!("no xlstm process {pid} in {}", dir.display())));
+    }
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = dir.join(format!("{pid}.cmd.{nanos:024}.{}.{seq}", std::process::id()));
+    write_atomic(&path, format!("{command}\n").as_bytes()).map_err(|e| Error::io(&path, e))
+}
+
+fn command_files(dir: &Path, pid: u32) -> Vec<PathBuf> {
+    let prefix = format!("{pid}.cmd.");
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    files
+}
+
+/// Takes (reads and deletes) the commands waiting for `pid`, oldest first.
+pub fn take_commands(dir: &Path, pid: u32) -> Vec<String> {
+    let mut out = Vec::new();
+    for p in command_files(dir, pid) {
+        let text = std::fs::read_to_string(&p).unwrap_or_default();
+        let _ = std::fs::remove_file(&p);
+        out.extend(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_and_commands_round_trip() {
+        let dir = std::env::temp_dir().join(format!("xlstm-status-test-{}", std::process::id()));
+        ensure_dir(&dir).unwrap();
+        let me = std::process::id();
+        let rec = StatusRecord {
+            pid: me,
+            command: "generate".into(),
+            poll_ms: 200,
+            updated_unix: unix_now(),
+            ..Default::default()
+        };
+        write_record(&dir, &rec).unwrap();
+        // A crashed process: a pid that cannot be alive.
+        write_record(
+            &dir,
+            &StatusRecord {
+                pid: u32::MAX - 1,
+                updated_unix: unix_now(),
+                ..rec.clone()
+            },
+        )
+        .unwrap();
+        let recs = read_records(&dir);
+        assert_eq!(recs.len(), 2);
+        assert!(!recs[0].stale && recs[0].command == "generate");
+        assert!(recs[1].stale);
+        send_command(&dir, me, "empty_cache").unwrap();
+        send_command(&dir, me, "stop").unwrap();
+        assert!(send_command(&dir, me, "explode").is_err());
+        assert!(send_command(&dir, 1, "stop").is_err(), "no record for pid 1");
+        assert_eq!(take_commands(&dir, me), vec!["empty_cache", "stop"]);
+        assert!(take_commands(&dir, me).is_empty());
+        remove_record(&dir, me);
+        remove_record(&dir, u32::MAX - 1);
+        assert!(read_records(&dir).is_empty());
+        let _ = std::fs::remove_dir(&dir);
+    }
+}
