@@ -29,6 +29,7 @@ pub struct Ops {
     swiglu: wgpu::ComputePipeline,
     argmax: wgpu::ComputePipeline,
     fill_random: wgpu::ComputePipeline,
+    slstm_seq: wgpu::ComputePipeline,
 }
 
 /// dv columns per workgroup of mlstm_step.wgsl (TILE_V).
@@ -116,6 +117,7 @@ impl Ops {
             swiglu: kernels.pipeline("swiglu", "main", &[])?,
             argmax: kernels.pipeline("argmax", "main", &[])?,
             fill_random: kernels.pipeline("fill_random", "main", &w)?,
+            slstm_seq: kernels.pipeline("slstm_seq", "main", &[])?,
         })
     }
 }
@@ -899,4 +901,48 @@ pub fn fill_random(pb: &mut PlanBuilder, ops: &Ops, w: &GpuMatrix, seed: u32, sc
         pb.dispatch("fill_random", &ops.fill_random, &p, &[w.part_slice(i)], grid)?;
     }
     Ok(())
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct SlstmParams {
+    tokens: u32,
+    num_heads: u32,
+    head_dim: u32,
+    first_step: u32,
+}
+
+/// Largest sLSTM head width slstm_seq.wgsl holds in workgroup memory.
+pub const MAX_SLSTM_HEAD_DIM: usize = 256;
+
+/// The sLSTM cell over `tokens` steps in one dispatch (a persistent workgroup per head).
+/// `wx` [tokens, 4, E] input pre-activations (gate order i, f, z, o), `bias` [4, E], `r`
+/// [NH, 4*DH, DH] (vanilla layout), `state` [4, E] = (y, c, n, m) updated in place, `h` [tokens, E].
+/// `first_step`: the state is fresh, so the first token uses the package's first-step rule.
+pub fn slstm_sequence(
+    pb: &mut PlanBuilder,
+    ops: &Ops,
+    wx: &Slice,
+    bias: &Slice,
+    r: &Slice,
+    state: &Slice,
+    h: &Slice,
+    tokens: usize,
+    num_heads: usize,
+    head_dim: usize,
+    first_step: bool,
+) -> Result<()> {
+    if head_dim == 0 || head_dim > MAX_SLSTM_HEAD_DIM {
+        return Err(Error::Input(format!(
+            "sLSTM head width {head_dim} is outside 1..={MAX_SLSTM_HEAD_DIM}"
+        )));
+    }
+    let p = SlstmParams {
+        tokens: u(tokens),
+        num_heads: u(num_heads),
+        head_dim: u(head_dim),
+        first_step: first_step as u32,
+    };
+    let bufs = [wx.clone(), bias.clone(), r.clone(), state.clone(), h.clone()];
+    pb.dispatch("slstm_seq", &ops.slstm_seq, &p, &bufs, [u(num_heads), 1, 1])
 }

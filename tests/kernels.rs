@@ -1258,3 +1258,121 @@ fn fused_gemv_transforms_match_reference() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// sLSTM cell, sequence-fused
+// ---------------------------------------------------------------------------------------------
+
+/// The sLSTM recurrence of reference/xlstm.md §3.4, in f64, token by token.
+fn slstm_reference(
+    wx: &[f32],
+    bias: &[f32],
+    r: &[f32],
+    state: &mut [f32],
+    tokens: usize,
+    nh: usize,
+    dh: usize,
+    first: bool,
+) -> Vec<f32> {
+    let e = nh * dh;
+    let mut out = Vec::with_capacity(tokens * e);
+    let ls = |v: f64| v.min(0.0) - (-v.abs()).exp().ln_1p();
+    for t in 0..tokens {
+        let y_prev: Vec<f64> = state[..e].iter().map(|&v| v as f64).collect();
+        let mut raw = vec![0.0f64; 4 * e];
+        for h in 0..nh {
+            for g in 0..4 {
+                for j in 0..dh {
+                    let row = (h * 4 * dh + g * dh + j) * dh;
+                    let ry: f64 = (0..dh).map(|d| r[row + d] as f64 * y_prev[h * dh + d]).sum();
+                    let u = h * dh + j;
+                    raw[g * e + u] = wx[(t * 4 + g) * e + u] as f64 + bias[g * e + u] as f64 + ry;
+                }
+            }
+        }
+        for u in 0..e {
+            let (i_raw, f_raw, z_raw, o_raw) = (raw[u], raw[e + u], raw[2 * e + u], raw[3 * e + u]);
+            let (c, n, m) = (state[e + u] as f64, state[2 * e + u] as f64, state[3 * e + u] as f64);
+            let lfm = m + ls(f_raw);
+            let m_new = if first && t == 0 { i_raw } else { i_raw.max(lfm) };
+            let ig = (i_raw - m_new).exp().min(1.0);
+            let fg = (lfm - m_new).exp().min(1.0);
+            let c2 = fg * c + ig * z_raw.tanh();
+            let n2 = fg * n + ig;
+            let y = c2 / n2 / (1.0 + (-o_raw).exp());
+            state[u] = y as f32;
+            state[e + u] = c2 as f32;
+            state[2 * e + u] = n2 as f32;
+            state[3 * e + u] = m_new as f32;
+        }
+        out.extend_from_slice(&state[..e]);
+    }
+    out
+}
+
+#[test]
+fn slstm_sequence_matches_reference() {
+    let c = ctx();
+    let mut worst = Worst("slstm seq", 0.0, "abs");
+    for (nh, dh, tokens, fresh) in [
+        (1usize, 1usize, 1usize, true),
+        (4, 8, 37, true),
+        (2, 33, 20, false),
+        (3, 64, 9, true),
+        (1, 300 - 44, 5, false),
+    ] {
+        let e = nh * dh;
+        let mut rg = rng(&[nh, dh, tokens, fresh as usize, 91]);
+        let wx = rg.uniform_vec(tokens * 4 * e, -2.0, 2.0);
+        let bias = rg.uniform_vec(4 * e, -1.0, 1.0);
+        let scale = 1.0 / (dh as f32).sqrt();
+        let r = rg.uniform_vec(nh * 4 * dh * dh, -scale, scale);
+        let mut state = if fresh {
+            vec![0.0f32; 4 * e]
+        } else {
+            let mut s = rg.uniform_vec(4 * e, -1.0, 1.0);
+            for u in 0..e {
+                s[2 * e + u] = s[2 * e + u].abs() + 0.5; // n > 0
+            }
+            s
+        };
+        let (wb, bb, rb, sb, hb) = (
+            c.buf(&wx),
+            c.buf(&bias),
+            c.buf(&r),
+            c.buf(&state),
+            c.buf(&vec![0.0; tokens * e]),
+        );
+        c.run(|pb| {
+            ops::slstm_sequence(
+                pb,
+                c.ops(WeightDtype::F32),
+                &s(&wb),
+                &s(&bb),
+                &s(&rb),
+                &s(&sb),
+                &s(&hb),
+                tokens,
+                nh,
+                dh,
+                fresh,
+            )
+        });
+        let want_h = slstm_reference(&wx, &bias, &r, &mut state, tokens, nh, dh, fresh);
+        let what = format!("slstm nh {nh} dh {dh} T {tokens} fresh {fresh}");
+        worst.add(check(
+            &format!("{what} h"),
+            &c.read(&hb, 0, tokens * e),
+            &want_h,
+            2e-5,
+            2e-5,
+        ));
+        worst.add(check(
+            &format!("{what} state"),
+            &c.read(&sb, 0, 4 * e),
+            &state,
+            2e-5,
+            2e-5,
+        ));
+    }
+}

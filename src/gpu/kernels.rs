@@ -25,6 +25,7 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("swiglu", include_str!("../../wgsl/swiglu.wgsl")),
     ("argmax", include_str!("../../wgsl/argmax.wgsl")),
     ("fill_random", include_str!("../../wgsl/fill_random.wgsl")),
+    ("slstm_seq", include_str!("../../wgsl/slstm_seq.wgsl")),
 ];
 
 /// The WGSL source of a kernel family.
