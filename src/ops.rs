@@ -917,8 +917,7 @@ pub const MAX_SLSTM_HEAD_DIM: usize = 256;
 
 /// The sLSTM cell over `tokens` steps in one dispatch (a persistent workgroup per head).
 /// `wx` [tokens, 4, E] input pre-activations (gate order i, f, z, o), `bias` [4, E], `r`
-/// [NH, DH, 4*DH] (the package's "cuda" layout), `state` [4, E] = (y, c, n, m) updated in place,
-/// `h` [tokens, E].
+/// [NH, 4*DH, DH] (vanilla layout), `state` [4, E] = (y, c, n, m) updated in place, `h` [tokens, E].
 /// `first_step`: the state is fresh, so the first token uses the package's first-step rule.
 pub fn slstm_sequence(
     pb: &mut PlanBuilder,

@@ -1283,10 +1283,8 @@ fn slstm_reference(
         for h in 0..nh {
             for g in 0..4 {
                 for j in 0..dh {
-                    // r in the "cuda" layout [NH, DH_in, 4 * DH].
-                    let ry: f64 = (0..dh)
-                        .map(|d| r[(h * dh + d) * 4 * dh + g * dh + j] as f64 * y_prev[h * dh + d])
-                        .sum();
+                    let row = (h * 4 * dh + g * dh + j) * dh;
+                    let ry: f64 = (0..dh).map(|d| r[row + d] as f64 * y_prev[h * dh + d]).sum();
                     let u = h * dh + j;
                     raw[g * e + u] = wx[(t * 4 + g) * e + u] as f64 + bias[g * e + u] as f64 + ry;
                 }

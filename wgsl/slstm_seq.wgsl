@@ -2,15 +2,14 @@
 // per head loops over time with barriers (the recurrence is sequential in t, parallel over units),
 // instead of one dispatch per token. Math of the xlstm package's sLSTM (reference/xlstm.md §3.4),
 // gate order (i, f, z, o), per unit u of head h:
-//   raw_g = wx[t, g, u] + bias[g, u] + sum_d R[h, d, g*DH + j] * y_{t-1}[h*DH + d]
+//   raw_g = wx[t, g, u] + bias[g, u] + sum_d R[h, g*DH + j, d] * y_{t-1}[h*DH + d]
 //   m' = i_raw if first step else max(i_raw, m + logsigmoid(f_raw))
 //   i = min(exp(i_raw - m'), 1), f = min(exp(m + logsigmoid(f_raw) - m'), 1)
 //   c' = f c + i tanh(z_raw), n' = f n + i, y' = sigmoid(o_raw) c' / n'
 //
 // Bindings (group 0): 0 uniform Params; 1 wx: array<f32> [tokens, 4, E] input pre-activations,
 //   gate-major per token (read); 2 bias: array<f32> [4, E] (read); 3 r: array<f32>
-//   [NH, DH, 4*DH], the recurrent kernel in the package's "cuda" layout, so that at each input
-//   unit d the invocations read consecutive addresses (read); 4 state: array<f32>
+//   [NH, 4*DH, DH], the recurrent kernel in the vanilla layout (read); 4 state: array<f32>
 //   [4, E] = (y, c, n, m), read at the start and written at the end (read_write);
 //   5 hout: array<f32> [tokens, E], y at every step (read_write).
 // Workgroup: 256 invocations for one head; invocation k computes the recurrent pre-activations
@@ -68,10 +67,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         for (var k = lid; k < 4u * dh; k += 256u) {
             let g = k / dh;
             let j = k % dh;
-            let base = h * dh * 4u * dh + k;
+            let row = (h * 4u * dh + k) * dh;
             var acc = wx[(t * 4u + g) * e + h * dh + j] + bias[g * e + h * dh + j];
             for (var d = 0u; d < dh; d++) {
-                acc = fma(r[base + d * 4u * dh], y_prev[d], acc);
+                acc = fma(r[row + d], y_prev[d], acc);
             }
             raw[g * MAX_DH + j] = acc;
         }
