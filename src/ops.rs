@@ -30,6 +30,7 @@ pub struct Ops {
     argmax: wgpu::ComputePipeline,
     fill_random: wgpu::ComputePipeline,
     slstm_seq: wgpu::ComputePipeline,
+    sample: wgpu::ComputePipeline,
 }
 
 /// dv columns per workgroup of mlstm_step.wgsl (TILE_V).
@@ -118,6 +119,7 @@ impl Ops {
             argmax: kernels.pipeline("argmax", "main", &[])?,
             fill_random: kernels.pipeline("fill_random", "main", &w)?,
             slstm_seq: kernels.pipeline("slstm_seq", "main", &[])?,
+            sample: kernels.pipeline("sample", "main", &[])?,
         })
     }
 }
@@ -945,4 +947,57 @@ pub fn slstm_sequence(
     };
     let bufs = [wx.clone(), bias.clone(), r.clone(), state.clone(), h.clone()];
     pb.dispatch("slstm_seq", &ops.slstm_seq, &p, &bufs, [u(num_heads), 1, 1])
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct SampleParams {
+    vocab: u32,
+    row_offset: u32,
+    top_k: u32,
+    seed: u32,
+    temperature: f32,
+    top_p: f32,
+    first: u32,
+    second: u32,
+}
+
+/// Samples one token on the GPU from the first `count` logits starting at `row_offset`
+/// (temperature > 0, top-k, top-p) and writes it to out[first] (and out[second]); `counter[0]`
+/// is the draw counter, incremented by every call.
+pub fn sample(
+    pb: &mut PlanBuilder,
+    ops: &Ops,
+    logits: &Slice,
+    row_offset: usize,
+    count: usize,
+    cfg: &crate::sample::SamplerConfig,
+    counter: &Slice,
+    out: &Slice,
+    first: usize,
+    second: Option<usize>,
+) -> Result<()> {
+    cfg.validate()?;
+    if cfg.is_greedy() {
+        return Err(Error::Input(
+            "GPU sampling needs a temperature > 0 (greedy uses argmax)".into(),
+        ));
+    }
+    let p = SampleParams {
+        vocab: u(count),
+        row_offset: u(row_offset),
+        top_k: u(cfg.top_k),
+        seed: (cfg.seed ^ (cfg.seed >> 32)) as u32,
+        temperature: cfg.temperature,
+        top_p: cfg.top_p,
+        first: u(first),
+        second: second.map(u).unwrap_or(u32::MAX),
+    };
+    pb.dispatch(
+        "sample",
+        &ops.sample,
+        &p,
+        &[logits.clone(), out.clone(), counter.clone()],
+        [1, 1, 1],
+    )
 }

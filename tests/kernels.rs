@@ -1376,3 +1376,102 @@ fn slstm_sequence_matches_reference() {
         ));
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Sampling on the GPU
+// ---------------------------------------------------------------------------------------------
+
+/// `draws` samples from one row of logits, each a separate dispatch advancing the draw counter.
+fn gpu_samples(logits: &[f32], cfg: &xlstm_wgpu::SamplerConfig, draws: usize) -> Vec<u32> {
+    let c = ctx();
+    let lb = c.buf(logits);
+    let out = c.buf_u32(&vec![u32::MAX; draws]);
+    let counter = c.buf_u32(&[0]);
+    c.run(|pb| {
+        for i in 0..draws {
+            ops::sample(
+                pb,
+                c.ops(WeightDtype::F32),
+                &s(&lb),
+                0,
+                logits.len(),
+                cfg,
+                &s(&counter),
+                &s(&out),
+                i,
+                None,
+            )?;
+        }
+        Ok(())
+    });
+    c.read_u32(&out, 0, draws)
+}
+
+#[test]
+fn gpu_sampling_respects_temperature_top_k_and_top_p() {
+    let cfg = |temperature: f32, top_k: usize, top_p: f32, seed: u64| xlstm_wgpu::SamplerConfig {
+        temperature,
+        top_k,
+        top_p,
+        seed,
+    };
+    let mut r = rng(&[1000, 5]);
+    let logits = r.uniform_vec(1000, -5.0, 5.0);
+    // top-k = 1 is greedy.
+    let best = cpu::argmax(&logits) as u32;
+    assert!(gpu_samples(&logits, &cfg(1.0, 1, 1.0, 3), 20)
+        .iter()
+        .all(|&t| t == best));
+    // top-k = 5 never leaves the five largest.
+    let mut order: Vec<usize> = (0..logits.len()).collect();
+    order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+    let top5: Vec<u32> = order[..5].iter().map(|&i| i as u32).collect();
+    let got = gpu_samples(&logits, &cfg(2.0, 5, 1.0, 4), 300);
+    assert!(got.iter().all(|t| top5.contains(t)), "outside the top 5: {got:?}");
+    assert!(
+        top5.iter().filter(|t| got.contains(t)).count() >= 3,
+        "top-5 draws not spread: {got:?}"
+    );
+    // A nucleus of one: p(0) = 0.525 already reaches top-p 0.5.
+    let mut two = vec![-30.0f32; 50];
+    two[7] = 10.0;
+    two[3] = 9.9;
+    assert!(gpu_samples(&two, &cfg(1.0, 0, 0.5, 5), 100).iter().all(|&t| t == 7));
+    // Frequencies follow the softmax; the vocabulary limit excludes the padded tail.
+    let probs = [0.5f32, 0.3, 0.2];
+    let mut padded: Vec<f32> = probs.iter().map(|p| p.ln()).collect();
+    padded.extend([50.0, 50.0]); // beyond `count`: must never be drawn
+    let c = ctx();
+    let lb = c.buf(&padded);
+    let draws = 3000;
+    let out = c.buf_u32(&vec![u32::MAX; draws]);
+    let counter = c.buf_u32(&[0]);
+    let sc = cfg(1.0, 0, 1.0, 6);
+    c.run(|pb| {
+        for i in 0..draws {
+            ops::sample(
+                pb,
+                c.ops(WeightDtype::F32),
+                &s(&lb),
+                0,
+                3,
+                &sc,
+                &s(&counter),
+                &s(&out),
+                i,
+                None,
+            )?;
+        }
+        Ok(())
+    });
+    let got = c.read_u32(&out, 0, draws);
+    for (t, p) in probs.iter().enumerate() {
+        let f = got.iter().filter(|&&g| g as usize == t).count() as f32 / draws as f32;
+        assert!((f - p).abs() < 0.035, "token {t}: frequency {f} vs probability {p}");
+    }
+    assert!(got.iter().all(|&g| g < 3));
+    // The same seed reproduces the same draws; another seed does not.
+    let a = gpu_samples(&logits, &cfg(1.5, 0, 0.9, 11), 50);
+    assert_eq!(a, gpu_samples(&logits, &cfg(1.5, 0, 0.9, 11), 50));
+    assert_ne!(a, gpu_samples(&logits, &cfg(1.5, 0, 0.9, 12), 50));
+}

@@ -25,6 +25,7 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("swiglu", include_str!("../../wgsl/swiglu.wgsl")),
     ("argmax", include_str!("../../wgsl/argmax.wgsl")),
     ("fill_random", include_str!("../../wgsl/fill_random.wgsl")),
+    ("sample", include_str!("../../wgsl/sample.wgsl")),
     ("slstm_seq", include_str!("../../wgsl/slstm_seq.wgsl")),
 ];
 
