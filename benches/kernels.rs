@@ -26,11 +26,19 @@ impl Bench {
         let pool = BufferPool::new(gpu.device.clone());
         let ops = Ops::new(&Kernels::new(gpu.clone()), WeightDtype::F16).expect("pipelines");
         let software = gpu.caps.device_type == "Cpu";
-        Bench { gpu, pool, ops, software }
+        Bench {
+            gpu,
+            pool,
+            ops,
+            software,
+        }
     }
 
     fn buf(&self, floats: usize) -> GpuBuffer {
-        let b = self.pool.storage((floats * 4) as u64, Category::Scratch, "bench").expect("buffer");
+        let b = self
+            .pool
+            .storage((floats * 4) as u64, Category::Scratch, "bench")
+            .expect("buffer");
         self.gpu.queue.write_buffer(b.raw(), 0, &vec![0u8; floats * 4]);
         b
     }
@@ -39,7 +47,10 @@ impl Bench {
         let m = GpuMatrix::allocate(&self.gpu, &self.pool, rows, cols, WeightDtype::F16, "bench").expect("matrix");
         let mut pb = PlanBuilder::new(self.gpu.clone());
         ops::fill_random(&mut pb, &self.ops, &m, 7, 0.02).expect("fill");
-        pb.finish(&self.pool).expect("plan").run(&self.gpu, SubmitBudget::default()).expect("run");
+        pb.finish(&self.pool)
+            .expect("plan")
+            .run(&self.gpu, SubmitBudget::default())
+            .expect("run");
         m
     }
 
@@ -61,23 +72,45 @@ fn gemv(c: &mut Criterion) {
         let w = b.matrix(n, k);
         let (x, y) = (b.buf(k), b.buf(n));
         let mut pb = PlanBuilder::new(b.gpu.clone());
-        ops::matmul(&mut pb, &b.ops, &Rows::new(&Slice::all(&x), k), 1, &w, &Rows::new(&Slice::all(&y), n), Epilogue::default())
-            .expect("gemv");
+        ops::matmul(
+            &mut pb,
+            &b.ops,
+            &Rows::new(&Slice::all(&x), k),
+            1,
+            &w,
+            &Rows::new(&Slice::all(&y), n),
+            Epilogue::default(),
+        )
+        .expect("gemv");
         let plan = pb.finish(&b.pool).expect("plan");
         g.throughput(Throughput::Bytes(w.bytes()));
-        g.bench_with_input(BenchmarkId::from_parameter(format!("{n}x{k}")), &plan, |bch, plan| bch.iter(|| b.run(plan)));
+        g.bench_with_input(BenchmarkId::from_parameter(format!("{n}x{k}")), &plan, |bch, plan| {
+            bch.iter(|| b.run(plan))
+        });
     }
     g.finish();
 }
 
 fn gemm(c: &mut Criterion) {
     let b = Bench::new();
-    let (t, n, k) = if b.software { (64, 256, 256) } else { (1024, 12304, 4096) };
+    let (t, n, k) = if b.software {
+        (64, 256, 256)
+    } else {
+        (1024, 12304, 4096)
+    };
     let w = b.matrix(n, k);
     let (x, y) = (b.buf(t * k), b.buf(t * n));
     let mut pb = PlanBuilder::new(b.gpu.clone());
-    ops::matmul(&mut pb, &b.ops, &Rows::new(&Slice::all(&x), k), t, &w, &Rows::new(&Slice::all(&y), n), Epilogue::default())
-        .expect("gemm");
+    ops::matmul(
+        &mut pb,
+        &b.ops,
+        &Rows::new(&Slice::all(&x), k),
+        t,
+        &w,
+        &Rows::new(&Slice::all(&y), n),
+        Epilogue::default(),
+    )
+    .expect("gemm");
     let plan = pb.finish(&b.pool).expect("plan");
     let mut g = c.benchmark_group("gemm_f16");
     g.throughput(Throughput::Elements((2 * t * n * k) as u64));
@@ -90,17 +123,48 @@ fn slstm(c: &mut Criterion) {
     let b = Bench::new();
     let (nh, dh, t) = if b.software { (4, 32, 64) } else { (4, 256, 1024) };
     let e = nh * dh;
-    let (wx, bias, r, state, h) = (b.buf(t * 4 * e), b.buf(4 * e), b.buf(nh * 4 * dh * dh), b.buf(4 * e), b.buf(t * e));
+    let (wx, bias, r, state, h) = (
+        b.buf(t * 4 * e),
+        b.buf(4 * e),
+        b.buf(nh * 4 * dh * dh),
+        b.buf(4 * e),
+        b.buf(t * e),
+    );
     let s = Slice::all;
     let mut fused = PlanBuilder::new(b.gpu.clone());
-    ops::slstm_sequence(&mut fused, &b.ops, &s(&wx), &s(&bias), &s(&r), &s(&state), &s(&h), t, nh, dh, true).expect("seq");
+    ops::slstm_sequence(
+        &mut fused,
+        &b.ops,
+        &s(&wx),
+        &s(&bias),
+        &s(&r),
+        &s(&state),
+        &s(&h),
+        t,
+        nh,
+        dh,
+        true,
+    )
+    .expect("seq");
     let fused = fused.finish(&b.pool).expect("plan");
     // Per token: T dispatches of one step each, reading its row of wx and writing its row of h.
     let mut per_token = PlanBuilder::new(b.gpu.clone());
     for i in 0..t {
         let row = |buf: &GpuBuffer, width: usize| Slice::range(buf, (i * width * 4) as u64, (width * 4) as u64);
-        ops::slstm_sequence(&mut per_token, &b.ops, &row(&wx, 4 * e), &s(&bias), &s(&r), &s(&state), &row(&h, e), 1, nh, dh, i == 0)
-            .expect("step");
+        ops::slstm_sequence(
+            &mut per_token,
+            &b.ops,
+            &row(&wx, 4 * e),
+            &s(&bias),
+            &s(&r),
+            &s(&state),
+            &row(&h, e),
+            1,
+            nh,
+            dh,
+            i == 0,
+        )
+        .expect("step");
     }
     let per_token = per_token.finish(&b.pool).expect("plan");
     let mut g = c.benchmark_group(format!("slstm_{nh}x{dh}_T{t}"));

@@ -2,8 +2,7 @@
 //! scheduler flags, and turning them into library options.
 
 use crate::error::{Error, Result};
-use crate::gpu::{Gpu, GpuOptions, SubmitBudget};
-use crate::model::large::{PrefillSchedule, PrefillStrategy};
+use crate::gpu::{Gpu, GpuOptions};
 use crate::model::{LoadOptions, Model, WeightDtype};
 use crate::sample::{Sampler, SamplerConfig};
 use crate::session::{Session, SessionOptions};
@@ -37,39 +36,75 @@ impl GpuArgs {
     }
 }
 
-/// Weight format and prefill scheduling flags.
+/// Weight format, prefill scheduling and kernel-shape flags.
+///
+/// The tunable ones are `Option`s: a value given as a flag wins, else the tuned default stored by
+/// `xlstm tune` for this adapter and model shape (see [`RunArgs::apply_tune_cache`]), else the
+/// documented default shown by `--help`.
 #[derive(clap::Args, Clone, Debug)]
 pub struct RunArgs {
     /// Weight format on the GPU: f16 (default) or f32 (the mode that matches the reference to 1e-3).
     #[arg(long, default_value = "f16")]
     pub dtype: String,
-    /// Prefill strategy: scheduled (head-band x chunk-tile dispatches), fused, or recurrent.
-    #[arg(long, default_value = "scheduled")]
-    pub prefill: String,
-    /// Chunk length of the chunkwise mLSTM prefill (1..=64).
-    #[arg(long, default_value_t = 64)]
-    pub chunk_size: usize,
-    /// Heads per dispatch of the chunkwise phases (0 = all).
-    #[arg(long, default_value_t = 4)]
-    pub heads_per_band: usize,
-    /// Chunks per dispatch of the chunkwise phases (0 = all).
-    #[arg(long, default_value_t = 16)]
-    pub tile_chunks: usize,
-    /// Dispatches per submission.
-    #[arg(long, default_value_t = 512)]
-    pub submit_dispatches: usize,
-    /// Longest prompt piece run as one forward pass.
-    #[arg(long, default_value_t = 1024)]
-    pub segment: usize,
-    /// Greedy decode steps per submission.
-    #[arg(long, default_value_t = 8)]
-    pub decode_batch: usize,
+    /// Prefill strategy: scheduled (head-band x chunk-tile dispatches), queued (scheduled, with
+    /// the command buffers of each head band recorded by a CPU thread pool), fused, or
+    /// recurrent. [default: scheduled]
+    #[arg(long)]
+    pub prefill: Option<String>,
+    /// Chunk length of the chunkwise mLSTM prefill (1..=64). [default: 64]
+    #[arg(long)]
+    pub chunk_size: Option<usize>,
+    /// Heads per dispatch of the chunkwise phases (0 = all). [default: 4]
+    #[arg(long)]
+    pub heads_per_band: Option<usize>,
+    /// Chunks per dispatch of the chunkwise phases (0 = all). [default: 16]
+    #[arg(long)]
+    pub tile_chunks: Option<usize>,
+    /// Dispatches per submission. [default: 512]
+    #[arg(long)]
+    pub submit_dispatches: Option<usize>,
+    /// Longest prompt piece run as one forward pass. [default: 1024]
+    #[arg(long)]
+    pub segment: Option<usize>,
+    /// Greedy decode steps per submission. [default: 8]
+    #[arg(long)]
+    pub decode_batch: Option<usize>,
     /// Compile kernels without runtime bounds checks (faster; every kernel guards its own accesses).
     #[arg(long)]
     pub unchecked_kernels: bool,
-    /// Invocations per weight row in the decode GEMV (8, 16, 32, 64, 128, 256).
-    #[arg(long, default_value_t = 64)]
-    pub gemv_lanes: u32,
+    /// Invocations per weight row in the decode GEMV (8, 16, 32, 64, 128, 256). [default: 64]
+    #[arg(long)]
+    pub gemv_lanes: Option<u32>,
+    /// CPU threads recording command buffers for `--prefill queued` (0 = one per core, at most
+    /// 8). [default: 0]
+    #[arg(long)]
+    pub record_threads: Option<usize>,
+    /// Ignore the tuned defaults `xlstm tune` stored for this adapter and model shape.
+    #[arg(long)]
+    pub no_tune_cache: bool,
+    /// Tuned defaults found by `apply_tune_cache` (used where no flag gives a value).
+    #[arg(skip)]
+    pub tuned: crate::tune::Settings,
+}
+
+impl Default for RunArgs {
+    fn default() -> Self {
+        RunArgs {
+            dtype: "f16".into(),
+            prefill: None,
+            chunk_size: None,
+            heads_per_band: None,
+            tile_chunks: None,
+            submit_dispatches: None,
+            segment: None,
+            decode_batch: None,
+            unchecked_kernels: false,
+            gemv_lanes: None,
+            record_threads: None,
+            no_tune_cache: false,
+            tuned: Default::default(),
+        }
+    }
 }
 
 impl RunArgs {
@@ -81,25 +116,60 @@ impl RunArgs {
         }
     }
 
-    pub fn session_options(&self) -> Result<SessionOptions> {
-        let strategy: PrefillStrategy = self.prefill.parse()?;
-        if self.submit_dispatches == 0 {
-            return Err(Error::Input("--submit-dispatches must be positive".into()));
-        }
-        Ok(SessionOptions {
-            schedule: PrefillSchedule {
-                strategy,
-                chunk_size: self.chunk_size,
-                heads_per_band: self.heads_per_band,
-                tile_chunks: self.tile_chunks,
-            },
-            submit: SubmitBudget {
-                max_dispatches: self.submit_dispatches,
-                ..SubmitBudget::default()
-            },
-            max_segment_tokens: self.segment,
+    /// The tunable values given as flags.
+    pub fn explicit(&self) -> crate::tune::Settings {
+        crate::tune::Settings {
+            prefill: self.prefill.clone(),
+            chunk_size: self.chunk_size,
+            heads_per_band: self.heads_per_band,
+            tile_chunks: self.tile_chunks,
+            submit_dispatches: self.submit_dispatches,
+            segment: self.segment,
+            record_threads: self.record_threads,
             decode_batch: self.decode_batch,
-        })
+            gemv_lanes: self.gemv_lanes,
+        }
+    }
+
+    /// The tunable settings in force: flag, else tuned default, else documented default.
+    pub fn params(&self) -> Result<crate::tune::Params> {
+        crate::tune::Params::default()
+            .overlay(&self.tuned)?
+            .overlay(&self.explicit())
+    }
+
+    /// The tuned defaults in force (those no flag overrides), e.g. `chunk_size=32, gemv_lanes=128`;
+    /// `None` when none is.
+    pub fn tuned_in_force(&self) -> Option<String> {
+        let explicit = self.explicit();
+        let mut used = crate::tune::Settings::default();
+        let p = self.params().ok()?;
+        for k in self.tuned.knobs() {
+            if !explicit.has(k) {
+                used.set_from(k, &p);
+            }
+        }
+        let text = used.describe();
+        (!text.is_empty()).then_some(text)
+    }
+
+    /// Looks up the tuned defaults stored for this adapter, model shape and weight format
+    /// (unless `--no-tune-cache`); they then fill every tunable value no flag gives. `cfg` is
+    /// the model's shape (`None`: nothing to look up). Returns the tuned defaults in force.
+    pub fn apply_tune_cache(&mut self, gpu: &Gpu, cfg: Option<&crate::model::config::LargeConfig>) -> Option<String> {
+        self.tuned = Default::default();
+        if self.no_tune_cache {
+            return None;
+        }
+        let entry = crate::tune::store::lookup(&gpu.caps, cfg?, self.dtype().ok()?)?;
+        // Ignore an entry this build cannot parse (e.g. a strategy it does not know).
+        crate::tune::Params::default().overlay(&entry.settings).ok()?;
+        self.tuned = entry.settings;
+        self.tuned_in_force()
+    }
+
+    pub fn session_options(&self) -> Result<SessionOptions> {
+        self.params()?.session_options()
     }
 
     /// The load options these flags describe.
@@ -108,9 +178,7 @@ impl RunArgs {
             dtype: Some(self.dtype()?),
             tokenizer,
             unchecked_kernels: self.unchecked_kernels,
-            kernel_shapes: crate::ops::KernelShapes {
-                gemv_lanes: self.gemv_lanes,
-            },
+            kernel_shapes: crate::tune::params::kernel_shapes(self.params()?.gemv_lanes),
         })
     }
 
@@ -161,15 +229,17 @@ pub fn run_generate(a: &GenerateArgs) -> Result<()> {
     let progress = wd.progress();
     let gpu = a.gpu.open()?;
     wd.set_gpu(&gpu);
+    // Tuned defaults for this adapter and model shape (flags win).
+    let mut run = a.run.clone();
+    let tuned = run.apply_tune_cache(&gpu, crate::model::config::LargeConfig::from_dir(&dir).ok().as_ref());
     // A prompt has at most one token per byte, plus BOS.
     let est_tokens = a.prompt.len() + 1;
-    if let Ok(est) =
-        crate::telemetry::Estimate::for_dir(&dir, a.run.dtype()?, &a.run.session_options()?, est_tokens, false)
+    if let Ok(est) = crate::telemetry::Estimate::for_dir(&dir, run.dtype()?, &run.session_options()?, est_tokens, false)
     {
         wd.check_fits(&est)?;
     }
     progress.set_phase("loading");
-    let model = a.run.load(gpu, &dir, true)?;
+    let model = run.load(gpu, &dir, true)?;
     wd.attach(&model);
     wd.check_now()?;
     // end telemetry
@@ -195,7 +265,7 @@ pub fn run_generate(a: &GenerateArgs) -> Result<()> {
         stop.extend(model.config().eos_token_id);
         stop.extend(tok.token_id("<|endoftext|>"));
     }
-    let mut session = Session::new(&model, a.run.session_options()?)?;
+    let mut session = Session::new(&model, run.session_options()?)?;
     let mut stream = TextStream::default();
     let mut out = std::io::stdout();
     print!("{}", a.prompt);
@@ -210,8 +280,9 @@ pub fn run_generate(a: &GenerateArgs) -> Result<()> {
         Ok(true)
     })?;
     println!();
+    let tuned = tuned.map_or(String::new(), |t| format!(" | tuned (cache): {t}"));
     println!(
-        "prompt tokens {} | prefill {:.1} tok/s | decode {:.1} tok/s ({} tokens) | peak GPU pool {:.1} MiB | {} weights, {}",
+        "prompt tokens {} | prefill {:.1} tok/s | decode {:.1} tok/s ({} tokens) | peak GPU pool {:.1} MiB | {} weights, {}{tuned}",
         stats.prompt_tokens,
         stats.prefill_tok_per_s(),
         stats.decode_tok_per_s(),

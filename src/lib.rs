@@ -32,6 +32,7 @@ pub mod sample;
 pub mod session;
 pub mod telemetry;
 pub mod tokenizer;
+pub mod tune;
 
 pub use error::{Error, Result};
 pub use gpu::{Caps, Gpu, GpuOptions, PoolStats, SubmitBudget};

@@ -7,7 +7,7 @@ use crate::gpu::readback::{read_f32, read_u32};
 use crate::gpu::{KernelTime, Plan, PlanBuilder, Slice, SubmitBudget};
 use crate::model::large::{self, BlockState, PrefillSchedule, Workspace};
 use crate::model::Model;
-use crate::sample::Sampler;
+use crate::sample::{Sampler, SamplerConfig};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -21,6 +21,9 @@ pub struct SessionOptions {
     pub max_segment_tokens: usize,
     /// Greedy decode steps encoded into one submission (the chosen ids stay on the GPU).
     pub decode_batch: usize,
+    /// CPU threads recording command buffers for the `queued` prefill strategy (0 = one per
+    /// core, at most 8).
+    pub record_threads: usize,
 }
 
 impl Default for SessionOptions {
@@ -30,6 +33,7 @@ impl Default for SessionOptions {
             submit: SubmitBudget::default(),
             max_segment_tokens: 1024,
             decode_batch: 8,
+            record_threads: 0,
         }
     }
 }
@@ -77,7 +81,17 @@ impl GenerateStats {
 
 struct Decode {
     ws: Workspace,
-    plans: HashMap<(usize, u32), Plan>,
+    /// The draw counter of GPU sampling (u32[1]).
+    counter: crate::gpu::GpuBuffer,
+    plans: HashMap<DecodeKey, Plan>,
+}
+
+/// A decode plan: steps per submission, the n/m parity it starts at, and how tokens are chosen
+/// (None: greedy; otherwise the sampler's temperature and top-p bits, top-k and seed).
+type DecodeKey = (usize, u32, Option<(u32, usize, u32, u64)>);
+
+fn sampler_key(cfg: &SamplerConfig) -> Option<(u32, usize, u32, u64)> {
+    (!cfg.is_greedy()).then(|| (cfg.temperature.to_bits(), cfg.top_k, cfg.top_p.to_bits(), cfg.seed))
 }
 
 /// The largest greedy batch per submission.
@@ -253,7 +267,11 @@ impl Session {
                 &self.opts.schedule,
             )?;
             let plan = pb.finish(pool)?;
-            plan.run(gpu, self.opts.submit)?;
+            if self.opts.schedule.strategy == large::PrefillStrategy::Queued {
+                plan.run_queued(gpu, self.opts.submit, self.opts.record_threads)?;
+            } else {
+                plan.run(gpu, self.opts.submit)?;
+            }
             if rows > 0 {
                 out.extend(read_f32(gpu, pool, &ws.logits, 0, (rows * cfg.vocab_size) as u64)?);
             }
@@ -294,7 +312,7 @@ impl Session {
     /// GPU time per kernel of `steps` greedy decode steps starting from token `first`.
     pub fn profile_decode(&mut self, first: u32, steps: usize) -> Result<Vec<KernelTime>> {
         self.check_ids(&[first])?;
-        self.decode_plan(steps)?;
+        let key = self.decode_plan(steps, None)?;
         let m = self.model.inner.clone();
         let decode = self
             .decode
@@ -303,28 +321,32 @@ impl Session {
         m.gpu
             .queue
             .write_buffer(decode.ws.ids.raw(), 0, bytemuck::bytes_of(&first));
-        let times = decode.plans[&(steps, self.parity)].run_profiled(&m.gpu, &m.pool)?;
+        let times = decode.plans[&key].run_profiled(&m.gpu, &m.pool)?;
         self.parity ^= (steps % 2) as u32;
         self.position += steps;
         Ok(times)
     }
 
-    fn decode_plan(&mut self, steps: usize) -> Result<()> {
+    fn decode_plan(&mut self, steps: usize, sampler: Option<&SamplerConfig>) -> Result<DecodeKey> {
         let m = self.model.inner.clone();
         if self.decode.is_none() {
             let ws = Workspace::new(&m.pool, &m.cfg, 1, 1, 1, MAX_DECODE_BATCH + 1)?;
+            let counter = m.pool.storage(4, crate::gpu::Category::Scratch, "sample counter")?;
+            m.gpu.queue.write_buffer(counter.raw(), 0, &[0u8; 4]);
             self.decode = Some(Decode {
                 ws,
+                counter,
                 plans: HashMap::new(),
             });
         }
-        let key = (steps, self.parity);
+        let key = (steps, self.parity, sampler.and_then(sampler_key));
         let Some(decode) = self.decode.as_mut() else {
             return Err(Error::Gpu("decode workspace missing".into()));
         };
         if !decode.plans.contains_key(&key) {
             let mut pb = PlanBuilder::new(m.gpu.clone());
             let mut parity = self.parity;
+            let (logits, ids) = (Slice::all(&decode.ws.logits), Slice::all(&decode.ws.ids));
             for i in 0..steps {
                 parity = large::record_forward(
                     &mut pb,
@@ -337,28 +359,46 @@ impl Session {
                     parity,
                     &self.opts.schedule,
                 )?;
-                crate::ops::argmax_prefix(
-                    &mut pb,
-                    &m.ops,
-                    &Slice::all(&decode.ws.logits),
-                    1,
-                    m.cfg.vocab_size,
-                    self.vocab_limit,
-                    &Slice::all(&decode.ws.ids),
-                    i + 1,
-                    None,
-                )?;
+                // The chosen id becomes the next step's input: only ids come back to the CPU.
+                match sampler.filter(|c| !c.is_greedy()) {
+                    Some(cfg) => {
+                        let counter = Slice::all(&decode.counter);
+                        crate::ops::sample(
+                            &mut pb,
+                            &m.ops,
+                            &logits,
+                            0,
+                            self.vocab_limit,
+                            cfg,
+                            &counter,
+                            &ids,
+                            i + 1,
+                            None,
+                        )?
+                    }
+                    None => crate::ops::argmax_prefix(
+                        &mut pb,
+                        &m.ops,
+                        &logits,
+                        1,
+                        m.cfg.vocab_size,
+                        self.vocab_limit,
+                        &ids,
+                        i + 1,
+                        None,
+                    )?,
+                }
             }
             decode.plans.insert(key, pb.finish(&m.pool)?);
         }
-        Ok(())
+        Ok(key)
     }
 
     /// Feeds one token; returns the logits for the next position ([V]).
     pub fn step(&mut self, id: u32) -> Result<Vec<f32>> {
         self.check_ids(&[id])?;
         self.check_stop()?;
-        self.decode_plan(1)?;
+        let key = self.decode_plan(1, None)?;
         let m = self.model.inner.clone();
         let decode = self
             .decode
@@ -367,7 +407,7 @@ impl Session {
         m.gpu
             .queue
             .write_buffer(decode.ws.ids.raw(), 0, bytemuck::bytes_of(&id));
-        decode.plans[&(1, self.parity)].run(&m.gpu, self.opts.submit)?;
+        decode.plans[&key].run(&m.gpu, self.opts.submit)?;
         let logits = read_f32(&m.gpu, &m.pool, &decode.ws.logits, 0, m.cfg.vocab_size as u64)?;
         self.parity ^= 1;
         self.position += 1;
@@ -377,12 +417,23 @@ impl Session {
     /// Feeds `first`, then greedily feeds each chosen token back, `steps` times, in one
     /// submission; only the chosen ids are read back. Returns the `steps` ids chosen.
     pub fn step_greedy(&mut self, first: u32, steps: usize) -> Result<Vec<u32>> {
+        self.step_batch(first, steps, None)
+    }
+
+    /// Like [`step_greedy`](Self::step_greedy), with each token drawn on the GPU by `cfg`
+    /// (temperature, top-k, top-p, seed); the ids stay on the GPU between steps.
+    pub fn step_sampled(&mut self, first: u32, steps: usize, cfg: &SamplerConfig) -> Result<Vec<u32>> {
+        cfg.validate()?;
+        self.step_batch(first, steps, Some(cfg))
+    }
+
+    fn step_batch(&mut self, first: u32, steps: usize, sampler: Option<&SamplerConfig>) -> Result<Vec<u32>> {
         self.check_ids(&[first])?;
         self.check_stop()?;
         if steps == 0 || steps > MAX_DECODE_BATCH {
-            return Err(Error::Input(format!("greedy batch must be 1..={MAX_DECODE_BATCH}")));
+            return Err(Error::Input(format!("decode batch must be 1..={MAX_DECODE_BATCH}")));
         }
-        self.decode_plan(steps)?;
+        let key = self.decode_plan(steps, sampler)?;
         let m = self.model.inner.clone();
         let decode = self
             .decode
@@ -391,7 +442,7 @@ impl Session {
         m.gpu
             .queue
             .write_buffer(decode.ws.ids.raw(), 0, bytemuck::bytes_of(&first));
-        decode.plans[&(steps, self.parity)].run(&m.gpu, self.opts.submit)?;
+        decode.plans[&key].run(&m.gpu, self.opts.submit)?;
         let ids = read_u32(&m.gpu, &m.pool, &decode.ws.ids, 1, steps as u64)?;
         self.parity ^= (steps % 2) as u32;
         self.position += steps;
@@ -399,8 +450,10 @@ impl Session {
     }
 
     /// Prefills `prompt`, then generates up to `max_new` tokens, calling `on_token` with each
-    /// (return false to stop). Generation also stops after a token in `stop`. Greedy decoding
-    /// runs `decode_batch` steps per submission; a stop inside a batch still ends the output
+    /// (return false to stop). Generation also stops after a token in `stop`. The first token
+    /// is drawn on the CPU from the prompt's logits; after that, decoding runs `decode_batch` steps
+    /// per submission with the tokens chosen on the GPU (argmax, or the sampler's temperature,
+    /// top-k, top-p and seed); a stop inside a batch still ends the output
     /// there, but the state has then consumed the rest of that batch.
     pub fn generate(
         &mut self,
@@ -435,28 +488,25 @@ impl Session {
                 break;
             }
             let remaining = max_new - stats.generated.len();
-            if sampler.config().is_greedy() {
-                let n = remaining.min(self.opts.decode_batch);
-                let ids = self.step_greedy(next, n)?;
-                let (last, rest) = ids
-                    .split_last()
-                    .ok_or_else(|| Error::Gpu("empty greedy batch".into()))?;
-                for &id in rest {
-                    stats.generated.push(id);
-                    let keep_going = on_token(id)?;
-                    if stop.contains(&id) {
-                        stats.stopped = true;
-                        break 'outer;
-                    }
-                    if !keep_going {
-                        break 'outer;
-                    }
+            // Several steps per submission; the chosen ids stay on the GPU (argmax or GPU sampling).
+            let n = remaining.min(self.opts.decode_batch);
+            let cfg = sampler.config().clone();
+            let ids = self.step_batch(next, n, Some(&cfg))?;
+            let (last, rest) = ids
+                .split_last()
+                .ok_or_else(|| Error::Gpu("empty decode batch".into()))?;
+            for &id in rest {
+                stats.generated.push(id);
+                let keep_going = on_token(id)?;
+                if stop.contains(&id) {
+                    stats.stopped = true;
+                    break 'outer;
                 }
-                next = *last;
-            } else {
-                let logits = self.step(next)?;
-                next = sampler.sample(&logits, vocab_limit);
+                if !keep_going {
+                    break 'outer;
+                }
             }
+            next = *last;
         }
         stats.decode_time = t1.elapsed();
         stats.peak_pool_bytes = self.model.pool_stats().peak;

@@ -93,6 +93,18 @@ fn f32_variants() -> Vec<(&'static str, SessionOptions)> {
             "scheduled c16 band1 tile3",
             schedule(PrefillStrategy::Scheduled, 16, 1, 3),
         ),
+        ("queued c64 band1", schedule(PrefillStrategy::Queued, 64, 1, 0)),
+        (
+            "queued c16 band1 tile3 3 threads, 7 dispatches per buffer",
+            SessionOptions {
+                record_threads: 3,
+                submit: xlstm_wgpu::SubmitBudget {
+                    max_dispatches: 7,
+                    ..Default::default()
+                },
+                ..schedule(PrefillStrategy::Queued, 16, 1, 3)
+            },
+        ),
         ("fused c7", schedule(PrefillStrategy::Fused, 7, 0, 0)),
         ("fused c64", schedule(PrefillStrategy::Fused, 64, 0, 0)),
         ("recurrent", schedule(PrefillStrategy::Recurrent, 64, 0, 0)),
@@ -297,4 +309,32 @@ fn unchecked_kernels_match_the_reference() {
             assert_eq!(ids, case.generated);
         }
     }
+}
+
+/// Sampled generation draws on the GPU: reproducible for a seed, different for another, and
+/// temperature with top-k = 1 is greedy.
+#[test]
+fn sampled_generation_on_the_gpu() {
+    let model = load_model("large_a", WeightDtype::F32);
+    let case = load_case("large_a", "t1000");
+    let run_with = |cfg: xlstm_wgpu::SamplerConfig| {
+        let mut s = Session::new(&model, SessionOptions::default()).unwrap();
+        let mut sampler = xlstm_wgpu::Sampler::new(cfg).unwrap();
+        s.generate(&case.ids[..50], 20, &mut sampler, &[], &mut |_| Ok(true))
+            .unwrap()
+            .generated
+    };
+    let cfg = |temperature: f32, top_k: usize, seed: u64| xlstm_wgpu::SamplerConfig {
+        temperature,
+        top_k,
+        top_p: 0.95,
+        seed,
+    };
+    let a = run_with(cfg(1.0, 0, 1));
+    assert_eq!(a.len(), 20);
+    assert_eq!(a, run_with(cfg(1.0, 0, 1)));
+    assert_ne!(a, run_with(cfg(1.0, 0, 2)));
+    // top-k = 1 reproduces greedy decoding.
+    let greedy = run_with(xlstm_wgpu::SamplerConfig::default());
+    assert_eq!(run_with(cfg(0.7, 1, 3)), greedy);
 }

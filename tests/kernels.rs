@@ -1264,6 +1264,7 @@ fn fused_gemv_transforms_match_reference() {
 // ---------------------------------------------------------------------------------------------
 
 /// The sLSTM recurrence of reference/xlstm.md §3.4, in f64, token by token.
+#[allow(clippy::too_many_arguments)]
 fn slstm_reference(
     wx: &[f32],
     bias: &[f32],

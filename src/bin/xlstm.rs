@@ -29,6 +29,9 @@ enum Cmd {
     Info(InfoArgs),
     /// Prefill and decode throughput, time to first token, memory, and per-kernel GPU time.
     Bench(BenchArgs),
+    /// Search the scheduler and kernel-shape settings for the fastest on this adapter and store
+    /// the best as its defaults (used by generate, score and bench unless flags override).
+    Tune(TuneArgs),
 }
 
 #[derive(clap::Args)]
@@ -85,6 +88,68 @@ struct BenchArgs {
 }
 
 #[derive(clap::Args)]
+struct TuneArgs {
+    /// Model shape with random weights generated on the GPU: 7b, 1b, small, tiny.
+    #[arg(long, conflicts_with = "model")]
+    preset: Option<String>,
+    /// Tune for a checkpoint instead of a preset.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// What to make fast: prefill, decode, or both (the geometric mean of both speed-ups).
+    #[arg(long, default_value = "both")]
+    target: String,
+    /// Search: ga (genetic algorithm) or random (uniform over the space).
+    #[arg(long, default_value = "ga")]
+    mode: String,
+    /// Trials at most; trial 0 is the default configuration.
+    #[arg(long, default_value_t = 24)]
+    trials: usize,
+    /// Prompt length of the timed prefill.
+    #[arg(long, default_value_t = 1024)]
+    seq: usize,
+    /// Start no trial after this many seconds.
+    #[arg(long)]
+    budget_seconds: Option<f64>,
+    /// Seed of the search's random choices.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Timed repeats per measurement (the median counts).
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
+    /// Tokens per timed decode repeat.
+    #[arg(long, default_value_t = 64)]
+    decode_tokens: usize,
+    /// Prompt length of each trial's correctness check against the recurrent path.
+    #[arg(long, default_value_t = 80)]
+    check_tokens: usize,
+    /// Largest |logit difference| from the recurrent path a trial may show (default: 1e-3 with
+    /// f32 weights, 0.25 with f16 weights).
+    #[arg(long)]
+    check_tolerance: Option<f32>,
+    /// GA members per generation (default: about twice the square root of --trials).
+    #[arg(long)]
+    population: Option<usize>,
+    /// Name of the run directory (default: the UTC time).
+    #[arg(long)]
+    run_name: Option<String>,
+    /// Where run directories go.
+    #[arg(long, default_value = "runs/tune")]
+    runs_dir: PathBuf,
+    /// List the tuned settings stored in the cache and exit.
+    #[arg(long)]
+    show: bool,
+    /// Print one compact JSON object at the end instead of the table.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    run: RunArgs,
+    #[command(flatten)]
+    gpu: GpuArgs,
+    #[command(flatten)]
+    mem: MemArgs,
+}
+
+#[derive(clap::Args)]
 struct InfoArgs {
     #[command(flatten)]
     gpu: GpuArgs,
@@ -97,6 +162,7 @@ fn main() -> ExitCode {
         Cmd::Score(a) => score(a),
         Cmd::Info(a) => info(a),
         Cmd::Bench(a) => bench(a),
+        Cmd::Tune(a) => tune(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -130,6 +196,13 @@ fn bench(a: BenchArgs) -> Result<()> {
     let progress = wd.progress();
     let gpu = a.gpu.open()?;
     wd.set_gpu(&gpu);
+    // Tuned defaults for this adapter and model shape (flags win).
+    let mut a = a;
+    let shape = match (&a.model, &a.preset) {
+        (Some(dir), _) => xlstm_wgpu::model::config::LargeConfig::from_dir(dir).ok(),
+        (None, p) => xlstm_wgpu::bench::preset(p.as_deref().unwrap_or("7b")).ok(),
+    };
+    let tuned = a.run.apply_tune_cache(&gpu, shape.as_ref());
     let longest = a.prefill_lens.iter().copied().max().unwrap_or(1);
     let est = match (&a.model, &a.preset) {
         (Some(dir), _) => Estimate::for_dir(dir, a.run.dtype()?, &a.run.session_options()?, longest, false).ok(),
@@ -186,9 +259,13 @@ fn bench(a: BenchArgs) -> Result<()> {
     if a.json {
         let mut v = serde_json::to_value(&report).map_err(|e| Error::Input(e.to_string()))?;
         v["load_seconds"] = serde_json::json!(load_secs);
+        v["tuned_from_cache"] = serde_json::json!(tuned);
         println!("{v}");
     } else {
-        println!("model ready in {load_secs:.2} s");
+        match &tuned {
+            Some(t) => println!("model ready in {load_secs:.2} s | tuned (cache): {t}"),
+            None => println!("model ready in {load_secs:.2} s"),
+        }
         print!("{}", report.table());
     }
     Ok(())
@@ -218,6 +295,12 @@ fn score(a: ScoreArgs) -> Result<()> {
     let progress = wd.progress();
     let gpu = a.gpu.open()?;
     wd.set_gpu(&gpu);
+    // Tuned defaults for this adapter and model shape (flags win).
+    let mut a = a;
+    let tuned = a.run.apply_tune_cache(
+        &gpu,
+        xlstm_wgpu::model::config::LargeConfig::from_dir(&a.model).ok().as_ref(),
+    );
     if let Ok(mut est) = Estimate::for_dir(&a.model, a.run.dtype()?, &a.run.session_options()?, ids.len(), true) {
         // logits [T, V] and generated_logits [N, V], each held three times: as f32, as bytes and
         // serialised into the output.
@@ -271,9 +354,194 @@ fn score(a: ScoreArgs) -> Result<()> {
     }
     let mut meta = HashMap::new();
     meta.insert("dtype".to_string(), model.dtype().name().to_string());
-    meta.insert("prefill".to_string(), a.run.prefill.clone());
-    meta.insert("chunk_size".to_string(), a.run.chunk_size.to_string());
+    let params = a.run.params()?;
+    meta.insert("prefill".to_string(), params.prefill.name().to_string());
+    meta.insert("chunk_size".to_string(), params.chunk_size.to_string());
+    if let Some(t) = &tuned {
+        meta.insert("tuned_from_cache".to_string(), t.clone());
+    }
     let bytes = safetensors::serialize(tensors, Some(meta))
         .map_err(|e| Error::Input(format!("serialising the output: {e}")))?;
-    write_atomic(&a.out, &bytes)
+    write_atomic(&a.out, &bytes)?;
+    // The summary: score prints nothing else, and only says where tuned defaults applied.
+    if let Some(t) = tuned {
+        eprintln!("xlstm: tuned (cache): {t}");
+    }
+    Ok(())
+}
+
+/// Sets the returned flag on the first Ctrl-C (SIGINT); a second one ends the process at once.
+fn interrupt_flag() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sig = signal_hook::consts::SIGINT;
+    // Order matters: the conditional exit sees the flag as the previous Ctrl-C left it.
+    let _ = signal_hook::flag::register_conditional_shutdown(sig, 130, flag.clone());
+    let _ = signal_hook::flag::register(sig, flag.clone());
+    flag
+}
+
+struct TuneProgress {
+    bar: indicatif::ProgressBar,
+    progress: std::sync::Arc<xlstm_wgpu::telemetry::Progress>,
+    interrupted: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    watchdog: std::sync::Arc<Watchdog>,
+    trials: usize,
+    json: bool,
+}
+
+impl xlstm_wgpu::tune::Observer for TuneProgress {
+    fn should_stop(&mut self) -> bool {
+        self.interrupted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+    fn trial_started(&mut self, index: usize, _params: &xlstm_wgpu::tune::Params) {
+        self.progress.set_phase(&format!("trial {}/{}", index + 1, self.trials));
+        self.progress
+            .set_fraction(Some(index as f64 / self.trials.max(1) as f64));
+    }
+    fn model_loaded(&mut self, model: &xlstm_wgpu::Model) {
+        self.watchdog.attach(model);
+    }
+    fn trial_done(&mut self, t: &xlstm_wgpu::tune::Trial, best: Option<&xlstm_wgpu::tune::Trial>) {
+        self.bar.inc(1);
+        if let Some(b) = best {
+            let f = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.0}"));
+            self.bar.set_message(format!(
+                "best #{}: prefill {} tok/s, decode {} tok/s",
+                b.index,
+                f(b.prefill_tok_s),
+                f(b.decode_tok_s)
+            ));
+        }
+        if !t.ok() && !self.json {
+            self.bar.println(format!("trial {} {}: {}", t.index, t.status, t.error));
+        }
+    }
+}
+
+fn tune(a: TuneArgs) -> Result<()> {
+    use xlstm_wgpu::tune::{self, Knob, Measure, ModelSource, Params, TuneOptions};
+    if a.show {
+        print!("{}", tune::store::show()?);
+        return Ok(());
+    }
+    let source = match (&a.model, &a.preset) {
+        (Some(dir), _) => ModelSource::Dir(dir.clone()),
+        (None, Some(p)) => ModelSource::Preset(p.clone()),
+        (None, None) => return Err(Error::Input("xlstm tune needs --model DIR or --preset NAME".into())),
+    };
+    let target: tune::Target = a.target.parse()?;
+    let mode: tune::Mode = a.mode.parse()?;
+    let dtype = a.run.dtype()?;
+    let cfg = source.config()?;
+    if let Some(b) = a.budget_seconds {
+        if !(b > 0.0 && b.is_finite()) {
+            return Err(Error::Input("--budget-seconds must be positive".into()));
+        }
+    }
+    let explicit = a.run.explicit();
+    let base = Params::default().overlay(&explicit)?;
+    let pinned: Vec<Knob> = explicit.knobs();
+    let run_name = a.run_name.clone().unwrap_or_else(tune::timestamp_name);
+    if run_name.is_empty() || run_name.contains(['/', '\\']) || run_name == "." || run_name == ".." {
+        return Err(Error::Input(format!(
+            "--run-name `{run_name}` is not a plain directory name"
+        )));
+    }
+    let runs_dir = std::path::absolute(&a.runs_dir).map_err(|e| Error::io(&a.runs_dir, e))?;
+    let mut run_dir = runs_dir.join(&run_name);
+    if a.run_name.is_none() {
+        let mut n = 2;
+        while run_dir.exists() {
+            run_dir = runs_dir.join(format!("{run_name}-{n}"));
+            n += 1;
+        }
+    }
+    // telemetry: watchdog and pre-load estimate, as for bench.
+    let wd = std::sync::Arc::new(Watchdog::start(a.mem.resolve()?, "tune", &source.label())?);
+    let progress = wd.progress();
+    let gpu = a.gpu.open()?;
+    wd.set_gpu(&gpu);
+    let longest = a.seq.max(a.check_tokens);
+    wd.check_fits(&Estimate::for_config(
+        &cfg,
+        dtype,
+        &base.session_options()?,
+        longest,
+        false,
+    ))?;
+    progress.set_phase("loading");
+    // end telemetry
+    // The stored settings for this adapter are measured right after the defaults.
+    let mut first = Vec::new();
+    if !a.run.no_tune_cache {
+        if let Some(e) = tune::store::lookup(&gpu.caps, &cfg, dtype) {
+            if let Ok(p) = base.overlay(&e.settings).and_then(|p| p.overlay(&explicit)) {
+                first.push(p);
+            }
+        }
+    }
+    let opts = TuneOptions {
+        source,
+        mode,
+        trials: a.trials,
+        budget: a.budget_seconds.map(std::time::Duration::from_secs_f64),
+        seed: a.seed,
+        population: a.population,
+        measure: Measure {
+            target,
+            dtype,
+            unchecked_kernels: a.run.unchecked_kernels,
+            seq: a.seq,
+            repeats: a.repeats,
+            decode_tokens: a.decode_tokens,
+            check_tokens: a.check_tokens,
+            max_decode_batch: 0,
+            tolerance: a.check_tolerance,
+        },
+        base,
+        pinned,
+        first,
+        run_dir,
+    };
+    let bar = indicatif::ProgressBar::new(a.trials as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} trials {msg} [{elapsed} < {eta}]")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let mut obs = TuneProgress {
+        bar: bar.clone(),
+        progress: progress.clone(),
+        interrupted: interrupt_flag(),
+        watchdog: wd.clone(),
+        trials: a.trials,
+        json: a.json,
+    };
+    let report = tune::run(gpu, &opts, &mut obs)?;
+    bar.finish_and_clear();
+    progress.set_phase("done");
+    let stored = if a.run.no_tune_cache || report.abort.is_some() {
+        None
+    } else {
+        report.save_to_store()?
+    };
+    if a.json {
+        let mut v = report.json_summary();
+        v["stored_in"] = serde_json::json!(stored);
+        println!("{v}");
+    } else {
+        print!("{}", report.table());
+        println!("files: {}", report.run_dir.display());
+        match &stored {
+            Some(p) => println!("stored as this adapter's defaults in {}", p.display()),
+            None if a.run.no_tune_cache => println!("not stored (--no-tune-cache)"),
+            None => println!("nothing stored"),
+        }
+    }
+    if report.ended_by == "interrupted" {
+        eprintln!("xlstm: interrupted: kept the {} finished trial(s)", report.trials.len());
+    }
+    match report.abort {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }

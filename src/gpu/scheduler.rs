@@ -78,6 +78,7 @@ enum Pending {
         src: Slice,
         dst: Slice,
     },
+    Split,
 }
 
 enum Item {
@@ -92,6 +93,8 @@ enum Item {
         src: Slice,
         dst: Slice,
     },
+    /// A command-buffer boundary honoured by [`Plan::run_queued`] (ignored by `run`).
+    Split,
 }
 
 /// Collects the work of a plan.
@@ -161,6 +164,14 @@ impl PlanBuilder {
         self.items.push(Pending::Copy { src, dst });
     }
 
+    /// Marks a command-buffer boundary: [`Plan::run_queued`] starts a new command buffer here,
+    /// so the work on either side can be recorded on different threads. `run` ignores it.
+    pub fn split(&mut self) {
+        if !matches!(self.items.last(), None | Some(Pending::Split)) {
+            self.items.push(Pending::Split);
+        }
+    }
+
     /// Keeps a buffer alive as long as the plan.
     pub fn keep(&mut self, b: Arc<GpuBuffer>) {
         self.keep.push(b);
@@ -225,6 +236,7 @@ impl PlanBuilder {
                     });
                 }
                 Pending::Copy { src, dst } => items.push(Item::Copy { src, dst }),
+                Pending::Split => items.push(Item::Split),
             }
         }
         if let Some(e) = pollster::block_on(scope.pop()) {
@@ -265,53 +277,162 @@ impl Plan {
         Ok(())
     }
 
+    /// How many command buffers `run` (`queued: false`) or `run_queued` (`true`) records.
+    pub fn command_buffer_count(&self, budget: SubmitBudget, queued: bool) -> usize {
+        self.partition(budget, queued).len()
+    }
+
     /// Records into command buffers, handing each one to `emit` as soon as it is full.
     fn record(&self, gpu: &Gpu, budget: SubmitBudget, emit: &mut dyn FnMut(wgpu::CommandBuffer)) {
-        let mut i = 0;
-        while i < self.items.len() {
-            let mut enc = gpu
-                .device
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("plan") });
-            let (mut dispatches, mut workgroups) = (0usize, 0u64);
-            while i < self.items.len() && dispatches < budget.max_dispatches && workgroups < budget.max_workgroups {
-                match &self.items[i] {
-                    Item::Copy { src, dst } => {
-                        enc.copy_buffer_to_buffer(
-                            &src.buffer,
-                            src.offset,
-                            &dst.buffer,
-                            dst.offset,
-                            Some(src.size.min(dst.size)),
-                        );
-                        i += 1;
+        for range in self.partition(budget, false) {
+            emit(self.record_range(gpu, range));
+        }
+    }
+
+    /// Splits the items into the ranges that go into one command buffer each: at most
+    /// `budget.max_dispatches` dispatches, and a new buffer once `budget.max_workgroups` is
+    /// reached; with `at_splits`, also at every [`PlanBuilder::split`] mark.
+    fn partition(&self, budget: SubmitBudget, at_splits: bool) -> Vec<std::ops::Range<usize>> {
+        let mut out = Vec::new();
+        let (mut start, mut dispatches, mut workgroups) = (0usize, 0usize, 0u64);
+        for (i, item) in self.items.iter().enumerate() {
+            match item {
+                Item::Split => {
+                    if at_splits && dispatches > 0 {
+                        out.push(start..i);
+                        (start, dispatches, workgroups) = (i, 0, 0);
                     }
-                    Item::Dispatch { .. } => {
-                        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                            label: Some("plan pass"),
-                            timestamp_writes: None,
-                        });
-                        while let Some(Item::Dispatch {
-                            pipeline,
-                            bind_group,
-                            groups,
-                            ..
-                        }) = self.items.get(i)
-                        {
-                            if dispatches >= budget.max_dispatches || workgroups >= budget.max_workgroups {
-                                break;
+                }
+                Item::Copy { .. } => {}
+                Item::Dispatch { groups, .. } => {
+                    if dispatches >= budget.max_dispatches || workgroups >= budget.max_workgroups {
+                        out.push(start..i);
+                        (start, dispatches, workgroups) = (i, 0, 0);
+                    }
+                    dispatches += 1;
+                    workgroups += groups.iter().map(|&g| g as u64).product::<u64>();
+                }
+            }
+        }
+        let rest = start..self.items.len();
+        if self.items[rest.clone()].iter().any(|i| !matches!(i, Item::Split)) {
+            out.push(rest);
+        }
+        out
+    }
+
+    /// Records `range` of the items into one command buffer: consecutive dispatches share one
+    /// compute pass, a copy ends it.
+    fn record_range(&self, gpu: &Gpu, range: std::ops::Range<usize>) -> wgpu::CommandBuffer {
+        let mut enc = gpu
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("plan") });
+        let items = &self.items[range];
+        let mut i = 0;
+        while i < items.len() {
+            match &items[i] {
+                Item::Split => i += 1,
+                Item::Copy { src, dst } => {
+                    enc.copy_buffer_to_buffer(
+                        &src.buffer,
+                        src.offset,
+                        &dst.buffer,
+                        dst.offset,
+                        Some(src.size.min(dst.size)),
+                    );
+                    i += 1;
+                }
+                Item::Dispatch { .. } => {
+                    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: Some("plan pass"),
+                        timestamp_writes: None,
+                    });
+                    loop {
+                        match items.get(i) {
+                            Some(Item::Dispatch {
+                                pipeline,
+                                bind_group,
+                                groups,
+                                ..
+                            }) => {
+                                pass.set_pipeline(pipeline);
+                                pass.set_bind_group(0, bind_group, &[]);
+                                pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
                             }
-                            pass.set_pipeline(pipeline);
-                            pass.set_bind_group(0, bind_group, &[]);
-                            pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
-                            dispatches += 1;
-                            workgroups += groups.iter().map(|&g| g as u64).product::<u64>();
-                            i += 1;
+                            Some(Item::Split) => {}
+                            _ => break,
                         }
+                        i += 1;
                     }
                 }
             }
-            emit(enc.finish());
         }
+        enc.finish()
+    }
+
+    /// Like [`run`](Self::run), but the command buffers (cut by the budget and at every
+    /// [`PlanBuilder::split`] mark) are recorded by `threads` worker threads in parallel (0 = one
+    /// per core, at most 8) and submitted in plan order as soon as each one and all before it are
+    /// ready, so the GPU starts on the first while later ones are still being recorded.
+    pub fn run_queued(&self, gpu: &Gpu, budget: SubmitBudget, threads: usize) -> Result<()> {
+        let ranges = self.partition(budget, true);
+        let threads = match threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()).min(8),
+            n => n,
+        }
+        .min(ranges.len());
+        let scope = gpu.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let mut failure = None;
+        if threads <= 1 {
+            for r in ranges {
+                gpu.queue.submit([self.record_range(gpu, r)]);
+            }
+        } else {
+            let next = std::sync::atomic::AtomicUsize::new(0);
+            let (tx, rx) = std::sync::mpsc::channel::<(usize, Result<wgpu::CommandBuffer>)>();
+            std::thread::scope(|s| {
+                for _ in 0..threads {
+                    let (tx, next, ranges) = (tx.clone(), &next, &ranges);
+                    s.spawn(move || loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(r) = ranges.get(i) else { break };
+                        // Error scopes are per thread: each worker catches its own.
+                        let scope = gpu.device.push_error_scope(wgpu::ErrorFilter::Validation);
+                        let cb = self.record_range(gpu, r.clone());
+                        let res = match pollster::block_on(scope.pop()) {
+                            Some(e) => Err(Error::Gpu(format!("recording a plan: {e}"))),
+                            None => Ok(cb),
+                        };
+                        if tx.send((i, res)).is_err() {
+                            break;
+                        }
+                    });
+                }
+                drop(tx);
+                // Submit in order: hold buffers that arrive early until their turn.
+                let mut ready = std::collections::BTreeMap::new();
+                let mut want = 0;
+                for (i, res) in rx {
+                    match res {
+                        Ok(cb) => {
+                            ready.insert(i, cb);
+                        }
+                        Err(e) => {
+                            failure.get_or_insert(e);
+                        }
+                    }
+                    while failure.is_none() {
+                        let Some(cb) = ready.remove(&want) else { break };
+                        gpu.queue.submit([cb]);
+                        want += 1;
+                    }
+                }
+            });
+        }
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Gpu(format!("running a plan: {e}")));
+        }
+        failure.map_or(Ok(()), Err)
     }
 }
 
@@ -359,6 +480,7 @@ impl Plan {
             let mut labels = Vec::new();
             while i < self.items.len() && labels.len() < BATCH {
                 match &self.items[i] {
+                    Item::Split => {}
                     Item::Copy { src, dst } => {
                         enc.copy_buffer_to_buffer(
                             &src.buffer,

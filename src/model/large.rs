@@ -253,10 +253,13 @@ impl BlockState {
 }
 
 /// How the mLSTM cell runs over a prompt.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum PrefillStrategy {
     /// Chunkwise, split into head-band x chunk-tile dispatches.
     Scheduled,
+    /// As `Scheduled`, with a command buffer per head band of the chunkwise phases; a CPU thread
+    /// pool records the command buffers in parallel and they are submitted in order.
+    Queued,
     /// Chunkwise, each phase one dispatch over all heads and chunks.
     Fused,
     /// The step kernel over every token (the reference).
@@ -268,10 +271,11 @@ impl std::str::FromStr for PrefillStrategy {
     fn from_str(s: &str) -> Result<Self> {
         match s {
             "scheduled" => Ok(PrefillStrategy::Scheduled),
+            "queued" => Ok(PrefillStrategy::Queued),
             "fused" => Ok(PrefillStrategy::Fused),
             "recurrent" => Ok(PrefillStrategy::Recurrent),
             _ => Err(Error::Input(format!(
-                "unknown prefill strategy `{s}` (scheduled, fused, recurrent)"
+                "unknown prefill strategy `{s}` (scheduled, queued, fused, recurrent)"
             ))),
         }
     }
@@ -281,6 +285,7 @@ impl PrefillStrategy {
     pub fn name(self) -> &'static str {
         match self {
             PrefillStrategy::Scheduled => "scheduled",
+            PrefillStrategy::Queued => "queued",
             PrefillStrategy::Fused => "fused",
             PrefillStrategy::Recurrent => "recurrent",
         }
@@ -292,9 +297,9 @@ impl PrefillStrategy {
 pub struct PrefillSchedule {
     pub strategy: PrefillStrategy,
     pub chunk_size: usize,
-    /// Heads per dispatch of the chunkwise phases (`scheduled` only; 0 = all heads).
+    /// Heads per dispatch of the chunkwise phases (`scheduled` and `queued`; 0 = all heads).
     pub heads_per_band: usize,
-    /// Chunks per dispatch of the chunkwise phases (`scheduled` only; 0 = all chunks).
+    /// Chunks per dispatch of the chunkwise phases (`scheduled` and `queued`; 0 = all chunks).
     pub tile_chunks: usize,
 }
 
@@ -575,7 +580,13 @@ fn record_cell(
             },
         ),
     };
+    // `queued`: every head band of each phase in a command buffer of its own (recorded on
+    // worker threads by `Plan::run_queued`).
+    let queued = sched.strategy == PrefillStrategy::Queued;
     for h0 in (0..nh).step_by(band) {
+        if queued {
+            pb.split();
+        }
         let heads = (h0, band.min(nh - h0));
         for c0 in (0..chunks).step_by(tile) {
             ops::mlstm_chunk_state(
@@ -594,6 +605,9 @@ fn record_cell(
         }
     }
     for h0 in (0..nh).step_by(band) {
+        if queued {
+            pb.split();
+        }
         let heads = (h0, band.min(nh - h0));
         for c0 in (0..chunks).step_by(tile) {
             ops::mlstm_chunk_out(
@@ -611,6 +625,9 @@ fn record_cell(
                 &s(&ws.h),
             )?;
         }
+    }
+    if queued {
+        pb.split();
     }
     let last = chunks as u64;
     pb.copy(Slice::range(&ws.bc, last * cb, cb), Slice::range(&st.c, 0, cb));

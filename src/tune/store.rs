@@ -1,0 +1,158 @@
+//! Tuned defaults per adapter: `tuned.json` in the cache directory (`XLSTM_CACHE_DIR`, else the
+//! platform cache directory, as for compiled pipelines). One entry per adapter (name, driver,
+//! backend), model shape and weight format; `generate`, `score` and `bench` apply the matching
+//! entry's settings unless a flag gives the value or `--no-tune-cache` is set.
+
+use super::params::Settings;
+use crate::error::{Error, Result};
+use crate::gpu::Caps;
+use crate::model::config::LargeConfig;
+use crate::model::WeightDtype;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The file name inside the cache directory.
+pub const FILE: &str = "tuned.json";
+
+/// Identifies an adapter: tuned settings apply only to the adapter and driver they were measured on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdapterId {
+    pub name: String,
+    pub driver: String,
+    pub backend: String,
+}
+
+impl AdapterId {
+    pub fn of(caps: &Caps) -> AdapterId {
+        AdapterId {
+            name: caps.adapter_name.clone(),
+            driver: caps.driver.clone(),
+            backend: caps.backend.clone(),
+        }
+    }
+}
+
+impl std::fmt::Display for AdapterId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({}, {})", self.name, self.backend, self.driver)
+    }
+}
+
+/// The model shape a tuning applies to (what changes the kernels' work; not the weights).
+pub fn shape_key(cfg: &LargeConfig) -> String {
+    format!(
+        "large e{} nh{} blocks{} vocab{} qk{} v{}",
+        cfg.embedding_dim, cfg.num_heads, cfg.num_blocks, cfg.vocab_size, cfg.qk_dim_factor, cfg.v_dim_factor
+    )
+}
+
+/// One stored tuning.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    pub adapter: AdapterId,
+    pub model_shape: String,
+    pub dtype: String,
+    pub settings: Settings,
+    /// Seconds since the Unix epoch of the last update.
+    #[serde(default)]
+    pub updated_unix: u64,
+    /// The run directory of the last tuning that updated the entry.
+    #[serde(default)]
+    pub run: String,
+    /// Measured speed-ups over the defaults, per target (`prefill`, `decode`).
+    #[serde(default)]
+    pub speedup: std::collections::BTreeMap<String, f64>,
+}
+
+impl Entry {
+    pub fn matches(&self, adapter: &AdapterId, shape: &str, dtype: &str) -> bool {
+        &self.adapter == adapter && self.model_shape == shape && self.dtype == dtype
+    }
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct StoreFile {
+    version: u32,
+    entries: Vec<Entry>,
+}
+
+/// The store's path (`None` when no cache directory can be found).
+pub fn path() -> Option<PathBuf> {
+    crate::gpu::kernels::cache_dir().map(|d| d.join(FILE))
+}
+
+/// Every stored entry (none when the file does not exist).
+pub fn load(path: &Path) -> Result<Vec<Entry>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    let f: StoreFile = serde_json::from_str(&text)
+        .map_err(|e| Error::Input(format!("{}: not a tuned-settings file ({e})", path.display())))?;
+    Ok(f.entries)
+}
+
+/// The stored settings for this adapter, model shape and weight format, if any. A missing or
+/// unreadable store gives `None` (tuned defaults are an optimisation, never a reason to fail).
+pub fn lookup(caps: &Caps, cfg: &LargeConfig, dtype: WeightDtype) -> Option<Entry> {
+    let adapter = AdapterId::of(caps);
+    let shape = shape_key(cfg);
+    load(&path()?)
+        .ok()?
+        .into_iter()
+        .find(|e| e.matches(&adapter, &shape, dtype.name()))
+}
+
+/// Stores `entry`: its settings are merged over those of an existing entry with the same key
+/// (knobs it does not hold keep their stored values). Returns the file written.
+pub fn save(mut entry: Entry) -> Result<PathBuf> {
+    let path = path().ok_or_else(|| Error::Input("no cache directory (set XLSTM_CACHE_DIR)".into()))?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    // A corrupt store is replaced rather than blocking every later tuning.
+    let mut entries = load(&path).unwrap_or_default();
+    match entries
+        .iter_mut()
+        .find(|e| e.matches(&entry.adapter, &entry.model_shape, &entry.dtype))
+    {
+        Some(old) => {
+            entry.settings = old.settings.merged(&entry.settings);
+            let mut speedup = std::mem::take(&mut old.speedup);
+            speedup.append(&mut entry.speedup);
+            entry.speedup = speedup;
+            *old = entry;
+        }
+        None => entries.push(entry),
+    }
+    let file = StoreFile { version: 1, entries };
+    let text = serde_json::to_string_pretty(&file).map_err(|e| Error::Input(e.to_string()))?;
+    crate::cli::write_atomic(&path, text.as_bytes())?;
+    Ok(path)
+}
+
+/// What `xlstm tune --show` prints.
+pub fn show() -> Result<String> {
+    let Some(path) = path() else {
+        return Ok("no cache directory (set XLSTM_CACHE_DIR)\n".into());
+    };
+    let entries = load(&path)?;
+    let mut out = format!("tuned settings in {}\n", path.display());
+    if entries.is_empty() {
+        out += "  none stored yet (run `xlstm tune`)\n";
+    }
+    for e in entries {
+        out += &format!("- {}\n", e.adapter);
+        out += &format!("  model {} | {} weights\n", e.model_shape, e.dtype);
+        out += &format!("  {}\n", e.settings.describe());
+        let sp: Vec<String> = e.speedup.iter().map(|(k, v)| format!("{k} x{v:.2}")).collect();
+        if !sp.is_empty() {
+            out += &format!("  speed-up over the defaults: {}\n", sp.join(", "));
+        }
+        if !e.run.is_empty() {
+            out += &format!("  from {}\n", e.run);
+        }
+    }
+    Ok(out)
+}
