@@ -301,56 +301,38 @@ pub fn matmul(
     epi: Epilogue,
 ) -> Result<()> {
     for (i, part) in w.parts.iter().enumerate() {
-        let bufs = [x.buf.clone(), w.part_slice(i), y.buf.clone()];
         if tokens == 1 {
             gemv_part(pb, ops.gemv_rows, &ops.gemv, "gemv", x, &x.buf, w, i, y, epi, 0.0)?;
-        } else if let Some(coop) = &ops.gemm_coop {
-            let p = GemmParams {
-                tokens: u(tokens),
-                n: u(part.rows),
-                k: u(w.cols),
-                kp: u(w.kp),
-                x_stride: u(x.stride),
-                x_offset: u(x.offset),
-                y_stride: u(y.stride),
-                y_offset: u(y.offset + part.row0),
-                accumulate: epi.accumulate as u32,
-                soft_cap: epi.soft_cap,
-                _pad: [0; 2],
-            };
-            pb.dispatch(
-                "gemm_coop",
-                coop,
-                &p,
-                &bufs,
-                [groups(part.rows, 128), groups(tokens, 128), 1],
-            )?;
-            let io = 4.0 * (tokens * (w.cols + 2 * part.rows)) as f64;
-            pb.cost(part.buf.len() as f64 + io, 2.0 * (tokens * part.rows * w.cols) as f64);
-        } else {
-            let p = GemmParams {
-                tokens: u(tokens),
-                n: u(part.rows),
-                k: u(w.cols),
-                kp: u(w.kp),
-                x_stride: u(x.stride),
-                x_offset: u(x.offset),
-                y_stride: u(y.stride),
-                y_offset: u(y.offset + part.row0),
-                accumulate: epi.accumulate as u32,
-                soft_cap: epi.soft_cap,
-                _pad: [0; 2],
-            };
-            pb.dispatch(
-                "gemm",
-                &ops.gemm,
-                &p,
-                &bufs,
-                [groups(part.rows, 64), groups(tokens, 64), 1],
-            )?;
-            let io = 4.0 * (tokens * (w.cols + 2 * part.rows)) as f64;
-            pb.cost(part.buf.len() as f64 + io, 2.0 * (tokens * part.rows * w.cols) as f64);
+            continue;
         }
+        // The matrix-unit GEMM where the adapter has one (128 x 128 tiles), else the tiled one.
+        let (label, pipeline, tile) = match &ops.gemm_coop {
+            Some(coop) => ("gemm_coop", coop, 128),
+            None => ("gemm", &ops.gemm, 64),
+        };
+        let p = GemmParams {
+            tokens: u(tokens),
+            n: u(part.rows),
+            k: u(w.cols),
+            kp: u(w.kp),
+            x_stride: u(x.stride),
+            x_offset: u(x.offset),
+            y_stride: u(y.stride),
+            y_offset: u(y.offset + part.row0),
+            accumulate: epi.accumulate as u32,
+            soft_cap: epi.soft_cap,
+            _pad: [0; 2],
+        };
+        let bufs = [x.buf.clone(), w.part_slice(i), y.buf.clone()];
+        pb.dispatch(
+            label,
+            pipeline,
+            &p,
+            &bufs,
+            [groups(part.rows, tile), groups(tokens, tile), 1],
+        )?;
+        let io = 4.0 * (tokens * (w.cols + 2 * part.rows)) as f64;
+        pb.cost(part.buf.len() as f64 + io, 2.0 * (tokens * part.rows * w.cols) as f64);
     }
     Ok(())
 }

@@ -251,22 +251,7 @@ impl Session {
                 Logits::Last if end == ids.len() => 1,
                 _ => 0,
             };
-            let ws = Workspace::new(pool, cfg, n, self.opts.schedule.chunk_size, rows, n)?;
-            gpu.queue
-                .write_buffer(ws.ids.raw(), 0, bytemuck::cast_slice(&ids[start..end]));
-            let mut pb = PlanBuilder::new(gpu.clone());
-            let parity = large::record_forward(
-                &mut pb,
-                &m.ops,
-                cfg,
-                &m.weights,
-                &self.state,
-                &ws,
-                0,
-                self.parity,
-                &self.opts.schedule,
-            )?;
-            let plan = pb.finish(pool)?;
+            let (ws, plan, parity) = self.segment_plan(&ids[start..end], rows)?;
             if self.opts.schedule.strategy == large::PrefillStrategy::Queued {
                 plan.run_queued(gpu, self.opts.submit, self.opts.record_threads)?;
             } else {
@@ -282,20 +267,18 @@ impl Session {
         Ok(out)
     }
 
-    /// GPU time per kernel of one forward pass over `ids` (at most one segment long), measured
-    /// with timestamp queries. The state advances as in `prefill`.
-    pub fn profile_prefill(&mut self, ids: &[u32]) -> Result<Vec<KernelTime>> {
-        self.check_ids(ids)?;
-        let m = self.model.inner.clone();
-        let (cfg, pool, gpu) = (&m.cfg, &m.pool, &m.gpu);
-        let n = ids.len().min(self.segment_len());
-        let ws = Workspace::new(pool, cfg, n, self.opts.schedule.chunk_size, 1, n)?;
-        gpu.queue.write_buffer(ws.ids.raw(), 0, bytemuck::cast_slice(&ids[..n]));
-        let mut pb = PlanBuilder::new(gpu.clone());
+    /// The plan of one forward pass over `ids` (one segment) producing the last `rows` rows of
+    /// logits, with its workspace (ids already uploaded) and the n/m parity after it.
+    fn segment_plan(&self, ids: &[u32], rows: usize) -> Result<(Workspace, Plan, u32)> {
+        let m = &self.model.inner;
+        let n = ids.len();
+        let ws = Workspace::new(&m.pool, &m.cfg, n, self.opts.schedule.chunk_size, rows, n)?;
+        m.gpu.queue.write_buffer(ws.ids.raw(), 0, bytemuck::cast_slice(ids));
+        let mut pb = PlanBuilder::new(m.gpu.clone());
         let parity = large::record_forward(
             &mut pb,
             &m.ops,
-            cfg,
+            &m.cfg,
             &m.weights,
             &self.state,
             &ws,
@@ -303,7 +286,18 @@ impl Session {
             self.parity,
             &self.opts.schedule,
         )?;
-        let times = pb.finish(pool)?.run_profiled(gpu, pool)?;
+        Ok((ws, pb.finish(&m.pool)?, parity))
+    }
+
+    /// GPU time per kernel of one forward pass over `ids` (at most one segment long), measured
+    /// with timestamp queries. The state advances as in `prefill`.
+    pub fn profile_prefill(&mut self, ids: &[u32]) -> Result<Vec<KernelTime>> {
+        self.check_ids(ids)?;
+        let m = self.model.inner.clone();
+        let (pool, gpu) = (&m.pool, &m.gpu);
+        let n = ids.len().min(self.segment_len());
+        let (_ws, plan, parity) = self.segment_plan(&ids[..n], 1)?;
+        let times = plan.run_profiled(gpu, pool)?;
         self.parity = parity;
         self.position += n;
         Ok(times)

@@ -580,50 +580,30 @@ fn record_cell(
             },
         ),
     };
+    // The scheduler's units: head bands x chunk tiles, band-major, so the phase-1 tiles of a band
+    // run in order and carry the state through the boundary buffer.
+    let units: Vec<((usize, usize), (usize, usize))> = (0..nh)
+        .step_by(band)
+        .flat_map(|h0| {
+            (0..chunks)
+                .step_by(tile)
+                .map(move |c0| ((h0, band.min(nh - h0)), (c0, (c0 + tile).min(chunks))))
+        })
+        .collect();
     // `queued`: every head band of each phase in a command buffer of its own (recorded on
     // worker threads by `Plan::run_queued`).
     let queued = sched.strategy == PrefillStrategy::Queued;
-    for h0 in (0..nh).step_by(band) {
-        if queued {
-            pb.split();
-        }
-        let heads = (h0, band.min(nh - h0));
-        for c0 in (0..chunks).step_by(tile) {
-            ops::mlstm_chunk_state(
-                pb,
-                ops,
-                l,
-                &s(&ws.proj),
-                &s(&ws.gi),
-                &s(&ws.gb),
-                &b,
-                t,
-                chunk,
-                (c0, (c0 + tile).min(chunks)),
-                heads,
-            )?;
-        }
-    }
-    for h0 in (0..nh).step_by(band) {
-        if queued {
-            pb.split();
-        }
-        let heads = (h0, band.min(nh - h0));
-        for c0 in (0..chunks).step_by(tile) {
-            ops::mlstm_chunk_out(
-                pb,
-                ops,
-                l,
-                &s(&ws.proj),
-                &s(&ws.gi),
-                &s(&ws.gb),
-                &b,
-                t,
-                chunk,
-                (c0, (c0 + tile).min(chunks)),
-                heads,
-                &s(&ws.h),
-            )?;
+    let (proj, gi, gb) = (s(&ws.proj), s(&ws.gi), s(&ws.gb));
+    for phase in [1, 2] {
+        for &(heads, range) in &units {
+            if queued && range.0 == 0 {
+                pb.split();
+            }
+            if phase == 1 {
+                ops::mlstm_chunk_state(pb, ops, l, &proj, &gi, &gb, &b, t, chunk, range, heads)?;
+            } else {
+                ops::mlstm_chunk_out(pb, ops, l, &proj, &gi, &gb, &b, t, chunk, range, heads, &s(&ws.h))?;
+            }
         }
     }
     if queued {
