@@ -231,14 +231,17 @@ impl BufferPool {
 
     /// Releases every pooled (unused) buffer back to the driver. Returns the bytes released.
     pub fn trim(&self) -> u64 {
-        let mut st = self.inner.lock();
-        let released = st.stats.pooled;
-        for (_, bufs) in st.free.drain() {
-            for b in bufs {
-                b.destroy();
-            }
+        // Take the free lists under the lock, destroy outside it: destroying can wait on the
+        // driver, and other threads (the memory watchdog) must not stall on the pool meanwhile.
+        let (released, free) = {
+            let mut st = self.inner.lock();
+            let released = st.stats.pooled;
+            st.stats.pooled = 0;
+            (released, std::mem::take(&mut st.free))
+        };
+        for b in free.into_values().flatten() {
+            b.destroy();
         }
-        st.stats.pooled = 0;
         released
     }
 
