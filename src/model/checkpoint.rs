@@ -213,6 +213,30 @@ impl Checkpoint {
         Ok(out)
     }
 
+    /// Drops a tensor's pages from this process's resident set once it has been uploaded, so host
+    /// memory stays flat while a large checkpoint streams to the GPU (mapped file pages that were
+    /// read otherwise count as resident until the whole model is loaded). Only a hint: the data
+    /// is still readable afterwards (it is faulted in again from the file).
+    pub fn release(&self, e: &TensorEntry) {
+        #[cfg(unix)]
+        {
+            // Round out to 64 KiB, a multiple of every page size in use; touching neighbouring
+            // pages is harmless for a read-only file mapping.
+            const ALIGN: usize = 64 << 10;
+            let mmap = &self.files[e.file].1;
+            let start = e.start & !(ALIGN - 1);
+            let end = e.end.next_multiple_of(ALIGN).min(mmap.len());
+            if end > start {
+                // SAFETY: the mapping is private and read-only and no reference into this range
+                // is alive here; MADV_DONTNEED only discards the pages, later reads refault them
+                // from the file.
+                let _ = unsafe { mmap.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start) };
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = e;
+    }
+
     /// The files this checkpoint was read from.
     pub fn paths(&self) -> impl Iterator<Item = &Path> {
         self.files.iter().map(|(p, _)| p.as_path())

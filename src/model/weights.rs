@@ -200,6 +200,9 @@ pub fn upload_matrix(
         parts.push(WeightPart { buf, row0, rows: n });
         row0 += n;
     }
+    for e in sources {
+        ckpt.release(e);
+    }
     Ok(GpuMatrix {
         parts,
         rows,
