@@ -161,42 +161,29 @@ pub fn upload_matrix(
             "{label}: one row of {row_bytes} bytes exceeds the storage binding limit"
         )));
     }
-    // Iterate rows across sources in order.
-    let mut src_rows = sources.iter().flat_map(|e| (0..e.shape[0]).map(move |r| (*e, r)));
+    // Rows across sources in order.
+    let src_rows: Vec<(&TensorEntry, usize)> = sources
+        .iter()
+        .flat_map(|e| (0..e.shape[0]).map(move |r| (*e, r)))
+        .collect();
+    if src_rows.len() != rows {
+        return Err(Error::Checkpoint(format!("{label}: fewer rows than expected")));
+    }
+    let batch_rows = (STAGING_BYTES / row_bytes).max(1);
+    let mut staged: Vec<u8> = Vec::new();
     let mut parts = Vec::new();
     let mut row0 = 0;
-    let mut row_f32 = Vec::with_capacity(cols);
     while row0 < rows {
         let n = max_rows.min(rows - row0);
         let buf = pool.storage((n * row_bytes) as u64, Category::Weights, label)?;
-        let mut staged: Vec<u8> = Vec::with_capacity(STAGING_BYTES.min(n * row_bytes));
-        let mut offset = 0u64;
-        for _ in 0..n {
-            let (entry, r) = src_rows
-                .next()
-                .ok_or_else(|| Error::Checkpoint(format!("{label}: fewer rows than expected")))?;
-            row_f32.clear();
-            ckpt.read_f32_into(entry, r * cols, cols, &mut row_f32);
-            row_f32.resize(kp, 0.0);
-            match dtype {
-                WeightDtype::F32 => staged.extend_from_slice(bytemuck::cast_slice(&row_f32)),
-                WeightDtype::F16 => {
-                    for v in &row_f32 {
-                        staged.extend_from_slice(&half::f16::from_f32(*v).to_le_bytes());
-                    }
-                }
-            }
-            if staged.len() >= STAGING_BYTES {
-                gpu.queue.write_buffer(buf.raw(), offset, &staged);
-                offset += staged.len() as u64;
-                staged.clear();
-                flush(gpu)?;
-            }
+        // Convert a staging buffer's worth of rows at a time, on all cores, then hand it over.
+        for b0 in (0..n).step_by(batch_rows) {
+            let b = batch_rows.min(n - b0);
+            staged.resize(b * row_bytes, 0);
+            convert_rows(ckpt, &src_rows[row0 + b0..row0 + b0 + b], cols, kp, dtype, &mut staged);
+            gpu.queue.write_buffer(buf.raw(), (b0 * row_bytes) as u64, &staged);
+            flush(gpu)?;
         }
-        if !staged.is_empty() {
-            gpu.queue.write_buffer(buf.raw(), offset, &staged);
-        }
-        flush(gpu)?;
         parts.push(WeightPart { buf, row0, rows: n });
         row0 += n;
     }
@@ -210,6 +197,41 @@ pub fn upload_matrix(
         kp,
         dtype,
     })
+}
+
+/// Converts rows to the GPU format (zero padded to `kp`) into `out`, splitting the rows across
+/// the machine's cores: BF16/F32 to f16 conversion is the CPU cost of loading a checkpoint.
+fn convert_rows(
+    ckpt: &Checkpoint,
+    rows: &[(&TensorEntry, usize)],
+    cols: usize,
+    kp: usize,
+    dtype: WeightDtype,
+    out: &mut [u8],
+) {
+    let row_bytes = kp * dtype.bytes();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(16);
+    let per = rows.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        for (rows, out) in rows.chunks(per).zip(out.chunks_mut(per * row_bytes)) {
+            scope.spawn(move || {
+                let mut row_f32 = Vec::with_capacity(kp);
+                for (&(entry, r), dst) in rows.iter().zip(out.chunks_exact_mut(row_bytes)) {
+                    row_f32.clear();
+                    ckpt.read_f32_into(entry, r * cols, cols, &mut row_f32);
+                    row_f32.resize(kp, 0.0);
+                    match dtype {
+                        WeightDtype::F32 => dst.copy_from_slice(bytemuck::cast_slice(&row_f32)),
+                        WeightDtype::F16 => {
+                            for (v, d) in row_f32.iter().zip(dst.chunks_exact_mut(2)) {
+                                d.copy_from_slice(&half::f16::from_f32(*v).to_le_bytes());
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
 }
 
 /// Submits pending uploads and waits, so the driver's staging memory is released.
