@@ -308,17 +308,22 @@ impl Session {
         self.check_ids(&[first])?;
         let key = self.decode_plan(steps, None)?;
         let m = self.model.inner.clone();
-        let decode = self
-            .decode
-            .as_ref()
-            .ok_or_else(|| Error::Gpu("decode workspace missing".into()))?;
-        m.gpu
-            .queue
-            .write_buffer(decode.ws.ids.raw(), 0, bytemuck::bytes_of(&first));
+        let decode = self.decode_input(first)?;
         let times = decode.plans[&key].run_profiled(&m.gpu, &m.pool)?;
         self.parity ^= (steps % 2) as u32;
         self.position += steps;
         Ok(times)
+    }
+
+    /// The decode workspace, with `id` written as the first step's input token.
+    fn decode_input(&self, id: u32) -> Result<&Decode> {
+        let decode = self
+            .decode
+            .as_ref()
+            .ok_or_else(|| Error::Gpu("decode workspace missing".into()))?;
+        let gpu = self.model.gpu();
+        gpu.queue.write_buffer(decode.ws.ids.raw(), 0, bytemuck::bytes_of(&id));
+        Ok(decode)
     }
 
     fn decode_plan(&mut self, steps: usize, sampler: Option<&SamplerConfig>) -> Result<DecodeKey> {
@@ -394,13 +399,7 @@ impl Session {
         self.check_stop()?;
         let key = self.decode_plan(1, None)?;
         let m = self.model.inner.clone();
-        let decode = self
-            .decode
-            .as_ref()
-            .ok_or_else(|| Error::Gpu("decode workspace missing".into()))?;
-        m.gpu
-            .queue
-            .write_buffer(decode.ws.ids.raw(), 0, bytemuck::bytes_of(&id));
+        let decode = self.decode_input(id)?;
         decode.plans[&key].run(&m.gpu, self.opts.submit)?;
         let logits = read_f32(&m.gpu, &m.pool, &decode.ws.logits, 0, m.cfg.vocab_size as u64)?;
         self.parity ^= 1;
@@ -429,13 +428,7 @@ impl Session {
         }
         let key = self.decode_plan(steps, sampler)?;
         let m = self.model.inner.clone();
-        let decode = self
-            .decode
-            .as_ref()
-            .ok_or_else(|| Error::Gpu("decode workspace missing".into()))?;
-        m.gpu
-            .queue
-            .write_buffer(decode.ws.ids.raw(), 0, bytemuck::bytes_of(&first));
+        let decode = self.decode_input(first)?;
         decode.plans[&key].run(&m.gpu, self.opts.submit)?;
         let ids = read_u32(&m.gpu, &m.pool, &decode.ws.ids, 1, steps as u64)?;
         self.parity ^= (steps % 2) as u32;
