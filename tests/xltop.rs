@@ -370,7 +370,11 @@ fn the_tui_renders_in_a_real_terminal_and_its_keys_work() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 
     let pid_s = pid.to_string();
-    let screen = tmux.wait_screen("the process table", |s| s.contains(&pid_s) && s.contains("decode"));
+    // Wait for the whole frame (the table, the gauges, the sparkline and the key help): tmux can
+    // capture a frame the terminal has only partly drawn.
+    let screen = tmux.wait_screen("the whole first frame", |s| {
+        s.contains(&pid_s) && s.contains("decode") && s.contains(&format!("tok/s of {pid}")) && s.contains("q quit")
+    });
     for needle in [
         "xltop",
         "1 running",
