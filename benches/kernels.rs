@@ -118,60 +118,62 @@ fn gemm(c: &mut Criterion) {
     g.finish();
 }
 
-/// The sLSTM recurrence over T tokens: one dispatch for the whole sequence versus one per token.
+/// The sLSTM recurrence over T tokens: the persistent sequence kernel (one dispatch, a workgroup
+/// per head) versus the per-token kernel (one dispatch per token, many workgroups per step), for
+/// wide heads (4 x 256, T 1024) and narrow ones (4 x 32, T 256), from a random non-fresh state
+/// with random inputs and recurrent weights. On a software adapter the wide case runs T 64.
 fn slstm(c: &mut Criterion) {
+    use ops::slstm::{slstm, SlstmMode};
     let b = Bench::new();
-    let (nh, dh, t) = if b.software { (4, 32, 64) } else { (4, 256, 1024) };
-    let e = nh * dh;
-    let (wx, bias, r, state, h) = (
-        b.buf(t * 4 * e),
-        b.buf(4 * e),
-        b.buf(nh * 4 * dh * dh),
-        b.buf(4 * e),
-        b.buf(t * e),
-    );
-    let s = Slice::all;
-    let mut fused = PlanBuilder::new(b.gpu.clone());
-    ops::slstm_sequence(
-        &mut fused,
-        &b.ops,
-        &s(&wx),
-        &s(&bias),
-        &s(&r),
-        &s(&state),
-        &s(&h),
-        t,
-        nh,
-        dh,
-        true,
-    )
-    .expect("seq");
-    let fused = fused.finish(&b.pool).expect("plan");
-    // Per token: T dispatches of one step each, reading its row of wx and writing its row of h.
-    let mut per_token = PlanBuilder::new(b.gpu.clone());
-    for i in 0..t {
-        let row = |buf: &GpuBuffer, width: usize| Slice::range(buf, (i * width * 4) as u64, (width * 4) as u64);
-        ops::slstm_sequence(
-            &mut per_token,
-            &b.ops,
-            &row(&wx, 4 * e),
-            &s(&bias),
-            &s(&r),
-            &s(&state),
-            &row(&h, e),
-            1,
-            nh,
-            dh,
-            i == 0,
-        )
-        .expect("step");
+    let shapes: &[(usize, usize, usize)] = if b.software {
+        &[(4, 256, 64), (4, 32, 256)]
+    } else {
+        &[(4, 256, 1024), (4, 32, 256)]
+    };
+    for &(nh, dh, t) in shapes {
+        let e = nh * dh;
+        let mut rng = xlstm_wgpu::cpu::rng::SplitMix64::new(11);
+        let upload = |v: Vec<f32>| {
+            let buf = b.buf(v.len());
+            b.gpu.queue.write_buffer(buf.raw(), 0, bytemuck::cast_slice(&v));
+            buf
+        };
+        let scale = 1.0 / (dh as f32).sqrt();
+        let (wx, bias, r, h, scratch) = (
+            upload(rng.uniform_vec(t * 4 * e, -2.0, 2.0)),
+            upload(rng.uniform_vec(4 * e, -1.0, 1.0)),
+            upload(rng.uniform_vec(nh * 4 * dh * dh, -scale, scale)),
+            b.buf(t * e),
+            b.buf(4 * e),
+        );
+        let mut st = rng.uniform_vec(4 * e, -1.0, 1.0);
+        st[2 * e..3 * e].iter_mut().for_each(|n| *n = n.abs() + 0.5);
+        let state = upload(st);
+        let s = Slice::all;
+        let mut g = c.benchmark_group(format!("slstm_{nh}x{dh}_T{t}"));
+        g.throughput(Throughput::Elements(t as u64));
+        for (name, mode) in [("sequence", SlstmMode::Sequence), ("per_token", SlstmMode::PerToken)] {
+            let mut pb = PlanBuilder::new(b.gpu.clone());
+            slstm(
+                &mut pb,
+                &b.ops,
+                &s(&wx),
+                &s(&bias),
+                &s(&r),
+                &s(&state),
+                &s(&scratch),
+                &s(&h),
+                t,
+                nh,
+                dh,
+                mode,
+            )
+            .expect("slstm");
+            let plan = pb.finish(&b.pool).expect("plan");
+            g.bench_function(name, |bch| bch.iter(|| b.run(&plan)));
+        }
+        g.finish();
     }
-    let per_token = per_token.finish(&b.pool).expect("plan");
-    let mut g = c.benchmark_group(format!("slstm_{nh}x{dh}_T{t}"));
-    g.throughput(Throughput::Elements(t as u64));
-    g.bench_function("one_dispatch", |bch| bch.iter(|| b.run(&fused)));
-    g.bench_function("dispatch_per_token", |bch| bch.iter(|| b.run(&per_token)));
-    g.finish();
 }
 
 criterion_group! {

@@ -247,7 +247,7 @@ pub fn run_generate(a: &GenerateArgs) -> Result<()> {
         .tokenizer()
         .ok_or_else(|| Error::Tokenizer(format!("{} has no tokenizer.json", dir.display())))?;
     let mut prompt = Vec::new();
-    if let Some(bos) = model.config().bos_token_id {
+    if let Some(bos) = model.bos_token_id() {
         prompt.push(bos);
     }
     prompt.extend(tok.encode(&a.prompt)?);
@@ -262,7 +262,7 @@ pub fn run_generate(a: &GenerateArgs) -> Result<()> {
     })?;
     let mut stop = Vec::new();
     if !a.ignore_eos {
-        stop.extend(model.config().eos_token_id);
+        stop.extend(model.eos_token_id());
         stop.extend(tok.token_id("<|endoftext|>"));
     }
     let mut session = Session::new(&model, run.session_options()?)?;

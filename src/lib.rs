@@ -8,7 +8,7 @@
 //! let gpu = Arc::new(Gpu::new(&GpuOptions::default())?);
 //! let model = Model::load(gpu, std::path::Path::new("models/xlstm-large-mini"), &LoadOptions::default())?;
 //! let tok = model.tokenizer().expect("tokenizer.json");
-//! let mut prompt = vec![model.config().bos_token_id.unwrap_or(0)];
+//! let mut prompt = vec![model.bos_token_id().unwrap_or(0)];
 //! prompt.extend(tok.encode("The king said")?);
 //! let mut session = Session::new(&model, SessionOptions::default())?;
 //! let mut sampler = Sampler::new(SamplerConfig::default())?;

@@ -9,6 +9,10 @@ use crate::gpu::{ConstValue, Kernels, PlanBuilder, Slice};
 use crate::model::weights::{GpuMatrix, WeightDtype};
 use bytemuck::{Pod, Zeroable};
 
+pub mod mlstm_v1;
+pub mod slstm;
+pub mod v1;
+
 /// Compiled pipelines for one weight format.
 pub struct Ops {
     embed: wgpu::ComputePipeline,
@@ -29,8 +33,13 @@ pub struct Ops {
     swiglu: wgpu::ComputePipeline,
     argmax: wgpu::ComputePipeline,
     fill_random: wgpu::ComputePipeline,
-    slstm_seq: wgpu::ComputePipeline,
     sample: wgpu::ComputePipeline,
+    /// Original-xLSTM kernels (norms, conv, headwise projections, gated FFN).
+    pub(crate) v1: v1::V1Pipelines,
+    /// The v1 mLSTM gate projection.
+    pub(crate) mlstm_v1: mlstm_v1::MlstmV1Pipelines,
+    /// sLSTM recurrence kernels.
+    pub(crate) slstm: slstm::SlstmPipelines,
 }
 
 /// dv columns per workgroup of mlstm_step.wgsl (TILE_V).
@@ -118,8 +127,10 @@ impl Ops {
             swiglu: kernels.pipeline("swiglu", "main", &[])?,
             argmax: kernels.pipeline("argmax", "main", &[])?,
             fill_random: kernels.pipeline("fill_random", "main", &w)?,
-            slstm_seq: kernels.pipeline("slstm_seq", "main", &[])?,
             sample: kernels.pipeline("sample", "main", &[])?,
+            v1: v1::V1Pipelines::new(kernels)?,
+            mlstm_v1: mlstm_v1::MlstmV1Pipelines::new(kernels)?,
+            slstm: slstm::SlstmPipelines::new(kernels)?,
         })
     }
 }
@@ -434,6 +445,8 @@ pub struct CellLayout {
     pub o_col: usize,
     pub i_col: usize,
     pub f_col: usize,
+    /// Soft cap `cap·tanh(x / cap)` of the input and forget gate pre-activations (xLSTM Large:
+    /// 15); `<= 0` means no cap (the original xLSTM's mLSTM).
     pub soft_cap: f32,
     pub eps: f32,
 }
@@ -476,7 +489,8 @@ struct GatesParams {
     _pad: u32,
 }
 
-/// Soft-capped input gates and per-chunk cumulative log forget gates, [num_heads, tokens] each.
+/// Soft-capped input gates and per-chunk cumulative log forget gates, [num_heads, tokens] each
+/// (no cap when `l.soft_cap <= 0`).
 pub fn mlstm_gates(
     pb: &mut PlanBuilder,
     ops: &Ops,
@@ -885,50 +899,6 @@ pub fn fill_random(pb: &mut PlanBuilder, ops: &Ops, w: &GpuMatrix, seed: u32, sc
         pb.dispatch("fill_random", &ops.fill_random, &p, &[w.part_slice(i)], grid)?;
     }
     Ok(())
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct SlstmParams {
-    tokens: u32,
-    num_heads: u32,
-    head_dim: u32,
-    first_step: u32,
-}
-
-/// Largest sLSTM head width slstm_seq.wgsl holds in workgroup memory.
-pub const MAX_SLSTM_HEAD_DIM: usize = 256;
-
-/// The sLSTM cell over `tokens` steps in one dispatch (a persistent workgroup per head).
-/// `wx` [tokens, 4, E] input pre-activations (gate order i, f, z, o), `bias` [4, E], `r`
-/// [NH, 4*DH, DH] (vanilla layout), `state` [4, E] = (y, c, n, m) updated in place, `h` [tokens, E].
-/// `first_step`: the state is fresh, so the first token uses the package's first-step rule.
-pub fn slstm_sequence(
-    pb: &mut PlanBuilder,
-    ops: &Ops,
-    wx: &Slice,
-    bias: &Slice,
-    r: &Slice,
-    state: &Slice,
-    h: &Slice,
-    tokens: usize,
-    num_heads: usize,
-    head_dim: usize,
-    first_step: bool,
-) -> Result<()> {
-    if head_dim == 0 || head_dim > MAX_SLSTM_HEAD_DIM {
-        return Err(Error::Input(format!(
-            "sLSTM head width {head_dim} is outside 1..={MAX_SLSTM_HEAD_DIM}"
-        )));
-    }
-    let p = SlstmParams {
-        tokens: u(tokens),
-        num_heads: u(num_heads),
-        head_dim: u(head_dim),
-        first_step: first_step as u32,
-    };
-    let bufs = [wx.clone(), bias.clone(), r.clone(), state.clone(), h.clone()];
-    pb.dispatch("slstm_seq", &ops.slstm_seq, &p, &bufs, [u(num_heads), 1, 1])
 }
 
 #[repr(C)]

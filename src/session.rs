@@ -5,7 +5,8 @@
 use crate::error::{Error, Result};
 use crate::gpu::readback::{read_f32, read_u32};
 use crate::gpu::{KernelTime, Plan, PlanBuilder, Slice, SubmitBudget};
-use crate::model::large::{self, BlockState, PrefillSchedule, Workspace};
+use crate::model::forward::{State, Workspace};
+use crate::model::large::{self, PrefillSchedule};
 use crate::model::Model;
 use crate::sample::{Sampler, SamplerConfig};
 use std::collections::HashMap;
@@ -53,8 +54,10 @@ pub enum Logits {
 pub struct SavedState {
     /// Tokens consumed so far.
     pub position: usize,
-    /// Per block: C [NH, dqk, dv], n [NH, dqk], m [NH].
-    pub blocks: Vec<(Vec<f32>, Vec<f32>, Vec<f32>)>,
+    /// Every state tensor, block by block: xLSTM Large C [NH, dqk, dv], n [NH, dqk], m [NH];
+    /// original-xLSTM mLSTM blocks the conv window [KS, I] then C, n, m; sLSTM blocks the conv
+    /// window [KS, E] (when the block has a conv) then (y, c, n, m) [4, E].
+    pub tensors: Vec<Vec<f32>>,
 }
 
 /// What `generate` did, with timings.
@@ -120,7 +123,7 @@ fn global_stop_hook() -> Option<StopHook> {
 pub struct Session {
     // Plans reference the buffers below; they are declared first so they are dropped first.
     decode: Option<Decode>,
-    state: Vec<BlockState>,
+    state: State,
     parity: u32,
     position: usize,
     /// Ids at or above this are padded vocabulary rows the tokenizer cannot decode; greedy
@@ -135,7 +138,6 @@ pub struct Session {
 impl Session {
     /// A new session with zero state.
     pub fn new(model: &Model, opts: SessionOptions) -> Result<Self> {
-        let cfg = model.config();
         if opts.schedule.chunk_size == 0 || opts.schedule.chunk_size > crate::ops::MAX_CHUNK {
             return Err(Error::Input(format!(
                 "chunk size must be between 1 and {}, got {}",
@@ -148,17 +150,14 @@ impl Session {
                 "segment length must be positive and decode batch between 1 and {MAX_DECODE_BATCH}"
             )));
         }
-        let state = (0..cfg.num_blocks)
-            .map(|_| BlockState::new(model.pool(), cfg))
-            .collect::<Result<Vec<_>>>()?;
+        let state = model.inner.new_state()?;
+        let vocab = model.vocab_size();
         let mut s = Session {
             decode: None,
             state,
             parity: 0,
             position: 0,
-            vocab_limit: model
-                .tokenizer()
-                .map_or(cfg.vocab_size, |t| t.vocab_size().clamp(1, cfg.vocab_size)),
+            vocab_limit: model.tokenizer().map_or(vocab, |t| t.vocab_size().clamp(1, vocab)),
             opts,
             model: model.clone(),
             stop: None,
@@ -198,10 +197,8 @@ impl Session {
     pub fn reset(&mut self) -> Result<()> {
         let gpu = self.model.gpu();
         let mut enc = gpu.device.create_command_encoder(&Default::default());
-        for st in &self.state {
-            for b in [&st.c, &st.n, &st.m] {
-                enc.clear_buffer(b.raw(), 0, None);
-            }
+        for b in self.state.buffers() {
+            enc.clear_buffer(b.raw(), 0, None);
         }
         gpu.queue.submit([enc.finish()]);
         self.parity = 0;
@@ -225,12 +222,9 @@ impl Session {
     /// The longest segment whose activations fit the adapter's binding limit.
     fn segment_len(&self) -> usize {
         let m = &self.model.inner;
-        let cfg = &m.cfg;
         let cap = m.gpu.caps.max_binding() as usize;
-        let by_rows = cap / large::max_row_bytes(cfg);
-        let state_bytes = cfg.num_heads * cfg.head_dim_qk() * cfg.head_dim_v() * 4;
-        let by_boundaries = (cap / state_bytes.max(1)).saturating_sub(1) * self.opts.schedule.chunk_size;
-        let longest = self.opts.max_segment_tokens.min(by_rows).min(by_boundaries).min(65535);
+        let fits = m.segment_limit(cap, self.opts.schedule.chunk_size);
+        let longest = self.opts.max_segment_tokens.min(fits).min(65535);
         longest.max(1)
     }
 
@@ -238,7 +232,8 @@ impl Session {
     pub fn prefill(&mut self, ids: &[u32], want: Logits) -> Result<Vec<f32>> {
         self.check_ids(ids)?;
         let m = self.model.inner.clone();
-        let (cfg, pool, gpu) = (&m.cfg, &m.pool, &m.gpu);
+        let (pool, gpu) = (&m.pool, &m.gpu);
+        let vocab = self.model.vocab_size();
         let seg = self.segment_len();
         let mut out = Vec::new();
         let mut start = 0;
@@ -258,7 +253,7 @@ impl Session {
                 plan.run(gpu, self.opts.submit)?;
             }
             if rows > 0 {
-                out.extend(read_f32(gpu, pool, &ws.logits, 0, (rows * cfg.vocab_size) as u64)?);
+                out.extend(read_f32(gpu, pool, ws.logits(), 0, (rows * vocab) as u64)?);
             }
             self.parity = parity;
             self.position += n;
@@ -272,20 +267,10 @@ impl Session {
     fn segment_plan(&self, ids: &[u32], rows: usize) -> Result<(Workspace, Plan, u32)> {
         let m = &self.model.inner;
         let n = ids.len();
-        let ws = Workspace::new(&m.pool, &m.cfg, n, self.opts.schedule.chunk_size, rows, n)?;
-        m.gpu.queue.write_buffer(ws.ids.raw(), 0, bytemuck::cast_slice(ids));
+        let ws = m.workspace(n, self.opts.schedule.chunk_size, rows, n)?;
+        m.gpu.queue.write_buffer(ws.ids().raw(), 0, bytemuck::cast_slice(ids));
         let mut pb = PlanBuilder::new(m.gpu.clone());
-        let parity = large::record_forward(
-            &mut pb,
-            &m.ops,
-            &m.cfg,
-            &m.weights,
-            &self.state,
-            &ws,
-            0,
-            self.parity,
-            &self.opts.schedule,
-        )?;
+        let parity = m.record_forward(&mut pb, &self.state, &ws, 0, self.parity, &self.opts.schedule)?;
         Ok((ws, pb.finish(&m.pool)?, parity))
     }
 
@@ -322,14 +307,15 @@ impl Session {
             .as_ref()
             .ok_or_else(|| Error::Gpu("decode workspace missing".into()))?;
         let gpu = self.model.gpu();
-        gpu.queue.write_buffer(decode.ws.ids.raw(), 0, bytemuck::bytes_of(&id));
+        gpu.queue
+            .write_buffer(decode.ws.ids().raw(), 0, bytemuck::bytes_of(&id));
         Ok(decode)
     }
 
     fn decode_plan(&mut self, steps: usize, sampler: Option<&SamplerConfig>) -> Result<DecodeKey> {
         let m = self.model.inner.clone();
         if self.decode.is_none() {
-            let ws = Workspace::new(&m.pool, &m.cfg, 1, 1, 1, MAX_DECODE_BATCH + 1)?;
+            let ws = m.workspace(1, 1, 1, MAX_DECODE_BATCH + 1)?;
             let counter = m.pool.storage(4, crate::gpu::Category::Scratch, "sample counter")?;
             m.gpu.queue.write_buffer(counter.raw(), 0, &[0u8; 4]);
             self.decode = Some(Decode {
@@ -345,19 +331,10 @@ impl Session {
         if !decode.plans.contains_key(&key) {
             let mut pb = PlanBuilder::new(m.gpu.clone());
             let mut parity = self.parity;
-            let (logits, ids) = (Slice::all(&decode.ws.logits), Slice::all(&decode.ws.ids));
+            let (logits, ids) = (Slice::all(decode.ws.logits()), Slice::all(decode.ws.ids()));
+            let vocab = self.model.vocab_size();
             for i in 0..steps {
-                parity = large::record_forward(
-                    &mut pb,
-                    &m.ops,
-                    &m.cfg,
-                    &m.weights,
-                    &self.state,
-                    &decode.ws,
-                    i,
-                    parity,
-                    &self.opts.schedule,
-                )?;
+                parity = m.record_forward(&mut pb, &self.state, &decode.ws, i, parity, &self.opts.schedule)?;
                 // The chosen id becomes the next step's input: only ids come back to the CPU.
                 match sampler.filter(|c| !c.is_greedy()) {
                     Some(cfg) => {
@@ -380,7 +357,7 @@ impl Session {
                         &m.ops,
                         &logits,
                         1,
-                        m.cfg.vocab_size,
+                        vocab,
                         self.vocab_limit,
                         &ids,
                         i + 1,
@@ -401,7 +378,7 @@ impl Session {
         let m = self.model.inner.clone();
         let decode = self.decode_input(id)?;
         decode.plans[&key].run(&m.gpu, self.opts.submit)?;
-        let logits = read_f32(&m.gpu, &m.pool, &decode.ws.logits, 0, m.cfg.vocab_size as u64)?;
+        let logits = read_f32(&m.gpu, &m.pool, decode.ws.logits(), 0, self.model.vocab_size() as u64)?;
         self.parity ^= 1;
         self.position += 1;
         Ok(logits)
@@ -430,7 +407,7 @@ impl Session {
         let m = self.model.inner.clone();
         let decode = self.decode_input(first)?;
         decode.plans[&key].run(&m.gpu, self.opts.submit)?;
-        let ids = read_u32(&m.gpu, &m.pool, &decode.ws.ids, 1, steps as u64)?;
+        let ids = read_u32(&m.gpu, &m.pool, decode.ws.ids(), 1, steps as u64)?;
         self.parity ^= (steps % 2) as u32;
         self.position += steps;
         Ok(ids)
@@ -503,39 +480,32 @@ impl Session {
     /// Copies the state to the CPU.
     pub fn save_state(&self) -> Result<SavedState> {
         let m = &self.model.inner;
-        let cfg = &m.cfg;
-        let (nh, dqk, dv) = (cfg.num_heads, cfg.head_dim_qk(), cfg.head_dim_v());
-        let p = self.parity as u64;
-        let mut blocks = Vec::new();
-        for st in &self.state {
-            let c = read_f32(&m.gpu, &m.pool, &st.c, 0, (nh * dqk * dv) as u64)?;
-            let n = read_f32(&m.gpu, &m.pool, &st.n, p * (nh * dqk) as u64, (nh * dqk) as u64)?;
-            let mm = read_f32(&m.gpu, &m.pool, &st.m, p * nh as u64, nh as u64)?;
-            blocks.push((c, n, mm));
-        }
+        let p = self.parity as usize;
+        let tensors = self
+            .state
+            .tensors()
+            .iter()
+            .map(|t| read_f32(&m.gpu, &m.pool, t.buf, t.offset[p] / 4, t.len as u64))
+            .collect::<Result<Vec<_>>>()?;
         Ok(SavedState {
             position: self.position,
-            blocks,
+            tensors,
         })
     }
 
     /// Replaces the state with a saved one (from a session of the same model shape).
     pub fn restore_state(&mut self, saved: &SavedState) -> Result<()> {
         let m = self.model.inner.clone();
-        let cfg = &m.cfg;
-        let (nh, dqk, dv) = (cfg.num_heads, cfg.head_dim_qk(), cfg.head_dim_v());
-        let fits = saved.blocks.len() == self.state.len()
-            && saved
-                .blocks
-                .iter()
-                .all(|(c, n, mm)| c.len() == nh * dqk * dv && n.len() == nh * dqk && mm.len() == nh);
+        let tensors = self.state.tensors();
+        let fits = saved.tensors.len() == tensors.len()
+            && saved.tensors.iter().zip(&tensors).all(|(data, t)| data.len() == t.len);
         if !fits {
             return Err(Error::Input("saved state does not match this model's shape".into()));
         }
-        for (st, (c, n, mm)) in self.state.iter().zip(&saved.blocks) {
-            m.gpu.queue.write_buffer(st.c.raw(), 0, bytemuck::cast_slice(c));
-            m.gpu.queue.write_buffer(st.n.raw(), 0, bytemuck::cast_slice(n));
-            m.gpu.queue.write_buffer(st.m.raw(), 0, bytemuck::cast_slice(mm));
+        for (data, t) in saved.tensors.iter().zip(&tensors) {
+            m.gpu
+                .queue
+                .write_buffer(t.buf.raw(), t.offset[0], bytemuck::cast_slice(data));
         }
         self.parity = 0;
         self.position = saved.position;
@@ -544,6 +514,6 @@ impl Session {
 
     /// Bytes of GPU memory held by this session's state.
     pub fn state_bytes(&self) -> u64 {
-        self.state.iter().map(|s| s.c.len() + s.n.len() + s.m.len()).sum()
+        self.state.bytes()
     }
 }

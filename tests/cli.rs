@@ -747,3 +747,158 @@ fn generate_missing_model() {
     );
     assert!(stderr.contains("does not exist"), "{stderr}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Original xLSTM (mLSTM + sLSTM blocks) checkpoints through the same commands.
+
+/// Copies a v1 fixture, applies `edit` to its tensors and `edit_config` to its config.json.
+fn edited_v1(
+    s: &Scratch,
+    name: &str,
+    edit: impl FnOnce(&mut Vec<Tensor>),
+    edit_config: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>),
+) -> PathBuf {
+    let dir = s.model_copy(name);
+    let file = dir.join("model.safetensors");
+    let mut tensors = read_tensors(&file);
+    edit(&mut tensors);
+    write_tensors(&file, &tensors);
+    let path = dir.join("config.json");
+    let mut json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    edit_config(json.as_object_mut().unwrap());
+    std::fs::write(&path, serde_json::to_string_pretty(&json).unwrap()).unwrap();
+    dir
+}
+
+#[test]
+fn v1_score_success_with_generate() {
+    let s = Scratch::new();
+    let out = s.out();
+    let o = score(
+        &fixture("v1_a"),
+        &s.good_ids(),
+        &out,
+        &["--generate", "3", "--dtype", "f32"],
+    );
+    assert!(
+        o.status.success(),
+        "score failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    check_scores(&out, 7, 97, 3);
+}
+
+#[test]
+fn v1_missing_tensor() {
+    let s = Scratch::new();
+    let name = "xlstm_block_stack.blocks.1.xlstm.slstm_cell._recurrent_kernel_";
+    let dir = edited_v1(&s, "v1_a", |t| t.retain(|t| t.name != name), |_| {});
+    check_model_failure("v1 missing tensor", &s, &dir, &["missing tensor", name]);
+}
+
+#[test]
+fn v1_recurrent_kernel_in_the_other_layout() {
+    // The weights are in the vanilla layout; the config claims the cuda backend.
+    let s = Scratch::new();
+    let dir = edited_v1(
+        &s,
+        "v1_a",
+        |_| {},
+        |c| {
+            c["slstm_block"]["slstm"]["backend"] = "cuda".into();
+        },
+    );
+    check_model_failure("v1 layout mismatch", &s, &dir, &["vanilla layout", "cuda"]);
+}
+
+#[test]
+fn v1_unknown_block_kind() {
+    let s = Scratch::new();
+    let dir = edited_v1(
+        &s,
+        "v1_a",
+        |_| {},
+        |c| {
+            c.insert("_block_map".into(), "0,2,0,1".into());
+        },
+    );
+    check_model_failure("v1 unknown block kind", &s, &dir, &["unknown block kind"]);
+}
+
+#[test]
+fn v1_inconsistent_dims() {
+    // An embedding width the block configs do not have.
+    let s = Scratch::new();
+    let dir = edited_v1(
+        &s,
+        "v1_b",
+        |_| {},
+        |c| {
+            c.insert("embedding_dim".into(), 40.into());
+        },
+    );
+    check_model_failure("v1 embedding width", &s, &dir, &["differs from embedding_dim"]);
+    // A vocabulary the weights do not have.
+    let s = Scratch::new();
+    let dir = edited_v1(
+        &s,
+        "v1_b",
+        |_| {},
+        |c| {
+            c.insert("vocab_size".into(), 60.into());
+        },
+    );
+    check_model_failure("v1 vocabulary", &s, &dir, &["token_embedding.weight"]);
+    // Heads that do not divide the inner width.
+    let s = Scratch::new();
+    let dir = edited_v1(
+        &s,
+        "v1_b",
+        |_| {},
+        |c| {
+            c["mlstm_block"]["mlstm"]["num_heads"] = 5.into();
+        },
+    );
+    check_model_failure("v1 heads", &s, &dir, &["heads"]);
+}
+
+#[test]
+fn v1_generate_with_the_shipped_model() {
+    let model = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("models")
+        .join("xlstm-v1-mini");
+    let o = run(&[
+        "generate",
+        "--model",
+        &model.display().to_string(),
+        "--prompt",
+        "Elizabeth",
+        "--max-new-tokens",
+        "6",
+        "--dtype",
+        "f32",
+    ]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "generate failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        stdout.starts_with("Elizabeth") && stdout.len() > "Elizabeth".len(),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn v1_tune_is_refused_clearly() {
+    let s = Scratch::new();
+    let o = run(&[
+        "tune",
+        "--model",
+        &fixture("v1_a").display().to_string(),
+        "--trials",
+        "1",
+    ]);
+    assert_clean_failure("v1 tune", &o, &s.out(), &["original xLSTM", "xLSTM Large"]);
+}

@@ -348,6 +348,11 @@ struct MatCase {
 /// Runs one matmul with offset/strided input and output rows; returns the error relative to the
 /// magnitude max Σ|x·w| (+ |y0|).
 fn check_matmul(c: &Ctx, case: &MatCase) -> f32 {
+    check_matmul_at(c, case, (3, case.k + 5), (7, case.n + 2))
+}
+
+/// `check_matmul` with the input and output rows at (offset, stride) `xl` and `yl`.
+fn check_matmul_at(c: &Ctx, case: &MatCase, xl: (usize, usize), yl: (usize, usize)) -> f32 {
     let MatCase {
         tokens,
         k,
@@ -371,8 +376,8 @@ fn check_matmul(c: &Ctx, case: &MatCase) -> f32 {
     if let Some(p) = part_rows {
         assert_eq!(m.parts.len(), n.div_ceil(p));
     }
-    let (x_off, x_stride) = (3, k + 5);
-    let (y_off, y_stride) = (7, n + 2);
+    let (x_off, x_stride) = xl;
+    let (y_off, y_stride) = yl;
     // NaN in the input's gaps: reading past k would poison the result.
     let xb = c.buf(&strided(&x, tokens, k, x_off, x_stride, f32::NAN));
     let y_init = strided(&y0, tokens, n, y_off, y_stride, SENTINEL);
@@ -487,6 +492,35 @@ fn matmul_gemm_path() {
     }
 }
 
+/// The matrix-unit GEMM's whole-tile fast path (128 x 128 tiles inside both matrices, 4-aligned
+/// activation rows, K a multiple of 64) next to ragged edge tiles, with every epilogue.
+#[test]
+fn matmul_coop_whole_tiles() {
+    let c = ctx();
+    if !c.ops(WeightDtype::F16).uses_coop_gemm() {
+        eprintln!("[kernels] no matrix-unit GEMM on this adapter: skipped");
+        return;
+    }
+    let mut worst = Worst("matmul coop whole tiles", 0.0, "x scale");
+    for (i, (tokens, k, n)) in [(256, 128, 256), (300, 192, 300), (384, 64, 130)].into_iter().enumerate() {
+        for (e, epi) in epilogues().into_iter().enumerate() {
+            let case = MatCase {
+                tokens,
+                k,
+                n,
+                dtype: WeightDtype::F16,
+                epi,
+                part_rows: [None, Some(128)][(i + e) % 2],
+            };
+            // Aligned rows take the fast path; the same shapes unaligned take the checked one.
+            worst.add(check_matmul_at(c, &case, (4, k + 4), (8, n + 4)));
+            if e == 0 {
+                worst.add(check_matmul(c, &case));
+            }
+        }
+    }
+}
+
 #[test]
 fn matmul_gemv_path() {
     matmul_sweep("matmul gemv", &[1]);
@@ -534,7 +568,12 @@ struct CellInputs {
 }
 
 fn cell_inputs(nh: usize, dqk: usize, dv: usize, t: usize, seed: usize) -> CellInputs {
-    let l = CellLayout::fused(nh, dqk, dv, GATE_CAP, CELL_EPS);
+    cell_inputs_capped(nh, dqk, dv, t, seed, GATE_CAP)
+}
+
+/// [`cell_inputs`] with gate soft cap `cap` (<= 0: none, the original xLSTM's mLSTM).
+fn cell_inputs_capped(nh: usize, dqk: usize, dv: usize, t: usize, seed: usize, cap: f32) -> CellInputs {
+    let l = CellLayout::fused(nh, dqk, dv, cap, CELL_EPS);
     let shape = CellShape {
         num_heads: nh,
         dqk,
@@ -570,7 +609,7 @@ fn cell_inputs(nh: usize, dqk: usize, dv: usize, t: usize, seed: usize) -> CellI
     };
     let gate = |c0: usize, b: &[f32]| -> Vec<f32> {
         proj.chunks_exact(l.proj_stride)
-            .flat_map(|row| (0..nh).map(move |h| cpu::soft_cap(row[c0 + h] + b[h], GATE_CAP)))
+            .flat_map(|row| (0..nh).map(move |h| cpu::soft_cap(row[c0 + h] + b[h], cap)))
             .collect()
     };
     CellInputs {
@@ -705,7 +744,7 @@ fn gpu_chunkwise(
 
 /// mlstm_gates' outputs, [NH, T] each: the soft-capped input gate, and the cumulative log forget
 /// gate restarting at every chunk (log sigmoid <= 0, so |b| is also the sum of |terms|).
-/// Returns the largest error relative to the gate cap.
+/// Returns the largest error relative to the gate cap (without a cap: the largest gate).
 fn check_gates(what: &str, x: &CellInputs, chunk: usize, run: &ChunkRun) -> f32 {
     let (nh, t) = (x.shape.num_heads, x.t);
     let mut gi = Vec::with_capacity(nh * t);
@@ -720,11 +759,17 @@ fn check_gates(what: &str, x: &CellInputs, chunk: usize, run: &ChunkRun) -> f32 
             }
         }
     }
-    let e = check(&format!("{what}: gi"), &run.gi, &gi, 1e-5 * GATE_CAP, 0.0);
+    // The gates' magnitude: the cap, or without one the largest raw gate.
+    let cap = if x.l.soft_cap > 0.0 {
+        x.l.soft_cap
+    } else {
+        max_abs(&x.i_pre).max(max_abs(&x.f_pre))
+    };
+    let e = check(&format!("{what}: gi"), &run.gi, &gi, 1e-5 * cap, 0.0);
     // Each term is off by a few ulp of the cap; the running f32 sum adds u * |b| per step.
     let len = chunk.min(t) as f32;
-    let e2 = check(&format!("{what}: gb"), &run.gb, &gb, 1e-5 * GATE_CAP, 2.0 * len * U);
-    e.max(e2) / GATE_CAP
+    let e2 = check(&format!("{what}: gb"), &run.gb, &gb, 1e-5 * cap, 2.0 * len * U);
+    e.max(e2) / cap
 }
 
 /// T mlstm_step dispatches in one plan, parity alternating from `parity0`; the other half of the
@@ -1013,6 +1058,40 @@ fn mlstm_chunkwise_schedules_agree() {
     }
 }
 
+/// Gate soft cap 0 (the original xLSTM's mLSTM): the raw gate pre-activations (up to ±48 here)
+/// reach the cell unchanged, in the chunkwise kernels and the step kernel.
+#[test]
+fn mlstm_without_gate_cap_matches_reference() {
+    let c = ctx();
+    let mut worst = Worst("mlstm no cap", 0.0, "x u*cond");
+    let mut gates = Worst("mlstm gates no cap", 0.0, "x max gate");
+    let shapes = cell_shapes();
+    let mut largest = 0.0f32;
+    for (i, &t) in CELL_TOKENS.iter().enumerate() {
+        let (nh, dqk, dv) = shapes[(i * 5 + 3) % shapes.len()];
+        for cap in [0.0, -1.0] {
+            let x = cell_inputs_capped(nh, dqk, dv, t, 11 + i, cap);
+            largest = largest.max(max_abs(&x.i_pre)).max(max_abs(&x.f_pre));
+            for chunk in [4, 64] {
+                let run = gpu_chunkwise(c, &x, chunk, &[(0, nh)], &[(0, t.div_ceil(chunk))]);
+                let what = format!("no cap ({cap}) chunkwise NH {nh} dqk {dqk} dv {dv} T {t} chunk {chunk}");
+                gates.add(check_gates(&what, &x, chunk, &run));
+                worst.add(compare_cell(
+                    &what,
+                    &x,
+                    Some(chunk),
+                    &run.out,
+                    &cpu_chunkwise(&x, chunk),
+                ));
+            }
+            let got = gpu_recurrent(c, &x, (i % 2) as u32);
+            let what = format!("no cap ({cap}) step NH {nh} dqk {dqk} dv {dv} T {t}");
+            worst.add(compare_cell(&what, &x, None, &got, &cpu_recurrent(&x)));
+        }
+    }
+    assert!(largest > 2.0 * GATE_CAP, "the uncapped gates should exceed any cap");
+}
+
 #[test]
 fn mlstm_step_matches_recurrent_reference() {
     let c = ctx();
@@ -1260,11 +1339,11 @@ fn fused_gemv_transforms_match_reference() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// sLSTM cell, sequence-fused
+// sLSTM cell: sequence kernel and per-token kernel
 // ---------------------------------------------------------------------------------------------
 
-/// The sLSTM recurrence of reference/xlstm.md §3.4, in f64, token by token.
-#[allow(clippy::too_many_arguments)]
+/// The sLSTM recurrence of reference/xlstm.md §3.4, in f64, token by token, with the package's
+/// first-step rule (m' = ĩ at a step where the layer's n is all zero).
 fn slstm_reference(
     wx: &[f32],
     bias: &[f32],
@@ -1273,12 +1352,12 @@ fn slstm_reference(
     tokens: usize,
     nh: usize,
     dh: usize,
-    first: bool,
 ) -> Vec<f32> {
     let e = nh * dh;
     let mut out = Vec::with_capacity(tokens * e);
     let ls = |v: f64| v.min(0.0) - (-v.abs()).exp().ln_1p();
     for t in 0..tokens {
+        let first = state[2 * e..3 * e].iter().all(|&v| v == 0.0);
         let y_prev: Vec<f64> = state[..e].iter().map(|&v| v as f64).collect();
         let mut raw = vec![0.0f64; 4 * e];
         for h in 0..nh {
@@ -1295,7 +1374,7 @@ fn slstm_reference(
             let (i_raw, f_raw, z_raw, o_raw) = (raw[u], raw[e + u], raw[2 * e + u], raw[3 * e + u]);
             let (c, n, m) = (state[e + u] as f64, state[2 * e + u] as f64, state[3 * e + u] as f64);
             let lfm = m + ls(f_raw);
-            let m_new = if first && t == 0 { i_raw } else { i_raw.max(lfm) };
+            let m_new = if first { i_raw } else { i_raw.max(lfm) };
             let ig = (i_raw - m_new).exp().min(1.0);
             let fg = (lfm - m_new).exp().min(1.0);
             let c2 = fg * c + ig * z_raw.tanh();
@@ -1311,71 +1390,221 @@ fn slstm_reference(
     out
 }
 
+/// `ops::slstm::slstm` in every mode against the reference: head widths 1 to 1024 (the sequence
+/// kernel up to its limit of 256), 1 to 5 heads, 1 to 64 tokens, from a fresh state, from a
+/// restored non-fresh state, and as a continuation (two calls, odd and even token counts, also
+/// switching modes between the calls, compared with one reference run). h is checked at every
+/// step, the final state in full, and sentinels after h, state and scratch catch stray writes.
 #[test]
-fn slstm_sequence_matches_reference() {
+fn slstm_modes_match_reference() {
+    use ops::slstm::{self, SlstmMode};
     let c = ctx();
-    let mut worst = Worst("slstm seq", 0.0, "abs");
-    for (nh, dh, tokens, fresh) in [
-        (1usize, 1usize, 1usize, true),
-        (4, 8, 37, true),
-        (2, 33, 20, false),
-        (3, 64, 9, true),
-        (1, 300 - 44, 5, false),
-    ] {
+    let mut worst = Worst("slstm (all modes)", 0.0, "rel. to max|ref|");
+    let verbose = std::env::var_os("KERNELS_VERBOSE").is_some();
+    // (head width, heads, tokens)
+    let cases = [
+        (1usize, 1usize, 1usize),
+        (1, 3, 2),
+        (1, 5, 64),
+        (3, 2, 7),
+        (3, 4, 64),
+        (3, 1, 1),
+        (32, 4, 64),
+        (32, 5, 7),
+        (32, 1, 2),
+        (100, 2, 64),
+        (100, 3, 7),
+        (100, 1, 1),
+        (256, 4, 7),
+        (256, 1, 64),
+        (256, 2, 2),
+        (300, 2, 7),
+        (300, 1, 64),
+        (1024, 1, 7),
+        (1024, 2, 2),
+        // Long sequences: the sequence kernel runs as several dispatches (lavapipe ends every loop
+        // of an invocation after 65535 iterations in total; see ops::slstm).
+        (256, 2, 300),
+        (32, 1, 3000),
+    ];
+    for (dh, nh, tokens) in cases {
         let e = nh * dh;
-        let mut rg = rng(&[nh, dh, tokens, fresh as usize, 91]);
+        let mut rg = rng(&[nh, dh, tokens, 92]);
         let wx = rg.uniform_vec(tokens * 4 * e, -2.0, 2.0);
         let bias = rg.uniform_vec(4 * e, -1.0, 1.0);
         let scale = 1.0 / (dh as f32).sqrt();
         let r = rg.uniform_vec(nh * 4 * dh * dh, -scale, scale);
-        let mut state = if fresh {
-            vec![0.0f32; 4 * e]
+        let mut restored = rg.uniform_vec(4 * e, -1.0, 1.0);
+        for u in 0..e {
+            restored[2 * e + u] = restored[2 * e + u].abs() + 0.5; // n > 0
+            restored[3 * e + u] *= 3.0;
+        }
+        let (bb, rb) = (c.buf(&bias), c.buf(&r));
+        let modes: &[SlstmMode] = if dh <= slstm::MAX_SEQUENCE_HEAD_DIM {
+            &[SlstmMode::Sequence, SlstmMode::PerToken, SlstmMode::Auto]
         } else {
-            let mut s = rg.uniform_vec(4 * e, -1.0, 1.0);
-            for u in 0..e {
-                s[2 * e + u] = s[2 * e + u].abs() + 0.5; // n > 0
-            }
-            s
+            &[SlstmMode::PerToken, SlstmMode::Auto]
         };
-        let (wb, bb, rb, sb, hb) = (
-            c.buf(&wx),
-            c.buf(&bias),
-            c.buf(&r),
-            c.buf(&state),
-            c.buf(&vec![0.0; tokens * e]),
-        );
-        c.run(|pb| {
-            ops::slstm_sequence(
-                pb,
-                c.ops(WeightDtype::F32),
-                &s(&wb),
-                &s(&bb),
-                &s(&rb),
-                &s(&sb),
-                &s(&hb),
-                tokens,
-                nh,
-                dh,
-                fresh,
-            )
-        });
-        let want_h = slstm_reference(&wx, &bias, &r, &mut state, tokens, nh, dh, fresh);
-        let what = format!("slstm nh {nh} dh {dh} T {tokens} fresh {fresh}");
-        worst.add(check(
-            &format!("{what} h"),
-            &c.read(&hb, 0, tokens * e),
-            &want_h,
-            2e-5,
-            2e-5,
-        ));
-        worst.add(check(
-            &format!("{what} state"),
-            &c.read(&sb, 0, 4 * e),
-            &state,
-            2e-5,
-            2e-5,
-        ));
+        // (initial state, token split, mode of each call)
+        let mut runs: Vec<(bool, usize, SlstmMode, SlstmMode)> = Vec::new();
+        for &m in modes {
+            runs.push((true, tokens, m, m));
+            runs.push((false, tokens, m, m));
+            runs.push((true, tokens / 2, m, m));
+        }
+        if dh <= slstm::MAX_SEQUENCE_HEAD_DIM {
+            runs.push((false, tokens.div_ceil(2), SlstmMode::Sequence, SlstmMode::PerToken));
+            runs.push((true, tokens / 2, SlstmMode::PerToken, SlstmMode::Sequence));
+        }
+        let fresh_state = vec![0.0f32; 4 * e];
+        let mut want = std::collections::HashMap::new();
+        for (fresh, split, m1, m2) in runs {
+            let init = if fresh { &fresh_state } else { &restored };
+            let (want_h, want_s) = want.entry(fresh).or_insert_with(|| {
+                let mut st = init.clone();
+                let h = slstm_reference(&wx, &bias, &r, &mut st, tokens, nh, dh);
+                (h, st)
+            });
+            let (sb, scb) = (c.buf_tail(init), c.buf_tail(&vec![SENTINEL; 4 * e]));
+            // Each call gets its own wx and h buffers (row offsets need not meet the storage
+            // offset alignment).
+            let parts = [(0, split, m1), (split, tokens - split, m2)];
+            let wbs: Vec<GpuBuffer> = parts
+                .iter()
+                .map(|&(f, n, _)| c.buf(&wx[f * 4 * e..(f + n) * 4 * e]))
+                .collect();
+            let hbs: Vec<GpuBuffer> = parts
+                .iter()
+                .map(|&(_, n, _)| c.buf_tail(&vec![SENTINEL; n * e]))
+                .collect();
+            c.run(|pb| {
+                for (i, &(_, n, mode)) in parts.iter().enumerate() {
+                    slstm::slstm(
+                        pb,
+                        c.ops(WeightDtype::F32),
+                        &s(&wbs[i]),
+                        &s(&bb),
+                        &s(&rb),
+                        &s(&sb),
+                        &s(&scb),
+                        &s(&hbs[i]),
+                        n,
+                        nh,
+                        dh,
+                        mode,
+                    )?;
+                }
+                Ok(())
+            });
+            let what = format!("slstm dh {dh} nh {nh} T {tokens} fresh {fresh} split {split} {m1:?}/{m2:?}");
+            let mut got_h = Vec::with_capacity(tokens * e);
+            for (i, &(_, n, _)) in parts.iter().enumerate() {
+                if n > 0 {
+                    got_h.extend(c.read(&hbs[i], 0, n * e));
+                }
+                c.assert_tail(&format!("{what} h part {i}"), &hbs[i], n * e);
+            }
+            let scale = max_abs(want_h);
+            let err_h = check(&format!("{what} h"), &got_h, want_h, 1e-5 * scale, 2e-5);
+            let scale_s = max_abs(want_s);
+            let err_s = check(
+                &format!("{what} state"),
+                &c.read(&sb, 0, 4 * e),
+                want_s,
+                1e-5 * scale_s,
+                2e-5,
+            );
+            if verbose {
+                eprintln!("{what}: h {err_h:.2e} state {err_s:.2e}");
+            }
+            worst.add(err_h / scale);
+            worst.add(err_s / scale_s);
+            c.assert_tail(&format!("{what} state"), &sb, 4 * e);
+            c.assert_tail(&format!("{what} scratch"), &scb, 4 * e);
+        }
     }
+}
+
+/// Shapes and buffers the sLSTM launcher must refuse with an input error (no panic, no dispatch).
+#[test]
+fn slstm_rejects_bad_shapes() {
+    use ops::slstm::{self, SlstmMode};
+    let c = ctx();
+    let (nh, dh, tokens) = (2usize, 300usize, 3usize);
+    let e = nh * dh;
+    let (wb, bb, rb, sb, scb, hb) = (
+        c.buf(&vec![0.0; tokens * 4 * e]),
+        c.buf(&vec![0.0; 4 * e]),
+        c.buf(&vec![0.0; nh * 4 * dh * dh]),
+        c.buf(&vec![0.0; 8 * e]),
+        c.buf(&vec![0.0; 4 * e]),
+        c.buf(&vec![0.0; tokens * e]),
+    );
+    let state = Slice::range(&sb, 0, (16 * e) as u64);
+    let call = |state: &Slice, scratch: &Slice, h: &Slice, tokens: usize, nh: usize, dh: usize, mode: SlstmMode| {
+        let mut pb = PlanBuilder::new(c.gpu.clone());
+        let r = slstm::slstm(
+            &mut pb,
+            c.ops(WeightDtype::F32),
+            &s(&wb),
+            &s(&bb),
+            &s(&rb),
+            state,
+            scratch,
+            h,
+            tokens,
+            nh,
+            dh,
+            mode,
+        );
+        (r, pb.dispatch_count())
+    };
+    let input_err = |what: &str, (r, n): (Result<()>, usize)| {
+        assert!(matches!(r, Err(xlstm_wgpu::Error::Input(_))), "{what}: {r:?}");
+        assert_eq!(n, 0, "{what}: dispatches recorded");
+    };
+    let ok = call(&state, &s(&scb), &s(&hb), tokens, nh, dh, SlstmMode::PerToken);
+    assert!(ok.0.is_ok(), "valid call: {:?}", ok.0);
+    input_err(
+        "sequence, head width 300",
+        call(&state, &s(&scb), &s(&hb), tokens, nh, dh, SlstmMode::Sequence),
+    );
+    input_err(
+        "zero heads",
+        call(&state, &s(&scb), &s(&hb), tokens, 0, dh, SlstmMode::Auto),
+    );
+    input_err(
+        "zero width",
+        call(&state, &s(&scb), &s(&hb), tokens, nh, 0, SlstmMode::Auto),
+    );
+    input_err(
+        "h too small",
+        call(&state, &s(&scb), &s(&hb), tokens + 1, nh, dh, SlstmMode::Auto),
+    );
+    input_err(
+        "scratch too small",
+        call(
+            &state,
+            &Slice::range(&scb, 0, 16),
+            &s(&hb),
+            tokens,
+            nh,
+            dh,
+            SlstmMode::PerToken,
+        ),
+    );
+    let overlap = Slice::range(&sb, 16 * (e as u64) - 16, (16 * e) as u64);
+    input_err(
+        "overlapping scratch",
+        call(&state, &overlap, &s(&hb), 2, nh, dh, SlstmMode::PerToken),
+    );
+    let other_half = Slice::range(&sb, (16 * e) as u64, (16 * e) as u64);
+    input_err(
+        "odd tokens, scratch in the state buffer",
+        call(&state, &other_half, &s(&hb), tokens, nh, dh, SlstmMode::PerToken),
+    );
+    let even = call(&state, &other_half, &s(&hb), 2, nh, dh, SlstmMode::PerToken);
+    assert!(even.0.is_ok(), "even tokens, scratch in the state buffer: {:?}", even.0);
 }
 
 // ---------------------------------------------------------------------------------------------

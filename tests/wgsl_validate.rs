@@ -27,6 +27,12 @@ fn variants(name: &str) -> Vec<Vec<(&'static str, ConstValue)>> {
         }
         "embed" | "gemm" | "fill_random" => vec![vec![("WEIGHT_F16", ConstValue::Bool(true))]],
         "rms_norm" => vec![vec![("WG", ConstValue::U32(64))]],
+        "layer_norm" => (0..3u32).map(|m| vec![("MODE", ConstValue::U32(m))]).collect(),
+        "gated_act" => (0..6u32).map(|a| vec![("ACT", ConstValue::U32(a))]).collect(),
+        "slstm_step" => [8u32, 32]
+            .iter()
+            .map(|&l| vec![("LANES", ConstValue::U32(l))])
+            .collect(),
         _ => vec![],
     }
 }

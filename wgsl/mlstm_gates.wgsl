@@ -2,6 +2,7 @@
 // chunkwise, reference/xlstm.md §2.4):
 //   i~[h, t] = cap * tanh((P[t, i_col + h] + bias_i[h]) / cap)
 //   b[h, t]  = inclusive cumsum over the chunk of logsigmoid(cap * tanh((P[t, f_col + h] + bias_f[h]) / cap))
+// A soft_cap <= 0 means no cap (the gate pre-activation as is: the original xLSTM's mLSTM).
 //
 // Bindings (group 0): 0 uniform Params; 1 proj: array<f32> [tokens, proj_stride] (read);
 //   2 bias: array<f32> [2 * num_heads], input-gate biases then forget-gate biases (read);
@@ -31,6 +32,9 @@ struct Params {
 var<workgroup> flog: array<f32, 64>;
 
 fn soft_cap(v: f32, cap: f32) -> f32 {
+    if (cap <= 0.0) {
+        return v;
+    }
     return cap * tanh(v / cap);
 }
 

@@ -1,6 +1,7 @@
 // mlstm_step.wgsl — one recurrent mLSTM step (decode, and the `recurrent` prefill strategy),
 // exactly mlstm_kernels' native step (reference/xlstm.md §2.3):
-//   i~, f~ = soft-capped gate pre-activations;  m' = max(logsigmoid(f~) + m, i~)
+//   i~, f~ = soft-capped gate pre-activations (cap * tanh(x / cap); soft_cap <= 0: no cap, the
+//            original xLSTM's mLSTM);  m' = max(logsigmoid(f~) + m, i~)
 //   C' = exp(logsigmoid(f~) + m - m') C + exp(i~ - m') k v^T,   n' likewise with v = 1
 //   h  = (q^T C') / (max(|q^ . n'|, exp(-m')) + eps),  q^ = q / sqrt(dqk)
 //
@@ -59,6 +60,13 @@ fn log_sigmoid(v: f32) -> f32 {
     return min(v, 0.0) - log1p_small(exp(-abs(v)));
 }
 
+fn soft_cap(v: f32, cap: f32) -> f32 {
+    if (cap <= 0.0) {
+        return v;
+    }
+    return cap * tanh(v / cap);
+}
+
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let h = wid.y;
@@ -69,8 +77,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let src = p.parity;
     let dst = 1u - p.parity;
 
-    let ig = p.soft_cap * tanh((proj[row + p.i_col + h] + bias[h]) / p.soft_cap);
-    let fg = p.soft_cap * tanh((proj[row + p.f_col + h] + bias[p.num_heads + h]) / p.soft_cap);
+    let ig = soft_cap(proj[row + p.i_col + h] + bias[h], p.soft_cap);
+    let fg = soft_cap(proj[row + p.f_col + h] + bias[p.num_heads + h], p.soft_cap);
     let m_old = m[src * p.num_heads + h];
     let flog = log_sigmoid(fg);
     let m_new = max(flog + m_old, ig);

@@ -308,6 +308,19 @@ fn load_slstm(cfg: &V1Config, r: &BlockReader) -> Result<SlstmBlockWeights> {
     })
 }
 
+/// Reads the weights of block `index` (its kind from `cfg`) from an opened checkpoint, converting
+/// cuda-layout sLSTM tensors. (The GPU loader reads a block at a time with this.)
+pub(crate) fn load_block(cfg: &V1Config, ckpt: &Checkpoint, index: usize) -> Result<BlockWeights> {
+    let reader = BlockReader {
+        ckpt,
+        prefix: format!("xlstm_block_stack.blocks.{index}."),
+    };
+    Ok(match cfg.block_kind(index) {
+        BlockKind::Mlstm => BlockWeights::Mlstm(load_mlstm(cfg, &reader)?),
+        BlockKind::Slstm => BlockWeights::Slstm(load_slstm(cfg, &reader)?),
+    })
+}
+
 impl V1Weights {
     /// Reads every tensor of `cfg`'s model from an opened checkpoint (any of F32/F16/BF16),
     /// converting cuda-layout sLSTM tensors and resolving tied embeddings. Missing tensors and wrong
@@ -471,7 +484,7 @@ fn dot<S: Real>(x: &[S], w: &[f32]) -> f64 {
 /// Per-group LayerNorm without bias (`groups = 1`: LayerNorm; `groups = NH`: the package's
 /// MultiHeadLayerNorm / GroupNorm): centre, divide by `sqrt(biased var + eps)`, round to `S`, then
 /// multiply by the effective scale `1 + w` (itself rounded to `S`, like torch's `1.0 + weight`).
-fn group_norm<S: Real>(x: &[S], offset: &[f32], groups: usize) -> Vec<S> {
+pub fn group_norm<S: Real>(x: &[S], offset: &[f32], groups: usize) -> Vec<S> {
     assert_eq!(x.len(), offset.len(), "group_norm: width");
     let width = x.len() / groups;
     let eps = V1_NORM_EPS;
@@ -506,7 +519,7 @@ fn linear<S: Real>(x: &[S], w: &[f32], bias: Option<&Vec<f32>>, n: usize) -> Vec
 
 /// Block-diagonal projection (`LinearHeadwiseExpand`, expand 1): `w` is `[nb, bs, bs]` and
 /// `y[b·bs + o] = Σ_d x[b·bs + d] · w[b, o, d]` (+ bias).
-fn headwise<S: Real>(x: &[S], w: &[f32], bias: Option<&Vec<f32>>, bs: usize) -> Vec<S> {
+pub fn headwise<S: Real>(x: &[S], w: &[f32], bias: Option<&Vec<f32>>, bs: usize) -> Vec<S> {
     assert_eq!(
         x.len() * bs,
         w.len(),
@@ -528,7 +541,7 @@ fn headwise<S: Real>(x: &[S], w: &[f32], bias: Option<&Vec<f32>>, bs: usize) -> 
 
 /// One step of the depthwise causal conv (XL `conv1d_step`) followed by SiLU: shift the window
 /// left, append `x`, `SiLU(Σ_t window[t, f] · w[f, t] + b[f])`. `w` is `[F, KS]`.
-fn conv_silu_step<S: Real>(window: &mut [S], x: &[S], w: &[f32], b: &[f32]) -> Vec<S> {
+pub fn conv_silu_step<S: Real>(window: &mut [S], x: &[S], w: &[f32], b: &[f32]) -> Vec<S> {
     let f = x.len();
     let ks = w.len() / f;
     window.copy_within(f.., 0);

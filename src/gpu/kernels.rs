@@ -21,12 +21,19 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("mlstm_chunk_state", include_str!("../../wgsl/mlstm_chunk_state.wgsl")),
     ("mlstm_chunk_out", include_str!("../../wgsl/mlstm_chunk_out.wgsl")),
     ("mlstm_step", include_str!("../../wgsl/mlstm_step.wgsl")),
+    ("mlstm_v1_gates", include_str!("../../wgsl/mlstm_v1_gates.wgsl")),
     ("head_norm_gate", include_str!("../../wgsl/head_norm_gate.wgsl")),
     ("swiglu", include_str!("../../wgsl/swiglu.wgsl")),
     ("argmax", include_str!("../../wgsl/argmax.wgsl")),
     ("fill_random", include_str!("../../wgsl/fill_random.wgsl")),
     ("sample", include_str!("../../wgsl/sample.wgsl")),
     ("slstm_seq", include_str!("../../wgsl/slstm_seq.wgsl")),
+    ("layer_norm", include_str!("../../wgsl/layer_norm.wgsl")),
+    ("conv_silu", include_str!("../../wgsl/conv_silu.wgsl")),
+    ("headwise", include_str!("../../wgsl/headwise.wgsl")),
+    ("gated_act", include_str!("../../wgsl/gated_act.wgsl")),
+    ("bias_add", include_str!("../../wgsl/bias_add.wgsl")),
+    ("slstm_step", include_str!("../../wgsl/slstm_step.wgsl")),
 ];
 
 /// The WGSL source of a kernel family.

@@ -235,13 +235,25 @@ pub struct BlockState {
 
 impl BlockState {
     pub fn new(pool: &BufferPool, cfg: &LargeConfig) -> Result<Self> {
-        let nh = cfg.num_heads;
-        let (dqk, dv) = (cfg.head_dim_qk(), cfg.head_dim_v());
+        Self::with_dims(pool, cfg.num_heads, cfg.head_dim_qk(), cfg.head_dim_v())
+    }
+    /// The state of an mLSTM cell of `nh` heads with key width `dqk` and value width `dv`
+    /// (n and m are double-buffered by parity for the step kernel).
+    pub fn with_dims(pool: &BufferPool, nh: usize, dqk: usize, dv: usize) -> Result<Self> {
         Ok(BlockState {
             c: pool.storage((nh * dqk * dv * 4) as u64, Category::State, "state C")?,
             n: pool.storage((2 * nh * dqk * 4) as u64, Category::State, "state n")?,
             m: pool.storage((2 * nh * 4) as u64, Category::State, "state m")?,
         })
+    }
+    /// C, then n and m (each double-buffered by parity), in save order.
+    pub fn tensors(&self) -> Vec<super::forward::StateTensor<'_>> {
+        use super::forward::StateTensor;
+        vec![
+            StateTensor::whole(&self.c),
+            StateTensor::halves(&self.n),
+            StateTensor::halves(&self.m),
+        ]
     }
     pub fn buffers(&self) -> CellStateBuffers {
         CellStateBuffers {
@@ -439,7 +451,8 @@ pub fn record_forward(
             ops::rms_norm(pb, ops, &x, &s(&block.norm_mlstm), e, cfg.norm_eps, t, &xn)?;
             ops::matmul(pb, ops, &xn, t, &block.proj, &proj, Epilogue::default())?;
         }
-        parity_out = record_cell(pb, ops, &layout, block, st, ws, parity, sched)?;
+        let scratch = CellScratch::of(ws);
+        parity_out = record_cell(pb, ops, &layout, &s(&block.gate_bias), st, &scratch, parity, sched)?;
         ops::head_norm_gate(
             pb,
             ops,
@@ -508,15 +521,44 @@ pub fn record_forward(
     Ok(parity_out)
 }
 
-/// The mLSTM cell over the segment, by the chosen strategy; h lands in `ws.h`.
+/// The buffers an mLSTM cell reads and writes over a segment: the projections (`proj`, laid out
+/// as the cell layout says), the gate scratch, the chunk-boundary states and the output `h`.
+pub struct CellScratch<'a> {
+    pub tokens: usize,
+    pub proj: &'a GpuBuffer,
+    pub gi: &'a GpuBuffer,
+    pub gb: &'a GpuBuffer,
+    pub bc: &'a GpuBuffer,
+    pub bn: &'a GpuBuffer,
+    pub bm: &'a GpuBuffer,
+    pub h: &'a GpuBuffer,
+}
+
+impl<'a> CellScratch<'a> {
+    fn of(ws: &'a Workspace) -> Self {
+        CellScratch {
+            tokens: ws.tokens,
+            proj: &ws.proj,
+            gi: &ws.gi,
+            gb: &ws.gb,
+            bc: &ws.bc,
+            bn: &ws.bn,
+            bm: &ws.bm,
+            h: &ws.h,
+        }
+    }
+}
+
+/// The mLSTM cell over the segment, by the chosen strategy; h lands in `ws.h`. Returns the
+/// state's n/m parity afterwards (the step kernel flips it every token).
 #[allow(clippy::too_many_arguments)]
-fn record_cell(
+pub fn record_cell(
     pb: &mut PlanBuilder,
     ops: &Ops,
     l: &CellLayout,
-    block: &LargeBlock,
+    gate_bias: &Slice,
     st: &BlockState,
-    ws: &Workspace,
+    ws: &CellScratch,
     parity: u32,
     sched: &PrefillSchedule,
 ) -> Result<u32> {
@@ -529,12 +571,12 @@ fn record_cell(
                 pb,
                 ops,
                 l,
-                &s(&ws.proj),
-                &s(&block.gate_bias),
+                &s(ws.proj),
+                gate_bias,
                 row,
                 &st.buffers(),
                 p,
-                &s(&ws.h),
+                &s(ws.h),
                 row * l.num_heads * l.dv,
             )?;
             p ^= 1;
@@ -544,26 +586,16 @@ fn record_cell(
     let chunk = sched.chunk_size;
     let chunks = t.div_ceil(chunk);
     let (nh, dqk, dv) = (l.num_heads, l.dqk, l.dv);
-    ops::mlstm_gates(
-        pb,
-        ops,
-        l,
-        &s(&ws.proj),
-        &s(&block.gate_bias),
-        t,
-        chunk,
-        &s(&ws.gi),
-        &s(&ws.gb),
-    )?;
+    ops::mlstm_gates(pb, ops, l, &s(ws.proj), gate_bias, t, chunk, &s(ws.gi), &s(ws.gb))?;
     // The state before chunk 0 is the session state (n and m of the current parity).
     let (cb, nb, mb) = ((nh * dqk * dv * 4) as u64, (nh * dqk * 4) as u64, (nh * 4) as u64);
-    pb.copy(Slice::range(&st.c, 0, cb), Slice::range(&ws.bc, 0, cb));
-    pb.copy(Slice::range(&st.n, parity as u64 * nb, nb), Slice::range(&ws.bn, 0, nb));
-    pb.copy(Slice::range(&st.m, parity as u64 * mb, mb), Slice::range(&ws.bm, 0, mb));
+    pb.copy(Slice::range(&st.c, 0, cb), Slice::range(ws.bc, 0, cb));
+    pb.copy(Slice::range(&st.n, parity as u64 * nb, nb), Slice::range(ws.bn, 0, nb));
+    pb.copy(Slice::range(&st.m, parity as u64 * mb, mb), Slice::range(ws.bm, 0, mb));
     let b = Boundaries {
-        c: s(&ws.bc),
-        n: s(&ws.bn),
-        m: s(&ws.bm),
+        c: s(ws.bc),
+        n: s(ws.bn),
+        m: s(ws.bm),
     };
     let (band, tile) = match sched.strategy {
         PrefillStrategy::Fused => (nh, chunks),
@@ -593,7 +625,7 @@ fn record_cell(
     // `queued`: every head band of each phase in a command buffer of its own (recorded on
     // worker threads by `Plan::run_queued`).
     let queued = sched.strategy == PrefillStrategy::Queued;
-    let (proj, gi, gb) = (s(&ws.proj), s(&ws.gi), s(&ws.gb));
+    let (proj, gi, gb) = (s(ws.proj), s(ws.gi), s(ws.gb));
     for phase in [1, 2] {
         for &(heads, range) in &units {
             if queued && range.0 == 0 {
@@ -602,7 +634,7 @@ fn record_cell(
             if phase == 1 {
                 ops::mlstm_chunk_state(pb, ops, l, &proj, &gi, &gb, &b, t, chunk, range, heads)?;
             } else {
-                ops::mlstm_chunk_out(pb, ops, l, &proj, &gi, &gb, &b, t, chunk, range, heads, &s(&ws.h))?;
+                ops::mlstm_chunk_out(pb, ops, l, &proj, &gi, &gb, &b, t, chunk, range, heads, &s(ws.h))?;
             }
         }
     }
@@ -610,13 +642,13 @@ fn record_cell(
         pb.split();
     }
     let last = chunks as u64;
-    pb.copy(Slice::range(&ws.bc, last * cb, cb), Slice::range(&st.c, 0, cb));
+    pb.copy(Slice::range(ws.bc, last * cb, cb), Slice::range(&st.c, 0, cb));
     pb.copy(
-        Slice::range(&ws.bn, last * nb, nb),
+        Slice::range(ws.bn, last * nb, nb),
         Slice::range(&st.n, parity as u64 * nb, nb),
     );
     pb.copy(
-        Slice::range(&ws.bm, last * mb, mb),
+        Slice::range(ws.bm, last * mb, mb),
         Slice::range(&st.m, parity as u64 * mb, mb),
     );
     Ok(parity)

@@ -2,7 +2,9 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod forward;
 pub mod large;
+pub mod v1;
 pub mod v1_config;
 pub mod weights;
 
@@ -15,6 +17,7 @@ use config::LargeConfig;
 use large::LargeWeights;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use v1_config::{Family, V1Config};
 pub use weights::WeightDtype;
 
 /// How to load a model.
@@ -49,12 +52,17 @@ fn kernels_for(gpu: &Arc<Gpu>, unchecked: bool) -> Kernels {
     }
 }
 
+/// The model family with its configuration and GPU weights.
+pub(crate) enum Arch {
+    Large { cfg: LargeConfig, weights: LargeWeights },
+    V1 { cfg: V1Config, weights: v1::Weights },
+}
+
 pub(crate) struct ModelInner {
     pub gpu: Arc<Gpu>,
     pub pool: BufferPool,
     pub ops: Ops,
-    pub cfg: LargeConfig,
-    pub weights: LargeWeights,
+    pub arch: Arch,
     pub dtype: WeightDtype,
     pub tokenizer: Option<Tokenizer>,
     pub dir: PathBuf,
@@ -75,11 +83,8 @@ impl Model {
                 dir.display()
             )));
         }
-        let mut cfg = LargeConfig::from_dir(dir)?;
+        let family = v1_config::detect_family(&read_config_json(dir)?);
         let ckpt = Checkpoint::open(dir)?;
-        if let Some(f) = large::ffn_dim_from_checkpoint(&ckpt) {
-            cfg.ffn_dim = f;
-        }
         let dtype = opts.dtype.unwrap_or(WeightDtype::F16);
         let tokenizer = if opts.tokenizer && dir.join("tokenizer.json").is_file() {
             Some(Tokenizer::from_dir(dir)?)
@@ -90,14 +95,27 @@ impl Model {
         let kernels = kernels_for(&gpu, opts.unchecked_kernels);
         let ops = Ops::with_shapes(&kernels, dtype, opts.kernel_shapes)?;
         kernels.save_cache();
-        let weights = LargeWeights::load(&gpu, &pool, &ckpt, &cfg, dtype)?;
+        let arch = match family {
+            Family::Large => {
+                let mut cfg = LargeConfig::from_dir(dir)?;
+                if let Some(f) = large::ffn_dim_from_checkpoint(&ckpt) {
+                    cfg.ffn_dim = f;
+                }
+                let weights = LargeWeights::load(&gpu, &pool, &ckpt, &cfg, dtype)?;
+                Arch::Large { cfg, weights }
+            }
+            Family::V1 => {
+                let cfg = V1Config::from_dir(dir)?;
+                let weights = v1::Weights::load(&gpu, &pool, &ckpt, &cfg, dtype)?;
+                Arch::V1 { cfg, weights }
+            }
+        };
         Ok(Model {
             inner: Arc::new(ModelInner {
                 gpu,
                 pool,
                 ops,
-                cfg,
-                weights,
+                arch,
                 dtype,
                 tokenizer,
                 dir: dir.to_path_buf(),
@@ -120,8 +138,7 @@ impl Model {
                 gpu,
                 pool,
                 ops,
-                cfg,
-                weights,
+                arch: Arch::Large { cfg, weights },
                 dtype,
                 tokenizer: None,
                 dir: PathBuf::new(),
@@ -129,8 +146,45 @@ impl Model {
         })
     }
 
-    pub fn config(&self) -> &LargeConfig {
-        &self.inner.cfg
+    pub fn family(&self) -> Family {
+        match &self.inner.arch {
+            Arch::Large { .. } => Family::Large,
+            Arch::V1 { .. } => Family::V1,
+        }
+    }
+    /// The xLSTM Large configuration (`None` for an original-xLSTM model).
+    pub fn large_config(&self) -> Option<&LargeConfig> {
+        match &self.inner.arch {
+            Arch::Large { cfg, .. } => Some(cfg),
+            Arch::V1 { .. } => None,
+        }
+    }
+    /// The original-xLSTM configuration (`None` for an xLSTM Large model).
+    pub fn v1_config(&self) -> Option<&V1Config> {
+        match &self.inner.arch {
+            Arch::V1 { cfg, .. } => Some(cfg),
+            Arch::Large { .. } => None,
+        }
+    }
+    /// The token to start a prompt with, where the config names one.
+    pub fn bos_token_id(&self) -> Option<u32> {
+        match &self.inner.arch {
+            Arch::Large { cfg, .. } => cfg.bos_token_id,
+            Arch::V1 { cfg, .. } => cfg.bos_token_id,
+        }
+    }
+    /// The token that ends a generation, where the config names one.
+    pub fn eos_token_id(&self) -> Option<u32> {
+        match &self.inner.arch {
+            Arch::Large { cfg, .. } => cfg.eos_token_id,
+            Arch::V1 { cfg, .. } => cfg.eos_token_id,
+        }
+    }
+    pub fn num_blocks(&self) -> usize {
+        match &self.inner.arch {
+            Arch::Large { cfg, .. } => cfg.num_blocks,
+            Arch::V1 { cfg, .. } => cfg.num_blocks,
+        }
     }
     pub fn dtype(&self) -> WeightDtype {
         self.inner.dtype
@@ -151,6 +205,20 @@ impl Model {
         &self.inner.dir
     }
     pub fn vocab_size(&self) -> usize {
-        self.inner.cfg.vocab_size
+        vocab_size_of(&self.inner.arch)
     }
+}
+
+fn vocab_size_of(arch: &Arch) -> usize {
+    match arch {
+        Arch::Large { cfg, .. } => cfg.vocab_size,
+        Arch::V1 { cfg, .. } => cfg.vocab_size,
+    }
+}
+
+/// Parses `dir/config.json` (to tell the model families apart).
+pub(crate) fn read_config_json(dir: &Path) -> Result<serde_json::Value> {
+    let path = dir.join("config.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    serde_json::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
 }

@@ -169,6 +169,21 @@ pub struct V1Config {
     pub feedforward: Option<FeedForwardConfig>,
     /// Kind of every block, `num_blocks` long.
     pub blocks: Vec<BlockKind>,
+    /// Optional top-level `bos_token_id` / `eos_token_id` (not part of the package's dataclass;
+    /// model directories may add them so prompts start the way the model was trained).
+    pub bos_token_id: Option<u32>,
+    pub eos_token_id: Option<u32>,
+}
+
+/// An optional non-negative token id at the top level of the config.
+fn token_id(json: &Value, key: &str) -> Result<Option<u32>> {
+    match json.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => match v.as_u64() {
+            Some(x) if x <= u64::from(u32::MAX) => Ok(Some(x as u32)),
+            _ => Err(Error::Config(format!("`{key}` must be a token id, got {v}"))),
+        },
+    }
 }
 
 /// The package's `UpProjConfigMixin._set_proj_up_dim`, in f64 like Python floats.
@@ -568,6 +583,8 @@ impl V1Config {
             slstm,
             feedforward,
             blocks,
+            bos_token_id: token_id(json, "bos_token_id")?,
+            eos_token_id: token_id(json, "eos_token_id")?,
         };
         cfg.validate()?;
         Ok(cfg)

@@ -39,6 +39,14 @@ impl ModelSource {
                 if !d.is_dir() {
                     return Err(Error::Input(format!("model directory {} does not exist", d.display())));
                 }
+                let json = crate::model::read_config_json(d)?;
+                if crate::model::v1_config::detect_family(&json) == crate::model::v1_config::Family::V1 {
+                    return Err(Error::Input(format!(
+                        "{} is an original xLSTM (mLSTM/sLSTM blocks) model; the tuner's search space and \
+                         settings cache cover xLSTM Large models only",
+                        d.display()
+                    )));
+                }
                 LargeConfig::from_dir(d)
             }
             ModelSource::Preset(p) => crate::bench::preset(p),

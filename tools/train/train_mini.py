@@ -676,7 +676,8 @@ def main():
         else:
             save_f16(model.state_dict(), os.path.join(out, "model.safetensors"), meta)
             with open(os.path.join(out, "config.json"), "w") as f:
-                json.dump(dataclasses.asdict(cfg), f, indent=2)
+                # The package's config plus the prompt convention (BOS 0), which its loaders ignore.
+                json.dump({**dataclasses.asdict(cfg), "bos_token_id": BOS_ID, "eos_token_id": BOS_ID}, f, indent=2)
         with open(os.path.join(out, "train_log.json"), "w") as f:
             json.dump({k: v for k, v in train_info.items()}, f, indent=1)
     else:

@@ -1,0 +1,162 @@
+//! One interface over the model families for sessions: the recurrent state, the activation
+//! workspace of a segment, and the plan of a forward pass, each dispatched to xLSTM Large
+//! (`large`) or the original xLSTM (`v1`).
+
+use super::large::{self, PrefillSchedule};
+use super::{v1, Arch, ModelInner};
+use crate::error::Result;
+use crate::gpu::{GpuBuffer, PlanBuilder};
+
+/// One state tensor of a block: its buffer, its byte offset at n/m parity 0 and 1, and its length
+/// in floats (what `save_state` copies out and `restore_state` writes back at parity 0).
+pub struct StateTensor<'a> {
+    pub buf: &'a GpuBuffer,
+    pub offset: [u64; 2],
+    pub len: usize,
+}
+
+impl<'a> StateTensor<'a> {
+    /// A whole buffer, the same at both parities.
+    pub fn whole(buf: &'a GpuBuffer) -> Self {
+        StateTensor {
+            buf,
+            offset: [0, 0],
+            len: (buf.len() / 4) as usize,
+        }
+    }
+    /// A buffer holding two copies, one per parity.
+    pub fn halves(buf: &'a GpuBuffer) -> Self {
+        let half = buf.len() / 2;
+        StateTensor {
+            buf,
+            offset: [0, half],
+            len: (half / 4) as usize,
+        }
+    }
+}
+
+/// The recurrent state of every block of one sequence.
+pub enum State {
+    Large(Vec<large::BlockState>),
+    V1(Vec<v1::BlockState>),
+}
+
+impl State {
+    /// Every buffer of the state (a reset zeroes them all).
+    pub fn buffers(&self) -> Vec<&GpuBuffer> {
+        match self {
+            State::Large(blocks) => blocks.iter().flat_map(|b| [&b.c, &b.n, &b.m]).collect(),
+            State::V1(blocks) => blocks.iter().flat_map(|b| b.buffers()).collect(),
+        }
+    }
+    /// The tensors a saved state holds, in order.
+    pub fn tensors(&self) -> Vec<StateTensor<'_>> {
+        match self {
+            State::Large(blocks) => blocks.iter().flat_map(|b| b.tensors()).collect(),
+            State::V1(blocks) => blocks.iter().flat_map(|b| b.tensors()).collect(),
+        }
+    }
+    pub fn bytes(&self) -> u64 {
+        self.buffers().iter().map(|b| b.len()).sum()
+    }
+}
+
+/// The activation buffers of one segment.
+pub enum Workspace {
+    Large(large::Workspace),
+    V1(v1::Workspace),
+}
+
+impl Workspace {
+    pub fn ids(&self) -> &GpuBuffer {
+        match self {
+            Workspace::Large(w) => &w.ids,
+            Workspace::V1(w) => &w.ids,
+        }
+    }
+    pub fn logits(&self) -> &GpuBuffer {
+        match self {
+            Workspace::Large(w) => &w.logits,
+            Workspace::V1(w) => &w.logits,
+        }
+    }
+}
+
+impl ModelInner {
+    /// A zero state for one sequence (buffers allocated; zeroing is the session's reset).
+    pub(crate) fn new_state(&self) -> Result<State> {
+        Ok(match &self.arch {
+            Arch::Large { cfg, .. } => State::Large(
+                (0..cfg.num_blocks)
+                    .map(|_| large::BlockState::new(&self.pool, cfg))
+                    .collect::<Result<_>>()?,
+            ),
+            Arch::V1 { cfg, .. } => State::V1(
+                cfg.blocks
+                    .iter()
+                    .map(|&kind| v1::BlockState::new(&self.pool, cfg, kind))
+                    .collect::<Result<_>>()?,
+            ),
+        })
+    }
+
+    /// Buffers for a segment of `tokens` tokens producing `logit_rows` rows of logits, with an id
+    /// buffer of at least `ids_len` entries.
+    pub(crate) fn workspace(
+        &self,
+        tokens: usize,
+        chunk: usize,
+        logit_rows: usize,
+        ids_len: usize,
+    ) -> Result<Workspace> {
+        Ok(match &self.arch {
+            Arch::Large { cfg, .. } => Workspace::Large(large::Workspace::new(
+                &self.pool, cfg, tokens, chunk, logit_rows, ids_len,
+            )?),
+            Arch::V1 { cfg, weights } => Workspace::V1(v1::Workspace::new(
+                &self.pool, cfg, weights, tokens, chunk, logit_rows, ids_len,
+            )?),
+        })
+    }
+
+    /// The longest segment whose activations and chunk boundaries fit a binding of `cap` bytes.
+    pub(crate) fn segment_limit(&self, cap: usize, chunk: usize) -> usize {
+        let (row_bytes, state_bytes) = match &self.arch {
+            Arch::Large { cfg, .. } => (
+                large::max_row_bytes(cfg),
+                cfg.num_heads * cfg.head_dim_qk() * cfg.head_dim_v() * 4,
+            ),
+            Arch::V1 { cfg, weights } => (v1::max_row_bytes(cfg, weights), v1::cell_state_bytes(cfg, weights)),
+        };
+        let by_rows = cap / row_bytes.max(1);
+        // Without mLSTM blocks there are no chunk boundaries to hold.
+        let by_boundaries = cap
+            .checked_div(state_bytes)
+            .map_or(usize::MAX, |n| n.saturating_sub(1) * chunk);
+        by_rows.min(by_boundaries)
+    }
+
+    /// Appends one forward pass over the workspace's tokens; returns the n/m parity after it.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn record_forward(
+        &self,
+        pb: &mut PlanBuilder,
+        state: &State,
+        ws: &Workspace,
+        ids_offset: usize,
+        parity: u32,
+        sched: &PrefillSchedule,
+    ) -> Result<u32> {
+        match (&self.arch, state, ws) {
+            (Arch::Large { cfg, weights }, State::Large(st), Workspace::Large(ws)) => {
+                large::record_forward(pb, &self.ops, cfg, weights, st, ws, ids_offset, parity, sched)
+            }
+            (Arch::V1 { cfg, weights }, State::V1(st), Workspace::V1(ws)) => {
+                v1::record_forward(pb, &self.ops, cfg, weights, st, ws, ids_offset, parity, sched)
+            }
+            _ => Err(crate::error::Error::Gpu(
+                "session state and workspace do not belong to this model".into(),
+            )),
+        }
+    }
+}

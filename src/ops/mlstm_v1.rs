@@ -1,0 +1,69 @@
+//! The original (v1) mLSTM's gate projection: Linear(3I -> NH) for the input and the forget gate
+//! over concat(q, k, v), computed in place in the cell's projection rows.
+
+use super::Ops;
+use crate::error::{Error, Result};
+use crate::gpu::{Kernels, PlanBuilder, Slice};
+use bytemuck::{Pod, Zeroable};
+
+/// Compiled pipeline of mlstm_v1_gates.wgsl.
+pub struct MlstmV1Pipelines {
+    gates: wgpu::ComputePipeline,
+}
+
+impl MlstmV1Pipelines {
+    pub fn new(kernels: &Kernels) -> Result<Self> {
+        Ok(MlstmV1Pipelines {
+            gates: kernels.pipeline("mlstm_v1_gates", "main", &[])?,
+        })
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct GatesParams {
+    tokens: u32,
+    rows: u32,
+    k: u32,
+    stride: u32,
+    gate_col: u32,
+    _pad: [u32; 3],
+}
+
+/// proj[t, gate_col + r] = Σ_{j<k} proj[t, j] · w[r, j] for r < rows, t < tokens: `w` [rows, k]
+/// (input-gate rows, then forget-gate rows), `proj` rows of `stride` floats whose first `k`
+/// columns are q | k | v. The gate columns must lie after the first `k`.
+#[allow(clippy::too_many_arguments)]
+pub fn gates(
+    pb: &mut PlanBuilder,
+    ops: &Ops,
+    w: &Slice,
+    proj: &Slice,
+    tokens: usize,
+    rows: usize,
+    k: usize,
+    stride: usize,
+    gate_col: usize,
+) -> Result<()> {
+    if gate_col < k || gate_col + rows > stride || tokens > 65535 || rows > 65535 {
+        return Err(Error::Input(format!(
+            "v1 mLSTM gates: {rows} gate columns at {gate_col} do not fit rows of {stride} after {k} inputs \
+             ({tokens} tokens)"
+        )));
+    }
+    let p = GatesParams {
+        tokens: tokens as u32,
+        rows: rows as u32,
+        k: k as u32,
+        stride: stride as u32,
+        gate_col: gate_col as u32,
+        _pad: [0; 3],
+    };
+    pb.dispatch(
+        "mlstm_v1_gates",
+        &ops.mlstm_v1.gates,
+        &p,
+        &[w.clone(), proj.clone()],
+        [rows as u32, tokens as u32, 1],
+    )
+}

@@ -1,0 +1,514 @@
+//! Launchers of the original-xLSTM (v1) kernels: LayerNorm/GroupNorm with the 1 + w scale,
+//! the causal depthwise conv1d + SiLU with its decode state, block-diagonal (headwise)
+//! projections, the gated feed-forward activation and bias adds.
+//!
+//! Every launcher checks its shapes against the bound slices (rows and columns inside the
+//! binding, output rows not overlapping each other, u32 indices) and returns [`Error::Input`]
+//! instead of letting a kernel read or write out of bounds. Grids are linear workgroup counts
+//! folded into (x, y) so no dimension exceeds 65535.
+//!
+//! Activation bindings of these kernels are `read_write` in WGSL (even where only read), so the
+//! model graph may keep several operands in one buffer: wgpu rejects a buffer that is bound both
+//! read-only and read-write in one dispatch, but allows it bound read-write several times.
+
+use super::{Ops, Rows};
+use crate::error::{Error, Result};
+use crate::gpu::{ConstValue, Kernels, PlanBuilder, Slice};
+use crate::model::v1_config::Activation;
+use bytemuck::{Pod, Zeroable};
+
+/// Compiled pipelines of the v1 kernels.
+pub struct V1Pipelines {
+    /// layer_norm.wgsl by epilogue: Write, Accumulate, MlstmGate.
+    layer_norm: [wgpu::ComputePipeline; 3],
+    conv: wgpu::ComputePipeline,
+    conv_update: wgpu::ComputePipeline,
+    headwise_direct: wgpu::ComputePipeline,
+    headwise_rows: wgpu::ComputePipeline,
+    headwise_tiled: wgpu::ComputePipeline,
+    /// gated_act.wgsl by [`act_index`].
+    gated_act: [wgpu::ComputePipeline; 6],
+    bias_add: wgpu::ComputePipeline,
+}
+
+impl V1Pipelines {
+    pub fn new(kernels: &Kernels) -> Result<Self> {
+        let norm = |mode: u32| kernels.pipeline("layer_norm", "main", &[("MODE", ConstValue::U32(mode))]);
+        let act = |a: u32| kernels.pipeline("gated_act", "main", &[("ACT", ConstValue::U32(a))]);
+        Ok(V1Pipelines {
+            layer_norm: [norm(0)?, norm(1)?, norm(2)?],
+            conv: kernels.pipeline("conv_silu", "main", &[])?,
+            conv_update: kernels.pipeline("conv_silu", "update", &[])?,
+            headwise_direct: kernels.pipeline("headwise", "direct", &[])?,
+            headwise_rows: kernels.pipeline("headwise", "rows", &[])?,
+            headwise_tiled: kernels.pipeline("headwise", "tiled", &[])?,
+            gated_act: [act(0)?, act(1)?, act(2)?, act(3)?, act(4)?, act(5)?],
+            bias_add: kernels.pipeline("bias_add", "main", &[])?,
+        })
+    }
+}
+
+/// The `ACT` constant of gated_act.wgsl.
+fn act_index(act: Activation) -> usize {
+    match act {
+        Activation::Gelu => 0,
+        Activation::Relu => 1,
+        Activation::Relu2 => 2,
+        Activation::Sigmoid => 3,
+        Activation::Swish => 4,
+        Activation::Selu => 5,
+    }
+}
+
+/// Largest workgroup count per grid dimension WebGPU guarantees.
+const MAX_GRID: usize = 65535;
+
+/// A grid of `n` workgroups, linear index `wid.x + wid.y * grid_x`; returns (grid, grid_x).
+fn grid(what: &str, n: usize) -> Result<([u32; 3], u32)> {
+    if n == 0 {
+        return Ok(([0, 1, 1], 1));
+    }
+    let gx = n.min(MAX_GRID);
+    let gy = n.div_ceil(gx);
+    if gy > MAX_GRID {
+        return Err(Error::Limit(format!(
+            "{what}: {n} workgroups are too many for one dispatch"
+        )));
+    }
+    Ok(([gx as u32, gy as u32, 1], gx as u32))
+}
+
+fn u(x: usize) -> u32 {
+    x as u32
+}
+
+/// f32 elements a slice binds.
+fn elems(s: &Slice) -> usize {
+    (s.size / 4) as usize
+}
+
+/// `n` elements fit in `s` (and are addressable with u32 indices).
+fn check_len(what: &str, s: &Slice, n: usize) -> Result<()> {
+    if n > elems(s) || n > u32::MAX as usize {
+        return Err(Error::Input(format!(
+            "{what}: needs {n} values, the buffer holds {}",
+            elems(s)
+        )));
+    }
+    Ok(())
+}
+
+/// `rows` rows of `width` values of `r` lie inside its binding.
+fn check_rows(what: &str, r: &Rows, rows: usize, width: usize) -> Result<()> {
+    if rows == 0 || width == 0 {
+        return Ok(());
+    }
+    let end = (rows - 1)
+        .checked_mul(r.stride)
+        .and_then(|v| v.checked_add(r.offset))
+        .and_then(|v| v.checked_add(width));
+    match end {
+        Some(end) if end <= elems(&r.buf) && end <= u32::MAX as usize => Ok(()),
+        _ => Err(Error::Input(format!(
+            "{what}: {rows} rows of {width} at offset {} stride {} do not fit the buffer ({} values)",
+            r.offset,
+            r.stride,
+            elems(&r.buf)
+        ))),
+    }
+}
+
+/// Like [`check_rows`], and the rows do not overlap (an output).
+fn check_out_rows(what: &str, r: &Rows, rows: usize, width: usize) -> Result<()> {
+    if rows > 1 && r.stride < width {
+        return Err(Error::Input(format!(
+            "{what}: output rows of {width} with stride {} overlap",
+            r.stride
+        )));
+    }
+    check_rows(what, r, rows, width)
+}
+
+/// What a LayerNorm / GroupNorm does with its result.
+#[derive(Clone, Copy)]
+pub enum NormOut<'a> {
+    /// out = norm(x)
+    Write,
+    /// out += norm(x) (the residual add after an sLSTM layer)
+    Accumulate,
+    /// out = (norm(x) + skip ⊙ xc) ⊙ SiLU(z): the v1 mLSTM output gate; `skip` is [width].
+    MlstmGate { skip: &'a Slice, xc: &'a Rows, z: &'a Rows },
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct NormParams {
+    rows: u32,
+    width: u32,
+    groups: u32,
+    gw: u32,
+    x_offset: u32,
+    x_stride: u32,
+    out_offset: u32,
+    out_stride: u32,
+    xc_offset: u32,
+    xc_stride: u32,
+    z_offset: u32,
+    z_stride: u32,
+    has_weight: u32,
+    grid_x: u32,
+    eps: f32,
+    _pad: u32,
+}
+
+/// Per-row LayerNorm over `groups` equal groups of `width / groups` columns (1 group: LayerNorm;
+/// NH groups: the package's MultiHeadLayerNorm / GroupNorm): centre, divide by
+/// sqrt(biased variance + eps), scale by 1 + weight (`None`: scale 1); no bias.
+pub fn layer_norm(
+    pb: &mut PlanBuilder,
+    ops: &Ops,
+    x: &Rows,
+    weight: Option<&Slice>,
+    rows: usize,
+    width: usize,
+    groups: usize,
+    eps: f32,
+    out: &Rows,
+    epi: NormOut,
+) -> Result<()> {
+    if width == 0 || groups == 0 || !width.is_multiple_of(groups) {
+        return Err(Error::Input(format!(
+            "layer_norm: width {width} is not {groups} equal non-empty groups"
+        )));
+    }
+    check_rows("layer_norm x", x, rows, width)?;
+    check_out_rows("layer_norm out", out, rows, width)?;
+    if let Some(w) = weight {
+        check_len("layer_norm weight", w, width)?;
+    }
+    let (mode, skip, xc, z) = match epi {
+        NormOut::Write => (0, &x.buf, x, x),
+        NormOut::Accumulate => (1, &x.buf, x, x),
+        NormOut::MlstmGate { skip, xc, z } => {
+            check_len("layer_norm skip", skip, width)?;
+            check_rows("layer_norm xc", xc, rows, width)?;
+            check_rows("layer_norm z", z, rows, width)?;
+            (2, skip, xc, z)
+        }
+    };
+    let (g, grid_x) = grid("layer_norm", rows * groups)?;
+    let p = NormParams {
+        rows: u(rows),
+        width: u(width),
+        groups: u(groups),
+        gw: u(width / groups),
+        x_offset: u(x.offset),
+        x_stride: u(x.stride),
+        out_offset: u(out.offset),
+        out_stride: u(out.stride),
+        xc_offset: u(xc.offset),
+        xc_stride: u(xc.stride),
+        z_offset: u(z.offset),
+        z_stride: u(z.stride),
+        has_weight: weight.is_some() as u32,
+        grid_x,
+        eps,
+        _pad: 0,
+    };
+    let bufs = [
+        x.buf.clone(),
+        weight.unwrap_or(&x.buf).clone(),
+        out.buf.clone(),
+        skip.clone(),
+        xc.buf.clone(),
+        z.buf.clone(),
+    ];
+    pb.dispatch("layer_norm", &ops.v1.layer_norm[mode], &p, &bufs, g)?;
+    let passes = if mode == 2 { 6 } else { 4 };
+    pb.cost(4.0 * (passes * rows * width) as f64, 8.0 * (rows * width) as f64);
+    Ok(())
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct ConvParams {
+    tokens: u32,
+    width: u32,
+    ks: u32,
+    col_groups: u32,
+    x_offset: u32,
+    x_stride: u32,
+    out_offset: u32,
+    out_stride: u32,
+    grid_x: u32,
+    _pad: [u32; 3],
+}
+
+/// Causal depthwise conv1d + SiLU over `tokens` rows, continuing from `state`, then the state
+/// update: out[t, f] = SiLU(bias[f] + Σ_{j<KS} w[f, j] · in(t − (KS − 1) + j, f)) with in(s) = x[s]
+/// for s ≥ 0 and state[KS + s] for s < 0. `state` [KS, width] (the package's conv_state: the
+/// last KS inputs, newest last) becomes the last KS rows of (state ++ x). `weight` [width, KS].
+/// Two dispatches (outputs, then the state update); `out` must not overlap `x` or `state`.
+pub fn conv_silu(
+    pb: &mut PlanBuilder,
+    ops: &Ops,
+    x: &Rows,
+    tokens: usize,
+    width: usize,
+    ks: usize,
+    weight: &Slice,
+    bias: &Slice,
+    state: &Slice,
+    out: &Rows,
+) -> Result<()> {
+    if ks == 0 || width == 0 {
+        return Err(Error::Input(format!(
+            "conv_silu: kernel size {ks} and width {width} must be positive"
+        )));
+    }
+    check_rows("conv_silu x", x, tokens, width)?;
+    check_out_rows("conv_silu out", out, tokens, width)?;
+    check_len("conv_silu weight", weight, width * ks)?;
+    check_len("conv_silu bias", bias, width)?;
+    check_len("conv_silu state", state, width * ks)?;
+    if tokens == 0 {
+        return Ok(());
+    }
+    let col_groups = width.div_ceil(256);
+    let mut p = ConvParams {
+        tokens: u(tokens),
+        width: u(width),
+        ks: u(ks),
+        col_groups: u(col_groups),
+        x_offset: u(x.offset),
+        x_stride: u(x.stride),
+        out_offset: u(out.offset),
+        out_stride: u(out.stride),
+        grid_x: 0,
+        _pad: [0; 3],
+    };
+    let (g, grid_x) = grid("conv_silu", tokens * col_groups)?;
+    p.grid_x = grid_x;
+    let bufs = [
+        x.buf.clone(),
+        state.clone(),
+        weight.clone(),
+        bias.clone(),
+        out.buf.clone(),
+    ];
+    pb.dispatch("conv_silu", &ops.v1.conv, &p, &bufs, g)?;
+    pb.cost(
+        4.0 * (2 * tokens * width + (2 * ks + 1) * width) as f64,
+        (2 * ks + 4) as f64 * (tokens * width) as f64,
+    );
+    // The state update reads the old state rows and x: a second dispatch, after every output.
+    let (g, grid_x) = grid("conv_silu state", col_groups)?;
+    p.grid_x = grid_x;
+    pb.dispatch(
+        "conv_silu state",
+        &ops.v1.conv_update,
+        &p,
+        &[x.buf.clone(), state.clone()],
+        g,
+    )?;
+    pb.cost(4.0 * (3 * ks * width) as f64, 0.0);
+    Ok(())
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct HeadwiseParams {
+    tokens: u32,
+    groups: u32,
+    width: u32,
+    bs: u32,
+    split: u32,
+    nb: u32,
+    first_offset: u32,
+    first_stride: u32,
+    second_offset: u32,
+    second_stride: u32,
+    out_offset: u32,
+    out_stride: u32,
+    has_bias: u32,
+    grid_x: u32,
+    per_row: u32,
+    _pad: u32,
+}
+
+/// Blocks up to this size use the one-value-per-invocation kernel.
+const HEADWISE_DIRECT_MAX_BS: usize = 16;
+/// From this many tokens on, larger blocks use the tiled kernel (else the GEMV-like one).
+const HEADWISE_TILED_MIN_TOKENS: usize = 16;
+
+/// Block-diagonal (headwise) projections, `groups` of them in one dispatch. Projection g reads
+/// X = `first` for g < `split`, else `second`:
+/// out[t, g·width + b·bs + o] = Σ_{d<bs} X[t, b·bs + d] · w[g, b, o, d] (+ bias[g·width + b·bs + o]).
+/// `w` is [groups, width / bs, bs, bs] f32. `out` must not overlap `first` or `second`.
+pub fn headwise(
+    pb: &mut PlanBuilder,
+    ops: &Ops,
+    first: &Rows,
+    second: &Rows,
+    split: usize,
+    groups: usize,
+    tokens: usize,
+    width: usize,
+    bs: usize,
+    w: &Slice,
+    bias: Option<&Slice>,
+    out: &Rows,
+) -> Result<()> {
+    if bs == 0 || width == 0 || groups == 0 || !width.is_multiple_of(bs) {
+        return Err(Error::Input(format!(
+            "headwise: width {width} is not a whole number of {bs}-wide blocks ({groups} projections)"
+        )));
+    }
+    let total = groups * width;
+    if split > 0 {
+        check_rows("headwise first", first, tokens, width)?;
+    }
+    if split < groups {
+        check_rows("headwise second", second, tokens, width)?;
+    }
+    check_out_rows("headwise out", out, tokens, total)?;
+    check_len("headwise weight", w, total * bs)?;
+    if let Some(b) = bias {
+        check_len("headwise bias", b, total)?;
+    }
+    let nb = width / bs;
+    let (label, pipeline, per_row, n) = if bs <= HEADWISE_DIRECT_MAX_BS {
+        let per_row = total.div_ceil(256);
+        ("headwise direct", &ops.v1.headwise_direct, per_row, tokens * per_row)
+    } else if tokens < HEADWISE_TILED_MIN_TOKENS {
+        let per_row = total.div_ceil(8);
+        ("headwise rows", &ops.v1.headwise_rows, per_row, tokens * per_row)
+    } else {
+        let per_row = groups * nb * bs.div_ceil(64);
+        (
+            "headwise tiled",
+            &ops.v1.headwise_tiled,
+            per_row,
+            tokens.div_ceil(64) * per_row,
+        )
+    };
+    let (g, grid_x) = grid(label, n)?;
+    let p = HeadwiseParams {
+        tokens: u(tokens),
+        groups: u(groups),
+        width: u(width),
+        bs: u(bs),
+        split: u(split.min(groups)),
+        nb: u(nb),
+        first_offset: u(first.offset),
+        first_stride: u(first.stride),
+        second_offset: u(second.offset),
+        second_stride: u(second.stride),
+        out_offset: u(out.offset),
+        out_stride: u(out.stride),
+        has_bias: bias.is_some() as u32,
+        grid_x,
+        per_row: u(per_row),
+        _pad: 0,
+    };
+    let bufs = [
+        first.buf.clone(),
+        second.buf.clone(),
+        w.clone(),
+        bias.unwrap_or(w).clone(),
+        out.buf.clone(),
+    ];
+    pb.dispatch(label, pipeline, &p, &bufs, g)?;
+    pb.cost(
+        4.0 * (total * bs + tokens * 2 * total) as f64,
+        2.0 * (tokens * total * bs) as f64,
+    );
+    Ok(())
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct GatedParams {
+    tokens: u32,
+    f: u32,
+    u_offset: u32,
+    u_stride: u32,
+    out_offset: u32,
+    out_stride: u32,
+    col_groups: u32,
+    grid_x: u32,
+}
+
+/// out[t, j] = act(u[t, j]) · u[t, f + j] for j < f: the gated feed-forward's hidden layer
+/// (rows of `u` are [gate | up]).
+pub fn gated_act(
+    pb: &mut PlanBuilder,
+    ops: &Ops,
+    act: Activation,
+    u_in: &Rows,
+    tokens: usize,
+    f: usize,
+    out: &Rows,
+) -> Result<()> {
+    if f == 0 {
+        return Err(Error::Input("gated_act: zero width".into()));
+    }
+    check_rows("gated_act u", u_in, tokens, 2 * f)?;
+    check_out_rows("gated_act out", out, tokens, f)?;
+    let col_groups = f.div_ceil(256);
+    let (g, grid_x) = grid("gated_act", tokens * col_groups)?;
+    let p = GatedParams {
+        tokens: u(tokens),
+        f: u(f),
+        u_offset: u(u_in.offset),
+        u_stride: u(u_in.stride),
+        out_offset: u(out.offset),
+        out_stride: u(out.stride),
+        col_groups: u(col_groups),
+        grid_x,
+    };
+    pb.dispatch(
+        "gated_act",
+        &ops.v1.gated_act[act_index(act)],
+        &p,
+        &[u_in.buf.clone(), out.buf.clone()],
+        g,
+    )?;
+    pb.cost(12.0 * (tokens * f) as f64, 20.0 * (tokens * f) as f64);
+    Ok(())
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct BiasParams {
+    tokens: u32,
+    width: u32,
+    y_offset: u32,
+    y_stride: u32,
+    col_groups: u32,
+    grid_x: u32,
+    _pad: [u32; 2],
+}
+
+/// y[t, j] += bias[j] for j < width.
+pub fn bias_add(pb: &mut PlanBuilder, ops: &Ops, y: &Rows, bias: &Slice, tokens: usize, width: usize) -> Result<()> {
+    if width == 0 {
+        return Ok(());
+    }
+    check_out_rows("bias_add y", y, tokens, width)?;
+    check_len("bias_add bias", bias, width)?;
+    let col_groups = width.div_ceil(256);
+    let (g, grid_x) = grid("bias_add", tokens * col_groups)?;
+    let p = BiasParams {
+        tokens: u(tokens),
+        width: u(width),
+        y_offset: u(y.offset),
+        y_stride: u(y.stride),
+        col_groups: u(col_groups),
+        grid_x,
+        _pad: [0; 2],
+    };
+    pb.dispatch("bias_add", &ops.v1.bias_add, &p, &[y.buf.clone(), bias.clone()], g)?;
+    pb.cost(4.0 * (2 * tokens * width + width) as f64, (tokens * width) as f64);
+    Ok(())
+}
