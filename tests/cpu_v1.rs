@@ -204,6 +204,13 @@ fn v1_e_biases_no_post_norm_swish() {
     check_case("v1_e", &load_case("v1_e", "t20"));
 }
 
+#[test]
+fn v1_f_wide_slstm_head_bf16_cuda_layout() {
+    let (cfg, _) = V1Weights::load_dir(&fixture("v1_f")).unwrap();
+    assert_eq!(cfg.slstm_layer().head_dim, 128);
+    check_case("v1_f", &load_case("v1_f", "t50"));
+}
+
 /// Checks a checkpoint written by `tools/make_fixtures_v1.py --custom DIR ...` (every
 /// `case_*.safetensors` in it):
 /// `XLSTM_V1_FIXTURE=DIR cargo test --test cpu_v1 custom_fixture_from_env -- --ignored --nocapture`.

@@ -4,7 +4,8 @@
 //! every prefill strategy, with f32 weights (1e-3 on logits, identical ids) and f16 weights
 //! (documented looser tolerance). Fixtures cover mixed mLSTM/sLSTM stacks, mLSTM-only with tied
 //! embeddings, sLSTM-only without conv, both sLSTM checkpoint layouts, linear biases, another
-//! activation, no post-blocks norm, and a prompt longer than the config's context_length.
+//! activation, no post-blocks norm, a wide sLSTM head (the per-token sLSTM kernel) and a prompt
+//! longer than the config's context_length.
 
 mod common;
 
@@ -147,6 +148,12 @@ fn v1_d_cuda_layout() {
 #[test]
 fn v1_e_biases_swish_no_post_norm() {
     check("v1_e", "v1_e", "t20");
+}
+
+#[test]
+fn v1_f_wide_slstm_head_per_token_kernel() {
+    // One sLSTM head of width 128 (bf16, cuda layout): the per-token sLSTM kernel.
+    check("v1_f", "v1_f", "t50");
 }
 
 #[test]

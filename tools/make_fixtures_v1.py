@@ -182,6 +182,11 @@ FIXTURES = [
          s_heads=1, s_conv=2, ffn_pf=2.0, act="swish", ctx=32, dtype="f32", backend="vanilla", bias=True,
          ffn_bias=True, post_norm=False, gn_weight=False, seed=8004,
          cases=[("t20", 20, 4, 81)]),
+    # A wide sLSTM head (DH 128: the GPU's per-token sLSTM path) next to an mLSTM block; bf16
+    # weights in the cuda layout.
+    dict(name="v1_f", E=128, L=2, V=61, slstm_at=[0], m_heads=2, bs=4, m_pf=2.0, m_conv=4,
+         s_heads=1, s_conv=4, ffn_pf=1.3, act="gelu", ctx=64, dtype="bf16", backend="cuda", seed=9005,
+         cases=[("t50", 50, 5, 91)]),
 ]
 
 DEFAULTS = dict(m_heads=4, bs=4, m_pf=2.0, m_conv=4, s_heads=4, s_conv=4, ffn_pf=1.3, act="gelu", ctx=64,
