@@ -74,10 +74,20 @@ impl KernelShapes {
 /// Largest chunk the chunkwise kernels' workgroup memory is laid out for.
 pub const MAX_CHUNK: usize = 64;
 
-/// Whether gemm_coop.wgsl can run: 16x16 f16 cooperative matrices, f16 shaders, and subgroups of
-/// exactly 32 invocations (the kernel's 256 invocations are 8 subgroups with fixed tile roles).
+/// Workgroup memory gemm_coop.wgsl declares (two 128 x 72 f16 staging tiles and 8 KiB of
+/// epilogue scratch).
+const COOP_GEMM_WORKGROUP_BYTES: u32 = 2 * 128 * 72 * 2 + 2048 * 4;
+
+/// Whether gemm_coop.wgsl can run: 16x16 f16 cooperative matrices, f16 shaders, subgroups of
+/// exactly 32 invocations (the kernel's 256 invocations are 8 subgroups with fixed tile roles),
+/// and 44 KiB of workgroup memory.
 pub fn coop_gemm_supported(caps: &crate::gpu::Caps) -> bool {
-    caps.coop_16x16_f16 && caps.f16 && caps.subgroup && caps.subgroup_min_size == 32 && caps.subgroup_max_size == 32
+    caps.coop_16x16_f16
+        && caps.f16
+        && caps.subgroup
+        && caps.subgroup_min_size == 32
+        && caps.subgroup_max_size == 32
+        && caps.max_workgroup_storage >= COOP_GEMM_WORKGROUP_BYTES
 }
 
 impl Ops {
@@ -332,16 +342,18 @@ pub fn matmul(
             y_offset: u(y.offset + part.row0),
             accumulate: epi.accumulate as u32,
             soft_cap: epi.soft_cap,
-            _pad: [0; 2],
+            // gemm_coop: whether y's binding starts 16-byte aligned (its direct fragment stores
+            // need aligned rows); the tiled kernel ignores it.
+            _pad: [y.buf.offset.is_multiple_of(16) as u32, 0],
         };
         let bufs = [x.buf.clone(), w.part_slice(i), y.buf.clone()];
-        pb.dispatch(
-            label,
-            pipeline,
-            &p,
-            &bufs,
-            [groups(part.rows, tile), groups(tokens, tile), 1],
-        )?;
+        // gemm_coop walks token tiles first (neighbouring workgroups share weight tiles).
+        let grid = if ops.gemm_coop.is_some() {
+            [groups(tokens, tile), groups(part.rows, tile), 1]
+        } else {
+            [groups(part.rows, tile), groups(tokens, tile), 1]
+        };
+        pb.dispatch(label, pipeline, &p, &bufs, grid)?;
         let io = 4.0 * (tokens * (w.cols + 2 * part.rows)) as f64;
         pb.cost(part.buf.len() as f64 + io, 2.0 * (tokens * part.rows * w.cols) as f64);
     }

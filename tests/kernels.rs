@@ -502,7 +502,10 @@ fn matmul_coop_whole_tiles() {
         return;
     }
     let mut worst = Worst("matmul coop whole tiles", 0.0, "x scale");
-    for (i, (tokens, k, n)) in [(256, 128, 256), (300, 192, 300), (384, 64, 130)].into_iter().enumerate() {
+    for (i, (tokens, k, n)) in [(256, 128, 256), (300, 192, 300), (384, 64, 130)]
+        .into_iter()
+        .enumerate()
+    {
         for (e, epi) in epilogues().into_iter().enumerate() {
             let case = MatCase {
                 tokens,

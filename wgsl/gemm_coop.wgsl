@@ -8,14 +8,18 @@
 // Workgroup: 256 invocations = 8 subgroups of 32 (the host uses this kernel only where the
 //   subgroup size is 32). The workgroup computes a 128 (tokens) x 128 (rows) tile; subgroup s owns
 //   64 tokens x 32 rows = 4 x 2 fragments of 16x16 with f32 accumulators. K is staged through
-//   workgroup memory in slices of 32, activations converted to f16 on the way, the next slice
-//   fetched into registers while the current one is multiplied (rows padded by 8
-//   halves against bank conflicts). The epilogue goes through a per-subgroup 16x16 scratch tile.
-//   Workgroup memory: 28 KiB.
-// Grid: (ceil(n / 128), ceil(tokens / 128), 1).
+//   workgroup memory in slices of 64, activations converted to f16 on the way, the next slice
+//   fetched into registers while the current one is multiplied (rows padded by 8 halves against
+//   bank conflicts). Tiles wholly inside the matrices with 4-aligned activation rows and K a
+//   multiple of 64 (all 7B prefill projections) fetch without per-element checks. Whole tiles
+//   without soft cap and with 16-byte aligned output rows (y_offset, y_stride multiples of 4,
+//   y_aligned set) add the residual and store straight from the fragments; the others go through
+//   a per-subgroup 16x16 scratch tile. Workgroup memory: 44 KiB (45,056 bytes).
+// Grid: (ceil(tokens / 128), ceil(n / 128), 1): token tiles first.
 // Epilogue: accumulate != 0 adds into y (residuals); soft_cap > 0 applies cap * tanh(v / cap).
 // Precision: f16 x f16 products accumulated in f32 (the f16-weight mode; --dtype f32 uses gemm.wgsl).
-// Requires: SHADER_F16, SUBGROUP, EXPERIMENTAL_COOPERATIVE_MATRIX with 16x16x16 f16 -> f32.
+// Requires: SHADER_F16, SUBGROUP, EXPERIMENTAL_COOPERATIVE_MATRIX with 16x16x16 f16 -> f32, and
+//   45,056 bytes of workgroup memory.
 
 enable f16;
 enable wgpu_cooperative_matrix;
@@ -31,19 +35,19 @@ struct Params {
     y_offset: u32,
     accumulate: u32,
     soft_cap: f32,
-    _pad0: u32,
+    y_aligned: u32, // y's binding offset is a multiple of 16 bytes
     _pad1: u32,
 }
 
-const LDS: u32 = 40u; // 32 + 8 padding halves per staged row
+const LDS: u32 = 72u; // 64 + 8 padding halves per staged row
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> w: array<vec4<f16>>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 
-var<workgroup> xa: array<f16, 5120>; // [128 tokens][LDS]
-var<workgroup> wb: array<f16, 5120>; // [128 rows][LDS]
+var<workgroup> xa: array<f16, 9216>; // [128 tokens][LDS]
+var<workgroup> wb: array<f16, 9216>; // [128 rows][LDS]
 var<workgroup> scratch: array<f32, 2048>; // [8 subgroups][16 x 16]
 
 // Four activations x[t, k .. k + 4] (zero outside the matrix), k a multiple of 4.
@@ -116,6 +120,28 @@ fn emit(c: coop_mat16x16<f32, C>, sg: u32, lane: u32, t0: u32, r0: u32) {
     workgroupBarrier();
 }
 
+// The 16x16 output fragment at element o, row-major with the output's row stride (16-byte
+// aligned: checked by the caller).
+fn load_y(o: u32, stride: u32) -> coop_mat16x16<f32, C> {
+    return coopLoadT<coop_mat16x16<f32, C>>(&y[o], stride);
+}
+
+// (naga's SPIR-V writer needs the store's offset and stride as plain values: function arguments)
+fn store_y(c: coop_mat16x16<f32, C>, o: u32, stride: u32) {
+    coopStoreT(c, &y[o], stride);
+}
+
+// Writes one fragment straight to y (whole tiles without soft cap): no scratch, no barriers.
+fn emit_direct(c: coop_mat16x16<f32, C>, t0: u32, r0: u32) {
+    let stride = p.y_stride;
+    let o = p.y_offset + t0 * stride + r0;
+    var v = c;
+    if (p.accumulate != 0u) {
+        v = v + load_y(o, stride);
+    }
+    store_y(v, o, stride);
+}
+
 @compute @workgroup_size(256)
 fn main(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -123,11 +149,11 @@ fn main(
     @builtin(subgroup_id) sg: u32,
     @builtin(subgroup_invocation_id) lane: u32,
 ) {
-    let row0 = wid.x * 128u;
-    let tok0 = wid.y * 128u;
+    // Token tiles vary fastest: the workgroups running together share weight tiles in L2.
+    let tok0 = wid.x * 128u;
+    let row0 = wid.y * 128u;
     let wm = (sg % 2u) * 64u; // this subgroup's tokens within the tile
     let wn = (sg / 2u) * 32u; // and its rows
-
     var c00 = coop_mat16x16<f32, C>();
     var c01 = coop_mat16x16<f32, C>();
     var c10 = coop_mat16x16<f32, C>();
@@ -136,66 +162,170 @@ fn main(
     var c21 = coop_mat16x16<f32, C>();
     var c30 = coop_mat16x16<f32, C>();
     var c31 = coop_mat16x16<f32, C>();
-
-    // Each invocation stages rows lr, lr + 32, lr + 64, lr + 96 at columns lc .. lc + 3 of both
-    // tiles. The next slice is fetched into registers while the current one is multiplied.
-    let lr = lid / 8u;
-    let lc = (lid % 8u) * 4u;
-    var xr0 = load_x4(tok0 + lr, lc);
-    var xr1 = load_x4(tok0 + lr + 32u, lc);
-    var xr2 = load_x4(tok0 + lr + 64u, lc);
-    var xr3 = load_x4(tok0 + lr + 96u, lc);
-    var wr0 = load_w4(row0 + lr, lc);
-    var wr1 = load_w4(row0 + lr + 32u, lc);
-    var wr2 = load_w4(row0 + lr + 64u, lc);
-    var wr3 = load_w4(row0 + lr + 96u, lc);
-    for (var k0 = 0u; k0 < p.kp; k0 += 32u) {
-        put_x(lr, lc, vec4<f16>(xr0));
-        put_x(lr + 32u, lc, vec4<f16>(xr1));
-        put_x(lr + 64u, lc, vec4<f16>(xr2));
-        put_x(lr + 96u, lc, vec4<f16>(xr3));
-        put_w(lr, lc, wr0);
-        put_w(lr + 32u, lc, wr1);
-        put_w(lr + 64u, lc, wr2);
-        put_w(lr + 96u, lc, wr3);
+    // Each invocation stages rows lr + 16 i (i < 8) at columns lc .. lc + 3 of both tiles. The
+    // next slice is fetched into registers while the current one is multiplied.
+    let lr = lid / 16u;
+    let lc = (lid % 16u) * 4u;
+    var xr0 = load_x4(tok0 + lr + 0u, lc);
+    var xr1 = load_x4(tok0 + lr + 16u, lc);
+    var xr2 = load_x4(tok0 + lr + 32u, lc);
+    var xr3 = load_x4(tok0 + lr + 48u, lc);
+    var xr4 = load_x4(tok0 + lr + 64u, lc);
+    var xr5 = load_x4(tok0 + lr + 80u, lc);
+    var xr6 = load_x4(tok0 + lr + 96u, lc);
+    var xr7 = load_x4(tok0 + lr + 112u, lc);
+    var wr0 = load_w4(row0 + lr + 0u, lc);
+    var wr1 = load_w4(row0 + lr + 16u, lc);
+    var wr2 = load_w4(row0 + lr + 32u, lc);
+    var wr3 = load_w4(row0 + lr + 48u, lc);
+    var wr4 = load_w4(row0 + lr + 64u, lc);
+    var wr5 = load_w4(row0 + lr + 80u, lc);
+    var wr6 = load_w4(row0 + lr + 96u, lc);
+    var wr7 = load_w4(row0 + lr + 112u, lc);
+    // Interior tiles with aligned rows and whole K slices load without per-element checks
+    // (non-short-circuit `&`: naga lowers `&&` through a local variable).
+    let interior = (tok0 + 128u <= p.tokens) & (row0 + 128u <= p.n) & (p.x_offset % 4u == 0u)
+        & (p.x_stride % 4u == 0u) & (p.k == p.kp) & (p.k % 64u == 0u);
+    let xb = (p.x_offset + (tok0 + lr) * p.x_stride + lc) / 4u;
+    let xs = 16u * p.x_stride / 4u;
+    let wbase = ((row0 + lr) * p.kp + lc) / 4u;
+    let ws = 16u * p.kp / 4u;
+    for (var k0 = 0u; k0 < p.kp; k0 += 64u) {
+        put_x(lr + 0u, lc, vec4<f16>(xr0));
+        put_x(lr + 16u, lc, vec4<f16>(xr1));
+        put_x(lr + 32u, lc, vec4<f16>(xr2));
+        put_x(lr + 48u, lc, vec4<f16>(xr3));
+        put_x(lr + 64u, lc, vec4<f16>(xr4));
+        put_x(lr + 80u, lc, vec4<f16>(xr5));
+        put_x(lr + 96u, lc, vec4<f16>(xr6));
+        put_x(lr + 112u, lc, vec4<f16>(xr7));
+        put_w(lr + 0u, lc, wr0);
+        put_w(lr + 16u, lc, wr1);
+        put_w(lr + 32u, lc, wr2);
+        put_w(lr + 48u, lc, wr3);
+        put_w(lr + 64u, lc, wr4);
+        put_w(lr + 80u, lc, wr5);
+        put_w(lr + 96u, lc, wr6);
+        put_w(lr + 112u, lc, wr7);
         workgroupBarrier();
-        let kn = k0 + 32u;
+        let kn = k0 + 64u;
         if (kn < p.kp) {
-            xr0 = load_x4(tok0 + lr, kn + lc);
-            xr1 = load_x4(tok0 + lr + 32u, kn + lc);
-            xr2 = load_x4(tok0 + lr + 64u, kn + lc);
-            xr3 = load_x4(tok0 + lr + 96u, kn + lc);
-            wr0 = load_w4(row0 + lr, kn + lc);
-            wr1 = load_w4(row0 + lr + 32u, kn + lc);
-            wr2 = load_w4(row0 + lr + 64u, kn + lc);
-            wr3 = load_w4(row0 + lr + 96u, kn + lc);
+            if (interior) {
+                xr0 = x[xb + 0u * xs + kn / 4u];
+                xr1 = x[xb + 1u * xs + kn / 4u];
+                xr2 = x[xb + 2u * xs + kn / 4u];
+                xr3 = x[xb + 3u * xs + kn / 4u];
+                xr4 = x[xb + 4u * xs + kn / 4u];
+                xr5 = x[xb + 5u * xs + kn / 4u];
+                xr6 = x[xb + 6u * xs + kn / 4u];
+                xr7 = x[xb + 7u * xs + kn / 4u];
+                wr0 = w[wbase + 0u * ws + kn / 4u];
+                wr1 = w[wbase + 1u * ws + kn / 4u];
+                wr2 = w[wbase + 2u * ws + kn / 4u];
+                wr3 = w[wbase + 3u * ws + kn / 4u];
+                wr4 = w[wbase + 4u * ws + kn / 4u];
+                wr5 = w[wbase + 5u * ws + kn / 4u];
+                wr6 = w[wbase + 6u * ws + kn / 4u];
+                wr7 = w[wbase + 7u * ws + kn / 4u];
+            } else {
+                xr0 = load_x4(tok0 + lr + 0u, kn + lc);
+                xr1 = load_x4(tok0 + lr + 16u, kn + lc);
+                xr2 = load_x4(tok0 + lr + 32u, kn + lc);
+                xr3 = load_x4(tok0 + lr + 48u, kn + lc);
+                xr4 = load_x4(tok0 + lr + 64u, kn + lc);
+                xr5 = load_x4(tok0 + lr + 80u, kn + lc);
+                xr6 = load_x4(tok0 + lr + 96u, kn + lc);
+                xr7 = load_x4(tok0 + lr + 112u, kn + lc);
+                wr0 = load_w4(row0 + lr + 0u, kn + lc);
+                wr1 = load_w4(row0 + lr + 16u, kn + lc);
+                wr2 = load_w4(row0 + lr + 32u, kn + lc);
+                wr3 = load_w4(row0 + lr + 48u, kn + lc);
+                wr4 = load_w4(row0 + lr + 64u, kn + lc);
+                wr5 = load_w4(row0 + lr + 80u, kn + lc);
+                wr6 = load_w4(row0 + lr + 96u, kn + lc);
+                wr7 = load_w4(row0 + lr + 112u, kn + lc);
+            }
         }
-        for (var kk = 0u; kk < 32u; kk += 16u) {
-            let a0 = coopLoadT<coop_mat16x16<f16, A>>(&xa[(wm + 0u) * LDS + kk], LDS);
-            let a1 = coopLoadT<coop_mat16x16<f16, A>>(&xa[(wm + 16u) * LDS + kk], LDS);
-            let a2 = coopLoadT<coop_mat16x16<f16, A>>(&xa[(wm + 32u) * LDS + kk], LDS);
-            let a3 = coopLoadT<coop_mat16x16<f16, A>>(&xa[(wm + 48u) * LDS + kk], LDS);
-            let b0 = coopLoad<coop_mat16x16<f16, B>>(&wb[(wn + 0u) * LDS + kk], LDS);
-            let b1 = coopLoad<coop_mat16x16<f16, B>>(&wb[(wn + 16u) * LDS + kk], LDS);
-            c00 = coopMultiplyAdd(a0, b0, c00);
-            c01 = coopMultiplyAdd(a0, b1, c01);
-            c10 = coopMultiplyAdd(a1, b0, c10);
-            c11 = coopMultiplyAdd(a1, b1, c11);
-            c20 = coopMultiplyAdd(a2, b0, c20);
-            c21 = coopMultiplyAdd(a2, b1, c21);
-            c30 = coopMultiplyAdd(a3, b0, c30);
-            c31 = coopMultiplyAdd(a3, b1, c31);
-        }
+        let a0_0 = coopLoadT<coop_mat16x16<f16, A>>(&xa[(wm + 0u) * LDS + 0u], LDS);
+        let a1_0 = coopLoadT<coop_mat16x16<f16, A>>(&xa[(wm + 16u) * LDS + 0u], LDS);
+        let a2_0 = coopLoadT<coop_mat16x16<f16, A>>(&xa[(wm + 32u) * LDS + 0u], LDS);
+        let a3_0 = coopLoadT<coop_mat16x16<f16, A>>(&xa[(wm + 48u) * LDS + 0u], LDS);
+        let b0_0 = coopLoad<coop_mat16x16<f16, B>>(&wb[(wn + 0u) * LDS + 0u], LDS);
+        let b1_0 = coopLoad<coop_mat16x16<f16, B>>(&wb[(wn + 16u) * LDS + 0u], LDS);
+        c00 = coopMultiplyAdd(a0_0, b0_0, c00);
+        c01 = coopMultiplyAdd(a0_0, b1_0, c01);
+        c10 = coopMultiplyAdd(a1_0, b0_0, c10);
+        c11 = coopMultiplyAdd(a1_0, b1_0, c11);
+        c20 = coopMultiplyAdd(a2_0, b0_0, c20);
+        c21 = coopMultiplyAdd(a2_0, b1_0, c21);
+        c30 = coopMultiplyAdd(a3_0, b0_0, c30);
+        c31 = coopMultiplyAdd(a3_0, b1_0, c31);
+        let a0_16 = coopLoadT<coop_mat16x16<f16, A>>(&xa[(wm + 0u) * LDS + 16u], LDS);
+        let a1_16 = coopLoadT<coop_mat16x16<f16, A>>(&xa[(wm + 16u) * LDS + 16u], LDS);
+        let a2_16 = coopLoadT<coop_mat16x16<f16, A>>(&xa[(wm + 32u) * LDS + 16u], LDS);
+        let a3_16 = coopLoadT<coop_mat16x16<f16, A>>(&xa[(wm + 48u) * LDS + 16u], LDS);
+        let b0_16 = coopLoad<coop_mat16x16<f16, B>>(&wb[(wn + 0u) * LDS + 16u], LDS);
+        let b1_16 = coopLoad<coop_mat16x16<f16, B>>(&wb[(wn + 16u) * LDS + 16u], LDS);
+        c00 = coopMultiplyAdd(a0_16, b0_16, c00);
+        c01 = coopMultiplyAdd(a0_16, b1_16, c01);
+        c10 = coopMultiplyAdd(a1_16, b0_16, c10);
+        c11 = coopMultiplyAdd(a1_16, b1_16, c11);
+        c20 = coopMultiplyAdd(a2_16, b0_16, c20);
+        c21 = coopMultiplyAdd(a2_16, b1_16, c21);
+        c30 = coopMultiplyAdd(a3_16, b0_16, c30);
+        c31 = coopMultiplyAdd(a3_16, b1_16, c31);
+        let a0_32 = coopLoadT<coop_mat16x16<f16, A>>(&xa[(wm + 0u) * LDS + 32u], LDS);
+        let a1_32 = coopLoadT<coop_mat16x16<f16, A>>(&xa[(wm + 16u) * LDS + 32u], LDS);
+        let a2_32 = coopLoadT<coop_mat16x16<f16, A>>(&xa[(wm + 32u) * LDS + 32u], LDS);
+        let a3_32 = coopLoadT<coop_mat16x16<f16, A>>(&xa[(wm + 48u) * LDS + 32u], LDS);
+        let b0_32 = coopLoad<coop_mat16x16<f16, B>>(&wb[(wn + 0u) * LDS + 32u], LDS);
+        let b1_32 = coopLoad<coop_mat16x16<f16, B>>(&wb[(wn + 16u) * LDS + 32u], LDS);
+        c00 = coopMultiplyAdd(a0_32, b0_32, c00);
+        c01 = coopMultiplyAdd(a0_32, b1_32, c01);
+        c10 = coopMultiplyAdd(a1_32, b0_32, c10);
+        c11 = coopMultiplyAdd(a1_32, b1_32, c11);
+        c20 = coopMultiplyAdd(a2_32, b0_32, c20);
+        c21 = coopMultiplyAdd(a2_32, b1_32, c21);
+        c30 = coopMultiplyAdd(a3_32, b0_32, c30);
+        c31 = coopMultiplyAdd(a3_32, b1_32, c31);
+        let a0_48 = coopLoadT<coop_mat16x16<f16, A>>(&xa[(wm + 0u) * LDS + 48u], LDS);
+        let a1_48 = coopLoadT<coop_mat16x16<f16, A>>(&xa[(wm + 16u) * LDS + 48u], LDS);
+        let a2_48 = coopLoadT<coop_mat16x16<f16, A>>(&xa[(wm + 32u) * LDS + 48u], LDS);
+        let a3_48 = coopLoadT<coop_mat16x16<f16, A>>(&xa[(wm + 48u) * LDS + 48u], LDS);
+        let b0_48 = coopLoad<coop_mat16x16<f16, B>>(&wb[(wn + 0u) * LDS + 48u], LDS);
+        let b1_48 = coopLoad<coop_mat16x16<f16, B>>(&wb[(wn + 16u) * LDS + 48u], LDS);
+        c00 = coopMultiplyAdd(a0_48, b0_48, c00);
+        c01 = coopMultiplyAdd(a0_48, b1_48, c01);
+        c10 = coopMultiplyAdd(a1_48, b0_48, c10);
+        c11 = coopMultiplyAdd(a1_48, b1_48, c11);
+        c20 = coopMultiplyAdd(a2_48, b0_48, c20);
+        c21 = coopMultiplyAdd(a2_48, b1_48, c21);
+        c30 = coopMultiplyAdd(a3_48, b0_48, c30);
+        c31 = coopMultiplyAdd(a3_48, b1_48, c31);
         workgroupBarrier();
     }
     let t = tok0 + wm;
     let r = row0 + wn;
-    emit(c00, sg, lane, t, r);
-    emit(c01, sg, lane, t, r + 16u);
-    emit(c10, sg, lane, t + 16u, r);
+    // Whole tiles without soft cap and with 16-byte aligned output rows store fragments directly.
+    let whole = (p.soft_cap <= 0.0) & (p.y_aligned != 0u) & (tok0 + 128u <= p.tokens)
+        & (row0 + 128u <= p.n) & (p.y_offset % 4u == 0u) & (p.y_stride % 4u == 0u);
+    if (whole) {
+        emit_direct(c00, t + 0u, r + 0u);
+        emit_direct(c01, t + 0u, r + 16u);
+        emit_direct(c10, t + 16u, r + 0u);
+        emit_direct(c11, t + 16u, r + 16u);
+        emit_direct(c20, t + 32u, r + 0u);
+        emit_direct(c21, t + 32u, r + 16u);
+        emit_direct(c30, t + 48u, r + 0u);
+        emit_direct(c31, t + 48u, r + 16u);
+        return;
+    }
+    emit(c00, sg, lane, t + 0u, r + 0u);
+    emit(c01, sg, lane, t + 0u, r + 16u);
+    emit(c10, sg, lane, t + 16u, r + 0u);
     emit(c11, sg, lane, t + 16u, r + 16u);
-    emit(c20, sg, lane, t + 32u, r);
+    emit(c20, sg, lane, t + 32u, r + 0u);
     emit(c21, sg, lane, t + 32u, r + 16u);
-    emit(c30, sg, lane, t + 48u, r);
+    emit(c30, sg, lane, t + 48u, r + 0u);
     emit(c31, sg, lane, t + 48u, r + 16u);
 }
