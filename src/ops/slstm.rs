@@ -12,11 +12,12 @@ pub const MAX_SEQUENCE_HEAD_DIM: usize = 256;
 
 /// [`SlstmMode::Auto`] runs the sequence kernel up to this head width and the per-token kernel
 /// above it. The sequence kernel runs each head on ONE workgroup: it saves the per-dispatch
-/// overhead, which dominates for narrow heads (DH 32 on lavapipe: about 3x faster than a dispatch
-/// per token), but for wide heads a step's 4·DH² recurrent product on NH workgroups leaves most of
-/// a large GPU idle (H100, 4 heads of 256: no gain). Provisional value, to be set from the H100
-/// figures of `cargo bench --bench kernels -- slstm`.
-pub const AUTO_SEQUENCE_MAX_HEAD_DIM: usize = 64;
+/// overhead, which dominates for narrow heads, but for wide heads a step's 4·DH² recurrent product
+/// on NH workgroups leaves most of a large GPU idle. Measured on an H100 (`cargo bench --bench
+/// kernels -- slstm`, see BENCHMARKS.md): heads of 32 — sequence 0.88 ms vs per-token 1.94 ms
+/// (4 heads, 256 tokens); heads of 64 — 5.0 vs 4.1 ms; 128 — 18.3 vs 4.1 ms; 256 — 142 vs 10.6 ms
+/// (4 heads, 1024 tokens). On a CPU adapter (lavapipe) the sequence kernel wins at every width.
+pub const AUTO_SEQUENCE_MAX_HEAD_DIM: usize = 32;
 
 /// Loop iterations one invocation of slstm_seq.wgsl may run in one dispatch. lavapipe (llvmpipe)
 /// silently ends every loop of an invocation once 65535 iterations have run in total (gallivm's
