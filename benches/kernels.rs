@@ -129,7 +129,13 @@ fn slstm(c: &mut Criterion) {
         &[(4, 256, 64), (4, 32, 256)]
     } else {
         // Head widths around the Auto crossover, at the 125M-model width (E = 768) and wider.
-        &[(4, 256, 1024), (4, 32, 256), (12, 64, 512), (6, 128, 512), (4, 192, 512)]
+        &[
+            (4, 256, 1024),
+            (4, 32, 256),
+            (12, 64, 512),
+            (6, 128, 512),
+            (4, 192, 512),
+        ]
     };
     for &(nh, dh, t) in shapes {
         let e = nh * dh;
