@@ -28,6 +28,10 @@ pub struct Ops {
     gates: wgpu::ComputePipeline,
     chunk_state: wgpu::ComputePipeline,
     chunk_out: wgpu::ComputePipeline,
+    /// The chunkwise kernels on the matrix units, where the adapter offers them and weights are
+    /// f16 (the same condition as `gemm_coop`).
+    chunk_state_coop: Option<wgpu::ComputePipeline>,
+    chunk_out_coop: Option<wgpu::ComputePipeline>,
     step: wgpu::ComputePipeline,
     head_norm_gate: wgpu::ComputePipeline,
     swiglu: wgpu::ComputePipeline,
@@ -90,7 +94,27 @@ pub fn coop_gemm_supported(caps: &crate::gpu::Caps) -> bool {
         && caps.max_workgroup_storage >= COOP_GEMM_WORKGROUP_BYTES
 }
 
+/// Workgroup memory mlstm_chunk_state_coop.wgsl declares (two 64 x 72 f16 staging tiles, a
+/// 64 x 68 f32 product tile, the chunk's n sums, the gates).
+const COOP_CHUNK_STATE_WORKGROUP_BYTES: u32 = 2 * 64 * 72 * 2 + 64 * 68 * 4 + 64 * 4 + 64 * 4 + 16;
+/// Workgroup memory mlstm_chunk_out_coop.wgsl declares (three 64 x 72 f16 staging tiles, a
+/// 64 x 68 f32 score tile, four 64-entry and two 256-entry f32 arrays).
+const COOP_CHUNK_OUT_WORKGROUP_BYTES: u32 = 3 * 64 * 72 * 2 + 64 * 68 * 4 + 4 * 64 * 4 + 2 * 256 * 4;
+
+/// Whether the matrix-unit chunkwise kernels can run: what `gemm_coop` needs (16x16 f16
+/// cooperative matrices, f16 shaders, subgroups of exactly 32) and their workgroup memory.
+pub fn coop_chunk_supported(caps: &crate::gpu::Caps) -> bool {
+    coop_gemm_supported(caps)
+        && caps.max_workgroup_storage >= COOP_CHUNK_STATE_WORKGROUP_BYTES.max(COOP_CHUNK_OUT_WORKGROUP_BYTES)
+}
+
 impl Ops {
+    /// Whether the chunkwise mLSTM phases run on the matrix units
+    /// ([`mlstm_chunk_state_coop`], [`mlstm_chunk_out_coop`]).
+    pub fn uses_coop_chunk(&self) -> bool {
+        self.chunk_state_coop.is_some() && self.chunk_out_coop.is_some()
+    }
+
     /// Whether prefill GEMMs run on the matrix units.
     pub fn uses_coop_gemm(&self) -> bool {
         self.gemm_coop.is_some()
@@ -132,6 +156,16 @@ impl Ops {
             gates: kernels.pipeline("mlstm_gates", "main", &[])?,
             chunk_state: kernels.pipeline("mlstm_chunk_state", "main", &[])?,
             chunk_out: kernels.pipeline("mlstm_chunk_out", "main", &[])?,
+            chunk_state_coop: if dtype.is_f16() && coop_chunk_supported(kernels.caps()) {
+                Some(kernels.pipeline("mlstm_chunk_state_coop", "main", &[])?)
+            } else {
+                None
+            },
+            chunk_out_coop: if dtype.is_f16() && coop_chunk_supported(kernels.caps()) {
+                Some(kernels.pipeline("mlstm_chunk_out_coop", "main", &[])?)
+            } else {
+                None
+            },
             step: kernels.pipeline("mlstm_step", "main", &[])?,
             head_norm_gate: kernels.pipeline("head_norm_gate", "main", &[])?,
             swiglu: kernels.pipeline("swiglu", "main", &[])?,
@@ -581,6 +615,93 @@ pub fn mlstm_chunk_state(
     chunks: (usize, usize),
     heads: (usize, usize),
 ) -> Result<()> {
+    chunk_state_with(
+        pb,
+        ("mlstm_chunk_state", &ops.chunk_state),
+        l,
+        proj,
+        gi,
+        gb,
+        b,
+        tokens,
+        chunk,
+        chunks,
+        heads,
+    )
+}
+
+/// [`mlstm_chunk_state`] with the chunk's (K ⊙ ā)^T V on the matrix units (f16 operands, f32
+/// accumulation and state): same buffers, layout and grid. Only where
+/// [`Ops::uses_coop_chunk`]; an error elsewhere.
+pub fn mlstm_chunk_state_coop(
+    pb: &mut PlanBuilder,
+    ops: &Ops,
+    l: &CellLayout,
+    proj: &Slice,
+    gi: &Slice,
+    gb: &Slice,
+    b: &Boundaries,
+    tokens: usize,
+    chunk: usize,
+    chunks: (usize, usize),
+    heads: (usize, usize),
+) -> Result<()> {
+    let pipeline = coop_pipeline(&ops.chunk_state_coop, "mlstm_chunk_state_coop")?;
+    check_chunk_range(l, tokens, chunk, chunks, heads)?;
+    chunk_state_with(
+        pb,
+        ("mlstm_chunk_state_coop", pipeline),
+        l,
+        proj,
+        gi,
+        gb,
+        b,
+        tokens,
+        chunk,
+        chunks,
+        heads,
+    )
+}
+
+fn coop_pipeline<'a>(p: &'a Option<wgpu::ComputePipeline>, name: &str) -> Result<&'a wgpu::ComputePipeline> {
+    p.as_ref().ok_or_else(|| Error::Kernel {
+        kernel: name.into(),
+        message: "needs f16 weights and 16x16 f16 cooperative matrices with subgroups of 32".into(),
+    })
+}
+
+/// A chunk range and head band inside the segment (the matrix-unit kernels read their first
+/// chunk's rows before the loop, so an empty or out-of-range tile must not reach them).
+fn check_chunk_range(
+    l: &CellLayout,
+    tokens: usize,
+    chunk: usize,
+    chunks: (usize, usize),
+    heads: (usize, usize),
+) -> Result<()> {
+    check_chunk(chunk)?;
+    if chunks.0 >= chunks.1 || chunks.1 > tokens.div_ceil(chunk) || heads.1 == 0 || heads.0 + heads.1 > l.num_heads {
+        return Err(Error::Input(format!(
+            "chunk tile {chunks:?} / head band {heads:?} outside {tokens} tokens in chunks of {chunk}, {} heads",
+            l.num_heads
+        )));
+    }
+    Ok(())
+}
+
+fn chunk_state_with(
+    pb: &mut PlanBuilder,
+    (label, pipeline): (&'static str, &wgpu::ComputePipeline),
+    l: &CellLayout,
+    proj: &Slice,
+    gi: &Slice,
+    gb: &Slice,
+    b: &Boundaries,
+    tokens: usize,
+    chunk: usize,
+    chunks: (usize, usize),
+    heads: (usize, usize),
+) -> Result<()> {
     check_chunk(chunk)?;
     let p = ChunkStateParams {
         tokens: u(tokens),
@@ -605,8 +726,8 @@ pub fn mlstm_chunk_state(
         b.m.clone(),
     ];
     pb.dispatch(
-        "mlstm_chunk_state",
-        &ops.chunk_state,
+        label,
+        pipeline,
         &p,
         &bufs,
         [groups(l.dqk, 64), groups(l.dv, 64), u(heads.1)],
@@ -648,6 +769,71 @@ pub fn mlstm_chunk_out(
     heads: (usize, usize),
     h: &Slice,
 ) -> Result<()> {
+    chunk_out_with(
+        pb,
+        ("mlstm_chunk_out", &ops.chunk_out),
+        l,
+        proj,
+        gi,
+        gb,
+        b,
+        tokens,
+        chunk,
+        chunks,
+        heads,
+        h,
+    )
+}
+
+/// [`mlstm_chunk_out`] with Q^ K^T, (S ⊙ D) V and Q^ C_prev on the matrix units (f16 operands,
+/// f32 accumulation, stabiliser and normaliser in f32): same buffers, layout and grid. Only
+/// where [`Ops::uses_coop_chunk`]; an error elsewhere.
+pub fn mlstm_chunk_out_coop(
+    pb: &mut PlanBuilder,
+    ops: &Ops,
+    l: &CellLayout,
+    proj: &Slice,
+    gi: &Slice,
+    gb: &Slice,
+    b: &Boundaries,
+    tokens: usize,
+    chunk: usize,
+    chunks: (usize, usize),
+    heads: (usize, usize),
+    h: &Slice,
+) -> Result<()> {
+    let pipeline = coop_pipeline(&ops.chunk_out_coop, "mlstm_chunk_out_coop")?;
+    check_chunk_range(l, tokens, chunk, chunks, heads)?;
+    chunk_out_with(
+        pb,
+        ("mlstm_chunk_out_coop", pipeline),
+        l,
+        proj,
+        gi,
+        gb,
+        b,
+        tokens,
+        chunk,
+        chunks,
+        heads,
+        h,
+    )
+}
+
+fn chunk_out_with(
+    pb: &mut PlanBuilder,
+    (label, pipeline): (&'static str, &wgpu::ComputePipeline),
+    l: &CellLayout,
+    proj: &Slice,
+    gi: &Slice,
+    gb: &Slice,
+    b: &Boundaries,
+    tokens: usize,
+    chunk: usize,
+    chunks: (usize, usize),
+    heads: (usize, usize),
+    h: &Slice,
+) -> Result<()> {
     check_chunk(chunk)?;
     let p = ChunkOutParams {
         tokens: u(tokens),
@@ -676,8 +862,8 @@ pub fn mlstm_chunk_out(
         h.clone(),
     ];
     pb.dispatch(
-        "mlstm_chunk_out",
-        &ops.chunk_out,
+        label,
+        pipeline,
         &p,
         &bufs,
         [groups(l.dv, 64), u(chunks.1 - chunks.0), u(heads.1)],

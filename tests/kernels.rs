@@ -666,6 +666,19 @@ fn gpu_chunkwise(
     bands: &[(usize, usize)],
     tiles: &[(usize, usize)],
 ) -> ChunkRun {
+    gpu_chunkwise_with(c, x, chunk, bands, tiles, (false, false))
+}
+
+/// [`gpu_chunkwise`] with phase 1 and/or phase 2 on the matrix units (`coop` = (state, out);
+/// the f16-weight pipelines, where the adapter has them).
+fn gpu_chunkwise_with(
+    c: &Ctx,
+    x: &CellInputs,
+    chunk: usize,
+    bands: &[(usize, usize)],
+    tiles: &[(usize, usize)],
+    coop: (bool, bool),
+) -> ChunkRun {
     let (nh, dqk, dv, t) = (x.shape.num_heads, x.shape.dqk, x.shape.dv, x.t);
     let chunks = t.div_ceil(chunk);
     let (cs, ns) = (nh * dqk * dv, nh * dqk);
@@ -687,17 +700,27 @@ fn gpu_chunkwise(
         n: s(&nb),
         m: s(&mb),
     };
-    let ops = &c.ops_f32;
+    let ops = if coop.0 || coop.1 { &c.ops_f16 } else { &c.ops_f32 };
+    let state = if coop.0 {
+        ops::mlstm_chunk_state_coop
+    } else {
+        ops::mlstm_chunk_state
+    };
+    let out = if coop.1 {
+        ops::mlstm_chunk_out_coop
+    } else {
+        ops::mlstm_chunk_out
+    };
     c.run(|pb| {
         ops::mlstm_gates(pb, ops, &x.l, &s(&proj), &s(&bias), t, chunk, &s(&gi), &s(&gb))?;
         for &heads in bands {
             for &tile in tiles {
-                ops::mlstm_chunk_state(pb, ops, &x.l, &s(&proj), &s(&gi), &s(&gb), &b, t, chunk, tile, heads)?;
+                state(pb, ops, &x.l, &s(&proj), &s(&gi), &s(&gb), &b, t, chunk, tile, heads)?;
             }
         }
         for &heads in bands {
             for &tile in tiles {
-                ops::mlstm_chunk_out(
+                out(
                     pb,
                     ops,
                     &x.l,
@@ -934,8 +957,14 @@ fn chunk_gate_magnitude(x: &CellInputs, chunk: Option<usize>) -> f32 {
 /// |got - want| <= 1e-6 * max|want| + k * u * cond, elementwise; returns max err / (u * cond).
 #[track_caller]
 fn check_cond(what: &str, got: &[f32], want: &[f32], cond: &[f32], k: f32) -> f32 {
-    let floor = 1e-6 * max_abs(want);
-    let tol: Vec<f32> = cond.iter().map(|&c| floor + k * U * c).collect();
+    check_cond_unit(what, got, want, cond, k, U, 1e-6)
+}
+
+/// [`check_cond`] with rounding unit `unit` and floor `floor_rel * max|want|`.
+#[track_caller]
+fn check_cond_unit(what: &str, got: &[f32], want: &[f32], cond: &[f32], k: f32, unit: f32, floor_rel: f32) -> f32 {
+    let floor = floor_rel * max_abs(want);
+    let tol: Vec<f32> = cond.iter().map(|&c| floor + k * unit * c).collect();
     let mut ratio = 0.0f32;
     let mut bad = Vec::new();
     for (i, ((&g, &w), &t)) in got.iter().zip(want).zip(&tol).enumerate() {
@@ -944,7 +973,7 @@ fn check_cond(what: &str, got: &[f32], want: &[f32], cond: &[f32], k: f32) -> f3
         if !within {
             bad.push(format!("[{i}] got {g} want {w} (|err| {err:e}, tol {t:e})"));
         }
-        ratio = ratio.max(err / (U * cond[i]).max(floor));
+        ratio = ratio.max(err / (unit * cond[i]).max(floor));
     }
     if !bad.is_empty() {
         let n = bad.len();
@@ -982,6 +1011,34 @@ fn compare_cell(what: &str, x: &CellInputs, chunk: Option<usize>, got: &CellOut,
     check(&format!("{what}: m"), &got.state.m, &want.state.m, 1e-5, 1e-6);
     if std::env::var_os("KERNELS_VERBOSE").is_some() {
         eprintln!("[kernels]   {what}: max err / (u * cond) = {r:.1} (allowed {k:.0})");
+    }
+    r
+}
+
+/// Unit roundoff of f16 (the matrix-unit kernels' operands).
+const U16: f32 = 1.0 / 2048.0;
+/// Allowed error of the matrix-unit chunkwise kernels in units of u16 * condition: every product
+/// term has up to four rounded f16 factors (q, k, the decay-weighted score, v; or q and C).
+const CELL_K16: f32 = 8.0;
+
+/// [`compare_cell`] for the matrix-unit chunkwise kernels: f16 operands, so the bound is in units of
+/// f16's roundoff (plus the f32 kernels' own bound), with a floor of 1e-5 * max|want| for terms
+/// that fall into f16's subnormal range.
+fn compare_cell_f16(what: &str, x: &CellInputs, chunk: Option<usize>, got: &CellOut, want: &CellOut) -> f32 {
+    let cond = cell_condition(x);
+    let k = CELL_K16 + (CELL_K + chunk_gate_magnitude(x, chunk)) * U / U16;
+    let mut r = 0.0f32;
+    // The final state first: a wrong state shows there before it spoils h.
+    check(&format!("{what}: m"), &got.state.m, &want.state.m, 1e-5, 1e-6);
+    for (name, g, w, cd) in [
+        ("C", &got.state.c, &want.state.c, &cond.c),
+        ("n", &got.state.n, &want.state.n, &cond.n),
+        ("h", &got.h, &want.h, &cond.h),
+    ] {
+        r = r.max(check_cond_unit(&format!("{what}: {name}"), g, w, cd, k, U16, 1e-5));
+    }
+    if std::env::var_os("KERNELS_VERBOSE").is_some() {
+        eprintln!("[kernels]   {what}: max err / (u16 * cond) = {r:.2} (allowed {k:.1})");
     }
     r
 }
@@ -1059,6 +1116,251 @@ fn mlstm_chunkwise_schedules_agree() {
             &cpu_chunkwise(&x, chunk),
         ));
     }
+}
+
+/// The matrix-unit chunkwise kernels (f16-weight mode on adapters with 16x16 f16 cooperative
+/// matrices), `coop` = (phase 1, phase 2) on the matrix units, against the reference within the
+/// f16 bound. Shapes: odd widths (unaligned rows), dqk over several 64-wide slices with a ragged
+/// last one, dv tiles with ragged edges, aligned rows (the vector loads), short last chunks,
+/// chunk 1, several heads.
+fn coop_chunkwise_cases(name: &'static str, coop: (bool, bool)) {
+    let c = ctx();
+    if !c.ops(WeightDtype::F16).uses_coop_chunk() {
+        eprintln!("[kernels] no matrix-unit chunkwise kernels on this adapter: skipped");
+        return;
+    }
+    let mut worst = Worst(name, 0.0, "x u16*cond");
+    // (NH, dqk, dv, T, chunk)
+    let cases = [
+        (3, 20, 70, 130, 64),
+        (2, 33, 7, 67, 16),
+        (1, 5, 64, 7, 4),
+        (2, 64, 64, 64, 64),
+        (1, 130, 100, 100, 64),
+        (2, 96, 72, 100, 64),
+        (2, 256, 160, 150, 64),
+        (1, 16, 16, 33, 1),
+        (3, 48, 80, 45, 7),
+    ];
+    for (i, &(nh, dqk, dv, t, chunk)) in cases.iter().enumerate() {
+        let x = cell_inputs(nh, dqk, dv, t, 500 + i);
+        let chunks = t.div_ceil(chunk);
+        let run = gpu_chunkwise_with(c, &x, chunk, &[(0, nh)], &[(0, chunks)], coop);
+        let what = format!("coop (state, out) {coop:?} NH {nh} dqk {dqk} dv {dv} T {t} chunk {chunk}");
+        worst.add(compare_cell_f16(
+            &what,
+            &x,
+            Some(chunk),
+            &run.out,
+            &cpu_chunkwise(&x, chunk),
+        ));
+    }
+}
+
+#[test]
+fn mlstm_chunkwise_coop_state_matches_reference() {
+    coop_chunkwise_cases("mlstm chunkwise coop phase 1", (true, false));
+}
+
+#[test]
+fn mlstm_chunkwise_coop_out_matches_reference() {
+    coop_chunkwise_cases("mlstm chunkwise coop phase 2", (false, true));
+}
+
+#[test]
+fn mlstm_chunkwise_coop_both_match_reference() {
+    coop_chunkwise_cases("mlstm chunkwise coop both phases", (true, true));
+}
+
+/// Diagnostic: which cooperative-matrix load layouts give A·B on this adapter. A and B are staged
+/// in f16 workgroup memory both row-major and column-major (row stride 24 halves) and multiplied
+/// in all four combinations; every result is stored row-major. The kernels use only row-major A
+/// (`coopLoadT`) and column-major B (`coopLoad`), the combination gemm_coop.wgsl uses: that one
+/// must be exact (the others are reported only).
+#[test]
+fn coop_layouts_probe() {
+    let c = ctx();
+    if !c.ops(WeightDtype::F16).uses_coop_chunk() {
+        eprintln!("[kernels] no matrix-unit kernels on this adapter: skipped");
+        return;
+    }
+    const SRC: &str = r#"
+enable f16;
+enable wgpu_cooperative_matrix;
+@group(0) @binding(0) var<storage, read> ab: array<f32>;
+@group(0) @binding(1) var<storage, read_write> outp: array<f32>;
+var<workgroup> ar: array<f16, 384>;
+var<workgroup> ac: array<f16, 384>;
+var<workgroup> br: array<f16, 384>;
+var<workgroup> bc: array<f16, 384>;
+fn st(m: coop_mat16x16<f32, C>, o: u32, stride: u32) {
+    coopStoreT(m, &outp[o], stride);
+}
+@compute @workgroup_size(32)
+fn main(@builtin(local_invocation_index) lid: u32) {
+    for (var e = lid; e < 256u; e += 32u) {
+        let r = e / 16u;
+        let k = e % 16u;
+        ar[r * 24u + k] = f16(ab[e]);
+        ac[k * 24u + r] = f16(ab[e]);
+        br[r * 24u + k] = f16(ab[256u + e]);
+        bc[k * 24u + r] = f16(ab[256u + e]);
+    }
+    workgroupBarrier();
+    let a_row = coopLoadT<coop_mat16x16<f16, A>>(&ar[0], 24u);
+    let a_col = coopLoad<coop_mat16x16<f16, A>>(&ac[0], 24u);
+    let b_row = coopLoadT<coop_mat16x16<f16, B>>(&br[0], 24u);
+    let b_col = coopLoad<coop_mat16x16<f16, B>>(&bc[0], 24u);
+    let z = coop_mat16x16<f32, C>();
+    st(coopMultiplyAdd(a_row, b_col, z), 0u, 16u);
+    st(coopMultiplyAdd(a_row, b_row, z), 256u, 16u);
+    st(coopMultiplyAdd(a_col, b_col, z), 512u, 16u);
+    st(coopMultiplyAdd(a_col, b_row, z), 768u, 16u);
+}
+"#;
+    let mut r = rng(&[16, 16, 777]);
+    // Small integers: every product and sum is exact in f16 inputs and f32 accumulation.
+    let ab: Vec<f32> = (0..512).map(|_| (r.uniform(-4.0, 4.0)).round()).collect();
+    let mut want = vec![0.0f32; 256];
+    for i in 0..16 {
+        for j in 0..16 {
+            want[i * 16 + j] = (0..16).map(|k| ab[i * 16 + k] * ab[256 + k * 16 + j]).sum();
+        }
+    }
+    let inb = c.buf(&ab);
+    let outb = c.buf(&vec![f32::NAN; 1024]);
+    let dev = &c.gpu.device;
+    let module = dev.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: Some("coop layout probe"),
+        source: wgpu::ShaderSource::Wgsl(SRC.into()),
+    });
+    let pipeline = dev.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        label: Some("coop layout probe"),
+        layout: None,
+        module: &module,
+        entry_point: Some("main"),
+        compilation_options: Default::default(),
+        cache: None,
+    });
+    let bind = dev.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: None,
+        layout: &pipeline.get_bind_group_layout(0),
+        entries: &[
+            wgpu::BindGroupEntry {
+                binding: 0,
+                resource: inb.raw().as_entire_binding(),
+            },
+            wgpu::BindGroupEntry {
+                binding: 1,
+                resource: outb.raw().as_entire_binding(),
+            },
+        ],
+    });
+    let mut enc = dev.create_command_encoder(&Default::default());
+    {
+        let mut pass = enc.begin_compute_pass(&Default::default());
+        pass.set_pipeline(&pipeline);
+        pass.set_bind_group(0, &bind, &[]);
+        pass.dispatch_workgroups(1, 1, 1);
+    }
+    c.gpu.queue.submit([enc.finish()]);
+    c.gpu.wait().unwrap();
+    let got = c.read(&outb, 0, 1024);
+    let names = [
+        "A row-major x B column-major",
+        "A row-major x B row-major",
+        "A column-major x B column-major",
+        "A column-major x B row-major",
+    ];
+    let mut ok = [false; 4];
+    for (k, name) in names.iter().enumerate() {
+        let g = &got[k * 256..(k + 1) * 256];
+        let bad = g.iter().zip(&want).filter(|(a, b)| a != b).count();
+        ok[k] = bad == 0;
+        eprintln!("[kernels] coop layouts: {name}: {bad} of 256 elements differ from A·B");
+    }
+    assert!(ok[0], "row-major A x column-major B must give A·B");
+}
+
+/// The matrix-unit chunkwise kernels split into head bands and chunk tiles give the same bits as
+/// one dispatch per phase.
+#[test]
+fn mlstm_chunkwise_coop_schedules_agree() {
+    let c = ctx();
+    if !c.ops(WeightDtype::F16).uses_coop_chunk() {
+        eprintln!("[kernels] no matrix-unit chunkwise kernels on this adapter: skipped");
+        return;
+    }
+    let mut worst = Worst("mlstm chunkwise coop schedules", 0.0, "x u16*cond");
+    for (dqk, dv, chunk) in [(20, 70, 4), (64, 130, 16), (33, 7, 64)] {
+        let t = 4 * chunk + 3;
+        let x = cell_inputs(3, dqk, dv, t, 98);
+        let one = gpu_chunkwise_with(c, &x, chunk, &[(0, 3)], &[(0, 5)], (true, true));
+        let split = gpu_chunkwise_with(c, &x, chunk, &[(0, 1), (1, 2)], &[(0, 2), (2, 5)], (true, true));
+        let what = format!("coop schedules dqk {dqk} dv {dv} chunk {chunk}");
+        assert_eq!(
+            one.out.h, split.out.h,
+            "{what}: h differs between one dispatch and bands/tiles"
+        );
+        assert_eq!(
+            one.boundaries, split.boundaries,
+            "{what}: boundary states differ between one dispatch and bands/tiles"
+        );
+        worst.add(compare_cell_f16(
+            &what,
+            &x,
+            Some(chunk),
+            &split.out,
+            &cpu_chunkwise(&x, chunk),
+        ));
+    }
+}
+
+/// Without the matrix-unit pipelines (f32 weights, or an adapter without them) the coop launchers
+/// return an error instead of recording anything.
+#[test]
+fn mlstm_chunkwise_coop_refused_without_pipelines() {
+    let c = ctx();
+    let x = cell_inputs(1, 8, 8, 4, 1);
+    let buf = c.buf(&vec![0.0; 4096]);
+    let b = Boundaries {
+        c: s(&buf),
+        n: s(&buf),
+        m: s(&buf),
+    };
+    let mut pb = PlanBuilder::new(c.gpu.clone());
+    let ops = &c.ops_f32;
+    assert!(!ops.uses_coop_chunk());
+    let st = ops::mlstm_chunk_state_coop(
+        &mut pb,
+        ops,
+        &x.l,
+        &s(&buf),
+        &s(&buf),
+        &s(&buf),
+        &b,
+        4,
+        4,
+        (0, 1),
+        (0, 1),
+    );
+    assert!(st.is_err(), "phase 1 on the matrix units without its pipeline");
+    let out = ops::mlstm_chunk_out_coop(
+        &mut pb,
+        ops,
+        &x.l,
+        &s(&buf),
+        &s(&buf),
+        &s(&buf),
+        &b,
+        4,
+        4,
+        (0, 1),
+        (0, 1),
+        &s(&buf),
+    );
+    assert!(out.is_err(), "phase 2 on the matrix units without its pipeline");
+    assert_eq!(pb.dispatch_count(), 0);
 }
 
 /// Gate soft cap 0 (the original xLSTM's mLSTM): the raw gate pre-activations (up to ±48 here)

@@ -20,6 +20,14 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("mlstm_gates", include_str!("../../wgsl/mlstm_gates.wgsl")),
     ("mlstm_chunk_state", include_str!("../../wgsl/mlstm_chunk_state.wgsl")),
     ("mlstm_chunk_out", include_str!("../../wgsl/mlstm_chunk_out.wgsl")),
+    (
+        "mlstm_chunk_state_coop",
+        include_str!("../../wgsl/mlstm_chunk_state_coop.wgsl"),
+    ),
+    (
+        "mlstm_chunk_out_coop",
+        include_str!("../../wgsl/mlstm_chunk_out_coop.wgsl"),
+    ),
     ("mlstm_step", include_str!("../../wgsl/mlstm_step.wgsl")),
     ("mlstm_v1_gates", include_str!("../../wgsl/mlstm_v1_gates.wgsl")),
     ("head_norm_gate", include_str!("../../wgsl/head_norm_gate.wgsl")),

@@ -631,10 +631,15 @@ pub fn record_cell(
             if queued && range.0 == 0 {
                 pb.split();
             }
-            if phase == 1 {
-                ops::mlstm_chunk_state(pb, ops, l, &proj, &gi, &gb, &b, t, chunk, range, heads)?;
-            } else {
-                ops::mlstm_chunk_out(pb, ops, l, &proj, &gi, &gb, &b, t, chunk, range, heads, &s(ws.h))?;
+            // The matrix-unit variants wherever the prefill GEMMs use the matrix units (f16
+            // weights on an adapter with 16x16 f16 cooperative matrices); same buffers and grid.
+            match (phase, ops.uses_coop_chunk()) {
+                (1, false) => ops::mlstm_chunk_state(pb, ops, l, &proj, &gi, &gb, &b, t, chunk, range, heads)?,
+                (1, true) => ops::mlstm_chunk_state_coop(pb, ops, l, &proj, &gi, &gb, &b, t, chunk, range, heads)?,
+                (_, false) => ops::mlstm_chunk_out(pb, ops, l, &proj, &gi, &gb, &b, t, chunk, range, heads, &s(ws.h))?,
+                (_, true) => {
+                    ops::mlstm_chunk_out_coop(pb, ops, l, &proj, &gi, &gb, &b, t, chunk, range, heads, &s(ws.h))?
+                }
             }
         }
     }

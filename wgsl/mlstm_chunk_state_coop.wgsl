@@ -1,0 +1,305 @@
+// mlstm_chunk_state_coop.wgsl — chunkwise mLSTM phase 1 with the chunk's product on the matrix
+// units (cooperative matrices): the state at every chunk boundary, sequential over chunks. Same
+// math, bindings, parameters and grid as mlstm_chunk_state.wgsl (reference/xlstm.md §2.4):
+//   a_s = (b_L - b_s) + i~_s,  g = b_L,  m_k = max(g + m_{k-1}, max_s a_s)
+//   C_k = exp(g + m_{k-1} - m_k) C_{k-1} + (K ⊙ exp(a - m_k))^T V,  n_k likewise with v = 1
+// The last chunk of a segment may be shorter than `chunk` (L is then its real length).
+//
+// Bindings (group 0): 0 uniform Params; 1 proj: array<vec4<f32>> [tokens, proj_stride] holding k
+//   at column k_col + h * dqk and v at v_col + h * dv (read; any alignment: unaligned rows load
+//   per element); 2 gi, 3 gb: array<f32> [num_heads, tokens] from mlstm_gates (read);
+//   4 cb: array<f32> [chunks + 1, num_heads, dqk, dv]; 5 nb: array<f32> [chunks + 1, num_heads,
+//   dqk]; 6 mb: array<f32> [chunks + 1, num_heads] (read_write). Index c of the boundary buffers
+//   is the state before chunk c; this dispatch reads index c_begin and writes c_begin + 1 ..= c_end.
+// Workgroup: 256 invocations = 8 subgroups of 32 (the host uses this kernel only where the
+//   subgroup size is 32) own a 64 (dqk) x 64 (dv) tile of C for the whole chunk range, in f32
+//   registers: invocation lid holds column lid % 64 of rows lid / 64 + 4 e (e < 16). Per chunk,
+//   subgroup sg stages columns 8 sg .. 8 sg + 7 of k ⊙ exp(a - m_k) and of v for positions
+//   lane and lane + 32, transposed and converted to f16 ([64 columns][64 positions + 8]), so the
+//   product loads its A operand row-major and its B operand column-major (the layouts
+//   gemm_coop.wgsl uses); the next chunk's k, v and gates are fetched into registers meanwhile.
+//   Subgroup sg multiplies rows 16 (sg % 4) .. + 16 x columns 32 (sg / 4) .. + 32 of
+//   (K ⊙ ā)^T V (2 f32 accumulator fragments of 16x16, 4 steps of 16 positions). The product
+//   goes through f32 workgroup memory into the registers: C = exp(g + m_prev - m) C + P, stored
+//   to the boundary. n sums the f32 k ⊙ ā over positions (subgroupAdd per column). Workgroup
+//   memory: 36,368 bytes. Every workgroup variable is a multiple of 16 bytes: the driver may lay
+//   them out in any order, and the matrix loads and stores need 16-byte aligned rows (a 4-byte
+//   variable placed first shifted the stored product by one column on the H100).
+// Grid: (ceil(dqk / 64), ceil(dv / 64), heads in the band); head = head0 + z.
+// Precision: k ⊙ ā and v rounded to f16 for the product, f32 accumulation; C, n, m, the gates
+//   and the decay in f32. Only the f16-weight mode uses it.
+// Requires: SHADER_F16, SUBGROUP, EXPERIMENTAL_COOPERATIVE_MATRIX with 16x16x16 f16 -> f32, and
+//   36,368 bytes of workgroup memory.
+
+enable f16;
+enable wgpu_cooperative_matrix;
+
+struct Params {
+    tokens: u32,
+    chunk: u32,
+    c_begin: u32,
+    c_end: u32,
+    head0: u32,
+    num_heads: u32,
+    dqk: u32,
+    dv: u32,
+    proj_stride: u32,
+    k_col: u32,
+    v_col: u32,
+    _pad: u32,
+}
+
+const LDS: u32 = 72u; // f16 row stride: 64 + 8 padding halves
+const SLD: u32 = 68u; // f32 row stride of the product tile
+const NEG: f32 = -3.4e38;
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> proj: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> gi: array<f32>;
+@group(0) @binding(3) var<storage, read> gb: array<f32>;
+@group(0) @binding(4) var<storage, read_write> cb: array<f32>;
+@group(0) @binding(5) var<storage, read_write> nb: array<f32>;
+@group(0) @binding(6) var<storage, read_write> mb: array<f32>;
+
+var<workgroup> kst: array<f16, 4608>; // [64 q][LDS]: (k ⊙ ā)^T (this tile's dqk rows x positions)
+var<workgroup> vst: array<f16, 4608>; // [64 v][LDS]: v^T (this tile's dv columns x positions)
+var<workgroup> pf: array<f32, 4352>; // [64 q][SLD]: the chunk's product
+var<workgroup> nsum: array<f32, 64>; // sum over the chunk of k ⊙ ā, per q
+var<workgroup> av: array<f32, 64>;   // i~_s - b_s (NEG past the chunk)
+var<workgroup> glast: array<f32, 4>; // [0]: b at the chunk's last position (16 bytes, see above)
+
+// Number of valid elements (0..4) of the four starting at idx below limit.
+fn cnt(limit: u32, idx: u32) -> u32 {
+    if (idx >= limit) {
+        return 0u;
+    }
+    return min(limit - idx, 4u);
+}
+
+// proj[e .. e + 4], the first n of them (the others 0).
+fn ld_proj(e: u32, n: u32) -> vec4<f32> {
+    if ((n == 4u) & (e % 4u == 0u)) {
+        return proj[e / 4u];
+    }
+    var v = vec4<f32>();
+    for (var j = 0u; j < n; j++) {
+        v[j] = proj[(e + j) / 4u][(e + j) % 4u];
+    }
+    return v;
+}
+
+// Four consecutive columns c .. c + 3 of position s, transposed: [column][position].
+fn put_kt(c: u32, s: u32, v: vec4<f32>) {
+    kst[c * LDS + s] = f16(v.x);
+    kst[(c + 1u) * LDS + s] = f16(v.y);
+    kst[(c + 2u) * LDS + s] = f16(v.z);
+    kst[(c + 3u) * LDS + s] = f16(v.w);
+}
+
+fn put_vt(c: u32, s: u32, v: vec4<f32>) {
+    vst[c * LDS + s] = f16(v.x);
+    vst[(c + 1u) * LDS + s] = f16(v.y);
+    vst[(c + 2u) * LDS + s] = f16(v.z);
+    vst[(c + 3u) * LDS + s] = f16(v.w);
+}
+
+// (naga's SPIR-V writer needs the store's offset and stride as plain values: function arguments)
+fn store_pf(c: coop_mat16x16<f32, C>, o: u32, stride: u32) {
+    coopStoreT(c, &pf[o], stride);
+}
+
+fn c_index(c: u32, h: u32, q: u32, v: u32) -> u32 {
+    return ((c * p.num_heads + h) * p.dqk + q) * p.dv + v;
+}
+
+// C[q, v] of boundary c (0 outside the matrix).
+fn load_c(c: u32, h: u32, q: u32, v: u32) -> f32 {
+    if ((q < p.dqk) & (v < p.dv)) {
+        return cb[c_index(c, h, q, v)];
+    }
+    return 0.0;
+}
+
+// Rows q, q + 4, q + 8, q + 12 of column v: gbar * c + the product, stored at boundary `out`.
+fn update4(c: vec4<f32>, gbar: f32, out: u32, h: u32, q: u32, ql: u32, v: u32, vl: u32) -> vec4<f32> {
+    let pv = vec4<f32>(pf[ql * SLD + vl], pf[(ql + 4u) * SLD + vl], pf[(ql + 8u) * SLD + vl],
+                       pf[(ql + 12u) * SLD + vl]);
+    let r = fma(vec4<f32>(gbar), c, pv);
+    if (v < p.dv) {
+        for (var j = 0u; j < 4u; j++) {
+            if (q + 4u * j < p.dqk) {
+                cb[c_index(out, h, q + 4u * j, v)] = r[j];
+            }
+        }
+    }
+    return r;
+}
+
+@compute @workgroup_size(256)
+fn main(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(subgroup_id) sg: u32,
+    @builtin(subgroup_invocation_id) lane: u32,
+) {
+    let h = p.head0 + wid.z;
+    let qt = wid.x * 64u;
+    let vt = wid.y * 64u;
+    let owns_n = (wid.y == 0u) & (lid < 64u);
+
+    // State role: column vl of rows ql + 4 e (e < 16), in four vec4 of four rows each.
+    let vl = lid % 64u;
+    let ql = lid / 64u;
+    let vcol = vt + vl;
+    let qrow = qt + ql;
+    var c0 = vec4<f32>(load_c(p.c_begin, h, qrow, vcol), load_c(p.c_begin, h, qrow + 4u, vcol),
+                       load_c(p.c_begin, h, qrow + 8u, vcol), load_c(p.c_begin, h, qrow + 12u, vcol));
+    var c1 = vec4<f32>(load_c(p.c_begin, h, qrow + 16u, vcol), load_c(p.c_begin, h, qrow + 20u, vcol),
+                       load_c(p.c_begin, h, qrow + 24u, vcol), load_c(p.c_begin, h, qrow + 28u, vcol));
+    var c2 = vec4<f32>(load_c(p.c_begin, h, qrow + 32u, vcol), load_c(p.c_begin, h, qrow + 36u, vcol),
+                       load_c(p.c_begin, h, qrow + 40u, vcol), load_c(p.c_begin, h, qrow + 44u, vcol));
+    var c3 = vec4<f32>(load_c(p.c_begin, h, qrow + 48u, vcol), load_c(p.c_begin, h, qrow + 52u, vcol),
+                       load_c(p.c_begin, h, qrow + 56u, vcol), load_c(p.c_begin, h, qrow + 60u, vcol));
+    var n = 0.0;
+    if (owns_n & (qt + lid < p.dqk)) {
+        n = nb[(p.c_begin * p.num_heads + h) * p.dqk + qt + lid];
+    }
+    var m_prev = mb[p.c_begin * p.num_heads + h];
+
+    // Staging role (by subgroup): positions lane and lane + 32, columns cg .. cg + 7 of both
+    // tiles (two vec4 each: kr0/kr1 at lane, kr2/kr3 at lane + 32).
+    let cg = sg * 8u;
+    let nk0 = cnt(p.dqk, qt + cg);
+    let nk1 = cnt(p.dqk, qt + cg + 4u);
+    let nv0 = cnt(p.dv, vt + cg);
+    let nv1 = cnt(p.dv, vt + cg + 4u);
+    let kc = p.k_col + h * p.dqk + qt + cg;
+    let vc = p.v_col + h * p.dv + vt + cg;
+    let s1 = lane + 32u;
+
+    // The first chunk into registers.
+    var t0 = p.c_begin * p.chunk;
+    var len = min(p.chunk, p.tokens - t0);
+    var kr0 = ld_proj((t0 + lane) * p.proj_stride + kc, select(0u, nk0, lane < len));
+    var kr1 = ld_proj((t0 + lane) * p.proj_stride + kc + 4u, select(0u, nk1, lane < len));
+    var kr2 = ld_proj((t0 + s1) * p.proj_stride + kc, select(0u, nk0, s1 < len));
+    var kr3 = ld_proj((t0 + s1) * p.proj_stride + kc + 4u, select(0u, nk1, s1 < len));
+    var vr0 = ld_proj((t0 + lane) * p.proj_stride + vc, select(0u, nv0, lane < len));
+    var vr1 = ld_proj((t0 + lane) * p.proj_stride + vc + 4u, select(0u, nv1, lane < len));
+    var vr2 = ld_proj((t0 + s1) * p.proj_stride + vc, select(0u, nv0, s1 < len));
+    var vr3 = ld_proj((t0 + s1) * p.proj_stride + vc + 4u, select(0u, nv1, s1 < len));
+    var gbv = 0.0;
+    var giv = 0.0;
+    if (lid < len) {
+        gbv = gb[h * p.tokens + t0 + lid];
+        giv = gi[h * p.tokens + t0 + lid];
+    }
+
+    let qb = (sg % 4u) * 16u; // this subgroup's dqk rows
+    let vp = (sg / 4u) * 32u; // and dv columns
+    for (var ci = p.c_begin; ci < p.c_end; ci++) {
+        // Gate statistics of the chunk.
+        if (lid < 64u) {
+            av[lid] = select(NEG, giv - gbv, lid < len);
+            if (lid + 1u == len) {
+                glast[0] = gbv;
+            }
+        }
+        workgroupBarrier();
+        let g = glast[0];
+        let amax = subgroupMax(max(av[lane], av[lane + 32u]));
+        let m_new = max(g + m_prev, g + amax);
+        let gbar = exp(g + m_prev - m_new);
+        let a0 = exp(g + av[lane] - m_new);
+        let a1 = exp(g + av[s1] - m_new);
+        let k0 = kr0 * a0;
+        let k1 = kr1 * a0;
+        let k2 = kr2 * a1;
+        let k3 = kr3 * a1;
+        put_kt(cg, lane, k0);
+        put_kt(cg + 4u, lane, k1);
+        put_kt(cg, s1, k2);
+        put_kt(cg + 4u, s1, k3);
+        put_vt(cg, lane, vr0);
+        put_vt(cg + 4u, lane, vr1);
+        put_vt(cg, s1, vr2);
+        put_vt(cg + 4u, s1, vr3);
+        // n: the f32 column sums over the chunk's positions (this subgroup holds all 64).
+        let ns0 = subgroupAdd(k0 + k2);
+        let ns1 = subgroupAdd(k1 + k3);
+        if (lane == 0u) {
+            nsum[cg] = ns0.x;
+            nsum[cg + 1u] = ns0.y;
+            nsum[cg + 2u] = ns0.z;
+            nsum[cg + 3u] = ns0.w;
+            nsum[cg + 4u] = ns1.x;
+            nsum[cg + 5u] = ns1.y;
+            nsum[cg + 6u] = ns1.z;
+            nsum[cg + 7u] = ns1.w;
+        }
+        workgroupBarrier();
+
+        // The next chunk into registers while this one is multiplied.
+        let cn = ci + 1u;
+        if (cn < p.c_end) {
+            t0 = cn * p.chunk;
+            len = min(p.chunk, p.tokens - t0);
+            kr0 = ld_proj((t0 + lane) * p.proj_stride + kc, select(0u, nk0, lane < len));
+            kr1 = ld_proj((t0 + lane) * p.proj_stride + kc + 4u, select(0u, nk1, lane < len));
+            kr2 = ld_proj((t0 + s1) * p.proj_stride + kc, select(0u, nk0, s1 < len));
+            kr3 = ld_proj((t0 + s1) * p.proj_stride + kc + 4u, select(0u, nk1, s1 < len));
+            vr0 = ld_proj((t0 + lane) * p.proj_stride + vc, select(0u, nv0, lane < len));
+            vr1 = ld_proj((t0 + lane) * p.proj_stride + vc + 4u, select(0u, nv1, lane < len));
+            vr2 = ld_proj((t0 + s1) * p.proj_stride + vc, select(0u, nv0, s1 < len));
+            vr3 = ld_proj((t0 + s1) * p.proj_stride + vc + 4u, select(0u, nv1, s1 < len));
+            if (lid < len) {
+                gbv = gb[h * p.tokens + t0 + lid];
+                giv = gi[h * p.tokens + t0 + lid];
+            }
+        }
+
+        // P = (K ⊙ ā)^T V: A[q][s] = kst[q][s] (row-major), B[s][v] = vst[v][s] (column-major).
+        var p0 = coop_mat16x16<f32, C>();
+        var p1 = coop_mat16x16<f32, C>();
+        let x0 = coopLoadT<coop_mat16x16<f16, A>>(&kst[qb * LDS + 0u], LDS);
+        let y00 = coopLoad<coop_mat16x16<f16, B>>(&vst[vp * LDS + 0u], LDS);
+        let y10 = coopLoad<coop_mat16x16<f16, B>>(&vst[(vp + 16u) * LDS + 0u], LDS);
+        p0 = coopMultiplyAdd(x0, y00, p0);
+        p1 = coopMultiplyAdd(x0, y10, p1);
+        let x1 = coopLoadT<coop_mat16x16<f16, A>>(&kst[qb * LDS + 16u], LDS);
+        let y01 = coopLoad<coop_mat16x16<f16, B>>(&vst[vp * LDS + 16u], LDS);
+        let y11 = coopLoad<coop_mat16x16<f16, B>>(&vst[(vp + 16u) * LDS + 16u], LDS);
+        p0 = coopMultiplyAdd(x1, y01, p0);
+        p1 = coopMultiplyAdd(x1, y11, p1);
+        let x2 = coopLoadT<coop_mat16x16<f16, A>>(&kst[qb * LDS + 32u], LDS);
+        let y02 = coopLoad<coop_mat16x16<f16, B>>(&vst[vp * LDS + 32u], LDS);
+        let y12 = coopLoad<coop_mat16x16<f16, B>>(&vst[(vp + 16u) * LDS + 32u], LDS);
+        p0 = coopMultiplyAdd(x2, y02, p0);
+        p1 = coopMultiplyAdd(x2, y12, p1);
+        let x3 = coopLoadT<coop_mat16x16<f16, A>>(&kst[qb * LDS + 48u], LDS);
+        let y03 = coopLoad<coop_mat16x16<f16, B>>(&vst[vp * LDS + 48u], LDS);
+        let y13 = coopLoad<coop_mat16x16<f16, B>>(&vst[(vp + 16u) * LDS + 48u], LDS);
+        p0 = coopMultiplyAdd(x3, y03, p0);
+        p1 = coopMultiplyAdd(x3, y13, p1);
+        store_pf(p0, qb * SLD + vp, SLD);
+        store_pf(p1, qb * SLD + vp + 16u, SLD);
+        workgroupBarrier();
+
+        // C = gbar C + P, published as the state before chunk ci + 1; n and m likewise.
+        let out = ci + 1u;
+        c0 = update4(c0, gbar, out, h, qrow, ql, vcol, vl);
+        c1 = update4(c1, gbar, out, h, qrow + 16u, ql + 16u, vcol, vl);
+        c2 = update4(c2, gbar, out, h, qrow + 32u, ql + 32u, vcol, vl);
+        c3 = update4(c3, gbar, out, h, qrow + 48u, ql + 48u, vcol, vl);
+        if (owns_n) {
+            n = fma(gbar, n, nsum[lid]);
+            if (qt + lid < p.dqk) {
+                nb[(out * p.num_heads + h) * p.dqk + qt + lid] = n;
+            }
+        }
+        if ((wid.x == 0u) & (wid.y == 0u) & (lid == 0u)) {
+            mb[out * p.num_heads + h] = m_new;
+        }
+        m_prev = m_new;
+    }
+}
