@@ -12,13 +12,15 @@
 //   double-buffered by `parity` because every dv tile reads the old n while tile 0 writes the new;
 //   6 hout: array<f32>, h written at out_offset + head * dv (read_write).
 // Workgroup: 256 invocations = TILE_V dv columns x (256 / TILE_V) row groups; row-group partials
-//   reduce in workgroup memory. Narrow tiles give enough workgroups to keep a large GPU busy
+//   reduce in workgroup memory; each invocation loads UNROLL rows of its column before using
+//   them (memory-level parallelism). Narrow tiles give enough workgroups to keep a large GPU busy
 //   (7B: 32 tiles x 8 heads) while each row of a tile is still one contiguous read.
 // Grid: (ceil(dv / TILE_V), num_heads, 1).
 // Precision: f32 state and gate math.
 
 const TILE_V: u32 = 16u;
 const GROUPS: u32 = 16u; // 256 / TILE_V
+const UNROLL: u32 = 8u; // C rows per invocation with loads in flight together
 
 struct Params {
     num_heads: u32,
@@ -106,14 +108,28 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let qdotn = red[0];
     workgroupBarrier();
 
+    // UNROLL rows per pass, all their C loads issued before any is used: decode reads and writes
+    // the whole C state every token, and one load in flight per invocation leaves the memory
+    // system mostly idle.
     var acc = 0.0;
     if (v < p.dv) {
         let vv = proj[row + p.v_col + h * p.dv + v];
-        for (var q = rg; q < p.dqk; q += GROUPS) {
-            let idx = (h * p.dqk + q) * p.dv + v;
-            let cn = fp * c[idx] + ip * proj[row + p.k_col + h * p.dqk + q] * vv;
-            c[idx] = cn;
-            acc = fma(proj[row + p.q_col + h * p.dqk + q] * p.scale, cn, acc);
+        for (var q0 = rg; q0 < p.dqk; q0 += GROUPS * UNROLL) {
+            var cv: array<f32, UNROLL>;
+            for (var j = 0u; j < UNROLL; j++) {
+                let q = q0 + j * GROUPS;
+                if (q < p.dqk) {
+                    cv[j] = c[(h * p.dqk + q) * p.dv + v];
+                }
+            }
+            for (var j = 0u; j < UNROLL; j++) {
+                let q = q0 + j * GROUPS;
+                if (q < p.dqk) {
+                    let cn = fp * cv[j] + ip * proj[row + p.k_col + h * p.dqk + q] * vv;
+                    c[(h * p.dqk + q) * p.dv + v] = cn;
+                    acc = fma(proj[row + p.q_col + h * p.dqk + q] * p.scale, cn, acc);
+                }
+            }
         }
     }
     red[lid] = acc;
