@@ -154,14 +154,14 @@ impl RunArgs {
     }
 
     /// Looks up the tuned defaults stored for this adapter, model shape and weight format
-    /// (unless `--no-tune-cache`); they then fill every tunable value no flag gives. `cfg` is
+    /// (unless `--no-tune-cache`); they then fill every tunable value no flag gives. `shape` is
     /// the model's shape (`None`: nothing to look up). Returns the tuned defaults in force.
-    pub fn apply_tune_cache(&mut self, gpu: &Gpu, cfg: Option<&crate::model::config::LargeConfig>) -> Option<String> {
+    pub fn apply_tune_cache(&mut self, gpu: &Gpu, shape: Option<&crate::tune::store::ModelShape>) -> Option<String> {
         self.tuned = Default::default();
         if self.no_tune_cache {
             return None;
         }
-        let entry = crate::tune::store::lookup(&gpu.caps, cfg?, self.dtype().ok()?)?;
+        let entry = crate::tune::store::lookup(&gpu.caps, shape?, self.dtype().ok()?)?;
         // Ignore an entry this build cannot parse (e.g. a strategy it does not know).
         crate::tune::Params::default().overlay(&entry.settings).ok()?;
         self.tuned = entry.settings;
@@ -231,7 +231,7 @@ pub fn run_generate(a: &GenerateArgs) -> Result<()> {
     wd.set_gpu(&gpu);
     // Tuned defaults for this adapter and model shape (flags win).
     let mut run = a.run.clone();
-    let tuned = run.apply_tune_cache(&gpu, crate::model::config::LargeConfig::from_dir(&dir).ok().as_ref());
+    let tuned = run.apply_tune_cache(&gpu, crate::tune::store::ModelShape::of_dir(&dir).ok().as_ref());
     // A prompt has at most one token per byte, plus BOS.
     let est_tokens = a.prompt.len() + 1;
     if let Ok(est) = crate::telemetry::Estimate::for_dir(&dir, run.dtype()?, &run.session_options()?, est_tokens, false)

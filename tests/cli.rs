@@ -889,16 +889,3 @@ fn v1_generate_with_the_shipped_model() {
         "{stdout}"
     );
 }
-
-#[test]
-fn v1_tune_is_refused_clearly() {
-    let s = Scratch::new();
-    let o = run(&[
-        "tune",
-        "--model",
-        &fixture("v1_a").display().to_string(),
-        "--trials",
-        "1",
-    ]);
-    assert_clean_failure("v1 tune", &o, &s.out(), &["original xLSTM", "xLSTM Large"]);
-}

@@ -556,3 +556,59 @@ fn tune_errors_are_one_line() {
     }
     assert!(!dir.path().join("runs").exists(), "a failed tune left a run directory");
 }
+
+#[test]
+fn original_xlstm_models_tune_and_pick_the_settings_up() {
+    // The shipped original-xLSTM model (mLSTM + sLSTM blocks): every trial is checked against the
+    // recurrent path like for xLSTM Large, and the stored entry is keyed by the v1 shape.
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let model = root().join("models/xlstm-v1-mini");
+    let model = model.to_str().unwrap();
+    let (out, _) = ok(&xlstm(
+        dir.path(),
+        &cache,
+        &[
+            "tune",
+            "--model",
+            model,
+            "--target",
+            "both",
+            "--mode",
+            "random",
+            "--trials",
+            "2",
+            "--seq",
+            "48",
+            "--repeats",
+            "1",
+            "--decode-tokens",
+            "4",
+            "--check-tokens",
+            "24",
+            "--json",
+        ],
+    ));
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON object");
+    assert_eq!(v["trials"], 2);
+    let (out, _) = ok(&xlstm(dir.path(), &cache, &["tune", "--show"]));
+    assert!(
+        out.contains("v1 e128 blocksmsmm vocab4096 mlstm4x64 slstm4x32"),
+        "{out}"
+    );
+    let (out, _) = ok(&xlstm(
+        dir.path(),
+        &cache,
+        &[
+            "generate",
+            "--model",
+            model,
+            "--max-new-tokens",
+            "2",
+            "--prompt",
+            "Emma",
+        ],
+    ));
+    let line = out.lines().last().unwrap_or_default();
+    assert!(line.contains("tuned (cache):"), "{line}");
+}

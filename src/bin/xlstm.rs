@@ -199,8 +199,10 @@ fn bench(a: BenchArgs) -> Result<()> {
     // Tuned defaults for this adapter and model shape (flags win).
     let mut a = a;
     let shape = match (&a.model, &a.preset) {
-        (Some(dir), _) => xlstm_wgpu::model::config::LargeConfig::from_dir(dir).ok(),
-        (None, p) => xlstm_wgpu::bench::preset(p.as_deref().unwrap_or("7b")).ok(),
+        (Some(dir), _) => xlstm_wgpu::tune::store::ModelShape::of_dir(dir).ok(),
+        (None, p) => xlstm_wgpu::bench::preset(p.as_deref().unwrap_or("7b"))
+            .ok()
+            .map(|c| xlstm_wgpu::tune::store::ModelShape::large(&c)),
     };
     let tuned = a.run.apply_tune_cache(&gpu, shape.as_ref());
     let longest = a.prefill_lens.iter().copied().max().unwrap_or(1);
@@ -299,7 +301,7 @@ fn score(a: ScoreArgs) -> Result<()> {
     let mut a = a;
     let tuned = a.run.apply_tune_cache(
         &gpu,
-        xlstm_wgpu::model::config::LargeConfig::from_dir(&a.model).ok().as_ref(),
+        xlstm_wgpu::tune::store::ModelShape::of_dir(&a.model).ok().as_ref(),
     );
     if let Ok(mut est) = Estimate::for_dir(&a.model, a.run.dtype()?, &a.run.session_options()?, ids.len(), true) {
         // logits [T, V] and generated_logits [N, V], each held three times: as f32, as bytes and
@@ -432,7 +434,7 @@ fn tune(a: TuneArgs) -> Result<()> {
     let target: tune::Target = a.target.parse()?;
     let mode: tune::Mode = a.mode.parse()?;
     let dtype = a.run.dtype()?;
-    let cfg = source.config()?;
+    let shape = source.shape()?;
     if let Some(b) = a.budget_seconds {
         if !(b > 0.0 && b.is_finite()) {
             return Err(Error::Input("--budget-seconds must be positive".into()));
@@ -462,19 +464,26 @@ fn tune(a: TuneArgs) -> Result<()> {
     let gpu = a.gpu.open()?;
     wd.set_gpu(&gpu);
     let longest = a.seq.max(a.check_tokens);
-    wd.check_fits(&Estimate::for_config(
-        &cfg,
-        dtype,
-        &base.session_options()?,
-        longest,
-        false,
-    ))?;
+    // (No estimate for original-xLSTM models: the estimator knows xLSTM Large's buffers.)
+    let est = match &source {
+        ModelSource::Dir(d) => Estimate::for_dir(d, dtype, &base.session_options()?, longest, false).ok(),
+        ModelSource::Preset(p) => Some(Estimate::for_config(
+            &xlstm_wgpu::bench::preset(p)?,
+            dtype,
+            &base.session_options()?,
+            longest,
+            false,
+        )),
+    };
+    if let Some(est) = est {
+        wd.check_fits(&est)?;
+    }
     progress.set_phase("loading");
     // end telemetry
     // The stored settings for this adapter are measured right after the defaults.
     let mut first = Vec::new();
     if !a.run.no_tune_cache {
-        if let Some(e) = tune::store::lookup(&gpu.caps, &cfg, dtype) {
+        if let Some(e) = tune::store::lookup(&gpu.caps, &shape, dtype) {
             if let Ok(p) = base.overlay(&e.settings).and_then(|p| p.overlay(&explicit)) {
                 first.push(p);
             }

@@ -5,7 +5,6 @@
 use super::params::{kernel_shapes, Params, Target};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::model::config::LargeConfig;
 use crate::model::large::PrefillStrategy;
 use crate::model::{LoadOptions, Model, WeightDtype};
 use crate::sample::argmax;
@@ -33,23 +32,10 @@ impl ModelSource {
     }
 
     /// The model's shape, read without loading it.
-    pub fn config(&self) -> Result<LargeConfig> {
+    pub fn shape(&self) -> Result<super::store::ModelShape> {
         match self {
-            ModelSource::Dir(d) => {
-                if !d.is_dir() {
-                    return Err(Error::Input(format!("model directory {} does not exist", d.display())));
-                }
-                let json = crate::model::read_config_json(d)?;
-                if crate::model::v1_config::detect_family(&json) == crate::model::v1_config::Family::V1 {
-                    return Err(Error::Input(format!(
-                        "{} is an original xLSTM (mLSTM/sLSTM blocks) model; the tuner's search space and \
-                         settings cache cover xLSTM Large models only",
-                        d.display()
-                    )));
-                }
-                LargeConfig::from_dir(d)
-            }
-            ModelSource::Preset(p) => crate::bench::preset(p),
+            ModelSource::Dir(d) => super::store::ModelShape::of_dir(d),
+            ModelSource::Preset(p) => Ok(super::store::ModelShape::large(&crate::bench::preset(p)?)),
         }
     }
 }

@@ -214,7 +214,7 @@ fn best_by(trials: &[Trial], f: impl Fn(&Trial) -> Option<f64>) -> Option<usize>
 /// Runs the search on `gpu`, writing the run directory's files as it goes.
 pub fn run(gpu: Arc<Gpu>, opts: &TuneOptions, obs: &mut dyn Observer) -> Result<TuneReport> {
     let t_start = Instant::now();
-    let cfg = opts.source.config()?;
+    let shape = opts.source.shape()?;
     let ms = &opts.measure;
     if opts.trials == 0 {
         return Err(Error::Input("--trials must be positive".into()));
@@ -224,7 +224,7 @@ pub fn run(gpu: Arc<Gpu>, opts: &TuneOptions, obs: &mut dyn Observer) -> Result<
             "--seq and --decode-tokens must be positive and --check-tokens at least 2".into(),
         ));
     }
-    let nh = cfg.num_heads;
+    let nh = shape.num_heads;
     let base = opts.base.canonical(&opts.base, nh);
     // A bad flag fails here, before any model is loaded.
     base.session_options()?;
@@ -363,7 +363,7 @@ pub fn run(gpu: Arc<Gpu>, opts: &TuneOptions, obs: &mut dyn Observer) -> Result<
         run_dir: opts.run_dir.clone(),
         adapter: store::AdapterId::of(&gpu.caps),
         model: opts.source.label(),
-        model_shape: store::shape_key(&cfg),
+        model_shape: shape.key.clone(),
         dtype: ms.dtype.name().to_string(),
         target: ms.target,
         mode: opts.mode.name().to_string(),

@@ -7,6 +7,7 @@ use super::params::Settings;
 use crate::error::{Error, Result};
 use crate::gpu::Caps;
 use crate::model::config::LargeConfig;
+use crate::model::v1_config::{detect_family, BlockKind, Family, V1Config};
 use crate::model::WeightDtype;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -44,6 +45,67 @@ pub fn shape_key(cfg: &LargeConfig) -> String {
         "large e{} nh{} blocks{} vocab{} qk{} v{}",
         cfg.embedding_dim, cfg.num_heads, cfg.num_blocks, cfg.vocab_size, cfg.qk_dim_factor, cfg.v_dim_factor
     )
+}
+
+/// A model's shape for tuning: the key settings are stored under, and the mLSTM heads the
+/// scheduler splits into bands.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelShape {
+    pub key: String,
+    pub num_heads: usize,
+}
+
+impl ModelShape {
+    pub fn large(cfg: &LargeConfig) -> Self {
+        ModelShape {
+            key: shape_key(cfg),
+            num_heads: cfg.num_heads,
+        }
+    }
+
+    /// An original-xLSTM model: embedding, vocabulary, block map, mLSTM and sLSTM head shapes,
+    /// feed-forward factor.
+    pub fn v1(cfg: &V1Config) -> Self {
+        let map: String = cfg
+            .blocks
+            .iter()
+            .map(|b| match b {
+                BlockKind::Mlstm => 'm',
+                BlockKind::Slstm => 's',
+            })
+            .collect();
+        let m = cfg
+            .mlstm
+            .as_ref()
+            .map_or(String::new(), |m| format!(" mlstm{}x{}", m.num_heads, m.head_dim()));
+        let s = cfg
+            .slstm
+            .as_ref()
+            .map_or(String::new(), |s| format!(" slstm{}x{}", s.num_heads, s.head_dim));
+        let f = cfg
+            .feedforward
+            .as_ref()
+            .map_or(String::new(), |f| format!(" ffn{}", f.proj_factor));
+        ModelShape {
+            key: format!("v1 e{} blocks{map} vocab{}{m}{s}{f}", cfg.embedding_dim, cfg.vocab_size),
+            num_heads: cfg.mlstm.as_ref().map_or(1, |m| m.num_heads),
+        }
+    }
+
+    /// The shape of the model in `dir`, read from its config.json (either family).
+    pub fn of_dir(dir: &Path) -> Result<Self> {
+        if !dir.is_dir() {
+            return Err(Error::Input(format!(
+                "model directory {} does not exist",
+                dir.display()
+            )));
+        }
+        let json = crate::model::read_config_json(dir)?;
+        Ok(match detect_family(&json) {
+            Family::Large => ModelShape::large(&LargeConfig::from_json(&json)?),
+            Family::V1 => ModelShape::v1(&V1Config::from_json(&json)?),
+        })
+    }
 }
 
 /// One stored tuning.
@@ -95,13 +157,12 @@ pub fn load(path: &Path) -> Result<Vec<Entry>> {
 
 /// The stored settings for this adapter, model shape and weight format, if any. A missing or
 /// unreadable store gives `None` (tuned defaults are an optimisation, never a reason to fail).
-pub fn lookup(caps: &Caps, cfg: &LargeConfig, dtype: WeightDtype) -> Option<Entry> {
+pub fn lookup(caps: &Caps, shape: &ModelShape, dtype: WeightDtype) -> Option<Entry> {
     let adapter = AdapterId::of(caps);
-    let shape = shape_key(cfg);
     load(&path()?)
         .ok()?
         .into_iter()
-        .find(|e| e.matches(&adapter, &shape, dtype.name()))
+        .find(|e| e.matches(&adapter, &shape.key, dtype.name()))
 }
 
 /// Stores `entry`: its settings are merged over those of an existing entry with the same key
