@@ -297,3 +297,36 @@ fn hard_limit_crossed_while_decoding_stops_between_steps() {
     // Without the watchdog, the same session goes on.
     session.step(5).unwrap();
 }
+
+/// The pre-load estimate of an original-xLSTM model matches what loading allocates.
+#[test]
+fn estimate_of_an_original_xlstm_model_matches_the_load() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("models")
+        .join("xlstm-v1-mini");
+    let gpu = Arc::new(Gpu::new(&GpuOptions::default()).expect("a GPU adapter"));
+    for dtype in [WeightDtype::F16, WeightDtype::F32] {
+        let opts = LoadOptions {
+            dtype: Some(dtype),
+            ..Default::default()
+        };
+        let model = Model::load(gpu.clone(), &dir, &opts).unwrap();
+        let est = Estimate::for_dir(&dir, dtype, &SessionOptions::default(), 64, false).unwrap();
+        let weights = model.pool_stats().live_of(Category::Weights);
+        let rel = (est.weights as f64 - weights as f64).abs() / weights as f64;
+        assert!(
+            rel < 0.02,
+            "{dtype:?}: estimated weights {} vs loaded {weights}",
+            est.weights
+        );
+        let session = Session::new(&model, SessionOptions::default()).unwrap();
+        let state = session.state_bytes();
+        // The session also holds the sLSTM ping-pong copies, which the estimate counts.
+        let rel = (est.state as f64 - state as f64).abs() / state as f64;
+        assert!(
+            rel < 0.05,
+            "{dtype:?}: estimated state {} vs allocated {state}",
+            est.state
+        );
+    }
+}

@@ -464,7 +464,6 @@ fn tune(a: TuneArgs) -> Result<()> {
     let gpu = a.gpu.open()?;
     wd.set_gpu(&gpu);
     let longest = a.seq.max(a.check_tokens);
-    // (No estimate for original-xLSTM models: the estimator knows xLSTM Large's buffers.)
     let est = match &source {
         ModelSource::Dir(d) => Estimate::for_dir(d, dtype, &base.session_options()?, longest, false).ok(),
         ModelSource::Preset(p) => Some(Estimate::for_config(

@@ -6,6 +6,7 @@ use crate::error::{Error, Result};
 use crate::model::checkpoint::Checkpoint;
 use crate::model::config::LargeConfig;
 use crate::model::large::ffn_dim_from_checkpoint;
+use crate::model::v1_config::{detect_family, BlockKind, Family, V1Config};
 use crate::model::WeightDtype;
 use crate::session::SessionOptions;
 use serde::Serialize;
@@ -109,7 +110,12 @@ impl Estimate {
         prompt_tokens: usize,
         all_logits: bool,
     ) -> Result<Estimate> {
-        let mut cfg = LargeConfig::from_dir(dir)?;
+        let json = crate::model::read_config_json(dir)?;
+        if detect_family(&json) == Family::V1 {
+            let cfg = V1Config::from_json(&json)?;
+            return Self::for_v1(&cfg, &Checkpoint::open(dir)?, dtype, opts, prompt_tokens, all_logits);
+        }
+        let mut cfg = LargeConfig::from_json(&json)?;
         let ckpt = Checkpoint::open(dir)?;
         if let Some(f) = ffn_dim_from_checkpoint(&ckpt) {
             cfg.ffn_dim = f;
@@ -127,6 +133,87 @@ impl Estimate {
             return Err(Error::Checkpoint("the config does not match the checkpoint".into()));
         }
         Ok(Self::for_config(&cfg, dtype, opts, prompt_tokens, all_logits))
+    }
+
+    /// The estimate for an original-xLSTM checkpoint: weights from the tensors it holds (the large
+    /// projections in `dtype`, the small block-diagonal and norm tensors in f32, as `model::v1`
+    /// uploads them), state and activations as `model::v1` allocates them.
+    fn for_v1(
+        cfg: &V1Config,
+        ckpt: &Checkpoint,
+        dtype: WeightDtype,
+        opts: &SessionOptions,
+        prompt_tokens: usize,
+        all_logits: bool,
+    ) -> Result<Estimate> {
+        let (e, v) = (cfg.embedding_dim as f64, cfg.vocab_size as f64);
+        if ckpt.shape("token_embedding.weight") != Some(&[cfg.vocab_size, cfg.embedding_dim][..]) {
+            return Err(Error::Checkpoint("the config does not match the checkpoint".into()));
+        }
+        let big = [
+            "proj_up.weight",
+            "proj_down.weight",
+            "token_embedding.weight",
+            "lm_head.weight",
+        ];
+        let mut weights = 0.0;
+        for name in ckpt.names() {
+            let shape = ckpt.shape(name).unwrap_or(&[]);
+            let n: f64 = shape.iter().map(|&d| d as f64).product();
+            weights += if big.iter().any(|b| name.ends_with(b)) && shape.len() == 2 {
+                matrix(shape[0] as f64, shape[1] as f64, dtype)
+            } else {
+                vector(n)
+            };
+        }
+        let (i, nh, dh, ks_m) = match &cfg.mlstm {
+            Some(m) => (
+                m.inner_dim as f64,
+                m.num_heads as f64,
+                m.head_dim() as f64,
+                m.conv1d_kernel_size as f64,
+            ),
+            None => (0.0, 0.0, 0.0, 0.0),
+        };
+        let ks_s = cfg.slstm.as_ref().map_or(0.0, |s| s.conv1d_kernel_size as f64);
+        let state: f64 = cfg
+            .blocks
+            .iter()
+            .map(|b| match b {
+                BlockKind::Mlstm => (ks_m * i + nh * dh * dh + 2.0 * nh * dh + 2.0 * nh) * 4.0,
+                BlockKind::Slstm => (ks_s * e + 8.0 * e) * 4.0,
+            })
+            .sum();
+        let ffn = cfg.feedforward.as_ref().map_or(0.0, |_| {
+            ckpt.names()
+                .filter(|n| n.ends_with("ffn.proj_down.weight"))
+                .filter_map(|n| ckpt.shape(n).and_then(|s| s.get(1)).map(|&f| f as f64))
+                .fold(0.0, f64::max)
+        });
+        // Per-token widths of `model::v1::Workspace`.
+        let row = 2.0 * e + (2.0 * i).max(2.0 * ffn) + 2.0 * i.max(e) + 3.0 * i + 4.0 * nh + i.max(ffn) + 4.0 * e;
+        let workspace = |tokens: usize, logit_rows: usize, ids: usize| -> f64 {
+            let chunks = tokens.div_ceil(opts.schedule.chunk_size.max(1)) as f64;
+            let floats = ids.max(tokens) as f64
+                + tokens as f64 * row
+                + (chunks + 1.0) * nh * (dh * dh + dh + 1.0)
+                + logit_rows.max(1) as f64 * v;
+            floats * 4.0
+        };
+        let seg = prompt_tokens.clamp(1, opts.max_segment_tokens.max(1));
+        let prefill = workspace(seg, if all_logits { seg } else { 1 }, seg);
+        let decode = workspace(1, 1, 65);
+        let host = if all_logits {
+            prompt_tokens as f64 * v * 4.0
+        } else {
+            0.0
+        };
+        Ok(Estimate {
+            weights: weights as u64,
+            state: state as u64,
+            activations: ((prefill + decode) * 1.25) as u64,
+            host: host as u64,
+        })
     }
 
     /// "weights 3.9 MiB + state 0.1 MiB + activations 1.2 MiB = 5.2 MiB".
