@@ -175,13 +175,26 @@ fn write_tensors(path: &Path, tensors: &[Tensor]) {
     std::fs::write(path, bytes).unwrap();
 }
 
-/// Copies large_a, applies `edit` to its tensors, and writes them back.
-fn edited_large_a(s: &Scratch, edit: impl FnOnce(&mut Vec<Tensor>)) -> PathBuf {
-    let dir = s.model_copy("large_a");
+/// Applies `edit` to the tensors of `dir/model.safetensors` and writes them back.
+fn edit_tensors(dir: &Path, edit: impl FnOnce(&mut Vec<Tensor>)) {
     let file = dir.join("model.safetensors");
     let mut tensors = read_tensors(&file);
     edit(&mut tensors);
     write_tensors(&file, &tensors);
+}
+
+/// Rewrites `dir/config.json` through `edit`.
+fn edit_config(dir: &Path, edit: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>)) {
+    let path = dir.join("config.json");
+    let mut json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    edit(json.as_object_mut().unwrap());
+    std::fs::write(&path, serde_json::to_string_pretty(&json).unwrap()).unwrap();
+}
+
+/// Copies large_a, applies `edit` to its tensors, and writes them back.
+fn edited_large_a(s: &Scratch, edit: impl FnOnce(&mut Vec<Tensor>)) -> PathBuf {
+    let dir = s.model_copy("large_a");
+    edit_tensors(&dir, edit);
     dir
 }
 
@@ -195,10 +208,7 @@ fn tensor<'a>(tensors: &'a mut [Tensor], name: &str) -> &'a mut Tensor {
 /// Copies large_a and rewrites its config.json through `edit`.
 fn edited_config(s: &Scratch, edit: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>)) -> PathBuf {
     let dir = s.model_copy("large_a");
-    let path = dir.join("config.json");
-    let mut json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    edit(json.as_object_mut().unwrap());
-    std::fs::write(&path, serde_json::to_string_pretty(&json).unwrap()).unwrap();
+    edit_config(&dir, edit);
     dir
 }
 
@@ -756,17 +766,11 @@ fn edited_v1(
     s: &Scratch,
     name: &str,
     edit: impl FnOnce(&mut Vec<Tensor>),
-    edit_config: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>),
+    config: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>),
 ) -> PathBuf {
     let dir = s.model_copy(name);
-    let file = dir.join("model.safetensors");
-    let mut tensors = read_tensors(&file);
-    edit(&mut tensors);
-    write_tensors(&file, &tensors);
-    let path = dir.join("config.json");
-    let mut json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    edit_config(json.as_object_mut().unwrap());
-    std::fs::write(&path, serde_json::to_string_pretty(&json).unwrap()).unwrap();
+    edit_tensors(&dir, edit);
+    edit_config(&dir, config);
     dir
 }
 

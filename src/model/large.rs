@@ -333,11 +333,7 @@ pub struct Workspace {
     pub x: GpuBuffer,
     pub xn: GpuBuffer,
     pub proj: GpuBuffer,
-    pub gi: GpuBuffer,
-    pub gb: GpuBuffer,
-    pub bc: GpuBuffer,
-    pub bn: GpuBuffer,
-    pub bm: GpuBuffer,
+    pub cell: CellBuffers,
     pub h: GpuBuffer,
     pub hn: GpuBuffer,
     pub ffn_u: GpuBuffer,
@@ -371,7 +367,6 @@ impl Workspace {
         let f = |n: usize| (n * 4) as u64;
         let nh = cfg.num_heads;
         let (dqk, dv) = (cfg.head_dim_qk(), cfg.head_dim_v());
-        let chunks = tokens.div_ceil(chunk);
         let a = Category::Activations;
         Ok(Workspace {
             tokens,
@@ -379,11 +374,7 @@ impl Workspace {
             x: pool.storage(f(tokens * cfg.embedding_dim), a, "x")?,
             xn: pool.storage(f(tokens * cfg.embedding_dim), a, "x normed")?,
             proj: pool.storage(f(tokens * cfg.fused_proj_rows()), a, "proj")?,
-            gi: pool.storage(f(nh * tokens), a, "gates i")?,
-            gb: pool.storage(f(nh * tokens), a, "gates b")?,
-            bc: pool.storage(f((chunks + 1) * nh * dqk * dv), a, "boundary C")?,
-            bn: pool.storage(f((chunks + 1) * nh * dqk), a, "boundary n")?,
-            bm: pool.storage(f((chunks + 1) * nh), a, "boundary m")?,
+            cell: CellBuffers::new(pool, nh, dqk, dv, tokens, chunk)?,
             h: pool.storage(f(tokens * cfg.v_dim()), a, "h")?,
             hn: pool.storage(f(tokens * cfg.v_dim()), a, "h gated")?,
             ffn_u: pool.storage(f(tokens * 2 * cfg.ffn_dim), a, "ffn up")?,
@@ -521,16 +512,38 @@ pub fn record_forward(
     Ok(parity_out)
 }
 
+/// The mLSTM cell's scratch over a segment: input gates and chunk-local cumulative log forget
+/// gates [NH, tokens], and the chunk-boundary states C, n, m (slot 0 = the state before the
+/// segment).
+pub struct CellBuffers {
+    pub gi: GpuBuffer,
+    pub gb: GpuBuffer,
+    pub bc: GpuBuffer,
+    pub bn: GpuBuffer,
+    pub bm: GpuBuffer,
+}
+
+impl CellBuffers {
+    pub fn new(pool: &BufferPool, nh: usize, dqk: usize, dv: usize, tokens: usize, chunk: usize) -> Result<Self> {
+        let f = |n: usize| (n.max(1) * 4) as u64;
+        let boundaries = tokens.div_ceil(chunk.max(1)) + 1;
+        let a = Category::Activations;
+        Ok(CellBuffers {
+            gi: pool.storage(f(nh * tokens), a, "gates i")?,
+            gb: pool.storage(f(nh * tokens), a, "gates b")?,
+            bc: pool.storage(f(boundaries * nh * dqk * dv), a, "boundary C")?,
+            bn: pool.storage(f(boundaries * nh * dqk), a, "boundary n")?,
+            bm: pool.storage(f(boundaries * nh), a, "boundary m")?,
+        })
+    }
+}
+
 /// The buffers an mLSTM cell reads and writes over a segment: the projections (`proj`, laid out
 /// as the cell layout says), the gate scratch, the chunk-boundary states and the output `h`.
 pub struct CellScratch<'a> {
     pub tokens: usize,
     pub proj: &'a GpuBuffer,
-    pub gi: &'a GpuBuffer,
-    pub gb: &'a GpuBuffer,
-    pub bc: &'a GpuBuffer,
-    pub bn: &'a GpuBuffer,
-    pub bm: &'a GpuBuffer,
+    pub cell: &'a CellBuffers,
     pub h: &'a GpuBuffer,
 }
 
@@ -539,11 +552,7 @@ impl<'a> CellScratch<'a> {
         CellScratch {
             tokens: ws.tokens,
             proj: &ws.proj,
-            gi: &ws.gi,
-            gb: &ws.gb,
-            bc: &ws.bc,
-            bn: &ws.bn,
-            bm: &ws.bm,
+            cell: &ws.cell,
             h: &ws.h,
         }
     }
@@ -586,16 +595,33 @@ pub fn record_cell(
     let chunk = sched.chunk_size;
     let chunks = t.div_ceil(chunk);
     let (nh, dqk, dv) = (l.num_heads, l.dqk, l.dv);
-    ops::mlstm_gates(pb, ops, l, &s(ws.proj), gate_bias, t, chunk, &s(ws.gi), &s(ws.gb))?;
+    ops::mlstm_gates(
+        pb,
+        ops,
+        l,
+        &s(ws.proj),
+        gate_bias,
+        t,
+        chunk,
+        &s(&ws.cell.gi),
+        &s(&ws.cell.gb),
+    )?;
     // The state before chunk 0 is the session state (n and m of the current parity).
     let (cb, nb, mb) = ((nh * dqk * dv * 4) as u64, (nh * dqk * 4) as u64, (nh * 4) as u64);
-    pb.copy(Slice::range(&st.c, 0, cb), Slice::range(ws.bc, 0, cb));
-    pb.copy(Slice::range(&st.n, parity as u64 * nb, nb), Slice::range(ws.bn, 0, nb));
-    pb.copy(Slice::range(&st.m, parity as u64 * mb, mb), Slice::range(ws.bm, 0, mb));
+    let cell = ws.cell;
+    pb.copy(Slice::range(&st.c, 0, cb), Slice::range(&cell.bc, 0, cb));
+    pb.copy(
+        Slice::range(&st.n, parity as u64 * nb, nb),
+        Slice::range(&cell.bn, 0, nb),
+    );
+    pb.copy(
+        Slice::range(&st.m, parity as u64 * mb, mb),
+        Slice::range(&cell.bm, 0, mb),
+    );
     let b = Boundaries {
-        c: s(ws.bc),
-        n: s(ws.bn),
-        m: s(ws.bm),
+        c: s(&cell.bc),
+        n: s(&cell.bn),
+        m: s(&cell.bm),
     };
     let (band, tile) = match sched.strategy {
         PrefillStrategy::Fused => (nh, chunks),
@@ -625,7 +651,7 @@ pub fn record_cell(
     // `queued`: every head band of each phase in a command buffer of its own (recorded on
     // worker threads by `Plan::run_queued`).
     let queued = sched.strategy == PrefillStrategy::Queued;
-    let (proj, gi, gb) = (s(ws.proj), s(ws.gi), s(ws.gb));
+    let (proj, gi, gb) = (s(ws.proj), s(&cell.gi), s(&cell.gb));
     for phase in [1, 2] {
         for &(heads, range) in &units {
             if queued && range.0 == 0 {
@@ -647,13 +673,13 @@ pub fn record_cell(
         pb.split();
     }
     let last = chunks as u64;
-    pb.copy(Slice::range(ws.bc, last * cb, cb), Slice::range(&st.c, 0, cb));
+    pb.copy(Slice::range(&cell.bc, last * cb, cb), Slice::range(&st.c, 0, cb));
     pb.copy(
-        Slice::range(ws.bn, last * nb, nb),
+        Slice::range(&cell.bn, last * nb, nb),
         Slice::range(&st.n, parity as u64 * nb, nb),
     );
     pb.copy(
-        Slice::range(ws.bm, last * mb, mb),
+        Slice::range(&cell.bm, last * mb, mb),
         Slice::range(&st.m, parity as u64 * mb, mb),
     );
     Ok(parity)

@@ -16,7 +16,7 @@
 
 use super::checkpoint::Checkpoint;
 use super::forward::StateTensor;
-use super::large::{record_cell, BlockState as CellState, CellScratch, PrefillSchedule};
+use super::large::{record_cell, BlockState as CellState, CellBuffers, CellScratch, PrefillSchedule};
 use super::v1_config::{Activation, BlockKind, V1Config, V1_NORM_EPS};
 use super::weights::{upload_f32, upload_matrix, GpuMatrix, WeightDtype};
 use crate::cpu::v1::{self as reference, BlockWeights};
@@ -96,6 +96,7 @@ fn upload_opt(gpu: &Gpu, pool: &BufferPool, data: &Option<Vec<f32>>, label: &str
         .transpose()
 }
 
+/// The tensors one after another (`[&Vec<f32>]` does not coerce for `<[_]>::concat`).
 fn concat(parts: &[&[f32]]) -> Vec<f32> {
     parts.concat()
 }
@@ -364,11 +365,7 @@ pub struct Workspace {
     pub xc: GpuBuffer,
     /// mLSTM cell inputs q | k | v | i | f.
     pub proj: GpuBuffer,
-    pub gi: GpuBuffer,
-    pub gb: GpuBuffer,
-    pub bc: GpuBuffer,
-    pub bn: GpuBuffer,
-    pub bm: GpuBuffer,
+    pub cell: CellBuffers,
     /// Cell outputs (mLSTM h, sLSTM y).
     pub h: GpuBuffer,
     /// Gated mLSTM outputs and feed-forward hidden rows.
@@ -392,7 +389,6 @@ impl Workspace {
     ) -> Result<Self> {
         let d = Dims::of(cfg, w);
         let f = |n: usize| (n.max(1) * 4) as u64;
-        let chunks = tokens.div_ceil(chunk.max(1));
         let a = Category::Activations;
         let t = tokens;
         Ok(Workspace {
@@ -403,11 +399,7 @@ impl Workspace {
             up: pool.storage(f(t * d.up()), a, "proj up")?,
             xc: pool.storage(f(t * d.wide()), a, "conv out")?,
             proj: pool.storage(f(t * d.proj_stride()), a, "proj")?,
-            gi: pool.storage(f(d.nh * t), a, "gates i")?,
-            gb: pool.storage(f(d.nh * t), a, "gates b")?,
-            bc: pool.storage(f((chunks + 1) * d.nh * d.dh * d.dh), a, "boundary C")?,
-            bn: pool.storage(f((chunks + 1) * d.nh * d.dh), a, "boundary n")?,
-            bm: pool.storage(f((chunks + 1) * d.nh), a, "boundary m")?,
+            cell: CellBuffers::new(pool, d.nh, d.dh, d.dh, t, chunk)?,
             h: pool.storage(f(t * d.wide()), a, "h")?,
             hg: pool.storage(f(t * d.hidden()), a, "h gated")?,
             wx: pool.storage(f(t * 4 * d.e), a, "sLSTM wx")?,
@@ -508,11 +500,7 @@ pub fn record_forward(
                 let scratch = CellScratch {
                     tokens: t,
                     proj: &ws.proj,
-                    gi: &ws.gi,
-                    gb: &ws.gb,
-                    bc: &ws.bc,
-                    bn: &ws.bn,
-                    bm: &ws.bm,
+                    cell: &ws.cell,
                     h: &ws.h,
                 };
                 parity_out = record_cell(pb, ops, &layout, &s(&b.gate_bias), cell, &scratch, parity, sched)?;

@@ -1,6 +1,8 @@
 //! Shared test helpers: one GPU device per test binary.
 #![allow(dead_code)]
 
+pub mod compare;
+
 use std::sync::{Arc, OnceLock};
 use xlstm_wgpu::{Gpu, GpuOptions};
 
