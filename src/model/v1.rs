@@ -17,7 +17,7 @@
 use super::checkpoint::Checkpoint;
 use super::forward::StateTensor;
 use super::large::{record_cell, BlockState as CellState, CellBuffers, CellScratch, PrefillSchedule};
-use super::v1_config::{Activation, BlockKind, V1Config, V1_NORM_EPS};
+use super::v1_config::{Activation, BlockKind, MlstmLayerConfig, SlstmLayerConfig, V1Config, V1_NORM_EPS};
 use super::weights::{upload_f32, upload_matrix, GpuMatrix, WeightDtype};
 use crate::cpu::v1::{self as reference, BlockWeights};
 use crate::error::{Error, Result};
@@ -96,6 +96,21 @@ fn upload_opt(gpu: &Gpu, pool: &BufferPool, data: &Option<Vec<f32>>, label: &str
         .transpose()
 }
 
+/// The mLSTM layer config of a model with mLSTM blocks (`validate` guarantees it; a config built
+/// in code without it is an error here rather than a panic).
+fn mlstm_of(cfg: &V1Config) -> Result<&MlstmLayerConfig> {
+    cfg.mlstm
+        .as_ref()
+        .ok_or_else(|| Error::Config("mLSTM blocks without an mLSTM layer config".into()))
+}
+
+/// The sLSTM layer config of a model with sLSTM blocks.
+fn slstm_of(cfg: &V1Config) -> Result<&SlstmLayerConfig> {
+    cfg.slstm
+        .as_ref()
+        .ok_or_else(|| Error::Config("sLSTM blocks without an sLSTM layer config".into()))
+}
+
 /// The tensors one after another (`[&Vec<f32>]` does not coerce for `<[_]>::concat`).
 fn concat(parts: &[&[f32]]) -> Vec<f32> {
     parts.concat()
@@ -122,7 +137,7 @@ impl Weights {
             let label = |s: &str| format!("block {index} {s}");
             blocks.push(match reference::load_block(cfg, ckpt, index)? {
                 BlockWeights::Mlstm(b) => {
-                    let i = cfg.mlstm_layer().inner_dim;
+                    let i = mlstm_of(cfg)?.inner_dim;
                     let qkv_bias = match (&b.q_bias, &b.k_bias, &b.v_bias) {
                         (Some(q), Some(k), Some(v)) => Some(concat(&[q, k, v])),
                         _ => None,
@@ -307,14 +322,14 @@ impl BlockState {
         let e = cfg.embedding_dim;
         Ok(match kind {
             BlockKind::Mlstm => {
-                let m = cfg.mlstm_layer();
+                let m = mlstm_of(cfg)?;
                 BlockState::Mlstm {
                     conv: pool.storage(f(m.conv1d_kernel_size * m.inner_dim), Category::State, "conv state")?,
                     cell: CellState::with_dims(pool, m.num_heads, m.head_dim(), m.head_dim())?,
                 }
             }
             BlockKind::Slstm => {
-                let ks = cfg.slstm_layer().conv1d_kernel_size;
+                let ks = slstm_of(cfg)?.conv1d_kernel_size;
                 BlockState::Slstm {
                     conv: if ks > 0 {
                         Some(pool.storage(f(ks * e), Category::State, "conv state")?)
@@ -455,7 +470,7 @@ pub fn record_forward(
                 let proj = Rows::new(&s(&ws.proj), layout.proj_stride);
                 let h = Rows::new(&s(&ws.h), i);
                 let hg = Rows::new(&s(&ws.hg), i);
-                let m = cfg.mlstm_layer();
+                let m = mlstm_of(cfg)?;
                 v1ops::layer_norm(pb, ops, &x, Some(&s(&b.norm)), t, e, 1, eps, &xn, NormOut::Write)?;
                 ops::matmul(pb, ops, &xn, t, &b.proj_up, &up, Epilogue::default())?;
                 add_bias(pb, ops, &up, &b.proj_up_bias, t, 2 * i)?;
@@ -514,7 +529,7 @@ pub fn record_forward(
                 add_bias(pb, ops, &x, &b.proj_down_bias, t, e)?;
             }
             (Block::Slstm(b), BlockState::Slstm { conv, state, scratch }) => {
-                let l = cfg.slstm_layer();
+                let l = slstm_of(cfg)?;
                 v1ops::layer_norm(pb, ops, &x, Some(&s(&b.norm)), t, e, 1, eps, &xn, NormOut::Write)?;
                 let xc = Rows::new(&s(&ws.xc), e);
                 let gate_in = match (&b.conv, conv) {

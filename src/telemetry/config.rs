@@ -88,6 +88,7 @@ impl Default for MemConfig {
     fn default() -> Self {
         MemArgs::default()
             .resolve_with(|_| None)
+            // Invariant: the built-in defaults resolve without any environment.
             .expect("the defaults are valid")
     }
 }
