@@ -181,7 +181,14 @@ pub fn run(
         progress(total - 1, total, "profile");
         if let Some(&len) = opts.prefill_lens.first() {
             s.reset()?;
-            kernels.extend(rows(&format!("prefill {len}"), s.profile_prefill(&prompt(len, v))?));
+            // Profiles one segment: a longer prompt's label says how much of it was covered.
+            let (n, times) = s.profile_prefill(&prompt(len, v))?;
+            let phase = if n < len {
+                format!("prefill {n}/{len}")
+            } else {
+                format!("prefill {len}")
+            };
+            kernels.extend(rows(&phase, times));
         }
         kernels.extend(rows(&format!("decode x{batch}"), s.profile_decode(id, batch)?));
     }
@@ -241,12 +248,12 @@ impl BenchReport {
         );
         if !self.kernels.is_empty() {
             out += &format!(
-                "{:<14} {:<20} {:>6} {:>10} {:>9} {:>9}\n",
+                "{:<17} {:<22} {:>6} {:>10} {:>9} {:>9}\n",
                 "phase", "kernel", "count", "ms", "GB/s", "TFLOP/s"
             );
             for k in &self.kernels {
                 out += &format!(
-                    "{:<14} {:<20} {:>6} {:>10.3} {:>9.0} {:>9.2}\n",
+                    "{:<17} {:<22} {:>6} {:>10.3} {:>9.0} {:>9.2}\n",
                     k.phase, k.kernel, k.dispatches, k.ms, k.gb_per_s, k.tflop_per_s
                 );
             }

@@ -274,9 +274,11 @@ impl Session {
         Ok((ws, pb.finish(&m.pool)?, parity))
     }
 
-    /// GPU time per kernel of one forward pass over `ids` (at most one segment long), measured
-    /// with timestamp queries. The state advances as in `prefill`.
-    pub fn profile_prefill(&mut self, ids: &[u32]) -> Result<Vec<KernelTime>> {
+    /// GPU time per kernel of one forward pass over the first segment of `ids` (prefill runs
+    /// long prompts a segment at a time: `SessionOptions::max_segment_tokens`), measured with
+    /// timestamp queries. Returns how many tokens the pass covered and the times; the state
+    /// advances over those tokens as in `prefill`.
+    pub fn profile_prefill(&mut self, ids: &[u32]) -> Result<(usize, Vec<KernelTime>)> {
         self.check_ids(ids)?;
         let m = self.model.inner.clone();
         let (pool, gpu) = (&m.pool, &m.gpu);
@@ -285,7 +287,7 @@ impl Session {
         let times = plan.run_profiled(gpu, pool)?;
         self.parity = parity;
         self.position += n;
-        Ok(times)
+        Ok((n, times))
     }
 
     /// GPU time per kernel of `steps` greedy decode steps starting from token `first`.

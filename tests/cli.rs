@@ -893,3 +893,72 @@ fn v1_generate_with_the_shipped_model() {
         "{stdout}"
     );
 }
+
+/// `xlstm bench` on a checkpoint and on a preset: a JSON report with every field filled, and a
+/// per-kernel profile whose prefill label says how much of a longer-than-one-segment prompt the
+/// profiled pass covered.
+#[test]
+fn bench_reports_prefill_decode_and_a_profile() {
+    let model = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("models")
+        .join("xlstm-large-mini");
+    let o = run(&[
+        "bench",
+        "--model",
+        &model.display().to_string(),
+        "--prefill-lens",
+        "40,24",
+        "--decode-tokens",
+        "4",
+        "--repeats",
+        "1",
+        "--segment",
+        "32",
+        "--profile",
+        "--no-tune-cache",
+        "--json",
+    ]);
+    assert!(
+        o.status.success(),
+        "bench failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).expect("bench --json prints JSON");
+    let prefill = r["prefill"].as_array().expect("prefill rows");
+    assert_eq!(prefill.len(), 2);
+    for (row, len) in prefill.iter().zip([40, 24]) {
+        assert_eq!(row["tokens"], len);
+        assert!(row["tok_per_s"].as_f64().unwrap() > 0.0, "{row}");
+        assert!(row["ttft_ms"].as_f64().unwrap() > 0.0, "{row}");
+    }
+    assert!(r["decode_tok_per_s"].as_f64().unwrap() > 0.0);
+    assert!(r["peak_pool_bytes"].as_u64().unwrap() >= r["weight_bytes"].as_u64().unwrap());
+    let kernels = r["kernels"].as_array().expect("kernel rows");
+    let phases: std::collections::BTreeSet<&str> = kernels.iter().filter_map(|k| k["phase"].as_str()).collect();
+    // The 40-token prompt runs as segments of at most 32 tokens; the profile covers the first.
+    assert!(phases.contains("prefill 32/40"), "{phases:?}");
+    assert!(phases.iter().any(|p| p.starts_with("decode x")), "{phases:?}");
+    assert!(kernels.iter().all(|k| k["ms"].as_f64().unwrap() >= 0.0));
+
+    let o = run(&[
+        "bench",
+        "--preset",
+        "tiny",
+        "--prefill-lens",
+        "16",
+        "--decode-tokens",
+        "2",
+        "--repeats",
+        "1",
+        "--no-tune-cache",
+        "--json",
+    ]);
+    assert!(
+        o.status.success(),
+        "bench --preset failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).expect("bench --json prints JSON");
+    assert_eq!(r["model"], "preset tiny");
+    assert!(r["kernels"].as_array().unwrap().is_empty());
+}
