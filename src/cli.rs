@@ -2,7 +2,7 @@
 //! scheduler flags, and turning them into library options.
 
 use crate::error::{Error, Result};
-use crate::gpu::{Gpu, GpuOptions};
+use crate::gpu::{Gpu, GpuOptions, KernelChecks};
 use crate::model::{LoadOptions, Model, WeightDtype};
 use crate::sample::{Sampler, SamplerConfig};
 use crate::session::{Session, SessionOptions};
@@ -69,9 +69,13 @@ pub struct RunArgs {
     /// Greedy decode steps per submission. [default: 8]
     #[arg(long)]
     pub decode_batch: Option<usize>,
-    /// Compile kernels without runtime bounds checks (faster; every kernel guards its own accesses).
-    #[arg(long)]
+    /// Compile every kernel without runtime bounds checks (faster; every kernel guards its own
+    /// accesses). By default only the hot kernels that guard every access by construction do.
+    #[arg(long, conflicts_with = "checked_kernels")]
     pub unchecked_kernels: bool,
+    /// Compile every kernel with runtime bounds checks (slower; for debugging kernels).
+    #[arg(long)]
+    pub checked_kernels: bool,
     /// Invocations per weight row in the decode GEMV (8, 16, 32, 64, 128, 256). [default: 64]
     #[arg(long)]
     pub gemv_lanes: Option<u32>,
@@ -99,6 +103,7 @@ impl Default for RunArgs {
             segment: None,
             decode_batch: None,
             unchecked_kernels: false,
+            checked_kernels: false,
             gemv_lanes: None,
             record_threads: None,
             no_tune_cache: false,
@@ -168,6 +173,17 @@ impl RunArgs {
         self.tuned_in_force()
     }
 
+    /// Which kernels keep naga's runtime checks.
+    pub fn kernel_checks(&self) -> KernelChecks {
+        if self.unchecked_kernels {
+            KernelChecks::None
+        } else if self.checked_kernels {
+            KernelChecks::All
+        } else {
+            KernelChecks::ExceptTrusted
+        }
+    }
+
     pub fn session_options(&self) -> Result<SessionOptions> {
         self.params()?.session_options()
     }
@@ -177,7 +193,7 @@ impl RunArgs {
         Ok(LoadOptions {
             dtype: Some(self.dtype()?),
             tokenizer,
-            unchecked_kernels: self.unchecked_kernels,
+            kernel_checks: self.kernel_checks(),
             kernel_shapes: crate::tune::params::kernel_shapes(self.params()?.gemv_lanes),
         })
     }

@@ -7,6 +7,7 @@
 mod common;
 
 use safetensors::SafeTensors;
+use xlstm_wgpu::gpu::KernelChecks;
 use xlstm_wgpu::model::large::{PrefillSchedule, PrefillStrategy};
 use xlstm_wgpu::sample::argmax;
 use xlstm_wgpu::{LoadOptions, Logits, Model, Session, SessionOptions, WeightDtype};
@@ -285,28 +286,31 @@ fn split_weights_and_tiny_segments_match_the_reference() {
     assert_eq!(ids, case.generated);
 }
 
-/// Kernels compiled without runtime bounds checks give the same results (each kernel guards its
-/// own accesses; an out-of-bounds access here would corrupt results instead of being clamped).
+/// Every kernel compiled without runtime bounds checks, and every kernel with them, gives the
+/// reference results (the other tests run the default: the trusted kernels unchecked). Unchecked,
+/// an out-of-bounds access would corrupt results instead of being clamped.
 #[test]
-fn unchecked_kernels_match_the_reference() {
-    for (m, c) in [("large_d", "t300"), ("large_c", "t130")] {
-        let model = Model::load(
-            common::gpu(),
-            &common::fixture(m),
-            &LoadOptions {
-                dtype: Some(WeightDtype::F32),
-                tokenizer: false,
-                unchecked_kernels: true,
-                ..Default::default()
-            },
-        )
-        .unwrap();
-        let case = load_case(m, c);
-        for (label, opts) in f32_variants() {
-            let (logits, ids, gl) = run(&model, opts, &case);
-            let d = max_abs_diff(&logits, &case.logits).max(max_abs_diff(&gl, &case.generated_logits));
-            assert!(d < 1e-3, "{} [{label}] unchecked: logits differ by {d}", case.name);
-            assert_eq!(ids, case.generated);
+fn unchecked_and_checked_kernels_match_the_reference() {
+    for checks in [KernelChecks::None, KernelChecks::All] {
+        for (m, c) in [("large_d", "t300"), ("large_c", "t130")] {
+            let model = Model::load(
+                common::gpu(),
+                &common::fixture(m),
+                &LoadOptions {
+                    dtype: Some(WeightDtype::F32),
+                    tokenizer: false,
+                    kernel_checks: checks,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            let case = load_case(m, c);
+            for (label, opts) in f32_variants() {
+                let (logits, ids, gl) = run(&model, opts, &case);
+                let d = max_abs_diff(&logits, &case.logits).max(max_abs_diff(&gl, &case.generated_logits));
+                assert!(d < 1e-3, "{} [{label}] {checks:?}: logits differ by {d}", case.name);
+                assert_eq!(ids, case.generated);
+            }
         }
     }
 }

@@ -232,7 +232,7 @@ fn options(run_dir: &Path, target: Target, trials: usize) -> TuneOptions {
         measure: Measure {
             target,
             dtype: WeightDtype::F32,
-            unchecked_kernels: false,
+            kernel_checks: Default::default(),
             seq: 96,
             repeats: 1,
             decode_tokens: 8,

@@ -498,7 +498,7 @@ fn tune(a: TuneArgs) -> Result<()> {
         measure: Measure {
             target,
             dtype,
-            unchecked_kernels: a.run.unchecked_kernels,
+            kernel_checks: a.run.kernel_checks(),
             seq: a.seq,
             repeats: a.repeats,
             decode_tokens: a.decode_tokens,

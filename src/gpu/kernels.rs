@@ -44,6 +44,37 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("slstm_step", include_str!("../../wgsl/slstm_step.wgsl")),
 ];
 
+/// Which kernels keep naga's runtime checks (bounds clamping of every index, loop bounding).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum KernelChecks {
+    /// Every kernel checked: the most defensive mode, for debugging kernels (`--checked-kernels`).
+    All,
+    /// The kernels in [`TRUSTED`] compile without checks, every other kernel with them.
+    #[default]
+    ExceptTrusted,
+    /// No kernel checked (`--unchecked-kernels`).
+    None,
+}
+
+/// Kernels compiled without runtime checks by default. Each one guards every global access
+/// against the shapes in its parameters, indexes workgroup memory only within bounds fixed at
+/// compile time, and is tested against its plain-Rust reference on awkward shapes in the default
+/// mode; and each is where the checks cost the most (on an H100 they took the matrix-unit GEMM
+/// from 204 to 123 TFLOP/s and `mlstm_step` from 3.2 to 4.8 ms per 8 decode steps:
+/// BENCHMARKS.md). Buffers are sized by the host from the same shapes the parameters carry.
+pub const TRUSTED: &[&str] = &["gemm_coop", "gemv", "mlstm_step", "argmax"];
+
+impl KernelChecks {
+    /// Whether `kernel` keeps naga's runtime checks under this policy.
+    pub fn checks(self, kernel: &str) -> bool {
+        match self {
+            KernelChecks::All => true,
+            KernelChecks::ExceptTrusted => !TRUSTED.contains(&kernel),
+            KernelChecks::None => false,
+        }
+    }
+}
+
 /// The WGSL source of a kernel family.
 pub fn source(name: &str) -> Result<&'static str> {
     SOURCES
@@ -103,7 +134,7 @@ pub fn specialize(kernel: &str, src: &str, consts: &[(&str, ConstValue)]) -> Res
 pub struct Kernels {
     gpu: Arc<Gpu>,
     cache: Mutex<HashMap<String, wgpu::ComputePipeline>>,
-    unchecked: bool,
+    checks: KernelChecks,
     /// The driver's pipeline cache, persisted between runs (Vulkan only).
     disk: Option<DiskCache>,
 }
@@ -152,26 +183,25 @@ fn open_disk_cache(gpu: &Gpu) -> Option<DiskCache> {
 }
 
 impl Kernels {
+    /// Kernels under the default check policy ([`KernelChecks::ExceptTrusted`]).
     pub fn new(gpu: Arc<Gpu>) -> Self {
-        let disk = open_disk_cache(&gpu);
-        Kernels {
-            gpu,
-            cache: Mutex::new(HashMap::new()),
-            unchecked: false,
-            disk,
-        }
+        Self::with_checks(gpu, KernelChecks::default())
     }
 
-    /// Compiles kernels without naga's runtime bounds checks and loop bounding. Every kernel
-    /// guards its own global accesses against the shapes in its parameters, and the host sizes
-    /// every buffer from the same shapes; the checks cost up to a third of the matrix-unit GEMM's
-    /// throughput. Off by default.
+    /// Compiles every kernel without naga's runtime bounds checks and loop bounding. Every
+    /// kernel guards its own global accesses against the shapes in its parameters, and the host
+    /// sizes every buffer from the same shapes; the checks cost up to 40% of the matrix-unit
+    /// GEMM's throughput, less elsewhere.
     pub fn new_unchecked(gpu: Arc<Gpu>) -> Self {
+        Self::with_checks(gpu, KernelChecks::None)
+    }
+
+    pub fn with_checks(gpu: Arc<Gpu>, checks: KernelChecks) -> Self {
         let disk = open_disk_cache(&gpu);
         Kernels {
             gpu,
             cache: Mutex::new(HashMap::new()),
-            unchecked: true,
+            checks,
             disk,
         }
     }
@@ -208,9 +238,9 @@ impl Kernels {
             label: Some(kernel),
             source: wgpu::ShaderSource::Wgsl(text.into()),
         };
-        let module = if self.unchecked {
-            // SAFETY: see `new_unchecked`: kernels guard their accesses and buffers are sized by
-            // the host from the same shapes the parameters carry.
+        let module = if !self.checks.checks(kernel) {
+            // SAFETY: see `new_unchecked` and `TRUSTED`: kernels guard their accesses and buffers
+            // are sized by the host from the same shapes the parameters carry.
             unsafe { device.create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked()) }
         } else {
             device.create_shader_module(desc)

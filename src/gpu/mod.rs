@@ -7,6 +7,6 @@ pub mod readback;
 pub mod scheduler;
 
 pub use device::{Caps, Gpu, GpuOptions};
-pub use kernels::{ConstValue, Kernels};
+pub use kernels::{ConstValue, KernelChecks, Kernels};
 pub use pool::{BufferPool, Category, GpuBuffer, PoolStats};
 pub use scheduler::{Cost, KernelTime, Plan, PlanBuilder, Slice, SubmitBudget};

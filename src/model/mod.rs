@@ -9,7 +9,7 @@ pub mod v1_config;
 pub mod weights;
 
 use crate::error::{Error, Result};
-use crate::gpu::{BufferPool, Gpu, Kernels, PoolStats};
+use crate::gpu::{BufferPool, Gpu, KernelChecks, Kernels, PoolStats};
 use crate::ops::Ops;
 use crate::tokenizer::Tokenizer;
 use checkpoint::Checkpoint;
@@ -27,8 +27,8 @@ pub struct LoadOptions {
     pub dtype: Option<WeightDtype>,
     /// Load tokenizer.json when present (needed for text in and out, not for token ids).
     pub tokenizer: bool,
-    /// Compile kernels without runtime bounds checks (see `Kernels::new_unchecked`).
-    pub unchecked_kernels: bool,
+    /// Which kernels keep naga's runtime bounds checks (see `gpu::KernelChecks`).
+    pub kernel_checks: KernelChecks,
     /// Workgroup shapes of the main kernels.
     pub kernel_shapes: crate::ops::KernelShapes,
 }
@@ -38,17 +38,9 @@ impl Default for LoadOptions {
         LoadOptions {
             dtype: None,
             tokenizer: true,
-            unchecked_kernels: false,
+            kernel_checks: KernelChecks::default(),
             kernel_shapes: crate::ops::KernelShapes::default(),
         }
-    }
-}
-
-fn kernels_for(gpu: &Arc<Gpu>, unchecked: bool) -> Kernels {
-    if unchecked {
-        Kernels::new_unchecked(gpu.clone())
-    } else {
-        Kernels::new(gpu.clone())
     }
 }
 
@@ -92,7 +84,7 @@ impl Model {
             None
         };
         let pool = BufferPool::new(gpu.device.clone());
-        let kernels = kernels_for(&gpu, opts.unchecked_kernels);
+        let kernels = Kernels::with_checks(gpu.clone(), opts.kernel_checks);
         let ops = Ops::with_shapes(&kernels, dtype, opts.kernel_shapes)?;
         kernels.save_cache();
         let arch = match family {
@@ -129,7 +121,7 @@ impl Model {
         cfg.validate()?;
         let dtype = opts.dtype.unwrap_or(WeightDtype::F16);
         let pool = BufferPool::new(gpu.device.clone());
-        let kernels = kernels_for(&gpu, opts.unchecked_kernels);
+        let kernels = Kernels::with_checks(gpu.clone(), opts.kernel_checks);
         let ops = Ops::with_shapes(&kernels, dtype, opts.kernel_shapes)?;
         kernels.save_cache();
         let weights = LargeWeights::random(&gpu, &pool, &ops, &cfg, dtype, seed)?;

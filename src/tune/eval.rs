@@ -45,7 +45,7 @@ impl ModelSource {
 pub struct Measure {
     pub target: Target,
     pub dtype: WeightDtype,
-    pub unchecked_kernels: bool,
+    pub kernel_checks: crate::gpu::KernelChecks,
     /// Prompt length of the timed prefill.
     pub seq: usize,
     /// Timed repeats per measurement (the median counts).
@@ -188,7 +188,7 @@ impl Evaluator {
         let opts = LoadOptions {
             dtype: Some(self.measure.dtype),
             tokenizer: false,
-            unchecked_kernels: self.measure.unchecked_kernels,
+            kernel_checks: self.measure.kernel_checks,
             kernel_shapes: kernel_shapes(p.gemv_lanes),
         };
         let m = match &self.source {
