@@ -21,6 +21,9 @@ pub struct Ops {
     gemv: wgpu::ComputePipeline,
     gemv_norm: wgpu::ComputePipeline,
     gemv_swiglu: wgpu::ComputePipeline,
+    /// The out-projection GEMV with the head norm and output gate fused (where the adapter has
+    /// the workgroup memory for its staged input).
+    gemv_head_norm: Option<wgpu::ComputePipeline>,
     /// Rows per GEMV workgroup (256 / lanes).
     gemv_rows: usize,
     /// The matrix-unit GEMM, where the adapter offers it and weights are f16.
@@ -94,6 +97,13 @@ pub fn coop_gemm_supported(caps: &crate::gpu::Caps) -> bool {
         && caps.max_workgroup_storage >= COOP_GEMM_WORKGROUP_BYTES
 }
 
+/// Inputs gemv_head_norm.wgsl stages (its KMAX) and the workgroup memory it declares (the staged
+/// input, 1024 row partials, per-head mean and scale).
+const GEMV_HEAD_NORM_MAX_INPUTS: usize = 4096;
+const GEMV_HEAD_NORM_WORKGROUP_BYTES: u32 = (GEMV_HEAD_NORM_MAX_INPUTS as u32 + 1024 + 2 * 256) * 4;
+/// Rows per workgroup of gemv_head_norm.wgsl (ROWS).
+const GEMV_HEAD_NORM_ROWS: usize = 16;
+
 /// Workgroup memory mlstm_chunk_state_coop.wgsl declares (two 64 x 72 f16 staging tiles, a
 /// 64 x 68 f32 product tile, the chunk's n sums, the gates).
 const COOP_CHUNK_STATE_WORKGROUP_BYTES: u32 = 2 * 64 * 72 * 2 + 64 * 68 * 4 + 64 * 4 + 64 * 4 + 16;
@@ -147,6 +157,11 @@ impl Ops {
             gemv: gemv(0)?,
             gemv_norm: gemv(1)?,
             gemv_swiglu: gemv(2)?,
+            gemv_head_norm: if kernels.caps().max_workgroup_storage >= GEMV_HEAD_NORM_WORKGROUP_BYTES {
+                Some(kernels.pipeline("gemv_head_norm", "main", &w)?)
+            } else {
+                None
+            },
             gemv_rows: (256 / lanes) as usize,
             gemm_coop: if dtype.is_f16() && coop_gemm_supported(kernels.caps()) {
                 Some(kernels.pipeline("gemm_coop", "main", &[])?)
@@ -454,6 +469,100 @@ pub fn gemv_rms_norm(
             epi,
             eps,
         )?;
+    }
+    Ok(())
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct GemvHeadNormParams {
+    n: u32,
+    k: u32,
+    kp: u32,
+    x_offset: u32,
+    y_offset: u32,
+    accumulate: u32,
+    soft_cap: f32,
+    eps: f32,
+    gate_offset: u32,
+    head_dim: u32,
+    _pad: [u32; 2],
+}
+
+/// Whether [`gemv_head_norm_gate`] can run for `num_heads` heads of `head_dim` inputs and
+/// weights whose rows are `kp` wide: the adapter has the kernel, the staged input fits, each
+/// invocation's run of `width / 256` (at least 1) inputs stays within one head, heads are a
+/// multiple of 4 wide and there are at most 256 of them.
+pub fn gemv_head_norm_fits(ops: &Ops, num_heads: usize, head_dim: usize, kp: usize) -> bool {
+    let width = num_heads * head_dim;
+    let per = (width / 256).max(1);
+    ops.gemv_head_norm.is_some()
+        && kp <= GEMV_HEAD_NORM_MAX_INPUTS
+        && (1..=256).contains(&num_heads)
+        && head_dim.is_multiple_of(4)
+        && (width <= 256 || width.is_multiple_of(256))
+        && head_dim.is_multiple_of(per)
+}
+
+/// y (+)= W (HeadNorm(h) * norm * sigmoid(o)) for one token: xLSTM Large's per-head LayerNorm
+/// and output gate inside the out-projection GEMV (one dispatch instead of two). `h` is the mLSTM
+/// output row (`w.cols = num_heads * head_dim` values), `gate` the output-gate pre-activations,
+/// `norm` the head-norm weight. Requires [`gemv_head_norm_fits`].
+#[allow(clippy::too_many_arguments)]
+pub fn gemv_head_norm_gate(
+    pb: &mut PlanBuilder,
+    ops: &Ops,
+    h: &Rows,
+    head_dim: usize,
+    norm: &Slice,
+    gate: &Rows,
+    eps: f32,
+    w: &GpuMatrix,
+    y: &Rows,
+    epi: Epilogue,
+) -> Result<()> {
+    let heads = w.cols / head_dim.max(1);
+    let pipeline = match &ops.gemv_head_norm {
+        Some(p) if heads * head_dim == w.cols && gemv_head_norm_fits(ops, heads, head_dim, w.kp) => p,
+        _ => {
+            return Err(Error::Gpu(format!(
+                "fused head norm: {} inputs in heads of {head_dim} do not fit the kernel on this adapter",
+                w.cols
+            )))
+        }
+    };
+    for (i, part) in w.parts.iter().enumerate() {
+        let p = GemvHeadNormParams {
+            n: u(part.rows),
+            k: u(w.cols),
+            kp: u(w.kp),
+            x_offset: u(h.offset),
+            y_offset: u(y.offset + part.row0),
+            accumulate: epi.accumulate as u32,
+            soft_cap: epi.soft_cap,
+            eps,
+            gate_offset: u(gate.offset),
+            head_dim: u(head_dim),
+            _pad: [0; 2],
+        };
+        let bufs = [
+            h.buf.clone(),
+            w.part_slice(i),
+            y.buf.clone(),
+            norm.clone(),
+            gate.buf.clone(),
+        ];
+        pb.dispatch(
+            "gemv+head_norm",
+            pipeline,
+            &p,
+            &bufs,
+            [groups(part.rows, GEMV_HEAD_NORM_ROWS), 1, 1],
+        )?;
+        pb.cost(
+            part.buf.len() as f64 + 4.0 * (3 * w.cols + 2 * part.rows) as f64,
+            2.0 * (part.rows * w.cols) as f64,
+        );
     }
     Ok(())
 }

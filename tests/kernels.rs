@@ -1583,6 +1583,92 @@ fn fused_gemv_transforms_match_reference() {
     }
 }
 
+/// The decode GEMV with xLSTM Large's head norm and output gate as its input transform equals
+/// head_layer_norm * sigmoid(o) followed by the matmul: heads of 4 to 512 inputs, runs of 1 to 16
+/// inputs per invocation, unaligned input and gate offsets, a large mean against a small spread
+/// (the statistics are shifted per head), row counts that leave a partial workgroup, both weight
+/// formats, every epilogue; shapes it cannot take (or whose input is wider than it stages) are
+/// refused.
+#[test]
+fn gemv_head_norm_gate_matches_reference() {
+    let c = ctx();
+    let mut worst = Worst("gemv+head_norm", 0.0, "x scale");
+    for dtype in [WeightDtype::F32, WeightDtype::F16] {
+        for (nh, dv, n, h_off, g_off, mean) in [
+            (1usize, 4usize, 9usize, 0usize, 0usize, 0.0f32),
+            (3, 32, 70, 3, 1, 0.0),
+            (8, 512, 37, 4, 8, 0.0),
+            (4, 128, 21, 1, 5, 40.0),
+            (2, 256, 300, 0, 3, -7.0),
+        ] {
+            let k = nh * dv;
+            assert!(
+                ops::gemv_head_norm_fits(c.ops(dtype), nh, dv, k.next_multiple_of(8)),
+                "nh {nh} dv {dv}"
+            );
+            for epi in epilogues() {
+                let mut r = rng(&[nh, dv, n, dtype as usize, epi.accumulate as usize, 91]);
+                let w = r.uniform_vec(n * k, -1.0, 1.0);
+                let m = c.matrix(&w, n, k, dtype, Some(8));
+                let ws = weights_as_stored(&w, dtype);
+                let y0 = r.uniform_vec(n, -2.0, 2.0);
+                let h: Vec<f32> = r.uniform_vec(k, -2.0, 3.0).iter().map(|v| v + mean).collect();
+                let norm = r.uniform_vec(k, 0.5, 1.5);
+                let o = r.uniform_vec(k, -5.0, 5.0);
+                let mut hin = vec![f32::NAN; h_off];
+                hin.extend(&h);
+                let mut gin = vec![f32::NAN; g_off];
+                gin.extend(&o);
+                let (hb, nb, gb, yb) = (c.buf(&hin), c.buf(&norm), c.buf(&gin), c.buf(&y0));
+                let eps = 1e-6;
+                let hr = Rows {
+                    buf: s(&hb),
+                    offset: h_off,
+                    stride: k,
+                };
+                let gr = Rows {
+                    buf: s(&gb),
+                    offset: g_off,
+                    stride: k,
+                };
+                c.run(|pb| {
+                    ops::gemv_head_norm_gate(
+                        pb,
+                        c.ops(dtype),
+                        &hr,
+                        dv,
+                        &s(&nb),
+                        &gr,
+                        eps,
+                        &m,
+                        &Rows::new(&s(&yb), n),
+                        epi,
+                    )
+                });
+                let normed = cpu::head_layer_norm(&h, &norm, nh, eps);
+                let xin: Vec<f32> = normed.iter().zip(&o).map(|(&v, &g)| v * cpu::sigmoid(g)).collect();
+                let want: Vec<f32> = cpu::matmul_t(&xin, &ws, 1, k, n)
+                    .iter()
+                    .zip(&y0)
+                    .map(|(&p, &y)| cpu::soft_cap(if epi.accumulate { p + y } else { p }, epi.soft_cap))
+                    .collect();
+                let scale = max_abs(&want) + 1.0;
+                let what =
+                    format!("gemv+head_norm nh {nh} dv {dv} n {n} offs {h_off}/{g_off} mean {mean} {dtype:?} {epi:?}");
+                worst.add(check(&what, &c.read(&yb, 0, n), &want, 5e-5 * scale, 5e-5) / scale);
+            }
+        }
+    }
+    // Runs of inputs that would straddle heads, heads not a multiple of 4 wide, too many heads.
+    for (nh, dv) in [(3usize, 256usize), (2, 6), (300, 4), (5, 1000), (2, 4096)] {
+        let kp = (nh * dv).next_multiple_of(8);
+        assert!(
+            !ops::gemv_head_norm_fits(&c.ops_f32, nh, dv, kp),
+            "nh {nh} dv {dv} should not fit"
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // sLSTM cell: sequence kernel and per-token kernel
 // ---------------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ fn variants(name: &str) -> Vec<Vec<(&'static str, ConstValue)>> {
             }
             v
         }
-        "embed" | "gemm" | "fill_random" => vec![vec![("WEIGHT_F16", ConstValue::Bool(true))]],
+        "embed" | "gemm" | "fill_random" | "gemv_head_norm" => vec![vec![("WEIGHT_F16", ConstValue::Bool(true))]],
         "rms_norm" => vec![vec![("WG", ConstValue::U32(64))]],
         "layer_norm" => (0..3u32).map(|m| vec![("MODE", ConstValue::U32(m))]).collect(),
         "gated_act" => (0..6u32).map(|a| vec![("ACT", ConstValue::U32(a))]).collect(),

@@ -17,6 +17,7 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("gemm", include_str!("../../wgsl/gemm.wgsl")),
     ("gemm_coop", include_str!("../../wgsl/gemm_coop.wgsl")),
     ("gemv", include_str!("../../wgsl/gemv.wgsl")),
+    ("gemv_head_norm", include_str!("../../wgsl/gemv_head_norm.wgsl")),
     ("mlstm_gates", include_str!("../../wgsl/mlstm_gates.wgsl")),
     ("mlstm_chunk_state", include_str!("../../wgsl/mlstm_chunk_state.wgsl")),
     ("mlstm_chunk_out", include_str!("../../wgsl/mlstm_chunk_out.wgsl")),
@@ -62,7 +63,7 @@ pub enum KernelChecks {
 /// mode; and each is where the checks cost the most (on an H100 they took the matrix-unit GEMM
 /// from 204 to 123 TFLOP/s and `mlstm_step` from 3.2 to 4.8 ms per 8 decode steps:
 /// BENCHMARKS.md). Buffers are sized by the host from the same shapes the parameters carry.
-pub const TRUSTED: &[&str] = &["gemm_coop", "gemv", "mlstm_step", "argmax"];
+pub const TRUSTED: &[&str] = &["gemm_coop", "gemv", "gemv_head_norm", "mlstm_step", "argmax"];
 
 impl KernelChecks {
     /// Whether `kernel` keeps naga's runtime checks under this policy.

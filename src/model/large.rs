@@ -426,6 +426,7 @@ pub fn record_forward(
     ops::embed(pb, ops, &s(&ws.ids), ids_offset, t, &w.embedding, &s(&ws.x))?;
     // One token: the norms and the SwiGLU run inside the GEMVs (fewer dispatches per token).
     let fuse = t == 1;
+    let h = Rows::new(&s(&ws.h), cfg.v_dim());
     for (block, st) in w.blocks.iter().zip(state) {
         if fuse {
             ops::gemv_rms_norm(
@@ -444,18 +445,38 @@ pub fn record_forward(
         }
         let scratch = CellScratch::of(ws);
         parity_out = record_cell(pb, ops, &layout, &s(&block.gate_bias), st, &scratch, parity, sched)?;
-        ops::head_norm_gate(
-            pb,
-            ops,
-            &layout,
-            &s(&ws.h),
-            &s(&block.head_norm),
-            &s(&ws.proj),
-            t,
-            cfg.norm_eps,
-            &s(&ws.hn),
-        )?;
-        ops::matmul(pb, ops, &hn, t, &block.out_proj, &x, residual)?;
+        if fuse && ops::gemv_head_norm_fits(ops, layout.num_heads, layout.dv, block.out_proj.kp) {
+            // One token: the head norm and output gate run inside the out_proj GEMV.
+            let gate = Rows {
+                offset: layout.o_col,
+                ..proj.clone()
+            };
+            ops::gemv_head_norm_gate(
+                pb,
+                ops,
+                &h,
+                layout.dv,
+                &s(&block.head_norm),
+                &gate,
+                cfg.norm_eps,
+                &block.out_proj,
+                &x,
+                residual,
+            )?;
+        } else {
+            ops::head_norm_gate(
+                pb,
+                ops,
+                &layout,
+                &s(&ws.h),
+                &s(&block.head_norm),
+                &s(&ws.proj),
+                t,
+                cfg.norm_eps,
+                &s(&ws.hn),
+            )?;
+            ops::matmul(pb, ops, &hn, t, &block.out_proj, &x, residual)?;
+        }
         if fuse {
             ops::gemv_rms_norm(
                 pb,

@@ -1,0 +1,171 @@
+// gemv_head_norm.wgsl — the decode out-projection of xLSTM Large with the head norm and output
+// gate as its input transform (one dispatch instead of head_norm_gate.wgsl + gemv.wgsl):
+//   y[y_offset + n] (+)= sum_k xt[k] * W[n, k],
+//   xt[k] = (x[k] - mean_h) / sqrt(var_h + eps) * norm[k] * sigmoid(gate[gate_offset + k]),
+// mean/var (biased) over head h = k / head_dim of the 1-token mLSTM output x.
+//
+// Bindings (group 0): 0 uniform Params; 1 x: array<f32> (read; the row at x_offset);
+//   2 w: packed weight rows of one row-part, row stride kp elements, zero padded (read);
+//   3 y: array<f32> (read_write); 4 norm: array<f32> [k] (read); 5 gate: array<f32> (read).
+// Workgroup: 256 invocations. The workgroup first stages the transformed input once in workgroup
+//   memory (KMAX floats, zero padded to kp): invocation i sums the max(1, k / 256) consecutive
+//   inputs from i * that, shifted by its head's first value for a stable variance, and one
+//   invocation per head adds its head's partial sums (the host uses this kernel only where those
+//   runs stay within one head, head_dim % 4 == 0 and kp <= KMAX). Then 4 lane groups of 64
+//   multiply ROWS / 4 rows each (8 weights per 16-byte load in f16, four loads in flight), keep
+//   one partial sum per row and lane, and the workgroup reduces all rows at once.
+// Grid: (ceil(n / ROWS), 1, 1).
+// Epilogue: accumulate != 0 adds into y (the residual); soft_cap > 0 applies cap * tanh(v / cap).
+// Precision: weights f32 or f16 (WEIGHT_F16), everything else f32.
+
+const WEIGHT_F16: bool = false;
+const KMAX: u32 = 4096u;
+const ROWS: u32 = 16u;
+
+struct Params {
+    n: u32,
+    k: u32,
+    kp: u32,
+    x_offset: u32,
+    y_offset: u32,
+    accumulate: u32,
+    soft_cap: f32,
+    eps: f32,
+    gate_offset: u32,
+    head_dim: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> w: array<vec4<u32>>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(4) var<storage, read> norm: array<f32>;
+@group(0) @binding(5) var<storage, read> gate: array<f32>;
+
+var<workgroup> xs: array<vec4<f32>, KMAX / 4u>;
+var<workgroup> red: array<f32, 1024>; // [ROWS][64] row partials; [2][256] statistics first
+var<workgroup> head_mean: array<f32, 256>;
+var<workgroup> head_inv: array<f32, 256>;
+
+fn load_w8(e: u32) -> mat2x4<f32> {
+    if (WEIGHT_F16) {
+        let u = w[e / 8u];
+        return mat2x4<f32>(
+            vec4<f32>(unpack2x16float(u.x), unpack2x16float(u.y)),
+            vec4<f32>(unpack2x16float(u.z), unpack2x16float(u.w)));
+    }
+    let i = e / 4u;
+    return mat2x4<f32>(bitcast<vec4<f32>>(w[i]), bitcast<vec4<f32>>(w[i + 1u]));
+}
+
+fn dot8(r: u32, k: u32) -> f32 {
+    let m = load_w8(r * p.kp + k);
+    return dot(m[0], xs[k / 4u]) + dot(m[1], xs[k / 4u + 1u]);
+}
+
+// Stages the raw input, computes the per-head statistics, then transforms the staged input.
+fn stage_input(lid: u32) {
+    for (var i = lid; i * 4u < p.kp; i += 256u) {
+        var v = vec4<f32>();
+        for (var j = 0u; j < 4u; j++) {
+            if (i * 4u + j < p.k) {
+                v[j] = x[p.x_offset + i * 4u + j];
+            }
+        }
+        xs[i] = v;
+    }
+    workgroupBarrier();
+    let per = max(1u, p.k / 256u);
+    let first = lid * per;
+    var s = 0.0;
+    var sq = 0.0;
+    if (first < p.k) {
+        let shift = xs[(first / p.head_dim) * p.head_dim / 4u].x;
+        for (var j = first; j < first + per; j++) {
+            let d = xs[j / 4u][j % 4u] - shift;
+            s += d;
+            sq += d * d;
+        }
+    }
+    red[lid] = s;
+    red[256u + lid] = sq;
+    workgroupBarrier();
+    if (lid < p.k / p.head_dim) {
+        let group = p.head_dim / per; // invocations per head
+        var hs = 0.0;
+        var hsq = 0.0;
+        for (var i = lid * group; i < (lid + 1u) * group; i++) {
+            hs += red[i];
+            hsq += red[256u + i];
+        }
+        let n = f32(p.head_dim);
+        let mean_shifted = hs / n;
+        head_mean[lid] = xs[lid * p.head_dim / 4u].x + mean_shifted;
+        head_inv[lid] = inverseSqrt(max(hsq / n - mean_shifted * mean_shifted, 0.0) + p.eps);
+    }
+    workgroupBarrier();
+    for (var i = lid; i * 4u < p.k; i += 256u) {
+        let hd = i * 4u / p.head_dim;
+        var v = vec4<f32>();
+        for (var j = 0u; j < 4u; j++) {
+            let k = i * 4u + j;
+            let o = gate[p.gate_offset + k];
+            v[j] = (xs[i][j] - head_mean[hd]) * head_inv[hd] * norm[k] / (1.0 + exp(-o));
+        }
+        xs[i] = v;
+    }
+    workgroupBarrier();
+}
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    stage_input(lid);
+    let g = lid / 64u;
+    let lane = lid % 64u;
+    let stride = 512u; // 64 lanes x 8 weights
+    for (var j = 0u; j < ROWS / 4u; j++) {
+        let r = wid.x * ROWS + j * 4u + g;
+        var s0 = 0.0;
+        var s1 = 0.0;
+        var s2 = 0.0;
+        var s3 = 0.0;
+        if (r < p.n) {
+            var k = lane * 8u;
+            for (; k + 3u * stride < p.kp; k += 4u * stride) {
+                s0 += dot8(r, k);
+                s1 += dot8(r, k + stride);
+                s2 += dot8(r, k + 2u * stride);
+                s3 += dot8(r, k + 3u * stride);
+            }
+            for (; k < p.kp; k += stride) {
+                s0 += dot8(r, k);
+            }
+        }
+        red[(j * 4u + g) * 64u + lane] = (s0 + s1) + (s2 + s3);
+    }
+    workgroupBarrier();
+    for (var half = 32u; half > 0u; half /= 2u) {
+        for (var e = lid; e < ROWS * half; e += 256u) {
+            let row = e / half;
+            let l = e % half;
+            red[row * 64u + l] += red[row * 64u + l + half];
+        }
+        workgroupBarrier();
+    }
+    if (lid < ROWS) {
+        let r = wid.x * ROWS + lid;
+        if (r < p.n) {
+            let o = p.y_offset + r;
+            var v = red[lid * 64u];
+            if (p.accumulate != 0u) {
+                v += y[o];
+            }
+            if (p.soft_cap > 0.0) {
+                v = p.soft_cap * tanh(v / p.soft_cap);
+            }
+            y[o] = v;
+        }
+    }
+}
