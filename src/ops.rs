@@ -58,11 +58,17 @@ pub struct KernelShapes {
     /// Invocations per weight row in gemv.wgsl (8, 16, 32, 64, 128 or 256; 256 / lanes rows per
     /// workgroup).
     pub gemv_lanes: u32,
+    /// Decode runs the head norm and output gate inside the out-projection GEMV
+    /// (gemv_head_norm.wgsl) where the shapes and the adapter allow it; off: the two kernels.
+    pub fused_head_norm: bool,
 }
 
 impl Default for KernelShapes {
     fn default() -> Self {
-        KernelShapes { gemv_lanes: 64 }
+        KernelShapes {
+            gemv_lanes: 64,
+            fused_head_norm: true,
+        }
     }
 }
 
@@ -157,7 +163,9 @@ impl Ops {
             gemv: gemv(0)?,
             gemv_norm: gemv(1)?,
             gemv_swiglu: gemv(2)?,
-            gemv_head_norm: if kernels.caps().max_workgroup_storage >= GEMV_HEAD_NORM_WORKGROUP_BYTES {
+            gemv_head_norm: if shapes.fused_head_norm
+                && kernels.caps().max_workgroup_storage >= GEMV_HEAD_NORM_WORKGROUP_BYTES
+            {
                 Some(kernels.pipeline("gemv_head_norm", "main", &w)?)
             } else {
                 None

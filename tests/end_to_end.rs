@@ -9,6 +9,7 @@ mod common;
 use safetensors::SafeTensors;
 use xlstm_wgpu::gpu::KernelChecks;
 use xlstm_wgpu::model::large::{PrefillSchedule, PrefillStrategy};
+use xlstm_wgpu::ops::KernelShapes;
 use xlstm_wgpu::sample::argmax;
 use xlstm_wgpu::{LoadOptions, Logits, Model, Session, SessionOptions, WeightDtype};
 
@@ -311,6 +312,40 @@ fn unchecked_and_checked_kernels_match_the_reference() {
                 assert!(d < 1e-3, "{} [{label}] {checks:?}: logits differ by {d}", case.name);
                 assert_eq!(ids, case.generated);
             }
+        }
+    }
+}
+
+/// Decode with the head norm and output gate as their own kernel (the path for shapes or
+/// adapters the fused out-projection GEMV cannot take; every fixture fits the fused one) gives the
+/// reference results too.
+#[test]
+fn decode_without_the_fused_head_norm_matches_the_reference() {
+    for (m, c) in [("large_d", "t300"), ("large_b", "t64")] {
+        let model = Model::load(
+            common::gpu(),
+            &common::fixture(m),
+            &LoadOptions {
+                dtype: Some(WeightDtype::F32),
+                tokenizer: false,
+                kernel_shapes: KernelShapes {
+                    fused_head_norm: false,
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let case = load_case(m, c);
+        for (label, opts) in f32_variants() {
+            let (logits, ids, gl) = run(&model, opts, &case);
+            let d = max_abs_diff(&logits, &case.logits).max(max_abs_diff(&gl, &case.generated_logits));
+            assert!(
+                d < 1e-3,
+                "{} [{label}] unfused head norm: logits differ by {d}",
+                case.name
+            );
+            assert_eq!(ids, case.generated);
         }
     }
 }
