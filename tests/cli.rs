@@ -91,6 +91,15 @@ fn score(model: &Path, ids: &Path, out: &Path, extra: &[&str]) -> Output {
 /// Asserts a clean failure: exit code 1-ish (not a panic, not a signal), exactly one non-empty
 /// stderr line starting with `xlstm: error:` that contains every `needle`, and no output or
 /// temporary output file.
+/// A command that must succeed; its stderr is the failure message.
+fn assert_succeeded(what: &str, o: &Output) {
+    assert!(
+        o.status.success(),
+        "{what} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
 fn assert_clean_failure(what: &str, o: &Output, out: &Path, needles: &[&str]) {
     let stderr = String::from_utf8_lossy(&o.stderr);
     let ctx = format!("{what}: exit {:?}, stderr:\n{stderr}", o.status.code());
@@ -678,11 +687,7 @@ fn score_success_with_generate() {
         &out,
         &["--generate", "2", "--dtype", "f32"],
     );
-    assert!(
-        o.status.success(),
-        "score failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert_succeeded("score", &o);
     check_scores(&out, 7, 101, 2);
     // Only the output file, no temporary left over.
     let names: Vec<String> = std::fs::read_dir(s.path("out"))
@@ -702,11 +707,7 @@ fn heads_per_band_zero_is_valid() {
         &out,
         &["--heads-per-band", "0", "--chunk-size", "4"],
     );
-    assert!(
-        o.status.success(),
-        "score failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert_succeeded("score", &o);
     check_scores(&out, 7, 101, 0);
 }
 
@@ -715,11 +716,7 @@ fn score_sharded_checkpoint() {
     let s = Scratch::new();
     let out = s.out();
     let o = score(&fixture("large_c"), &s.good_ids(), &out, &["--generate", "1"]);
-    assert!(
-        o.status.success(),
-        "score failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert_succeeded("score", &o);
     check_scores(&out, 7, 50, 1);
 }
 
@@ -784,11 +781,7 @@ fn v1_score_success_with_generate() {
         &out,
         &["--generate", "3", "--dtype", "f32"],
     );
-    assert!(
-        o.status.success(),
-        "score failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert_succeeded("score", &o);
     check_scores(&out, 7, 97, 3);
 }
 
@@ -883,11 +876,7 @@ fn v1_generate_with_the_shipped_model() {
         "f32",
     ]);
     let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success(),
-        "generate failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert_succeeded("generate", &o);
     assert!(
         stdout.starts_with("Elizabeth") && stdout.len() > "Elizabeth".len(),
         "{stdout}"
@@ -918,11 +907,7 @@ fn bench_reports_prefill_decode_and_a_profile() {
         "--no-tune-cache",
         "--json",
     ]);
-    assert!(
-        o.status.success(),
-        "bench failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert_succeeded("bench", &o);
     let r: serde_json::Value = serde_json::from_slice(&o.stdout).expect("bench --json prints JSON");
     let prefill = r["prefill"].as_array().expect("prefill rows");
     assert_eq!(prefill.len(), 2);
@@ -953,11 +938,7 @@ fn bench_reports_prefill_decode_and_a_profile() {
         "--no-tune-cache",
         "--json",
     ]);
-    assert!(
-        o.status.success(),
-        "bench --preset failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert_succeeded("bench --preset", &o);
     let r: serde_json::Value = serde_json::from_slice(&o.stdout).expect("bench --json prints JSON");
     assert_eq!(r["model"], "preset tiny");
     assert!(r["kernels"].as_array().unwrap().is_empty());

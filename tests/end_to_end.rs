@@ -6,74 +6,13 @@
 
 mod common;
 
-use safetensors::SafeTensors;
+use common::score::{load_case, load_model, max_abs_diff, run};
+
 use xlstm_wgpu::gpu::KernelChecks;
 use xlstm_wgpu::model::large::{PrefillSchedule, PrefillStrategy};
 use xlstm_wgpu::ops::KernelShapes;
 use xlstm_wgpu::sample::argmax;
 use xlstm_wgpu::{LoadOptions, Logits, Model, Session, SessionOptions, WeightDtype};
-
-struct Case {
-    name: String,
-    ids: Vec<u32>,
-    logits: Vec<f32>,
-    generated: Vec<u32>,
-    generated_logits: Vec<f32>,
-}
-
-fn load_case(model: &str, case: &str) -> Case {
-    let bytes = std::fs::read(common::fixture(&format!("{model}/case_{case}.safetensors"))).unwrap();
-    let st = SafeTensors::deserialize(&bytes).unwrap();
-    let f32s = |n: &str| -> Vec<f32> { bytemuck::pod_collect_to_vec(st.tensor(n).unwrap().data()) };
-    let i64s = |n: &str| -> Vec<u32> {
-        let v: Vec<i64> = bytemuck::pod_collect_to_vec(st.tensor(n).unwrap().data());
-        v.into_iter().map(|x| x as u32).collect()
-    };
-    Case {
-        name: format!("{model}/{case}"),
-        ids: i64s("input_ids"),
-        logits: f32s("logits"),
-        generated: i64s("generated"),
-        generated_logits: f32s("generated_logits"),
-    }
-}
-
-fn load_model(name: &str, dtype: WeightDtype) -> Model {
-    Model::load(
-        common::gpu(),
-        &common::fixture(name),
-        &LoadOptions {
-            dtype: Some(dtype),
-            tokenizer: false,
-            ..Default::default()
-        },
-    )
-    .unwrap()
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
-}
-
-/// Runs the score protocol (prefill all logits, then greedy steps) and returns
-/// (logits, generated ids, generated logits).
-fn run(model: &Model, opts: SessionOptions, case: &Case) -> (Vec<f32>, Vec<u32>, Vec<f32>) {
-    let v = model.vocab_size();
-    let mut s = Session::new(model, opts).unwrap();
-    let logits = s.prefill(&case.ids, Logits::All).unwrap();
-    let mut row = logits[(case.ids.len() - 1) * v..].to_vec();
-    let (mut ids, mut gl) = (Vec::new(), Vec::new());
-    for i in 0..case.generated.len() {
-        let next = argmax(&row) as u32;
-        ids.push(next);
-        gl.extend_from_slice(&row);
-        if i + 1 < case.generated.len() {
-            row = s.step(next).unwrap();
-        }
-    }
-    (logits, ids, gl)
-}
 
 fn schedule(strategy: PrefillStrategy, chunk_size: usize, heads_per_band: usize, tile_chunks: usize) -> SessionOptions {
     SessionOptions {

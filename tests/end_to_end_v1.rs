@@ -9,58 +9,16 @@
 
 mod common;
 
-use safetensors::SafeTensors;
+use common::score::{load_case, load_model, max_abs_diff, run};
+
 use xlstm_wgpu::model::large::{PrefillSchedule, PrefillStrategy};
 use xlstm_wgpu::sample::argmax;
-use xlstm_wgpu::{LoadOptions, Logits, Model, Session, SessionOptions, WeightDtype};
+use xlstm_wgpu::{Logits, Session, SessionOptions, WeightDtype};
 
 /// f32 weights: logits within this of the official float32 ones.
 const TOL: f32 = 1e-3;
 /// f16 weights (and f16 matrix products): a rounding of every weight to 11 significant bits.
 const TOL_F16: f32 = 0.25;
-
-struct Case {
-    name: String,
-    ids: Vec<u32>,
-    logits: Vec<f32>,
-    generated: Vec<u32>,
-    generated_logits: Vec<f32>,
-}
-
-fn load_case(dir: &str, label: &str) -> Case {
-    let bytes = std::fs::read(common::fixture(&format!("{dir}/case_{label}.safetensors"))).unwrap();
-    let st = SafeTensors::deserialize(&bytes).unwrap();
-    let f32s = |n: &str| -> Vec<f32> { bytemuck::pod_collect_to_vec(st.tensor(n).unwrap().data()) };
-    let i64s = |n: &str| -> Vec<u32> {
-        let v: Vec<i64> = bytemuck::pod_collect_to_vec(st.tensor(n).unwrap().data());
-        v.into_iter().map(|x| x as u32).collect()
-    };
-    Case {
-        name: format!("{dir}/{label}"),
-        ids: i64s("input_ids"),
-        logits: f32s("logits"),
-        generated: i64s("generated"),
-        generated_logits: f32s("generated_logits"),
-    }
-}
-
-fn load_model(name: &str, dtype: WeightDtype) -> Model {
-    Model::load(
-        common::gpu(),
-        &common::fixture(name),
-        &LoadOptions {
-            dtype: Some(dtype),
-            tokenizer: false,
-            ..Default::default()
-        },
-    )
-    .unwrap()
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
-}
 
 fn options(strategy: PrefillStrategy, chunk_size: usize) -> SessionOptions {
     SessionOptions {
@@ -72,24 +30,6 @@ fn options(strategy: PrefillStrategy, chunk_size: usize) -> SessionOptions {
         },
         ..Default::default()
     }
-}
-
-/// The score protocol: prefill with every row of logits, then greedy decode through `step`.
-fn run(model: &Model, opts: SessionOptions, case: &Case) -> (Vec<f32>, Vec<u32>, Vec<f32>) {
-    let v = model.vocab_size();
-    let mut s = Session::new(model, opts).unwrap();
-    let logits = s.prefill(&case.ids, Logits::All).unwrap();
-    let mut row = logits[(case.ids.len() - 1) * v..].to_vec();
-    let (mut ids, mut gl) = (Vec::new(), Vec::new());
-    for i in 0..case.generated.len() {
-        let next = argmax(&row) as u32;
-        ids.push(next);
-        gl.extend_from_slice(&row);
-        if i + 1 < case.generated.len() {
-            row = s.step(next).unwrap();
-        }
-    }
-    (logits, ids, gl)
 }
 
 /// Every prefill strategy (and two chunk sizes) against the official logits and greedy ids.

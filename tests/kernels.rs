@@ -15,6 +15,7 @@
 mod common;
 
 use common::compare::{check, close, max_abs, Worst};
+use common::strided::{assert_untouched, gather_rows, strided, SENTINEL};
 
 use std::sync::{Arc, OnceLock};
 use xlstm_wgpu::cpu::mlstm::{self, CellShape, CellState};
@@ -25,9 +26,6 @@ use xlstm_wgpu::gpu::{BufferPool, Category, Gpu, GpuBuffer, Kernels, PlanBuilder
 use xlstm_wgpu::model::weights::{GpuMatrix, WeightDtype};
 use xlstm_wgpu::ops::{self, Boundaries, CellLayout, CellStateBuffers, Epilogue, Ops, Rows};
 use xlstm_wgpu::{GpuOptions, Result};
-
-/// Value written around outputs (stride gaps, unused halves) to catch stray writes.
-const SENTINEL: f32 = -12345.5;
 
 // ---------------------------------------------------------------------------------------------
 // Harness
@@ -148,38 +146,6 @@ fn weights_as_stored(w: &[f32], dtype: WeightDtype) -> Vec<f32> {
     match dtype {
         WeightDtype::F32 => w.to_vec(),
         WeightDtype::F16 => f16_round(w),
-    }
-}
-
-/// A strided matrix inside a buffer: `rows` rows of `width` values at `offset + r * stride`,
-/// `fill` everywhere else (including 3 values after the last row).
-fn strided(data: &[f32], rows: usize, width: usize, offset: usize, stride: usize, fill: f32) -> Vec<f32> {
-    assert!(stride >= width);
-    let mut out = vec![fill; offset + rows * stride + 3];
-    for r in 0..rows {
-        out[offset + r * stride..][..width].copy_from_slice(&data[r * width..][..width]);
-    }
-    out
-}
-
-fn gather_rows(buf: &[f32], rows: usize, width: usize, offset: usize, stride: usize) -> Vec<f32> {
-    (0..rows)
-        .flat_map(|r| buf[offset + r * stride..][..width].iter().copied())
-        .collect()
-}
-
-/// Asserts every value outside the strided rows still holds the sentinel.
-#[track_caller]
-fn assert_untouched(what: &str, buf: &[f32], rows: usize, width: usize, offset: usize, stride: usize) {
-    for (i, &v) in buf.iter().enumerate() {
-        let inside = i >= offset && (i - offset) / stride < rows && (i - offset) % stride < width;
-        if !inside {
-            assert_eq!(
-                v.to_bits(),
-                SENTINEL.to_bits(),
-                "{what}: value {i} outside the output was overwritten with {v}"
-            );
-        }
     }
 }
 

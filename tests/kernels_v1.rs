@@ -15,6 +15,7 @@
 mod common;
 
 use common::compare::{check, close, max_abs, Worst};
+use common::strided::{assert_untouched, gather_rows, strided, SENTINEL};
 
 use std::sync::{Arc, OnceLock};
 use xlstm_wgpu::cpu::rng::SplitMix64;
@@ -26,9 +27,6 @@ use xlstm_wgpu::model::weights::WeightDtype;
 use xlstm_wgpu::ops::v1::{self, NormOut};
 use xlstm_wgpu::ops::{Ops, Rows};
 use xlstm_wgpu::{Error, Gpu, Result};
-
-/// Value written around outputs (stride gaps, tails) to catch stray writes.
-const SENTINEL: f32 = -12345.5;
 
 // ---------------------------------------------------------------------------------------------
 // Harness
@@ -106,38 +104,6 @@ fn rng(parts: &[usize]) -> SplitMix64 {
         seed = seed.wrapping_mul(1_000_003).wrapping_add(p as u64 + 1);
     }
     SplitMix64::new(seed)
-}
-
-/// A strided matrix: `rows` rows of `width` values at `offset + r * stride`, `fill` elsewhere
-/// (including 5 values after the last row).
-fn strided(data: &[f32], rows: usize, width: usize, offset: usize, stride: usize, fill: f32) -> Vec<f32> {
-    assert!(stride >= width);
-    let mut out = vec![fill; offset + rows * stride + 5];
-    for r in 0..rows {
-        out[offset + r * stride..][..width].copy_from_slice(&data[r * width..][..width]);
-    }
-    out
-}
-
-fn gather(buf: &[f32], rows: usize, width: usize, offset: usize, stride: usize) -> Vec<f32> {
-    (0..rows)
-        .flat_map(|r| buf[offset + r * stride..][..width].iter().copied())
-        .collect()
-}
-
-/// Every value outside the strided rows still holds the sentinel.
-#[track_caller]
-fn assert_untouched(what: &str, buf: &[f32], rows: usize, width: usize, offset: usize, stride: usize) {
-    for (i, &v) in buf.iter().enumerate() {
-        let inside = i >= offset && (i - offset) / stride < rows && (i - offset) % stride < width;
-        if !inside {
-            assert_eq!(
-                v.to_bits(),
-                SENTINEL.to_bits(),
-                "{what}: value {i} outside the output was overwritten with {v}"
-            );
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -219,7 +185,7 @@ fn norm_case(c: &Ctx, ops: &Ops, nrows: usize, width: usize, groups: usize, weig
     let got_all = c.read(&ob, out_init.len());
     let what = format!("layer_norm rows {nrows} width {width} groups {groups} weight {weighted} eps {eps} {epi:?}");
     assert_untouched(&what, &got_all, nrows, width, o_off, o_stride);
-    let got = gather(&got_all, nrows, width, o_off, o_stride);
+    let got = gather_rows(&got_all, nrows, width, o_off, o_stride);
     let n = norm_ref(&x, weighted.then_some(&w[..]), nrows, width, groups, eps);
     let want: Vec<f32> = (0..nrows * width)
         .map(|i| {
@@ -308,7 +274,7 @@ fn layer_norm_operands_in_one_buffer() {
         };
         c.run(|pb| v1::layer_norm(pb, ops, &x, Some(&s(&wb)), nrows, width, groups, 1e-5, &x, epi));
         let got_all = c.read(&buf, data.len());
-        let col = |o: usize| gather(&data, nrows, width, o, stride);
+        let col = |o: usize| gather_rows(&data, nrows, width, o, stride);
         let (xs, xcs, zs) = (col(1), col(1 + width), col(2 + 2 * width));
         let n = norm_ref(&xs, Some(&w), nrows, width, groups, 1e-5);
         let want: Vec<f32> = (0..nrows * width)
@@ -316,7 +282,7 @@ fn layer_norm_operands_in_one_buffer() {
             .collect();
         worst.add(close(
             "layer_norm in place",
-            &gather(&got_all, nrows, width, 1, stride),
+            &gather_rows(&got_all, nrows, width, 1, stride),
             &want,
             1e-5,
         ));
@@ -418,7 +384,12 @@ fn conv_case(c: &Ctx, ops: &Ops, width: usize, ks: usize, t1: usize, t2: usize) 
     let got_all = c.read(&ob, out_init.len());
     assert_untouched(&what, &got_all, tokens, width, o_off, o_stride);
     let want: Vec<f32> = want1.into_iter().chain(want2).collect();
-    close(&what, &gather(&got_all, tokens, width, o_off, o_stride), &want, 1e-5)
+    close(
+        &what,
+        &gather_rows(&got_all, tokens, width, o_off, o_stride),
+        &want,
+        1e-5,
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -473,7 +444,7 @@ fn headwise_case(c: &Ctx, ops: &Ops, k: &HwCase) -> f32 {
     );
     let got_all = c.read(&ob, out_init.len());
     assert_untouched(&what, &got_all, tokens, total, o_off, o_stride);
-    let got = gather(&got_all, tokens, total, o_off, o_stride);
+    let got = gather_rows(&got_all, tokens, total, o_off, o_stride);
     // Reference: the model's headwise per projection and token; magnitude sum |x w| + |b|.
     let mut want = Vec::with_capacity(tokens * total);
     let mut scale = 0.0f32;
@@ -597,7 +568,7 @@ fn gated_act_matches_reference_for_every_activation() {
             let scale = max_abs(&want);
             let e = check(
                 &what,
-                &gather(&got_all, tokens, f, o_off, o_stride),
+                &gather_rows(&got_all, tokens, f, o_off, o_stride),
                 &want,
                 1e-7 * scale,
                 2e-6,
@@ -673,10 +644,15 @@ fn gated_act_in_place() {
                 (cpu_v1::activation(Activation::Swish, u[t * 2 * f + j]) as f64 * u[t * 2 * f + f + j] as f64) as f32
             })
             .collect();
-        close("gated_act in place", &gather(&got, tokens, f, 0, 2 * f), &want, 1e-5);
+        close(
+            "gated_act in place",
+            &gather_rows(&got, tokens, f, 0, 2 * f),
+            &want,
+            1e-5,
+        );
         assert_eq!(
-            gather(&got, tokens, f, f, 2 * f),
-            gather(&u, tokens, f, f, 2 * f),
+            gather_rows(&got, tokens, f, f, 2 * f),
+            gather_rows(&u, tokens, f, f, 2 * f),
             "up half changed"
         );
     }
@@ -705,7 +681,7 @@ fn bias_add_is_exact() {
             let got_all = c.read(&yb, init.len());
             assert_untouched(&what, &got_all, tokens, width, off, stride);
             let want: Vec<f32> = (0..tokens * width).map(|k| y[k] + b[k % width]).collect();
-            assert_eq!(gather(&got_all, tokens, width, off, stride), want, "{what}");
+            assert_eq!(gather_rows(&got_all, tokens, width, off, stride), want, "{what}");
         }
     }
 }

@@ -707,6 +707,7 @@ fn slstm_layer<S: Real>(cfg: &V1Config, w: &SlstmBlockWeights, xn: &[S], st: &mu
 
 /// The gated feed-forward on one normalised row.
 fn feed_forward<S: Real>(cfg: &V1Config, f: &FfnWeights, xn: &[S]) -> Vec<S> {
+    // Invariant: `load_block` builds FFN weights only from a config that has a feedforward section.
     let act = cfg
         .feedforward
         .as_ref()
@@ -806,6 +807,7 @@ pub fn greedy<S: Real>(
     let (mut ids, mut rows) = (Vec::with_capacity(n), Vec::with_capacity(n * v));
     for step in 0..n {
         if step > 0 {
+            // Invariant: step > 0, so the previous step pushed an id.
             last = forward(cfg, w, &[*ids.last().unwrap()], state);
         }
         let row: Vec<f32> = last.iter().map(|x| x.to_f64() as f32).collect();

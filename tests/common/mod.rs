@@ -2,6 +2,8 @@
 #![allow(dead_code)]
 
 pub mod compare;
+pub mod score;
+pub mod strided;
 
 use std::sync::{Arc, OnceLock};
 use xlstm_wgpu::{Gpu, GpuOptions};
