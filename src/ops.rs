@@ -718,33 +718,27 @@ pub struct Boundaries {
     pub m: Slice,
 }
 
+/// What both chunkwise phases of one segment read: the cell layout, the fused projections, the
+/// gates from [`mlstm_gates`], the chunk-boundary states, and the segment's shape.
+pub struct ChunkInputs<'a> {
+    pub l: &'a CellLayout,
+    pub proj: &'a Slice,
+    pub gi: &'a Slice,
+    pub gb: &'a Slice,
+    pub b: &'a Boundaries,
+    pub tokens: usize,
+    pub chunk: usize,
+}
+
 /// Phase 1 for heads [head0, head0 + heads) and chunks [c_begin, c_end).
 pub fn mlstm_chunk_state(
     pb: &mut PlanBuilder,
     ops: &Ops,
-    l: &CellLayout,
-    proj: &Slice,
-    gi: &Slice,
-    gb: &Slice,
-    b: &Boundaries,
-    tokens: usize,
-    chunk: usize,
+    x: &ChunkInputs,
     chunks: (usize, usize),
     heads: (usize, usize),
 ) -> Result<()> {
-    chunk_state_with(
-        pb,
-        ("mlstm_chunk_state", &ops.chunk_state),
-        l,
-        proj,
-        gi,
-        gb,
-        b,
-        tokens,
-        chunk,
-        chunks,
-        heads,
-    )
+    chunk_state_with(pb, ("mlstm_chunk_state", &ops.chunk_state), x, chunks, heads)
 }
 
 /// [`mlstm_chunk_state`] with the chunk's (K ⊙ ā)^T V on the matrix units (f16 operands, f32
@@ -753,31 +747,13 @@ pub fn mlstm_chunk_state(
 pub fn mlstm_chunk_state_coop(
     pb: &mut PlanBuilder,
     ops: &Ops,
-    l: &CellLayout,
-    proj: &Slice,
-    gi: &Slice,
-    gb: &Slice,
-    b: &Boundaries,
-    tokens: usize,
-    chunk: usize,
+    x: &ChunkInputs,
     chunks: (usize, usize),
     heads: (usize, usize),
 ) -> Result<()> {
     let pipeline = coop_pipeline(&ops.chunk_state_coop, "mlstm_chunk_state_coop")?;
-    check_chunk_range(l, tokens, chunk, chunks, heads)?;
-    chunk_state_with(
-        pb,
-        ("mlstm_chunk_state_coop", pipeline),
-        l,
-        proj,
-        gi,
-        gb,
-        b,
-        tokens,
-        chunk,
-        chunks,
-        heads,
-    )
+    check_chunk_range(x, chunks, heads)?;
+    chunk_state_with(pb, ("mlstm_chunk_state_coop", pipeline), x, chunks, heads)
 }
 
 fn coop_pipeline<'a>(p: &'a Option<wgpu::ComputePipeline>, name: &str) -> Result<&'a wgpu::ComputePipeline> {
@@ -789,13 +765,8 @@ fn coop_pipeline<'a>(p: &'a Option<wgpu::ComputePipeline>, name: &str) -> Result
 
 /// A chunk range and head band inside the segment (the matrix-unit kernels read their first
 /// chunk's rows before the loop, so an empty or out-of-range tile must not reach them).
-fn check_chunk_range(
-    l: &CellLayout,
-    tokens: usize,
-    chunk: usize,
-    chunks: (usize, usize),
-    heads: (usize, usize),
-) -> Result<()> {
+fn check_chunk_range(x: &ChunkInputs, chunks: (usize, usize), heads: (usize, usize)) -> Result<()> {
+    let (l, tokens, chunk) = (x.l, x.tokens, x.chunk);
     check_chunk(chunk)?;
     if chunks.0 >= chunks.1 || chunks.1 > tokens.div_ceil(chunk) || heads.1 == 0 || heads.0 + heads.1 > l.num_heads {
         return Err(Error::Input(format!(
@@ -809,16 +780,11 @@ fn check_chunk_range(
 fn chunk_state_with(
     pb: &mut PlanBuilder,
     (label, pipeline): (&'static str, &wgpu::ComputePipeline),
-    l: &CellLayout,
-    proj: &Slice,
-    gi: &Slice,
-    gb: &Slice,
-    b: &Boundaries,
-    tokens: usize,
-    chunk: usize,
+    x: &ChunkInputs,
     chunks: (usize, usize),
     heads: (usize, usize),
 ) -> Result<()> {
+    let (l, tokens, chunk, b) = (x.l, x.tokens, x.chunk, x.b);
     check_chunk(chunk)?;
     let p = ChunkStateParams {
         tokens: u(tokens),
@@ -835,9 +801,9 @@ fn chunk_state_with(
         _pad: 0,
     };
     let bufs = [
-        proj.clone(),
-        gi.clone(),
-        gb.clone(),
+        x.proj.clone(),
+        x.gi.clone(),
+        x.gb.clone(),
         b.c.clone(),
         b.n.clone(),
         b.m.clone(),
@@ -875,31 +841,12 @@ struct ChunkOutParams {
 pub fn mlstm_chunk_out(
     pb: &mut PlanBuilder,
     ops: &Ops,
-    l: &CellLayout,
-    proj: &Slice,
-    gi: &Slice,
-    gb: &Slice,
-    b: &Boundaries,
-    tokens: usize,
-    chunk: usize,
+    x: &ChunkInputs,
     chunks: (usize, usize),
     heads: (usize, usize),
     h: &Slice,
 ) -> Result<()> {
-    chunk_out_with(
-        pb,
-        ("mlstm_chunk_out", &ops.chunk_out),
-        l,
-        proj,
-        gi,
-        gb,
-        b,
-        tokens,
-        chunk,
-        chunks,
-        heads,
-        h,
-    )
+    chunk_out_with(pb, ("mlstm_chunk_out", &ops.chunk_out), x, chunks, heads, h)
 }
 
 /// [`mlstm_chunk_out`] with Q^ K^T, (S ⊙ D) V and Q^ C_prev on the matrix units (f16 operands,
@@ -908,49 +855,25 @@ pub fn mlstm_chunk_out(
 pub fn mlstm_chunk_out_coop(
     pb: &mut PlanBuilder,
     ops: &Ops,
-    l: &CellLayout,
-    proj: &Slice,
-    gi: &Slice,
-    gb: &Slice,
-    b: &Boundaries,
-    tokens: usize,
-    chunk: usize,
+    x: &ChunkInputs,
     chunks: (usize, usize),
     heads: (usize, usize),
     h: &Slice,
 ) -> Result<()> {
     let pipeline = coop_pipeline(&ops.chunk_out_coop, "mlstm_chunk_out_coop")?;
-    check_chunk_range(l, tokens, chunk, chunks, heads)?;
-    chunk_out_with(
-        pb,
-        ("mlstm_chunk_out_coop", pipeline),
-        l,
-        proj,
-        gi,
-        gb,
-        b,
-        tokens,
-        chunk,
-        chunks,
-        heads,
-        h,
-    )
+    check_chunk_range(x, chunks, heads)?;
+    chunk_out_with(pb, ("mlstm_chunk_out_coop", pipeline), x, chunks, heads, h)
 }
 
 fn chunk_out_with(
     pb: &mut PlanBuilder,
     (label, pipeline): (&'static str, &wgpu::ComputePipeline),
-    l: &CellLayout,
-    proj: &Slice,
-    gi: &Slice,
-    gb: &Slice,
-    b: &Boundaries,
-    tokens: usize,
-    chunk: usize,
+    x: &ChunkInputs,
     chunks: (usize, usize),
     heads: (usize, usize),
     h: &Slice,
 ) -> Result<()> {
+    let (l, tokens, chunk, b) = (x.l, x.tokens, x.chunk, x.b);
     check_chunk(chunk)?;
     let p = ChunkOutParams {
         tokens: u(tokens),
@@ -970,9 +893,9 @@ fn chunk_out_with(
         _pad: [0; 2],
     };
     let bufs = [
-        proj.clone(),
-        gi.clone(),
-        gb.clone(),
+        x.proj.clone(),
+        x.gi.clone(),
+        x.gb.clone(),
         b.c.clone(),
         b.n.clone(),
         b.m.clone(),

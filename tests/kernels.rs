@@ -617,29 +617,26 @@ fn gpu_chunkwise_with(
     } else {
         ops::mlstm_chunk_out
     };
+    let (proj, gi_s, gb_s) = (s(&proj), s(&gi), s(&gb));
+    let inputs = ops::ChunkInputs {
+        l: &x.l,
+        proj: &proj,
+        gi: &gi_s,
+        gb: &gb_s,
+        b: &b,
+        tokens: t,
+        chunk,
+    };
     c.run(|pb| {
-        ops::mlstm_gates(pb, ops, &x.l, &s(&proj), &s(&bias), t, chunk, &s(&gi), &s(&gb))?;
+        ops::mlstm_gates(pb, ops, &x.l, &proj, &s(&bias), t, chunk, &gi_s, &gb_s)?;
         for &heads in bands {
             for &tile in tiles {
-                state(pb, ops, &x.l, &s(&proj), &s(&gi), &s(&gb), &b, t, chunk, tile, heads)?;
+                state(pb, ops, &inputs, tile, heads)?;
             }
         }
         for &heads in bands {
             for &tile in tiles {
-                out(
-                    pb,
-                    ops,
-                    &x.l,
-                    &s(&proj),
-                    &s(&gi),
-                    &s(&gb),
-                    &b,
-                    t,
-                    chunk,
-                    tile,
-                    heads,
-                    &s(&hb),
-                )?;
+                out(pb, ops, &inputs, tile, heads, &s(&hb))?;
             }
         }
         Ok(())
@@ -1237,34 +1234,18 @@ fn mlstm_chunkwise_coop_refused_without_pipelines() {
     let mut pb = PlanBuilder::new(c.gpu.clone());
     let ops = &c.ops_f32;
     assert!(!ops.uses_coop_chunk());
-    let st = ops::mlstm_chunk_state_coop(
-        &mut pb,
-        ops,
-        &x.l,
-        &s(&buf),
-        &s(&buf),
-        &s(&buf),
-        &b,
-        4,
-        4,
-        (0, 1),
-        (0, 1),
-    );
+    let inputs = ops::ChunkInputs {
+        l: &x.l,
+        proj: &s(&buf),
+        gi: &s(&buf),
+        gb: &s(&buf),
+        b: &b,
+        tokens: 4,
+        chunk: 4,
+    };
+    let st = ops::mlstm_chunk_state_coop(&mut pb, ops, &inputs, (0, 1), (0, 1));
     assert!(st.is_err(), "phase 1 on the matrix units without its pipeline");
-    let out = ops::mlstm_chunk_out_coop(
-        &mut pb,
-        ops,
-        &x.l,
-        &s(&buf),
-        &s(&buf),
-        &s(&buf),
-        &b,
-        4,
-        4,
-        (0, 1),
-        (0, 1),
-        &s(&buf),
-    );
+    let out = ops::mlstm_chunk_out_coop(&mut pb, ops, &inputs, (0, 1), (0, 1), &s(&buf));
     assert!(out.is_err(), "phase 2 on the matrix units without its pipeline");
     assert_eq!(pb.dispatch_count(), 0);
 }

@@ -673,6 +673,15 @@ pub fn record_cell(
     // worker threads by `Plan::run_queued`).
     let queued = sched.strategy == PrefillStrategy::Queued;
     let (proj, gi, gb) = (s(ws.proj), s(&cell.gi), s(&cell.gb));
+    let inputs = ops::ChunkInputs {
+        l,
+        proj: &proj,
+        gi: &gi,
+        gb: &gb,
+        b: &b,
+        tokens: t,
+        chunk,
+    };
     for phase in [1, 2] {
         for &(heads, range) in &units {
             if queued && range.0 == 0 {
@@ -681,12 +690,10 @@ pub fn record_cell(
             // The matrix-unit variants wherever the prefill GEMMs use the matrix units (f16
             // weights on an adapter with 16x16 f16 cooperative matrices); same buffers and grid.
             match (phase, ops.uses_coop_chunk()) {
-                (1, false) => ops::mlstm_chunk_state(pb, ops, l, &proj, &gi, &gb, &b, t, chunk, range, heads)?,
-                (1, true) => ops::mlstm_chunk_state_coop(pb, ops, l, &proj, &gi, &gb, &b, t, chunk, range, heads)?,
-                (_, false) => ops::mlstm_chunk_out(pb, ops, l, &proj, &gi, &gb, &b, t, chunk, range, heads, &s(ws.h))?,
-                (_, true) => {
-                    ops::mlstm_chunk_out_coop(pb, ops, l, &proj, &gi, &gb, &b, t, chunk, range, heads, &s(ws.h))?
-                }
+                (1, false) => ops::mlstm_chunk_state(pb, ops, &inputs, range, heads)?,
+                (1, true) => ops::mlstm_chunk_state_coop(pb, ops, &inputs, range, heads)?,
+                (_, false) => ops::mlstm_chunk_out(pb, ops, &inputs, range, heads, &s(ws.h))?,
+                (_, true) => ops::mlstm_chunk_out_coop(pb, ops, &inputs, range, heads, &s(ws.h))?,
             }
         }
     }
