@@ -340,21 +340,9 @@ pub fn check_output_path(path: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
-/// Writes a file atomically: to a temporary name in the same directory, then renamed, so an
-/// error never leaves a partial file behind.
+/// Writes an output file atomically ([`crate::files::write_atomic`]): an error never leaves a
+/// partial file behind, and an existing target that is not a regular file is refused.
 pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
     check_output_path(path)?;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."));
-    let name = path
-        .file_name()
-        .ok_or_else(|| Error::Input(format!("{} is not a file path", path.display())))?;
-    let tmp = dir.join(format!(".{}.tmp{}", name.to_string_lossy(), std::process::id()));
-    std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::io(path, e)
-    })
+    crate::files::write_atomic(path, bytes, crate::files::Visibility::Shared)
 }

@@ -25,6 +25,7 @@ pub mod bench;
 pub mod cli;
 pub mod cpu;
 pub mod error;
+pub mod files;
 pub mod gpu;
 pub mod model;
 pub mod ops;

@@ -164,13 +164,23 @@ pub fn cache_dir() -> Option<std::path::PathBuf> {
     }
 }
 
+/// A driver pipeline cache larger than this is not read (they are a few MiB).
+const CACHE_READ: crate::files::ReadRules = crate::files::ReadRules {
+    max_bytes: 512 << 20,
+    same_owner: true,
+};
+
 fn open_disk_cache(gpu: &Gpu) -> Option<DiskCache> {
     if !gpu.caps.pipeline_cache {
         return None;
     }
     let key = wgpu::util::pipeline_cache_key(gpu.adapter_info())?;
     let path = cache_dir()?.join(key);
-    let data = std::fs::read(&path).ok();
+    // The driver parses this data: take it only from a private directory, only a regular file
+    // of ours, and of a sane size.
+    let data = crate::files::check_private_dir(crate::files::parent_dir(&path))
+        .ok()
+        .and_then(|()| crate::files::read_regular(&path, CACHE_READ).ok());
     // SAFETY: the data was written by `PipelineCache::get_data` for an adapter with the same
     // cache key; `fallback: true` makes the driver start empty if it rejects the data.
     let cache = unsafe {
@@ -212,14 +222,10 @@ impl Kernels {
     pub fn save_cache(&self) {
         let Some(disk) = &self.disk else { return };
         let Some(data) = disk.cache.get_data() else { return };
-        let Some(dir) = disk.path.parent() else { return };
-        if std::fs::create_dir_all(dir).is_err() {
+        if crate::files::ensure_private_dir(crate::files::parent_dir(&disk.path)).is_err() {
             return;
         }
-        let tmp = disk.path.with_extension(format!("tmp{}", std::process::id()));
-        if std::fs::write(&tmp, &data).is_ok() && std::fs::rename(&tmp, &disk.path).is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
+        let _ = crate::files::write_atomic(&disk.path, &data, crate::files::Visibility::Private);
     }
 
     pub fn caps(&self) -> &super::device::Caps {

@@ -105,25 +105,11 @@ pub fn record_path(dir: &Path, pid: u32) -> PathBuf {
     dir.join(format!("{pid}.json"))
 }
 
-/// Writes `bytes` to `path` through a temporary file and a rename, so readers never see a
-/// partial file.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })
-}
-
 /// Publishes a record (atomically).
 pub fn write_record(dir: &Path, rec: &StatusRecord) -> std::io::Result<()> {
     let json = serde_json::to_vec_pretty(rec).map_err(std::io::Error::other)?;
-    write_atomic(&record_path(dir, rec.pid), &json)
+    crate::files::write_atomic(&record_path(dir, rec.pid), &json, crate::files::Visibility::Private)
+        .map_err(std::io::Error::other)
 }
 
 /// Removes the record of `pid` and any commands left for it.
@@ -188,7 +174,11 @@ pub fn send_command(dir: &Path, pid: u32, command: &str) -> Result<()> {
     static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let path = dir.join(format!("{pid}.cmd.{nanos:024}.{}.{seq}", std::process::id()));
-    write_atomic(&path, format!("{command}\n").as_bytes()).map_err(|e| Error::io(&path, e))
+    crate::files::write_atomic(
+        &path,
+        format!("{command}\n").as_bytes(),
+        crate::files::Visibility::Private,
+    )
 }
 
 fn command_files(dir: &Path, pid: u32) -> Vec<PathBuf> {

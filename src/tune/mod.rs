@@ -466,7 +466,7 @@ impl TuneReport {
                 speedup.map_or(String::new(), |s| format!("{s:.4}")),
             );
         }
-        crate::cli::write_atomic(&path, text.as_bytes())?;
+        crate::files::write_atomic(&path, text.as_bytes(), crate::files::Visibility::Shared)?;
         let best = serde_json::json!({
             "run_dir": self.run_dir,
             "adapter": self.adapter,
@@ -490,7 +490,11 @@ impl TuneReport {
             "settings": self.settings,
         });
         let text = serde_json::to_string_pretty(&best).map_err(|e| Error::Input(e.to_string()))?;
-        crate::cli::write_atomic(&self.run_dir.join("best.json"), text.as_bytes())
+        crate::files::write_atomic(
+            &self.run_dir.join("best.json"),
+            text.as_bytes(),
+            crate::files::Visibility::Shared,
+        )
     }
 
     /// Stores the best settings as this adapter's defaults for the model shape and dtype.

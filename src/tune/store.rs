@@ -189,7 +189,7 @@ pub fn save(mut entry: Entry) -> Result<PathBuf> {
     }
     let file = StoreFile { version: 1, entries };
     let text = serde_json::to_string_pretty(&file).map_err(|e| Error::Input(e.to_string()))?;
-    crate::cli::write_atomic(&path, text.as_bytes())?;
+    crate::files::write_atomic(&path, text.as_bytes(), crate::files::Visibility::Private)?;
     Ok(path)
 }
 
