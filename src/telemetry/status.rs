@@ -8,10 +8,16 @@
 //!   at every sample.
 //!
 //! The directory is `$XLSTM_RUNTIME_DIR` when set, else `$XDG_RUNTIME_DIR/xlstm`, else
-//! `<temp dir>/xlstm-<user>`.
-
-use super::sys::pid_alive;
+//! `<temp dir>/xlstm-<uid>` (`xlstm-<user>` where there are no uids).
+//!
+//! Whoever can write the directory can stop a run or make `xltop` act on a forged record, so it
+//! must be private: owned by the user and not writable by group or others ([`use_runtime_dir`],
+//! [`check_runtime_dir`]). Records and commands are read only from regular files owned by the
+//! user, of bounded size, opened without following links and without blocking
+//! ([`crate::files::read_regular`]); anything else is ignored.
+use super::sys::{own_identity, pid_alive, ProcessIdentity};
 use crate::error::{Error, Result};
+use crate::files::{read_regular, ReadRules};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -50,6 +56,9 @@ pub struct StatusRecord {
     /// Control commands handled so far, and the last one.
     pub commands_handled: u64,
     pub last_command: Option<String>,
+    /// Who wrote the record ([`write_record`] fills it in for this process): `xltop` signals the
+    /// pid only while the live process still has this identity.
+    pub identity: Option<ProcessIdentity>,
     /// Set by readers: the process is gone, or the record has not been refreshed for long.
     pub stale: bool,
 }
@@ -71,34 +80,55 @@ pub fn runtime_dir() -> PathBuf {
     if let Some(d) = var("XDG_RUNTIME_DIR") {
         return PathBuf::from(d).join("xlstm");
     }
-    let user = ["USER", "USERNAME", "LOGNAME"]
-        .iter()
-        .find_map(|k| std::env::var(k).ok().filter(|u| !u.is_empty()))
-        .unwrap_or_else(|| "user".into());
-    let user: String = user
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    std::env::temp_dir().join(format!("xlstm-{user}"))
+    std::env::temp_dir().join(format!("xlstm-{}", user_tag()))
 }
 
-/// Creates the directory (private to the user on Unix).
-pub fn ensure_dir(dir: &Path) -> std::io::Result<()> {
-    let mut b = std::fs::DirBuilder::new();
-    b.recursive(true);
+/// Names the user in the fallback directory: the uid on Unix (a user name can be chosen freely
+/// through the environment), else the sanitised user name.
+fn user_tag() -> String {
     #[cfg(unix)]
     {
-        use std::os::unix::fs::DirBuilderExt;
-        b.mode(0o700);
+        crate::files::current_uid().to_string()
     }
-    b.create(dir)
+    #[cfg(not(unix))]
+    {
+        let user = ["USERNAME", "USER", "LOGNAME"]
+            .iter()
+            .find_map(|k| std::env::var(k).ok().filter(|u| !u.is_empty()))
+            .unwrap_or_else(|| "user".into());
+        user.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    }
 }
+
+/// Creates the directory (mode 0700, parents as needed) if it does not exist, then checks that it
+/// is private: a directory, not a symbolic link, owned by the user, not writable by group or
+/// others. The error says which check failed; a run then goes on without telemetry.
+pub fn ensure_dir(dir: &Path) -> std::io::Result<()> {
+    crate::files::ensure_private_dir(dir).map_err(std::io::Error::other)
+}
+
+/// Checks a directory a reader (`xltop`) is about to read or act on: absent is fine (no run has
+/// published anything), otherwise it must pass the checks of [`ensure_dir`].
+pub fn check_runtime_dir(dir: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        _ => crate::files::check_private_dir(dir)
+            .map_err(|e| Error::Input(format!("unsafe runtime directory: {e}"))),
+    }
+}
+
+/// Largest status record accepted (a real one is about 1 KiB).
+pub const MAX_RECORD_BYTES: u64 = 64 * 1024;
+/// Largest command file accepted (a real one is one short line).
+pub const MAX_COMMAND_BYTES: u64 = 4096;
 
 /// The status file of `pid`.
 pub fn record_path(dir: &Path, pid: u32) -> PathBuf {
@@ -107,7 +137,11 @@ pub fn record_path(dir: &Path, pid: u32) -> PathBuf {
 
 /// Publishes a record (atomically).
 pub fn write_record(dir: &Path, rec: &StatusRecord) -> std::io::Result<()> {
-    let json = serde_json::to_vec_pretty(rec).map_err(std::io::Error::other)?;
+    let mut rec = std::borrow::Cow::Borrowed(rec);
+    if rec.identity.is_none() && rec.pid == std::process::id() {
+        rec.to_mut().identity = own_identity();
+    }
+    let json = serde_json::to_vec_pretty(&*rec).map_err(std::io::Error::other)?;
     crate::files::write_atomic(&record_path(dir, rec.pid), &json, crate::files::Visibility::Private)
         .map_err(std::io::Error::other)
 }
@@ -127,7 +161,33 @@ pub fn is_stale(rec: &StatusRecord, now_unix: f64) -> bool {
     !pid_alive(rec.pid) || now_unix - rec.updated_unix > max_age
 }
 
-/// Every record in `dir`, sorted by pid, with `stale` set. A missing directory reads as empty.
+/// Reads one record file, which must be a regular file owned by the user and at most
+/// [`MAX_RECORD_BYTES`]. The error is one line.
+pub fn read_record(path: &Path) -> Result<StatusRecord> {
+    let rules = ReadRules {
+        max_bytes: MAX_RECORD_BYTES,
+        same_owner: true,
+    };
+    let bytes = read_regular(path, rules).map_err(|e| refused(path, e))?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| Error::Input(format!("{}: not a status record: {e}", path.display())))
+}
+
+/// Why [`read_regular`] refused a file, as one line naming it.
+fn refused(path: &Path, e: std::io::Error) -> Error {
+    #[cfg(unix)]
+    if e.raw_os_error() == Some(libc::ELOOP) {
+        return Error::Input(format!("{} is a symbolic link", path.display()));
+    }
+    if e.kind() == std::io::ErrorKind::InvalidData {
+        // read_regular's own refusals already name the file.
+        return Error::Input(e.to_string());
+    }
+    Error::io(path, e)
+}
+
+/// Every record in `dir`, sorted by pid, with `stale` set. A missing directory reads as empty;
+/// files that are not valid records (see [`read_record`]) are skipped.
 pub fn read_records(dir: &Path) -> Vec<StatusRecord> {
     let now = unix_now();
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -139,10 +199,7 @@ pub fn read_records(dir: &Path) -> Vec<StatusRecord> {
         let Some(pid) = name.strip_suffix(".json").and_then(|p| p.parse::<u32>().ok()) else {
             continue;
         };
-        let Ok(text) = std::fs::read(e.path()) else {
-            continue;
-        };
-        let Ok(mut rec) = serde_json::from_slice::<StatusRecord>(&text) else {
+        let Ok(mut rec) = read_record(&e.path()) else {
             continue;
         };
         rec.pid = pid;
@@ -164,7 +221,9 @@ pub fn send_command(dir: &Path, pid: u32, command: &str) -> Result<()> {
             COMMANDS.join(", ")
         )));
     }
-    if !record_path(dir, pid).is_file() {
+    check_runtime_dir(dir)?;
+    let is_record = std::fs::symlink_metadata(record_path(dir, pid)).is_ok_and(|m| m.is_file());
+    if !is_record {
         return Err(Error::Input(format!("no xlstm process {pid} in {}", dir.display())));
     }
     let nanos = SystemTime::now()
@@ -195,13 +254,35 @@ fn command_files(dir: &Path, pid: u32) -> Vec<PathBuf> {
     files
 }
 
-/// Takes (reads and deletes) the commands waiting for `pid`, oldest first.
+/// Reads one command file, which must be a regular file owned by the user, at most
+/// [`MAX_COMMAND_BYTES`] of UTF-8: its non-empty lines, trimmed. The error is one line.
+pub fn read_command_file(path: &Path) -> Result<Vec<String>> {
+    let rules = ReadRules {
+        max_bytes: MAX_COMMAND_BYTES,
+        same_owner: true,
+    };
+    let bytes = read_regular(path, rules).map_err(|e| refused(path, e))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| Error::Input(format!("{}: not UTF-8 text", path.display())))?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect())
+}
+
+/// Takes (reads and deletes) the commands waiting for `pid`, oldest first. A file that fails the
+/// checks of [`read_command_file`] is deleted unread, with a warning on stderr.
 pub fn take_commands(dir: &Path, pid: u32) -> Vec<String> {
     let mut out = Vec::new();
     for p in command_files(dir, pid) {
-        let text = std::fs::read_to_string(&p).unwrap_or_default();
+        let commands = read_command_file(&p);
         let _ = std::fs::remove_file(&p);
-        out.extend(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from));
+        match commands {
+            Ok(c) => out.extend(c),
+            Err(e) => eprintln!("xlstm: warning: control command ignored: {e}"),
+        }
     }
     out
 }

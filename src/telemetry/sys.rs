@@ -1,9 +1,11 @@
-//! Memory figures of this process and of the system, and a little process control.
+//! Memory figures of this process and of the system, and a little process control: whether a
+//! process lives, what identifies it beyond its (reusable) pid, and ending it.
 //!
 //! On Linux the figures come from procfs (`/proc/self/status` VmRSS, `/proc/meminfo`
 //! MemAvailable/MemTotal, clamped to the cgroup v2 memory limit when one is set, as in a
 //! container). Elsewhere, or when procfs is missing, the `sysinfo` crate supplies them.
 
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// One reading, in bytes.
@@ -142,6 +144,93 @@ pub fn pid_alive(pid: u32) -> bool {
     })
 }
 
+/// What identifies a running process beyond its pid, which the system reuses: who runs it, when it
+/// started and which program it runs. A status record carries its writer's identity so that
+/// `xltop` signals a process only when the live process with that pid still has it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessIdentity {
+    /// Effective user id (absent where the platform has no numeric one, e.g. Windows).
+    pub uid: Option<u32>,
+    /// Start time: clock ticks since boot on Linux (`/proc/<pid>/stat` field 22), seconds since
+    /// the Unix epoch elsewhere.
+    pub start_time: u64,
+    /// Path of the executable.
+    pub exe: String,
+}
+
+/// The identity of this process, read once.
+pub fn own_identity() -> Option<ProcessIdentity> {
+    static OWN: std::sync::OnceLock<Option<ProcessIdentity>> = std::sync::OnceLock::new();
+    OWN.get_or_init(|| process_identity(std::process::id())).clone()
+}
+
+/// The identity of a live process; `None` when it is gone, a zombie, or cannot be inspected (a
+/// process of another user, where the system hides its executable).
+pub fn process_identity(pid: u32) -> Option<ProcessIdentity> {
+    if pid == 0 || !pid_alive(pid) {
+        return None;
+    }
+    #[cfg(target_os = "linux")]
+    if Path::new("/proc/self").exists() {
+        return proc_identity(pid);
+    }
+    portable_identity(pid)
+}
+
+#[cfg(target_os = "linux")]
+fn proc_identity(pid: u32) -> Option<ProcessIdentity> {
+    let dir = Path::new("/proc").join(pid.to_string());
+    let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+    // Fields after the parenthesised command name start at field 3 (the state); the start time is
+    // field 22.
+    let (_, rest) = stat.rsplit_once(')')?;
+    let start_time = rest.split_whitespace().nth(22 - 3)?.parse().ok()?;
+    let status = std::fs::read_to_string(dir.join("status")).ok()?;
+    // "Uid: real effective saved fs"
+    let uid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    let exe = std::fs::read_link(dir.join("exe")).ok()?;
+    Some(ProcessIdentity {
+        uid: Some(uid),
+        start_time,
+        exe: exe_name(&exe),
+    })
+}
+
+fn portable_identity(pid: u32) -> Option<ProcessIdentity> {
+    let mut sys = sysinfo::System::new();
+    let p = sysinfo::Pid::from_u32(pid);
+    sys.refresh_processes_specifics(
+        sysinfo::ProcessesToUpdate::Some(&[p]),
+        true,
+        sysinfo::ProcessRefreshKind::nothing()
+            .with_exe(sysinfo::UpdateKind::Always)
+            .with_user(sysinfo::UpdateKind::Always),
+    );
+    let pr = sys.process(p)?;
+    #[cfg(unix)]
+    let uid = Some(**pr.effective_user_id().or(pr.user_id())?);
+    #[cfg(not(unix))]
+    let uid = None;
+    Some(ProcessIdentity {
+        uid,
+        start_time: pr.start_time(),
+        exe: exe_name(pr.exe()?),
+    })
+}
+
+/// The executable's path as a string; Linux appends " (deleted)" once the file is replaced (a
+/// rebuild while the run goes on), which does not make it another program.
+fn exe_name(exe: &Path) -> String {
+    let s = exe.to_string_lossy();
+    s.strip_suffix(" (deleted)").unwrap_or(&s).to_string()
+}
+
 /// Asks the operating system to end a process (SIGTERM on Unix, TerminateProcess on Windows).
 /// Returns whether the signal was delivered.
 pub fn terminate(pid: u32) -> bool {
@@ -178,5 +267,23 @@ mod tests {
         assert!(p.rss > 0 && p.sys_total > 0, "{p:?}");
         assert!(pid_alive(std::process::id()));
         assert!(!pid_alive(0));
+    }
+
+    #[test]
+    fn own_identity_matches_the_live_process_and_gone_ones_have_none() {
+        let own = own_identity().expect("this process can be inspected");
+        assert_eq!(process_identity(std::process::id()).as_ref(), Some(&own));
+        assert!(own.start_time > 0 && !own.exe.is_empty(), "{own:?}");
+        #[cfg(unix)]
+        assert_eq!(own.uid, Some(crate::files::current_uid()));
+        let mut child = std::process::Command::new(&own.exe)
+            .arg("--list")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        assert_eq!(process_identity(pid), None, "a reaped process has no identity");
+        assert_eq!(process_identity(u32::MAX - 1), None);
     }
 }

@@ -216,7 +216,7 @@ impl Watchdog {
                 Ok(()) => Some(d),
                 Err(e) => {
                     eprintln!(
-                        "xlstm: warning: telemetry off: cannot create {}: {e} (xltop will not see this run)",
+                        "xlstm: warning: telemetry off: cannot use {}: {e} (xltop will not see this run)",
                         d.display()
                     );
                     None
@@ -476,6 +476,7 @@ fn run(s: Arc<Shared>, mut reader: MemReader, mut log: Option<std::io::BufWriter
                     poll_ms: s.cfg.poll.as_millis() as u64,
                     commands_handled: handled,
                     last_command: last_command.clone(),
+                    identity: super::sys::own_identity(),
                     stale: false,
                 };
                 if let Err(e) = status::write_record(dir, &rec) {
