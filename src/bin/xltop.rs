@@ -18,8 +18,40 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-use xlstm_wgpu::telemetry::status::{read_records, remove_record, send_command, unix_now, StatusRecord};
-use xlstm_wgpu::telemetry::sys::{pid_alive, terminate};
+use xlstm_wgpu::telemetry::status::{
+    check_runtime_dir, read_records, remove_record, send_command, unix_now, StatusRecord,
+};
+use xlstm_wgpu::telemetry::sys::{pid_alive, process_identity, terminate, ProcessIdentity};
+
+/// Refresh intervals accepted (--poll, `interval`), in seconds: short enough to follow a run,
+/// long enough not to spin.
+const POLL_RANGE: std::ops::RangeInclusive<f64> = 0.05..=3600.0;
+/// Grace periods accepted (--kill-grace), in seconds.
+const GRACE_RANGE: std::ops::RangeInclusive<f64> = 0.0..=3600.0;
+
+/// Parses a number of seconds within `range` (also rejects NaN and infinities).
+fn seconds_in(text: &str, range: &std::ops::RangeInclusive<f64>) -> Result<f64, String> {
+    let s: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    if !range.contains(&s) {
+        return Err(format!(
+            "{text} s is out of range ({} ..= {} s)",
+            range.start(),
+            range.end()
+        ));
+    }
+    Ok(s)
+}
+
+fn poll_seconds(text: &str) -> Result<f64, String> {
+    seconds_in(text, &POLL_RANGE)
+}
+
+fn grace_seconds(text: &str) -> Result<f64, String> {
+    seconds_in(text, &GRACE_RANGE)
+}
 
 #[derive(Parser, Clone, Debug)]
 #[command(
@@ -32,8 +64,8 @@ struct Args {
     /// <temp dir>/xlstm-<user>].
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
-    /// Seconds between refreshes.
-    #[arg(long, value_name = "SEC", default_value_t = 1.0)]
+    /// Seconds between refreshes (0.05 ..= 3600).
+    #[arg(long, value_name = "SEC", default_value_t = 1.0, value_parser = poll_seconds)]
     poll: f64,
     /// Plain text output (one table per refresh) instead of the full-screen monitor.
     #[arg(long)]
@@ -51,8 +83,9 @@ struct Args {
     /// `interval <sec>`, `quit`. Implies --no-curses unless --json-stream is given.
     #[arg(long)]
     stdin_commands: bool,
-    /// Seconds a killed process gets to stop at a safe point before it is sent SIGTERM.
-    #[arg(long, value_name = "SEC", default_value_t = 5.0)]
+    /// Seconds a killed process gets to stop at a safe point before it is sent SIGTERM
+    /// (0 ..= 3600).
+    #[arg(long, value_name = "SEC", default_value_t = 5.0, value_parser = grace_seconds)]
     kill_grace: f64,
     /// Remove the records of processes that ended without cleaning up (stale records).
     #[arg(long)]
@@ -61,11 +94,13 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    if !(args.poll.is_finite() && args.poll > 0.0) {
-        eprintln!("xltop: error: --poll must be a positive number of seconds");
-        return ExitCode::from(2);
-    }
     let dir = args.dir.clone().unwrap_or_else(xlstm_wgpu::telemetry::runtime_dir);
+    // Whoever can write the directory could forge records and make us signal their choice of
+    // process: refuse to read or act on one that is not private.
+    if let Err(e) = check_runtime_dir(&dir) {
+        eprintln!("xltop: error: {}", sanitize(&e.to_string()));
+        return ExitCode::FAILURE;
+    }
     let result = if args.json {
         let snap = snapshot(&dir, args.clean);
         println!("{snap}");
@@ -78,13 +113,69 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("xltop: error: {e}");
+            eprintln!("xltop: error: {}", sanitize(&e));
             ExitCode::FAILURE
         }
     }
 }
 
 const MIB: f64 = (1u64 << 20) as f64;
+
+/// Longest text shown for one field; a record is small, but a field can still be long enough to
+/// wreck the layout.
+const MAX_FIELD_CHARS: usize = 256;
+
+/// Whether a character would act on the terminal or be invisible instead of printing: C0, DEL and
+/// C1 controls (ESC starts escape sequences), and the format characters that reorder or hide text
+/// (bidirectional overrides, zero-width characters, line and paragraph separators, tags).
+fn is_non_printing(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{ad}'
+                | '\u{61c}'
+                | '\u{180e}'
+                | '\u{200b}'..='\u{200f}'
+                | '\u{2028}'..='\u{202e}'
+                | '\u{2060}'..='\u{206f}'
+                | '\u{feff}'
+                | '\u{fff9}'..='\u{fffb}'
+                | '\u{e0000}'..='\u{e007f}'
+        )
+}
+
+/// Text from a record or a path, made safe to write to a terminal: non-printing characters become
+/// `?`, and it is cut at [`MAX_FIELD_CHARS`].
+fn sanitize(text: &str) -> String {
+    let mut out: String = text
+        .chars()
+        .take(MAX_FIELD_CHARS)
+        .map(|c| if is_non_printing(c) { '?' } else { c })
+        .collect();
+    if text.chars().nth(MAX_FIELD_CHARS).is_some() {
+        out.push('…');
+    }
+    out
+}
+
+/// A record with every text field sanitised, for the table and the full-screen view (the JSON
+/// output keeps the text as it is: JSON escapes control characters).
+fn displayable(r: &StatusRecord) -> StatusRecord {
+    StatusRecord {
+        command: sanitize(&r.command),
+        model: sanitize(&r.model),
+        adapter: sanitize(&r.adapter),
+        backend: sanitize(&r.backend),
+        phase: sanitize(&r.phase),
+        last_command: r.last_command.as_deref().map(sanitize),
+        ..r.clone()
+    }
+}
+
+/// An acknowledgement or an error of a command, on stderr.
+fn say(message: &str) {
+    eprintln!("xltop: {}", sanitize(message));
+}
 
 fn mib(b: u64) -> f64 {
     b as f64 / MIB
@@ -118,20 +209,78 @@ fn snapshot(dir: &Path, clean: bool) -> serde_json::Value {
 struct Control {
     dir: PathBuf,
     grace: Duration,
-    /// Processes sent `stop`, with the time after which they get SIGTERM.
-    pending: Vec<(u32, Instant)>,
+    /// Processes sent `stop`: the identity they had, and the time after which they get SIGTERM.
+    pending: Vec<Pending>,
+}
+
+struct Pending {
+    pid: u32,
+    identity: ProcessIdentity,
+    deadline: Instant,
+}
+
+/// Whether the process a record names is still the run that wrote it.
+enum Verdict {
+    /// The live process has the record's identity.
+    Ours(ProcessIdentity),
+    /// No process with that pid is running.
+    Gone,
+    /// A process with that pid runs, but it cannot be shown to be the record's run.
+    NotOurs(String),
+}
+
+/// Compares the live process with the identity in its record: same user (ours), same start time,
+/// same executable. A pid is reused by the system, and a record may be stale or forged.
+fn verify(rec: &StatusRecord) -> Verdict {
+    let pid = rec.pid;
+    if !pid_alive(pid) {
+        return Verdict::Gone;
+    }
+    let Some(claimed) = &rec.identity else {
+        return Verdict::NotOurs("its record does not say which process wrote it".into());
+    };
+    let Some(live) = process_identity(pid) else {
+        return if pid_alive(pid) {
+            Verdict::NotOurs("the process cannot be inspected".into())
+        } else {
+            Verdict::Gone
+        };
+    };
+    #[cfg(unix)]
+    if live.uid != Some(xlstm_wgpu::files::current_uid()) {
+        return Verdict::NotOurs(format!(
+            "it belongs to uid {}, not to this user",
+            live.uid.map_or("?".into(), |u| u.to_string())
+        ));
+    }
+    if live.uid != claimed.uid {
+        return Verdict::NotOurs("its user differs from the record's".into());
+    }
+    if live.start_time != claimed.start_time {
+        return Verdict::NotOurs("it started at another time than the record's run (the pid was reused)".into());
+    }
+    if live.exe != claimed.exe {
+        return Verdict::NotOurs(format!(
+            "it runs {}, not the record's {}",
+            sanitize(&live.exe),
+            sanitize(&claimed.exe)
+        ));
+    }
+    Verdict::Ours(live)
 }
 
 impl Control {
+    /// `grace` is in [`GRACE_RANGE`] (checked when parsed).
     fn new(dir: &Path, grace: f64) -> Self {
         Control {
             dir: dir.to_path_buf(),
-            grace: Duration::from_secs_f64(grace.max(0.0)),
+            grace: Duration::from_secs_f64(grace.clamp(*GRACE_RANGE.start(), *GRACE_RANGE.end())),
             pending: Vec::new(),
         }
     }
 
     fn record(&self, pid: u32) -> Result<StatusRecord, String> {
+        check_runtime_dir(&self.dir).map_err(|e| e.to_string())?;
         read_records(&self.dir)
             .into_iter()
             .find(|r| r.pid == pid)
@@ -142,14 +291,30 @@ impl Control {
     /// SIGTERM if it is still alive after the grace period.
     fn kill(&mut self, pid: u32) -> Result<String, String> {
         let rec = self.record(pid)?;
-        if rec.stale && !pid_alive(pid) {
-            remove_record(&self.dir, pid);
-            return Ok(format!("process {pid} is gone; removed its stale record"));
-        }
+        let identity = match verify(&rec) {
+            Verdict::Ours(identity) => identity,
+            Verdict::Gone => {
+                remove_record(&self.dir, pid);
+                return Ok(format!("process {pid} is gone; removed its stale record"));
+            }
+            Verdict::NotOurs(why) => {
+                return Err(format!(
+                    "refusing to stop process {pid}: it is not the xlstm run of its record: {why}"
+                ))
+            }
+        };
         send_command(&self.dir, pid, "stop").map_err(|e| e.to_string())?;
-        self.pending.retain(|&(p, _)| p != pid);
-        self.pending.push((pid, Instant::now() + self.grace));
-        Ok(format!("stop sent to {pid} ({} {})", rec.command, rec.phase))
+        self.pending.retain(|p| p.pid != pid);
+        self.pending.push(Pending {
+            pid,
+            identity,
+            deadline: Instant::now() + self.grace,
+        });
+        Ok(format!(
+            "stop sent to {pid} ({} {})",
+            sanitize(&rec.command),
+            sanitize(&rec.phase)
+        ))
     }
 
     fn empty_cache(&mut self, pid: u32) -> Result<String, String> {
@@ -168,12 +333,22 @@ impl Control {
     fn tick(&mut self) -> Vec<String> {
         let now = Instant::now();
         let mut msgs = Vec::new();
-        self.pending.retain(|&(pid, deadline)| {
-            if !pid_alive(pid) {
+        self.pending.retain(|p| {
+            let pid = p.pid;
+            let live = process_identity(pid);
+            if live.is_none() && !pid_alive(pid) {
                 msgs.push(format!("process {pid} stopped"));
                 return false;
             }
-            if now >= deadline {
+            if now >= p.deadline {
+                // The pid may have been reused during the grace period: signal only the same
+                // process.
+                if live.as_ref() != Some(&p.identity) {
+                    msgs.push(format!(
+                        "process {pid} is no longer the run that was sent stop; not signalling it"
+                    ));
+                    return false;
+                }
                 let sent = terminate(pid);
                 msgs.push(if sent {
                     format!("process {pid} did not stop in time; sent SIGTERM")
@@ -220,19 +395,19 @@ fn table(dir: &Path, recs: &[StatusRecord]) -> String {
         "xltop  {} process{}  ({})\n",
         recs.len(),
         if recs.len() == 1 { "" } else { "es" },
-        dir.display()
+        sanitize(&dir.display().to_string())
     );
     out += &format!(
         "{:>7} {:<8} {:<10} {:>11} {:>8} {:>9} {:>9} {:>8} {:>8} {:>7}  {}\n",
         "PID", "CMD", "PHASE", "PROGRESS", "TOK/S", "RSS MiB", "GPU MiB", "POOLED", "PEAK", "AGE", "MODEL / ADAPTER"
     );
-    for r in recs {
+    for r in recs.iter().map(displayable) {
         out += &format!(
             "{:>7} {:<8} {:<10} {:>11} {:>8.1} {:>9.1} {:>9.1} {:>8.1} {:>8.1} {:>7}  {} / {}\n",
             r.pid,
             r.command,
             if r.stale { "stale" } else { r.phase.as_str() },
-            fmt_progress(r),
+            fmt_progress(&r),
             r.tok_per_s,
             mib(r.rss_bytes),
             mib(r.gpu_live_bytes),
@@ -271,13 +446,8 @@ fn parse_command(line: &str) -> Result<Option<Input>, String> {
         "kill" | "stop" => Ok(Some(Input::Kill(pid(arg)?))),
         "empty_cache" | "empty-cache" => Ok(Some(Input::EmptyCache(pid(arg)?))),
         "interval" => {
-            let s: f64 = arg
-                .ok_or("`interval` needs seconds")?
-                .parse()
-                .map_err(|_| format!("`{line}`: not a number of seconds"))?;
-            if !(s.is_finite() && s > 0.0) {
-                return Err("the interval must be positive".into());
-            }
+            let s = poll_seconds(arg.ok_or("`interval` needs seconds")?)
+                .map_err(|e| format!("`{line}`: {e}; interval unchanged"))?;
             Ok(Some(Input::Interval(s)))
         }
         "quit" | "exit" | "q" => Ok(Some(Input::Quit)),
@@ -323,7 +493,7 @@ fn stream(args: &Args, dir: &Path) -> Result<(), String> {
         let next = Instant::now() + poll;
         loop {
             for m in control.tick() {
-                eprintln!("xltop: {m}");
+                say(&m);
             }
             let now = Instant::now();
             if now >= next {
@@ -336,18 +506,16 @@ fn stream(args: &Args, dir: &Path) -> Result<(), String> {
                     Ok(Some(Input::Quit)) => return Ok(()),
                     Ok(Some(Input::Interval(s))) => {
                         poll = Duration::from_secs_f64(s);
-                        eprintln!("xltop: refreshing every {s} s");
+                        say(&format!("refreshing every {s} s"));
                         break;
                     }
                     Ok(Some(Input::Kill(pid))) => match control.kill(pid) {
-                        Ok(m) => eprintln!("xltop: {m}"),
-                        Err(e) => eprintln!("xltop: {e}"),
+                        Ok(m) | Err(m) => say(&m),
                     },
                     Ok(Some(Input::EmptyCache(pid))) => match control.empty_cache(pid) {
-                        Ok(m) => eprintln!("xltop: {m}"),
-                        Err(e) => eprintln!("xltop: {e}"),
+                        Ok(m) | Err(m) => say(&m),
                     },
-                    Err(e) => eprintln!("xltop: {e}"),
+                    Err(e) => say(&e),
                 },
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => std::thread::sleep(wait),
@@ -383,7 +551,8 @@ mod tui {
 
     impl App {
         fn refresh(&mut self) {
-            self.recs = records(&self.dir, self.clean);
+            // Only shown (commands re-read the record), so sanitised once here.
+            self.recs = records(&self.dir, self.clean).iter().map(displayable).collect();
             for r in &self.recs {
                 if r.stale {
                     continue;
@@ -542,7 +711,7 @@ mod tui {
                     "  {} running, {} stale  |  {}  |  refresh {:.1} s",
                     live,
                     app.recs.len() - live,
-                    app.dir.display(),
+                    sanitize(&app.dir.display().to_string()),
                     app.poll.as_secs_f64()
                 )),
             ])),
@@ -619,7 +788,7 @@ mod tui {
         let [g1, g2, g3] = Layout::vertical([Constraint::Length(1); 3]).areas(inner);
         if let Some(r) = &sel {
             let cap = r.hard_limit_bytes.unwrap_or(r.sys_total_bytes);
-            let used = r.rss_bytes.max(r.gpu_live_bytes + r.gpu_pooled_bytes);
+            let used = r.rss_bytes.max(r.gpu_live_bytes.saturating_add(r.gpu_pooled_bytes));
             let over_soft = r.soft_limit_bytes.is_some_and(|s| used >= s);
             let gauge = |area: Rect, f: &mut Frame, ratio: f64, label: String, color: Color| {
                 f.render_widget(
@@ -659,7 +828,7 @@ mod tui {
                 ),
                 Color::Blue,
             );
-            let pool = r.gpu_live_bytes + r.gpu_pooled_bytes;
+            let pool = r.gpu_live_bytes.saturating_add(r.gpu_pooled_bytes);
             gauge(
                 g3,
                 f,
@@ -709,7 +878,7 @@ mod tui {
                 Span::raw(" select  "),
                 Span::styled("q", Style::default().add_modifier(Modifier::BOLD)),
                 Span::raw(" quit   "),
-                Span::styled(app.message.clone(), Style::default().fg(Color::Cyan)),
+                Span::styled(sanitize(&app.message), Style::default().fg(Color::Cyan)),
             ]),
         };
         f.render_widget(Paragraph::new(footer), foot);

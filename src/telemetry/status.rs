@@ -120,8 +120,7 @@ pub fn ensure_dir(dir: &Path) -> std::io::Result<()> {
 pub fn check_runtime_dir(dir: &Path) -> Result<()> {
     match std::fs::symlink_metadata(dir) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        _ => crate::files::check_private_dir(dir)
-            .map_err(|e| Error::Input(format!("unsafe runtime directory: {e}"))),
+        _ => crate::files::check_private_dir(dir).map_err(|e| Error::Input(format!("unsafe runtime directory: {e}"))),
     }
 }
 
@@ -169,8 +168,7 @@ pub fn read_record(path: &Path) -> Result<StatusRecord> {
         same_owner: true,
     };
     let bytes = read_regular(path, rules).map_err(|e| refused(path, e))?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| Error::Input(format!("{}: not a status record: {e}", path.display())))
+    serde_json::from_slice(&bytes).map_err(|e| Error::Input(format!("{}: not a status record: {e}", path.display())))
 }
 
 /// Why [`read_regular`] refused a file, as one line naming it.
@@ -262,8 +260,7 @@ pub fn read_command_file(path: &Path) -> Result<Vec<String>> {
         same_owner: true,
     };
     let bytes = read_regular(path, rules).map_err(|e| refused(path, e))?;
-    let text = String::from_utf8(bytes)
-        .map_err(|_| Error::Input(format!("{}: not UTF-8 text", path.display())))?;
+    let text = String::from_utf8(bytes).map_err(|_| Error::Input(format!("{}: not UTF-8 text", path.display())))?;
     Ok(text
         .lines()
         .map(str::trim)
