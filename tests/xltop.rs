@@ -429,3 +429,45 @@ fn the_tui_renders_in_a_real_terminal_and_its_keys_work() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn the_tui_shows_record_text_without_its_terminal_escapes() {
+    if !tmux_available() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "tmux is required in CI (ci/setup installs it)"
+        );
+        eprintln!("skipping: tmux is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // Clear the screen, set the window title, colour in red (C1 CSI), reverse the text direction.
+    let evil = "\u{1b}[2J\u{1b}]2;pwned\u{7}\u{9b}31mred\u{202e}txt";
+    let rec = StatusRecord {
+        pid: 4_000_000_040,
+        command: evil.into(),
+        phase: evil.into(),
+        model: format!("/m/{evil}"),
+        adapter: evil.into(),
+        poll_ms: 200,
+        updated_unix: xlstm_wgpu::telemetry::status::unix_now(),
+        ..Default::default()
+    };
+    write_record(dir.path(), &rec).unwrap();
+    let tmux = Tmux {
+        socket: format!("xltop-escapes-{}", std::process::id()),
+    };
+    let command = format!(
+        "env XLSTM_RUNTIME_DIR='{}' TERM=xterm-256color '{}' --poll 0.3",
+        dir.path().display(),
+        PathBuf::from(XLTOP).display()
+    );
+    let o = tmux.cmd(&["new-session", "-d", "-s", "xltop", "-x", "200", "-y", "40", &command]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let screen = tmux.wait_screen("the record's row", |s| s.contains("4000000040") && s.contains("q quit"));
+    assert!(screen.contains("?[2J?]2;pwned??31mred?txt"), "{screen}");
+    let title = tmux.cmd(&["display-message", "-p", "-t", "xltop", "#{pane_title}"]);
+    let title = String::from_utf8_lossy(&title.stdout);
+    assert!(!title.contains("pwned"), "the record set the terminal title: {title}");
+    tmux.keys(&["q"]);
+}
