@@ -9,7 +9,10 @@
 //!     WGPU_BACKEND=vulkan XDG_RUNTIME_DIR=/tmp cargo test --release --test runtime_dir
 //!
 //! Tests that need a second user (files or directories owned by uid 65534) run when the tests
-//! run as root, as in CI; the permission-based cases run for everyone.
+//! run as root, as in CI; the permission-based cases run for everyone. Unix only: the checks are
+//! about Unix owners, modes, FIFOs and symbolic links.
+
+#![cfg(unix)]
 
 use serde_json::Value;
 use std::io::{Read, Write};

@@ -314,6 +314,8 @@ mod tests {
         let recs = read_records(&dir);
         assert_eq!(recs.len(), 2);
         assert!(!recs[0].stale && recs[0].command == "generate");
+        assert_eq!(recs[0].identity, own_identity(), "a process's own record names it");
+        assert_eq!(recs[1].identity, None, "nor is another pid's record stamped");
         assert!(recs[1].stale);
         send_command(&dir, me, "empty_cache").unwrap();
         send_command(&dir, me, "stop").unwrap();
