@@ -60,8 +60,8 @@ fn grace_seconds(text: &str) -> Result<f64, String> {
     about = "Monitor running xlstm processes: memory, progress, tok/s; empty their GPU cache or stop them"
 )]
 struct Args {
-    /// Runtime directory to watch [default: $XLSTM_RUNTIME_DIR, else $XDG_RUNTIME_DIR/xlstm, else
-    /// <temp dir>/xlstm-<user>].
+    /// Runtime directory to watch; it must be private to the user [default: $XLSTM_RUNTIME_DIR,
+    /// else $XDG_RUNTIME_DIR/xlstm, else <temp dir>/xlstm-<uid>].
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
     /// Seconds between refreshes (0.05 ..= 3600).
@@ -144,14 +144,15 @@ fn is_non_printing(c: char) -> bool {
         )
 }
 
-/// Text from a record or a path, made safe to write to a terminal: non-printing characters become
-/// `?`, and it is cut at [`MAX_FIELD_CHARS`].
+/// Text from a record, a path or a message, made safe to write to a terminal: non-printing
+/// characters become `?`.
 fn sanitize(text: &str) -> String {
-    let mut out: String = text
-        .chars()
-        .take(MAX_FIELD_CHARS)
-        .map(|c| if is_non_printing(c) { '?' } else { c })
-        .collect();
+    text.chars().map(|c| if is_non_printing(c) { '?' } else { c }).collect()
+}
+
+/// A record's text field for a table cell: sanitised and cut at [`MAX_FIELD_CHARS`].
+fn sanitize_field(text: &str) -> String {
+    let mut out: String = sanitize(&text.chars().take(MAX_FIELD_CHARS).collect::<String>());
     if text.chars().nth(MAX_FIELD_CHARS).is_some() {
         out.push('…');
     }
@@ -162,12 +163,12 @@ fn sanitize(text: &str) -> String {
 /// output keeps the text as it is: JSON escapes control characters).
 fn displayable(r: &StatusRecord) -> StatusRecord {
     StatusRecord {
-        command: sanitize(&r.command),
-        model: sanitize(&r.model),
-        adapter: sanitize(&r.adapter),
-        backend: sanitize(&r.backend),
-        phase: sanitize(&r.phase),
-        last_command: r.last_command.as_deref().map(sanitize),
+        command: sanitize_field(&r.command),
+        model: sanitize_field(&r.model),
+        adapter: sanitize_field(&r.adapter),
+        backend: sanitize_field(&r.backend),
+        phase: sanitize_field(&r.phase),
+        last_command: r.last_command.as_deref().map(sanitize_field),
         ..r.clone()
     }
 }
