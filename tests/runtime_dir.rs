@@ -415,6 +415,10 @@ fn xltop_kill_refuses_a_process_that_is_not_the_run_of_its_record() {
             },
         )
         .unwrap();
+        let snap: Value = serde_json::from_slice(&xltop(dir.path(), &["--json"]).stdout).unwrap();
+        let listed_stale = snap["processes"][0]["stale"].as_bool();
+        let want_stale = needle != "does not say which process wrote it";
+        assert_eq!(listed_stale, Some(want_stale), "{needle}: a reused pid reads as stale");
         let err = xltop_kill(dir.path(), pid);
         assert!(
             err.contains(&format!(

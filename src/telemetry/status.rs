@@ -15,7 +15,7 @@
 //! [`check_runtime_dir`]). Records and commands are read only from regular files owned by the
 //! user, of bounded size, opened without following links and without blocking
 //! ([`crate::files::read_regular`]); anything else is ignored.
-use super::sys::{own_identity, pid_alive, ProcessIdentity};
+use super::sys::{own_identity, pid_alive, process_identity, ProcessIdentity};
 use crate::error::{Error, Result};
 use crate::files::{read_regular, ReadRules};
 use serde::{Deserialize, Serialize};
@@ -153,11 +153,16 @@ pub fn remove_record(dir: &Path, pid: u32) {
     }
 }
 
-/// Whether a record is stale: its process is gone, or it has not been refreshed for ten seconds
-/// or twenty sampling periods, whichever is longer.
+/// Whether a record is stale: its process is gone, its pid now belongs to another process (the
+/// live process's identity differs from the record's), or it has not been refreshed for ten
+/// seconds or twenty sampling periods, whichever is longer.
 pub fn is_stale(rec: &StatusRecord, now_unix: f64) -> bool {
     let max_age = (rec.poll_ms as f64 * 20.0 / 1000.0).max(10.0);
-    !pid_alive(rec.pid) || now_unix - rec.updated_unix > max_age
+    if !pid_alive(rec.pid) || now_unix - rec.updated_unix > max_age {
+        return true;
+    }
+    let reused = |claimed: &ProcessIdentity| process_identity(rec.pid).is_some_and(|live| &live != claimed);
+    rec.identity.as_ref().is_some_and(reused)
 }
 
 /// Reads one record file, which must be a regular file owned by the user and at most
