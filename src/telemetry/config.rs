@@ -39,7 +39,8 @@ pub struct MemArgs {
     #[arg(long, value_name = "MS")]
     pub mem_every: Option<u64>,
     /// Write one CSV row per sample to this file (time, rss_mb, sys_avail_mb, gpu_live_mb,
-    /// gpu_pooled_mb, gpu_peak_mb, phase, tokens).
+    /// gpu_pooled_mb, gpu_peak_mb, phase, tokens). Written as the run goes (kept if it fails); an
+    /// existing regular file is truncated, anything else (a link, FIFO, device) is refused.
     #[arg(long, value_name = "FILE.csv")]
     pub mem_log: Option<PathBuf>,
 }
@@ -147,6 +148,29 @@ fn parse_actions(what: &str, list: &str) -> Result<(bool, bool)> {
     }
     Ok((warn, empty))
 }
+
+impl MemConfig {
+    /// Refuses a soft limit above the hard one (the soft actions could then never come first),
+    /// naming both limits and where each came from. `total_ram` resolves percentages.
+    pub fn check_limits(&self, total_ram: u64) -> Result<()> {
+        if !self.enabled {
+            return Ok(());
+        }
+        let (soft, hard) = (self.soft.bytes(total_ram), self.hard.bytes(total_ram));
+        if soft > hard {
+            return Err(Error::Input(format!(
+                "the soft memory limit {:.1} MiB ({}) is above the hard limit {:.1} MiB ({})",
+                soft as f64 / MIB,
+                self.soft_from,
+                hard as f64 / MIB,
+                self.hard_from
+            )));
+        }
+        Ok(())
+    }
+}
+
+const MIB: f64 = (1u64 << 20) as f64;
 
 impl MemArgs {
     /// Combines the flags with the process environment.
@@ -318,6 +342,45 @@ mod tests {
         ] {
             assert!(MemArgs::default().resolve_with(env(&[(k, v)])).is_err(), "{k}={v}");
         }
+    }
+
+    #[test]
+    fn a_soft_limit_above_the_hard_one_is_refused_with_both_sources() {
+        let ram = 16u64 << 30;
+        let a = MemArgs {
+            mem_soft_mb: Some(2000),
+            mem_hard_mb: Some(1500),
+            ..Default::default()
+        };
+        let e = a.resolve_with(env(&[])).unwrap().check_limits(ram).unwrap_err();
+        let msg = e.to_string();
+        assert!(matches!(e, Error::Input(_)), "{msg}");
+        for needle in ["2000.0 MiB (--mem-soft-mb 2000)", "1500.0 MiB (--mem-hard-mb 1500)"] {
+            assert!(msg.contains(needle), "`{needle}` missing from: {msg}");
+        }
+        // A percentage against an absolute limit, from the environment: 85% of 16 GiB > 1 GiB.
+        let e = MemArgs::default()
+            .resolve_with(env(&[("XLSTM_MEM_HARD_MB", "1024")]))
+            .unwrap()
+            .check_limits(ram)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("(default: 85% of RAM)") && e.contains("(XLSTM_MEM_HARD_MB=1024)"),
+            "{e}"
+        );
+        // Equal limits, the defaults, and a switched-off watchdog are accepted.
+        let equal = MemArgs {
+            mem_soft_mb: Some(1500),
+            mem_hard_mb: Some(1500),
+            ..Default::default()
+        };
+        equal.resolve_with(env(&[])).unwrap().check_limits(ram).unwrap();
+        MemConfig::default().check_limits(ram).unwrap();
+        let off = MemArgs::default()
+            .resolve_with(env(&[("XLSTM_MEM_WATCHDOG", "0"), ("XLSTM_MEM_HARD_MB", "1")]))
+            .unwrap();
+        off.check_limits(ram).unwrap();
     }
 
     #[test]
