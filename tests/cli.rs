@@ -975,7 +975,12 @@ fn output_within(mut cmd: Command, limit: std::time::Duration) -> Output {
 fn mkfifo(path: &Path) {
     let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
     // SAFETY: a valid NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo {}", path.display());
+    assert_eq!(
+        unsafe { libc::mkfifo(c.as_ptr(), 0o600) },
+        0,
+        "mkfifo {}",
+        path.display()
+    );
 }
 
 /// `--out` naming a device node, a FIFO or a symbolic link is refused before any model work
@@ -1004,7 +1009,10 @@ fn score_out_that_is_a_device_fifo_or_link_is_refused_before_the_model_runs() {
         let stderr = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(1), "{}: {stderr}", out.display());
         assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
-        assert!(stderr.starts_with("xlstm: error: invalid input: refusing to write"), "{stderr}");
+        assert!(
+            stderr.starts_with("xlstm: error: invalid input: refusing to write"),
+            "{stderr}"
+        );
         assert!(stderr.contains(kind), "{stderr}");
         assert!(!stderr.contains("no_such_model"), "checked before the model: {stderr}");
         assert_no_temp(&out.display().to_string(), &out);
@@ -1170,7 +1178,17 @@ fn tune_refuses_a_planted_run_directory_or_trials_file() {
         ("planted", &["trials.csv already exists"][..]),
     ] {
         let mut cmd = Command::new(BIN);
-        cmd.args(["tune", "--preset", "tiny", "--trials", "1", "--seq", "16", "--repeats", "1"]);
+        cmd.args([
+            "tune",
+            "--preset",
+            "tiny",
+            "--trials",
+            "1",
+            "--seq",
+            "16",
+            "--repeats",
+            "1",
+        ]);
         cmd.args(["--decode-tokens", "2", "--check-tokens", "8", "--no-tune-cache"]);
         cmd.arg("--runs-dir").arg(&runs).args(["--run-name", name]);
         cmd.env("XDG_CACHE_HOME", s.path("cache"));

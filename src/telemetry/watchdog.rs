@@ -222,10 +222,10 @@ impl Watchdog {
         Self::start_with(cfg, command, model, true)
     }
 
-    fn start_with(cfg: MemConfig, command: &str, model: &str, interruptible: bool) -> Result<Watchdog> {
+    fn start_with(mut cfg: MemConfig, command: &str, model: &str, interruptible: bool) -> Result<Watchdog> {
         let mut reader = MemReader::new();
         let first = reader.sample();
-        cfg.check_limits(first.sys_total)?;
+        cfg.settle_limits(first.sys_total)?;
         // The CSV log is written as the run goes (readable while it lasts, kept if it dies), so
         // it is opened in place, refusing links, FIFOs, devices and directories.
         let log = match &cfg.log {
