@@ -442,3 +442,48 @@ fn score_interrupted_while_writing_leaves_no_partial_output_or_status_record() {
         assert!(runtime_dir_is_empty(&s), "{sigs:?}: the status record is left");
     }
 }
+
+/// A long `score` stays under a hard limit its old in-memory output (logits, their bytes and the
+/// serialised file: three copies) broke without being stopped: the output streams to disk, so the
+/// host holds the logits once. The limit (three copies of the logits plus 120 MiB) is one the old
+/// pre-load estimate let through; the CSV log shows every sample under it.
+#[test]
+fn long_score_streams_its_output_and_stays_under_the_hard_limit() {
+    let s = Scratch::new();
+    let tokens = 10_000usize;
+    let ids: Vec<usize> = (0..tokens).map(|i| (i * 7919) % 4096).collect();
+    std::fs::write(s.path("long.json"), serde_json::to_string(&ids).unwrap()).unwrap();
+    let logits_mb = (tokens * 4096 * 4) as f64 / (1 << 20) as f64;
+    let hard_mb = (3.0 * logits_mb + 120.0) as u64;
+    let (log, out) = (s.path("mem.csv"), s.path("out/scores.safetensors"));
+    let hard = hard_mb.to_string();
+    let mut c = s.xlstm(&["score", "--mem-every", "20", "--mem-hard-mb", &hard]);
+    c.arg("--model").arg(mini()).arg("--input-ids").arg(s.path("long.json"));
+    c.arg("--out").arg(&out).arg("--mem-log").arg(&log);
+    let o = run(c);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let expected_len = 8 + 4 * tokens as u64 * 4096;
+    assert!(std::fs::metadata(&out).unwrap().len() > expected_len);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let peak = text
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(1).unwrap().parse::<f64>().unwrap())
+        .fold(0.0, f64::max);
+    assert!(
+        peak < hard_mb as f64,
+        "peak RSS {peak:.1} MiB above the hard limit {hard_mb} MiB"
+    );
+}
+
+/// The pre-load estimate of `score` counts every position's logits and the segment being read
+/// back (the output itself streams to disk).
+#[test]
+fn score_estimate_counts_the_host_logits_and_one_segment() {
+    let opts = SessionOptions::default();
+    let est = Estimate::for_dir(&mini(), WeightDtype::F16, &opts, 10_000, true).unwrap();
+    let seg = opts.max_segment_tokens.min(10_000) as u64;
+    assert_eq!(est.host, (10_000 + seg) * 4096 * 4);
+    let short = Estimate::for_dir(&mini(), WeightDtype::F16, &opts, 16, false).unwrap();
+    assert_eq!(short.host, 0);
+}
