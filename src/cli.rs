@@ -381,12 +381,23 @@ pub fn check_output_path(path: &std::path::Path) -> Result<()> {
 /// useful run, small enough that every size computed from it stays finite.
 pub const MAX_NEW_TOKENS: usize = 1 << 20;
 
+/// The longest prompt a benchmark or tuning flag (`--prefill-lens`, `--seq`, `--check-tokens`)
+/// may ask for.
+pub const MAX_PROMPT_TOKENS: usize = 1 << 24;
+
+/// The most timed repeats `--repeats` accepts.
+pub const MAX_REPEATS: usize = 1000;
+
 /// Refuses a token count above [`MAX_NEW_TOKENS`], naming the flag.
 pub fn check_new_tokens(flag: &str, n: usize) -> Result<()> {
-    if n > MAX_NEW_TOKENS {
-        return Err(Error::Input(format!(
-            "{flag} {n} is more than the {MAX_NEW_TOKENS} tokens a run may generate"
-        )));
+    check_count(flag, n, MAX_NEW_TOKENS, "tokens a run may generate")
+}
+
+/// Refuses a count from the command line above `max` (`what` says what is counted), so sizes
+/// computed from it cannot overflow and a run cannot be asked to go on for ever.
+pub fn check_count(flag: &str, n: usize, max: usize, what: &str) -> Result<()> {
+    if n > max {
+        return Err(Error::Input(format!("{flag} {n} is more than the {max} {what}")));
     }
     Ok(())
 }

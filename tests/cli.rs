@@ -1204,3 +1204,37 @@ fn tune_refuses_a_planted_run_directory_or_trials_file() {
     assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
     assert_eq!(std::fs::read(&victim).unwrap(), b"keep");
 }
+
+/// Benchmark and tuning sizes that once overflowed an allocation (a panic) or ran for ever are
+/// refused at once, naming the flag.
+#[test]
+fn absurd_bench_and_tune_sizes_are_refused_at_once() {
+    let huge = u64::MAX.to_string();
+    let bench = ["bench", "--preset", "tiny", "--no-tune-cache"];
+    let tune = ["tune", "--preset", "tiny", "--trials", "1", "--no-tune-cache"];
+    for (base, flag) in [
+        (&bench[..], "--prefill-lens"),
+        (&bench[..], "--repeats"),
+        (&bench[..], "--decode-tokens"),
+        (&tune[..], "--seq"),
+        (&tune[..], "--check-tokens"),
+        (&tune[..], "--decode-tokens"),
+        (&tune[..], "--population"),
+    ] {
+        let scratch = Scratch::new();
+        let mut cmd = Command::new(BIN);
+        cmd.args(base).args([flag, &huge]);
+        if base[0] == "tune" {
+            cmd.arg("--runs-dir").arg(scratch.path("runs"));
+        }
+        let o = output_within(cmd, std::time::Duration::from_secs(60));
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{flag}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{flag}: {stderr}");
+        assert!(
+            stderr.starts_with("xlstm: error: invalid input: ") && stderr.contains(&format!("{flag} {huge}")),
+            "{flag}: {stderr}"
+        );
+        assert!(!scratch.path("runs").exists(), "{flag}: a run directory was created");
+    }
+}

@@ -6,7 +6,10 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use xlstm_wgpu::cli::{check_new_tokens, check_output_path, run_generate, GenerateArgs, GpuArgs, RunArgs};
+use xlstm_wgpu::cli::{
+    check_count, check_new_tokens, check_output_path, run_generate, GenerateArgs, GpuArgs, RunArgs, MAX_PROMPT_TOKENS,
+    MAX_REPEATS,
+};
 use xlstm_wgpu::files;
 use xlstm_wgpu::gpu::device::list_adapters;
 use xlstm_wgpu::sample::argmax;
@@ -189,6 +192,10 @@ fn bench(a: BenchArgs) -> Result<()> {
         return Err(Error::Input("prefill lengths must be positive".into()));
     }
     check_new_tokens("--decode-tokens", a.decode_tokens)?;
+    for &len in &a.prefill_lens {
+        check_count("--prefill-lens", len, MAX_PROMPT_TOKENS, "tokens a prompt may have")?;
+    }
+    check_count("--repeats", a.repeats, MAX_REPEATS, "repeats accepted")?;
     // telemetry: watchdog and pre-load estimate.
     let label = match (&a.model, &a.preset) {
         (Some(dir), _) => dir.display().to_string(),
@@ -500,6 +507,19 @@ fn tune(a: TuneArgs) -> Result<()> {
         (None, Some(p)) => ModelSource::Preset(p.clone()),
         (None, None) => return Err(Error::Input("xlstm tune needs --model DIR or --preset NAME".into())),
     };
+    check_count("--seq", a.seq, MAX_PROMPT_TOKENS, "tokens a prompt may have")?;
+    check_count(
+        "--check-tokens",
+        a.check_tokens,
+        MAX_PROMPT_TOKENS,
+        "tokens a prompt may have",
+    )?;
+    check_new_tokens("--decode-tokens", a.decode_tokens)?;
+    check_count("--repeats", a.repeats, MAX_REPEATS, "repeats accepted")?;
+    check_count("--trials", a.trials, 1_000_000, "trials accepted")?;
+    if let Some(p) = a.population {
+        check_count("--population", p, 10_000, "members a generation may have")?;
+    }
     let target: tune::Target = a.target.parse()?;
     let mode: tune::Mode = a.mode.parse()?;
     let dtype = a.run.dtype()?;
