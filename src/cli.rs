@@ -291,7 +291,7 @@ pub fn run_generate(a: &GenerateArgs) -> Result<()> {
     progress.set_phase("prefill");
     // What has come so far, for the summary of a run a signal stops inside `generate`.
     let started = std::time::Instant::now();
-    let mut so_far = crate::session::GenerateStats {
+    let mut so_far = GenerateStats {
         prompt_tokens: prompt.len(),
         ..Default::default()
     };

@@ -98,6 +98,7 @@ fn start_thread() -> std::result::Result<(), String> {
     Ok(())
 }
 
+#[cfg_attr(not(unix), allow(dead_code))]
 fn run_exit_actions() {
     let actions = ON_EXIT.lock().unwrap_or_else(|p| p.into_inner());
     for (_, action) in actions.iter() {
