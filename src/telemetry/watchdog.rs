@@ -93,6 +93,9 @@ struct Shared {
     dir: Option<PathBuf>,
     /// SIGINT/SIGTERM stop this run at its next safe point (see [`super::signals`]).
     interruptible: bool,
+    /// Held while the record is written or removed, so an immediate exit on a second signal
+    /// removes it only between writes (and no write follows).
+    record_lock: Mutex<()>,
 }
 
 impl Shared {
@@ -277,12 +280,18 @@ impl Watchdog {
             total_ram: first.sys_total,
             dir: dir.clone(),
             interruptible,
+            record_lock: Mutex::new(()),
         });
         let pid = shared.pid;
         let record_cleanup = match (&dir, interruptible) {
             (Some(d), true) => {
-                let d = d.clone();
-                Some(signals::on_exit(move || status::remove_record(&d, pid)))
+                let (d, s) = (d.clone(), shared.clone());
+                Some(signals::on_exit(move || {
+                    let guard = lock(&s.record_lock);
+                    status::remove_record(&d, pid);
+                    // The process exits next: keep the lock so that no new record is written.
+                    std::mem::forget(guard);
+                }))
             }
             _ => None,
         };
@@ -496,6 +505,7 @@ fn run(s: Arc<Shared>, mut reader: MemReader, mut log: Option<std::io::BufWriter
 
         if let (Some(dir), true) = (&s.dir, telemetry_ok) {
             if quitting {
+                let _writing = lock(&s.record_lock);
                 status::remove_record(dir, s.pid);
             } else {
                 let info = lock(&s.info).clone();
@@ -531,7 +541,11 @@ fn run(s: Arc<Shared>, mut reader: MemReader, mut log: Option<std::io::BufWriter
                     last_command: last_command.clone(),
                     stale: false,
                 };
-                if let Err(e) = status::write_record(dir, &rec) {
+                let written = {
+                    let _writing = lock(&s.record_lock);
+                    status::write_record(dir, &rec)
+                };
+                if let Err(e) = written {
                     eprintln!(
                         "xlstm: warning: telemetry off: cannot write to {}: {e} (xltop will not see this run)",
                         dir.display()
