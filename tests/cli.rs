@@ -1238,3 +1238,87 @@ fn absurd_bench_and_tune_sizes_are_refused_at_once() {
         assert!(!scratch.path("runs").exists(), "{flag}: a run directory was created");
     }
 }
+
+/// The files tune writes at the end through the atomic writer (summary.csv in the run directory,
+/// tuned.json in the cache directory) refuse a symbolic link planted at their name: the run fails
+/// with one error line and the link's target keeps its contents.
+#[cfg(unix)]
+#[test]
+fn tune_refuses_links_planted_at_its_summary_and_at_the_tuned_settings_store() {
+    let s = Scratch::new();
+    let victim = s.path("victim");
+    std::fs::write(&victim, b"keep").unwrap();
+    let (runs, cache) = (s.path("runs"), s.path("cache"));
+    std::fs::create_dir_all(runs.join("planted")).unwrap();
+    std::os::unix::fs::symlink(&victim, runs.join("planted").join("summary.csv")).unwrap();
+    std::fs::create_dir_all(&cache).unwrap();
+    std::os::unix::fs::symlink(&victim, cache.join("tuned.json")).unwrap();
+    for (run_name, what) in [("planted", "summary.csv"), ("fresh", "tuned.json")] {
+        let mut cmd = Command::new(BIN);
+        cmd.args([
+            "tune",
+            "--preset",
+            "tiny",
+            "--trials",
+            "1",
+            "--seq",
+            "16",
+            "--repeats",
+            "1",
+        ]);
+        cmd.args(["--decode-tokens", "2", "--check-tokens", "8", "--json"]);
+        cmd.arg("--runs-dir").arg(&runs).args(["--run-name", run_name]);
+        cmd.env("XLSTM_CACHE_DIR", &cache);
+        let o = output_within(cmd, std::time::Duration::from_secs(300));
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{what}: {stderr}");
+        let last = stderr.lines().last().unwrap_or_default();
+        assert!(
+            last.starts_with("xlstm: error: ") && last.contains(what) && last.contains("symbolic link"),
+            "{what}: {stderr}"
+        );
+        assert_eq!(std::fs::read(&victim).unwrap(), b"keep", "{what}");
+    }
+    assert!(std::fs::symlink_metadata(cache.join("tuned.json"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+}
+
+/// The pipeline cache (written when a run ends, best effort) never writes through a link planted
+/// at its file name: the run still succeeds, the link stays a link and its target is untouched.
+#[cfg(unix)]
+#[test]
+fn pipeline_cache_does_not_write_through_a_planted_link() {
+    let s = Scratch::new();
+    let cache = s.path("cache");
+    let score_with_cache = |out: &Path| {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["score", "--model"]).arg(fixture("large_a"));
+        cmd.arg("--input-ids").arg(s.good_ids()).arg("--out").arg(out);
+        cmd.arg("--no-tune-cache").env("XLSTM_CACHE_DIR", &cache);
+        output_within(cmd, std::time::Duration::from_secs(120))
+    };
+    assert_succeeded("first score", &score_with_cache(&s.out()));
+    let cached: Vec<PathBuf> = std::fs::read_dir(&cache)
+        .map(|d| d.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default();
+    if cached.is_empty() {
+        eprintln!("this adapter keeps no pipeline cache; nothing to check");
+        return;
+    }
+    let victim = s.path("victim");
+    std::fs::write(&victim, b"keep").unwrap();
+    for p in &cached {
+        std::fs::remove_file(p).unwrap();
+        std::os::unix::fs::symlink(&victim, p).unwrap();
+    }
+    assert_succeeded(
+        "second score",
+        &score_with_cache(&s.path("out").join("second.safetensors")),
+    );
+    assert_eq!(std::fs::read(&victim).unwrap(), b"keep");
+    for p in &cached {
+        assert!(std::fs::symlink_metadata(p).unwrap().file_type().is_symlink());
+    }
+}
