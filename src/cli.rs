@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use crate::gpu::{Gpu, GpuOptions, KernelChecks};
 use crate::model::{LoadOptions, Model, WeightDtype};
 use crate::sample::{Sampler, SamplerConfig};
-use crate::session::{Session, SessionOptions};
+use crate::session::{GenerateStats, Session, SessionOptions};
 use crate::tokenizer::TextStream;
 use std::io::Write;
 use std::path::PathBuf;
@@ -240,8 +240,10 @@ pub fn run_generate(a: &GenerateArgs) -> Result<()> {
     if a.prompt.is_empty() {
         return Err(Error::Input("the prompt is empty".into()));
     }
-    // telemetry: watchdog, status record, pre-load estimate (src/telemetry).
-    let wd = crate::telemetry::Watchdog::start(a.mem.resolve()?, "generate", &dir.display().to_string())?;
+    check_new_tokens("--max-new-tokens", a.max_new_tokens)?;
+    // telemetry: watchdog, status record, pre-load estimate (src/telemetry); SIGINT/SIGTERM stop
+    // the run at the next token with the summary so far.
+    let wd = crate::telemetry::Watchdog::start_interruptible(a.mem.resolve()?, "generate", &dir.display().to_string())?;
     let progress = wd.progress();
     let gpu = a.gpu.open()?;
     wd.set_gpu(&gpu);
@@ -249,7 +251,7 @@ pub fn run_generate(a: &GenerateArgs) -> Result<()> {
     let mut run = a.run.clone();
     let tuned = run.apply_tune_cache(&gpu, crate::tune::store::ModelShape::of_dir(&dir).ok().as_ref());
     // A prompt has at most one token per byte, plus BOS.
-    let est_tokens = a.prompt.len() + 1;
+    let est_tokens = a.prompt.len().saturating_add(1);
     if let Ok(est) = crate::telemetry::Estimate::for_dir(&dir, run.dtype()?, &run.session_options()?, est_tokens, false)
     {
         wd.check_fits(&est)?;
@@ -287,15 +289,36 @@ pub fn run_generate(a: &GenerateArgs) -> Result<()> {
     print!("{}", a.prompt);
     progress.set_total(Some(a.max_new_tokens as u64));
     progress.set_phase("prefill");
-    let stats = session.generate(&prompt, a.max_new_tokens, &mut sampler, &stop, &mut |id| {
+    // What has come so far, for the summary of a run a signal stops inside `generate`.
+    let started = std::time::Instant::now();
+    let mut so_far = GenerateStats {
+        prompt_tokens: prompt.len(),
+        ..Default::default()
+    };
+    let mut decode_started = None;
+    let result = session.generate(&prompt, a.max_new_tokens, &mut sampler, &stop, &mut |id| {
+        let now = std::time::Instant::now();
+        let t1 = *decode_started.get_or_insert(now);
+        so_far.prefill_time = t1 - started;
+        so_far.decode_time = now - t1;
+        so_far.generated.push(id);
         progress.set_phase("decode");
         progress.add_tokens(1);
         let text = stream.push(tok, id)?;
         print!("{text}");
         let _ = out.flush();
-        Ok(true)
-    })?;
+        // A signal ends the generation here, with the summary below.
+        Ok(wd.interrupted().is_none())
+    });
     println!();
+    let stats = match result {
+        Ok(stats) => stats,
+        Err(e) if wd.interrupted().is_none() || so_far.generated.is_empty() => return Err(e),
+        Err(_) => GenerateStats {
+            peak_pool_bytes: model.pool_stats().peak,
+            ..so_far
+        },
+    };
     let tuned = tuned.map_or(String::new(), |t| format!(" | tuned (cache): {t}"));
     println!(
         "prompt tokens {} | prefill {:.1} tok/s | decode {:.1} tok/s ({} tokens) | peak GPU pool {:.1} MiB | {} weights, {}{tuned}",
@@ -307,6 +330,11 @@ pub fn run_generate(a: &GenerateArgs) -> Result<()> {
         model.dtype().name(),
         model.gpu().caps.adapter_name,
     );
+    if let Some(sig) = wd.interrupted() {
+        let p = progress.snapshot();
+        let at = format!("in phase {} after {} tokens", p.phase, p.tokens);
+        return Err(crate::telemetry::signals::interrupted_error(sig, &at));
+    }
     progress.set_phase("done");
     Ok(())
 }
@@ -318,8 +346,10 @@ pub fn default_model_dir() -> PathBuf {
         .join("xlstm-large-mini")
 }
 
-/// Checks that `path` can name an output file: its directory exists and it is not itself a
-/// directory. Commands call this before any work, so a typo fails at once, not after a model run.
+/// Checks that `path` can name an output file: its directory exists and nothing but a regular
+/// file is there (no directory, symbolic link, FIFO or device: outputs never replace or write
+/// through those). Commands call this before any work, so a bad path fails at once, not after a
+/// model run; the writers check again when they write.
 pub fn check_output_path(path: &std::path::Path) -> Result<()> {
     let dir = path
         .parent()
@@ -336,6 +366,38 @@ pub fn check_output_path(path: &std::path::Path) -> Result<()> {
             "output {} is a directory, not a file path",
             path.display()
         )));
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if !meta.file_type().is_file() => Err(Error::Input(format!(
+            "refusing to write {}: it is {}, not a regular file",
+            path.display(),
+            crate::files::describe(&meta.file_type())
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The most tokens `--max-new-tokens` (generate) and `--generate` (score) accept: far beyond any
+/// useful run, small enough that every size computed from it stays finite.
+pub const MAX_NEW_TOKENS: usize = 1 << 20;
+
+/// The longest prompt a benchmark or tuning flag (`--prefill-lens`, `--seq`, `--check-tokens`)
+/// may ask for.
+pub const MAX_PROMPT_TOKENS: usize = 1 << 24;
+
+/// The most timed repeats `--repeats` accepts.
+pub const MAX_REPEATS: usize = 1000;
+
+/// Refuses a token count above [`MAX_NEW_TOKENS`], naming the flag.
+pub fn check_new_tokens(flag: &str, n: usize) -> Result<()> {
+    check_count(flag, n, MAX_NEW_TOKENS, "tokens a run may generate")
+}
+
+/// Refuses a count from the command line above `max` (`what` says what is counted), so sizes
+/// computed from it cannot overflow and a run cannot be asked to go on for ever.
+pub fn check_count(flag: &str, n: usize, max: usize, what: &str) -> Result<()> {
+    if n > max {
+        return Err(Error::Input(format!("{flag} {n} is more than the {max} {what}")));
     }
     Ok(())
 }

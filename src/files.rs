@@ -66,6 +66,11 @@ impl AtomicFile {
         })
     }
 
+    /// The hidden temporary file's path (to remove it on an exit that skips destructors).
+    pub fn temp_path(&self) -> &Path {
+        self.tmp.path()
+    }
+
     /// The file to write to.
     pub fn file(&mut self) -> &mut std::fs::File {
         self.tmp.as_file_mut()
@@ -101,6 +106,68 @@ pub fn write_atomic(path: &Path, bytes: &[u8], visibility: Visibility) -> Result
     let mut f = AtomicFile::create(path, visibility)?;
     f.file().write_all(bytes).map_err(|e| Error::io(path, e))?;
     f.commit()
+}
+
+/// Opens `path` for a file written as it goes (a log that must be readable while the run lasts
+/// and keep what it has if the run dies), truncating a regular file already there. Refuses, without
+/// touching it, anything else at `path`: a symbolic link (not followed), a FIFO or device (opened
+/// without blocking, then checked), a directory, or a regular file with other hard links (writing
+/// through one would change another name's contents).
+pub fn create_streamed(path: &Path, visibility: Visibility) -> Result<std::fs::File> {
+    let dir = parent_dir(path);
+    if !dir.is_dir() {
+        return Err(Error::Input(format!(
+            "output directory {} does not exist",
+            dir.display()
+        )));
+    }
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC);
+        opts.mode(match visibility {
+            Visibility::Shared => 0o644,
+            Visibility::Private => 0o600,
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = visibility;
+    let refuse = |what: &str| {
+        Error::Input(format!(
+            "refusing to write {}: it is {what}, not a regular file",
+            path.display()
+        ))
+    };
+    // Checked before opening as well: on some systems opening a link with O_NOFOLLOW is not an
+    // error, and a directory must not be opened for writing at all.
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_file() {
+            return Err(refuse(describe(&meta.file_type())));
+        }
+    }
+    let file = opts.open(path).map_err(|e| {
+        #[cfg(unix)]
+        if matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::ENXIO)) {
+            // ELOOP: a link planted since the check; ENXIO: a FIFO nobody reads.
+            return refuse("a symbolic link or a FIFO");
+        }
+        Error::io(path, e)
+    })?;
+    let meta = file.metadata().map_err(|e| Error::io(path, e))?;
+    if !meta.file_type().is_file() {
+        return Err(refuse(describe(&meta.file_type())));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if meta.nlink() > 1 {
+            return Err(refuse("a file with other hard links"));
+        }
+    }
+    file.set_len(0).map_err(|e| Error::io(path, e))?;
+    Ok(file)
 }
 
 /// The directory a file path lives in (`.` for a bare name).
@@ -353,6 +420,40 @@ mod tests {
         f.write_all(b"partial").unwrap();
         drop(f);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn streamed_files_truncate_regular_files_and_refuse_links_fifos_devices_and_hard_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log.csv");
+        std::fs::write(&log, b"old contents").unwrap();
+        let mut f = create_streamed(&log, Visibility::Shared).unwrap();
+        f.write_all(b"new").unwrap();
+        drop(f);
+        assert_eq!(std::fs::read(&log).unwrap(), b"new");
+
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"keep").unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        let e = create_streamed(&link, Visibility::Shared).unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        let hard = dir.path().join("hard");
+        std::fs::hard_link(&victim, &hard).unwrap();
+        let e = create_streamed(&hard, Visibility::Shared).unwrap_err();
+        assert!(e.to_string().contains("hard links"), "{e}");
+        assert_eq!(std::fs::read(&victim).unwrap(), b"keep");
+
+        let fifo = dir.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let e = create_streamed(&fifo, Visibility::Shared).unwrap_err();
+        assert!(e.to_string().contains("FIFO"), "{e}");
+        let e = create_streamed(Path::new("/dev/null"), Visibility::Shared).unwrap_err();
+        assert!(e.to_string().contains("character device"), "{e}");
+        assert!(create_streamed(dir.path(), Visibility::Shared).is_err());
     }
 
     #[cfg(unix)]

@@ -943,3 +943,382 @@ fn bench_reports_prefill_decode_and_a_profile() {
     assert_eq!(r["model"], "preset tiny");
     assert!(r["kernels"].as_array().unwrap().is_empty());
 }
+
+// ---------------------------------------------------------------------------------------------
+// Output paths another local user could have prepared: links, device nodes, FIFOs.
+
+/// Runs `cmd` to completion, killing it after `limit` (a write that blocks on a FIFO must fail
+/// the test, not hang it).
+fn output_within(mut cmd: Command, limit: std::time::Duration) -> Output {
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running the xlstm binary");
+    let t0 = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if t0.elapsed() > limit {
+            let _ = child.kill();
+            let o = child.wait_with_output().unwrap();
+            panic!(
+                "still running after {limit:?} (blocked?); stderr:\n{}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[cfg(unix)]
+fn mkfifo(path: &Path) {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(
+        unsafe { libc::mkfifo(c.as_ptr(), 0o600) },
+        0,
+        "mkfifo {}",
+        path.display()
+    );
+}
+
+/// `--out` naming a device node, a FIFO or a symbolic link is refused before any model work
+/// (the model directory given does not even exist), in one line, and the node is left as it was.
+#[cfg(unix)]
+#[test]
+fn score_out_that_is_a_device_fifo_or_link_is_refused_before_the_model_runs() {
+    use std::os::unix::fs::FileTypeExt;
+    let s = Scratch::new();
+    let no_model = s.path("no_such_model");
+    let fifo = s.path("out").join("fifo");
+    mkfifo(&fifo);
+    let victim = s.path("victim");
+    std::fs::write(&victim, b"keep").unwrap();
+    let link = s.path("out").join("link.safetensors");
+    std::os::unix::fs::symlink(&victim, &link).unwrap();
+    for (out, kind) in [
+        (PathBuf::from("/dev/full"), "a character device"),
+        (fifo.clone(), "a FIFO"),
+        (link.clone(), "a symbolic link"),
+    ] {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["score", "--model"]).arg(&no_model);
+        cmd.arg("--input-ids").arg(s.good_ids()).arg("--out").arg(&out);
+        let o = output_within(cmd, std::time::Duration::from_secs(60));
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{}: {stderr}", out.display());
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.starts_with("xlstm: error: invalid input: refusing to write"),
+            "{stderr}"
+        );
+        assert!(stderr.contains(kind), "{stderr}");
+        assert!(!stderr.contains("no_such_model"), "checked before the model: {stderr}");
+        assert_no_temp(&out.display().to_string(), &out);
+    }
+    assert!(std::fs::metadata("/dev/full").unwrap().file_type().is_char_device());
+    assert!(std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+    assert_eq!(std::fs::read(&victim).unwrap(), b"keep");
+}
+
+/// Links planted at every name the old writer would have used for its temporary file
+/// (`.NAME.tmp<pid>` for the next pids) are neither followed nor replaced: the output is written
+/// next to them, and their target keeps its contents.
+#[cfg(target_os = "linux")]
+#[test]
+fn score_ignores_links_planted_at_predictable_temp_names() {
+    let s = Scratch::new();
+    let out = s.out();
+    let victim = s.path("victim");
+    std::fs::write(&victim, b"root-only contents").unwrap();
+    let last_pid: u32 = std::fs::read_to_string("/proc/sys/kernel/ns_last_pid")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let planted: Vec<PathBuf> = (last_pid + 1..last_pid + 200)
+        .map(|pid| s.path("out").join(format!(".scores.safetensors.tmp{pid}")))
+        .collect();
+    for p in &planted {
+        std::os::unix::fs::symlink(&victim, p).unwrap();
+    }
+    let o = score(&fixture("large_a"), &s.good_ids(), &out, &["--generate", "2"]);
+    assert_succeeded("score", &o);
+    check_scores(&out, 7, 101, 2);
+    assert!(std::fs::symlink_metadata(&out).unwrap().file_type().is_file());
+    assert_eq!(std::fs::read(&victim).unwrap(), b"root-only contents");
+    for p in &planted {
+        assert!(std::fs::symlink_metadata(p).unwrap().file_type().is_symlink());
+    }
+    // Nothing else was left: the output and the planted links only.
+    let count = std::fs::read_dir(s.path("out")).unwrap().count();
+    assert_eq!(count, planted.len() + 1);
+}
+
+/// `--mem-log` is written in place as the run goes; a link, FIFO or device at its path is refused
+/// (the old `File::create` followed the link and blocked forever on the FIFO), and the node and a
+/// link's target are untouched.
+#[cfg(unix)]
+#[test]
+fn mem_log_refuses_links_fifos_and_devices() {
+    let s = Scratch::new();
+    let victim = s.path("victim");
+    std::fs::write(&victim, b"keep").unwrap();
+    let link = s.path("link.csv");
+    std::os::unix::fs::symlink(&victim, &link).unwrap();
+    let fifo = s.path("fifo.csv");
+    mkfifo(&fifo);
+    for (log, kind) in [
+        (link.clone(), "symbolic link"),
+        (fifo.clone(), "FIFO"),
+        (PathBuf::from("/dev/null"), "character device"),
+    ] {
+        let out = s.out();
+        let mut cmd = Command::new(BIN);
+        cmd.args(["score", "--model"]).arg(fixture("large_a"));
+        cmd.arg("--input-ids").arg(s.good_ids()).arg("--out").arg(&out);
+        cmd.arg("--mem-log").arg(&log);
+        let o = output_within(cmd, std::time::Duration::from_secs(60));
+        assert_clean_failure(&format!("--mem-log {}", log.display()), &o, &out, &[kind]);
+    }
+    assert_eq!(std::fs::read(&victim).unwrap(), b"keep");
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+
+    // A regular file is truncated and rewritten.
+    let log = s.path("mem.csv");
+    std::fs::write(&log, "stale contents\n".repeat(100)).unwrap();
+    let o = score(
+        &fixture("large_a"),
+        &s.good_ids(),
+        &s.out(),
+        &["--mem-log", &log.display().to_string()],
+    );
+    assert_succeeded("score --mem-log", &o);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.starts_with("time,rss_mb,") && !text.contains("stale"), "{text}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sizes from user input.
+
+/// Token counts that would overflow the size arithmetic (and once ran forever) are refused at
+/// once with a one-line error naming the flag.
+#[test]
+fn absurd_token_counts_are_refused_at_once() {
+    let s = Scratch::new();
+    let out = s.out();
+    let huge = u64::MAX.to_string();
+    let o = score(&fixture("large_a"), &s.good_ids(), &out, &["--generate", &huge]);
+    assert_clean_failure("--generate u64::MAX", &o, &out, &["--generate", &huge, "1048576"]);
+    let o = score(&fixture("large_a"), &s.good_ids(), &out, &["--generate", "1048577"]);
+    assert_clean_failure("--generate 2^20 + 1", &o, &out, &["--generate 1048577"]);
+    let mini = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("models")
+        .join("xlstm-large-mini");
+    let mut cmd = Command::new(BIN);
+    cmd.args(["generate", "--model"]).arg(&mini);
+    cmd.args(["--max-new-tokens", &huge]);
+    let o = output_within(cmd, std::time::Duration::from_secs(60));
+    assert_clean_failure("--max-new-tokens u64::MAX", &o, &out, &["--max-new-tokens", &huge]);
+    assert_eq!(o.status.code(), Some(1));
+}
+
+/// A soft memory limit above the hard one is refused (exit code 1, like other bad limit values),
+/// naming both values and where each came from.
+#[test]
+fn soft_memory_limit_above_the_hard_limit_is_refused() {
+    check_flag_failure(
+        "--mem-soft-mb 2000 --mem-hard-mb 1500",
+        &["--mem-soft-mb", "2000", "--mem-hard-mb", "1500"],
+        &[
+            "soft memory limit 2000.0 MiB (--mem-soft-mb 2000)",
+            "hard limit 1500.0 MiB (--mem-hard-mb 1500)",
+        ],
+    );
+    let s = Scratch::new();
+    let out = s.out();
+    let mut cmd = Command::new(BIN);
+    cmd.args(["score", "--model"]).arg(fixture("large_a"));
+    cmd.arg("--input-ids").arg(s.good_ids()).arg("--out").arg(&out);
+    cmd.args(["--mem-soft-pct", "90"]).env("XLSTM_MEM_HARD_PCT", "50");
+    let o = output_within(cmd, std::time::Duration::from_secs(60));
+    assert_clean_failure(
+        "--mem-soft-pct 90, XLSTM_MEM_HARD_PCT=50",
+        &o,
+        &out,
+        &["(--mem-soft-pct 90)", "(XLSTM_MEM_HARD_PCT=50: 50% of RAM)"],
+    );
+    assert_eq!(o.status.code(), Some(1));
+}
+
+// ---------------------------------------------------------------------------------------------
+// tune's run directory.
+
+/// A symbolic link or a file planted at the run directory's name, and any file already at
+/// trials.csv (a link included), are refused; nothing is written through them.
+#[cfg(unix)]
+#[test]
+fn tune_refuses_a_planted_run_directory_or_trials_file() {
+    let s = Scratch::new();
+    let runs = s.path("runs");
+    std::fs::create_dir(&runs).unwrap();
+    let elsewhere = s.path("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, runs.join("linked")).unwrap();
+    std::fs::write(runs.join("file"), b"").unwrap();
+    let victim = s.path("victim");
+    std::fs::write(&victim, b"keep").unwrap();
+    std::fs::create_dir(runs.join("planted")).unwrap();
+    std::os::unix::fs::symlink(&victim, runs.join("planted").join("trials.csv")).unwrap();
+    for (name, needles) in [
+        ("linked", &["is a symbolic link, not a directory"][..]),
+        ("file", &["is a regular file, not a directory"][..]),
+        ("planted", &["trials.csv already exists"][..]),
+    ] {
+        let mut cmd = Command::new(BIN);
+        cmd.args([
+            "tune",
+            "--preset",
+            "tiny",
+            "--trials",
+            "1",
+            "--seq",
+            "16",
+            "--repeats",
+            "1",
+        ]);
+        cmd.args(["--decode-tokens", "2", "--check-tokens", "8", "--no-tune-cache"]);
+        cmd.arg("--runs-dir").arg(&runs).args(["--run-name", name]);
+        cmd.env("XDG_CACHE_HOME", s.path("cache"));
+        let o = output_within(cmd, std::time::Duration::from_secs(120));
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{name}: {stderr}");
+        let last = stderr.lines().last().unwrap_or_default();
+        assert!(last.starts_with("xlstm: error: "), "{stderr}");
+        for n in needles {
+            assert!(last.contains(n), "{name}: expected `{n}` in: {stderr}");
+        }
+    }
+    assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+    assert_eq!(std::fs::read(&victim).unwrap(), b"keep");
+}
+
+/// Benchmark and tuning sizes that once overflowed an allocation (a panic) or ran for ever are
+/// refused at once, naming the flag.
+#[test]
+fn absurd_bench_and_tune_sizes_are_refused_at_once() {
+    let huge = u64::MAX.to_string();
+    let bench = ["bench", "--preset", "tiny", "--no-tune-cache"];
+    let tune = ["tune", "--preset", "tiny", "--trials", "1", "--no-tune-cache"];
+    for (base, flag) in [
+        (&bench[..], "--prefill-lens"),
+        (&bench[..], "--repeats"),
+        (&bench[..], "--decode-tokens"),
+        (&tune[..], "--seq"),
+        (&tune[..], "--check-tokens"),
+        (&tune[..], "--decode-tokens"),
+        (&tune[..], "--population"),
+    ] {
+        let scratch = Scratch::new();
+        let mut cmd = Command::new(BIN);
+        cmd.args(base).args([flag, &huge]);
+        if base[0] == "tune" {
+            cmd.arg("--runs-dir").arg(scratch.path("runs"));
+        }
+        let o = output_within(cmd, std::time::Duration::from_secs(60));
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{flag}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{flag}: {stderr}");
+        assert!(
+            stderr.starts_with("xlstm: error: invalid input: ") && stderr.contains(&format!("{flag} {huge}")),
+            "{flag}: {stderr}"
+        );
+        assert!(!scratch.path("runs").exists(), "{flag}: a run directory was created");
+    }
+}
+
+/// The files tune writes at the end through the atomic writer (summary.csv in the run directory,
+/// tuned.json in the cache directory) refuse a symbolic link planted at their name: the run fails
+/// with one error line and the link's target keeps its contents.
+#[cfg(unix)]
+#[test]
+fn tune_refuses_links_planted_at_its_summary_and_at_the_tuned_settings_store() {
+    let s = Scratch::new();
+    let victim = s.path("victim");
+    std::fs::write(&victim, b"keep").unwrap();
+    let (runs, cache) = (s.path("runs"), s.path("cache"));
+    std::fs::create_dir_all(runs.join("planted")).unwrap();
+    std::os::unix::fs::symlink(&victim, runs.join("planted").join("summary.csv")).unwrap();
+    std::fs::create_dir_all(&cache).unwrap();
+    std::os::unix::fs::symlink(&victim, cache.join("tuned.json")).unwrap();
+    for (run_name, what) in [("planted", "summary.csv"), ("fresh", "tuned.json")] {
+        let mut cmd = Command::new(BIN);
+        cmd.args([
+            "tune",
+            "--preset",
+            "tiny",
+            "--trials",
+            "1",
+            "--seq",
+            "16",
+            "--repeats",
+            "1",
+        ]);
+        cmd.args(["--decode-tokens", "2", "--check-tokens", "8", "--json"]);
+        cmd.arg("--runs-dir").arg(&runs).args(["--run-name", run_name]);
+        cmd.env("XLSTM_CACHE_DIR", &cache);
+        let o = output_within(cmd, std::time::Duration::from_secs(300));
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{what}: {stderr}");
+        let last = stderr.lines().last().unwrap_or_default();
+        assert!(
+            last.starts_with("xlstm: error: ") && last.contains(what) && last.contains("symbolic link"),
+            "{what}: {stderr}"
+        );
+        assert_eq!(std::fs::read(&victim).unwrap(), b"keep", "{what}");
+    }
+    assert!(std::fs::symlink_metadata(cache.join("tuned.json"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+}
+
+/// The pipeline cache (written when a run ends, best effort) never writes through a link planted
+/// at its file name: the run still succeeds, the link stays a link and its target is untouched.
+#[cfg(unix)]
+#[test]
+fn pipeline_cache_does_not_write_through_a_planted_link() {
+    let s = Scratch::new();
+    let cache = s.path("cache");
+    let score_with_cache = |out: &Path| {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["score", "--model"]).arg(fixture("large_a"));
+        cmd.arg("--input-ids").arg(s.good_ids()).arg("--out").arg(out);
+        cmd.arg("--no-tune-cache").env("XLSTM_CACHE_DIR", &cache);
+        output_within(cmd, std::time::Duration::from_secs(120))
+    };
+    assert_succeeded("first score", &score_with_cache(&s.out()));
+    let cached: Vec<PathBuf> = std::fs::read_dir(&cache)
+        .map(|d| d.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default();
+    if cached.is_empty() {
+        eprintln!("this adapter keeps no pipeline cache; nothing to check");
+        return;
+    }
+    let victim = s.path("victim");
+    std::fs::write(&victim, b"keep").unwrap();
+    for p in &cached {
+        std::fs::remove_file(p).unwrap();
+        std::os::unix::fs::symlink(&victim, p).unwrap();
+    }
+    assert_succeeded(
+        "second score",
+        &score_with_cache(&s.path("out").join("second.safetensors")),
+    );
+    assert_eq!(std::fs::read(&victim).unwrap(), b"keep");
+    for p in &cached {
+        assert!(std::fs::symlink_metadata(p).unwrap().file_type().is_symlink());
+    }
+}

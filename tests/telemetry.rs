@@ -103,8 +103,12 @@ fn a_model_that_cannot_fit_is_refused_before_loading_with_the_numbers() {
     let o = run(s.score(&["--mem-hard-mb", "1"]));
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(EXIT_MEMORY_LIMIT as i32), "{err}");
+    // The last line: the soft limit, which follows this hard limit, may warn first.
     assert!(
-        err.starts_with("xlstm: error: memory limit: the model does not fit"),
+        err.lines()
+            .last()
+            .unwrap_or_default()
+            .starts_with("xlstm: error: memory limit: the model does not fit"),
         "{err}"
     );
     for needle in ["weights", "state", "activations", "MiB", "--mem-hard-mb 1"] {
@@ -329,4 +333,170 @@ fn estimate_of_an_original_xlstm_model_matches_the_load() {
             est.state
         );
     }
+}
+
+/// Starts `cmd`, waits (bounded) until its status record shows it decoding, sends `signals` one
+/// right after the other, and waits (bounded) for it to end.
+#[cfg(unix)]
+fn interrupt_while_decoding(s: &Scratch, mut cmd: Command, signals: &[i32]) -> Output {
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running xlstm");
+    let pid = child.id();
+    let t0 = std::time::Instant::now();
+    loop {
+        let decoding = xlstm_wgpu::telemetry::read_records(&s.path("run"))
+            .iter()
+            .any(|r| r.pid == pid && r.phase == "decode" && r.tokens >= 2);
+        if decoding {
+            break;
+        }
+        if child.try_wait().unwrap().is_some() || t0.elapsed() > Duration::from_secs(120) {
+            let _ = child.kill();
+            let o = child.wait_with_output().unwrap();
+            panic!("never seen decoding; stderr:\n{}", stderr(&o));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for (i, &sig) in signals.iter().enumerate() {
+        if i > 0 {
+            // Apart, or the kernel merges them into one pending signal.
+            std::thread::sleep(Duration::from_millis(30));
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+        }
+        // SAFETY: signalling our own child process.
+        assert_eq!(unsafe { libc::kill(pid as i32, sig) }, 0);
+    }
+    let t1 = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if t1.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("still running 60 s after the signal");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[cfg(unix)]
+fn runtime_dir_is_empty(s: &Scratch) -> bool {
+    std::fs::read_dir(s.path("run")).map_or(true, |mut d| d.next().is_none())
+}
+
+/// SIGINT and SIGTERM stop `generate` at the next token: exit code 130 / 143, the text so far
+/// and the summary line on stdout, one line on stderr saying why, and no status record left.
+#[cfg(unix)]
+#[test]
+fn generate_stops_on_sigint_and_sigterm_with_the_summary_and_no_status_record() {
+    for (sig, code, name) in [(libc::SIGINT, 130, "SIGINT"), (libc::SIGTERM, 143, "SIGTERM")] {
+        let s = Scratch::new();
+        let cmd = s.xlstm(&[
+            "generate",
+            "--max-new-tokens",
+            "100000",
+            "--ignore-eos",
+            "--mem-every",
+            "20",
+        ]);
+        let o = interrupt_while_decoding(&s, cmd, &[sig]);
+        let err = stderr(&o);
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert_eq!(o.status.code(), Some(code), "{name}: {err}");
+        assert!(
+            err.contains(&format!("xlstm: {name} received: stopping at the next safe point")),
+            "{err}"
+        );
+        let last = err.lines().last().unwrap();
+        assert!(
+            last.starts_with(&format!("xlstm: error: stopped: interrupted by {name}")),
+            "{err}"
+        );
+        let summary = out.lines().last().unwrap_or_default();
+        assert!(
+            summary.starts_with("prompt tokens ") && summary.contains("tok/s"),
+            "{name}: no summary line in:\n{out}"
+        );
+        assert!(runtime_dir_is_empty(&s), "{name}: the status record is left");
+    }
+}
+
+/// SIGTERM while `score` decodes (its output file half written) and two SIGINTs 30 ms apart (the
+/// second ends the process at once unless the first already stopped it at a safe point): exit
+/// code 143 / 130, no output and no temporary file left, no status record.
+#[cfg(unix)]
+#[test]
+fn score_interrupted_while_writing_leaves_no_partial_output_or_status_record() {
+    for (sigs, code) in [(&[libc::SIGTERM][..], 143), (&[libc::SIGINT, libc::SIGINT][..], 130)] {
+        let s = Scratch::new();
+        let (model, ids) = (mini(), s.path("ids.json"));
+        let out = s.path("out/scores.safetensors");
+        let mut cmd = s.xlstm(&["score", "--generate", "100000", "--mem-every", "20"]);
+        cmd.arg("--model")
+            .arg(model)
+            .arg("--input-ids")
+            .arg(ids)
+            .arg("--out")
+            .arg(out);
+        let o = interrupt_while_decoding(&s, cmd, sigs);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(code), "{sigs:?}: {err}");
+        let how = if err.contains("stopped at a safe point") {
+            "at a safe point"
+        } else {
+            "at once"
+        };
+        eprintln!("{sigs:?}: the run ended {how}");
+        assert!(s.out_is_empty(), "{sigs:?}: a partial output was left: {err}");
+        assert!(runtime_dir_is_empty(&s), "{sigs:?}: the status record is left");
+    }
+}
+
+/// A long `score` stays under a hard limit its old in-memory output (logits, their bytes and the
+/// serialised file: three copies) broke without being stopped: the output streams to disk, so the
+/// host holds the logits once. The limit (three copies of the logits plus 120 MiB) is one the old
+/// pre-load estimate let through; the CSV log shows every sample under it.
+#[test]
+fn long_score_streams_its_output_and_stays_under_the_hard_limit() {
+    let s = Scratch::new();
+    let tokens = 10_000usize;
+    let ids: Vec<usize> = (0..tokens).map(|i| (i * 7919) % 4096).collect();
+    std::fs::write(s.path("long.json"), serde_json::to_string(&ids).unwrap()).unwrap();
+    let logits_mb = (tokens * 4096 * 4) as f64 / (1 << 20) as f64;
+    let hard_mb = (3.0 * logits_mb + 120.0) as u64;
+    let (log, out) = (s.path("mem.csv"), s.path("out/scores.safetensors"));
+    let hard = hard_mb.to_string();
+    let mut c = s.xlstm(&["score", "--mem-every", "20", "--mem-hard-mb", &hard]);
+    c.arg("--model").arg(mini()).arg("--input-ids").arg(s.path("long.json"));
+    c.arg("--out").arg(&out).arg("--mem-log").arg(&log);
+    let o = run(c);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let expected_len = 8 + 4 * tokens as u64 * 4096;
+    assert!(std::fs::metadata(&out).unwrap().len() > expected_len);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let peak = text
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(1).unwrap().parse::<f64>().unwrap())
+        .fold(0.0, f64::max);
+    assert!(
+        peak < hard_mb as f64,
+        "peak RSS {peak:.1} MiB above the hard limit {hard_mb} MiB"
+    );
+}
+
+/// The pre-load estimate of `score` counts every position's logits and the segment being read
+/// back (the output itself streams to disk).
+#[test]
+fn score_estimate_counts_the_host_logits_and_one_segment() {
+    let opts = SessionOptions::default();
+    let est = Estimate::for_dir(&mini(), WeightDtype::F16, &opts, 10_000, true).unwrap();
+    let seg = opts.max_segment_tokens.min(10_000) as u64;
+    assert_eq!(est.host, (10_000 + seg) * 4096 * 4);
+    let short = Estimate::for_dir(&mini(), WeightDtype::F16, &opts, 16, false).unwrap();
+    assert_eq!(short.host, 0);
 }

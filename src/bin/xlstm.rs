@@ -2,14 +2,18 @@
 //! the GPU.
 
 use clap::{Parser, Subcommand};
-use safetensors::tensor::{Dtype, TensorView};
-use std::collections::HashMap;
+use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use xlstm_wgpu::cli::{check_output_path, run_generate, write_atomic, GenerateArgs, GpuArgs, RunArgs};
+use xlstm_wgpu::cli::{
+    check_count, check_new_tokens, check_output_path, run_generate, GenerateArgs, GpuArgs, RunArgs, MAX_PROMPT_TOKENS,
+    MAX_REPEATS,
+};
+use xlstm_wgpu::files;
 use xlstm_wgpu::gpu::device::list_adapters;
 use xlstm_wgpu::sample::argmax;
-use xlstm_wgpu::telemetry::{exit_code, Estimate, MemArgs, Watchdog};
+use xlstm_wgpu::telemetry::{exit_code, signals, Estimate, MemArgs, Watchdog};
 use xlstm_wgpu::{Error, Logits, Result, Session};
 
 #[derive(Parser)]
@@ -45,7 +49,7 @@ struct ScoreArgs {
     /// `generated_logits` F32 [N, V].
     #[arg(long)]
     out: PathBuf,
-    /// Greedy tokens to generate through the decode step path.
+    /// Greedy tokens to generate through the decode step path (at most 1048576).
     #[arg(long, default_value_t = 0)]
     generate: usize,
     #[command(flatten)]
@@ -187,12 +191,18 @@ fn bench(a: BenchArgs) -> Result<()> {
     if a.prefill_lens.contains(&0) {
         return Err(Error::Input("prefill lengths must be positive".into()));
     }
+    check_new_tokens("--decode-tokens", a.decode_tokens)?;
+    for &len in &a.prefill_lens {
+        check_count("--prefill-lens", len, MAX_PROMPT_TOKENS, "tokens a prompt may have")?;
+    }
+    check_count("--repeats", a.repeats, MAX_REPEATS, "repeats accepted")?;
     // telemetry: watchdog and pre-load estimate.
     let label = match (&a.model, &a.preset) {
         (Some(dir), _) => dir.display().to_string(),
         (None, p) => format!("preset {}", p.as_deref().unwrap_or("7b")),
     };
-    let wd = Watchdog::start(a.mem.resolve()?, "bench", &label)?;
+    // SIGINT/SIGTERM stop the benchmark at its next safe point (exit code 130/143).
+    let wd = Watchdog::start_interruptible(a.mem.resolve()?, "bench", &label)?;
     let progress = wd.progress();
     let gpu = a.gpu.open()?;
     wd.set_gpu(&gpu);
@@ -282,18 +292,67 @@ fn read_ids(path: &Path) -> Result<Vec<u32>> {
         .collect()
 }
 
-fn view(dtype: Dtype, shape: Vec<usize>, data: &[u8]) -> Result<TensorView<'_>> {
-    TensorView::new(dtype, shape, data).map_err(|e| Error::Input(format!("building the output: {e}")))
+/// One tensor of the score output: its name, safetensors dtype name, shape and bytes.
+struct OutTensor {
+    name: &'static str,
+    dtype: &'static str,
+    shape: Vec<usize>,
+    bytes: u64,
+}
+
+/// The safetensors header (length prefix and JSON, padded to 8 bytes) of tensors stored in the
+/// given order, back to back: computable from the shapes alone, so the data can follow as it is
+/// produced instead of being assembled in memory first.
+fn safetensors_header(tensors: &[OutTensor], meta: &BTreeMap<String, String>) -> Result<Vec<u8>> {
+    let mut header = serde_json::Map::new();
+    header.insert("__metadata__".into(), serde_json::json!(meta));
+    let mut offset = 0u64;
+    for t in tensors {
+        let end = offset
+            .checked_add(t.bytes)
+            .ok_or_else(|| Error::Input("the output is too large".into()))?;
+        header.insert(
+            t.name.into(),
+            serde_json::json!({ "dtype": t.dtype, "shape": t.shape, "data_offsets": [offset, end] }),
+        );
+        offset = end;
+    }
+    let mut json = serde_json::to_vec(&header).map_err(|e| Error::Input(format!("building the output: {e}")))?;
+    // The data starts 8-byte aligned, as safetensors writers do.
+    json.resize(json.len().div_ceil(8) * 8, b' ');
+    let mut out = (json.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(&json);
+    Ok(out)
+}
+
+/// Bytes of `n` values of `size` bytes each, refusing sizes that overflow.
+fn tensor_bytes(n: &[usize], size: usize) -> Result<u64> {
+    n.iter()
+        .try_fold(size as u64, |acc, &d| acc.checked_mul(d as u64))
+        .ok_or_else(|| Error::Input("the output is too large".into()))
+}
+
+/// Writes `data` in pieces, checking the watchdog between them: the hard memory limit and a
+/// stop (xltop, a signal) apply while a large output is written too.
+fn write_checked(out: &mut files::AtomicFile, data: &[u8], wd: &Watchdog, path: &Path) -> Result<()> {
+    const PIECE: usize = 16 << 20;
+    for piece in data.chunks(PIECE) {
+        out.write_all(piece).map_err(|e| Error::io(path, e))?;
+        wd.check_now()?;
+    }
+    Ok(())
 }
 
 fn score(a: ScoreArgs) -> Result<()> {
     check_output_path(&a.out)?;
+    check_new_tokens("--generate", a.generate)?;
     let ids = read_ids(&a.input_ids)?;
     if ids.is_empty() {
         return Err(Error::Input(format!("{}: the prompt is empty", a.input_ids.display())));
     }
-    // telemetry: watchdog and pre-load estimate.
-    let wd = Watchdog::start(a.mem.resolve()?, "score", &a.model.display().to_string())?;
+    // telemetry: watchdog and pre-load estimate; SIGINT/SIGTERM stop the run at a safe point and
+    // remove the partial output.
+    let wd = Watchdog::start_interruptible(a.mem.resolve()?, "score", &a.model.display().to_string())?;
     let progress = wd.progress();
     let gpu = a.gpu.open()?;
     wd.set_gpu(&gpu);
@@ -303,11 +362,9 @@ fn score(a: ScoreArgs) -> Result<()> {
         &gpu,
         xlstm_wgpu::tune::store::ModelShape::of_dir(&a.model).ok().as_ref(),
     );
-    if let Ok(mut est) = Estimate::for_dir(&a.model, a.run.dtype()?, &a.run.session_options()?, ids.len(), true) {
-        // logits [T, V] and generated_logits [N, V], each held three times: as f32, as bytes and
-        // serialised into the output.
-        let row = est.host / ids.len().max(1) as u64;
-        est.host = row.saturating_mul((ids.len() + a.generate) as u64).saturating_mul(3);
+    // The output streams to disk as it is produced, so the host holds the prompt's logits once
+    // (counted by the estimate) and one decode row at a time.
+    if let Ok(est) = Estimate::for_dir(&a.model, a.run.dtype()?, &a.run.session_options()?, ids.len(), true) {
         wd.check_fits(&est)?;
     }
     progress.set_phase("loading");
@@ -323,38 +380,29 @@ fn score(a: ScoreArgs) -> Result<()> {
             "token id {bad} is out of range for a vocabulary of {v}"
         )));
     }
-    let mut session = Session::new(&model, a.run.session_options()?)?;
-    let logits = session.prefill(&ids, Logits::All)?;
-    let mut generated: Vec<i64> = Vec::new();
-    let mut gen_logits: Vec<f32> = Vec::new();
-    if a.generate > 0 {
-        let mut row = logits[(ids.len() - 1) * v..].to_vec();
-        progress.set_phase("decode");
-        for i in 0..a.generate {
-            progress.add_tokens(1);
-            let next = argmax(&row) as u32;
-            generated.push(next as i64);
-            gen_logits.extend_from_slice(&row);
-            if i + 1 < a.generate {
-                row = session.step(next)?;
-            }
-        }
+    let (t, n) = (ids.len(), a.generate);
+    // Data order: logits, generated_logits (rows as they come), generated (known at the end).
+    let mut tensors = vec![OutTensor {
+        name: "logits",
+        dtype: "F32",
+        shape: vec![t, v],
+        bytes: tensor_bytes(&[t, v], 4)?,
+    }];
+    if n > 0 {
+        tensors.push(OutTensor {
+            name: "generated_logits",
+            dtype: "F32",
+            shape: vec![n, v],
+            bytes: tensor_bytes(&[n, v], 4)?,
+        });
+        tensors.push(OutTensor {
+            name: "generated",
+            dtype: "I64",
+            shape: vec![n],
+            bytes: tensor_bytes(&[n], 8)?,
+        });
     }
-    progress.set_phase("writing");
-    let to_bytes = |x: &[f32]| -> Vec<u8> { bytemuck::cast_slice(x).to_vec() };
-    let logits_b = to_bytes(&logits);
-    let mut tensors: Vec<(String, TensorView)> = Vec::new();
-    tensors.push(("logits".into(), view(Dtype::F32, vec![ids.len(), v], &logits_b)?));
-    let gen_b: Vec<u8> = generated.iter().flat_map(|x| x.to_le_bytes()).collect();
-    let gen_logits_b = to_bytes(&gen_logits);
-    if a.generate > 0 {
-        tensors.push(("generated".into(), view(Dtype::I64, vec![a.generate], &gen_b)?));
-        tensors.push((
-            "generated_logits".into(),
-            view(Dtype::F32, vec![a.generate, v], &gen_logits_b)?,
-        ));
-    }
-    let mut meta = HashMap::new();
+    let mut meta = BTreeMap::new();
     meta.insert("dtype".to_string(), model.dtype().name().to_string());
     let params = a.run.params()?;
     meta.insert("prefill".to_string(), params.prefill.name().to_string());
@@ -362,9 +410,37 @@ fn score(a: ScoreArgs) -> Result<()> {
     if let Some(t) = &tuned {
         meta.insert("tuned_from_cache".to_string(), t.clone());
     }
-    let bytes = safetensors::serialize(tensors, Some(meta))
-        .map_err(|e| Error::Input(format!("serialising the output: {e}")))?;
-    write_atomic(&a.out, &bytes)?;
+    let header = safetensors_header(&tensors, &meta)?;
+
+    let mut session = Session::new(&model, a.run.session_options()?)?;
+    let logits = session.prefill(&ids, Logits::All)?;
+    progress.set_phase("writing");
+    let mut out = files::AtomicFile::create(&a.out, files::Visibility::Shared)?;
+    // An immediate exit (a second signal) skips destructors: the partial file is removed then.
+    let _remove_partial = signals::remove_on_exit(out.temp_path());
+    out.write_all(&header).map_err(|e| Error::io(&a.out, e))?;
+    write_checked(&mut out, bytemuck::cast_slice(&logits), &wd, &a.out)?;
+    let mut row = logits[(t - 1) * v..].to_vec();
+    drop(logits);
+    let mut generated: Vec<i64> = Vec::with_capacity(n);
+    if n > 0 {
+        progress.set_phase("decode");
+        for i in 0..n {
+            progress.add_tokens(1);
+            let next = argmax(&row) as u32;
+            generated.push(next as i64);
+            out.write_all(bytemuck::cast_slice(&row))
+                .map_err(|e| Error::io(&a.out, e))?;
+            if i + 1 < n {
+                row = session.step(next)?;
+            }
+        }
+        progress.set_phase("writing");
+        let ids_bytes: Vec<u8> = generated.iter().flat_map(|x| x.to_le_bytes()).collect();
+        write_checked(&mut out, &ids_bytes, &wd, &a.out)?;
+    }
+    wd.check_now()?;
+    out.commit()?;
     // The summary: score prints nothing else, and only says where tuned defaults applied.
     if let Some(t) = tuned {
         eprintln!("xlstm: tuned (cache): {t}");
@@ -431,6 +507,19 @@ fn tune(a: TuneArgs) -> Result<()> {
         (None, Some(p)) => ModelSource::Preset(p.clone()),
         (None, None) => return Err(Error::Input("xlstm tune needs --model DIR or --preset NAME".into())),
     };
+    check_count("--seq", a.seq, MAX_PROMPT_TOKENS, "tokens a prompt may have")?;
+    check_count(
+        "--check-tokens",
+        a.check_tokens,
+        MAX_PROMPT_TOKENS,
+        "tokens a prompt may have",
+    )?;
+    check_new_tokens("--decode-tokens", a.decode_tokens)?;
+    check_count("--repeats", a.repeats, MAX_REPEATS, "repeats accepted")?;
+    check_count("--trials", a.trials, 1_000_000, "trials accepted")?;
+    if let Some(p) = a.population {
+        check_count("--population", p, 10_000, "members a generation may have")?;
+    }
     let target: tune::Target = a.target.parse()?;
     let mode: tune::Mode = a.mode.parse()?;
     let dtype = a.run.dtype()?;

@@ -39,7 +39,8 @@ pub struct MemArgs {
     #[arg(long, value_name = "MS")]
     pub mem_every: Option<u64>,
     /// Write one CSV row per sample to this file (time, rss_mb, sys_avail_mb, gpu_live_mb,
-    /// gpu_pooled_mb, gpu_peak_mb, phase, tokens).
+    /// gpu_pooled_mb, gpu_peak_mb, phase, tokens). Written as the run goes (kept if it fails); an
+    /// existing regular file is truncated, anything else (a link, FIFO, device) is refused.
     #[arg(long, value_name = "FILE.csv")]
     pub mem_log: Option<PathBuf>,
 }
@@ -75,6 +76,8 @@ pub struct MemConfig {
     /// Where each limit came from, for messages ("--mem-hard-mb 400", "default: 92% of RAM").
     pub soft_from: String,
     pub hard_from: String,
+    /// No flag or variable set the soft limit (it may then follow a lower hard limit).
+    pub soft_is_default: bool,
     /// Soft action: print a warning line.
     pub warn: bool,
     /// Soft action: release the pool's cached buffers (`BufferPool::trim`).
@@ -148,6 +151,37 @@ fn parse_actions(what: &str, list: &str) -> Result<(bool, bool)> {
     Ok((warn, empty))
 }
 
+impl MemConfig {
+    /// Refuses a soft limit set above the hard one (the soft actions could then never come
+    /// first), naming both limits and where each came from. A default soft limit above a lower
+    /// hard limit follows it instead: it becomes the same fraction of the hard limit as the
+    /// defaults are (85/92). `total_ram` resolves percentages.
+    pub fn settle_limits(&mut self, total_ram: u64) -> Result<()> {
+        if !self.enabled {
+            return Ok(());
+        }
+        let (soft, hard) = (self.soft.bytes(total_ram), self.hard.bytes(total_ram));
+        if soft > hard && self.soft_is_default {
+            let ratio = DEFAULT_SOFT_PCT / DEFAULT_HARD_PCT;
+            self.soft = Limit::Percent(hard as f64 * ratio / total_ram.max(1) as f64 * 100.0);
+            self.soft_from = format!("default: {DEFAULT_SOFT_PCT}/{DEFAULT_HARD_PCT} of the hard limit");
+            return Ok(());
+        }
+        if soft > hard {
+            return Err(Error::Input(format!(
+                "the soft memory limit {:.1} MiB ({}) is above the hard limit {:.1} MiB ({})",
+                soft as f64 / MIB,
+                self.soft_from,
+                hard as f64 / MIB,
+                self.hard_from
+            )));
+        }
+        Ok(())
+    }
+}
+
+const MIB: f64 = (1u64 << 20) as f64;
+
 impl MemArgs {
     /// Combines the flags with the process environment.
     pub fn resolve(&self) -> Result<MemConfig> {
@@ -181,6 +215,7 @@ impl MemArgs {
                 Ok((Limit::Percent(default), format!("default: {default}% of RAM")))
             };
         let (soft, soft_from) = limit(self.mem_soft_mb, self.mem_soft_pct, "soft", DEFAULT_SOFT_PCT)?;
+        let soft_is_default = soft_from.starts_with("default");
         let (hard, hard_from) = limit(self.mem_hard_mb, self.mem_hard_pct, "hard", DEFAULT_HARD_PCT)?;
 
         let (warn, empty_cache) = match (&self.mem_action, env("XLSTM_MEM_ACTION")) {
@@ -228,6 +263,7 @@ impl MemArgs {
             hard,
             soft_from,
             hard_from,
+            soft_is_default,
             warn,
             empty_cache,
             log: self.mem_log.clone(),
@@ -318,6 +354,62 @@ mod tests {
         ] {
             assert!(MemArgs::default().resolve_with(env(&[(k, v)])).is_err(), "{k}={v}");
         }
+    }
+
+    #[test]
+    fn a_soft_limit_set_above_the_hard_one_is_refused_with_both_sources() {
+        let ram = 16u64 << 30;
+        let a = MemArgs {
+            mem_soft_mb: Some(2000),
+            mem_hard_mb: Some(1500),
+            ..Default::default()
+        };
+        let e = a.resolve_with(env(&[])).unwrap().settle_limits(ram).unwrap_err();
+        let msg = e.to_string();
+        assert!(matches!(e, Error::Input(_)), "{msg}");
+        for needle in ["2000.0 MiB (--mem-soft-mb 2000)", "1500.0 MiB (--mem-hard-mb 1500)"] {
+            assert!(msg.contains(needle), "`{needle}` missing from: {msg}");
+        }
+        // A percentage against an absolute limit, from the environment: 90% of 16 GiB > 1 GiB.
+        let e = MemArgs::default()
+            .resolve_with(env(&[("XLSTM_MEM_HARD_MB", "1024"), ("XLSTM_MEM_SOFT_PCT", "90")]))
+            .unwrap()
+            .settle_limits(ram)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("(XLSTM_MEM_SOFT_PCT=90: 90% of RAM)") && e.contains("(XLSTM_MEM_HARD_MB=1024)"),
+            "{e}"
+        );
+        // The default soft limit follows a lower hard limit.
+        let mut c = MemArgs {
+            mem_hard_mb: Some(920),
+            ..Default::default()
+        }
+        .resolve_with(env(&[]))
+        .unwrap();
+        c.settle_limits(ram).unwrap();
+        let soft_mb = c.soft.bytes(ram) as f64 / MIB;
+        assert!((soft_mb - 850.0).abs() < 1.0, "{soft_mb}");
+        assert!(c.soft_from.contains("of the hard limit"), "{}", c.soft_from);
+        // Equal limits, the defaults, and a switched-off watchdog are accepted as they are.
+        let equal = MemArgs {
+            mem_soft_mb: Some(1500),
+            mem_hard_mb: Some(1500),
+            ..Default::default()
+        };
+        equal.resolve_with(env(&[])).unwrap().settle_limits(ram).unwrap();
+        let mut d = MemConfig::default();
+        d.settle_limits(ram).unwrap();
+        assert_eq!(d, MemConfig::default());
+        let mut off = MemArgs::default()
+            .resolve_with(env(&[
+                ("XLSTM_MEM_WATCHDOG", "0"),
+                ("XLSTM_MEM_SOFT_MB", "9"),
+                ("XLSTM_MEM_HARD_MB", "1"),
+            ]))
+            .unwrap();
+        off.settle_limits(ram).unwrap();
     }
 
     #[test]

@@ -18,7 +18,8 @@ pub struct Estimate {
     pub weights: u64,
     pub state: u64,
     pub activations: u64,
-    /// Host memory for results (e.g. every position's logits of `score`).
+    /// Host memory for results (every position's logits of `score`, which streams the rest of its
+    /// output to disk).
     pub host: u64,
 }
 
@@ -87,8 +88,9 @@ impl Estimate {
         let decode = workspace(1, 1, 65);
         // The pool rounds to size classes (under 25% waste) and keeps released buffers for reuse.
         let activations = (prefill + decode) * 1.25;
+        // Every position's logits, plus the segment being read back and appended to them.
         let host = if all_logits {
-            prompt_tokens as f64 * v * 4.0
+            (prompt_tokens as f64 + seg as f64) * v * 4.0
         } else {
             0.0
         };
@@ -203,8 +205,9 @@ impl Estimate {
         let seg = prompt_tokens.clamp(1, opts.max_segment_tokens.max(1));
         let prefill = workspace(seg, if all_logits { seg } else { 1 }, seg);
         let decode = workspace(1, 1, 65);
+        // Every position's logits, plus the segment being read back and appended to them.
         let host = if all_logits {
-            prompt_tokens as f64 * v * 4.0
+            (prompt_tokens as f64 + seg as f64) * v * 4.0
         } else {
             0.0
         };

@@ -19,6 +19,7 @@
 
 mod config;
 mod estimate;
+pub mod signals;
 pub mod status;
 pub mod sys;
 mod watchdog;
@@ -37,11 +38,12 @@ pub const EXIT_MEMORY_LIMIT: u8 = 3;
 /// Exit code when the run was stopped by a `stop` command (`xltop` K / `kill <pid>`).
 pub const EXIT_STOPPED: u8 = 4;
 
-/// The process exit code for an error.
+/// The process exit code for an error: a stop caused by SIGINT or SIGTERM (see [`signals`])
+/// exits with 128 + the signal number (130, 143), as a shell reports a process the signal ended.
 pub fn exit_code(e: &Error) -> u8 {
     match e {
         Error::MemoryLimit(_) => EXIT_MEMORY_LIMIT,
-        Error::Stopped(_) => EXIT_STOPPED,
+        Error::Stopped(_) => signals::received().map_or(EXIT_STOPPED, signals::exit_code_for),
         _ => EXIT_ERROR,
     }
 }

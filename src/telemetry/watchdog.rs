@@ -3,6 +3,7 @@
 
 use super::config::MemConfig;
 use super::estimate::Estimate;
+use super::signals;
 use super::status::{self, StatusRecord};
 use super::sys::{MemReader, MemSample};
 use crate::error::{Error, Result};
@@ -90,20 +91,34 @@ struct Shared {
     total_ram: u64,
     /// Where the status record goes; `None` when telemetry is off.
     dir: Option<PathBuf>,
+    /// SIGINT/SIGTERM stop this run at its next safe point (see [`super::signals`]).
+    interruptible: bool,
+    /// Held while the record is written or removed, so an immediate exit on a second signal
+    /// removes it only between writes (and no write follows).
+    record_lock: Mutex<()>,
 }
 
 impl Shared {
     fn check(&self) -> Result<()> {
-        if !self.stopping.load(Ordering::Acquire) {
+        let signal = self.signal();
+        if !self.stopping.load(Ordering::Acquire) && signal.is_none() {
             return Ok(());
         }
         let p = self.progress.snapshot();
         let at = format!("in phase {} after {} tokens", p.phase, p.tokens);
+        if let Some(sig) = signal {
+            return Err(signals::interrupted_error(sig, &at));
+        }
         match &*lock(&self.stop) {
             Some(Stop::Memory(m)) => Err(Error::MemoryLimit(format!("{m}; stopped at a safe point {at}"))),
             Some(Stop::Requested(m)) => Err(Error::Stopped(format!("{m}; stopped at a safe point {at}"))),
             None => Ok(()),
         }
+    }
+
+    /// The signal that interrupted this run, if it is interruptible and one came.
+    fn signal(&self) -> Option<i32> {
+        self.interruptible.then(signals::received).flatten()
     }
 
     fn request_stop(&self, s: Stop) {
@@ -184,6 +199,8 @@ pub struct Watchdog {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
     hook: StopHook,
+    /// Removes the status record if a second signal ends the process at once.
+    _record_cleanup: Option<signals::ExitAction>,
 }
 
 /// Memory use as the limits see it: the larger of the process's resident memory and the GPU
@@ -196,9 +213,27 @@ pub fn usage(mem: &MemSample, pool: &PoolStats) -> u64 {
 impl Watchdog {
     /// Starts the watchdog of a `command` (generate, score, bench) on `model` (a path or a name).
     pub fn start(cfg: MemConfig, command: &str, model: &str) -> Result<Watchdog> {
+        Self::start_with(cfg, command, model, false)
+    }
+
+    /// [`start`](Self::start), and make SIGINT/SIGTERM stop the run at its next safe point with
+    /// an error (exit code 130/143) instead of killing it (see [`super::signals`]). While the
+    /// watchdog lives, a second signal ends the process at once, after removing the status
+    /// record and every temporary file registered with [`signals::remove_on_exit`].
+    pub fn start_interruptible(cfg: MemConfig, command: &str, model: &str) -> Result<Watchdog> {
+        signals::install()?;
+        Self::start_with(cfg, command, model, true)
+    }
+
+    fn start_with(mut cfg: MemConfig, command: &str, model: &str, interruptible: bool) -> Result<Watchdog> {
+        let mut reader = MemReader::new();
+        let first = reader.sample();
+        cfg.settle_limits(first.sys_total)?;
+        // The CSV log is written as the run goes (readable while it lasts, kept if it dies), so
+        // it is opened in place, refusing links, FIFOs, devices and directories.
         let log = match &cfg.log {
             Some(p) => {
-                let mut f = std::fs::File::create(p).map_err(|e| Error::io(p, e))?;
+                let mut f = crate::files::create_streamed(p, crate::files::Visibility::Shared)?;
                 writeln!(
                     f,
                     "time,rss_mb,sys_avail_mb,gpu_live_mb,gpu_pooled_mb,gpu_peak_mb,phase,tokens"
@@ -208,8 +243,6 @@ impl Watchdog {
             }
             None => None,
         };
-        let mut reader = MemReader::new();
-        let first = reader.sample();
         let dir = if cfg.telemetry {
             let d = status::runtime_dir();
             match status::ensure_dir(&d) {
@@ -245,8 +278,26 @@ impl Watchdog {
             t0: Instant::now(),
             started_unix: status::unix_now(),
             total_ram: first.sys_total,
-            dir,
+            dir: dir.clone(),
+            interruptible,
+            record_lock: Mutex::new(()),
         });
+        let pid = shared.pid;
+        let record_cleanup = match (&dir, interruptible) {
+            (Some(d), true) => {
+                let (d, s) = (d.clone(), shared.clone());
+                Some(signals::on_exit(move || {
+                    let guard = lock(&s.record_lock);
+                    status::remove_record(&d, pid);
+                    // The process exits next: keep the lock so that no new record is written.
+                    std::mem::forget(guard);
+                }))
+            }
+            _ => None,
+        };
+        if interruptible {
+            signals::set_interruptible(true);
+        }
         let s = shared.clone();
         let thread = std::thread::Builder::new()
             .name("xlstm-watchdog".into())
@@ -259,7 +310,14 @@ impl Watchdog {
             shared,
             thread: Some(thread),
             hook,
+            _record_cleanup: record_cleanup,
         })
+    }
+
+    /// The signal that interrupted this run, if it is interruptible and one came: the command
+    /// stops at its next safe point (e.g. a token callback ends generation there).
+    pub fn interrupted(&self) -> Option<i32> {
+        self.shared.signal()
     }
 
     /// The progress the command updates.
@@ -341,6 +399,10 @@ impl Watchdog {
 
 impl Drop for Watchdog {
     fn drop(&mut self) {
+        if self.shared.interruptible {
+            // From now on a signal ends the process at once (as without a handler).
+            signals::set_interruptible(false);
+        }
         // Remove the process-wide hook only if it is still ours.
         let prev = set_global_stop_hook(None);
         if let Some(p) = prev {
@@ -443,6 +505,7 @@ fn run(s: Arc<Shared>, mut reader: MemReader, mut log: Option<std::io::BufWriter
 
         if let (Some(dir), true) = (&s.dir, telemetry_ok) {
             if quitting {
+                let _writing = lock(&s.record_lock);
                 status::remove_record(dir, s.pid);
             } else {
                 let info = lock(&s.info).clone();
@@ -479,7 +542,11 @@ fn run(s: Arc<Shared>, mut reader: MemReader, mut log: Option<std::io::BufWriter
                     identity: super::sys::own_identity(),
                     stale: false,
                 };
-                if let Err(e) = status::write_record(dir, &rec) {
+                let written = {
+                    let _writing = lock(&s.record_lock);
+                    status::write_record(dir, &rec)
+                };
+                if let Err(e) = written {
                     eprintln!(
                         "xlstm: warning: telemetry off: cannot write to {}: {e} (xltop will not see this run)",
                         dir.display()

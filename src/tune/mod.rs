@@ -211,6 +211,40 @@ fn best_by(trials: &[Trial], f: impl Fn(&Trial) -> Option<f64>) -> Option<usize>
     best.map(|(i, _)| i)
 }
 
+/// Creates the run directory (its parents as needed), or accepts an existing one that is a real
+/// directory owned by this user: a symbolic link or someone else's directory planted at the name
+/// would receive (or redirect) the run's files.
+fn create_run_dir(dir: &std::path::Path) -> Result<()> {
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    }
+    match std::fs::create_dir(dir) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(Error::io(dir, e)),
+    }
+    let meta = std::fs::symlink_metadata(dir).map_err(|e| Error::io(dir, e))?;
+    if !meta.file_type().is_dir() {
+        return Err(Error::Input(format!(
+            "run directory {} is {}, not a directory",
+            dir.display(),
+            crate::files::describe(&meta.file_type())
+        )));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if meta.uid() != crate::files::current_uid() {
+            return Err(Error::Input(format!(
+                "run directory {} is owned by uid {}, not by this user",
+                dir.display(),
+                meta.uid()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Runs the search on `gpu`, writing the run directory's files as it goes.
 pub fn run(gpu: Arc<Gpu>, opts: &TuneOptions, obs: &mut dyn Observer) -> Result<TuneReport> {
     let t_start = Instant::now();
@@ -244,15 +278,19 @@ pub fn run(gpu: Arc<Gpu>, opts: &TuneOptions, obs: &mut dyn Observer) -> Result<
     first.extend(opts.first.iter().copied());
     let mut search = Search::new(opts.mode, space.clone(), base, nh, opts.seed, ga, &first);
 
-    std::fs::create_dir_all(&opts.run_dir).map_err(|e| Error::io(&opts.run_dir, e))?;
+    create_run_dir(&opts.run_dir)?;
     let csv_path = opts.run_dir.join("trials.csv");
-    if csv_path.exists() {
-        return Err(Error::Input(format!(
-            "{} already exists (choose another --run-name)",
-            csv_path.display()
-        )));
-    }
-    let mut csv = io(&csv_path, std::fs::File::create(&csv_path))?;
+    // trials.csv grows a row per trial (readable while the search runs). Created exclusively:
+    // a file, link or FIFO already at its name is an error, never written through.
+    let mut csv = match std::fs::OpenOptions::new().write(true).create_new(true).open(&csv_path) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(Error::Input(format!(
+                "{} already exists (choose another --run-name)",
+                csv_path.display()
+            )))
+        }
+        r => io(&csv_path, r)?,
+    };
     io(
         &csv_path,
         writeln!(csv, "{TRIAL_COLUMNS},{},{RESULT_COLUMNS}", params_header()),
