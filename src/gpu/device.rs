@@ -48,6 +48,12 @@ pub struct Caps {
     pub max_storage_buffers_per_stage: u32,
     pub min_storage_offset_alignment: u32,
     pub min_uniform_offset_alignment: u32,
+    /// Kernels read their parameter block from a read-only storage buffer instead of a uniform
+    /// buffer. Set on CPU adapters (Mesa's lavapipe): for shaders whose branch conditions read
+    /// uniform-buffer values, lavapipe may compile a copy of the shader with those values inlined
+    /// at every dispatch, and Mesa releases before 23.1 never free these copies (several MiB of
+    /// host memory per decoded token). Storage reads are never inlined.
+    pub params_in_storage: bool,
     /// Features the adapter offers that were masked by request.
     pub disabled: Vec<String>,
 }
@@ -96,6 +102,15 @@ impl fmt::Display for Caps {
         writeln!(f, "max workgroup storage  {} bytes", self.max_workgroup_storage)?;
         writeln!(f, "max invocations/wg     {}", self.max_invocations_per_workgroup)?;
         writeln!(f, "max storage buffers    {}", self.max_storage_buffers_per_stage)?;
+        writeln!(
+            f,
+            "kernel parameters      {}",
+            if self.params_in_storage {
+                "storage buffer"
+            } else {
+                "uniform buffer"
+            }
+        )?;
         write!(
             f,
             "disabled by request    {}",
@@ -312,6 +327,7 @@ impl Gpu {
             max_storage_buffers_per_stage: limits.max_storage_buffers_per_shader_stage,
             min_storage_offset_alignment: limits.min_storage_buffer_offset_alignment,
             min_uniform_offset_alignment: limits.min_uniform_buffer_offset_alignment,
+            params_in_storage: info.device_type == wgpu::DeviceType::Cpu,
             disabled,
         };
         Ok(Gpu {

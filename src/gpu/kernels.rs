@@ -131,6 +131,22 @@ pub fn specialize(kernel: &str, src: &str, consts: &[(&str, ConstValue)]) -> Res
     Ok(out)
 }
 
+/// How every kernel declares its parameter block (binding 0).
+const PARAMS_UNIFORM: &str = "@group(0) @binding(0) var<uniform> p: Params;";
+
+/// Rewrites the parameter block of a kernel from the uniform to the read-only storage address
+/// space (see [`Caps::params_in_storage`](super::device::Caps::params_in_storage)). Every
+/// `Params` struct holds only 32-bit scalars, so both address spaces lay it out identically.
+pub fn params_in_storage(kernel: &str, src: &str) -> Result<String> {
+    if !src.contains(PARAMS_UNIFORM) {
+        return Err(Error::Kernel {
+            kernel: kernel.into(),
+            message: format!("no `{PARAMS_UNIFORM}` declaration to move to storage"),
+        });
+    }
+    Ok(src.replace(PARAMS_UNIFORM, "@group(0) @binding(0) var<storage, read> p: Params;"))
+}
+
 /// Compiled pipelines keyed by kernel, entry point and specialisation.
 pub struct Kernels {
     gpu: Arc<Gpu>,
@@ -238,7 +254,10 @@ impl Kernels {
         if let Some(p) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
             return Ok(p.clone());
         }
-        let text = specialize(kernel, source(kernel)?, consts)?;
+        let mut text = specialize(kernel, source(kernel)?, consts)?;
+        if self.gpu.caps.params_in_storage {
+            text = params_in_storage(kernel, &text)?;
+        }
         let device = &self.gpu.device;
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let desc = wgpu::ShaderModuleDescriptor {
@@ -277,6 +296,44 @@ impl Kernels {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The storage-buffer parameter block (CPU adapters) is a drop-in replacement: every kernel
+    /// declares the uniform block the rewrite looks for, the rewritten kernel validates, and its
+    /// `Params` holds only 32-bit scalars, whose layout both address spaces share.
+    #[test]
+    fn every_kernel_moves_its_params_to_storage_with_the_same_layout() {
+        for (name, src) in SOURCES {
+            let text = params_in_storage(name, src).unwrap();
+            let module = naga::front::wgsl::parse_str(&text)
+                .unwrap_or_else(|e| panic!("{name}: parse: {}", e.emit_to_string(&text)));
+            naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all())
+                .validate(&module)
+                .unwrap_or_else(|e| panic!("{name}: validate: {}", e.emit_to_string(&text)));
+            let (_, params) = module
+                .global_variables
+                .iter()
+                .find(|(_, g)| g.name.as_deref() == Some("p"))
+                .unwrap_or_else(|| panic!("{name}: no `p`"));
+            assert_eq!(
+                params.space,
+                naga::AddressSpace::Storage {
+                    access: naga::StorageAccess::LOAD
+                },
+                "{name}"
+            );
+            let naga::TypeInner::Struct { members, .. } = &module.types[params.ty].inner else {
+                panic!("{name}: `p` is not a struct");
+            };
+            for m in members {
+                assert!(
+                    matches!(module.types[m.ty].inner, naga::TypeInner::Scalar(s) if s.width == 4),
+                    "{name}: Params member {:?} is not a 32-bit scalar",
+                    m.name
+                );
+            }
+        }
+        assert!(params_in_storage("k", "fn f() {}").is_err());
+    }
 
     #[test]
     fn specialize_rewrites_named_consts_only() {
