@@ -147,6 +147,46 @@ pub fn params_in_storage(kernel: &str, src: &str) -> Result<String> {
     Ok(src.replace(PARAMS_UNIFORM, "@group(0) @binding(0) var<storage, read> p: Params;"))
 }
 
+/// One pipeline compilation, reported to the [`CompileObserver`] when it starts and when it ends.
+#[derive(Clone, Debug)]
+pub struct CompileEvent<'a> {
+    pub kernel: &'a str,
+    pub entry: &'a str,
+    /// Pipelines this process has compiled so far (this one included once `finished`).
+    pub compiled: usize,
+    pub finished: bool,
+}
+
+/// Called for every pipeline compilation of the process, so a front end can show progress where
+/// compiling is slow (software GL takes minutes). The library itself prints nothing.
+pub type CompileObserver = Arc<dyn Fn(&CompileEvent<'_>) + Send + Sync>;
+
+static COMPILE_OBSERVER: std::sync::RwLock<Option<CompileObserver>> = std::sync::RwLock::new(None);
+static COMPILED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Installs (or with `None` removes) the process's compile observer; returns the previous one.
+pub fn set_compile_observer(observer: Option<CompileObserver>) -> Option<CompileObserver> {
+    let mut o = COMPILE_OBSERVER.write().unwrap_or_else(|p| p.into_inner());
+    std::mem::replace(&mut *o, observer)
+}
+
+fn report_compile(kernel: &str, entry: &str, finished: bool) {
+    let compiled = if finished {
+        COMPILED.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1
+    } else {
+        COMPILED.load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let observer = COMPILE_OBSERVER.read().unwrap_or_else(|p| p.into_inner()).clone();
+    if let Some(o) = observer {
+        o(&CompileEvent {
+            kernel,
+            entry,
+            compiled,
+            finished,
+        });
+    }
+}
+
 /// Compiled pipelines keyed by kernel, entry point and specialisation.
 pub struct Kernels {
     gpu: Arc<Gpu>,
@@ -258,6 +298,7 @@ impl Kernels {
         if self.gpu.caps.params_in_storage {
             text = params_in_storage(kernel, &text)?;
         }
+        report_compile(kernel, entry, false);
         let device = &self.gpu.device;
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let desc = wgpu::ShaderModuleDescriptor {
@@ -279,7 +320,9 @@ impl Kernels {
             compilation_options: wgpu::PipelineCompilationOptions::default(),
             cache: self.disk.as_ref().map(|d| &d.cache),
         });
-        if let Some(e) = pollster::block_on(scope.pop()) {
+        let failed = pollster::block_on(scope.pop());
+        report_compile(kernel, entry, true);
+        if let Some(e) = failed {
             return Err(Error::Kernel {
                 kernel: format!("{kernel}:{entry}"),
                 message: e.to_string(),
