@@ -381,7 +381,9 @@ impl Gpu {
             max_storage_buffers_per_stage: limits.max_storage_buffers_per_shader_stage,
             min_storage_offset_alignment: limits.min_storage_buffer_offset_alignment,
             min_uniform_offset_alignment: limits.min_uniform_buffer_offset_alignment,
-            params_in_storage: info.device_type == wgpu::DeviceType::Cpu,
+            // One more storage binding per kernel: only where the limit leaves room for it.
+            params_in_storage: info.device_type == wgpu::DeviceType::Cpu
+                && limits.max_storage_buffers_per_shader_stage > 8,
             disabled,
         };
         Ok(Gpu {
