@@ -48,7 +48,7 @@ fn decode(session: &mut Session, first: u32, batches: usize, steps: usize) -> u3
 }
 
 #[test]
-fn decoding_hundreds_of_tokens_keeps_host_memory_flat() {
+fn decoding_keeps_host_memory_flat_over_128_tokens() {
     const STEPS: usize = 8;
     const WARM_UP_BATCHES: usize = 2;
     const MEASURED_BATCHES: usize = 16;
