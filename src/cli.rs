@@ -385,7 +385,8 @@ impl CompileProgress {
         // A compile can block for minutes without an event: a watcher decides when to show the line.
         let (watched, shown) = (state.clone(), bar.clone());
         let watcher = std::thread::spawn(move || loop {
-            std::thread::sleep(Self::POLL);
+            // `finish` unparks the watcher, so it never delays the first token.
+            std::thread::park_timeout(Self::POLL);
             let t = watched.lock().unwrap_or_else(|p| p.into_inner());
             if t.finished {
                 return;
@@ -415,6 +416,7 @@ impl CompileProgress {
         crate::gpu::kernels::set_compile_observer(None);
         self.state.lock().unwrap_or_else(|p| p.into_inner()).finished = true;
         if let Some(w) = self.watcher.take() {
+            w.thread().unpark();
             let _ = w.join();
         }
         self.bar.finish_and_clear();
