@@ -257,6 +257,7 @@ pub fn run_generate(a: &GenerateArgs) -> Result<()> {
         wd.check_fits(&est)?;
     }
     progress.set_phase("loading");
+    let mut compiling = CompileProgress::start();
     let model = run.load(gpu, &dir, true)?;
     wd.attach(&model);
     wd.check_now()?;
@@ -284,9 +285,10 @@ pub fn run_generate(a: &GenerateArgs) -> Result<()> {
         stop.extend(tok.token_id("<|endoftext|>"));
     }
     let mut session = Session::new(&model, run.session_options()?)?;
+    // Compile the decode kernels now, while the progress line may still be drawn.
+    session.prepare_decode(sampler.config())?;
     let mut stream = TextStream::default();
     let mut out = std::io::stdout();
-    print!("{}", a.prompt);
     progress.set_total(Some(a.max_new_tokens as u64));
     progress.set_phase("prefill");
     // What has come so far, for the summary of a run a signal stops inside `generate`.
@@ -296,7 +298,15 @@ pub fn run_generate(a: &GenerateArgs) -> Result<()> {
         ..Default::default()
     };
     let mut decode_started = None;
+    let mut prompt_shown = false;
+    compiling.first_pass();
     let result = session.generate(&prompt, a.max_new_tokens, &mut sampler, &stop, &mut |id| {
+        if !prompt_shown {
+            // Every kernel is compiled by the first token: clear the line, then stream.
+            compiling.finish();
+            print!("{}", a.prompt);
+            prompt_shown = true;
+        }
         let now = std::time::Instant::now();
         let t1 = *decode_started.get_or_insert(now);
         so_far.prefill_time = t1 - started;
@@ -310,6 +320,10 @@ pub fn run_generate(a: &GenerateArgs) -> Result<()> {
         // A signal ends the generation here, with the summary below.
         Ok(wd.interrupted().is_none())
     });
+    compiling.finish();
+    if !prompt_shown {
+        print!("{}", a.prompt);
+    }
     println!();
     let stats = match result {
         Ok(stats) => stats,
@@ -337,6 +351,110 @@ pub fn run_generate(a: &GenerateArgs) -> Result<()> {
     }
     progress.set_phase("done");
     Ok(())
+}
+
+/// A progress line on stderr while kernels compile and until the first token, shown only once
+/// that has taken a noticeable time (software GL needs minutes; a GPU driver or its cache
+/// milliseconds) and only on a terminal. Some drivers (Mesa's GL) compile a kernel only when it
+/// first runs, so the first pass is covered too. `finish` clears it before text is streamed.
+struct CompileProgress {
+    bar: indicatif::ProgressBar,
+    state: Arc<std::sync::Mutex<CompileTime>>,
+    watcher: Option<std::thread::JoinHandle<()>>,
+}
+
+/// How long compiling has taken so far, and whether it goes on.
+#[derive(Default)]
+struct CompileTime {
+    /// Compile time of the pipelines already finished.
+    done: std::time::Duration,
+    /// When the pipeline compiling now started.
+    busy_since: Option<std::time::Instant>,
+    /// When the first forward pass started (see [`CompileProgress::first_pass`]).
+    first_pass_since: Option<std::time::Instant>,
+    finished: bool,
+}
+
+impl CompileTime {
+    /// Whether the wait has become long enough to show the line.
+    fn noticeable(&self, after: std::time::Duration) -> bool {
+        let compiling = self.busy_since.map(|t| self.done + t.elapsed());
+        let first_pass = self.first_pass_since.map(|t| t.elapsed());
+        compiling.or(first_pass).is_some_and(|d| d >= after)
+    }
+}
+
+impl CompileProgress {
+    /// Compile time after which the line appears.
+    const SHOW_AFTER: std::time::Duration = std::time::Duration::from_millis(1500);
+    const POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
+    fn start() -> Self {
+        let bar = indicatif::ProgressBar::hidden();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {msg} [{elapsed}]")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        let state = Arc::new(std::sync::Mutex::new(CompileTime::default()));
+        let (observed, shown) = (state.clone(), bar.clone());
+        crate::gpu::kernels::set_compile_observer(Some(Arc::new(move |e: &crate::gpu::kernels::CompileEvent<'_>| {
+            let mut t = observed.lock().unwrap_or_else(|p| p.into_inner());
+            if e.finished {
+                let took = t.busy_since.take().map_or(std::time::Duration::ZERO, |s| s.elapsed());
+                t.done += took;
+            } else {
+                t.busy_since = Some(std::time::Instant::now());
+            }
+            shown.set_message(format!(
+                "compiling kernels: {} built, now {}:{}",
+                e.compiled, e.kernel, e.entry
+            ));
+        })));
+        // A compile can block for minutes without an event: a watcher decides when to show the line.
+        let (watched, shown) = (state.clone(), bar.clone());
+        let watcher = std::thread::spawn(move || loop {
+            // `finish` unparks the watcher, so it never delays the first token.
+            std::thread::park_timeout(Self::POLL);
+            let t = watched.lock().unwrap_or_else(|p| p.into_inner());
+            if t.finished {
+                return;
+            }
+            if t.noticeable(Self::SHOW_AFTER) {
+                shown.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+                shown.enable_steady_tick(Self::POLL * 2);
+                return;
+            }
+        });
+        CompileProgress {
+            bar,
+            state,
+            watcher: Some(watcher),
+        }
+    }
+
+    /// Marks the start of the first forward pass.
+    fn first_pass(&self) {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).first_pass_since = Some(std::time::Instant::now());
+        self.bar
+            .set_message("first pass (some drivers compile kernels on first use)");
+    }
+
+    /// Removes the observer, stops the watcher and clears the line.
+    fn finish(&mut self) {
+        crate::gpu::kernels::set_compile_observer(None);
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).finished = true;
+        if let Some(w) = self.watcher.take() {
+            w.thread().unpark();
+            let _ = w.join();
+        }
+        self.bar.finish_and_clear();
+    }
+}
+
+impl Drop for CompileProgress {
+    fn drop(&mut self) {
+        self.finish();
+    }
 }
 
 /// The model shipped with the project, used when no --model is given.

@@ -372,6 +372,13 @@ impl Session {
         Ok(key)
     }
 
+    /// Builds the decode plan `generate` uses with `cfg` (compiling its kernels) without running
+    /// it, so a front end can compile everything before it starts streaming text.
+    pub fn prepare_decode(&mut self, cfg: &SamplerConfig) -> Result<()> {
+        cfg.validate()?;
+        self.decode_plan(self.opts.decode_batch, Some(cfg)).map(|_| ())
+    }
+
     /// Feeds one token; returns the logits for the next position ([V]).
     pub fn step(&mut self, id: u32) -> Result<Vec<f32>> {
         self.check_ids(&[id])?;

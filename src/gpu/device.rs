@@ -48,6 +48,12 @@ pub struct Caps {
     pub max_storage_buffers_per_stage: u32,
     pub min_storage_offset_alignment: u32,
     pub min_uniform_offset_alignment: u32,
+    /// Kernels read their parameter block from a read-only storage buffer instead of a uniform
+    /// buffer. Set on CPU adapters (Mesa's lavapipe): for shaders whose branch conditions read
+    /// uniform-buffer values, lavapipe may compile a copy of the shader with those values inlined
+    /// at every dispatch, and Mesa releases before 23.1 never free these copies (several MiB of
+    /// host memory per decoded token). Storage reads are never inlined.
+    pub params_in_storage: bool,
     /// Features the adapter offers that were masked by request.
     pub disabled: Vec<String>,
 }
@@ -96,6 +102,15 @@ impl fmt::Display for Caps {
         writeln!(f, "max workgroup storage  {} bytes", self.max_workgroup_storage)?;
         writeln!(f, "max invocations/wg     {}", self.max_invocations_per_workgroup)?;
         writeln!(f, "max storage buffers    {}", self.max_storage_buffers_per_stage)?;
+        writeln!(
+            f,
+            "kernel parameters      {}",
+            if self.params_in_storage {
+                "storage buffer"
+            } else {
+                "uniform buffer"
+            }
+        )?;
         write!(
             f,
             "disabled by request    {}",
@@ -125,23 +140,76 @@ pub struct AdapterSummary {
     pub device_type: String,
 }
 
-fn backends(opts: &GpuOptions) -> wgpu::Backends {
-    match &opts.backend {
-        Some(list) => wgpu::Backends::from_comma_list(list),
-        None => wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all()),
+/// The backends to search, in order: the ones requested (`--backend`, else `WGPU_BACKEND`) as one
+/// group; by default the native APIs (Vulkan, Metal, DX12) first and GL only when none of them
+/// offers an adapter, so a machine with a Vulkan driver never initialises EGL.
+fn backend_groups(opts: &GpuOptions) -> Vec<wgpu::Backends> {
+    let requested = match &opts.backend {
+        Some(list) => Some(wgpu::Backends::from_comma_list(list)),
+        None => wgpu::Backends::from_env(),
+    };
+    match requested {
+        Some(b) => vec![b],
+        None => vec![wgpu::Backends::PRIMARY, wgpu::Backends::SECONDARY],
     }
 }
 
-fn instance(opts: &GpuOptions) -> wgpu::Instance {
+fn instance(backends: wgpu::Backends) -> wgpu::Instance {
+    #[cfg(all(unix, not(target_vendor = "apple"), not(target_os = "android")))]
+    if backends.contains(wgpu::Backends::VULKAN) {
+        quiet_device_select_layer();
+    }
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
-    desc.backends = backends(opts);
+    desc.backends = backends;
     wgpu::Instance::new(desc)
+}
+
+/// Mesa's device-select Vulkan layer (installed with every Mesa Vulkan driver) looks for the
+/// Wayland compositor's GPU while the adapters are enumerated, and where no compositor can be
+/// reached (`XDG_RUNTIME_DIR` unset: ssh sessions, containers, CI) libwayland prints
+/// `error: XDG_RUNTIME_DIR is invalid or not set in the environment.` twice, which reads as a
+/// failure. Only in that case, and only when the user has not configured the layer, it is
+/// turned off for this process (`NODEVICE_SELECT=1`, the layer's own switch): without a
+/// compositor it has no display GPU to prefer, and adapters are still picked by type.
+#[cfg(all(unix, not(target_vendor = "apple"), not(target_os = "android")))]
+fn quiet_device_select_layer() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let absolute = |var: &str| std::env::var_os(var).is_some_and(|v| std::path::Path::new(&v).is_absolute());
+        let configured = [
+            "NODEVICE_SELECT",
+            "MESA_VK_DEVICE_SELECT",
+            "MESA_VK_DEVICE_SELECT_FORCE_DEFAULT_DEVICE",
+        ]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some());
+        // libwayland finds the compositor at an absolute WAYLAND_DISPLAY or under XDG_RUNTIME_DIR.
+        let wayland_reachable = absolute("WAYLAND_DISPLAY") || absolute("XDG_RUNTIME_DIR");
+        if !configured && !wayland_reachable {
+            // Set once, before the first Vulkan instance of the process loads the layer.
+            std::env::set_var("NODEVICE_SELECT", "1");
+        }
+    });
+}
+
+/// Every adapter of the first backend group that offers any (see [`backend_groups`]), with the
+/// instance that owns them.
+async fn adapters(opts: &GpuOptions) -> (wgpu::Instance, Vec<wgpu::Adapter>) {
+    let groups = backend_groups(opts);
+    let last = groups.len() - 1;
+    for (i, backends) in groups.into_iter().enumerate() {
+        let inst = instance(backends);
+        let found = inst.enumerate_adapters(backends).await;
+        if !found.is_empty() || i == last {
+            return (inst, found);
+        }
+    }
+    unreachable!("backend_groups returns at least one group")
 }
 
 /// Lists the adapters the chosen backends expose.
 pub fn list_adapters(opts: &GpuOptions) -> Vec<AdapterSummary> {
-    let inst = instance(opts);
-    let adapters = pollster::block_on(inst.enumerate_adapters(backends(opts)));
+    let (_inst, adapters) = pollster::block_on(adapters(opts));
     adapters
         .iter()
         .enumerate()
@@ -187,10 +255,9 @@ impl Gpu {
     }
 
     pub async fn new_async(opts: &GpuOptions) -> Result<Self> {
-        let inst = instance(opts);
+        let (inst, mut all) = adapters(opts).await;
         let adapter = match opts.adapter_index {
             Some(i) => {
-                let mut all = inst.enumerate_adapters(backends(opts)).await;
                 if i >= all.len() {
                     return Err(Error::Adapter(format!(
                         "adapter index {i} out of range: {} adapter(s) found",
@@ -199,15 +266,17 @@ impl Gpu {
                 }
                 all.swap_remove(i)
             }
-            None => inst
-                .request_adapter(&wgpu::RequestAdapterOptions {
+            // The instance covers the backend group that offers adapters.
+            None => {
+                inst.request_adapter(&wgpu::RequestAdapterOptions {
                     power_preference: wgpu::PowerPreference::HighPerformance,
                     force_fallback_adapter: false,
                     compatible_surface: None,
                     apply_limit_buckets: false,
                 })
                 .await
-                .map_err(|e| Error::Adapter(format!("no GPU adapter found ({e}); on a machine without a GPU install Mesa's lavapipe (mesa-vulkan-drivers) and set WGPU_BACKEND=vulkan")))?,
+                .map_err(|e| Error::Adapter(format!("no GPU adapter found ({e}); on a machine without a GPU install Mesa's lavapipe (mesa-vulkan-drivers) and set WGPU_BACKEND=vulkan")))?
+            }
         };
         Self::from_adapter(adapter, opts).await
     }
@@ -312,6 +381,9 @@ impl Gpu {
             max_storage_buffers_per_stage: limits.max_storage_buffers_per_shader_stage,
             min_storage_offset_alignment: limits.min_storage_buffer_offset_alignment,
             min_uniform_offset_alignment: limits.min_uniform_buffer_offset_alignment,
+            // One more storage binding per kernel: only where the limit leaves room for it.
+            params_in_storage: info.device_type == wgpu::DeviceType::Cpu
+                && limits.max_storage_buffers_per_shader_stage > 8,
             disabled,
         };
         Ok(Gpu {

@@ -131,6 +131,62 @@ pub fn specialize(kernel: &str, src: &str, consts: &[(&str, ConstValue)]) -> Res
     Ok(out)
 }
 
+/// How every kernel declares its parameter block (binding 0).
+const PARAMS_UNIFORM: &str = "@group(0) @binding(0) var<uniform> p: Params;";
+
+/// Rewrites the parameter block of a kernel from the uniform to the read-only storage address
+/// space (see [`Caps::params_in_storage`](super::device::Caps::params_in_storage)). Every
+/// `Params` struct holds only 32-bit scalars, so both address spaces lay it out identically.
+pub fn params_in_storage(kernel: &str, src: &str) -> Result<String> {
+    if !src.contains(PARAMS_UNIFORM) {
+        return Err(Error::Kernel {
+            kernel: kernel.into(),
+            message: format!("no `{PARAMS_UNIFORM}` declaration to move to storage"),
+        });
+    }
+    Ok(src.replace(PARAMS_UNIFORM, "@group(0) @binding(0) var<storage, read> p: Params;"))
+}
+
+/// One pipeline compilation, reported to the [`CompileObserver`] when it starts and when it ends.
+#[derive(Clone, Debug)]
+pub struct CompileEvent<'a> {
+    pub kernel: &'a str,
+    pub entry: &'a str,
+    /// Pipelines this process has compiled so far (this one included once `finished`).
+    pub compiled: usize,
+    pub finished: bool,
+}
+
+/// Called for every pipeline compilation of the process, so a front end can show progress where
+/// compiling is slow (software GL takes minutes). The library itself prints nothing.
+pub type CompileObserver = Arc<dyn Fn(&CompileEvent<'_>) + Send + Sync>;
+
+static COMPILE_OBSERVER: std::sync::RwLock<Option<CompileObserver>> = std::sync::RwLock::new(None);
+static COMPILED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Installs (or with `None` removes) the process's compile observer; returns the previous one.
+pub fn set_compile_observer(observer: Option<CompileObserver>) -> Option<CompileObserver> {
+    let mut o = COMPILE_OBSERVER.write().unwrap_or_else(|p| p.into_inner());
+    std::mem::replace(&mut *o, observer)
+}
+
+fn report_compile(kernel: &str, entry: &str, finished: bool) {
+    let compiled = if finished {
+        COMPILED.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1
+    } else {
+        COMPILED.load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let observer = COMPILE_OBSERVER.read().unwrap_or_else(|p| p.into_inner()).clone();
+    if let Some(o) = observer {
+        o(&CompileEvent {
+            kernel,
+            entry,
+            compiled,
+            finished,
+        });
+    }
+}
+
 /// Compiled pipelines keyed by kernel, entry point and specialisation.
 pub struct Kernels {
     gpu: Arc<Gpu>,
@@ -238,7 +294,11 @@ impl Kernels {
         if let Some(p) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
             return Ok(p.clone());
         }
-        let text = specialize(kernel, source(kernel)?, consts)?;
+        let mut text = specialize(kernel, source(kernel)?, consts)?;
+        if self.gpu.caps.params_in_storage {
+            text = params_in_storage(kernel, &text)?;
+        }
+        report_compile(kernel, entry, false);
         let device = &self.gpu.device;
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let desc = wgpu::ShaderModuleDescriptor {
@@ -260,7 +320,9 @@ impl Kernels {
             compilation_options: wgpu::PipelineCompilationOptions::default(),
             cache: self.disk.as_ref().map(|d| &d.cache),
         });
-        if let Some(e) = pollster::block_on(scope.pop()) {
+        let failed = pollster::block_on(scope.pop());
+        report_compile(kernel, entry, true);
+        if let Some(e) = failed {
             return Err(Error::Kernel {
                 kernel: format!("{kernel}:{entry}"),
                 message: e.to_string(),
@@ -277,6 +339,44 @@ impl Kernels {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The storage-buffer parameter block (CPU adapters) is a drop-in replacement: every kernel
+    /// declares the uniform block the rewrite looks for, the rewritten kernel validates, and its
+    /// `Params` holds only 32-bit scalars, whose layout both address spaces share.
+    #[test]
+    fn every_kernel_moves_its_params_to_storage_with_the_same_layout() {
+        for (name, src) in SOURCES {
+            let text = params_in_storage(name, src).unwrap();
+            let module = naga::front::wgsl::parse_str(&text)
+                .unwrap_or_else(|e| panic!("{name}: parse: {}", e.emit_to_string(&text)));
+            naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all())
+                .validate(&module)
+                .unwrap_or_else(|e| panic!("{name}: validate: {}", e.emit_to_string(&text)));
+            let (_, params) = module
+                .global_variables
+                .iter()
+                .find(|(_, g)| g.name.as_deref() == Some("p"))
+                .unwrap_or_else(|| panic!("{name}: no `p`"));
+            assert_eq!(
+                params.space,
+                naga::AddressSpace::Storage {
+                    access: naga::StorageAccess::LOAD
+                },
+                "{name}"
+            );
+            let naga::TypeInner::Struct { members, .. } = &module.types[params.ty].inner else {
+                panic!("{name}: `p` is not a struct");
+            };
+            for m in members {
+                assert!(
+                    matches!(module.types[m.ty].inner, naga::TypeInner::Scalar(s) if s.width == 4),
+                    "{name}: Params member {:?} is not a 32-bit scalar",
+                    m.name
+                );
+            }
+        }
+        assert!(params_in_storage("k", "fn f() {}").is_err());
+    }
 
     #[test]
     fn specialize_rewrites_named_consts_only() {

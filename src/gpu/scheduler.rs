@@ -134,7 +134,12 @@ impl PlanBuilder {
                 "{label}: grid {groups:?} exceeds {max} workgroups per dimension"
             )));
         }
-        let align = self.gpu.caps.min_uniform_offset_alignment.max(16) as usize;
+        let caps = &self.gpu.caps;
+        let mut align = caps.min_uniform_offset_alignment.max(16);
+        if caps.params_in_storage {
+            align = align.max(caps.min_storage_offset_alignment);
+        }
+        let align = align as usize;
         let offset = self.params.len().next_multiple_of(align);
         self.params.resize(offset, 0);
         self.params.extend_from_slice(bytemuck::bytes_of(params));
@@ -187,7 +192,12 @@ impl PlanBuilder {
     /// Uploads the parameters and creates the bind groups.
     pub fn finish(self, pool: &BufferPool) -> Result<Plan> {
         let device = &self.gpu.device;
-        let params = pool.uniform(self.params.len().max(16) as u64, "plan params")?;
+        let params_bytes = self.params.len().max(16) as u64;
+        let params = if self.gpu.caps.params_in_storage {
+            pool.storage(params_bytes, super::Category::Scratch, "plan params")?
+        } else {
+            pool.uniform(params_bytes, "plan params")?
+        };
         if !self.params.is_empty() {
             self.gpu.queue.write_buffer(params.raw(), 0, &self.params);
         }
