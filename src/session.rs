@@ -98,7 +98,7 @@ fn sampler_key(cfg: &SamplerConfig) -> Option<(u32, usize, u32, u64)> {
 }
 
 /// The largest greedy batch per submission.
-const MAX_DECODE_BATCH: usize = 64;
+pub const MAX_DECODE_BATCH: usize = 64;
 
 // --- stop hook (memory watchdog / xltop `stop`; see src/telemetry) ---
 /// A check run at every safe point: before each prefill segment and before each decode step or
