@@ -35,7 +35,9 @@ pub(crate) fn in_range(what: &str, x: usize, max: usize) -> Result<usize> {
 /// A float from the config that must be finite and positive (a size factor or an epsilon).
 pub(crate) fn positive_finite(what: &str, x: f64) -> Result<f64> {
     if !(x.is_finite() && x > 0.0) {
-        return Err(Error::Config(format!("`{what}` must be a positive finite number, got {x}")));
+        return Err(Error::Config(format!(
+            "`{what}` must be a positive finite number, got {x}"
+        )));
     }
     Ok(x)
 }
@@ -203,7 +205,11 @@ impl LargeConfig {
         positive_finite("qk_dim_factor", self.qk_dim_factor)?;
         positive_finite("v_dim_factor", self.v_dim_factor)?;
         // Checked before the divisibility tests below use the widths.
-        in_range("qk_dim (embedding_dim x qk_dim_factor)", self.qk_dim(), limits::MAX_WIDTH)?;
+        in_range(
+            "qk_dim (embedding_dim x qk_dim_factor)",
+            self.qk_dim(),
+            limits::MAX_WIDTH,
+        )?;
         in_range("v_dim (embedding_dim x v_dim_factor)", self.v_dim(), limits::MAX_WIDTH)?;
         in_range("ffn width", self.ffn_dim, limits::MAX_WIDTH)?;
         in_range("chunk_size", self.chunk_size, limits::MAX_LENGTH)?;

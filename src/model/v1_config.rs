@@ -643,7 +643,11 @@ impl V1Config {
             };
             in_range("mLSTM num_heads", m.num_heads, limits::MAX_HEADS)?;
             in_range("mLSTM qkv_proj_blocksize", m.qkv_proj_blocksize, limits::MAX_MULTIPLE)?;
-            in_range("mLSTM conv1d_kernel_size", m.conv1d_kernel_size, limits::MAX_CONV_KERNEL)?;
+            in_range(
+                "mLSTM conv1d_kernel_size",
+                m.conv1d_kernel_size,
+                limits::MAX_CONV_KERNEL,
+            )?;
             in_range("mLSTM inner dimension", m.inner_dim, limits::MAX_WIDTH)?;
             if !m.inner_dim.is_multiple_of(m.num_heads) || !m.inner_dim.is_multiple_of(m.qkv_proj_blocksize) {
                 return bad(format!(
