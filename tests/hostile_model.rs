@@ -563,7 +563,7 @@ fn a_tuned_json_of_another_user_is_ignored_with_a_warning() {
 // ---------------------------------------------------------------------------------------------
 
 /// Cases per family (each a fresh mutation of the shipped files).
-const FUZZ_CASES: usize = 200;
+const FUZZ_CASES: usize = 300;
 
 /// Values that break a config field: huge, negative, zero, fractional, wrong types.
 fn hostile_value(rng: &mut rand::rngs::StdRng) -> Value {
@@ -602,7 +602,26 @@ fn paths(v: &Value, prefix: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
     }
 }
 
-fn mutate_config(rng: &mut rand::rngs::StdRng, base: &Value) -> Vec<u8> {
+/// The paths of `base` the library reads: setting one to a string changes what it parses to.
+/// Mutations aim at these (most fields of a dumped config are ignored by the loader).
+fn live_paths(base: &Value) -> Vec<Vec<String>> {
+    let shipped = parsed_config(&serde_json::to_vec(base).unwrap());
+    let mut all = Vec::new();
+    paths(base, &mut Vec::new(), &mut all);
+    all.into_iter()
+        .filter(|path| {
+            let mut cfg = base.clone();
+            let mut slot = &mut cfg;
+            for key in path {
+                slot = &mut slot[key.as_str()];
+            }
+            *slot = json!("not a value");
+            parsed_config(&serde_json::to_vec(&cfg).unwrap()) != shipped
+        })
+        .collect()
+}
+
+fn mutate_config(rng: &mut rand::rngs::StdRng, base: &Value, live: &[Vec<String>]) -> Vec<u8> {
     let text = serde_json::to_vec_pretty(base).unwrap();
     match rng.random_range(0..10) {
         // Truncated text.
@@ -617,10 +636,8 @@ fn mutate_config(rng: &mut rand::rngs::StdRng, base: &Value) -> Vec<u8> {
         // One to three fields set to hostile values or removed.
         _ => {
             let mut cfg = base.clone();
-            let mut all = Vec::new();
-            paths(&cfg, &mut Vec::new(), &mut all);
             for _ in 0..rng.random_range(1..=3) {
-                let path = &all[rng.random_range(0..all.len())];
+                let path = &live[rng.random_range(0..live.len())];
                 let (last, parents) = path.split_last().unwrap();
                 // An earlier mutation may have replaced a parent: then there is nothing to change.
                 let mut slot = Some(&mut cfg);
@@ -783,11 +800,13 @@ fn fuzz_family(name: &str, seed: u64) -> (usize, usize) {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let shipped_shape = shape_of(&load(m.dir(), WeightDtype::F16).unwrap());
     let shipped_config = parsed_config(&serde_json::to_vec(&base_config).unwrap()).unwrap();
+    let live = live_paths(&base_config);
+    assert!(live.len() >= 8, "{name}: only {} config fields are read", live.len());
     let (mut loaded, mut ran) = (0, 0);
     for case in 0..FUZZ_CASES {
         let config_case = rng.random_range(0..2) == 0;
         if config_case {
-            let mutated = mutate_config(&mut rng, &base_config);
+            let mutated = mutate_config(&mut rng, &base_config, &live);
             // A mutation of fields the parser ignores loads the shipped model again: skip it.
             if parsed_config(&mutated).is_some_and(|c| c == shipped_config) {
                 continue;
