@@ -633,6 +633,23 @@ fn mutate_config(rng: &mut rand::rngs::StdRng, base: &Value, live: &[Vec<String>
             t[at] = rng.random();
             t
         }
+        // One field the loader reads set to a huge number (the sizes the audit found).
+        2..=5 => {
+            let mut cfg = base.clone();
+            let path = &live[rng.random_range(0..live.len())];
+            let mut slot = &mut cfg;
+            for key in path {
+                slot = &mut slot[key.as_str()];
+            }
+            let huge = [
+                json!(1_000_000_000u64),
+                json!(1u64 << 62),
+                json!(u64::MAX),
+                json!(1e308),
+            ];
+            *slot = huge[rng.random_range(0..huge.len())].clone();
+            serde_json::to_vec(&cfg).unwrap()
+        }
         // One to three fields set to hostile values or removed.
         _ => {
             let mut cfg = base.clone();
