@@ -172,8 +172,15 @@ impl LargeConfig {
             int(&["ffn_round_up_to_multiple_of"])?.unwrap_or(64).max(1),
             limits::MAX_MULTIPLE,
         )?;
-        // Both factors are bounded, so the product is far from overflow (the cast saturates).
-        let ffn_dim = ((embedding_dim as f64 * ffn_proj_factor) / ffn_multiple as f64).ceil() as usize * ffn_multiple;
+        // In f64 and bounded before the cast, so no integer arithmetic can overflow.
+        let ffn_width = ((embedding_dim as f64 * ffn_proj_factor) / ffn_multiple as f64).ceil() * ffn_multiple as f64;
+        if !(ffn_width <= limits::MAX_WIDTH as f64) {
+            return Err(Error::Config(format!(
+                "the ffn width (embedding_dim x ffn_proj_factor) must be at most {}, got {ffn_width}",
+                limits::MAX_WIDTH
+            )));
+        }
+        let ffn_dim = ffn_width as usize;
         let cfg = LargeConfig {
             embedding_dim,
             num_heads: required(&["num_heads"])?,
