@@ -174,7 +174,7 @@ impl LargeConfig {
         )?;
         // In f64 and bounded before the cast, so no integer arithmetic can overflow.
         let ffn_width = ((embedding_dim as f64 * ffn_proj_factor) / ffn_multiple as f64).ceil() * ffn_multiple as f64;
-        if !(ffn_width <= limits::MAX_WIDTH as f64) {
+        if ffn_width > limits::MAX_WIDTH as f64 {
             return Err(Error::Config(format!(
                 "the ffn width (embedding_dim x ffn_proj_factor) must be at most {}, got {ffn_width}",
                 limits::MAX_WIDTH
