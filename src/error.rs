@@ -41,6 +41,10 @@ pub enum Error {
     /// binary exits with code 3 (`telemetry::EXIT_MEMORY_LIMIT`).
     #[error("memory limit: {0}")]
     MemoryLimit(String),
+    /// The model produced NaN or infinite values (logits) at run time: the weights or the
+    /// computation overflowed. The session's state is not meaningful afterwards (reset it).
+    #[error("numeric: {0}")]
+    Numeric(String),
     /// The run was stopped on request (a `stop` command, e.g. from `xltop`) at a safe point.
     /// The `xlstm` binary exits with code 4 (`telemetry::EXIT_STOPPED`).
     #[error("stopped: {0}")]

@@ -1062,7 +1062,13 @@ struct ArgmaxParams {
     stride: u32,
 }
 
+/// The id `argmax` and `sample` choose for a row holding a NaN or an infinity: no choice is
+/// meaningful, and the host turns it into [`Error::Numeric`]. It is outside every vocabulary, so
+/// the embedding kernel skips it when a decode batch feeds it back.
+pub const NON_FINITE_ID: u32 = u32::MAX;
+
 /// out[first + r] (and out[second + r] if given) = argmax of logits row r, for r < rows.
+/// A row holding a NaN or an infinity gets [`NON_FINITE_ID`].
 pub fn argmax(
     pb: &mut PlanBuilder,
     ops: &Ops,

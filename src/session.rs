@@ -98,7 +98,7 @@ fn sampler_key(cfg: &SamplerConfig) -> Option<(u32, usize, u32, u64)> {
 }
 
 /// The largest greedy batch per submission.
-const MAX_DECODE_BATCH: usize = 64;
+pub const MAX_DECODE_BATCH: usize = 64;
 
 // --- stop hook (memory watchdog / xltop `stop`; see src/telemetry) ---
 /// A check run at every safe point: before each prefill segment and before each decode step or
@@ -133,6 +133,21 @@ pub struct Session {
     model: Model,
     /// Checked at safe points (see [`StopHook`]).
     stop: Option<StopHook>,
+}
+
+/// The error for non-finite logits at token `position` of the sequence.
+fn non_finite_error(position: usize) -> Error {
+    Error::Numeric(format!(
+        "the model produced non-finite logits (NaN or Inf) at token position {position}: its weights or activations overflow"
+    ))
+}
+
+/// Checks logits read back to the host, rows of `vocab` for positions `first_position`, ….
+fn check_logits(logits: &[f32], vocab: usize, first_position: usize) -> Result<()> {
+    match logits.iter().position(|v| !v.is_finite()) {
+        Some(at) => Err(non_finite_error(first_position + at / vocab.max(1))),
+        None => Ok(()),
+    }
 }
 
 impl Session {
@@ -252,11 +267,16 @@ impl Session {
             } else {
                 plan.run(gpu, self.opts.submit)?;
             }
-            if rows > 0 {
-                out.extend(read_f32(gpu, pool, ws.logits(), 0, (rows * vocab) as u64)?);
-            }
+            let logits = if rows > 0 {
+                read_f32(gpu, pool, ws.logits(), 0, (rows * vocab) as u64)?
+            } else {
+                Vec::new()
+            };
             self.parity = parity;
             self.position += n;
+            // The rows are the segment's last `rows` positions.
+            check_logits(&logits, vocab, self.position - rows)?;
+            out.extend(logits);
             start = end;
         }
         Ok(out)
@@ -390,6 +410,7 @@ impl Session {
         let logits = read_f32(&m.gpu, &m.pool, decode.ws.logits(), 0, self.model.vocab_size() as u64)?;
         self.parity ^= 1;
         self.position += 1;
+        check_logits(&logits, self.model.vocab_size(), self.position - 1)?;
         Ok(logits)
     }
 
@@ -417,8 +438,14 @@ impl Session {
         let decode = self.decode_input(first)?;
         decode.plans[&key].run(&m.gpu, self.opts.submit)?;
         let ids = read_u32(&m.gpu, &m.pool, decode.ws.ids(), 1, steps as u64)?;
+        let start = self.position;
         self.parity ^= (steps % 2) as u32;
         self.position += steps;
+        // The kernels mark a step whose logits held a NaN or an infinity; the ids are read back
+        // anyway, so the check costs nothing.
+        if let Some(step) = ids.iter().position(|&id| id == crate::ops::NON_FINITE_ID) {
+            return Err(non_finite_error(start + step));
+        }
         Ok(ids)
     }
 

@@ -1390,9 +1390,12 @@ fn argmax_first_index_wins() {
             rows[2][lane_a] = 60.0;
             rows[2][(lane_a + 256).min(vocab - 1)] = 60.0;
             rows[2][vocab - 1] = 60.0;
-            // The maximum at the very end, and a NaN that must not win.
+            // The maximum at the very end, and a NaN: the row has no meaningful choice.
             rows[3][vocab - 1] = 70.0;
             rows[3][0] = f32::NAN;
+        } else {
+            // An infinity is non-finite too.
+            rows[3][0] = f32::INFINITY;
         }
         // All equal: index 0.
         rows[4] = vec![-1.0; vocab];
@@ -1402,7 +1405,8 @@ fn argmax_first_index_wins() {
         let ob = c.buf_u32(&[u32::MAX; 20]);
         c.run(|pb| ops::argmax(pb, &c.ops_f32, &s(&lb), rows.len(), vocab, &s(&ob), first, Some(second)));
         let got = c.read_u32(&ob, 0, 20);
-        let want: Vec<u32> = rows.iter().map(|row| cpu::argmax(row) as u32).collect();
+        let want: Vec<u32> = rows.iter().map(|row| cpu::argmax_or_non_finite(row)).collect();
+        assert_eq!(want[3], ops::NON_FINITE_ID, "the reference marks the non-finite row");
         assert_eq!(&got[first..first + 5], &want[..], "argmax vocab {vocab} (first)");
         assert_eq!(&got[second..second + 5], &want[..], "argmax vocab {vocab} (second)");
         assert!(
@@ -1913,6 +1917,30 @@ fn gpu_samples(logits: &[f32], cfg: &xlstm_wgpu::SamplerConfig, draws: usize) ->
         Ok(())
     });
     c.read_u32(&out, 0, draws)
+}
+
+#[test]
+fn gpu_sampling_marks_rows_with_nan_or_inf_as_non_finite() {
+    let cfg = xlstm_wgpu::SamplerConfig {
+        temperature: 0.8,
+        top_k: 5,
+        top_p: 0.9,
+        seed: 1,
+    };
+    let mut r = rng(&[1000, 6]);
+    let finite = r.uniform_vec(1000, -5.0, 5.0);
+    for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+        for at in [0, 517, 999] {
+            let mut logits = finite.clone();
+            logits[at] = bad;
+            assert_eq!(
+                gpu_samples(&logits, &cfg, 2),
+                vec![ops::NON_FINITE_ID; 2],
+                "{bad} at {at}"
+            );
+        }
+    }
+    assert!(gpu_samples(&finite, &cfg, 4).iter().all(|&t| t < 1000));
 }
 
 #[test]

@@ -3,6 +3,10 @@
 // out[second + row], so a decode step can feed its own output back as the next step's input
 // while also recording it in a history.
 //
+// A row with a NaN or an infinity among the entries considered has no meaningful choice: its id
+// is NON_FINITE_ID (0xffffffff) instead, which the host reports as an error (the embedding kernel
+// skips ids outside the vocabulary, so a decode batch that feeds it back stays in bounds).
+//
 // Only the first `vocab` entries of each row are considered (a model's padded vocabulary rows that
 // the tokenizer cannot decode are skipped); rows are `stride` apart (0 = vocab).
 // Bindings (group 0): 0 uniform Params; 1 logits: array<f32> [rows, stride] (read);
@@ -24,18 +28,37 @@ struct Params {
 
 var<workgroup> best_v: array<f32, 256>;
 var<workgroup> best_i: array<u32, 256>;
+// Set when any entry of the row is NaN or infinite.
+var<workgroup> non_finite: atomic<u32>;
+
+const NON_FINITE_ID: u32 = 0xffffffffu;
+
+// NaN or +-inf, tested on the bits: float comparisons may be compiled assuming neither occurs.
+fn is_non_finite(v: f32) -> bool {
+    return (bitcast<u32>(v) & 0x7f800000u) == 0x7f800000u;
+}
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    // Cleared explicitly: the kernel must not depend on workgroup memory being zero-initialised.
+    if (lid == 0u) {
+        atomicStore(&non_finite, 0u);
+    }
+    workgroupBarrier();
     let base = wid.x * select(p.vocab, p.stride, p.stride != 0u);
     var bv = -3.4e38;
     var bi = 0xffffffffu;
+    var bad = false;
     for (var i = lid; i < p.vocab; i += 256u) {
         let v = logits[base + i];
+        bad = bad || is_non_finite(v);
         if (v > bv) {
             bv = v;
             bi = i;
         }
+    }
+    if (bad) {
+        atomicOr(&non_finite, 1u);
     }
     best_v[lid] = bv;
     best_i[lid] = bi;
@@ -53,8 +76,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
     if (lid == 0u) {
         var id = best_i[0];
-        if (id == 0xffffffffu) {
-            id = 0u; // every logit was NaN or -inf; keep the id in range
+        if (atomicLoad(&non_finite) != 0u || id == 0xffffffffu) {
+            id = NON_FINITE_ID;
         }
         out[p.first + wid.x] = id;
         if (p.second != 0xffffffffu) {

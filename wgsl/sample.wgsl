@@ -7,6 +7,9 @@
 //   cumulative weight (in vocabulary order) first exceeds u.
 // Thresholds are found by a 32-step bisection over the order-preserving integer image of the f32
 // logits, so ties at a threshold are all kept (a top-k may then keep a few more than k).
+// A NaN or an infinity among the `vocab` entries makes the draw meaningless: the id is then
+// NON_FINITE_ID (0xffffffff), which the host reports as an error (the embedding kernel skips ids
+// outside the vocabulary, so a decode batch that feeds it back stays in bounds).
 // The random number is a hash of (seed, counter[0]); counter[0] is incremented by every call, so
 // a replayed plan draws fresh numbers and a seeded session is reproducible.
 //
@@ -35,6 +38,15 @@ struct Params {
 
 var<workgroup> red_f: array<f32, 256>;
 var<workgroup> red_u: array<u32, 256>;
+// Set when any entry is NaN or infinite.
+var<workgroup> non_finite: atomic<u32>;
+
+const NON_FINITE_ID: u32 = 0xffffffffu;
+
+// NaN or +-inf, tested on the bits: float comparisons may be compiled assuming neither occurs.
+fn is_non_finite(v: f32) -> bool {
+    return (bitcast<u32>(v) & 0x7f800000u) == 0x7f800000u;
+}
 
 fn hash(x_in: u32) -> u32 {
     var x = x_in;
@@ -100,11 +112,23 @@ fn weight(i: u32, mx: f32) -> f32 {
 
 @compute @workgroup_size(256)
 fn main(@builtin(local_invocation_index) lid: u32) {
+    // Cleared explicitly: the kernel must not depend on workgroup memory being zero-initialised.
+    if (lid == 0u) {
+        atomicStore(&non_finite, 0u);
+    }
+    workgroupBarrier();
     let n = p.vocab;
     var m = -3.4e38;
+    var bad = false;
     for (var i = lid; i < n; i += 256u) {
-        m = max(m, logits[p.row_offset + i]);
+        let v = logits[p.row_offset + i];
+        bad = bad || is_non_finite(v);
+        m = max(m, v);
     }
+    if (bad) {
+        atomicOr(&non_finite, 1u);
+    }
+    // (max_f's barriers also make the flag visible to every invocation.)
     let mx = max_f(lid, m);
 
     // Top-k: the largest key threshold that still keeps at least k entries.
@@ -199,7 +223,9 @@ fn main(@builtin(local_invocation_index) lid: u32) {
     workgroupBarrier();
     if (lid == 0u) {
         var id = red_u[1];
-        if (id == 0xffffffffu) {
+        if (atomicLoad(&non_finite) != 0u) {
+            id = NON_FINITE_ID;
+        } else if (id == 0xffffffffu) {
             // u fell past the last slice by rounding: the last kept entry.
             id = 0u;
             for (var i = n; i > 0u; i--) {

@@ -524,11 +524,19 @@ fn tune(a: TuneArgs) -> Result<()> {
     let mode: tune::Mode = a.mode.parse()?;
     let dtype = a.run.dtype()?;
     let shape = source.shape()?;
-    if let Some(b) = a.budget_seconds {
-        if !(b > 0.0 && b.is_finite()) {
-            return Err(Error::Input("--budget-seconds must be positive".into()));
-        }
-    }
+    // A positive number of seconds that a Duration can hold (1e308 cannot: it would panic).
+    let budget = match a.budget_seconds {
+        None => None,
+        Some(b) => match std::time::Duration::try_from_secs_f64(b) {
+            Ok(d) if b > 0.0 => Some(d),
+            _ => {
+                return Err(Error::Input(format!(
+                    "--budget-seconds must be a positive number of seconds below {}, got {b}",
+                    u64::MAX
+                )))
+            }
+        },
+    };
     let explicit = a.run.explicit();
     let base = Params::default().overlay(&explicit)?;
     let pinned: Vec<Knob> = explicit.knobs();
@@ -581,7 +589,7 @@ fn tune(a: TuneArgs) -> Result<()> {
         source,
         mode,
         trials: a.trials,
-        budget: a.budget_seconds.map(std::time::Duration::from_secs_f64),
+        budget,
         seed: a.seed,
         population: a.population,
         measure: Measure {

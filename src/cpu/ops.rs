@@ -134,6 +134,15 @@ pub fn argmax(row: &[f32]) -> usize {
     best
 }
 
+/// What the GPU `argmax` kernel chooses for a row: [`argmax`], or
+/// [`crate::ops::NON_FINITE_ID`] when the row holds a NaN or an infinity.
+pub fn argmax_or_non_finite(row: &[f32]) -> u32 {
+    if row.iter().any(|v| !v.is_finite()) {
+        return crate::ops::NON_FINITE_ID;
+    }
+    argmax(row) as u32
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 /// Where one tensor lives.
 #[derive(Clone, Debug)]
 pub struct TensorEntry {
+    /// The tensor's name in the checkpoint (errors name it).
+    pub name: String,
     pub dtype: Dtype,
     pub shape: Vec<usize>,
     file: usize,
@@ -128,6 +130,7 @@ impl Checkpoint {
             for (name, view) in st.tensors() {
                 let start = view.data().as_ptr() as usize - base;
                 let entry = TensorEntry {
+                    name: name.clone(),
                     dtype: view.dtype(),
                     shape: view.shape().to_vec(),
                     file: fi,
@@ -179,11 +182,36 @@ impl Checkpoint {
         self.tensors.get(name).map(|e| e.shape.as_slice())
     }
 
-    /// Converts elements [first, first + count) of a tensor to f32, appending to `out`.
-    pub fn read_f32_into(&self, e: &TensorEntry, first: usize, count: usize, out: &mut Vec<f32>) {
+    /// How many numbered blocks the checkpoint holds under `prefix` (tensors named
+    /// `{prefix}{i}.…`): one more than the largest index present, 0 when there is none.
+    pub fn block_count(&self, prefix: &str) -> usize {
+        self.tensors
+            .keys()
+            .filter_map(|name| name.strip_prefix(prefix)?.split('.').next()?.parse::<usize>().ok())
+            .map(|i| i.saturating_add(1))
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Checks the config's block count against the blocks the checkpoint holds under `prefix`,
+    /// before anything is sized from the config's number.
+    pub fn check_block_count(&self, prefix: &str, configured: usize) -> Result<()> {
+        let stored = self.block_count(prefix);
+        if stored != configured {
+            return Err(Error::Checkpoint(format!(
+                "config.json gives num_blocks {configured}, but the checkpoint holds {stored} blocks (`{prefix}N.*`)"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Converts elements [first, first + count) of a tensor to f32, appending to `out`. A NaN or
+    /// infinite value is an error naming the tensor: such weights would make every logit NaN.
+    pub fn read_f32_into(&self, e: &TensorEntry, first: usize, count: usize, out: &mut Vec<f32>) -> Result<()> {
         let size = element_size(e.dtype).unwrap_or(4);
         let end = (e.start + (first + count) * size).min(e.end);
         let bytes = &self.files[e.file].1[(e.start + first * size).min(end)..end];
+        let before = out.len();
         match e.dtype {
             Dtype::F32 => out.extend(
                 bytes
@@ -202,6 +230,17 @@ impl Checkpoint {
             ),
             _ => {}
         }
+        // The conversion is already a pass over every value; checking them here is what makes it
+        // impossible to load a non-finite weight by any path.
+        if let Some(at) = out[before..].iter().position(|v| !v.is_finite()) {
+            return Err(Error::Checkpoint(format!(
+                "tensor `{}` holds a non-finite value ({}) at element {}",
+                e.name,
+                out[before + at],
+                first + at
+            )));
+        }
+        Ok(())
     }
 
     /// A whole tensor as f32 (for small tensors: norms, biases; and for the CPU reference).
@@ -209,7 +248,7 @@ impl Checkpoint {
         let e = self.entry(name, shape)?;
         let count: usize = e.shape.iter().product();
         let mut out = Vec::with_capacity(count);
-        self.read_f32_into(e, 0, count, &mut out);
+        self.read_f32_into(e, 0, count, &mut out)?;
         Ok(out)
     }
 

@@ -6,6 +6,54 @@ use crate::error::{Error, Result};
 use serde_json::Value;
 use std::path::Path;
 
+/// Upper bounds on the sizes a config.json may give. They are far above any real xLSTM
+/// (xLSTM-7B: width 4096, 32 blocks, a vocabulary of 50304) and keep every derived size and every
+/// product of sizes far from overflow, so a hostile config is refused when it is parsed, before
+/// anything is sized from it.
+pub mod limits {
+    /// Any width: embedding, head, projection, feed-forward.
+    pub const MAX_WIDTH: usize = 1 << 20;
+    pub const MAX_VOCAB: usize = 1 << 24;
+    pub const MAX_BLOCKS: usize = 1 << 12;
+    pub const MAX_HEADS: usize = 1 << 12;
+    /// Causal convolution width (the conv window is part of the recurrent state).
+    pub const MAX_CONV_KERNEL: usize = 1 << 10;
+    /// Rounding multiples and block sizes.
+    pub const MAX_MULTIPLE: usize = 1 << 16;
+    /// Lengths that only describe training (`chunk_size`, `context_length`).
+    pub const MAX_LENGTH: usize = u32::MAX as usize;
+}
+
+/// `x` if it is in `1..=max`; otherwise a config error naming the field and the range.
+pub(crate) fn in_range(what: &str, x: usize, max: usize) -> Result<usize> {
+    if x == 0 || x > max {
+        return Err(Error::Config(format!("`{what}` must be between 1 and {max}, got {x}")));
+    }
+    Ok(x)
+}
+
+/// A float from the config that must be finite and positive (a size factor or an epsilon).
+pub(crate) fn positive_finite(what: &str, x: f64) -> Result<f64> {
+    if !(x.is_finite() && x > 0.0) {
+        return Err(Error::Config(format!(
+            "`{what}` must be a positive finite number, got {x}"
+        )));
+    }
+    Ok(x)
+}
+
+/// Reads `dir/config.json` as JSON: a regular file of at most 16 MiB, so a FIFO, a device or a
+/// huge file is refused instead of hanging or exhausting memory.
+pub(crate) fn read_json(dir: &Path) -> Result<Value> {
+    let path = dir.join("config.json");
+    let rules = crate::files::ReadRules {
+        max_bytes: 16 << 20,
+        same_owner: false,
+    };
+    let bytes = crate::files::read_regular(&path, rules).map_err(|e| Error::io(&path, e))?;
+    serde_json::from_slice(&bytes).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+}
+
 /// Shape and numerics of an xLSTM Large model. All derived sizes are methods so they cannot drift.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LargeConfig {
@@ -50,10 +98,7 @@ impl LargeConfig {
 
     /// Reads and checks `dir/config.json`.
     pub fn from_dir(dir: &Path) -> Result<Self> {
-        let path = dir.join("config.json");
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-        let json: Value = serde_json::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
-        Self::from_json(&json)
+        Self::from_json(&read_json(dir)?)
     }
 
     /// Builds the config from parsed JSON and validates it.
@@ -96,7 +141,15 @@ impl LargeConfig {
                     .ok_or_else(|| Error::Config(format!("`{name}` must be true or false"))),
             }
         };
-        let token = |name: &str| -> Option<u32> { json.get(name).and_then(|v| v.as_u64()).map(|x| x as u32) };
+        let token = |name: &str| -> Result<Option<u32>> {
+            match json.get(name) {
+                None | Some(Value::Null) => Ok(None),
+                Some(v) => match v.as_u64() {
+                    Some(x) if x <= u64::from(u32::MAX) => Ok(Some(x as u32)),
+                    _ => Err(Error::Config(format!("`{name}` must be a token id, got {v}"))),
+                },
+            }
+        };
 
         if boolean("use_bias", false)? {
             return Err(Error::Config(
@@ -108,12 +161,26 @@ impl LargeConfig {
                 return Err(Error::Config(format!("unknown weight_mode `{mode}`")));
             }
         }
-        let embedding_dim = required(&["embedding_dim", "hidden_size"])?;
-        let ffn_proj_factor = float(&["ffn_proj_factor"], 2.6667)?;
-        let ffn_multiple = int(&["ffn_round_up_to_multiple_of"])?.unwrap_or(64).max(1);
-        let ffn_dim = (((embedding_dim as f64 * ffn_proj_factor) / ffn_multiple as f64).ceil() as usize)
-            .checked_mul(ffn_multiple)
-            .ok_or_else(|| Error::Config("embedding_dim * ffn_proj_factor is too large".into()))?;
+        let embedding_dim = in_range(
+            "embedding_dim",
+            required(&["embedding_dim", "hidden_size"])?,
+            limits::MAX_WIDTH,
+        )?;
+        let ffn_proj_factor = positive_finite("ffn_proj_factor", float(&["ffn_proj_factor"], 2.6667)?)?;
+        let ffn_multiple = in_range(
+            "ffn_round_up_to_multiple_of",
+            int(&["ffn_round_up_to_multiple_of"])?.unwrap_or(64).max(1),
+            limits::MAX_MULTIPLE,
+        )?;
+        // In f64 and bounded before the cast, so no integer arithmetic can overflow.
+        let ffn_width = ((embedding_dim as f64 * ffn_proj_factor) / ffn_multiple as f64).ceil() * ffn_multiple as f64;
+        if ffn_width > limits::MAX_WIDTH as f64 {
+            return Err(Error::Config(format!(
+                "the ffn width (embedding_dim x ffn_proj_factor) must be at most {}, got {ffn_width}",
+                limits::MAX_WIDTH
+            )));
+        }
+        let ffn_dim = ffn_width as usize;
         let cfg = LargeConfig {
             embedding_dim,
             num_heads: required(&["num_heads"])?,
@@ -128,21 +195,38 @@ impl LargeConfig {
             add_out_norm: boolean("add_out_norm", true)?,
             cell_eps: float(&["eps"], 1e-6)? as f32,
             chunk_size: int(&["chunk_size"])?.unwrap_or(64),
-            bos_token_id: token("bos_token_id"),
-            eos_token_id: token("eos_token_id"),
+            bos_token_id: token("bos_token_id")?,
+            eos_token_id: token("eos_token_id")?,
         };
         cfg.validate()?;
         Ok(cfg)
     }
 
-    /// Rejects shapes the model cannot have.
+    /// Rejects shapes the model cannot have, and sizes beyond [`limits`].
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Config(m));
-        if self.embedding_dim == 0 || self.num_heads == 0 || self.num_blocks == 0 || self.vocab_size == 0 {
-            return bad("embedding_dim, num_heads, num_blocks and vocab_size must be positive".into());
+        in_range("embedding_dim", self.embedding_dim, limits::MAX_WIDTH)?;
+        in_range("num_heads", self.num_heads, limits::MAX_HEADS)?;
+        in_range("num_blocks", self.num_blocks, limits::MAX_BLOCKS)?;
+        in_range("vocab_size", self.vocab_size, limits::MAX_VOCAB)?;
+        positive_finite("qk_dim_factor", self.qk_dim_factor)?;
+        positive_finite("v_dim_factor", self.v_dim_factor)?;
+        // Checked before the divisibility tests below use the widths.
+        in_range(
+            "qk_dim (embedding_dim x qk_dim_factor)",
+            self.qk_dim(),
+            limits::MAX_WIDTH,
+        )?;
+        in_range("v_dim (embedding_dim x v_dim_factor)", self.v_dim(), limits::MAX_WIDTH)?;
+        in_range("ffn width", self.ffn_dim, limits::MAX_WIDTH)?;
+        in_range("chunk_size", self.chunk_size, limits::MAX_LENGTH)?;
+        if !(self.cell_eps.is_finite() && self.cell_eps >= 0.0) {
+            return bad(format!("`eps` must be a finite number >= 0, got {}", self.cell_eps));
         }
-        if self.qk_dim() == 0 || self.v_dim() == 0 {
-            return bad("qk_dim_factor and v_dim_factor must give positive widths".into());
+        for (name, id) in [("bos_token_id", self.bos_token_id), ("eos_token_id", self.eos_token_id)] {
+            if let Some(id) = id.filter(|&id| id as usize >= self.vocab_size) {
+                return bad(format!("`{name}` {id} is not below vocab_size {}", self.vocab_size));
+            }
         }
         if !self.qk_dim().is_multiple_of(self.num_heads) || !self.v_dim().is_multiple_of(self.num_heads) {
             return bad(format!(
@@ -152,7 +236,7 @@ impl LargeConfig {
                 self.num_heads
             ));
         }
-        if self.norm_eps.is_nan()
+        if !self.norm_eps.is_finite()
             || self.norm_eps <= 0.0
             || !self.gate_soft_cap.is_finite()
             || self.gate_soft_cap <= 0.0
@@ -161,9 +245,6 @@ impl LargeConfig {
         }
         if !self.output_logit_soft_cap.is_finite() || self.output_logit_soft_cap < 0.0 {
             return bad("output_logit_soft_cap must be >= 0".into());
-        }
-        if self.chunk_size == 0 {
-            return bad("chunk_size must be positive".into());
         }
         Ok(())
     }

@@ -62,6 +62,8 @@ impl LargeWeights {
         cfg: &LargeConfig,
         dtype: WeightDtype,
     ) -> Result<Self> {
+        cfg.validate()?;
+        ckpt.check_block_count("backbone.blocks.", cfg.num_blocks)?;
         let (e, v, nh) = (cfg.embedding_dim, cfg.vocab_size, cfg.num_heads);
         let (qk, vd, f) = (cfg.qk_dim(), cfg.v_dim(), cfg.ffn_dim);
         let emb_name = ["backbone.embeddings.weight", "embedding.weight"]

@@ -44,6 +44,12 @@ impl Default for LoadOptions {
     }
 }
 
+/// A checked configuration of either family, before its weights are loaded.
+enum Config {
+    Large(LargeConfig),
+    V1(V1Config),
+}
+
 /// The model family with its configuration and GPU weights.
 pub(crate) enum Arch {
     Large { cfg: LargeConfig, weights: LargeWeights },
@@ -75,8 +81,26 @@ impl Model {
                 dir.display()
             )));
         }
-        let family = v1_config::detect_family(&read_config_json(dir)?);
+        // Everything sized from config.json is checked, against its limits and against the
+        // checkpoint's tensors, before anything is allocated from it.
+        let json = read_config_json(dir)?;
         let ckpt = Checkpoint::open(dir)?;
+        let config = match v1_config::detect_family(&json) {
+            Family::Large => {
+                let mut cfg = LargeConfig::from_json(&json)?;
+                if let Some(f) = large::ffn_dim_from_checkpoint(&ckpt) {
+                    cfg.ffn_dim = f;
+                    cfg.validate()?;
+                }
+                ckpt.check_block_count("backbone.blocks.", cfg.num_blocks)?;
+                Config::Large(cfg)
+            }
+            Family::V1 => {
+                let cfg = V1Config::from_json(&json)?;
+                ckpt.check_block_count("xlstm_block_stack.blocks.", cfg.num_blocks)?;
+                Config::V1(cfg)
+            }
+        };
         let dtype = opts.dtype.unwrap_or(WeightDtype::F16);
         let tokenizer = if opts.tokenizer && dir.join("tokenizer.json").is_file() {
             Some(Tokenizer::from_dir(dir)?)
@@ -87,17 +111,12 @@ impl Model {
         let kernels = Kernels::with_checks(gpu.clone(), opts.kernel_checks);
         let ops = Ops::with_shapes(&kernels, dtype, opts.kernel_shapes)?;
         kernels.save_cache();
-        let arch = match family {
-            Family::Large => {
-                let mut cfg = LargeConfig::from_dir(dir)?;
-                if let Some(f) = large::ffn_dim_from_checkpoint(&ckpt) {
-                    cfg.ffn_dim = f;
-                }
+        let arch = match config {
+            Config::Large(cfg) => {
                 let weights = LargeWeights::load(&gpu, &pool, &ckpt, &cfg, dtype)?;
                 Arch::Large { cfg, weights }
             }
-            Family::V1 => {
-                let cfg = V1Config::from_dir(dir)?;
+            Config::V1(cfg) => {
                 let weights = v1::Weights::load(&gpu, &pool, &ckpt, &cfg, dtype)?;
                 Arch::V1 { cfg, weights }
             }
@@ -208,9 +227,7 @@ fn vocab_size_of(arch: &Arch) -> usize {
     }
 }
 
-/// Parses `dir/config.json` (to tell the model families apart).
+/// Parses `dir/config.json` (to tell the model families apart): a regular file of bounded size.
 pub(crate) fn read_config_json(dir: &Path) -> Result<serde_json::Value> {
-    let path = dir.join("config.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    serde_json::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+    config::read_json(dir)
 }

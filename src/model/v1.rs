@@ -26,6 +26,9 @@ use crate::ops::slstm::{self, SlstmMode};
 use crate::ops::v1::{self as v1ops, NormOut};
 use crate::ops::{self, mlstm_v1, CellLayout, Epilogue, Ops, Rows};
 
+/// The name prefix of block `i`'s tensors is `{BLOCK_PREFIX}{i}.`.
+const BLOCK_PREFIX: &str = "xlstm_block_stack.blocks.";
+
 /// `eps` of the v1 mLSTM output denominator.
 const CELL_EPS: f32 = reference::MLSTM_CELL_EPS as f32;
 
@@ -120,6 +123,7 @@ impl Weights {
     /// Uploads every tensor, a block at a time, checking names and shapes against the config.
     pub fn load(gpu: &Gpu, pool: &BufferPool, ckpt: &Checkpoint, cfg: &V1Config, dtype: WeightDtype) -> Result<Self> {
         cfg.validate()?;
+        ckpt.check_block_count(BLOCK_PREFIX, cfg.num_blocks)?;
         let (e, v) = (cfg.embedding_dim, cfg.vocab_size);
         let w = |rows, cols, data: &[f32], label: &str| GpuMatrix::from_f32(gpu, pool, data, rows, cols, dtype, label);
         let f32buf = |data: &[f32], label: &str| upload_f32(gpu, pool, data, Category::Weights, label);
@@ -135,6 +139,9 @@ impl Weights {
         let mut blocks = Vec::with_capacity(cfg.num_blocks);
         for index in 0..cfg.num_blocks {
             let label = |s: &str| format!("block {index} {s}");
+            // The matrices converted to the device format are labelled with their tensor names,
+            // which errors about out-of-range values give.
+            let tensor = |s: &str| format!("{BLOCK_PREFIX}{index}.{s}");
             blocks.push(match reference::load_block(cfg, ckpt, index)? {
                 BlockWeights::Mlstm(b) => {
                     let i = mlstm_of(cfg)?.inner_dim;
@@ -144,7 +151,7 @@ impl Weights {
                     };
                     Block::Mlstm(MlstmBlock {
                         norm: f32buf(&b.norm, &label("norm"))?,
-                        proj_up: w(2 * i, e, &b.proj_up, &label("proj_up"))?,
+                        proj_up: w(2 * i, e, &b.proj_up, &tensor("xlstm.proj_up.weight"))?,
                         proj_up_bias: upload_opt(gpu, pool, &b.proj_up_bias, &label("proj_up bias"))?,
                         conv_weight: f32buf(&b.conv_weight, &label("conv"))?,
                         conv_bias: f32buf(&b.conv_bias, &label("conv bias"))?,
@@ -154,7 +161,7 @@ impl Weights {
                         gate_bias: f32buf(&concat(&[&b.igate_bias, &b.fgate_bias]), &label("gate bias"))?,
                         outnorm: f32buf(&b.outnorm, &label("outnorm"))?,
                         skip: f32buf(&b.learnable_skip, &label("skip"))?,
-                        proj_down: w(e, i, &b.proj_down, &label("proj_down"))?,
+                        proj_down: w(e, i, &b.proj_down, &tensor("xlstm.proj_down.weight"))?,
                         proj_down_bias: upload_opt(gpu, pool, &b.proj_down_bias, &label("proj_down bias"))?,
                     })
                 }
@@ -167,9 +174,9 @@ impl Weights {
                         Some(f) => Some(Ffn {
                             dim: f.dim,
                             norm: f32buf(&f.norm, &label("ffn norm"))?,
-                            proj_up: w(2 * f.dim, e, &f.proj_up, &label("ffn up"))?,
+                            proj_up: w(2 * f.dim, e, &f.proj_up, &tensor("ffn.proj_up.weight"))?,
                             proj_up_bias: upload_opt(gpu, pool, &f.proj_up_bias, &label("ffn up bias"))?,
-                            proj_down: w(e, f.dim, &f.proj_down, &label("ffn down"))?,
+                            proj_down: w(e, f.dim, &f.proj_down, &tensor("ffn.proj_down.weight"))?,
                             proj_down_bias: upload_opt(gpu, pool, &f.proj_down_bias, &label("ffn down bias"))?,
                         }),
                         None => None,

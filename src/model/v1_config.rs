@@ -16,6 +16,7 @@
 //!   settings with no effect on inference; they are ignored. `internal_input_shape` is stale too.
 //! - `dropout` fields are ignored (inference).
 
+use super::config::{in_range, limits};
 use crate::error::{Error, Result};
 use serde_json::{Map, Value};
 use std::path::Path;
@@ -284,14 +285,6 @@ impl<'a> Obj<'a> {
     }
 }
 
-fn positive(what: &str, x: usize) -> Result<usize> {
-    if x == 0 {
-        Err(Error::Config(format!("`{what}` must be positive")))
-    } else {
-        Ok(x)
-    }
-}
-
 fn parse_mlstm(v: &Value, embedding_dim: usize) -> Result<MlstmLayerConfig> {
     let o = Obj::new(v, "mlstm_block.mlstm")?;
     if let Some(e) = o.optional_dim("embedding_dim")? {
@@ -301,16 +294,26 @@ fn parse_mlstm(v: &Value, embedding_dim: usize) -> Result<MlstmLayerConfig> {
             )));
         }
     }
-    let num_heads = positive("mlstm_block.mlstm.num_heads", o.uint("num_heads")?.unwrap_or(4))?;
+    let num_heads = in_range(
+        "mlstm_block.mlstm.num_heads",
+        o.uint("num_heads")?.unwrap_or(4),
+        limits::MAX_HEADS,
+    )?;
     let conv1d_kernel_size = o.uint("conv1d_kernel_size")?.unwrap_or(4);
     if conv1d_kernel_size == 0 {
         return Err(Error::Config(
             "mlstm_block.mlstm.conv1d_kernel_size 0 is not supported (the xlstm package cannot build it either)".into(),
         ));
     }
-    let qkv_proj_blocksize = positive(
+    in_range(
+        "mlstm_block.mlstm.conv1d_kernel_size",
+        conv1d_kernel_size,
+        limits::MAX_CONV_KERNEL,
+    )?;
+    let qkv_proj_blocksize = in_range(
         "mlstm_block.mlstm.qkv_proj_blocksize",
         o.uint("qkv_proj_blocksize")?.unwrap_or(4),
+        limits::MAX_MULTIPLE,
     )?;
     let proj_factor = o.float("proj_factor", 2.0)?;
     if !(proj_factor.is_finite() && proj_factor > 0.0) {
@@ -319,9 +322,10 @@ fn parse_mlstm(v: &Value, embedding_dim: usize) -> Result<MlstmLayerConfig> {
         )));
     }
     let round_proj_up_dim_up = o.boolean("round_proj_up_dim_up", true)?;
-    let multiple = positive(
+    let multiple = in_range(
         "mlstm_block.mlstm.round_proj_up_to_multiple_of",
         o.uint("round_proj_up_to_multiple_of")?.unwrap_or(64),
+        limits::MAX_MULTIPLE,
     )?;
     let inner_dim = proj_up_dim(proj_factor, embedding_dim, round_proj_up_dim_up, multiple);
     for key in ["_inner_embedding_dim", "_proj_up_dim"] {
@@ -337,6 +341,11 @@ fn parse_mlstm(v: &Value, embedding_dim: usize) -> Result<MlstmLayerConfig> {
     if inner_dim == 0 {
         return Err(Error::Config("the mLSTM inner dimension rounds to 0".into()));
     }
+    in_range(
+        "mLSTM inner dimension (proj_factor x embedding_dim)",
+        inner_dim,
+        limits::MAX_WIDTH,
+    )?;
     if !inner_dim.is_multiple_of(num_heads) {
         return Err(Error::Config(format!(
             "mLSTM inner dimension {inner_dim} is not divisible by mlstm num_heads {num_heads}"
@@ -398,7 +407,11 @@ fn parse_slstm(v: &Value, embedding_dim: usize) -> Result<SlstmLayerConfig> {
         None => 4,
         Some(v) => match v.as_i64() {
             Some(x) if x <= 0 => 1,
-            Some(x) => x as usize,
+            Some(x) => in_range(
+                "slstm_block.slstm.num_heads",
+                usize::try_from(x).unwrap_or(usize::MAX),
+                limits::MAX_HEADS,
+            )?,
             None => {
                 return Err(Error::Config(format!(
                     "`slstm_block.slstm.num_heads` must be an integer, got {v}"
@@ -414,10 +427,21 @@ fn parse_slstm(v: &Value, embedding_dim: usize) -> Result<SlstmLayerConfig> {
     Ok(SlstmLayerConfig {
         num_heads,
         head_dim: embedding_dim / num_heads,
-        conv1d_kernel_size: o.uint("conv1d_kernel_size")?.unwrap_or(4),
+        conv1d_kernel_size: slstm_conv_kernel(o.uint("conv1d_kernel_size")?.unwrap_or(4))?,
         backend,
         group_norm_weight: o.boolean("group_norm_weight", true)?,
     })
+}
+
+/// The sLSTM conv width: 0 (no convolution) up to [`limits::MAX_CONV_KERNEL`].
+fn slstm_conv_kernel(size: usize) -> Result<usize> {
+    if size > limits::MAX_CONV_KERNEL {
+        return Err(Error::Config(format!(
+            "`slstm_block.slstm.conv1d_kernel_size` must be at most {}, got {size}",
+            limits::MAX_CONV_KERNEL
+        )));
+    }
+    Ok(size)
 }
 
 fn parse_feedforward(v: &Value, embedding_dim: usize) -> Result<FeedForwardConfig> {
@@ -435,14 +459,20 @@ fn parse_feedforward(v: &Value, embedding_dim: usize) -> Result<FeedForwardConfi
         )));
     }
     let round_proj_up_dim_up = o.boolean("round_proj_up_dim_up", true)?;
-    let multiple = positive(
+    let multiple = in_range(
         "slstm_block.feedforward.round_proj_up_to_multiple_of",
         o.uint("round_proj_up_to_multiple_of")?.unwrap_or(64),
+        limits::MAX_MULTIPLE,
     )?;
     let nominal_dim = proj_up_dim(proj_factor, embedding_dim, round_proj_up_dim_up, multiple);
     if nominal_dim == 0 {
         return Err(Error::Config("the feed-forward width rounds to 0".into()));
     }
+    in_range(
+        "feed-forward width (proj_factor x embedding_dim)",
+        nominal_dim,
+        limits::MAX_WIDTH,
+    )?;
     Ok(FeedForwardConfig {
         proj_factor,
         round_proj_up_dim_up,
@@ -456,10 +486,7 @@ fn parse_feedforward(v: &Value, embedding_dim: usize) -> Result<FeedForwardConfi
 impl V1Config {
     /// Reads and checks `dir/config.json`.
     pub fn from_dir(dir: &Path) -> Result<Self> {
-        let path = dir.join("config.json");
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-        let json: Value = serde_json::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
-        Self::from_json(&json)
+        Self::from_json(&super::config::read_json(dir)?)
     }
 
     /// Builds the config from parsed JSON (the `dataclasses.asdict` layout) and validates it.
@@ -467,13 +494,10 @@ impl V1Config {
     /// `vocab_size` and the block config of every block kind in use are required.
     pub fn from_json(json: &Value) -> Result<Self> {
         let top = Obj::new(json, "")?;
-        let embedding_dim = positive("embedding_dim", top.required_uint("embedding_dim")?)?;
-        let num_blocks = positive("num_blocks", top.required_uint("num_blocks")?)?;
-        let vocab_size = match top.get("vocab_size").and_then(Value::as_i64) {
-            Some(v) if v > 0 => v as usize,
-            Some(v) => return Err(Error::Config(format!("vocab_size must be positive, got {v}"))),
-            None => return Err(Error::Config("missing `vocab_size` (a positive integer)".into())),
-        };
+        let embedding_dim = in_range("embedding_dim", top.required_uint("embedding_dim")?, limits::MAX_WIDTH)?;
+        // Bounded before the block map below is sized from it.
+        let num_blocks = in_range("num_blocks", top.required_uint("num_blocks")?, limits::MAX_BLOCKS)?;
+        let vocab_size = in_range("vocab_size", top.required_uint("vocab_size")?, limits::MAX_VOCAB)?;
 
         let mlstm_block = top.child("mlstm_block");
         let slstm_block = top.child("slstm_block");
@@ -567,7 +591,11 @@ impl V1Config {
             None => None,
             Some(v) => match v.as_i64() {
                 Some(x) if x <= 0 => None,
-                Some(x) => Some(x as usize),
+                Some(x) => Some(in_range(
+                    "context_length",
+                    usize::try_from(x).unwrap_or(usize::MAX),
+                    limits::MAX_LENGTH,
+                )?),
                 None => return Err(Error::Config(format!("`context_length` must be an integer, got {v}"))),
             },
         };
@@ -590,11 +618,17 @@ impl V1Config {
         Ok(cfg)
     }
 
-    /// Rejects shapes the model cannot have (also for configs built in code).
+    /// Rejects shapes the model cannot have and sizes beyond [`limits`] (also for configs built
+    /// in code).
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Config(m));
-        if self.embedding_dim == 0 || self.num_blocks == 0 || self.vocab_size == 0 {
-            return bad("embedding_dim, num_blocks and vocab_size must be positive".into());
+        in_range("embedding_dim", self.embedding_dim, limits::MAX_WIDTH)?;
+        in_range("num_blocks", self.num_blocks, limits::MAX_BLOCKS)?;
+        in_range("vocab_size", self.vocab_size, limits::MAX_VOCAB)?;
+        for (name, id) in [("bos_token_id", self.bos_token_id), ("eos_token_id", self.eos_token_id)] {
+            if let Some(id) = id.filter(|&id| id as usize >= self.vocab_size) {
+                return bad(format!("`{name}` {id} is not below vocab_size {}", self.vocab_size));
+            }
         }
         if self.blocks.len() != self.num_blocks {
             return bad(format!(
@@ -607,11 +641,14 @@ impl V1Config {
             let Some(m) = &self.mlstm else {
                 return bad("mLSTM blocks without an mLSTM layer config".into());
             };
-            if m.num_heads == 0 || m.qkv_proj_blocksize == 0 || m.conv1d_kernel_size == 0 || m.inner_dim == 0 {
-                return bad(
-                    "mLSTM num_heads, qkv_proj_blocksize, conv1d_kernel_size and inner dim must be positive".into(),
-                );
-            }
+            in_range("mLSTM num_heads", m.num_heads, limits::MAX_HEADS)?;
+            in_range("mLSTM qkv_proj_blocksize", m.qkv_proj_blocksize, limits::MAX_MULTIPLE)?;
+            in_range(
+                "mLSTM conv1d_kernel_size",
+                m.conv1d_kernel_size,
+                limits::MAX_CONV_KERNEL,
+            )?;
+            in_range("mLSTM inner dimension", m.inner_dim, limits::MAX_WIDTH)?;
             if !m.inner_dim.is_multiple_of(m.num_heads) || !m.inner_dim.is_multiple_of(m.qkv_proj_blocksize) {
                 return bad(format!(
                     "mLSTM inner dim {} must be divisible by num_heads {} and qkv_proj_blocksize {}",
@@ -623,16 +660,15 @@ impl V1Config {
             let Some(s) = &self.slstm else {
                 return bad("sLSTM blocks without an sLSTM layer config".into());
             };
-            if s.num_heads == 0 || s.num_heads * s.head_dim != self.embedding_dim {
+            slstm_conv_kernel(s.conv1d_kernel_size)?;
+            if s.num_heads == 0 || s.num_heads.checked_mul(s.head_dim) != Some(self.embedding_dim) {
                 return bad(format!(
                     "sLSTM num_heads {} x head_dim {} must equal embedding_dim {}",
                     s.num_heads, s.head_dim, self.embedding_dim
                 ));
             }
             if let Some(f) = &self.feedforward {
-                if f.nominal_dim == 0 {
-                    return bad("feed-forward width must be positive".into());
-                }
+                in_range("feed-forward width", f.nominal_dim, limits::MAX_WIDTH)?;
             }
         }
         Ok(())

@@ -115,8 +115,8 @@ impl GpuMatrix {
                         staged.resize(staged.len() + (kp - cols) * 4, 0);
                     }
                     WeightDtype::F16 => {
-                        for v in row {
-                            staged.extend_from_slice(&half::f16::from_f32(*v).to_le_bytes());
+                        for (c, v) in row.iter().enumerate() {
+                            staged.extend_from_slice(&to_f16(*v, label, r * cols + c)?.to_le_bytes());
                         }
                         staged.resize(staged.len() + (kp - cols) * 2, 0);
                     }
@@ -180,7 +180,7 @@ pub fn upload_matrix(
         for b0 in (0..n).step_by(batch_rows) {
             let b = batch_rows.min(n - b0);
             staged.resize(b * row_bytes, 0);
-            convert_rows(ckpt, &src_rows[row0 + b0..row0 + b0 + b], cols, kp, dtype, &mut staged);
+            convert_rows(ckpt, &src_rows[row0 + b0..row0 + b0 + b], cols, kp, dtype, &mut staged)?;
             gpu.queue.write_buffer(buf.raw(), (b0 * row_bytes) as u64, &staged);
             flush(gpu)?;
         }
@@ -201,6 +201,7 @@ pub fn upload_matrix(
 
 /// Converts rows to the GPU format (zero padded to `kp`) into `out`, splitting the rows across
 /// the machine's cores: BF16/F32 to f16 conversion is the CPU cost of loading a checkpoint.
+/// Refuses non-finite values, and for f16 storage values beyond the f16 range, naming the tensor.
 fn convert_rows(
     ckpt: &Checkpoint,
     rows: &[(&TensorEntry, usize)],
@@ -208,30 +209,51 @@ fn convert_rows(
     kp: usize,
     dtype: WeightDtype,
     out: &mut [u8],
-) {
+) -> Result<()> {
     let row_bytes = kp * dtype.bytes();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(16);
     let per = rows.len().div_ceil(threads).max(1);
     std::thread::scope(|scope| {
-        for (rows, out) in rows.chunks(per).zip(out.chunks_mut(per * row_bytes)) {
-            scope.spawn(move || {
-                let mut row_f32 = Vec::with_capacity(kp);
-                for (&(entry, r), dst) in rows.iter().zip(out.chunks_exact_mut(row_bytes)) {
-                    row_f32.clear();
-                    ckpt.read_f32_into(entry, r * cols, cols, &mut row_f32);
-                    row_f32.resize(kp, 0.0);
-                    match dtype {
-                        WeightDtype::F32 => dst.copy_from_slice(bytemuck::cast_slice(&row_f32)),
-                        WeightDtype::F16 => {
-                            for (v, d) in row_f32.iter().zip(dst.chunks_exact_mut(2)) {
-                                d.copy_from_slice(&half::f16::from_f32(*v).to_le_bytes());
+        let workers: Vec<_> = rows
+            .chunks(per)
+            .zip(out.chunks_mut(per * row_bytes))
+            .map(|(rows, out)| {
+                scope.spawn(move || -> Result<()> {
+                    let mut row_f32 = Vec::with_capacity(kp);
+                    for (&(entry, r), dst) in rows.iter().zip(out.chunks_exact_mut(row_bytes)) {
+                        row_f32.clear();
+                        ckpt.read_f32_into(entry, r * cols, cols, &mut row_f32)?;
+                        row_f32.resize(kp, 0.0);
+                        match dtype {
+                            WeightDtype::F32 => dst.copy_from_slice(bytemuck::cast_slice(&row_f32)),
+                            WeightDtype::F16 => {
+                                for (c, (v, d)) in row_f32.iter().zip(dst.chunks_exact_mut(2)).enumerate() {
+                                    d.copy_from_slice(&to_f16(*v, &entry.name, r * cols + c)?.to_le_bytes());
+                                }
                             }
                         }
                     }
-                }
-            });
-        }
-    });
+                    Ok(())
+                })
+            })
+            .collect();
+        workers.into_iter().try_for_each(|w| {
+            w.join()
+                .unwrap_or_else(|_| Err(Error::Checkpoint("a weight conversion thread panicked".into())))
+        })
+    })
+}
+
+/// `v` as f16. A finite value beyond the f16 range (|v| > 65504) would become infinite on the
+/// GPU, so it is refused (such a checkpoint loads with f32 weights).
+fn to_f16(v: f32, tensor: &str, element: usize) -> Result<half::f16> {
+    let h = half::f16::from_f32(v);
+    if h.is_infinite() && v.is_finite() {
+        return Err(Error::Checkpoint(format!(
+            "tensor `{tensor}` holds {v} at element {element}, beyond the f16 range (±65504); load it with f32 weights"
+        )));
+    }
+    Ok(h)
 }
 
 /// Submits pending uploads and waits, so the driver's staging memory is released.

@@ -173,6 +173,26 @@ impl Params {
         Ok(self)
     }
 
+    /// Checks that a run accepts every value: what a session or the kernels would refuse later
+    /// (and blame on the flags), refused here by setting name. Bounds with no such check are
+    /// generous sanity limits.
+    pub fn validate(&self) -> Result<()> {
+        let check = |name: &str, v: usize, lo: usize, hi: usize| -> Result<()> {
+            if v < lo || v > hi {
+                return Err(Error::Input(format!("{name} {v} is outside {lo}..={hi}")));
+            }
+            Ok(())
+        };
+        check("chunk_size", self.chunk_size, 1, crate::ops::MAX_CHUNK)?;
+        check("heads_per_band", self.heads_per_band, 0, 1 << 16)?;
+        check("tile_chunks", self.tile_chunks, 0, 1 << 16)?;
+        check("submit_dispatches", self.submit_dispatches, 1, 1 << 24)?;
+        check("segment", self.segment, 1, 1 << 24)?;
+        check("record_threads", self.record_threads, 0, 256)?;
+        check("decode_batch", self.decode_batch, 1, crate::session::MAX_DECODE_BATCH)?;
+        kernel_shapes(self.gemv_lanes).validate()
+    }
+
     /// The given knobs of these settings as a partial set.
     pub fn settings(&self, knobs: &[Knob]) -> Settings {
         let mut s = Settings::default();
@@ -295,6 +315,11 @@ impl Settings {
             Knob::DecodeBatch => self.decode_batch = Some(v),
             Knob::GemvLanes => self.gemv_lanes = Some(v as u32),
         }
+    }
+
+    /// Checks the values held, over the defaults (see [`Params::validate`]).
+    pub fn validate(&self) -> Result<()> {
+        Params::default().overlay(self)?.validate()
     }
 
     /// The knobs that have a value.

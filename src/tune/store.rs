@@ -143,26 +143,51 @@ pub fn path() -> Option<PathBuf> {
     crate::gpu::kernels::cache_dir().map(|d| d.join(FILE))
 }
 
-/// Every stored entry (none when the file does not exist).
+/// The largest tuned-settings file read (a real one is a few KiB).
+const MAX_FILE_BYTES: u64 = 4 << 20;
+
+/// Every stored entry (none when the file does not exist). The file must be a regular file of
+/// this user of at most [`MAX_FILE_BYTES`]: a FIFO, a device or another user's file is refused
+/// without blocking.
 pub fn load(path: &Path) -> Result<Vec<Entry>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
+    let rules = crate::files::ReadRules {
+        max_bytes: MAX_FILE_BYTES,
+        same_owner: true,
+    };
+    let bytes = match crate::files::read_regular(path, rules) {
+        Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(Error::io(path, e)),
     };
-    let f: StoreFile = serde_json::from_str(&text)
+    let f: StoreFile = serde_json::from_slice(&bytes)
         .map_err(|e| Error::Input(format!("{}: not a tuned-settings file ({e})", path.display())))?;
     Ok(f.entries)
 }
 
-/// The stored settings for this adapter, model shape and weight format, if any. A missing or
-/// unreadable store gives `None` (tuned defaults are an optimisation, never a reason to fail).
+/// The stored settings for this adapter, model shape and weight format, if any. Tuned defaults
+/// are an optimisation, never a reason to fail: an unreadable store, or a matching entry holding
+/// a value a run would refuse, gives `None` with one warning naming the file.
 pub fn lookup(caps: &Caps, shape: &ModelShape, dtype: WeightDtype) -> Option<Entry> {
+    let path = path()?;
+    let entries = match load(&path) {
+        Ok(entries) => entries,
+        Err(e) => {
+            eprintln!("xlstm: warning: tuned settings ignored: {e}");
+            return None;
+        }
+    };
     let adapter = AdapterId::of(caps);
-    load(&path()?)
-        .ok()?
+    let entry = entries
         .into_iter()
-        .find(|e| e.matches(&adapter, &shape.key, dtype.name()))
+        .find(|e| e.matches(&adapter, &shape.key, dtype.name()))?;
+    if let Err(e) = entry.settings.validate() {
+        eprintln!(
+            "xlstm: warning: tuned settings ignored: {}: the entry for this adapter and model is invalid ({e})",
+            path.display()
+        );
+        return None;
+    }
+    Some(entry)
 }
 
 /// Stores `entry`: its settings are merged over those of an existing entry with the same key
