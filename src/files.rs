@@ -259,26 +259,11 @@ pub struct ReadRules {
 /// Reads a small regular file without following a symbolic link at `path` and without blocking
 /// on a FIFO or device, refusing anything that is not a regular file within `rules`.
 pub fn read_regular(path: &Path, rules: ReadRules) -> std::io::Result<Vec<u8>> {
-    let mut opts = std::fs::OpenOptions::new();
-    opts.read(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC);
-    }
     #[cfg(not(unix))]
     if std::fs::symlink_metadata(path)?.file_type().is_symlink() {
         return Err(invalid(format!("{} is a symbolic link", path.display())));
     }
-    let file = opts.open(path)?;
-    let meta = file.metadata()?;
-    if !meta.file_type().is_file() {
-        return Err(invalid(format!(
-            "{} is {}, not a regular file",
-            path.display(),
-            describe(&meta.file_type())
-        )));
-    }
+    let (file, meta) = open_regular(path, Links::Refuse)?;
     #[cfg(unix)]
     if rules.same_owner {
         use std::os::unix::fs::MetadataExt;
@@ -307,6 +292,61 @@ pub fn read_regular(path: &Path, rules: ReadRules) -> std::io::Result<Vec<u8>> {
             path.display(),
             rules.max_bytes
         )));
+    }
+    Ok(out)
+}
+
+/// Whether [`open_regular`] follows a symbolic link at the path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Links {
+    /// Files in directories another user may write (records, commands, caches).
+    Refuse,
+    /// The user's own inputs (model files are often links into a download cache).
+    Follow,
+}
+
+/// Opens `path` for reading without blocking on a FIFO or device, and checks that what was
+/// opened is a regular file. Returns the file and its metadata.
+pub fn open_regular(path: &Path, links: Links) -> std::io::Result<(std::fs::File, std::fs::Metadata)> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        let no_follow = if links == Links::Refuse { libc::O_NOFOLLOW } else { 0 };
+        opts.custom_flags(no_follow | libc::O_NONBLOCK | libc::O_CLOEXEC);
+    }
+    #[cfg(not(unix))]
+    let _ = links;
+    let file = opts.open(path)?;
+    let meta = file.metadata()?;
+    if !meta.file_type().is_file() {
+        return Err(invalid(format!(
+            "{} is {}, not a regular file",
+            path.display(),
+            describe(&meta.file_type())
+        )));
+    }
+    Ok((file, meta))
+}
+
+/// Reads a user-supplied input file (a model's JSON files, a token-id list): links are followed,
+/// but a FIFO, a device or a file over `max_bytes` is refused instead of hanging or exhausting
+/// memory.
+pub fn read_input(path: &Path, max_bytes: u64) -> std::io::Result<Vec<u8>> {
+    let (file, meta) = open_regular(path, Links::Follow)?;
+    if meta.len() > max_bytes {
+        return Err(invalid(format!(
+            "{} is {} bytes, more than the {} accepted",
+            path.display(),
+            meta.len(),
+            max_bytes
+        )));
+    }
+    let mut out = Vec::with_capacity(meta.len() as usize);
+    file.take(max_bytes + 1).read_to_end(&mut out)?;
+    if out.len() as u64 > max_bytes {
+        return Err(invalid(format!("{} grew past {} bytes", path.display(), max_bytes)));
     }
     Ok(out)
 }

@@ -14,7 +14,9 @@ impl Tokenizer {
         if !path.is_file() {
             return Err(Error::Tokenizer(format!("{} not found", path.display())));
         }
-        let inner = tokenizers::Tokenizer::from_file(&path)
+        // Large vocabularies' tokenizer.json files are tens of MiB; a FIFO or a huge file is refused.
+        let bytes = crate::files::read_input(&path, 512 << 20).map_err(|e| Error::io(&path, e))?;
+        let inner = tokenizers::Tokenizer::from_bytes(&bytes)
             .map_err(|e| Error::Tokenizer(format!("{}: {e}", path.display())))?;
         Ok(Tokenizer { inner })
     }

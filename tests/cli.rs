@@ -131,12 +131,13 @@ fn assert_no_output(what: &str, out: &Path) {
 fn assert_no_temp(what: &str, out: &Path) {
     let dir = out.parent().unwrap();
     let name = out.file_name().unwrap().to_string_lossy();
-    let tmp_prefix = format!(".{name}.tmp");
+    // Temporary outputs are `.NAME.<random>.tmp` (and were `.NAME.tmp<pid>` before).
+    let tmp_prefix = format!(".{name}.");
     if let Ok(entries) = std::fs::read_dir(dir) {
         for e in entries {
             let f = e.unwrap().file_name().to_string_lossy().into_owned();
             assert!(
-                !f.starts_with(&tmp_prefix),
+                !(f.starts_with(&tmp_prefix) && f.contains(".tmp")),
                 "{what}: temporary file {f} was left behind"
             );
         }
@@ -1321,4 +1322,111 @@ fn pipeline_cache_does_not_write_through_a_planted_link() {
     for p in &cached {
         assert!(std::fs::symlink_metadata(p).unwrap().file_type().is_symlink());
     }
+}
+
+/// `xlstm ARGS`, failing the test if it has not ended within `secs`.
+#[cfg(unix)]
+fn run_within(args: &[&str], secs: u64) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args);
+    output_within(cmd, std::time::Duration::from_secs(secs))
+}
+
+/// A model's config.json and the token-id list are the user's inputs: a FIFO in
+/// their place is refused at once (it used to block the reader forever), while links to regular
+/// files (a download cache's layout) keep working.
+#[cfg(unix)]
+#[test]
+fn fifo_inputs_are_refused_without_hanging_and_linked_model_files_load() {
+    let s = Scratch::new();
+    let out = s.out();
+    let ids = s.good_ids();
+    let model = s.model_copy("large_a");
+    let arg = |p: &Path| p.display().to_string();
+
+    // Every model file a link into another directory: loads and scores.
+    let blobs = s.path("blobs");
+    std::fs::create_dir(&blobs).unwrap();
+    for e in std::fs::read_dir(&model).unwrap() {
+        let e = e.unwrap();
+        let blob = blobs.join(e.file_name());
+        std::fs::rename(e.path(), &blob).unwrap();
+        std::os::unix::fs::symlink(&blob, e.path()).unwrap();
+    }
+    let o = run_within(
+        &[
+            "score",
+            "--model",
+            &arg(&model),
+            "--input-ids",
+            &arg(&ids),
+            "--out",
+            &arg(&out),
+        ],
+        120,
+    );
+    assert_succeeded("score on linked model files", &o);
+    std::fs::remove_file(&out).unwrap();
+
+    // The token-id list as a FIFO.
+    let fifo_ids = s.path("ids.fifo");
+    mkfifo(&fifo_ids);
+    let o = run_within(
+        &[
+            "score",
+            "--model",
+            &arg(&model),
+            "--input-ids",
+            &arg(&fifo_ids),
+            "--out",
+            &arg(&out),
+        ],
+        60,
+    );
+    assert_clean_failure("--input-ids FIFO", &o, &out, &["FIFO"]);
+
+    // config.json as a FIFO.
+    let config = model.join("config.json");
+    std::fs::remove_file(&config).unwrap();
+    mkfifo(&config);
+    let o = run_within(
+        &[
+            "score",
+            "--model",
+            &arg(&model),
+            "--input-ids",
+            &arg(&ids),
+            "--out",
+            &arg(&out),
+        ],
+        60,
+    );
+    assert_clean_failure("config.json as a FIFO", &o, &out, &["FIFO"]);
+}
+
+/// tokenizer.json as a FIFO: `generate` (the command that needs it) fails with one line, not a hang.
+#[cfg(unix)]
+#[test]
+fn a_fifo_as_tokenizer_json_is_refused_without_hanging() {
+    let s = Scratch::new();
+    let model = s.path("model");
+    std::fs::create_dir(&model).unwrap();
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("models")
+        .join("xlstm-large-mini");
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(shipped.join(f), model.join(f)).unwrap();
+    }
+    mkfifo(&model.join("tokenizer.json"));
+    let o = run_within(
+        &[
+            "generate",
+            "--model",
+            &model.display().to_string(),
+            "--max-new-tokens",
+            "2",
+        ],
+        60,
+    );
+    assert_clean_failure("tokenizer.json FIFO", &o, &s.out(), &["tokenizer.json"]);
 }

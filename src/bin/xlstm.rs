@@ -284,8 +284,8 @@ fn bench(a: BenchArgs) -> Result<()> {
 }
 
 fn read_ids(path: &Path) -> Result<Vec<u32>> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let ids: Vec<i64> = serde_json::from_str(&text)
+    let text = xlstm_wgpu::files::read_input(path, 1 << 30).map_err(|e| Error::io(path, e))?;
+    let ids: Vec<i64> = serde_json::from_slice(&text)
         .map_err(|e| Error::Input(format!("{}: expected a JSON array of token ids ({e})", path.display())))?;
     ids.into_iter()
         .map(|i| u32::try_from(i).map_err(|_| Error::Input(format!("token id {i} is out of range"))))

@@ -70,9 +70,9 @@ impl Checkpoint {
         }
         let index = dir.join("model.safetensors.index.json");
         let names: Vec<PathBuf> = if index.is_file() {
-            let text = std::fs::read_to_string(&index).map_err(|e| Error::io(&index, e))?;
+            let text = crate::files::read_input(&index, 64 << 20).map_err(|e| Error::io(&index, e))?;
             let json: serde_json::Value =
-                serde_json::from_str(&text).map_err(|e| Error::Checkpoint(format!("{}: {e}", index.display())))?;
+                serde_json::from_slice(&text).map_err(|e| Error::Checkpoint(format!("{}: {e}", index.display())))?;
             let map = json
                 .get("weight_map")
                 .and_then(|m| m.as_object())
@@ -119,7 +119,9 @@ impl Checkpoint {
         let mut files = Vec::new();
         let mut tensors = HashMap::new();
         for (fi, path) in names.iter().enumerate() {
-            let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+            // Non-blocking and type-checked: a FIFO swapped in after the listing cannot hang the load.
+            let (file, _) =
+                crate::files::open_regular(path, crate::files::Links::Follow).map_err(|e| Error::io(path, e))?;
             // SAFETY: the file is only read; if another process truncates it while mapped, reads
             // may fault, which is the documented risk of memory-mapping model files.
             let mmap = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;

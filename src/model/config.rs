@@ -42,15 +42,12 @@ pub(crate) fn positive_finite(what: &str, x: f64) -> Result<f64> {
     Ok(x)
 }
 
-/// Reads `dir/config.json` as JSON: a regular file of at most 16 MiB, so a FIFO, a device or a
-/// huge file is refused instead of hanging or exhausting memory.
+/// Reads `dir/config.json` as JSON: a regular file (or a link to one, as in a download cache) of
+/// at most 16 MiB, so a FIFO, a device or a huge file is refused instead of hanging or
+/// exhausting memory.
 pub(crate) fn read_json(dir: &Path) -> Result<Value> {
     let path = dir.join("config.json");
-    let rules = crate::files::ReadRules {
-        max_bytes: 16 << 20,
-        same_owner: false,
-    };
-    let bytes = crate::files::read_regular(&path, rules).map_err(|e| Error::io(&path, e))?;
+    let bytes = crate::files::read_input(&path, 16 << 20).map_err(|e| Error::io(&path, e))?;
     serde_json::from_slice(&bytes).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
 }
 
