@@ -69,3 +69,20 @@ fn info_falls_back_to_gl_when_no_vulkan_driver_loads() {
     assert!(out.status.success(), "{stderr}");
     assert!(stdout.contains("[0] "), "{stdout}");
 }
+
+/// An empty `WGPU_BACKEND` (an exported but unset shell variable) searches as if it were unset; a
+/// list that names no backend is one clear error, not "no GPU adapter found".
+#[test]
+fn an_empty_wgpu_backend_is_unset_and_a_misspelt_one_is_named() {
+    let out = info(|c| {
+        c.env("WGPU_BACKEND", "");
+    });
+    assert!(out.status.success(), "empty WGPU_BACKEND: {}", text(&out.stderr));
+    let out = info(|c| {
+        c.env("WGPU_BACKEND", "vulkn");
+    });
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("WGPU_BACKEND `vulkn` names no backend"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}

@@ -144,14 +144,30 @@ pub struct AdapterSummary {
 /// group; by default the native APIs (Vulkan, Metal, DX12) first and GL only when none of them
 /// offers an adapter, so a machine with a Vulkan driver never initialises EGL.
 fn backend_groups(opts: &GpuOptions) -> Vec<wgpu::Backends> {
-    let requested = match &opts.backend {
-        Some(list) => Some(wgpu::Backends::from_comma_list(list)),
-        None => wgpu::Backends::from_env(),
-    };
-    match requested {
+    // A list naming no backend is refused by `Gpu::new`; listing adapters searches as by default.
+    match requested_backends(opts).unwrap_or(None) {
         Some(b) => vec![b],
         None => vec![wgpu::Backends::PRIMARY, wgpu::Backends::SECONDARY],
     }
+}
+
+/// The backends asked for by `--backend`, else by `WGPU_BACKEND` (an empty variable counts as
+/// unset); `None` when neither asks. A list that names no backend is an error, not an empty search.
+fn requested_backends(opts: &GpuOptions) -> Result<Option<wgpu::Backends>> {
+    let (list, from) = match &opts.backend {
+        Some(list) => (list.clone(), "--backend"),
+        None => match std::env::var("WGPU_BACKEND") {
+            Ok(v) if !v.trim().is_empty() => (v, "WGPU_BACKEND"),
+            _ => return Ok(None),
+        },
+    };
+    let backends = wgpu::Backends::from_comma_list(&list);
+    if backends.is_empty() {
+        return Err(Error::Input(format!(
+            "{from} `{list}` names no backend (one or more of vulkan, metal, dx12, gl)"
+        )));
+    }
+    Ok(Some(backends))
 }
 
 fn instance(backends: wgpu::Backends) -> wgpu::Instance {
@@ -255,6 +271,7 @@ impl Gpu {
     }
 
     pub async fn new_async(opts: &GpuOptions) -> Result<Self> {
+        requested_backends(opts)?;
         let (inst, mut all) = adapters(opts).await;
         let adapter = match opts.adapter_index {
             Some(i) => {
