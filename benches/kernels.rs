@@ -139,7 +139,7 @@ fn slstm(c: &mut Criterion) {
     };
     for &(nh, dh, t) in shapes {
         let e = nh * dh;
-        let mut rng = xlstm_wgpu::cpu::rng::SplitMix64::new(11);
+        let mut rng = xlstm_wgpu::rng::SplitMix64::new(11);
         let upload = |v: Vec<f32>| {
             let buf = b.buf(v.len());
             b.gpu.queue.write_buffer(buf.raw(), 0, bytemuck::cast_slice(&v));

@@ -464,37 +464,6 @@ pub fn default_model_dir() -> PathBuf {
         .join("xlstm-large-mini")
 }
 
-/// Checks that `path` can name an output file: its directory exists and nothing but a regular
-/// file is there (no directory, symbolic link, FIFO or device: outputs never replace or write
-/// through those). Commands call this before any work, so a bad path fails at once, not after a
-/// model run; the writers check again when they write.
-pub fn check_output_path(path: &std::path::Path) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."));
-    if !dir.is_dir() {
-        return Err(Error::Input(format!(
-            "output directory {} does not exist",
-            dir.display()
-        )));
-    }
-    if path.is_dir() || path.file_name().is_none() {
-        return Err(Error::Input(format!(
-            "output {} is a directory, not a file path",
-            path.display()
-        )));
-    }
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) if !meta.file_type().is_file() => Err(Error::Input(format!(
-            "refusing to write {}: it is {}, not a regular file",
-            path.display(),
-            crate::files::describe(&meta.file_type())
-        ))),
-        _ => Ok(()),
-    }
-}
-
 /// The most tokens `--max-new-tokens` (generate) and `--generate` (score) accept: far beyond any
 /// useful run, small enough that every size computed from it stays finite.
 pub const MAX_NEW_TOKENS: usize = 1 << 20;
@@ -523,6 +492,6 @@ pub fn check_count(flag: &str, n: usize, max: usize, what: &str) -> Result<()> {
 /// Writes an output file atomically ([`crate::files::write_atomic`]): an error never leaves a
 /// partial file behind, and an existing target that is not a regular file is refused.
 pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
-    check_output_path(path)?;
+    crate::files::check_output_path(path)?;
     crate::files::write_atomic(path, bytes, crate::files::Visibility::Shared)
 }

@@ -177,6 +177,34 @@ pub fn parent_dir(path: &Path) -> &Path {
         .unwrap_or(Path::new("."))
 }
 
+/// Checks that `path` can name an output file: its directory exists and nothing but a regular
+/// file is there (no directory, symbolic link, FIFO or device: outputs never replace or write
+/// through those). Commands call this before any work, so a bad path fails at once, not after a
+/// model run; the writers check again when they write.
+pub fn check_output_path(path: &Path) -> Result<()> {
+    let dir = parent_dir(path);
+    if !dir.is_dir() {
+        return Err(Error::Input(format!(
+            "output directory {} does not exist",
+            dir.display()
+        )));
+    }
+    if path.is_dir() || path.file_name().is_none() {
+        return Err(Error::Input(format!(
+            "output {} is a directory, not a file path",
+            path.display()
+        )));
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if !meta.file_type().is_file() => Err(Error::Input(format!(
+            "refusing to write {}: it is {}, not a regular file",
+            path.display(),
+            describe(&meta.file_type())
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Checks that an output can be written at `path`: its directory exists and `path` is either
 /// absent or a regular file. Returns the existing file's mode (Unix), if any.
 fn check_replaceable(path: &Path) -> Result<Option<u32>> {

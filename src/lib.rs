@@ -29,6 +29,7 @@ pub mod files;
 pub mod gpu;
 pub mod model;
 pub mod ops;
+pub mod rng;
 pub mod sample;
 pub mod session;
 pub mod telemetry;

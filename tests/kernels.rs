@@ -20,11 +20,11 @@ use common::strided::{assert_untouched, gather_rows, strided, SENTINEL};
 use std::sync::{Arc, OnceLock};
 use xlstm_wgpu::cpu::mlstm::{self, CellShape, CellState};
 use xlstm_wgpu::cpu::ops as cpu;
-use xlstm_wgpu::cpu::rng::SplitMix64;
 use xlstm_wgpu::gpu::readback::{read_f32, read_u32};
 use xlstm_wgpu::gpu::{BufferPool, Category, Gpu, GpuBuffer, Kernels, PlanBuilder, Slice, SubmitBudget};
 use xlstm_wgpu::model::weights::{GpuMatrix, WeightDtype};
 use xlstm_wgpu::ops::{self, Boundaries, CellLayout, CellStateBuffers, Epilogue, Ops, Rows};
+use xlstm_wgpu::rng::SplitMix64;
 use xlstm_wgpu::{GpuOptions, Result};
 
 // ---------------------------------------------------------------------------------------------

@@ -18,7 +18,6 @@ use common::compare::{check, close, max_abs, Worst};
 use common::strided::{assert_untouched, gather_rows, strided, SENTINEL};
 
 use std::sync::{Arc, OnceLock};
-use xlstm_wgpu::cpu::rng::SplitMix64;
 use xlstm_wgpu::cpu::v1 as cpu_v1;
 use xlstm_wgpu::gpu::readback::read_f32;
 use xlstm_wgpu::gpu::{BufferPool, Category, GpuBuffer, Kernels, PlanBuilder, Slice, SubmitBudget};
@@ -26,6 +25,7 @@ use xlstm_wgpu::model::v1_config::Activation;
 use xlstm_wgpu::model::weights::WeightDtype;
 use xlstm_wgpu::ops::v1::{self, NormOut};
 use xlstm_wgpu::ops::{Ops, Rows};
+use xlstm_wgpu::rng::SplitMix64;
 use xlstm_wgpu::{Error, Gpu, Result};
 
 // ---------------------------------------------------------------------------------------------

@@ -7,8 +7,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use xlstm_wgpu::cli::{
-    check_count, check_new_tokens, check_output_path, run_generate, GenerateArgs, GpuArgs, RunArgs, MAX_PROMPT_TOKENS,
-    MAX_REPEATS,
+    check_count, check_new_tokens, run_generate, GenerateArgs, GpuArgs, RunArgs, MAX_PROMPT_TOKENS, MAX_REPEATS,
 };
 use xlstm_wgpu::files;
 use xlstm_wgpu::gpu::device::list_adapters;
@@ -344,7 +343,7 @@ fn write_checked(out: &mut files::AtomicFile, data: &[u8], wd: &Watchdog, path: 
 }
 
 fn score(a: ScoreArgs) -> Result<()> {
-    check_output_path(&a.out)?;
+    files::check_output_path(&a.out)?;
     check_new_tokens("--generate", a.generate)?;
     let ids = read_ids(&a.input_ids)?;
     if ids.is_empty() {

@@ -3,9 +3,9 @@
 
 use super::mlstm::{self, CellShape, CellState};
 use super::ops::{head_layer_norm, matmul_t, rms_norm, sigmoid, soft_cap, swiglu};
-use super::rng::SplitMix64;
 use crate::error::{Error, Result};
 use crate::model::config::LargeConfig;
+use crate::rng::SplitMix64;
 
 /// One block's weights (`backbone.blocks.{i}.*`). `E` embedding, `QK`/`V` the q/k and v widths
 /// over all heads, `NH` heads, `F` the FFN width.

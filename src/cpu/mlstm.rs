@@ -395,7 +395,7 @@ pub fn chunkwise(
 mod tests {
     use super::*;
     use crate::cpu::ops::dot;
-    use crate::cpu::rng::SplitMix64;
+    use crate::rng::SplitMix64;
 
     /// Random cell inputs for `t` tokens; gates uniform in the given ranges.
     struct Inputs {

@@ -11,5 +11,4 @@
 pub mod large;
 pub mod mlstm;
 pub mod ops;
-pub mod rng;
 pub mod v1;

@@ -254,7 +254,7 @@ impl MemArgs {
             _ => true,
         };
         if let Some(p) = &self.mem_log {
-            crate::cli::check_output_path(p)?;
+            crate::files::check_output_path(p)?;
         }
         Ok(MemConfig {
             enabled,

@@ -1,4 +1,4 @@
-//! A tiny deterministic PRNG (splitmix64) for test inputs and random weights.
+//! A tiny deterministic PRNG (splitmix64) for test inputs, random weights and the tuner's search.
 //!
 //! No dependency and no platform variation: the same seed yields the same numbers everywhere, so a
 //! CPU-reference test and a GPU test can build bit-identical inputs independently.
