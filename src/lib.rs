@@ -38,7 +38,7 @@ pub mod tune;
 
 pub use error::{Error, Result};
 pub use gpu::{Caps, Gpu, GpuOptions, PoolStats, SubmitBudget};
-pub use model::large::{PrefillSchedule, PrefillStrategy};
+pub use model::schedule::{PrefillSchedule, PrefillStrategy};
 pub use model::{LoadOptions, Model, WeightDtype};
 pub use sample::{Sampler, SamplerConfig};
 pub use session::{GenerateStats, Logits, SavedState, Session, SessionOptions};

@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 use crate::gpu::readback::{read_f32, read_u32};
 use crate::gpu::{KernelTime, Plan, PlanBuilder, Slice, SubmitBudget};
 use crate::model::forward::{State, Workspace};
-use crate::model::large::{self, PrefillSchedule};
+use crate::model::schedule::{PrefillSchedule, PrefillStrategy};
 use crate::model::Model;
 use crate::sample::{Sampler, SamplerConfig};
 use std::collections::HashMap;
@@ -262,7 +262,7 @@ impl Session {
                 _ => 0,
             };
             let (ws, plan, parity) = self.segment_plan(&ids[start..end], rows)?;
-            if self.opts.schedule.strategy == large::PrefillStrategy::Queued {
+            if self.opts.schedule.strategy == PrefillStrategy::Queued {
                 plan.run_queued(gpu, self.opts.submit, self.opts.record_threads)?;
             } else {
                 plan.run(gpu, self.opts.submit)?;

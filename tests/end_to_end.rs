@@ -9,10 +9,10 @@ mod common;
 use common::score::{load_case, load_model, max_abs_diff, run};
 
 use xlstm_wgpu::gpu::KernelChecks;
-use xlstm_wgpu::model::large::{PrefillSchedule, PrefillStrategy};
 use xlstm_wgpu::ops::KernelShapes;
 use xlstm_wgpu::sample::argmax;
 use xlstm_wgpu::{LoadOptions, Logits, Model, Session, SessionOptions, WeightDtype};
+use xlstm_wgpu::{PrefillSchedule, PrefillStrategy};
 
 fn schedule(strategy: PrefillStrategy, chunk_size: usize, heads_per_band: usize, tile_chunks: usize) -> SessionOptions {
     SessionOptions {

@@ -11,9 +11,9 @@ mod common;
 
 use common::score::{load_case, load_model, max_abs_diff, run};
 
-use xlstm_wgpu::model::large::{PrefillSchedule, PrefillStrategy};
 use xlstm_wgpu::sample::argmax;
 use xlstm_wgpu::{Logits, Session, SessionOptions, WeightDtype};
+use xlstm_wgpu::{PrefillSchedule, PrefillStrategy};
 
 /// f32 weights: logits within this of the official float32 ones.
 const TOL: f32 = 1e-3;

@@ -18,8 +18,8 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use xlstm_wgpu::gpu::{Kernels, PlanBuilder, Slice, SubmitBudget};
-use xlstm_wgpu::model::large::PrefillStrategy;
 use xlstm_wgpu::tune::{self, GaConfig, Knob, Measure, Mode, ModelSource, Params, Search, Space, Target, TuneOptions};
+use xlstm_wgpu::PrefillStrategy;
 use xlstm_wgpu::WeightDtype;
 
 const BIN: &str = env!("CARGO_BIN_EXE_xlstm");

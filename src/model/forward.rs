@@ -2,42 +2,16 @@
 //! workspace of a segment, and the plan of a forward pass, each dispatched to xLSTM Large
 //! (`large`) or the original xLSTM (`v1`).
 
-use super::large::{self, PrefillSchedule};
+use super::large;
+use super::schedule::PrefillSchedule;
+use super::state::StateTensor;
 use super::{v1, Arch, ModelInner};
 use crate::error::Result;
 use crate::gpu::{GpuBuffer, PlanBuilder};
 
-/// One state tensor of a block: its buffer, its byte offset at n/m parity 0 and 1, and its length
-/// in floats (what `save_state` copies out and `restore_state` writes back at parity 0).
-pub struct StateTensor<'a> {
-    pub buf: &'a GpuBuffer,
-    pub offset: [u64; 2],
-    pub len: usize,
-}
-
-impl<'a> StateTensor<'a> {
-    /// A whole buffer, the same at both parities.
-    pub fn whole(buf: &'a GpuBuffer) -> Self {
-        StateTensor {
-            buf,
-            offset: [0, 0],
-            len: (buf.len() / 4) as usize,
-        }
-    }
-    /// A buffer holding two copies, one per parity.
-    pub fn halves(buf: &'a GpuBuffer) -> Self {
-        let half = buf.len() / 2;
-        StateTensor {
-            buf,
-            offset: [0, half],
-            len: (half / 4) as usize,
-        }
-    }
-}
-
 /// The recurrent state of every block of one sequence.
 pub enum State {
-    Large(Vec<large::BlockState>),
+    Large(Vec<super::mlstm_cell::CellState>),
     V1(Vec<v1::BlockState>),
 }
 
@@ -88,7 +62,14 @@ impl ModelInner {
         Ok(match &self.arch {
             Arch::Large { cfg, .. } => State::Large(
                 (0..cfg.num_blocks)
-                    .map(|_| large::BlockState::new(&self.pool, cfg))
+                    .map(|_| {
+                        super::mlstm_cell::CellState::with_dims(
+                            &self.pool,
+                            cfg.num_heads,
+                            cfg.head_dim_qk(),
+                            cfg.head_dim_v(),
+                        )
+                    })
                     .collect::<Result<_>>()?,
             ),
             Arch::V1 { cfg, .. } => State::V1(

@@ -5,9 +5,11 @@ use super::checkpoint::{Checkpoint, TensorEntry};
 use super::config::LargeConfig;
 use super::weights::{upload_f32, upload_matrix, GpuMatrix, WeightDtype};
 
+use super::mlstm_cell::{record_cell, CellBuffers, CellScratch, CellState};
+use super::schedule::PrefillSchedule;
 use crate::error::{Error, Result};
 use crate::gpu::{BufferPool, Category, Gpu, GpuBuffer, PlanBuilder, Slice};
-use crate::ops::{self, Boundaries, CellLayout, CellStateBuffers, Epilogue, Ops, Rows};
+use crate::ops::{self, CellLayout, Epilogue, Ops, Rows};
 
 /// One block's weights on the GPU. The q|k|v|o|i|f projections are one matrix (one GEMM/GEMV
 /// per token instead of six) and so are the FFN's gate|up projections.
@@ -228,106 +230,6 @@ impl LargeWeights {
     }
 }
 
-/// The recurrent state of one block on the GPU.
-pub struct BlockState {
-    pub c: GpuBuffer,
-    pub n: GpuBuffer,
-    pub m: GpuBuffer,
-}
-
-impl BlockState {
-    pub fn new(pool: &BufferPool, cfg: &LargeConfig) -> Result<Self> {
-        Self::with_dims(pool, cfg.num_heads, cfg.head_dim_qk(), cfg.head_dim_v())
-    }
-    /// The state of an mLSTM cell of `nh` heads with key width `dqk` and value width `dv`
-    /// (n and m are double-buffered by parity for the step kernel).
-    pub fn with_dims(pool: &BufferPool, nh: usize, dqk: usize, dv: usize) -> Result<Self> {
-        Ok(BlockState {
-            c: pool.storage((nh * dqk * dv * 4) as u64, Category::State, "state C")?,
-            n: pool.storage((2 * nh * dqk * 4) as u64, Category::State, "state n")?,
-            m: pool.storage((2 * nh * 4) as u64, Category::State, "state m")?,
-        })
-    }
-    /// C, then n and m (each double-buffered by parity), in save order.
-    pub fn tensors(&self) -> Vec<super::forward::StateTensor<'_>> {
-        use super::forward::StateTensor;
-        vec![
-            StateTensor::whole(&self.c),
-            StateTensor::halves(&self.n),
-            StateTensor::halves(&self.m),
-        ]
-    }
-    pub fn buffers(&self) -> CellStateBuffers {
-        CellStateBuffers {
-            c: Slice::all(&self.c),
-            n: Slice::all(&self.n),
-            m: Slice::all(&self.m),
-        }
-    }
-}
-
-/// How the mLSTM cell runs over a prompt.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum PrefillStrategy {
-    /// Chunkwise, split into head-band x chunk-tile dispatches.
-    Scheduled,
-    /// As `Scheduled`, with a command buffer per head band of the chunkwise phases; a CPU thread
-    /// pool records the command buffers in parallel and they are submitted in order.
-    Queued,
-    /// Chunkwise, each phase one dispatch over all heads and chunks.
-    Fused,
-    /// The step kernel over every token (the reference).
-    Recurrent,
-}
-
-impl std::str::FromStr for PrefillStrategy {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "scheduled" => Ok(PrefillStrategy::Scheduled),
-            "queued" => Ok(PrefillStrategy::Queued),
-            "fused" => Ok(PrefillStrategy::Fused),
-            "recurrent" => Ok(PrefillStrategy::Recurrent),
-            _ => Err(Error::Input(format!(
-                "unknown prefill strategy `{s}` (scheduled, queued, fused, recurrent)"
-            ))),
-        }
-    }
-}
-
-impl PrefillStrategy {
-    pub fn name(self) -> &'static str {
-        match self {
-            PrefillStrategy::Scheduled => "scheduled",
-            PrefillStrategy::Queued => "queued",
-            PrefillStrategy::Fused => "fused",
-            PrefillStrategy::Recurrent => "recurrent",
-        }
-    }
-}
-
-/// The scheduler's knobs for prefill.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PrefillSchedule {
-    pub strategy: PrefillStrategy,
-    pub chunk_size: usize,
-    /// Heads per dispatch of the chunkwise phases (`scheduled` and `queued`; 0 = all heads).
-    pub heads_per_band: usize,
-    /// Chunks per dispatch of the chunkwise phases (`scheduled` and `queued`; 0 = all chunks).
-    pub tile_chunks: usize,
-}
-
-impl Default for PrefillSchedule {
-    fn default() -> Self {
-        PrefillSchedule {
-            strategy: PrefillStrategy::Scheduled,
-            chunk_size: 64,
-            heads_per_band: 4,
-            tile_chunks: 16,
-        }
-    }
-}
-
 /// Activation buffers of a prefill segment of `tokens` tokens.
 pub struct Workspace {
     pub tokens: usize,
@@ -397,7 +299,7 @@ pub fn record_forward(
     ops: &Ops,
     cfg: &LargeConfig,
     w: &LargeWeights,
-    state: &[BlockState],
+    state: &[CellState],
     ws: &Workspace,
     ids_offset: usize,
     parity: u32,
@@ -445,7 +347,7 @@ pub fn record_forward(
             ops::rms_norm(pb, ops, &x, &s(&block.norm_mlstm), e, cfg.norm_eps, t, &xn)?;
             ops::matmul(pb, ops, &xn, t, &block.proj, &proj, Epilogue::default())?;
         }
-        let scratch = CellScratch::of(ws);
+        let scratch = cell_scratch(ws);
         parity_out = record_cell(pb, ops, &layout, &s(&block.gate_bias), st, &scratch, parity, sched)?;
         if fuse && ops::gemv_head_norm_fits(ops, layout.num_heads, layout.dv, block.out_proj.kp) {
             // One token: the head norm and output gate run inside the out_proj GEMV.
@@ -535,182 +437,12 @@ pub fn record_forward(
     Ok(parity_out)
 }
 
-/// The mLSTM cell's scratch over a segment: input gates and chunk-local cumulative log forget
-/// gates [NH, tokens], and the chunk-boundary states C, n, m (slot 0 = the state before the
-/// segment).
-pub struct CellBuffers {
-    pub gi: GpuBuffer,
-    pub gb: GpuBuffer,
-    pub bc: GpuBuffer,
-    pub bn: GpuBuffer,
-    pub bm: GpuBuffer,
-}
-
-impl CellBuffers {
-    pub fn new(pool: &BufferPool, nh: usize, dqk: usize, dv: usize, tokens: usize, chunk: usize) -> Result<Self> {
-        let f = |n: usize| (n.max(1) * 4) as u64;
-        let boundaries = tokens.div_ceil(chunk.max(1)) + 1;
-        let a = Category::Activations;
-        Ok(CellBuffers {
-            gi: pool.storage(f(nh * tokens), a, "gates i")?,
-            gb: pool.storage(f(nh * tokens), a, "gates b")?,
-            bc: pool.storage(f(boundaries * nh * dqk * dv), a, "boundary C")?,
-            bn: pool.storage(f(boundaries * nh * dqk), a, "boundary n")?,
-            bm: pool.storage(f(boundaries * nh), a, "boundary m")?,
-        })
+/// The cell's view of a segment's workspace.
+fn cell_scratch(ws: &Workspace) -> CellScratch<'_> {
+    CellScratch {
+        tokens: ws.tokens,
+        proj: &ws.proj,
+        cell: &ws.cell,
+        h: &ws.h,
     }
-}
-
-/// The buffers an mLSTM cell reads and writes over a segment: the projections (`proj`, laid out
-/// as the cell layout says), the gate scratch, the chunk-boundary states and the output `h`.
-pub struct CellScratch<'a> {
-    pub tokens: usize,
-    pub proj: &'a GpuBuffer,
-    pub cell: &'a CellBuffers,
-    pub h: &'a GpuBuffer,
-}
-
-impl<'a> CellScratch<'a> {
-    fn of(ws: &'a Workspace) -> Self {
-        CellScratch {
-            tokens: ws.tokens,
-            proj: &ws.proj,
-            cell: &ws.cell,
-            h: &ws.h,
-        }
-    }
-}
-
-/// The mLSTM cell over the segment, by the chosen strategy; h lands in `ws.h`. Returns the
-/// state's n/m parity afterwards (the step kernel flips it every token).
-#[allow(clippy::too_many_arguments)]
-pub fn record_cell(
-    pb: &mut PlanBuilder,
-    ops: &Ops,
-    l: &CellLayout,
-    gate_bias: &Slice,
-    st: &BlockState,
-    ws: &CellScratch,
-    parity: u32,
-    sched: &PrefillSchedule,
-) -> Result<u32> {
-    let t = ws.tokens;
-    let s = |b: &GpuBuffer| Slice::all(b);
-    if sched.strategy == PrefillStrategy::Recurrent || t == 1 {
-        let mut p = parity;
-        for row in 0..t {
-            ops::mlstm_step(
-                pb,
-                ops,
-                l,
-                &s(ws.proj),
-                gate_bias,
-                row,
-                &st.buffers(),
-                p,
-                &s(ws.h),
-                row * l.num_heads * l.dv,
-            )?;
-            p ^= 1;
-        }
-        return Ok(p);
-    }
-    let chunk = sched.chunk_size;
-    let chunks = t.div_ceil(chunk);
-    let (nh, dqk, dv) = (l.num_heads, l.dqk, l.dv);
-    ops::mlstm_gates(
-        pb,
-        ops,
-        l,
-        &s(ws.proj),
-        gate_bias,
-        t,
-        chunk,
-        &s(&ws.cell.gi),
-        &s(&ws.cell.gb),
-    )?;
-    // The state before chunk 0 is the session state (n and m of the current parity).
-    let (cb, nb, mb) = ((nh * dqk * dv * 4) as u64, (nh * dqk * 4) as u64, (nh * 4) as u64);
-    let cell = ws.cell;
-    pb.copy(Slice::range(&st.c, 0, cb), Slice::range(&cell.bc, 0, cb));
-    pb.copy(
-        Slice::range(&st.n, parity as u64 * nb, nb),
-        Slice::range(&cell.bn, 0, nb),
-    );
-    pb.copy(
-        Slice::range(&st.m, parity as u64 * mb, mb),
-        Slice::range(&cell.bm, 0, mb),
-    );
-    let b = Boundaries {
-        c: s(&cell.bc),
-        n: s(&cell.bn),
-        m: s(&cell.bm),
-    };
-    let (band, tile) = match sched.strategy {
-        PrefillStrategy::Fused => (nh, chunks),
-        _ => (
-            if sched.heads_per_band == 0 {
-                nh
-            } else {
-                sched.heads_per_band.min(nh)
-            },
-            if sched.tile_chunks == 0 {
-                chunks
-            } else {
-                sched.tile_chunks.min(chunks)
-            },
-        ),
-    };
-    // The scheduler's units: head bands x chunk tiles, band-major, so the phase-1 tiles of a band
-    // run in order and carry the state through the boundary buffer.
-    let units: Vec<((usize, usize), (usize, usize))> = (0..nh)
-        .step_by(band)
-        .flat_map(|h0| {
-            (0..chunks)
-                .step_by(tile)
-                .map(move |c0| ((h0, band.min(nh - h0)), (c0, (c0 + tile).min(chunks))))
-        })
-        .collect();
-    // `queued`: every head band of each phase in a command buffer of its own (recorded on
-    // worker threads by `Plan::run_queued`).
-    let queued = sched.strategy == PrefillStrategy::Queued;
-    let (proj, gi, gb) = (s(ws.proj), s(&cell.gi), s(&cell.gb));
-    let inputs = ops::ChunkInputs {
-        l,
-        proj: &proj,
-        gi: &gi,
-        gb: &gb,
-        b: &b,
-        tokens: t,
-        chunk,
-    };
-    for phase in [1, 2] {
-        for &(heads, range) in &units {
-            if queued && range.0 == 0 {
-                pb.split();
-            }
-            // The matrix-unit variants wherever the prefill GEMMs use the matrix units (f16
-            // weights on an adapter with 16x16 f16 cooperative matrices); same buffers and grid.
-            match (phase, ops.uses_coop_chunk()) {
-                (1, false) => ops::mlstm_chunk_state(pb, ops, &inputs, range, heads)?,
-                (1, true) => ops::mlstm_chunk_state_coop(pb, ops, &inputs, range, heads)?,
-                (_, false) => ops::mlstm_chunk_out(pb, ops, &inputs, range, heads, &s(ws.h))?,
-                (_, true) => ops::mlstm_chunk_out_coop(pb, ops, &inputs, range, heads, &s(ws.h))?,
-            }
-        }
-    }
-    if queued {
-        pb.split();
-    }
-    let last = chunks as u64;
-    pb.copy(Slice::range(&cell.bc, last * cb, cb), Slice::range(&st.c, 0, cb));
-    pb.copy(
-        Slice::range(&cell.bn, last * nb, nb),
-        Slice::range(&st.n, parity as u64 * nb, nb),
-    );
-    pb.copy(
-        Slice::range(&cell.bm, last * mb, mb),
-        Slice::range(&st.m, parity as u64 * mb, mb),
-    );
-    Ok(parity)
 }

@@ -15,8 +15,9 @@
 //! LN/GN: LayerNorm / per-head GroupNorm with scale 1 + w and eps 1e-5.
 
 use super::checkpoint::Checkpoint;
-use super::forward::StateTensor;
-use super::large::{record_cell, BlockState as CellState, CellBuffers, CellScratch, PrefillSchedule};
+use super::mlstm_cell::{record_cell, CellBuffers, CellScratch, CellState};
+use super::schedule::PrefillSchedule;
+use super::state::StateTensor;
 use super::v1_config::{Activation, BlockKind, MlstmLayerConfig, SlstmLayerConfig, V1Config, V1_NORM_EPS};
 use super::weights::{upload_f32, upload_matrix, GpuMatrix, WeightDtype};
 use crate::cpu::v1::{self as reference, BlockWeights};

@@ -5,7 +5,7 @@
 use super::params::{kernel_shapes, Params, Target};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::model::large::PrefillStrategy;
+use crate::model::schedule::PrefillStrategy;
 use crate::model::{LoadOptions, Model, WeightDtype};
 use crate::sample::argmax;
 use crate::session::{Logits, Session};

@@ -4,7 +4,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::SubmitBudget;
-use crate::model::large::{PrefillSchedule, PrefillStrategy};
+use crate::model::schedule::{PrefillSchedule, PrefillStrategy};
 use crate::session::SessionOptions;
 use serde::{Deserialize, Serialize};
 
