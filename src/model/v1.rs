@@ -15,8 +15,7 @@
 //! LN/GN: LayerNorm / per-head GroupNorm with scale 1 + w and eps 1e-5.
 
 use super::checkpoint::Checkpoint;
-use super::mlstm_cell::{record_cell, CellBuffers, CellScratch, CellState};
-use super::schedule::PrefillSchedule;
+use super::mlstm_cell::{record_cell, CellBuffers, CellPass, CellScratch, CellState};
 use super::state::StateTensor;
 use super::v1_config::{Activation, BlockKind, MlstmLayerConfig, SlstmLayerConfig, V1Config, V1_NORM_EPS};
 use super::weights::{upload_f32, upload_matrix, GpuMatrix, WeightDtype};
@@ -440,8 +439,10 @@ fn add_bias(pb: &mut PlanBuilder, ops: &Ops, y: &Rows, bias: &Option<GpuBuffer>,
 }
 
 /// Appends one forward pass over `ws.tokens` tokens (ids in `ws.ids` at `ids_offset`): embedding,
-/// every block, post norm and lm_head for the last `ws.logit_rows` tokens. `parity` is the mLSTM
-/// states' n/m parity before the segment; returns the parity after it.
+/// every block, post norm and lm_head for the last `ws.logit_rows` tokens. `pass` says how the
+/// mLSTM cells run: a prompt segment by the prefill schedule, or one decode step (a one-token
+/// workspace; the matrix products of one row run the GEMV kernel). `parity` is the mLSTM states'
+/// n/m parity before the segment; returns the parity after it.
 #[allow(clippy::too_many_arguments)]
 pub fn record_forward(
     pb: &mut PlanBuilder,
@@ -452,7 +453,7 @@ pub fn record_forward(
     ws: &Workspace,
     ids_offset: usize,
     parity: u32,
-    sched: &PrefillSchedule,
+    pass: CellPass,
 ) -> Result<u32> {
     let t = ws.tokens;
     let d = Dims::of(cfg, w);
@@ -526,7 +527,7 @@ pub fn record_forward(
                     cell: &ws.cell,
                     h: &ws.h,
                 };
-                parity_out = record_cell(pb, ops, &layout, &s(&b.gate_bias), cell, &scratch, parity, sched)?;
+                parity_out = record_cell(pb, ops, &layout, &s(&b.gate_bias), cell, &scratch, parity, pass)?;
                 let gate = NormOut::MlstmGate {
                     skip: &s(&b.skip),
                     xc: &xc,
