@@ -11,7 +11,7 @@
 //! model graph may keep several operands in one buffer: wgpu rejects a buffer that is bound both
 //! read-only and read-write in one dispatch, but allows it bound read-write several times.
 
-use super::{Ops, Rows};
+use super::{check_len, check_out_rows, check_rows, u, Ops, Rows};
 use crate::error::{Error, Result};
 use crate::gpu::{ConstValue, Kernels, PlanBuilder, Slice};
 use crate::model::v1_config::Activation;
@@ -76,57 +76,6 @@ fn grid(what: &str, n: usize) -> Result<([u32; 3], u32)> {
         )));
     }
     Ok(([gx as u32, gy as u32, 1], gx as u32))
-}
-
-fn u(x: usize) -> u32 {
-    x as u32
-}
-
-/// f32 elements a slice binds.
-fn elems(s: &Slice) -> usize {
-    (s.size / 4) as usize
-}
-
-/// `n` elements fit in `s` (and are addressable with u32 indices).
-fn check_len(what: &str, s: &Slice, n: usize) -> Result<()> {
-    if n > elems(s) || n > u32::MAX as usize {
-        return Err(Error::Input(format!(
-            "{what}: needs {n} values, the buffer holds {}",
-            elems(s)
-        )));
-    }
-    Ok(())
-}
-
-/// `rows` rows of `width` values of `r` lie inside its binding.
-fn check_rows(what: &str, r: &Rows, rows: usize, width: usize) -> Result<()> {
-    if rows == 0 || width == 0 {
-        return Ok(());
-    }
-    let end = (rows - 1)
-        .checked_mul(r.stride)
-        .and_then(|v| v.checked_add(r.offset))
-        .and_then(|v| v.checked_add(width));
-    match end {
-        Some(end) if end <= elems(&r.buf) && end <= u32::MAX as usize => Ok(()),
-        _ => Err(Error::Input(format!(
-            "{what}: {rows} rows of {width} at offset {} stride {} do not fit the buffer ({} values)",
-            r.offset,
-            r.stride,
-            elems(&r.buf)
-        ))),
-    }
-}
-
-/// Like [`check_rows`], and the rows do not overlap (an output).
-fn check_out_rows(what: &str, r: &Rows, rows: usize, width: usize) -> Result<()> {
-    if rows > 1 && r.stride < width {
-        return Err(Error::Input(format!(
-            "{what}: output rows of {width} with stride {} overlap",
-            r.stride
-        )));
-    }
-    check_rows(what, r, rows, width)
 }
 
 /// What a LayerNorm / GroupNorm does with its result.
