@@ -8,18 +8,18 @@ use super::{groups, u, Ops};
 use crate::error::Result;
 use crate::gpu::{PlanBuilder, Slice};
 use crate::model::weights::GpuMatrix;
-use bytemuck::{Pod, Zeroable};
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct EmbedParams {
-    tokens: u32,
-    dim: u32,
-    kp: u32,
-    row0: u32,
-    rows: u32,
-    ids_offset: u32,
-    _pad: [u32; 2],
+params! {
+    struct EmbedParams for ["embed"] {
+        tokens: u32,
+        dim: u32,
+        kp: u32,
+        row0: u32,
+        rows: u32,
+        ids_offset: u32,
+        _pad0: u32,
+        _pad1: u32,
+    }
 }
 
 /// out[t, :] = table[ids[ids_offset + t], :] for t < tokens.
@@ -40,7 +40,8 @@ pub fn embed(
             row0: u(part.row0),
             rows: u(part.rows),
             ids_offset: u(ids_offset),
-            _pad: [0; 2],
+            _pad0: 0,
+            _pad1: 0,
         };
         pb.dispatch(
             "embed",
@@ -53,12 +54,13 @@ pub fn embed(
     Ok(())
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct SwigluParams {
-    tokens: u32,
-    ffn: u32,
-    _pad: [u32; 2],
+params! {
+    struct SwigluParams for ["swiglu"] {
+        tokens: u32,
+        ffn: u32,
+        _pad0: u32,
+        _pad1: u32,
+    }
 }
 
 /// y[t, f] = silu(u[t, f]) * u[t, ffn + f].
@@ -66,7 +68,8 @@ pub fn swiglu(pb: &mut PlanBuilder, ops: &Ops, u_in: &Slice, tokens: usize, ffn:
     let p = SwigluParams {
         tokens: u(tokens),
         ffn: u(ffn),
-        _pad: [0; 2],
+        _pad0: 0,
+        _pad1: 0,
     };
     pb.dispatch(
         "swiglu",
@@ -77,16 +80,17 @@ pub fn swiglu(pb: &mut PlanBuilder, ops: &Ops, u_in: &Slice, tokens: usize, ffn:
     )
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct FillParams {
-    words: u32,
-    seed: u32,
-    scale: f32,
-    kp: u32,
-    cols: u32,
-    first_element: u32,
-    _pad: [u32; 2],
+params! {
+    struct FillParams for ["fill_random"] {
+        words: u32,
+        seed: u32,
+        scale: f32,
+        kp: u32,
+        cols: u32,
+        first_element: u32,
+        _pad0: u32,
+        _pad1: u32,
+    }
 }
 
 /// Fills every part of `w` with uniform values in [-scale, scale] (zero padding columns).
@@ -101,7 +105,8 @@ pub fn fill_random(pb: &mut PlanBuilder, ops: &Ops, w: &GpuMatrix, seed: u32, sc
             kp: u(w.kp),
             cols: u(w.cols),
             first_element: u(part.row0 * w.kp),
-            _pad: [0; 2],
+            _pad0: 0,
+            _pad1: 0,
         };
         let wg = words.div_ceil(256);
         let grid = [wg.min(65535) as u32, wg.div_ceil(65535) as u32, 1];

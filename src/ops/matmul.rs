@@ -10,7 +10,6 @@ use super::{groups, u, Ops, Rows};
 use crate::error::{Error, Result};
 use crate::gpu::{PlanBuilder, Slice};
 use crate::model::weights::GpuMatrix;
-use bytemuck::{Pod, Zeroable};
 
 /// Workgroup memory gemm_coop.wgsl declares (two 128 x 72 f16 staging tiles and 8 KiB of
 /// epilogue scratch).
@@ -35,33 +34,34 @@ pub(super) const GEMV_HEAD_NORM_WORKGROUP_BYTES: u32 = (GEMV_HEAD_NORM_MAX_INPUT
 /// Rows per workgroup of gemv_head_norm.wgsl (ROWS).
 const GEMV_HEAD_NORM_ROWS: usize = 16;
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct GemmParams {
-    tokens: u32,
-    n: u32,
-    k: u32,
-    kp: u32,
-    x_stride: u32,
-    x_offset: u32,
-    y_stride: u32,
-    y_offset: u32,
-    accumulate: u32,
-    soft_cap: f32,
-    _pad: [u32; 2],
+params! {
+    struct GemmParams for ["gemm", "gemm_coop"] {
+        tokens: u32,
+        n: u32,
+        k: u32,
+        kp: u32,
+        x_stride: u32,
+        x_offset: u32,
+        y_stride: u32,
+        y_offset: u32,
+        accumulate: u32,
+        soft_cap: f32,
+        y_aligned: u32,
+        _pad1: u32,
+    }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct GemvParams {
-    n: u32,
-    k: u32,
-    kp: u32,
-    x_offset: u32,
-    y_offset: u32,
-    accumulate: u32,
-    soft_cap: f32,
-    eps: f32,
+params! {
+    struct GemvParams for ["gemv"] {
+        n: u32,
+        k: u32,
+        kp: u32,
+        x_offset: u32,
+        y_offset: u32,
+        accumulate: u32,
+        soft_cap: f32,
+        eps: f32,
+    }
 }
 
 /// How a matmul writes its result.
@@ -106,7 +106,8 @@ pub fn matmul(
             soft_cap: epi.soft_cap,
             // gemm_coop: whether y's binding starts 16-byte aligned (its direct fragment stores
             // need aligned rows); the tiled kernel ignores it.
-            _pad: [y.buf.offset.is_multiple_of(16) as u32, 0],
+            y_aligned: y.buf.offset.is_multiple_of(16) as u32,
+            _pad1: 0,
         };
         let bufs = [x.buf.clone(), w.part_slice(i), y.buf.clone()];
         // gemm_coop walks token tiles first (neighbouring workgroups share weight tiles).
@@ -188,20 +189,21 @@ pub fn gemv_rms_norm(
     Ok(())
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct GemvHeadNormParams {
-    n: u32,
-    k: u32,
-    kp: u32,
-    x_offset: u32,
-    y_offset: u32,
-    accumulate: u32,
-    soft_cap: f32,
-    eps: f32,
-    gate_offset: u32,
-    head_dim: u32,
-    _pad: [u32; 2],
+params! {
+    struct GemvHeadNormParams for ["gemv_head_norm"] {
+        n: u32,
+        k: u32,
+        kp: u32,
+        x_offset: u32,
+        y_offset: u32,
+        accumulate: u32,
+        soft_cap: f32,
+        eps: f32,
+        gate_offset: u32,
+        head_dim: u32,
+        _pad0: u32,
+        _pad1: u32,
+    }
 }
 
 /// Whether [`gemv_head_norm_gate`] can run for `num_heads` heads of `head_dim` inputs and
@@ -258,7 +260,8 @@ pub fn gemv_head_norm_gate(
             eps,
             gate_offset: u(gate.offset),
             head_dim: u(head_dim),
-            _pad: [0; 2],
+            _pad0: 0,
+            _pad1: 0,
         };
         let bufs = [
             h.buf.clone(),

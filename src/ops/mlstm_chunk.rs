@@ -7,7 +7,6 @@
 use super::{groups, u, Ops};
 use crate::error::{Error, Result};
 use crate::gpu::{PlanBuilder, Slice};
-use bytemuck::{Pod, Zeroable};
 
 /// Largest chunk the chunkwise kernels' workgroup memory is laid out for.
 pub const MAX_CHUNK: usize = 64;
@@ -70,17 +69,17 @@ impl CellLayout {
     }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct GatesParams {
-    tokens: u32,
-    chunk: u32,
-    num_heads: u32,
-    proj_stride: u32,
-    i_col: u32,
-    f_col: u32,
-    soft_cap: f32,
-    _pad: u32,
+params! {
+    struct GatesParams for ["mlstm_gates"] {
+        tokens: u32,
+        chunk: u32,
+        num_heads: u32,
+        proj_stride: u32,
+        i_col: u32,
+        f_col: u32,
+        soft_cap: f32,
+        _pad: u32,
+    }
 }
 
 /// Soft-capped input gates and per-chunk cumulative log forget gates, [num_heads, tokens] each
@@ -126,21 +125,21 @@ fn check_chunk(chunk: usize) -> Result<()> {
     Ok(())
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct ChunkStateParams {
-    tokens: u32,
-    chunk: u32,
-    c_begin: u32,
-    c_end: u32,
-    head0: u32,
-    num_heads: u32,
-    dqk: u32,
-    dv: u32,
-    proj_stride: u32,
-    k_col: u32,
-    v_col: u32,
-    _pad: u32,
+params! {
+    struct ChunkStateParams for ["mlstm_chunk_state", "mlstm_chunk_state_coop"] {
+        tokens: u32,
+        chunk: u32,
+        c_begin: u32,
+        c_end: u32,
+        head0: u32,
+        num_heads: u32,
+        dqk: u32,
+        dv: u32,
+        proj_stride: u32,
+        k_col: u32,
+        v_col: u32,
+        _pad: u32,
+    }
 }
 
 /// Buffers holding the state before every chunk: C [chunks+1, NH, dqk, dv], n [.., NH, dqk], m [.., NH].
@@ -249,24 +248,25 @@ fn chunk_state_with(
     )
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct ChunkOutParams {
-    tokens: u32,
-    chunk: u32,
-    c_begin: u32,
-    head0: u32,
-    num_heads: u32,
-    dqk: u32,
-    dv: u32,
-    proj_stride: u32,
-    q_col: u32,
-    k_col: u32,
-    v_col: u32,
-    out_stride: u32,
-    scale: f32,
-    eps: f32,
-    _pad: [u32; 2],
+params! {
+    struct ChunkOutParams for ["mlstm_chunk_out", "mlstm_chunk_out_coop"] {
+        tokens: u32,
+        chunk: u32,
+        c_begin: u32,
+        head0: u32,
+        num_heads: u32,
+        dqk: u32,
+        dv: u32,
+        proj_stride: u32,
+        q_col: u32,
+        k_col: u32,
+        v_col: u32,
+        out_stride: u32,
+        scale: f32,
+        eps: f32,
+        _pad0: u32,
+        _pad1: u32,
+    }
 }
 
 /// Phase 2 for heads [head0, head0 + heads) and chunks [c_begin, c_end): h [tokens, NH*dv].
@@ -322,7 +322,8 @@ fn chunk_out_with(
         out_stride: u(l.num_heads * l.dv),
         scale: l.scale(),
         eps: l.eps,
-        _pad: [0; 2],
+        _pad0: 0,
+        _pad1: 0,
     };
     let bufs = [
         x.proj.clone(),

@@ -6,30 +6,29 @@
 use super::{groups, u, CellLayout, Ops};
 use crate::error::Result;
 use crate::gpu::{PlanBuilder, Slice};
-use bytemuck::{Pod, Zeroable};
 
 /// dv columns per workgroup of mlstm_step.wgsl (TILE_V).
 const STEP_TILE_V: usize = 16;
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct StepParams {
-    num_heads: u32,
-    dqk: u32,
-    dv: u32,
-    row: u32,
-    proj_stride: u32,
-    q_col: u32,
-    k_col: u32,
-    v_col: u32,
-    i_col: u32,
-    f_col: u32,
-    parity: u32,
-    out_offset: u32,
-    scale: f32,
-    eps: f32,
-    soft_cap: f32,
-    _pad: u32,
+params! {
+    struct StepParams for ["mlstm_step"] {
+        num_heads: u32,
+        dqk: u32,
+        dv: u32,
+        row: u32,
+        proj_stride: u32,
+        q_col: u32,
+        k_col: u32,
+        v_col: u32,
+        i_col: u32,
+        f_col: u32,
+        parity: u32,
+        out_offset: u32,
+        scale: f32,
+        eps: f32,
+        soft_cap: f32,
+        _pad: u32,
+    }
 }
 
 /// Recurrent state of one mLSTM layer: C [NH, dqk, dv], n [2, NH, dqk], m [2, NH] (n and m

@@ -19,6 +19,32 @@ use crate::error::{Error, Result};
 use crate::gpu::{ConstValue, Kernels, Slice};
 use crate::model::weights::WeightDtype;
 
+/// One member of a kernel's parameter block as the layout test sees it: name, byte offset and
+/// scalar type (`u32` / `f32`).
+#[cfg(test)]
+pub(crate) type ParamsField = (&'static str, usize, &'static str);
+
+/// Declares the host mirror of a WGSL `Params` struct: `#[repr(C)]`, `Pod`, one 32-bit scalar per
+/// WGSL member, in the same order and under the same names. `for [...]` names the kernels whose
+/// `p` block has this layout; `layout_tests` reads those structs through naga and compares names,
+/// offsets, types and size, so the two cannot drift apart silently.
+macro_rules! params {
+    (struct $name:ident for [$($kernel:literal),+ $(,)?] { $($field:ident: $ty:ty),* $(,)? }) => {
+        #[repr(C)]
+        #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+        pub(crate) struct $name {
+            $($field: $ty),*
+        }
+
+        #[cfg(test)]
+        impl $name {
+            pub(crate) const KERNELS: &'static [&'static str] = &[$($kernel),+];
+            pub(crate) const FIELDS: &'static [$crate::ops::ParamsField] =
+                &[$((stringify!($field), std::mem::offset_of!($name, $field), stringify!($ty))),*];
+        }
+    };
+}
+
 pub mod elementwise;
 pub mod matmul;
 pub mod mlstm_chunk;
@@ -28,6 +54,9 @@ pub mod norms;
 pub mod sampling;
 pub mod slstm;
 pub mod v1;
+
+#[cfg(test)]
+mod layout_tests;
 
 pub use elementwise::{embed, fill_random, swiglu};
 pub use matmul::{

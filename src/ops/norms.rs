@@ -7,19 +7,18 @@
 use super::{u, CellLayout, Ops};
 use crate::error::Result;
 use crate::gpu::{PlanBuilder, Slice};
-use bytemuck::{Pod, Zeroable};
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct RmsNormParams {
-    rows: u32,
-    dim: u32,
-    x_stride: u32,
-    x_offset: u32,
-    y_stride: u32,
-    y_offset: u32,
-    eps: f32,
-    _pad: u32,
+params! {
+    struct RmsNormParams for ["rms_norm"] {
+        rows: u32,
+        dim: u32,
+        x_stride: u32,
+        x_offset: u32,
+        y_stride: u32,
+        y_offset: u32,
+        eps: f32,
+        _pad: u32,
+    }
 }
 
 /// A strided view of a row-major f32 matrix inside a buffer: row r starts at offset + r * stride.
@@ -87,16 +86,17 @@ pub fn rms_norm(
     )
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct HeadNormParams {
-    tokens: u32,
-    num_heads: u32,
-    dv: u32,
-    proj_stride: u32,
-    o_col: u32,
-    eps: f32,
-    _pad: [u32; 2],
+params! {
+    struct HeadNormParams for ["head_norm_gate"] {
+        tokens: u32,
+        num_heads: u32,
+        dv: u32,
+        proj_stride: u32,
+        o_col: u32,
+        eps: f32,
+        _pad0: u32,
+        _pad1: u32,
+    }
 }
 
 /// Per-head LayerNorm of h times sigmoid of the output gate: y [tokens, NH*dv].
@@ -119,7 +119,8 @@ pub fn head_norm_gate(
         proj_stride: u(l.proj_stride),
         o_col: u(l.o_col),
         eps,
-        _pad: [0; 2],
+        _pad0: 0,
+        _pad1: 0,
     };
     pb.dispatch(
         "head_norm_gate",

@@ -7,15 +7,14 @@
 use super::{u, Ops};
 use crate::error::{Error, Result};
 use crate::gpu::{PlanBuilder, Slice};
-use bytemuck::{Pod, Zeroable};
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct ArgmaxParams {
-    vocab: u32,
-    first: u32,
-    second: u32,
-    stride: u32,
+params! {
+    struct ArgmaxParams for ["argmax"] {
+        vocab: u32,
+        first: u32,
+        second: u32,
+        stride: u32,
+    }
 }
 
 /// The id `argmax` and `sample` choose for a row holding a NaN or an infinity: no choice is
@@ -70,17 +69,17 @@ pub fn argmax_prefix(
     )
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct SampleParams {
-    vocab: u32,
-    row_offset: u32,
-    top_k: u32,
-    seed: u32,
-    temperature: f32,
-    top_p: f32,
-    first: u32,
-    second: u32,
+params! {
+    struct SampleParams for ["sample"] {
+        vocab: u32,
+        row_offset: u32,
+        top_k: u32,
+        seed: u32,
+        temperature: f32,
+        top_p: f32,
+        first: u32,
+        second: u32,
+    }
 }
 
 /// Samples one token on the GPU from the first `count` logits starting at `row_offset`

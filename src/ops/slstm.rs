@@ -8,7 +8,6 @@
 use super::{u, Ops};
 use crate::error::{Error, Result};
 use crate::gpu::{ConstValue, Kernels, PlanBuilder, Slice};
-use bytemuck::{Pod, Zeroable};
 
 /// Largest head width of the sequence kernel (slstm_seq.wgsl keeps y and the 4·DH gate
 /// pre-activations of its head in workgroup memory, and one invocation per unit).
@@ -95,22 +94,22 @@ impl SlstmMode {
     }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct SeqParams {
-    tokens: u32,
-    num_heads: u32,
-    head_dim: u32,
-    t0: u32,
+params! {
+    struct SeqParams for ["slstm_seq"] {
+        tokens: u32,
+        num_heads: u32,
+        head_dim: u32,
+        t0: u32,
+    }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct StepParams {
-    num_heads: u32,
-    head_dim: u32,
-    t: u32,
-    check_first: u32,
+params! {
+    struct StepParams for ["slstm_step"] {
+        num_heads: u32,
+        head_dim: u32,
+        t: u32,
+        check_first: u32,
+    }
 }
 
 fn input(msg: String) -> Error {

@@ -19,7 +19,6 @@ use super::{check_len, check_out_rows, check_rows, u, Ops, Rows};
 use crate::error::{Error, Result};
 use crate::gpu::{ConstValue, Kernels, PlanBuilder, Slice};
 use crate::model::v1_config::Activation;
-use bytemuck::{Pod, Zeroable};
 
 /// Compiled pipelines of the v1 kernels.
 pub struct V1Pipelines {
@@ -93,25 +92,25 @@ pub enum NormOut<'a> {
     MlstmGate { skip: &'a Slice, xc: &'a Rows, z: &'a Rows },
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct NormParams {
-    rows: u32,
-    width: u32,
-    groups: u32,
-    gw: u32,
-    x_offset: u32,
-    x_stride: u32,
-    out_offset: u32,
-    out_stride: u32,
-    xc_offset: u32,
-    xc_stride: u32,
-    z_offset: u32,
-    z_stride: u32,
-    has_weight: u32,
-    grid_x: u32,
-    eps: f32,
-    _pad: u32,
+params! {
+    struct NormParams for ["layer_norm"] {
+        rows: u32,
+        width: u32,
+        groups: u32,
+        gw: u32,
+        x_offset: u32,
+        x_stride: u32,
+        out_offset: u32,
+        out_stride: u32,
+        xc_offset: u32,
+        xc_stride: u32,
+        z_offset: u32,
+        z_stride: u32,
+        has_weight: u32,
+        grid_x: u32,
+        eps: f32,
+        _pad: u32,
+    }
 }
 
 /// Per-row LayerNorm over `groups` equal groups of `width / groups` columns (1 group: LayerNorm;
@@ -182,19 +181,21 @@ pub fn layer_norm(
     Ok(())
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct ConvParams {
-    tokens: u32,
-    width: u32,
-    ks: u32,
-    col_groups: u32,
-    x_offset: u32,
-    x_stride: u32,
-    out_offset: u32,
-    out_stride: u32,
-    grid_x: u32,
-    _pad: [u32; 3],
+params! {
+    struct ConvParams for ["conv_silu"] {
+        tokens: u32,
+        width: u32,
+        ks: u32,
+        col_groups: u32,
+        x_offset: u32,
+        x_stride: u32,
+        out_offset: u32,
+        out_stride: u32,
+        grid_x: u32,
+        _pad0: u32,
+        _pad1: u32,
+        _pad2: u32,
+    }
 }
 
 /// Causal depthwise conv1d + SiLU over `tokens` rows, continuing from `state`, then the state
@@ -238,7 +239,9 @@ pub fn conv_silu(
         out_offset: u(out.offset),
         out_stride: u(out.stride),
         grid_x: 0,
-        _pad: [0; 3],
+        _pad0: 0,
+        _pad1: 0,
+        _pad2: 0,
     };
     let (g, grid_x) = grid("conv_silu", tokens * col_groups)?;
     p.grid_x = grid_x;
@@ -268,25 +271,25 @@ pub fn conv_silu(
     Ok(())
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct HeadwiseParams {
-    tokens: u32,
-    groups: u32,
-    width: u32,
-    bs: u32,
-    split: u32,
-    nb: u32,
-    first_offset: u32,
-    first_stride: u32,
-    second_offset: u32,
-    second_stride: u32,
-    out_offset: u32,
-    out_stride: u32,
-    has_bias: u32,
-    grid_x: u32,
-    per_row: u32,
-    _pad: u32,
+params! {
+    struct HeadwiseParams for ["headwise"] {
+        tokens: u32,
+        groups: u32,
+        width: u32,
+        bs: u32,
+        split: u32,
+        nb: u32,
+        first_offset: u32,
+        first_stride: u32,
+        second_offset: u32,
+        second_stride: u32,
+        out_offset: u32,
+        out_stride: u32,
+        has_bias: u32,
+        grid_x: u32,
+        per_row: u32,
+        _pad: u32,
+    }
 }
 
 /// Blocks up to this size use the one-value-per-invocation kernel.
@@ -379,17 +382,17 @@ pub fn headwise(
     Ok(())
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct GatedParams {
-    tokens: u32,
-    f: u32,
-    u_offset: u32,
-    u_stride: u32,
-    out_offset: u32,
-    out_stride: u32,
-    col_groups: u32,
-    grid_x: u32,
+params! {
+    struct GatedParams for ["gated_act"] {
+        tokens: u32,
+        f: u32,
+        u_offset: u32,
+        u_stride: u32,
+        out_offset: u32,
+        out_stride: u32,
+        col_groups: u32,
+        grid_x: u32,
+    }
 }
 
 /// out[t, j] = act(u[t, j]) · u[t, f + j] for j < f: the gated feed-forward's hidden layer
@@ -431,16 +434,17 @@ pub fn gated_act(
     Ok(())
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct BiasParams {
-    tokens: u32,
-    width: u32,
-    y_offset: u32,
-    y_stride: u32,
-    col_groups: u32,
-    grid_x: u32,
-    _pad: [u32; 2],
+params! {
+    struct BiasParams for ["bias_add"] {
+        tokens: u32,
+        width: u32,
+        y_offset: u32,
+        y_stride: u32,
+        col_groups: u32,
+        grid_x: u32,
+        _pad0: u32,
+        _pad1: u32,
+    }
 }
 
 /// y[t, j] += bias[j] for j < width.
@@ -459,7 +463,8 @@ pub fn bias_add(pb: &mut PlanBuilder, ops: &Ops, y: &Rows, bias: &Slice, tokens:
         y_stride: u(y.stride),
         col_groups: u(col_groups),
         grid_x,
-        _pad: [0; 2],
+        _pad0: 0,
+        _pad1: 0,
     };
     pb.dispatch("bias_add", &ops.v1.bias_add, &p, &[y.buf.clone(), bias.clone()], g)?;
     pb.cost(4.0 * (2 * tokens * width + width) as f64, (tokens * width) as f64);
