@@ -6,7 +6,7 @@
 //! Reference: `xlstm_reference::ops::matmul_t` (with `rms_norm`, `swiglu`, `head_layer_norm`
 //! for the fused inputs); tests: `tests/kernels.rs` (gemm*, gemv*).
 
-use super::{groups, u, Ops, Rows};
+use super::{check_len, check_out_rows, check_rows, groups, u, Ops, Rows};
 use crate::error::{Error, Result};
 use crate::gpu::{PlanBuilder, Slice};
 use crate::model::weights::GpuMatrix;
@@ -83,6 +83,9 @@ pub fn matmul(
     y: &Rows,
     epi: Epilogue,
 ) -> Result<()> {
+    check_rows("matmul x", x, tokens, w.cols)?;
+    check_out_rows("matmul y", y, tokens, w.rows)?;
+    check_weights("matmul", w)?;
     for (i, part) in w.parts.iter().enumerate() {
         if tokens == 1 {
             gemv_part(pb, ops.gemv_rows, &ops.gemv, "gemv", x, &x.buf, w, i, y, epi, 0.0)?;
@@ -171,6 +174,10 @@ pub fn gemv_rms_norm(
     y: &Rows,
     epi: Epilogue,
 ) -> Result<()> {
+    check_rows("gemv+norm x", x, 1, w.cols)?;
+    check_len("gemv+norm weight", norm, w.cols)?;
+    check_out_rows("gemv+norm y", y, 1, w.rows)?;
+    check_weights("gemv+norm", w)?;
     for i in 0..w.parts.len() {
         gemv_part(
             pb,
@@ -248,6 +255,11 @@ pub fn gemv_head_norm_gate(
             )))
         }
     };
+    check_rows("gemv+head_norm h", h, 1, w.cols)?;
+    check_len("gemv+head_norm weight", norm, w.cols)?;
+    check_rows("gemv+head_norm gate", gate, 1, w.cols)?;
+    check_out_rows("gemv+head_norm y", y, 1, w.rows)?;
+    check_weights("gemv+head_norm", w)?;
     for (i, part) in w.parts.iter().enumerate() {
         let p = GemvHeadNormParams {
             n: u(part.rows),
@@ -287,6 +299,9 @@ pub fn gemv_head_norm_gate(
 
 /// y (+)= W (silu(u[..k]) * u[k..2k]) for one token, u the fused [gate | up] row (k = w.cols).
 pub fn gemv_swiglu(pb: &mut PlanBuilder, ops: &Ops, u_in: &Rows, w: &GpuMatrix, y: &Rows, epi: Epilogue) -> Result<()> {
+    check_rows("gemv+swiglu x", u_in, 1, w.cols.saturating_mul(2))?;
+    check_out_rows("gemv+swiglu y", y, 1, w.rows)?;
+    check_weights("gemv+swiglu", w)?;
     for i in 0..w.parts.len() {
         gemv_part(
             pb,
@@ -301,6 +316,25 @@ pub fn gemv_swiglu(pb: &mut PlanBuilder, ops: &Ops, u_in: &Rows, w: &GpuMatrix, 
             epi,
             0.0,
         )?;
+    }
+    Ok(())
+}
+
+/// Every part of `w` holds its `rows` rows of `kp` elements (what the kernels read of it) and
+/// lies inside the matrix's rows; the GEMV kernels and gemm_coop run without runtime checks
+/// (`gpu::kernels::TRUSTED`), so a short weight buffer must fail here.
+fn check_weights(what: &str, w: &GpuMatrix) -> Result<()> {
+    for (i, part) in w.parts.iter().enumerate() {
+        if part.row0.saturating_add(part.rows) > w.rows {
+            return Err(Error::Input(format!(
+                "{what}: weight part {i} holds rows {}..{} of a {}-row matrix",
+                part.row0,
+                part.row0.saturating_add(part.rows),
+                w.rows
+            )));
+        }
+        let bytes = part.rows.saturating_mul(w.kp).saturating_mul(w.dtype.bytes());
+        check_len(&format!("{what} weight part {i}"), &w.part_slice(i), bytes.div_ceil(4))?;
     }
     Ok(())
 }

@@ -3,8 +3,8 @@
 //!
 //! Reference: `xlstm_reference::mlstm::step`; tests: `tests/kernels.rs` (step).
 
-use super::{groups, u, CellLayout, Ops};
-use crate::error::Result;
+use super::{check_len, groups, u, CellLayout, Ops};
+use crate::error::{Error, Result};
 use crate::gpu::{PlanBuilder, Slice};
 
 /// dv columns per workgroup of mlstm_step.wgsl (TILE_V).
@@ -53,6 +53,7 @@ pub fn mlstm_step(
     h: &Slice,
     h_offset: usize,
 ) -> Result<()> {
+    check_step_lengths(l, proj, bias, row, state, parity, h, h_offset)?;
     let p = StepParams {
         num_heads: u(l.num_heads),
         dqk: u(l.dqk),
@@ -86,4 +87,42 @@ pub fn mlstm_step(
         &bufs,
         [groups(l.dv, STEP_TILE_V), u(l.num_heads), 1],
     )
+}
+
+/// mlstm_step.wgsl runs without runtime checks (`gpu::kernels::TRUSTED`): every binding must hold
+/// what the parameters address, and the parity must select one of the two n/m slots.
+#[allow(clippy::too_many_arguments)] // the launcher's bindings and shapes
+fn check_step_lengths(
+    l: &CellLayout,
+    proj: &Slice,
+    bias: &Slice,
+    row: usize,
+    state: &CellStateBuffers,
+    parity: u32,
+    h: &Slice,
+    h_offset: usize,
+) -> Result<()> {
+    if parity > 1 {
+        return Err(Error::Input(format!("mlstm_step: parity must be 0 or 1, got {parity}")));
+    }
+    let nh = l.num_heads;
+    let qk = nh.saturating_mul(l.dqk);
+    let v = nh.saturating_mul(l.dv);
+    // The last column of the token's row the kernel reads.
+    let cols = [
+        l.q_col.saturating_add(qk),
+        l.k_col.saturating_add(qk),
+        l.v_col.saturating_add(v),
+        l.i_col.saturating_add(nh),
+        l.f_col.saturating_add(nh),
+    ];
+    let row_end = row
+        .saturating_mul(l.proj_stride)
+        .saturating_add(cols.into_iter().max().unwrap_or(0));
+    check_len("mlstm_step proj", proj, row_end)?;
+    check_len("mlstm_step gate bias", bias, nh.saturating_mul(2))?;
+    check_len("mlstm_step C", &state.c, qk.saturating_mul(l.dv))?;
+    check_len("mlstm_step n", &state.n, qk.saturating_mul(2))?;
+    check_len("mlstm_step m", &state.m, nh.saturating_mul(2))?;
+    check_len("mlstm_step h", h, h_offset.saturating_add(v))
 }

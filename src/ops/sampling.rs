@@ -4,7 +4,7 @@
 //! Reference: `xlstm_reference::ops::argmax_or_non_finite` and `crate::sample::Sampler`;
 //! tests: `tests/kernels.rs` (argmax, sample).
 
-use super::{u, Ops};
+use super::{check_len, check_strided, u, Ops};
 use crate::error::{Error, Result};
 use crate::gpu::{PlanBuilder, Slice};
 
@@ -54,6 +54,9 @@ pub fn argmax_prefix(
     if count == 0 || count > stride {
         return Err(Error::Input(format!("argmax over {count} of {stride} logits")));
     }
+    // argmax.wgsl runs without runtime checks (`gpu::kernels::TRUSTED`).
+    check_strided("argmax logits", logits, 0, stride, rows, count)?;
+    check_ids("argmax out", out, first, second, rows)?;
     let p = ArgmaxParams {
         vocab: u(count),
         first: u(first),
@@ -104,6 +107,9 @@ pub fn sample(
             "GPU sampling needs a temperature > 0 (greedy uses argmax)".into(),
         ));
     }
+    check_len("sample logits", logits, row_offset.saturating_add(count))?;
+    check_len("sample counter", counter, 1)?;
+    check_ids("sample out", out, first, second, 1)?;
     let p = SampleParams {
         vocab: u(count),
         row_offset: u(row_offset),
@@ -121,4 +127,13 @@ pub fn sample(
         &[logits.clone(), out.clone(), counter.clone()],
         [1, 1, 1],
     )
+}
+
+/// `rows` ids fit at `first` (and at `second`, if given) of `out`.
+fn check_ids(what: &str, out: &Slice, first: usize, second: Option<usize>, rows: usize) -> Result<()> {
+    check_len(what, out, first.saturating_add(rows))?;
+    match second {
+        Some(s) => check_len(what, out, s.saturating_add(rows)),
+        None => Ok(()),
+    }
 }
