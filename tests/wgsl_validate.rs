@@ -53,28 +53,35 @@ fn check(name: &str, text: &str) {
     naga::back::msl::write_string(&module, &info, &options, &pipeline).unwrap_or_else(|e| panic!("{name}: MSL: {e}"));
 }
 
+/// Every `.wgsl` file under `dir`, as paths relative to `root` with `/` separators.
+fn wgsl_files(root: &std::path::Path, dir: &std::path::Path, out: &mut Vec<String>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let path = e.unwrap().path();
+        if path.is_dir() {
+            wgsl_files(root, &path, out);
+        } else if path.extension().is_some_and(|x| x == "wgsl") {
+            let rel = path.strip_prefix(root).unwrap();
+            let parts: Vec<String> = rel.iter().map(|c| c.to_string_lossy().into_owned()).collect();
+            out.push(parts.join("/"));
+        }
+    }
+}
+
 #[test]
 fn every_kernel_validates_and_translates_to_spirv_and_msl() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("wgsl");
-    let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| {
-            e.unwrap()
-                .file_name()
-                .to_string_lossy()
-                .trim_end_matches(".wgsl")
-                .to_string()
-        })
-        .collect();
+    let mut on_disk = Vec::new();
+    wgsl_files(&dir, &dir, &mut on_disk);
     on_disk.sort();
-    let mut registered: Vec<String> = SOURCES.iter().map(|(n, _)| n.to_string()).collect();
+    let mut registered: Vec<String> = SOURCES.iter().map(|k| k.file.to_string()).collect();
     registered.sort();
     assert_eq!(
         on_disk, registered,
-        "every file in wgsl/ must be registered in gpu::kernels::SOURCES"
+        "every file under wgsl/ must be registered in gpu::kernels::SOURCES"
     );
 
-    for (name, src) in SOURCES {
+    for k in SOURCES {
+        let (name, src) = (k.name, k.text);
         check(name, src);
         for consts in variants(name) {
             let text = specialize(name, src, &consts).unwrap();

@@ -10,39 +10,54 @@ use crate::error::{Error, Result};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-/// Every kernel family shipped with the crate: (name, WGSL source).
-pub const SOURCES: &[(&str, &str)] = &[
-    ("embed", include_str!("../../wgsl/embed.wgsl")),
-    ("rms_norm", include_str!("../../wgsl/rms_norm.wgsl")),
-    ("gemm", include_str!("../../wgsl/gemm.wgsl")),
-    ("gemm_coop", include_str!("../../wgsl/gemm_coop.wgsl")),
-    ("gemv", include_str!("../../wgsl/gemv.wgsl")),
-    ("gemv_head_norm", include_str!("../../wgsl/gemv_head_norm.wgsl")),
-    ("mlstm_gates", include_str!("../../wgsl/mlstm_gates.wgsl")),
-    ("mlstm_chunk_state", include_str!("../../wgsl/mlstm_chunk_state.wgsl")),
-    ("mlstm_chunk_out", include_str!("../../wgsl/mlstm_chunk_out.wgsl")),
-    (
-        "mlstm_chunk_state_coop",
-        include_str!("../../wgsl/mlstm_chunk_state_coop.wgsl"),
-    ),
-    (
-        "mlstm_chunk_out_coop",
-        include_str!("../../wgsl/mlstm_chunk_out_coop.wgsl"),
-    ),
-    ("mlstm_step", include_str!("../../wgsl/mlstm_step.wgsl")),
-    ("mlstm_v1_gates", include_str!("../../wgsl/mlstm_v1_gates.wgsl")),
-    ("head_norm_gate", include_str!("../../wgsl/head_norm_gate.wgsl")),
-    ("swiglu", include_str!("../../wgsl/swiglu.wgsl")),
-    ("argmax", include_str!("../../wgsl/argmax.wgsl")),
-    ("fill_random", include_str!("../../wgsl/fill_random.wgsl")),
-    ("sample", include_str!("../../wgsl/sample.wgsl")),
-    ("slstm_seq", include_str!("../../wgsl/slstm_seq.wgsl")),
-    ("layer_norm", include_str!("../../wgsl/layer_norm.wgsl")),
-    ("conv_silu", include_str!("../../wgsl/conv_silu.wgsl")),
-    ("headwise", include_str!("../../wgsl/headwise.wgsl")),
-    ("gated_act", include_str!("../../wgsl/gated_act.wgsl")),
-    ("bias_add", include_str!("../../wgsl/bias_add.wgsl")),
-    ("slstm_step", include_str!("../../wgsl/slstm_step.wgsl")),
+/// One kernel file: its name (what [`Kernels::pipeline`] is asked for), its path under `wgsl/`
+/// (the folder is the kernel family, whose host module is `crate::ops::<family>`) and its text.
+#[derive(Clone, Copy, Debug)]
+pub struct KernelSource {
+    pub name: &'static str,
+    pub file: &'static str,
+    pub text: &'static str,
+}
+
+/// Names a kernel and embeds `wgsl/<file>`; the path is written once, so the table cannot
+/// disagree with what is compiled.
+macro_rules! wgsl {
+    ($name:literal, $file:literal) => {
+        KernelSource {
+            name: $name,
+            file: $file,
+            text: include_str!(concat!("../../wgsl/", $file)),
+        }
+    };
+}
+
+/// Every kernel shipped with the crate.
+pub const SOURCES: &[KernelSource] = &[
+    wgsl!("embed", "elementwise/embed.wgsl"),
+    wgsl!("rms_norm", "norms/rms_norm.wgsl"),
+    wgsl!("gemm", "matmul/gemm.wgsl"),
+    wgsl!("gemm_coop", "matmul/gemm_coop.wgsl"),
+    wgsl!("gemv", "matmul/gemv.wgsl"),
+    wgsl!("gemv_head_norm", "matmul/gemv_head_norm.wgsl"),
+    wgsl!("mlstm_gates", "mlstm_chunk/mlstm_gates.wgsl"),
+    wgsl!("mlstm_chunk_state", "mlstm_chunk/mlstm_chunk_state.wgsl"),
+    wgsl!("mlstm_chunk_out", "mlstm_chunk/mlstm_chunk_out.wgsl"),
+    wgsl!("mlstm_chunk_state_coop", "mlstm_chunk/mlstm_chunk_state_coop.wgsl"),
+    wgsl!("mlstm_chunk_out_coop", "mlstm_chunk/mlstm_chunk_out_coop.wgsl"),
+    wgsl!("mlstm_step", "mlstm_step/mlstm_step.wgsl"),
+    wgsl!("mlstm_v1_gates", "v1/mlstm_v1_gates.wgsl"),
+    wgsl!("head_norm_gate", "norms/head_norm_gate.wgsl"),
+    wgsl!("swiglu", "elementwise/swiglu.wgsl"),
+    wgsl!("argmax", "sampling/argmax.wgsl"),
+    wgsl!("fill_random", "elementwise/fill_random.wgsl"),
+    wgsl!("sample", "sampling/sample.wgsl"),
+    wgsl!("slstm_seq", "slstm/slstm_seq.wgsl"),
+    wgsl!("layer_norm", "norms/layer_norm.wgsl"),
+    wgsl!("conv_silu", "v1/conv_silu.wgsl"),
+    wgsl!("headwise", "v1/headwise.wgsl"),
+    wgsl!("gated_act", "v1/gated_act.wgsl"),
+    wgsl!("bias_add", "v1/bias_add.wgsl"),
+    wgsl!("slstm_step", "slstm/slstm_step.wgsl"),
 ];
 
 /// Which kernels keep naga's runtime checks (bounds clamping of every index, loop bounding).
@@ -80,8 +95,8 @@ impl KernelChecks {
 pub fn source(name: &str) -> Result<&'static str> {
     SOURCES
         .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, s)| *s)
+        .find(|k| k.name == name)
+        .map(|k| k.text)
         .ok_or_else(|| Error::Kernel {
             kernel: name.into(),
             message: "no such kernel".into(),
@@ -345,8 +360,9 @@ mod tests {
     /// `Params` holds only 32-bit scalars, whose layout both address spaces share.
     #[test]
     fn every_kernel_moves_its_params_to_storage_with_the_same_layout() {
-        for (name, src) in SOURCES {
-            let text = params_in_storage(name, src).unwrap();
+        for k in SOURCES {
+            let name = k.name;
+            let text = params_in_storage(name, k.text).unwrap();
             let module = naga::front::wgsl::parse_str(&text)
                 .unwrap_or_else(|e| panic!("{name}: parse: {}", e.emit_to_string(&text)));
             naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all())

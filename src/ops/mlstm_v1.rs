@@ -1,10 +1,12 @@
 //! The original (v1) mLSTM's gate projection: Linear(3I -> NH) for the input and the forget gate
 //! over concat(q, k, v), computed in place in the cell's projection rows.
+//!
+//! WGSL: `wgsl/v1/mlstm_v1_gates.wgsl`. Reference: the gate projection inside the v1 mLSTM layer of
+//! `xlstm_reference::v1::forward`; tested end to end (`tests/end_to_end_v1.rs`).
 
 use super::Ops;
 use crate::error::{Error, Result};
 use crate::gpu::{Kernels, PlanBuilder, Slice};
-use bytemuck::{Pod, Zeroable};
 
 /// Compiled pipeline of mlstm_v1_gates.wgsl.
 pub struct MlstmV1Pipelines {
@@ -19,15 +21,17 @@ impl MlstmV1Pipelines {
     }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct GatesParams {
-    tokens: u32,
-    rows: u32,
-    k: u32,
-    stride: u32,
-    gate_col: u32,
-    _pad: [u32; 3],
+params! {
+    struct GatesParams for ["mlstm_v1_gates"] {
+        tokens: u32,
+        rows: u32,
+        k: u32,
+        stride: u32,
+        gate_col: u32,
+        _pad0: u32,
+        _pad1: u32,
+        _pad2: u32,
+    }
 }
 
 /// proj[t, gate_col + r] = Σ_{j<k} proj[t, j] · w[r, j] for r < rows, t < tokens: `w` [rows, k]
@@ -57,7 +61,9 @@ pub fn gates(
         k: k as u32,
         stride: stride as u32,
         gate_col: gate_col as u32,
-        _pad: [0; 3],
+        _pad0: 0,
+        _pad1: 0,
+        _pad2: 0,
     };
     pb.dispatch(
         "mlstm_v1_gates",

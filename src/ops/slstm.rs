@@ -1,10 +1,13 @@
 //! Launchers of the sLSTM recurrence: the persistent sequence kernel (one workgroup per head
 //! loops over time) and the per-token kernel (many workgroups per step, for wide heads).
+//!
+//! WGSL: `wgsl/slstm/slstm_seq.wgsl`, `wgsl/slstm/slstm_step.wgsl`. Reference and test: `slstm_reference`
+//! and `slstm_modes_match_reference` in `tests/kernels.rs` (end to end: the sLSTM layer of
+//! `xlstm_reference::v1::forward`).
 
 use super::{u, Ops};
 use crate::error::{Error, Result};
 use crate::gpu::{ConstValue, Kernels, PlanBuilder, Slice};
-use bytemuck::{Pod, Zeroable};
 
 /// Largest head width of the sequence kernel (slstm_seq.wgsl keeps y and the 4·DH gate
 /// pre-activations of its head in workgroup memory, and one invocation per unit).
@@ -91,22 +94,22 @@ impl SlstmMode {
     }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct SeqParams {
-    tokens: u32,
-    num_heads: u32,
-    head_dim: u32,
-    t0: u32,
+params! {
+    struct SeqParams for ["slstm_seq"] {
+        tokens: u32,
+        num_heads: u32,
+        head_dim: u32,
+        t0: u32,
+    }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct StepParams {
-    num_heads: u32,
-    head_dim: u32,
-    t: u32,
-    check_first: u32,
+params! {
+    struct StepParams for ["slstm_step"] {
+        num_heads: u32,
+        head_dim: u32,
+        t: u32,
+        check_first: u32,
+    }
 }
 
 fn input(msg: String) -> Error {

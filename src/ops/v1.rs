@@ -2,6 +2,10 @@
 //! the causal depthwise conv1d + SiLU with its decode state, block-diagonal (headwise)
 //! projections, the gated feed-forward activation and bias adds.
 //!
+//! WGSL: `wgsl/norms/layer_norm.wgsl`, `wgsl/v1/{conv_silu,headwise,gated_act,bias_add}.wgsl`.
+//! Reference: `xlstm_reference::v1::{group_norm, conv_silu_step, headwise, activation}`;
+//! tests: `tests/kernels_v1.rs`.
+//!
 //! Every launcher checks its shapes against the bound slices (rows and columns inside the
 //! binding, output rows not overlapping each other, u32 indices) and returns [`Error::Input`]
 //! instead of letting a kernel read or write out of bounds. Grids are linear workgroup counts
@@ -11,11 +15,10 @@
 //! model graph may keep several operands in one buffer: wgpu rejects a buffer that is bound both
 //! read-only and read-write in one dispatch, but allows it bound read-write several times.
 
-use super::{Ops, Rows};
+use super::{check_len, check_out_rows, check_rows, u, Ops, Rows};
 use crate::error::{Error, Result};
 use crate::gpu::{ConstValue, Kernels, PlanBuilder, Slice};
 use crate::model::v1_config::Activation;
-use bytemuck::{Pod, Zeroable};
 
 /// Compiled pipelines of the v1 kernels.
 pub struct V1Pipelines {
@@ -78,57 +81,6 @@ fn grid(what: &str, n: usize) -> Result<([u32; 3], u32)> {
     Ok(([gx as u32, gy as u32, 1], gx as u32))
 }
 
-fn u(x: usize) -> u32 {
-    x as u32
-}
-
-/// f32 elements a slice binds.
-fn elems(s: &Slice) -> usize {
-    (s.size / 4) as usize
-}
-
-/// `n` elements fit in `s` (and are addressable with u32 indices).
-fn check_len(what: &str, s: &Slice, n: usize) -> Result<()> {
-    if n > elems(s) || n > u32::MAX as usize {
-        return Err(Error::Input(format!(
-            "{what}: needs {n} values, the buffer holds {}",
-            elems(s)
-        )));
-    }
-    Ok(())
-}
-
-/// `rows` rows of `width` values of `r` lie inside its binding.
-fn check_rows(what: &str, r: &Rows, rows: usize, width: usize) -> Result<()> {
-    if rows == 0 || width == 0 {
-        return Ok(());
-    }
-    let end = (rows - 1)
-        .checked_mul(r.stride)
-        .and_then(|v| v.checked_add(r.offset))
-        .and_then(|v| v.checked_add(width));
-    match end {
-        Some(end) if end <= elems(&r.buf) && end <= u32::MAX as usize => Ok(()),
-        _ => Err(Error::Input(format!(
-            "{what}: {rows} rows of {width} at offset {} stride {} do not fit the buffer ({} values)",
-            r.offset,
-            r.stride,
-            elems(&r.buf)
-        ))),
-    }
-}
-
-/// Like [`check_rows`], and the rows do not overlap (an output).
-fn check_out_rows(what: &str, r: &Rows, rows: usize, width: usize) -> Result<()> {
-    if rows > 1 && r.stride < width {
-        return Err(Error::Input(format!(
-            "{what}: output rows of {width} with stride {} overlap",
-            r.stride
-        )));
-    }
-    check_rows(what, r, rows, width)
-}
-
 /// What a LayerNorm / GroupNorm does with its result.
 #[derive(Clone, Copy)]
 pub enum NormOut<'a> {
@@ -140,25 +92,25 @@ pub enum NormOut<'a> {
     MlstmGate { skip: &'a Slice, xc: &'a Rows, z: &'a Rows },
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct NormParams {
-    rows: u32,
-    width: u32,
-    groups: u32,
-    gw: u32,
-    x_offset: u32,
-    x_stride: u32,
-    out_offset: u32,
-    out_stride: u32,
-    xc_offset: u32,
-    xc_stride: u32,
-    z_offset: u32,
-    z_stride: u32,
-    has_weight: u32,
-    grid_x: u32,
-    eps: f32,
-    _pad: u32,
+params! {
+    struct NormParams for ["layer_norm"] {
+        rows: u32,
+        width: u32,
+        groups: u32,
+        gw: u32,
+        x_offset: u32,
+        x_stride: u32,
+        out_offset: u32,
+        out_stride: u32,
+        xc_offset: u32,
+        xc_stride: u32,
+        z_offset: u32,
+        z_stride: u32,
+        has_weight: u32,
+        grid_x: u32,
+        eps: f32,
+        _pad: u32,
+    }
 }
 
 /// Per-row LayerNorm over `groups` equal groups of `width / groups` columns (1 group: LayerNorm;
@@ -229,19 +181,21 @@ pub fn layer_norm(
     Ok(())
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct ConvParams {
-    tokens: u32,
-    width: u32,
-    ks: u32,
-    col_groups: u32,
-    x_offset: u32,
-    x_stride: u32,
-    out_offset: u32,
-    out_stride: u32,
-    grid_x: u32,
-    _pad: [u32; 3],
+params! {
+    struct ConvParams for ["conv_silu"] {
+        tokens: u32,
+        width: u32,
+        ks: u32,
+        col_groups: u32,
+        x_offset: u32,
+        x_stride: u32,
+        out_offset: u32,
+        out_stride: u32,
+        grid_x: u32,
+        _pad0: u32,
+        _pad1: u32,
+        _pad2: u32,
+    }
 }
 
 /// Causal depthwise conv1d + SiLU over `tokens` rows, continuing from `state`, then the state
@@ -285,7 +239,9 @@ pub fn conv_silu(
         out_offset: u(out.offset),
         out_stride: u(out.stride),
         grid_x: 0,
-        _pad: [0; 3],
+        _pad0: 0,
+        _pad1: 0,
+        _pad2: 0,
     };
     let (g, grid_x) = grid("conv_silu", tokens * col_groups)?;
     p.grid_x = grid_x;
@@ -315,25 +271,25 @@ pub fn conv_silu(
     Ok(())
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct HeadwiseParams {
-    tokens: u32,
-    groups: u32,
-    width: u32,
-    bs: u32,
-    split: u32,
-    nb: u32,
-    first_offset: u32,
-    first_stride: u32,
-    second_offset: u32,
-    second_stride: u32,
-    out_offset: u32,
-    out_stride: u32,
-    has_bias: u32,
-    grid_x: u32,
-    per_row: u32,
-    _pad: u32,
+params! {
+    struct HeadwiseParams for ["headwise"] {
+        tokens: u32,
+        groups: u32,
+        width: u32,
+        bs: u32,
+        split: u32,
+        nb: u32,
+        first_offset: u32,
+        first_stride: u32,
+        second_offset: u32,
+        second_stride: u32,
+        out_offset: u32,
+        out_stride: u32,
+        has_bias: u32,
+        grid_x: u32,
+        per_row: u32,
+        _pad: u32,
+    }
 }
 
 /// Blocks up to this size use the one-value-per-invocation kernel.
@@ -426,17 +382,17 @@ pub fn headwise(
     Ok(())
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct GatedParams {
-    tokens: u32,
-    f: u32,
-    u_offset: u32,
-    u_stride: u32,
-    out_offset: u32,
-    out_stride: u32,
-    col_groups: u32,
-    grid_x: u32,
+params! {
+    struct GatedParams for ["gated_act"] {
+        tokens: u32,
+        f: u32,
+        u_offset: u32,
+        u_stride: u32,
+        out_offset: u32,
+        out_stride: u32,
+        col_groups: u32,
+        grid_x: u32,
+    }
 }
 
 /// out[t, j] = act(u[t, j]) · u[t, f + j] for j < f: the gated feed-forward's hidden layer
@@ -478,16 +434,17 @@ pub fn gated_act(
     Ok(())
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct BiasParams {
-    tokens: u32,
-    width: u32,
-    y_offset: u32,
-    y_stride: u32,
-    col_groups: u32,
-    grid_x: u32,
-    _pad: [u32; 2],
+params! {
+    struct BiasParams for ["bias_add"] {
+        tokens: u32,
+        width: u32,
+        y_offset: u32,
+        y_stride: u32,
+        col_groups: u32,
+        grid_x: u32,
+        _pad0: u32,
+        _pad1: u32,
+    }
 }
 
 /// y[t, j] += bias[j] for j < width.
@@ -506,7 +463,8 @@ pub fn bias_add(pb: &mut PlanBuilder, ops: &Ops, y: &Rows, bias: &Slice, tokens:
         y_stride: u(y.stride),
         col_groups: u(col_groups),
         grid_x,
-        _pad: [0; 2],
+        _pad0: 0,
+        _pad1: 0,
     };
     pb.dispatch("bias_add", &ops.v1.bias_add, &p, &[y.buf.clone(), bias.clone()], g)?;
     pb.cost(4.0 * (2 * tokens * width + width) as f64, (tokens * width) as f64);

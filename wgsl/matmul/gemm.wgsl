@@ -24,7 +24,7 @@ struct Params {
     y_offset: u32,
     accumulate: u32,
     soft_cap: f32,
-    _pad0: u32,
+    y_aligned: u32, // read by gemm_coop.wgsl only (the two share the host's GemmParams)
     _pad1: u32,
 }
 

@@ -1,0 +1,116 @@
+//! Element-wise kernels: the embedding gather (`wgsl/elementwise/embed.wgsl`), SwiGLU
+//! (`wgsl/elementwise/swiglu.wgsl`) and the random weight fill of synthetic models
+//! (`wgsl/elementwise/fill_random.wgsl`).
+//!
+//! Reference: `xlstm_reference::ops::swiglu` (embed is a row copy); tests: `tests/kernels.rs`.
+
+use super::{groups, u, Ops};
+use crate::error::Result;
+use crate::gpu::{PlanBuilder, Slice};
+use crate::model::weights::GpuMatrix;
+
+params! {
+    struct EmbedParams for ["embed"] {
+        tokens: u32,
+        dim: u32,
+        kp: u32,
+        row0: u32,
+        rows: u32,
+        ids_offset: u32,
+        _pad0: u32,
+        _pad1: u32,
+    }
+}
+
+/// out[t, :] = table[ids[ids_offset + t], :] for t < tokens.
+pub fn embed(
+    pb: &mut PlanBuilder,
+    ops: &Ops,
+    ids: &Slice,
+    ids_offset: usize,
+    tokens: usize,
+    table: &GpuMatrix,
+    out: &Slice,
+) -> Result<()> {
+    for (i, part) in table.parts.iter().enumerate() {
+        let p = EmbedParams {
+            tokens: u(tokens),
+            dim: u(table.cols),
+            kp: u(table.kp),
+            row0: u(part.row0),
+            rows: u(part.rows),
+            ids_offset: u(ids_offset),
+            _pad0: 0,
+            _pad1: 0,
+        };
+        pb.dispatch(
+            "embed",
+            &ops.embed,
+            &p,
+            &[ids.clone(), table.part_slice(i), out.clone()],
+            [groups(table.cols, 512), u(tokens), 1],
+        )?;
+    }
+    Ok(())
+}
+
+params! {
+    struct SwigluParams for ["swiglu"] {
+        tokens: u32,
+        ffn: u32,
+        _pad0: u32,
+        _pad1: u32,
+    }
+}
+
+/// y[t, f] = silu(u[t, f]) * u[t, ffn + f].
+pub fn swiglu(pb: &mut PlanBuilder, ops: &Ops, u_in: &Slice, tokens: usize, ffn: usize, y: &Slice) -> Result<()> {
+    let p = SwigluParams {
+        tokens: u(tokens),
+        ffn: u(ffn),
+        _pad0: 0,
+        _pad1: 0,
+    };
+    pb.dispatch(
+        "swiglu",
+        &ops.swiglu,
+        &p,
+        &[u_in.clone(), y.clone()],
+        [groups(ffn, 256), u(tokens), 1],
+    )
+}
+
+params! {
+    struct FillParams for ["fill_random"] {
+        words: u32,
+        seed: u32,
+        scale: f32,
+        kp: u32,
+        cols: u32,
+        first_element: u32,
+        _pad0: u32,
+        _pad1: u32,
+    }
+}
+
+/// Fills every part of `w` with uniform values in [-scale, scale] (zero padding columns).
+pub fn fill_random(pb: &mut PlanBuilder, ops: &Ops, w: &GpuMatrix, seed: u32, scale: f32) -> Result<()> {
+    let per_word = if w.dtype.is_f16() { 2 } else { 1 };
+    for (i, part) in w.parts.iter().enumerate() {
+        let words = part.rows * w.kp / per_word;
+        let p = FillParams {
+            words: u(words),
+            seed,
+            scale,
+            kp: u(w.kp),
+            cols: u(w.cols),
+            first_element: u(part.row0 * w.kp),
+            _pad0: 0,
+            _pad1: 0,
+        };
+        let wg = words.div_ceil(256);
+        let grid = [wg.min(65535) as u32, wg.div_ceil(65535) as u32, 1];
+        pb.dispatch("fill_random", &ops.fill_random, &p, &[w.part_slice(i)], grid)?;
+    }
+    Ok(())
+}

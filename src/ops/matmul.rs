@@ -1,0 +1,340 @@
+//! Matrix products: the tiled GEMM (`wgsl/matmul/gemm.wgsl`), the matrix-unit GEMM
+//! (`wgsl/matmul/gemm_coop.wgsl`), the one-token GEMV with its fused input transforms
+//! (`wgsl/matmul/gemv.wgsl`: plain, RMSNorm, SwiGLU) and the GEMV with the head norm and output
+//! gate fused in (`wgsl/matmul/gemv_head_norm.wgsl`).
+//!
+//! Reference: `xlstm_reference::ops::matmul_t` (with `rms_norm`, `swiglu`, `head_layer_norm`
+//! for the fused inputs); tests: `tests/kernels.rs` (gemm*, gemv*).
+
+use super::{check_len, check_out_rows, check_rows, groups, u, Ops, Rows};
+use crate::error::{Error, Result};
+use crate::gpu::{PlanBuilder, Slice};
+use crate::model::weights::GpuMatrix;
+
+/// Workgroup memory gemm_coop.wgsl declares (two 128 x 72 f16 staging tiles and 8 KiB of
+/// epilogue scratch).
+const COOP_GEMM_WORKGROUP_BYTES: u32 = 2 * 128 * 72 * 2 + 2048 * 4;
+
+/// Whether gemm_coop.wgsl can run: 16x16 f16 cooperative matrices, f16 shaders, subgroups of
+/// exactly 32 invocations (the kernel's 256 invocations are 8 subgroups with fixed tile roles),
+/// and 44 KiB of workgroup memory.
+pub fn coop_gemm_supported(caps: &crate::gpu::Caps) -> bool {
+    caps.coop_16x16_f16
+        && caps.f16
+        && caps.subgroup
+        && caps.subgroup_min_size == 32
+        && caps.subgroup_max_size == 32
+        && caps.max_workgroup_storage >= COOP_GEMM_WORKGROUP_BYTES
+}
+
+/// Inputs gemv_head_norm.wgsl stages (its KMAX) and the workgroup memory it declares (the staged
+/// input, 1024 row partials, per-head mean and scale).
+const GEMV_HEAD_NORM_MAX_INPUTS: usize = 4096;
+pub(super) const GEMV_HEAD_NORM_WORKGROUP_BYTES: u32 = (GEMV_HEAD_NORM_MAX_INPUTS as u32 + 1024 + 2 * 256) * 4;
+/// Rows per workgroup of gemv_head_norm.wgsl (ROWS).
+const GEMV_HEAD_NORM_ROWS: usize = 16;
+
+params! {
+    struct GemmParams for ["gemm", "gemm_coop"] {
+        tokens: u32,
+        n: u32,
+        k: u32,
+        kp: u32,
+        x_stride: u32,
+        x_offset: u32,
+        y_stride: u32,
+        y_offset: u32,
+        accumulate: u32,
+        soft_cap: f32,
+        y_aligned: u32,
+        _pad1: u32,
+    }
+}
+
+params! {
+    struct GemvParams for ["gemv"] {
+        n: u32,
+        k: u32,
+        kp: u32,
+        x_offset: u32,
+        y_offset: u32,
+        accumulate: u32,
+        soft_cap: f32,
+        eps: f32,
+    }
+}
+
+/// How a matmul writes its result.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Epilogue {
+    /// Add into the output (residual connection) instead of overwriting it.
+    pub accumulate: bool,
+    /// Apply cap * tanh(v / cap) when > 0.
+    pub soft_cap: f32,
+}
+
+/// y[t, :w.rows] (+)= x[t, :w.cols] W^T for t < tokens. One token uses the GEMV kernel.
+pub fn matmul(
+    pb: &mut PlanBuilder,
+    ops: &Ops,
+    x: &Rows,
+    tokens: usize,
+    w: &GpuMatrix,
+    y: &Rows,
+    epi: Epilogue,
+) -> Result<()> {
+    check_rows("matmul x", x, tokens, w.cols)?;
+    check_out_rows("matmul y", y, tokens, w.rows)?;
+    check_weights("matmul", w)?;
+    for (i, part) in w.parts.iter().enumerate() {
+        if tokens == 1 {
+            gemv_part(pb, ops.gemv_rows, &ops.gemv, "gemv", x, &x.buf, w, i, y, epi, 0.0)?;
+            continue;
+        }
+        // The matrix-unit GEMM where the adapter has one (128 x 128 tiles), else the tiled one.
+        let (label, pipeline, tile) = match &ops.gemm_coop {
+            Some(coop) => ("gemm_coop", coop, 128),
+            None => ("gemm", &ops.gemm, 64),
+        };
+        let p = GemmParams {
+            tokens: u(tokens),
+            n: u(part.rows),
+            k: u(w.cols),
+            kp: u(w.kp),
+            x_stride: u(x.stride),
+            x_offset: u(x.offset),
+            y_stride: u(y.stride),
+            y_offset: u(y.offset + part.row0),
+            accumulate: epi.accumulate as u32,
+            soft_cap: epi.soft_cap,
+            // gemm_coop: whether y's binding starts 16-byte aligned (its direct fragment stores
+            // need aligned rows); the tiled kernel ignores it.
+            y_aligned: y.buf.offset.is_multiple_of(16) as u32,
+            _pad1: 0,
+        };
+        let bufs = [x.buf.clone(), w.part_slice(i), y.buf.clone()];
+        // gemm_coop walks token tiles first (neighbouring workgroups share weight tiles).
+        let grid = if ops.gemm_coop.is_some() {
+            [groups(tokens, tile), groups(part.rows, tile), 1]
+        } else {
+            [groups(part.rows, tile), groups(tokens, tile), 1]
+        };
+        pb.dispatch(label, pipeline, &p, &bufs, grid)?;
+        let io = 4.0 * (tokens * (w.cols + 2 * part.rows)) as f64;
+        pb.cost(part.buf.len() as f64 + io, 2.0 * (tokens * part.rows * w.cols) as f64);
+    }
+    Ok(())
+}
+
+/// One GEMV dispatch over part `i` of `w`; `aux` is the transform's extra input (any buffer when
+/// the variant has none: the binding exists in every variant).
+#[allow(clippy::too_many_arguments)] // one argument per binding and shape
+fn gemv_part(
+    pb: &mut PlanBuilder,
+    rows_per_group: usize,
+    pipeline: &wgpu::ComputePipeline,
+    label: &'static str,
+    x: &Rows,
+    aux: &Slice,
+    w: &GpuMatrix,
+    i: usize,
+    y: &Rows,
+    epi: Epilogue,
+    eps: f32,
+) -> Result<()> {
+    let part = &w.parts[i];
+    let p = GemvParams {
+        n: u(part.rows),
+        k: u(w.cols),
+        kp: u(w.kp),
+        x_offset: u(x.offset),
+        y_offset: u(y.offset + part.row0),
+        accumulate: epi.accumulate as u32,
+        soft_cap: epi.soft_cap,
+        eps,
+    };
+    let bufs = [x.buf.clone(), w.part_slice(i), y.buf.clone(), aux.clone()];
+    pb.dispatch(label, pipeline, &p, &bufs, [groups(part.rows, rows_per_group), 1, 1])?;
+    pb.cost(
+        part.buf.len() as f64 + 4.0 * (w.cols + 2 * part.rows) as f64,
+        2.0 * (part.rows * w.cols) as f64,
+    );
+    Ok(())
+}
+
+/// y (+)= W (RMSNorm(x) * norm) for one token: the norm is computed inside the GEMV.
+#[allow(clippy::too_many_arguments)] // one argument per binding and shape
+pub fn gemv_rms_norm(
+    pb: &mut PlanBuilder,
+    ops: &Ops,
+    x: &Rows,
+    norm: &Slice,
+    eps: f32,
+    w: &GpuMatrix,
+    y: &Rows,
+    epi: Epilogue,
+) -> Result<()> {
+    check_rows("gemv+norm x", x, 1, w.cols)?;
+    check_len("gemv+norm weight", norm, w.cols)?;
+    check_out_rows("gemv+norm y", y, 1, w.rows)?;
+    check_weights("gemv+norm", w)?;
+    for i in 0..w.parts.len() {
+        gemv_part(
+            pb,
+            ops.gemv_rows,
+            &ops.gemv_norm,
+            "gemv+norm",
+            x,
+            norm,
+            w,
+            i,
+            y,
+            epi,
+            eps,
+        )?;
+    }
+    Ok(())
+}
+
+params! {
+    struct GemvHeadNormParams for ["gemv_head_norm"] {
+        n: u32,
+        k: u32,
+        kp: u32,
+        x_offset: u32,
+        y_offset: u32,
+        accumulate: u32,
+        soft_cap: f32,
+        eps: f32,
+        gate_offset: u32,
+        head_dim: u32,
+        _pad0: u32,
+        _pad1: u32,
+    }
+}
+
+/// Whether [`gemv_head_norm_gate`] can run for `num_heads` heads of `head_dim` inputs and
+/// weights whose rows are `kp` wide: the adapter has the kernel, the staged input fits, each
+/// invocation's run of `width / 256` (at least 1) inputs stays within one head, heads are a
+/// multiple of 4 wide and there are at most 256 of them.
+pub fn gemv_head_norm_fits(ops: &Ops, num_heads: usize, head_dim: usize, kp: usize) -> bool {
+    let width = num_heads * head_dim;
+    let per = (width / 256).max(1);
+    ops.gemv_head_norm.is_some()
+        && kp <= GEMV_HEAD_NORM_MAX_INPUTS
+        && (1..=256).contains(&num_heads)
+        && head_dim.is_multiple_of(4)
+        && (width <= 256 || width.is_multiple_of(256))
+        && head_dim.is_multiple_of(per)
+}
+
+/// y (+)= W (HeadNorm(h) * norm * sigmoid(o)) for one token: xLSTM Large's per-head LayerNorm
+/// and output gate inside the out-projection GEMV (one dispatch instead of two). `h` is the mLSTM
+/// output row (`w.cols = num_heads * head_dim` values), `gate` the output-gate pre-activations,
+/// `norm` the head-norm weight. Requires [`gemv_head_norm_fits`].
+#[allow(clippy::too_many_arguments)] // one argument per binding and shape
+pub fn gemv_head_norm_gate(
+    pb: &mut PlanBuilder,
+    ops: &Ops,
+    h: &Rows,
+    head_dim: usize,
+    norm: &Slice,
+    gate: &Rows,
+    eps: f32,
+    w: &GpuMatrix,
+    y: &Rows,
+    epi: Epilogue,
+) -> Result<()> {
+    let heads = w.cols / head_dim.max(1);
+    let pipeline = match &ops.gemv_head_norm {
+        Some(p) if heads * head_dim == w.cols && gemv_head_norm_fits(ops, heads, head_dim, w.kp) => p,
+        _ => {
+            return Err(Error::Gpu(format!(
+                "fused head norm: {} inputs in heads of {head_dim} do not fit the kernel on this adapter",
+                w.cols
+            )))
+        }
+    };
+    check_rows("gemv+head_norm h", h, 1, w.cols)?;
+    check_len("gemv+head_norm weight", norm, w.cols)?;
+    check_rows("gemv+head_norm gate", gate, 1, w.cols)?;
+    check_out_rows("gemv+head_norm y", y, 1, w.rows)?;
+    check_weights("gemv+head_norm", w)?;
+    for (i, part) in w.parts.iter().enumerate() {
+        let p = GemvHeadNormParams {
+            n: u(part.rows),
+            k: u(w.cols),
+            kp: u(w.kp),
+            x_offset: u(h.offset),
+            y_offset: u(y.offset + part.row0),
+            accumulate: epi.accumulate as u32,
+            soft_cap: epi.soft_cap,
+            eps,
+            gate_offset: u(gate.offset),
+            head_dim: u(head_dim),
+            _pad0: 0,
+            _pad1: 0,
+        };
+        let bufs = [
+            h.buf.clone(),
+            w.part_slice(i),
+            y.buf.clone(),
+            norm.clone(),
+            gate.buf.clone(),
+        ];
+        pb.dispatch(
+            "gemv+head_norm",
+            pipeline,
+            &p,
+            &bufs,
+            [groups(part.rows, GEMV_HEAD_NORM_ROWS), 1, 1],
+        )?;
+        pb.cost(
+            part.buf.len() as f64 + 4.0 * (3 * w.cols + 2 * part.rows) as f64,
+            2.0 * (part.rows * w.cols) as f64,
+        );
+    }
+    Ok(())
+}
+
+/// y (+)= W (silu(u[..k]) * u[k..2k]) for one token, u the fused [gate | up] row (k = w.cols).
+pub fn gemv_swiglu(pb: &mut PlanBuilder, ops: &Ops, u_in: &Rows, w: &GpuMatrix, y: &Rows, epi: Epilogue) -> Result<()> {
+    check_rows("gemv+swiglu x", u_in, 1, w.cols.saturating_mul(2))?;
+    check_out_rows("gemv+swiglu y", y, 1, w.rows)?;
+    check_weights("gemv+swiglu", w)?;
+    for i in 0..w.parts.len() {
+        gemv_part(
+            pb,
+            ops.gemv_rows,
+            &ops.gemv_swiglu,
+            "gemv+swiglu",
+            u_in,
+            &u_in.buf,
+            w,
+            i,
+            y,
+            epi,
+            0.0,
+        )?;
+    }
+    Ok(())
+}
+
+/// Every part of `w` holds its `rows` rows of `kp` elements (what the kernels read of it) and
+/// lies inside the matrix's rows; the GEMV kernels and gemm_coop run without runtime checks
+/// (`gpu::kernels::TRUSTED`), so a short weight buffer must fail here.
+fn check_weights(what: &str, w: &GpuMatrix) -> Result<()> {
+    for (i, part) in w.parts.iter().enumerate() {
+        if part.row0.saturating_add(part.rows) > w.rows {
+            return Err(Error::Input(format!(
+                "{what}: weight part {i} holds rows {}..{} of a {}-row matrix",
+                part.row0,
+                part.row0.saturating_add(part.rows),
+                w.rows
+            )));
+        }
+        let bytes = part.rows.saturating_mul(w.kp).saturating_mul(w.dtype.bytes());
+        check_len(&format!("{what} weight part {i}"), &w.part_slice(i), bytes.div_ceil(4))?;
+    }
+    Ok(())
+}

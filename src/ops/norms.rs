@@ -1,0 +1,132 @@
+//! Normalisations of xLSTM Large: RMSNorm (`wgsl/norms/rms_norm.wgsl`) and the per-head LayerNorm
+//! times the output gate (`wgsl/norms/head_norm_gate.wgsl`). The v1 LayerNorm/GroupNorm
+//! (`wgsl/norms/layer_norm.wgsl`) is launched by [`super::v1`].
+//!
+//! Reference: `xlstm_reference::ops::{rms_norm, head_layer_norm}`; tests: `tests/kernels.rs`.
+
+use super::{u, CellLayout, Ops};
+use crate::error::Result;
+use crate::gpu::{PlanBuilder, Slice};
+
+params! {
+    struct RmsNormParams for ["rms_norm"] {
+        rows: u32,
+        dim: u32,
+        x_stride: u32,
+        x_offset: u32,
+        y_stride: u32,
+        y_offset: u32,
+        eps: f32,
+        _pad: u32,
+    }
+}
+
+/// A strided view of a row-major f32 matrix inside a buffer: row r starts at offset + r * stride.
+#[derive(Clone, Debug)]
+pub struct Rows {
+    pub buf: Slice,
+    pub offset: usize,
+    pub stride: usize,
+}
+
+impl Rows {
+    pub fn new(buf: &Slice, stride: usize) -> Rows {
+        Rows {
+            buf: buf.clone(),
+            offset: 0,
+            stride,
+        }
+    }
+    /// The same matrix starting at row `r`.
+    pub fn from_row(&self, r: usize) -> Rows {
+        Rows {
+            buf: self.buf.clone(),
+            offset: self.offset + r * self.stride,
+            stride: self.stride,
+        }
+    }
+    /// The same rows starting at column `c`.
+    pub fn col(&self, c: usize) -> Rows {
+        Rows {
+            buf: self.buf.clone(),
+            offset: self.offset + c,
+            stride: self.stride,
+        }
+    }
+}
+
+/// y = x / sqrt(mean(x^2) + eps) * weight, per row.
+#[allow(clippy::too_many_arguments)] // one argument per binding and shape
+pub fn rms_norm(
+    pb: &mut PlanBuilder,
+    ops: &Ops,
+    x: &Rows,
+    weight: &Slice,
+    dim: usize,
+    eps: f32,
+    rows: usize,
+    y: &Rows,
+) -> Result<()> {
+    let p = RmsNormParams {
+        rows: u(rows),
+        dim: u(dim),
+        x_stride: u(x.stride),
+        x_offset: u(x.offset),
+        y_stride: u(y.stride),
+        y_offset: u(y.offset),
+        eps,
+        _pad: 0,
+    };
+    pb.dispatch(
+        "rms_norm",
+        &ops.rms_norm,
+        &p,
+        &[x.buf.clone(), weight.clone(), y.buf.clone()],
+        [u(rows), 1, 1],
+    )
+}
+
+params! {
+    struct HeadNormParams for ["head_norm_gate"] {
+        tokens: u32,
+        num_heads: u32,
+        dv: u32,
+        proj_stride: u32,
+        o_col: u32,
+        eps: f32,
+        _pad0: u32,
+        _pad1: u32,
+    }
+}
+
+/// Per-head LayerNorm of h times sigmoid of the output gate: y [tokens, NH*dv].
+#[allow(clippy::too_many_arguments)] // one argument per binding and shape
+pub fn head_norm_gate(
+    pb: &mut PlanBuilder,
+    ops: &Ops,
+    l: &CellLayout,
+    h: &Slice,
+    weight: &Slice,
+    proj: &Slice,
+    tokens: usize,
+    eps: f32,
+    y: &Slice,
+) -> Result<()> {
+    let p = HeadNormParams {
+        tokens: u(tokens),
+        num_heads: u(l.num_heads),
+        dv: u(l.dv),
+        proj_stride: u(l.proj_stride),
+        o_col: u(l.o_col),
+        eps,
+        _pad0: 0,
+        _pad1: 0,
+    };
+    pb.dispatch(
+        "head_norm_gate",
+        &ops.head_norm_gate,
+        &p,
+        &[h.clone(), weight.clone(), proj.clone(), y.clone()],
+        [u(l.num_heads), u(tokens), 1],
+    )
+}
