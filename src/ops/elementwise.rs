@@ -6,8 +6,8 @@
 
 use super::{groups, u, Ops};
 use crate::error::Result;
+use crate::gpu::GpuMatrix;
 use crate::gpu::{PlanBuilder, Slice};
-use crate::model::weights::GpuMatrix;
 
 params! {
     struct EmbedParams for ["embed"] {

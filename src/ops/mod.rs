@@ -16,8 +16,8 @@
 //! Every item is re-exported here, so `crate::ops::X` names it whatever family it belongs to.
 
 use crate::error::{Error, Result};
+use crate::gpu::WeightDtype;
 use crate::gpu::{ConstValue, Kernels, Slice};
-use crate::model::weights::WeightDtype;
 
 /// One member of a kernel's parameter block as the layout test sees it: name, byte offset and
 /// scalar type (`u32` / `f32`).

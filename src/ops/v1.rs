@@ -18,7 +18,20 @@
 use super::{check_len, check_out_rows, check_rows, u, Ops, Rows};
 use crate::error::{Error, Result};
 use crate::gpu::{ConstValue, Kernels, PlanBuilder, Slice};
-use crate::model::v1_config::Activation;
+
+/// The gated feed-forward's activation (XL `components/feedforward.py` registry).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    /// Exact GELU `x·Φ(x)` (torch default, erf form).
+    Gelu,
+    Relu,
+    /// `relu(x)²`.
+    Relu2,
+    Sigmoid,
+    /// SiLU `x·σ(x)`.
+    Swish,
+    Selu,
+}
 
 /// Compiled pipelines of the v1 kernels.
 pub struct V1Pipelines {

@@ -70,19 +70,7 @@ pub enum SlstmBackend {
     Cuda,
 }
 
-/// The gated feed-forward's activation (XL `components/feedforward.py` registry).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Activation {
-    /// Exact GELU `x·Φ(x)` (torch default, erf form).
-    Gelu,
-    Relu,
-    /// `relu(x)²`.
-    Relu2,
-    Sigmoid,
-    /// SiLU `x·σ(x)`.
-    Swish,
-    Selu,
-}
+pub use crate::ops::v1::Activation;
 
 impl Activation {
     fn parse(name: &str) -> Result<Self> {
