@@ -4,14 +4,14 @@
 //! wrong call fails on the host instead of reading out of bounds on the GPU.
 //!
 //! Families (module: WGSL files under `wgsl/`):
-//! - [`matmul`]: `matmul/gemm`, `matmul/gemm_coop`, `matmul/gemv`, `matmul/gemv_head_norm`
-//! - [`mlstm_chunk`]: `mlstm_chunk/mlstm_gates`, `mlstm_chunk/mlstm_chunk_{state,out}[_coop]`
-//! - [`mlstm_step`]: `mlstm_step/mlstm_step`
-//! - [`norms`]: `norms/rms_norm`, `norms/head_norm_gate` (and `norms/layer_norm`, launched by [`v1`])
-//! - [`elementwise`]: `elementwise/embed`, `elementwise/swiglu`, `elementwise/fill_random`
-//! - [`sampling`]: `sampling/argmax`, `sampling/sample`
-//! - [`slstm`]: `slstm/slstm_seq`, `slstm/slstm_step`
-//! - [`v1`], [`mlstm_v1`]: the original xLSTM's kernels in `v1/`
+//! - [`matmul`] in `matmul/gemm`, `matmul/gemm_coop`, `matmul/gemv`, `matmul/gemv_head_norm`
+//! - [`mlstm_chunk`] in `mlstm_chunk/mlstm_gates`, `mlstm_chunk/mlstm_chunk_{state,out}[_coop]`
+//! - [`mlstm_step`] in `mlstm_step/mlstm_step`
+//! - [`norms`] in `norms/rms_norm`, `norms/head_norm_gate` (and `norms/layer_norm`, launched by [`v1`])
+//! - [`elementwise`] in `elementwise/embed`, `elementwise/swiglu`, `elementwise/fill_random`
+//! - [`sampling`] in `sampling/argmax`, `sampling/sample`
+//! - [`slstm`] in `slstm/slstm_seq`, `slstm/slstm_step`
+//! - [`v1`], [`mlstm_v1`] in the original xLSTM's kernels in `v1/`
 //!
 //! Every item is re-exported here, so `crate::ops::X` names it whatever family it belongs to.
 
