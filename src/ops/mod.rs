@@ -356,3 +356,23 @@ pub(crate) fn check_out_rows(what: &str, r: &Rows, rows: usize, width: usize) ->
     }
     check_rows(what, r, rows, width)
 }
+
+/// Every part of `w` holds its `rows` rows of `kp` elements (what the kernels read of it) and
+/// lies inside the matrix's rows; the GEMV kernels and gemm_coop run without runtime checks
+/// (`gpu::kernels::TRUSTED`), so a short weight buffer must fail here
+/// (the other weight kernels check the same way).
+pub(crate) fn check_weights(what: &str, w: &crate::model::weights::GpuMatrix) -> Result<()> {
+    for (i, part) in w.parts.iter().enumerate() {
+        if part.row0.saturating_add(part.rows) > w.rows {
+            return Err(Error::Input(format!(
+                "{what}: weight part {i} holds rows {}..{} of a {}-row matrix",
+                part.row0,
+                part.row0.saturating_add(part.rows),
+                w.rows
+            )));
+        }
+        let bytes = part.rows.saturating_mul(w.kp).saturating_mul(w.dtype.bytes());
+        check_len(&format!("{what} weight part {i}"), &w.part_slice(i), bytes.div_ceil(4))?;
+    }
+    Ok(())
+}
