@@ -23,7 +23,6 @@
 
 pub mod bench;
 pub mod cli;
-pub mod cpu;
 pub mod error;
 pub mod files;
 pub mod gpu;

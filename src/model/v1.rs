@@ -1,6 +1,6 @@
 //! The original xLSTM (`xLSTMLMModel`: v1 mLSTM and sLSTM blocks) on the GPU: weights uploaded a
 //! block at a time, the recurrent state, the activation buffers of a segment, and the plan of one
-//! forward pass (reference/xlstm.md §3; the plain-Rust reference is `crate::cpu::v1`).
+//! forward pass (reference/xlstm.md §3; the plain-Rust reference is `xlstm_reference::v1`).
 //!
 //! ```text
 //! x = embedding[ids]
@@ -18,19 +18,18 @@ use super::checkpoint::Checkpoint;
 use super::mlstm_cell::{record_cell, CellBuffers, CellPass, CellScratch, CellState};
 use super::state::StateTensor;
 use super::v1_config::{Activation, BlockKind, MlstmLayerConfig, SlstmLayerConfig, V1Config, V1_NORM_EPS};
+use super::v1_weights::{load_block, BlockWeights, BLOCK_PREFIX};
 use super::weights::{upload_f32, upload_matrix, GpuMatrix, WeightDtype};
-use crate::cpu::v1::{self as reference, BlockWeights};
 use crate::error::{Error, Result};
 use crate::gpu::{BufferPool, Category, Gpu, GpuBuffer, PlanBuilder, Slice};
 use crate::ops::slstm::{self, SlstmMode};
 use crate::ops::v1::{self as v1ops, NormOut};
 use crate::ops::{self, mlstm_v1, CellLayout, Epilogue, Ops, Rows};
 
-/// The name prefix of block `i`'s tensors is `{BLOCK_PREFIX}{i}.`.
-const BLOCK_PREFIX: &str = "xlstm_block_stack.blocks.";
-
-/// `eps` of the v1 mLSTM output denominator.
-const CELL_EPS: f32 = reference::MLSTM_CELL_EPS as f32;
+/// `eps` added to the v1 mLSTM output denominator (`recurrent_step_stabilized_simple`); the
+/// reference computes in f64 with this value, the kernels in f32.
+pub const MLSTM_CELL_EPS: f64 = 1e-6;
+const CELL_EPS: f32 = MLSTM_CELL_EPS as f32;
 
 /// One v1 mLSTM block on the GPU.
 pub struct MlstmBlock {
@@ -142,7 +141,7 @@ impl Weights {
             // The matrices converted to the device format are labelled with their tensor names,
             // which errors about out-of-range values give.
             let tensor = |s: &str| format!("{BLOCK_PREFIX}{index}.{s}");
-            blocks.push(match reference::load_block(cfg, ckpt, index)? {
+            blocks.push(match load_block(cfg, ckpt, index)? {
                 BlockWeights::Mlstm(b) => {
                     let i = mlstm_of(cfg)?.inner_dim;
                     let qkv_bias = match (&b.q_bias, &b.k_bias, &b.v_bias) {
