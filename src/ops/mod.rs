@@ -361,7 +361,7 @@ pub(crate) fn check_out_rows(what: &str, r: &Rows, rows: usize, width: usize) ->
 /// lies inside the matrix's rows; the GEMV kernels and gemm_coop run without runtime checks
 /// (`gpu::kernels::TRUSTED`), so a short weight buffer must fail here
 /// (the other weight kernels check the same way).
-pub(crate) fn check_weights(what: &str, w: &crate::model::weights::GpuMatrix) -> Result<()> {
+pub(crate) fn check_weights(what: &str, w: &crate::gpu::GpuMatrix) -> Result<()> {
     for (i, part) in w.parts.iter().enumerate() {
         if part.row0.saturating_add(part.rows) > w.rows {
             return Err(Error::Input(format!(
