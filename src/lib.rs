@@ -21,8 +21,6 @@
 //! # }
 //! ```
 
-pub mod bench;
-pub mod cli;
 pub mod cpu;
 pub mod error;
 pub mod files;
@@ -34,7 +32,6 @@ pub mod sample;
 pub mod session;
 pub mod telemetry;
 pub mod tokenizer;
-pub mod tune;
 
 pub use error::{Error, Result};
 pub use gpu::{Caps, Gpu, GpuOptions, PoolStats, SubmitBudget};

@@ -1,12 +1,12 @@
 //! Command-line plumbing shared by the `xlstm` binary and the examples: the GPU, model and
 //! scheduler flags, and turning them into library options.
 
-use crate::error::{Error, Result};
-use crate::gpu::{Gpu, GpuOptions, KernelChecks};
-use crate::model::{LoadOptions, Model, WeightDtype};
-use crate::sample::{Sampler, SamplerConfig};
-use crate::session::{GenerateStats, Session, SessionOptions};
-use crate::tokenizer::TextStream;
+use xlstm_wgpu::error::{Error, Result};
+use xlstm_wgpu::gpu::{Gpu, GpuOptions, KernelChecks};
+use xlstm_wgpu::model::{LoadOptions, Model, WeightDtype};
+use xlstm_wgpu::sample::{Sampler, SamplerConfig};
+use xlstm_wgpu::session::{GenerateStats, Session, SessionOptions};
+use xlstm_wgpu::tokenizer::TextStream;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -231,7 +231,7 @@ pub struct GenerateArgs {
     #[command(flatten)]
     pub gpu: GpuArgs,
     #[command(flatten)]
-    pub mem: crate::telemetry::MemArgs,
+    pub mem: xlstm_wgpu::telemetry::MemArgs,
 }
 
 /// Prints the generated text as it comes and a one-line summary at the end.
@@ -243,7 +243,7 @@ pub fn run_generate(a: &GenerateArgs) -> Result<()> {
     check_new_tokens("--max-new-tokens", a.max_new_tokens)?;
     // telemetry: watchdog, status record, pre-load estimate (src/telemetry); SIGINT/SIGTERM stop
     // the run at the next token with the summary so far.
-    let wd = crate::telemetry::Watchdog::start_interruptible(a.mem.resolve()?, "generate", &dir.display().to_string())?;
+    let wd = xlstm_wgpu::telemetry::Watchdog::start_interruptible(a.mem.resolve()?, "generate", &dir.display().to_string())?;
     let progress = wd.progress();
     let gpu = a.gpu.open()?;
     wd.set_gpu(&gpu);
@@ -252,7 +252,7 @@ pub fn run_generate(a: &GenerateArgs) -> Result<()> {
     let tuned = run.apply_tune_cache(&gpu, crate::tune::store::ModelShape::of_dir(&dir).ok().as_ref());
     // A prompt has at most one token per byte, plus BOS.
     let est_tokens = a.prompt.len().saturating_add(1);
-    if let Ok(est) = crate::telemetry::Estimate::for_dir(&dir, run.dtype()?, &run.session_options()?, est_tokens, false)
+    if let Ok(est) = xlstm_wgpu::telemetry::Estimate::for_dir(&dir, run.dtype()?, &run.session_options()?, est_tokens, false)
     {
         wd.check_fits(&est)?;
     }
@@ -347,7 +347,7 @@ pub fn run_generate(a: &GenerateArgs) -> Result<()> {
     if let Some(sig) = wd.interrupted() {
         let p = progress.snapshot();
         let at = format!("in phase {} after {} tokens", p.phase, p.tokens);
-        return Err(crate::telemetry::signals::interrupted_error(sig, &at));
+        return Err(xlstm_wgpu::telemetry::signals::interrupted_error(sig, &at));
     }
     progress.set_phase("done");
     Ok(())
@@ -397,7 +397,7 @@ impl CompileProgress {
         );
         let state = Arc::new(std::sync::Mutex::new(CompileTime::default()));
         let (observed, shown) = (state.clone(), bar.clone());
-        crate::gpu::kernels::set_compile_observer(Some(Arc::new(move |e: &crate::gpu::kernels::CompileEvent<'_>| {
+        xlstm_wgpu::gpu::kernels::set_compile_observer(Some(Arc::new(move |e: &xlstm_wgpu::gpu::kernels::CompileEvent<'_>| {
             let mut t = observed.lock().unwrap_or_else(|p| p.into_inner());
             if e.finished {
                 let took = t.busy_since.take().map_or(std::time::Duration::ZERO, |s| s.elapsed());
@@ -441,7 +441,7 @@ impl CompileProgress {
 
     /// Removes the observer, stops the watcher and clears the line.
     fn finish(&mut self) {
-        crate::gpu::kernels::set_compile_observer(None);
+        xlstm_wgpu::gpu::kernels::set_compile_observer(None);
         self.state.lock().unwrap_or_else(|p| p.into_inner()).finished = true;
         if let Some(w) = self.watcher.take() {
             w.thread().unpark();
@@ -489,9 +489,9 @@ pub fn check_count(flag: &str, n: usize, max: usize, what: &str) -> Result<()> {
     Ok(())
 }
 
-/// Writes an output file atomically ([`crate::files::write_atomic`]): an error never leaves a
+/// Writes an output file atomically ([`xlstm_wgpu::files::write_atomic`]): an error never leaves a
 /// partial file behind, and an existing target that is not a regular file is refused.
 pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
-    crate::files::check_output_path(path)?;
-    crate::files::write_atomic(path, bytes, crate::files::Visibility::Shared)
+    xlstm_wgpu::files::check_output_path(path)?;
+    xlstm_wgpu::files::write_atomic(path, bytes, xlstm_wgpu::files::Visibility::Shared)
 }

@@ -22,8 +22,8 @@ pub use eval::{Measure, ModelSource};
 pub use params::{Knob, Params, Settings, Space, Target};
 pub use search::{GaConfig, Mode, Search};
 
-use crate::error::{Error, Result};
-use crate::gpu::Gpu;
+use xlstm_wgpu::error::{Error, Result};
+use xlstm_wgpu::gpu::Gpu;
 use serde::Serialize;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -88,7 +88,7 @@ pub trait Observer {
     /// A trial is about to start (`index` counts from 0).
     fn trial_started(&mut self, _index: usize, _params: &Params) {}
     /// A model was loaded (for the memory watchdog).
-    fn model_loaded(&mut self, _model: &crate::Model) {}
+    fn model_loaded(&mut self, _model: &xlstm_wgpu::Model) {}
     /// A trial finished; `best` is the best trial so far.
     fn trial_done(&mut self, _trial: &Trial, _best: Option<&Trial>) {}
 }
@@ -228,13 +228,13 @@ fn create_run_dir(dir: &std::path::Path) -> Result<()> {
         return Err(Error::Input(format!(
             "run directory {} is {}, not a directory",
             dir.display(),
-            crate::files::describe(&meta.file_type())
+            xlstm_wgpu::files::describe(&meta.file_type())
         )));
     }
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
-        if meta.uid() != crate::files::current_uid() {
+        if meta.uid() != xlstm_wgpu::files::current_uid() {
             return Err(Error::Input(format!(
                 "run directory {} is owned by uid {}, not by this user",
                 dir.display(),
@@ -504,7 +504,7 @@ impl TuneReport {
                 speedup.map_or(String::new(), |s| format!("{s:.4}")),
             );
         }
-        crate::files::write_atomic(&path, text.as_bytes(), crate::files::Visibility::Shared)?;
+        xlstm_wgpu::files::write_atomic(&path, text.as_bytes(), xlstm_wgpu::files::Visibility::Shared)?;
         let best = serde_json::json!({
             "run_dir": self.run_dir,
             "adapter": self.adapter,
@@ -528,10 +528,10 @@ impl TuneReport {
             "settings": self.settings,
         });
         let text = serde_json::to_string_pretty(&best).map_err(|e| Error::Input(e.to_string()))?;
-        crate::files::write_atomic(
+        xlstm_wgpu::files::write_atomic(
             &self.run_dir.join("best.json"),
             text.as_bytes(),
-            crate::files::Visibility::Shared,
+            xlstm_wgpu::files::Visibility::Shared,
         )
     }
 

@@ -4,8 +4,8 @@
 //! depends only on the fitness values told back (random mode: not even on those).
 
 use super::params::{Params, Space};
-use crate::error::{Error, Result};
-use crate::rng::SplitMix64;
+use xlstm_wgpu::error::{Error, Result};
+use xlstm_wgpu::rng::SplitMix64;
 use std::collections::{HashSet, VecDeque};
 
 /// How candidates are chosen.

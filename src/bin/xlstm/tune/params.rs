@@ -2,16 +2,16 @@
 //! given as flags ([`Settings`]), the complete form a trial runs with ([`Params`]), and the search
 //! space over them.
 
-use crate::error::{Error, Result};
-use crate::gpu::SubmitBudget;
-use crate::model::schedule::{PrefillSchedule, PrefillStrategy};
-use crate::session::SessionOptions;
+use xlstm_wgpu::error::{Error, Result};
+use xlstm_wgpu::gpu::SubmitBudget;
+use xlstm_wgpu::model::schedule::{PrefillSchedule, PrefillStrategy};
+use xlstm_wgpu::session::SessionOptions;
 use serde::{Deserialize, Serialize};
 
 /// Kernel shapes with `gemv_lanes` and every other shape at its default.
 #[allow(clippy::needless_update)]
-pub fn kernel_shapes(gemv_lanes: u32) -> crate::ops::KernelShapes {
-    crate::ops::KernelShapes {
+pub fn kernel_shapes(gemv_lanes: u32) -> xlstm_wgpu::ops::KernelShapes {
+    xlstm_wgpu::ops::KernelShapes {
         gemv_lanes,
         ..Default::default()
     }
@@ -115,7 +115,7 @@ impl Default for Params {
             segment: s.max_segment_tokens,
             record_threads: s.record_threads,
             decode_batch: s.decode_batch,
-            gemv_lanes: crate::ops::KernelShapes::default().gemv_lanes,
+            gemv_lanes: xlstm_wgpu::ops::KernelShapes::default().gemv_lanes,
         }
     }
 }
@@ -183,13 +183,13 @@ impl Params {
             }
             Ok(())
         };
-        check("chunk_size", self.chunk_size, 1, crate::ops::MAX_CHUNK)?;
+        check("chunk_size", self.chunk_size, 1, xlstm_wgpu::ops::MAX_CHUNK)?;
         check("heads_per_band", self.heads_per_band, 0, 1 << 16)?;
         check("tile_chunks", self.tile_chunks, 0, 1 << 16)?;
         check("submit_dispatches", self.submit_dispatches, 1, 1 << 24)?;
         check("segment", self.segment, 1, 1 << 24)?;
         check("record_threads", self.record_threads, 0, 256)?;
-        check("decode_batch", self.decode_batch, 1, crate::session::MAX_DECODE_BATCH)?;
+        check("decode_batch", self.decode_batch, 1, xlstm_wgpu::session::MAX_DECODE_BATCH)?;
         kernel_shapes(self.gemv_lanes).validate()
     }
 
