@@ -103,11 +103,11 @@ struct TuneArgs {
     #[arg(long)]
     model: Option<PathBuf>,
     /// What to make fast: prefill, decode, or both (the geometric mean of both speed-ups).
-    #[arg(long, default_value = "both")]
-    target: String,
+    #[arg(long, value_enum, default_value_t = tune::Target::Both)]
+    target: tune::Target,
     /// Search: ga (genetic algorithm) or random (uniform over the space).
-    #[arg(long, default_value = "ga")]
-    mode: String,
+    #[arg(long, value_enum, default_value_t = tune::Mode::Ga)]
+    mode: tune::Mode,
     /// Trials at most; trial 0 is the default configuration.
     #[arg(long, default_value_t = 24)]
     trials: usize,
@@ -162,8 +162,39 @@ struct InfoArgs {
     gpu: GpuArgs,
 }
 
+/// A value outside a flag's fixed choices (`--dtype`, `--prefill`, `--target`, `--mode`) is bad
+/// input like any other: one `xlstm: error:` line and exit code 1, as when these flags were
+/// parsed by hand. Every other command-line error stays clap's (usage, exit code 2).
+fn unknown_choice(e: &clap::Error) -> Option<Error> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if e.kind() != ErrorKind::InvalidValue {
+        return None;
+    }
+    let Some(ContextValue::Strings(valid)) = e.get(ContextKind::ValidValue) else {
+        return None;
+    };
+    let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let Some(ContextValue::String(value)) = e.get(ContextKind::InvalidValue) else {
+        return None;
+    };
+    // `--dtype <DTYPE>`: the flag without its value name.
+    let flag = arg.split_whitespace().next().unwrap_or(arg);
+    Some(Error::Input(format!("unknown {flag} `{value}` ({})", valid.join(", "))))
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => match unknown_choice(&e) {
+            Some(err) => {
+                eprintln!("xlstm: error: {err}");
+                return ExitCode::from(exit_code(&err));
+            }
+            None => e.exit(),
+        },
+    };
     let result = match cli.cmd {
         Cmd::Generate(a) => run_generate(&a),
         Cmd::Score(a) => score(a),
@@ -220,11 +251,11 @@ fn bench(a: BenchArgs) -> Result<()> {
     let tuned = a.run.apply_tune_cache(&gpu, shape.as_ref());
     let longest = a.prefill_lens.iter().copied().max().unwrap_or(1);
     let est = match (&a.model, &a.preset) {
-        (Some(dir), _) => Estimate::for_dir(dir, a.run.dtype()?, &a.run.session_options()?, longest, false).ok(),
+        (Some(dir), _) => Estimate::for_dir(dir, a.run.dtype, &a.run.session_options()?, longest, false).ok(),
         (None, p) => crate::bench::preset(p.as_deref().unwrap_or("7b")).ok().map(|cfg| {
             Estimate::for_config(
                 &cfg,
-                a.run.dtype().unwrap_or(xlstm_wgpu::WeightDtype::F16),
+                a.run.dtype,
                 &a.run.session_options().unwrap_or_default(),
                 longest,
                 false,
@@ -367,7 +398,7 @@ fn score(a: ScoreArgs) -> Result<()> {
     );
     // The output streams to disk as it is produced, so the host holds the prompt's logits once
     // (counted by the estimate) and one decode row at a time.
-    if let Ok(est) = Estimate::for_dir(&a.model, a.run.dtype()?, &a.run.session_options()?, ids.len(), true) {
+    if let Ok(est) = Estimate::for_dir(&a.model, a.run.dtype, &a.run.session_options()?, ids.len(), true) {
         wd.check_fits(&est)?;
     }
     progress.set_phase("loading");
@@ -523,9 +554,8 @@ fn tune(a: TuneArgs) -> Result<()> {
     if let Some(p) = a.population {
         check_count("--population", p, 10_000, "members a generation may have")?;
     }
-    let target: tune::Target = a.target.parse()?;
-    let mode: tune::Mode = a.mode.parse()?;
-    let dtype = a.run.dtype()?;
+    let (target, mode) = (a.target, a.mode);
+    let dtype = a.run.dtype;
     let shape = source.shape()?;
     // A positive number of seconds that a Duration can hold (1e308 cannot: it would panic).
     let budget = match a.budget_seconds {

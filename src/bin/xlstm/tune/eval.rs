@@ -2,7 +2,7 @@
 //! match), check its output against the recurrent path, then time the target with warm-up and
 //! repeats. A trial whose output is wrong is never timed, so a wrong-but-fast setting cannot win.
 
-use super::params::{kernel_shapes, Params, Target};
+use super::params::{Params, Target};
 use xlstm_wgpu::error::{Error, Result};
 use xlstm_wgpu::gpu::Gpu;
 use xlstm_wgpu::model::schedule::PrefillStrategy;
@@ -189,7 +189,7 @@ impl Evaluator {
             dtype: Some(self.measure.dtype),
             tokenizer: false,
             kernel_checks: self.measure.kernel_checks,
-            kernel_shapes: kernel_shapes(p.gemv_lanes),
+            kernel_shapes: p.kernel_shapes(),
         };
         let m = match &self.source {
             ModelSource::Dir(d) => Model::load(self.gpu.clone(), d, &opts)?,

@@ -19,7 +19,7 @@ pub mod search;
 pub mod store;
 
 pub use eval::{Measure, ModelSource};
-pub use params::{Knob, Params, Settings, Space, Target};
+pub use params::{Knob, KnobArgs, Params, Settings, Space, Target};
 pub use search::{GaConfig, Mode, Search};
 
 use xlstm_wgpu::error::{Error, Result};
@@ -94,7 +94,9 @@ pub trait Observer {
 }
 
 /// An observer that does nothing.
+#[cfg(test)]
 pub struct Quiet;
+#[cfg(test)]
 impl Observer for Quiet {}
 
 /// The outcome of a run.
@@ -262,7 +264,7 @@ pub fn run(gpu: Arc<Gpu>, opts: &TuneOptions, obs: &mut dyn Observer) -> Result<
     let base = opts.base.canonical(&opts.base, nh);
     // A bad flag fails here, before any model is loaded.
     base.session_options()?;
-    params::kernel_shapes(base.gemv_lanes).validate()?;
+    base.kernel_shapes().validate()?;
     let space = Space::new(ms.target, nh, ms.seq, &base, &opts.pinned);
     let max_batch = space
         .dims
@@ -595,17 +597,6 @@ impl TuneReport {
             .into_iter()
             .filter(|k| self.space.iter().any(|(n, _)| n == k.name()) || self.pinned.iter().any(|n| n == k.name()))
             .collect();
-        let short = |k: Knob| match k {
-            Knob::Prefill => "prefill",
-            Knob::ChunkSize => "chunk",
-            Knob::HeadsPerBand => "band",
-            Knob::TileChunks => "tile",
-            Knob::SubmitDispatches => "submit",
-            Knob::Segment => "segment",
-            Knob::RecordThreads => "threads",
-            Knob::DecodeBatch => "batch",
-            Knob::GemvLanes => "lanes",
-        };
         let mut out = format!(
             "{} | {} | {} weights | target {} | {} trials ({} ok) in {:.1} s, ended by {}\n",
             self.adapter,
@@ -619,7 +610,7 @@ impl TuneReport {
         );
         out += &format!("{:>6} ", "trial");
         for &k in &knobs {
-            out += &format!("{:>9} ", short(k));
+            out += &format!("{:>9} ", k.short());
         }
         out += &format!("{:>11} {:>11} {:>7}\n", "prefill/s", "decode/s", "status");
         let mut order: Vec<usize> = (0..self.trials.len()).filter(|&i| self.trials[i].ok()).collect();
