@@ -2,14 +2,14 @@
 //! decode throughput, peak pool memory, and GPU time per kernel with achieved GB/s and TFLOP/s.
 //! Models come from a checkpoint or from a preset shape with random weights made on the GPU.
 
+use serde::Serialize;
+use std::time::Instant;
 use xlstm_wgpu::error::{Error, Result};
 use xlstm_wgpu::gpu::KernelTime;
 use xlstm_wgpu::model::config::LargeConfig;
 use xlstm_wgpu::model::Model;
 use xlstm_wgpu::sample::argmax;
 use xlstm_wgpu::session::{Logits, Session, SessionOptions};
-use serde::Serialize;
-use std::time::Instant;
 
 /// Model shapes for benchmarks without a checkpoint.
 pub fn preset(name: &str) -> Result<LargeConfig> {

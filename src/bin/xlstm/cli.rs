@@ -1,17 +1,17 @@
 //! The `xlstm` binary's command-line plumbing: the GPU, model and scheduler flags, turning them
 //! into library options, and `xlstm generate`.
 
-use xlstm_wgpu::error::{Error, Result};
-use xlstm_wgpu::gpu::{Gpu, GpuOptions, KernelChecks};
 use crate::tune::store::ModelShape;
 use crate::tune::{KnobArgs, Params, Settings};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use xlstm_wgpu::error::{Error, Result};
+use xlstm_wgpu::gpu::{Gpu, GpuOptions, KernelChecks};
 use xlstm_wgpu::model::{LoadOptions, Model, WeightDtype};
 use xlstm_wgpu::sample::{Sampler, SamplerConfig};
 use xlstm_wgpu::session::{GenerateStats, Session, SessionOptions};
 use xlstm_wgpu::tokenizer::TextStream;
-use std::io::Write;
-use std::path::PathBuf;
-use std::sync::Arc;
 
 /// Adapter selection flags.
 #[derive(clap::Args, Clone, Debug, Default)]
@@ -176,7 +176,8 @@ pub fn run_generate(a: &GenerateArgs) -> Result<()> {
     check_new_tokens("--max-new-tokens", a.max_new_tokens)?;
     // telemetry: watchdog, status record, pre-load estimate (src/telemetry); SIGINT/SIGTERM stop
     // the run at the next token with the summary so far.
-    let wd = xlstm_wgpu::telemetry::Watchdog::start_interruptible(a.mem.resolve()?, "generate", &dir.display().to_string())?;
+    let wd =
+        xlstm_wgpu::telemetry::Watchdog::start_interruptible(a.mem.resolve()?, "generate", &dir.display().to_string())?;
     let progress = wd.progress();
     let gpu = a.gpu.open()?;
     wd.set_gpu(&gpu);
@@ -185,7 +186,8 @@ pub fn run_generate(a: &GenerateArgs) -> Result<()> {
     let tuned = run.apply_tune_cache(&gpu, ModelShape::of_dir(&dir).ok().as_ref());
     // A prompt has at most one token per byte, plus BOS.
     let est_tokens = a.prompt.len().saturating_add(1);
-    if let Ok(est) = xlstm_wgpu::telemetry::Estimate::for_dir(&dir, run.dtype, &run.session_options()?, est_tokens, false)
+    if let Ok(est) =
+        xlstm_wgpu::telemetry::Estimate::for_dir(&dir, run.dtype, &run.session_options()?, est_tokens, false)
     {
         wd.check_fits(&est)?;
     }
@@ -330,19 +332,21 @@ impl CompileProgress {
         );
         let state = Arc::new(std::sync::Mutex::new(CompileTime::default()));
         let (observed, shown) = (state.clone(), bar.clone());
-        xlstm_wgpu::gpu::kernels::set_compile_observer(Some(Arc::new(move |e: &xlstm_wgpu::gpu::kernels::CompileEvent<'_>| {
-            let mut t = observed.lock().unwrap_or_else(|p| p.into_inner());
-            if e.finished {
-                let took = t.busy_since.take().map_or(std::time::Duration::ZERO, |s| s.elapsed());
-                t.done += took;
-            } else {
-                t.busy_since = Some(std::time::Instant::now());
-            }
-            shown.set_message(format!(
-                "compiling kernels: {} built, now {}:{}",
-                e.compiled, e.kernel, e.entry
-            ));
-        })));
+        xlstm_wgpu::gpu::kernels::set_compile_observer(Some(Arc::new(
+            move |e: &xlstm_wgpu::gpu::kernels::CompileEvent<'_>| {
+                let mut t = observed.lock().unwrap_or_else(|p| p.into_inner());
+                if e.finished {
+                    let took = t.busy_since.take().map_or(std::time::Duration::ZERO, |s| s.elapsed());
+                    t.done += took;
+                } else {
+                    t.busy_since = Some(std::time::Instant::now());
+                }
+                shown.set_message(format!(
+                    "compiling kernels: {} built, now {}:{}",
+                    e.compiled, e.kernel, e.entry
+                ));
+            },
+        )));
         // A compile can block for minutes without an event: a watcher decides when to show the line.
         let (watched, shown) = (state.clone(), bar.clone());
         let watcher = std::thread::spawn(move || loop {

@@ -6,13 +6,13 @@ mod cli;
 mod tune;
 
 use clap::{Parser, Subcommand};
+use cli::{
+    check_count, check_new_tokens, run_generate, GenerateArgs, GpuArgs, RunArgs, MAX_PROMPT_TOKENS, MAX_REPEATS,
+};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use cli::{
-    check_count, check_new_tokens, run_generate, GenerateArgs, GpuArgs, RunArgs, MAX_PROMPT_TOKENS, MAX_REPEATS,
-};
 use xlstm_wgpu::files;
 use xlstm_wgpu::gpu::device::list_adapters;
 use xlstm_wgpu::sample::argmax;
@@ -392,10 +392,9 @@ fn score(a: ScoreArgs) -> Result<()> {
     wd.set_gpu(&gpu);
     // Tuned defaults for this adapter and model shape (flags win).
     let mut a = a;
-    let tuned = a.run.apply_tune_cache(
-        &gpu,
-        crate::tune::store::ModelShape::of_dir(&a.model).ok().as_ref(),
-    );
+    let tuned = a
+        .run
+        .apply_tune_cache(&gpu, crate::tune::store::ModelShape::of_dir(&a.model).ok().as_ref());
     // The output streams to disk as it is produced, so the host holds the prompt's logits once
     // (counted by the estimate) and one decode row at a time.
     if let Ok(est) = Estimate::for_dir(&a.model, a.run.dtype, &a.run.session_options()?, ids.len(), true) {

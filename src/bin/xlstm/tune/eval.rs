@@ -3,15 +3,15 @@
 //! repeats. A trial whose output is wrong is never timed, so a wrong-but-fast setting cannot win.
 
 use super::params::{Params, Target};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
 use xlstm_wgpu::error::{Error, Result};
 use xlstm_wgpu::gpu::Gpu;
 use xlstm_wgpu::model::schedule::PrefillStrategy;
 use xlstm_wgpu::model::{LoadOptions, Model, WeightDtype};
 use xlstm_wgpu::sample::argmax;
 use xlstm_wgpu::session::{Logits, Session};
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Instant;
 
 /// Where the tuned model comes from.
 #[derive(Clone, Debug)]

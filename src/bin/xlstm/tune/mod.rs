@@ -18,17 +18,20 @@ pub mod params;
 pub mod search;
 pub mod store;
 
+#[cfg(test)]
+mod tests;
+
 pub use eval::{Measure, ModelSource};
 pub use params::{Knob, KnobArgs, Params, Settings, Space, Target};
 pub use search::{GaConfig, Mode, Search};
 
-use xlstm_wgpu::error::{Error, Result};
-use xlstm_wgpu::gpu::Gpu;
 use serde::Serialize;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use xlstm_wgpu::error::{Error, Result};
+use xlstm_wgpu::gpu::Gpu;
 
 /// Everything a tune run needs besides the GPU.
 #[derive(Clone, Debug)]

@@ -4,8 +4,8 @@
 //! depends only on the fitness values told back (random mode: not even on those).
 
 use super::params::{Params, Space};
-use xlstm_wgpu::rng::SplitMix64;
 use std::collections::{HashSet, VecDeque};
+use xlstm_wgpu::rng::SplitMix64;
 
 /// How candidates are chosen (`--mode`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

@@ -4,13 +4,13 @@
 //! entry's settings unless a flag gives the value or `--no-tune-cache` is set.
 
 use super::params::Settings;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
 use xlstm_wgpu::error::{Error, Result};
 use xlstm_wgpu::gpu::Caps;
 use xlstm_wgpu::model::config::LargeConfig;
 use xlstm_wgpu::model::v1_config::{detect_family, BlockKind, Family, V1Config};
 use xlstm_wgpu::model::WeightDtype;
-use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
 
 /// The file name inside the cache directory.
 pub const FILE: &str = "tuned.json";
