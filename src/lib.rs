@@ -1,5 +1,8 @@
 //! xlstm-wgpu: xLSTM language-model inference on any GPU through wgpu, every kernel in WGSL.
 //!
+//! The command-line tools' plumbing (flag structs, the benchmark runner, the autotuner) lives with
+//! the `xlstm` binary, not in this API.
+//!
 //! ```no_run
 //! use std::sync::Arc;
 //! use xlstm_wgpu::{Gpu, GpuOptions, LoadOptions, Model, Sampler, SamplerConfig, Session, SessionOptions};
