@@ -69,8 +69,35 @@ struct Args {
     mem: MemArgs,
 }
 
+/// A value outside a flag's choices (`--dtype`, `--prefill`) is bad input like any other (one
+/// error line, exit code 1, as `xlstm` reports it); every other command-line error stays clap's.
+fn unknown_choice(e: &clap::Error) -> Option<Error> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if e.kind() != ErrorKind::InvalidValue {
+        return None;
+    }
+    let (Some(ContextValue::Strings(valid)), Some(ContextValue::String(arg)), Some(ContextValue::String(value))) = (
+        e.get(ContextKind::ValidValue),
+        e.get(ContextKind::InvalidArg),
+        e.get(ContextKind::InvalidValue),
+    ) else {
+        return None;
+    };
+    let flag = arg.split_whitespace().next().unwrap_or(arg);
+    Some(Error::Input(format!("unknown {flag} `{value}` ({})", valid.join(", "))))
+}
+
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = match Args::try_parse() {
+        Ok(args) => args,
+        Err(e) => match unknown_choice(&e) {
+            Some(err) => {
+                eprintln!("generate: error: {err}");
+                return ExitCode::from(xlstm_wgpu::telemetry::exit_code(&err));
+            }
+            None => e.exit(),
+        },
+    };
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
