@@ -13,6 +13,7 @@
 //! - Results go to `trials.csv` (one row per trial, written as it finishes), `summary.csv` (best
 //!   per target) and `best.json` in the run directory.
 
+pub mod command;
 pub mod eval;
 pub mod params;
 pub mod search;
