@@ -123,6 +123,7 @@ params! {
 /// Per-row LayerNorm over `groups` equal groups of `width / groups` columns (1 group: LayerNorm;
 /// NH groups: the package's MultiHeadLayerNorm / GroupNorm): centre, divide by
 /// sqrt(biased variance + eps), scale by 1 + weight (`None`: scale 1); no bias.
+#[allow(clippy::too_many_arguments)] // one argument per binding and shape
 pub fn layer_norm(
     pb: &mut PlanBuilder,
     ops: &Ops,
@@ -210,6 +211,7 @@ params! {
 /// for s ≥ 0 and state[KS + s] for s < 0. `state` [KS, width] (the package's conv_state: the
 /// last KS inputs, newest last) becomes the last KS rows of (state ++ x). `weight` [width, KS].
 /// Two dispatches (outputs, then the state update); `out` must not overlap `x` or `state`.
+#[allow(clippy::too_many_arguments)] // one argument per binding and shape
 pub fn conv_silu(
     pb: &mut PlanBuilder,
     ops: &Ops,
@@ -308,6 +310,7 @@ const HEADWISE_TILED_MIN_TOKENS: usize = 16;
 /// X = `first` for g < `split`, else `second`:
 /// out[t, g·width + b·bs + o] = Σ_{d<bs} X[t, b·bs + d] · w[g, b, o, d] (+ bias[g·width + b·bs + o]).
 /// `w` is [groups, width / bs, bs, bs] f32. `out` must not overlap `first` or `second`.
+#[allow(clippy::too_many_arguments)] // one argument per binding and shape
 pub fn headwise(
     pb: &mut PlanBuilder,
     ops: &Ops,
