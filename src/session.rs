@@ -290,7 +290,11 @@ impl Session {
         let ws = m.workspace(n, self.opts.schedule.chunk_size, rows, n)?;
         m.gpu.queue.write_buffer(ws.ids().raw(), 0, bytemuck::cast_slice(ids));
         let mut pb = PlanBuilder::new(m.gpu.clone());
-        let parity = m.record_forward(&mut pb, &self.state, &ws, 0, self.parity, &self.opts.schedule)?;
+        // A one-token segment is a decode step (the same kernels `step` runs).
+        let parity = match n {
+            1 => m.record_decode_step(&mut pb, &self.state, &ws, 0, self.parity)?,
+            _ => m.record_prefill(&mut pb, &self.state, &ws, self.parity, &self.opts.schedule)?,
+        };
         Ok((ws, pb.finish(&m.pool)?, parity))
     }
 
@@ -356,7 +360,7 @@ impl Session {
             let (logits, ids) = (Slice::all(decode.ws.logits()), Slice::all(decode.ws.ids()));
             let vocab = self.model.vocab_size();
             for i in 0..steps {
-                parity = m.record_forward(&mut pb, &self.state, &decode.ws, i, parity, &self.opts.schedule)?;
+                parity = m.record_decode_step(&mut pb, &self.state, &decode.ws, i, parity)?;
                 // The chosen id becomes the next step's input: only ids come back to the CPU.
                 match sampler.filter(|c| !c.is_greedy()) {
                     Some(cfg) => {

@@ -1,12 +1,12 @@
-//! The plain-Rust CPU reference of the ORIGINAL xLSTM (`src/cpu/v1.rs`) against fixtures made by the
+//! The plain-Rust CPU reference of the ORIGINAL xLSTM (`xlstm_reference::v1`) against fixtures made by the
 //! official implementation (tools/make_fixtures_v1.py: `xlstm.xLSTMLMModel`, xlstm 2.0.6, CPU float32,
 //! sLSTM backend vanilla) and against the shipped trained model's official evaluation numbers
 //! (models/xlstm-v1-mini/eval.json).
 
 use safetensors::SafeTensors;
 use std::path::{Path, PathBuf};
-use xlstm_wgpu::cpu::ops::argmax;
-use xlstm_wgpu::cpu::v1::{forward, greedy, V1State, V1Weights};
+use xlstm_reference::ops::argmax;
+use xlstm_reference::v1::{forward, greedy, V1State, V1Weights};
 use xlstm_wgpu::model::v1_config::{detect_family, Family, V1Config};
 use xlstm_wgpu::Error;
 
@@ -173,7 +173,7 @@ fn v1_c_slstm_only_no_conv_f16() {
     assert!(w
         .blocks
         .iter()
-        .all(|b| matches!(b, xlstm_wgpu::cpu::v1::BlockWeights::Slstm(s) if s.conv.is_none())));
+        .all(|b| matches!(b, xlstm_reference::v1::BlockWeights::Slstm(s) if s.conv.is_none())));
     check_case("v1_c", &load_case("v1_c", "t33"));
 }
 

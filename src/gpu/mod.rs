@@ -2,11 +2,13 @@
 
 pub mod device;
 pub mod kernels;
+pub mod matrix;
 pub mod pool;
 pub mod readback;
 pub mod scheduler;
 
 pub use device::{Caps, Gpu, GpuOptions};
 pub use kernels::{ConstValue, KernelChecks, Kernels};
+pub use matrix::{GpuMatrix, WeightDtype};
 pub use pool::{BufferPool, Category, GpuBuffer, PoolStats};
 pub use scheduler::{Cost, KernelTime, Plan, PlanBuilder, Slice, SubmitBudget};

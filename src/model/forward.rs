@@ -2,11 +2,13 @@
 //! workspace of a segment, and the plan of a forward pass, each dispatched to xLSTM Large
 //! (`large`) or the original xLSTM (`v1`).
 
-use super::large;
+use super::config::LargeConfig;
+use super::large::{self, LargeNet, LargeWeights};
+use super::mlstm_cell::CellPass;
 use super::schedule::PrefillSchedule;
 use super::state::StateTensor;
 use super::{v1, Arch, ModelInner};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gpu::{GpuBuffer, PlanBuilder};
 
 /// The recurrent state of every block of one sequence.
@@ -117,27 +119,53 @@ impl ModelInner {
         by_rows.min(by_boundaries)
     }
 
-    /// Appends one forward pass over the workspace's tokens; returns the n/m parity after it.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn record_forward(
+    /// Appends the forward pass of a prompt segment (ids in the workspace); returns the n/m
+    /// parity after it.
+    pub(crate) fn record_prefill(
         &self,
         pb: &mut PlanBuilder,
         state: &State,
         ws: &Workspace,
-        ids_offset: usize,
         parity: u32,
         sched: &PrefillSchedule,
     ) -> Result<u32> {
         match (&self.arch, state, ws) {
             (Arch::Large { cfg, weights }, State::Large(st), Workspace::Large(ws)) => {
-                large::record_forward(pb, &self.ops, cfg, weights, st, ws, ids_offset, parity, sched)
+                self.large_net(cfg, weights).record_prefill(pb, st, ws, parity, sched)
             }
             (Arch::V1 { cfg, weights }, State::V1(st), Workspace::V1(ws)) => {
-                v1::record_forward(pb, &self.ops, cfg, weights, st, ws, ids_offset, parity, sched)
+                v1::record_forward(pb, &self.ops, cfg, weights, st, ws, 0, parity, CellPass::Prefill(sched))
             }
-            _ => Err(crate::error::Error::Gpu(
-                "session state and workspace do not belong to this model".into(),
-            )),
+            _ => Err(mismatch()),
         }
     }
+
+    /// Appends one decode step reading its token id at `ws.ids[step]`; returns the n/m parity
+    /// after it.
+    pub(crate) fn record_decode_step(
+        &self,
+        pb: &mut PlanBuilder,
+        state: &State,
+        ws: &Workspace,
+        step: usize,
+        parity: u32,
+    ) -> Result<u32> {
+        match (&self.arch, state, ws) {
+            (Arch::Large { cfg, weights }, State::Large(st), Workspace::Large(ws)) => self
+                .large_net(cfg, weights)
+                .record_decode_step(pb, st, ws, step, parity),
+            (Arch::V1 { cfg, weights }, State::V1(st), Workspace::V1(ws)) => {
+                v1::record_forward(pb, &self.ops, cfg, weights, st, ws, step, parity, CellPass::Step)
+            }
+            _ => Err(mismatch()),
+        }
+    }
+
+    fn large_net<'a>(&'a self, cfg: &'a LargeConfig, w: &'a LargeWeights) -> LargeNet<'a> {
+        LargeNet { ops: &self.ops, cfg, w }
+    }
+}
+
+fn mismatch() -> Error {
+    Error::Gpu("session state and workspace do not belong to this model".into())
 }

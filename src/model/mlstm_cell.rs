@@ -77,8 +77,16 @@ pub struct CellScratch<'a> {
     pub h: &'a GpuBuffer,
 }
 
-/// The mLSTM cell over the segment, by the chosen strategy; h lands in `ws.h`. Returns the
-/// state's n/m parity afterwards (the step kernel flips it every token).
+/// How a pass runs the cell: a prompt segment under the prefill schedule, or one decode step.
+#[derive(Clone, Copy, Debug)]
+pub enum CellPass<'a> {
+    Prefill(&'a PrefillSchedule),
+    /// One token (the segment's only row) through the step kernel.
+    Step,
+}
+
+/// The mLSTM cell over the segment, by the pass (and for prefill the chosen strategy); h lands
+/// in `ws.h`. Returns the state's n/m parity afterwards (the step kernel flips it every token).
 #[allow(clippy::too_many_arguments)]
 pub fn record_cell(
     pb: &mut PlanBuilder,
@@ -88,29 +96,17 @@ pub fn record_cell(
     st: &CellState,
     ws: &CellScratch,
     parity: u32,
-    sched: &PrefillSchedule,
+    pass: CellPass,
 ) -> Result<u32> {
+    let sched = match pass {
+        CellPass::Step => return record_steps(pb, ops, l, gate_bias, st, ws, parity, 1),
+        CellPass::Prefill(sched) if sched.strategy == PrefillStrategy::Recurrent => {
+            return record_steps(pb, ops, l, gate_bias, st, ws, parity, ws.tokens)
+        }
+        CellPass::Prefill(sched) => sched,
+    };
     let t = ws.tokens;
     let s = |b: &GpuBuffer| Slice::all(b);
-    if sched.strategy == PrefillStrategy::Recurrent || t == 1 {
-        let mut p = parity;
-        for row in 0..t {
-            ops::mlstm_step(
-                pb,
-                ops,
-                l,
-                &s(ws.proj),
-                gate_bias,
-                row,
-                &st.buffers(),
-                p,
-                &s(ws.h),
-                row * l.num_heads * l.dv,
-            )?;
-            p ^= 1;
-        }
-        return Ok(p);
-    }
     let chunk = sched.chunk_size;
     let chunks = t.div_ceil(chunk);
     let (nh, dqk, dv) = (l.num_heads, l.dqk, l.dv);
@@ -209,4 +205,36 @@ pub fn record_cell(
         Slice::range(&st.m, parity as u64 * mb, mb),
     );
     Ok(parity)
+}
+
+/// The step kernel over the first `tokens` rows of the segment, one dispatch per token.
+#[allow(clippy::too_many_arguments)]
+fn record_steps(
+    pb: &mut PlanBuilder,
+    ops: &Ops,
+    l: &CellLayout,
+    gate_bias: &Slice,
+    st: &CellState,
+    ws: &CellScratch,
+    parity: u32,
+    tokens: usize,
+) -> Result<u32> {
+    let (proj, h) = (Slice::all(ws.proj), Slice::all(ws.h));
+    let mut p = parity;
+    for row in 0..tokens {
+        ops::mlstm_step(
+            pb,
+            ops,
+            l,
+            &proj,
+            gate_bias,
+            row,
+            &st.buffers(),
+            p,
+            &h,
+            row * l.num_heads * l.dv,
+        )?;
+        p ^= 1;
+    }
+    Ok(p)
 }

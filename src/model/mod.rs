@@ -9,6 +9,7 @@ pub mod schedule;
 pub mod state;
 pub mod v1;
 pub mod v1_config;
+pub mod v1_weights;
 pub mod weights;
 
 use crate::error::{Error, Result};

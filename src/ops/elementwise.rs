@@ -6,8 +6,8 @@
 
 use super::{check_len, check_weights, groups, u, Ops};
 use crate::error::Result;
+use crate::gpu::GpuMatrix;
 use crate::gpu::{PlanBuilder, Slice};
-use crate::model::weights::GpuMatrix;
 
 params! {
     struct EmbedParams for ["embed"] {

@@ -8,8 +8,8 @@
 
 use super::{check_len, check_out_rows, check_rows, check_weights, groups, u, Ops, Rows};
 use crate::error::{Error, Result};
+use crate::gpu::GpuMatrix;
 use crate::gpu::{PlanBuilder, Slice};
-use crate::model::weights::GpuMatrix;
 
 /// Workgroup memory gemm_coop.wgsl declares (two 128 x 72 f16 staging tiles and 8 KiB of
 /// epilogue scratch).

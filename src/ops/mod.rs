@@ -4,20 +4,20 @@
 //! wrong call fails on the host instead of reading out of bounds on the GPU.
 //!
 //! Families (module: WGSL files under `wgsl/`):
-//! - [`matmul`](mod@matmul): `matmul/gemm`, `matmul/gemm_coop`, `matmul/gemv`, `matmul/gemv_head_norm`
-//! - [`mlstm_chunk`]: `mlstm_chunk/mlstm_gates`, `mlstm_chunk/mlstm_chunk_{state,out}[_coop]`
-//! - [`mlstm_step`](mod@mlstm_step): `mlstm_step/mlstm_step`
-//! - [`norms`]: `norms/rms_norm`, `norms/head_norm_gate` (and `norms/layer_norm`, launched by [`v1`])
-//! - [`elementwise`]: `elementwise/embed`, `elementwise/swiglu`, `elementwise/fill_random`
-//! - [`sampling`]: `sampling/argmax`, `sampling/sample`
-//! - [`slstm`]: `slstm/slstm_seq`, `slstm/slstm_step`
-//! - [`v1`], [`mlstm_v1`]: the original xLSTM's kernels in `v1/`
+//! - [`matmul`] in `matmul/gemm`, `matmul/gemm_coop`, `matmul/gemv`, `matmul/gemv_head_norm`
+//! - [`mlstm_chunk`] in `mlstm_chunk/mlstm_gates`, `mlstm_chunk/mlstm_chunk_{state,out}[_coop]`
+//! - [`mlstm_step`] in `mlstm_step/mlstm_step`
+//! - [`norms`] in `norms/rms_norm`, `norms/head_norm_gate` (and `norms/layer_norm`, launched by [`v1`])
+//! - [`elementwise`] in `elementwise/embed`, `elementwise/swiglu`, `elementwise/fill_random`
+//! - [`sampling`] in `sampling/argmax`, `sampling/sample`
+//! - [`slstm`] in `slstm/slstm_seq`, `slstm/slstm_step`
+//! - [`v1`], [`mlstm_v1`] in the original xLSTM's kernels in `v1/`
 //!
 //! Every item is re-exported here, so `crate::ops::X` names it whatever family it belongs to.
 
 use crate::error::{Error, Result};
+use crate::gpu::WeightDtype;
 use crate::gpu::{ConstValue, Kernels, Slice};
-use crate::model::weights::WeightDtype;
 
 /// One member of a kernel's parameter block as the layout test sees it: name, byte offset and
 /// scalar type (`u32` / `f32`).
@@ -361,7 +361,7 @@ pub(crate) fn check_out_rows(what: &str, r: &Rows, rows: usize, width: usize) ->
 /// lies inside the matrix's rows; the GEMV kernels and gemm_coop run without runtime checks
 /// (`gpu::kernels::TRUSTED`), so a short weight buffer must fail here
 /// (the other weight kernels check the same way).
-pub(crate) fn check_weights(what: &str, w: &crate::model::weights::GpuMatrix) -> Result<()> {
+pub(crate) fn check_weights(what: &str, w: &crate::gpu::GpuMatrix) -> Result<()> {
     for (i, part) in w.parts.iter().enumerate() {
         if part.row0.saturating_add(part.rows) > w.rows {
             return Err(Error::Input(format!(

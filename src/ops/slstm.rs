@@ -151,7 +151,7 @@ fn head(s: &Slice, bytes: u64) -> Slice {
 /// first-step rule (m' = ĩ while n is all zero) is checked on the GPU from the state itself.
 /// `mode`: see [`SlstmMode`]; `Sequence` supports head widths up to [`MAX_SEQUENCE_HEAD_DIM`],
 /// `PerToken` any width.
-#[allow(clippy::too_many_arguments)] // one argument per binding and shape
+#[allow(clippy::too_many_arguments)]
 pub fn slstm(
     pb: &mut PlanBuilder,
     ops: &Ops,

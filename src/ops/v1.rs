@@ -19,7 +19,20 @@ use super::Compile;
 use super::{check_len, check_out_rows, check_rows, u, Ops, Rows};
 use crate::error::{Error, Result};
 use crate::gpu::{ConstValue, Kernels, PlanBuilder, Slice};
-use crate::model::v1_config::Activation;
+
+/// The gated feed-forward's activation (XL `components/feedforward.py` registry).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    /// Exact GELU `x·Φ(x)` (torch default, erf form).
+    Gelu,
+    Relu,
+    /// `relu(x)²`.
+    Relu2,
+    Sigmoid,
+    /// SiLU `x·σ(x)`.
+    Swish,
+    Selu,
+}
 
 /// Compiled pipelines of the v1 kernels.
 pub struct V1Pipelines<P = wgpu::ComputePipeline> {
@@ -123,7 +136,7 @@ params! {
 /// Per-row LayerNorm over `groups` equal groups of `width / groups` columns (1 group: LayerNorm;
 /// NH groups: the package's MultiHeadLayerNorm / GroupNorm): centre, divide by
 /// sqrt(biased variance + eps), scale by 1 + weight (`None`: scale 1); no bias.
-#[allow(clippy::too_many_arguments)] // one argument per binding and shape
+#[allow(clippy::too_many_arguments)]
 pub fn layer_norm(
     pb: &mut PlanBuilder,
     ops: &Ops,
@@ -211,7 +224,7 @@ params! {
 /// for s ≥ 0 and state[KS + s] for s < 0. `state` [KS, width] (the package's conv_state: the
 /// last KS inputs, newest last) becomes the last KS rows of (state ++ x). `weight` [width, KS].
 /// Two dispatches (outputs, then the state update); `out` must not overlap `x` or `state`.
-#[allow(clippy::too_many_arguments)] // one argument per binding and shape
+#[allow(clippy::too_many_arguments)]
 pub fn conv_silu(
     pb: &mut PlanBuilder,
     ops: &Ops,
@@ -310,7 +323,7 @@ const HEADWISE_TILED_MIN_TOKENS: usize = 16;
 /// X = `first` for g < `split`, else `second`:
 /// out[t, g·width + b·bs + o] = Σ_{d<bs} X[t, b·bs + d] · w[g, b, o, d] (+ bias[g·width + b·bs + o]).
 /// `w` is [groups, width / bs, bs, bs] f32. `out` must not overlap `first` or `second`.
-#[allow(clippy::too_many_arguments)] // one argument per binding and shape
+#[allow(clippy::too_many_arguments)]
 pub fn headwise(
     pb: &mut PlanBuilder,
     ops: &Ops,

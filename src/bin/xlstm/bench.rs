@@ -2,14 +2,14 @@
 //! decode throughput, peak pool memory, and GPU time per kernel with achieved GB/s and TFLOP/s.
 //! Models come from a checkpoint or from a preset shape with random weights made on the GPU.
 
-use crate::error::{Error, Result};
-use crate::gpu::KernelTime;
-use crate::model::config::LargeConfig;
-use crate::model::Model;
-use crate::sample::argmax;
-use crate::session::{Logits, Session, SessionOptions};
 use serde::Serialize;
 use std::time::Instant;
+use xlstm_wgpu::error::{Error, Result};
+use xlstm_wgpu::gpu::KernelTime;
+use xlstm_wgpu::model::config::LargeConfig;
+use xlstm_wgpu::model::Model;
+use xlstm_wgpu::sample::argmax;
+use xlstm_wgpu::session::{Logits, Session, SessionOptions};
 
 /// Model shapes for benchmarks without a checkpoint.
 pub fn preset(name: &str) -> Result<LargeConfig> {
@@ -200,7 +200,7 @@ pub fn run(
         dtype: model.dtype().name().into(),
         prefill_strategy: opts.session.schedule.strategy.name().into(),
         chunk_size: opts.session.schedule.chunk_size,
-        weight_bytes: model.pool_stats().live_of(crate::gpu::Category::Weights),
+        weight_bytes: model.pool_stats().live_of(xlstm_wgpu::gpu::Category::Weights),
         prefill,
         decode_tokens: decoded,
         decode_tok_per_s: decoded as f64 / decode_secs,

@@ -18,17 +18,20 @@ pub mod params;
 pub mod search;
 pub mod store;
 
+#[cfg(test)]
+mod tests;
+
 pub use eval::{Measure, ModelSource};
-pub use params::{Knob, Params, Settings, Space, Target};
+pub use params::{Knob, KnobArgs, Params, Settings, Space, Target};
 pub use search::{GaConfig, Mode, Search};
 
-use crate::error::{Error, Result};
-use crate::gpu::Gpu;
 use serde::Serialize;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use xlstm_wgpu::error::{Error, Result};
+use xlstm_wgpu::gpu::Gpu;
 
 /// Everything a tune run needs besides the GPU.
 #[derive(Clone, Debug)]
@@ -88,13 +91,15 @@ pub trait Observer {
     /// A trial is about to start (`index` counts from 0).
     fn trial_started(&mut self, _index: usize, _params: &Params) {}
     /// A model was loaded (for the memory watchdog).
-    fn model_loaded(&mut self, _model: &crate::Model) {}
+    fn model_loaded(&mut self, _model: &xlstm_wgpu::Model) {}
     /// A trial finished; `best` is the best trial so far.
     fn trial_done(&mut self, _trial: &Trial, _best: Option<&Trial>) {}
 }
 
 /// An observer that does nothing.
+#[cfg(test)]
 pub struct Quiet;
+#[cfg(test)]
 impl Observer for Quiet {}
 
 /// The outcome of a run.
@@ -228,13 +233,13 @@ fn create_run_dir(dir: &std::path::Path) -> Result<()> {
         return Err(Error::Input(format!(
             "run directory {} is {}, not a directory",
             dir.display(),
-            crate::files::describe(&meta.file_type())
+            xlstm_wgpu::files::describe(&meta.file_type())
         )));
     }
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
-        if meta.uid() != crate::files::current_uid() {
+        if meta.uid() != xlstm_wgpu::files::current_uid() {
             return Err(Error::Input(format!(
                 "run directory {} is owned by uid {}, not by this user",
                 dir.display(),
@@ -262,7 +267,7 @@ pub fn run(gpu: Arc<Gpu>, opts: &TuneOptions, obs: &mut dyn Observer) -> Result<
     let base = opts.base.canonical(&opts.base, nh);
     // A bad flag fails here, before any model is loaded.
     base.session_options()?;
-    params::kernel_shapes(base.gemv_lanes).validate()?;
+    base.kernel_shapes().validate()?;
     let space = Space::new(ms.target, nh, ms.seq, &base, &opts.pinned);
     let max_batch = space
         .dims
@@ -504,7 +509,7 @@ impl TuneReport {
                 speedup.map_or(String::new(), |s| format!("{s:.4}")),
             );
         }
-        crate::files::write_atomic(&path, text.as_bytes(), crate::files::Visibility::Shared)?;
+        xlstm_wgpu::files::write_atomic(&path, text.as_bytes(), xlstm_wgpu::files::Visibility::Shared)?;
         let best = serde_json::json!({
             "run_dir": self.run_dir,
             "adapter": self.adapter,
@@ -528,10 +533,10 @@ impl TuneReport {
             "settings": self.settings,
         });
         let text = serde_json::to_string_pretty(&best).map_err(|e| Error::Input(e.to_string()))?;
-        crate::files::write_atomic(
+        xlstm_wgpu::files::write_atomic(
             &self.run_dir.join("best.json"),
             text.as_bytes(),
-            crate::files::Visibility::Shared,
+            xlstm_wgpu::files::Visibility::Shared,
         )
     }
 
@@ -595,17 +600,6 @@ impl TuneReport {
             .into_iter()
             .filter(|k| self.space.iter().any(|(n, _)| n == k.name()) || self.pinned.iter().any(|n| n == k.name()))
             .collect();
-        let short = |k: Knob| match k {
-            Knob::Prefill => "prefill",
-            Knob::ChunkSize => "chunk",
-            Knob::HeadsPerBand => "band",
-            Knob::TileChunks => "tile",
-            Knob::SubmitDispatches => "submit",
-            Knob::Segment => "segment",
-            Knob::RecordThreads => "threads",
-            Knob::DecodeBatch => "batch",
-            Knob::GemvLanes => "lanes",
-        };
         let mut out = format!(
             "{} | {} | {} weights | target {} | {} trials ({} ok) in {:.1} s, ended by {}\n",
             self.adapter,
@@ -619,7 +613,7 @@ impl TuneReport {
         );
         out += &format!("{:>6} ", "trial");
         for &k in &knobs {
-            out += &format!("{:>9} ", short(k));
+            out += &format!("{:>9} ", k.short());
         }
         out += &format!("{:>11} {:>11} {:>7}\n", "prefill/s", "decode/s", "status");
         let mut order: Vec<usize> = (0..self.trials.len()).filter(|&i| self.trials[i].ok()).collect();

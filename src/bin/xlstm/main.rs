@@ -1,14 +1,18 @@
 //! `xlstm`: generate text, score token ids (the machine interface for numerics), and describe
 //! the GPU.
 
+mod bench;
+mod cli;
+mod tune;
+
 use clap::{Parser, Subcommand};
+use cli::{
+    check_count, check_new_tokens, run_generate, GenerateArgs, GpuArgs, RunArgs, MAX_PROMPT_TOKENS, MAX_REPEATS,
+};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use xlstm_wgpu::cli::{
-    check_count, check_new_tokens, run_generate, GenerateArgs, GpuArgs, RunArgs, MAX_PROMPT_TOKENS, MAX_REPEATS,
-};
 use xlstm_wgpu::files;
 use xlstm_wgpu::gpu::device::list_adapters;
 use xlstm_wgpu::sample::argmax;
@@ -99,11 +103,11 @@ struct TuneArgs {
     #[arg(long)]
     model: Option<PathBuf>,
     /// What to make fast: prefill, decode, or both (the geometric mean of both speed-ups).
-    #[arg(long, default_value = "both")]
-    target: String,
+    #[arg(long, value_enum, default_value_t = tune::Target::Both)]
+    target: tune::Target,
     /// Search: ga (genetic algorithm) or random (uniform over the space).
-    #[arg(long, default_value = "ga")]
-    mode: String,
+    #[arg(long, value_enum, default_value_t = tune::Mode::Ga)]
+    mode: tune::Mode,
     /// Trials at most; trial 0 is the default configuration.
     #[arg(long, default_value_t = 24)]
     trials: usize,
@@ -158,8 +162,39 @@ struct InfoArgs {
     gpu: GpuArgs,
 }
 
+/// A value outside a flag's fixed choices (`--dtype`, `--prefill`, `--target`, `--mode`) is bad
+/// input like any other: one `xlstm: error:` line and exit code 1, as when these flags were
+/// parsed by hand. Every other command-line error stays clap's (usage, exit code 2).
+fn unknown_choice(e: &clap::Error) -> Option<Error> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if e.kind() != ErrorKind::InvalidValue {
+        return None;
+    }
+    let Some(ContextValue::Strings(valid)) = e.get(ContextKind::ValidValue) else {
+        return None;
+    };
+    let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let Some(ContextValue::String(value)) = e.get(ContextKind::InvalidValue) else {
+        return None;
+    };
+    // `--dtype <DTYPE>`: the flag without its value name.
+    let flag = arg.split_whitespace().next().unwrap_or(arg);
+    Some(Error::Input(format!("unknown {flag} `{value}` ({})", valid.join(", "))))
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => match unknown_choice(&e) {
+            Some(err) => {
+                eprintln!("xlstm: error: {err}");
+                return ExitCode::from(exit_code(&err));
+            }
+            None => e.exit(),
+        },
+    };
     let result = match cli.cmd {
         Cmd::Generate(a) => run_generate(&a),
         Cmd::Score(a) => score(a),
@@ -208,19 +243,19 @@ fn bench(a: BenchArgs) -> Result<()> {
     // Tuned defaults for this adapter and model shape (flags win).
     let mut a = a;
     let shape = match (&a.model, &a.preset) {
-        (Some(dir), _) => xlstm_wgpu::tune::store::ModelShape::of_dir(dir).ok(),
-        (None, p) => xlstm_wgpu::bench::preset(p.as_deref().unwrap_or("7b"))
+        (Some(dir), _) => crate::tune::store::ModelShape::of_dir(dir).ok(),
+        (None, p) => crate::bench::preset(p.as_deref().unwrap_or("7b"))
             .ok()
-            .map(|c| xlstm_wgpu::tune::store::ModelShape::large(&c)),
+            .map(|c| crate::tune::store::ModelShape::large(&c)),
     };
     let tuned = a.run.apply_tune_cache(&gpu, shape.as_ref());
     let longest = a.prefill_lens.iter().copied().max().unwrap_or(1);
     let est = match (&a.model, &a.preset) {
-        (Some(dir), _) => Estimate::for_dir(dir, a.run.dtype()?, &a.run.session_options()?, longest, false).ok(),
-        (None, p) => xlstm_wgpu::bench::preset(p.as_deref().unwrap_or("7b")).ok().map(|cfg| {
+        (Some(dir), _) => Estimate::for_dir(dir, a.run.dtype, &a.run.session_options()?, longest, false).ok(),
+        (None, p) => crate::bench::preset(p.as_deref().unwrap_or("7b")).ok().map(|cfg| {
             Estimate::for_config(
                 &cfg,
-                a.run.dtype().unwrap_or(xlstm_wgpu::WeightDtype::F16),
+                a.run.dtype,
                 &a.run.session_options().unwrap_or_default(),
                 longest,
                 false,
@@ -237,7 +272,7 @@ fn bench(a: BenchArgs) -> Result<()> {
         (Some(dir), _) => (a.run.load(gpu, dir, false)?, dir.display().to_string()),
         (None, preset) => {
             let name = preset.clone().unwrap_or_else(|| "7b".into());
-            let cfg = xlstm_wgpu::bench::preset(&name)?;
+            let cfg = crate::bench::preset(&name)?;
             (
                 xlstm_wgpu::Model::random(gpu, cfg, &a.run.load_options(false)?, 1)?,
                 format!("preset {name}"),
@@ -247,7 +282,7 @@ fn bench(a: BenchArgs) -> Result<()> {
     let load_secs = t0.elapsed().as_secs_f64();
     wd.attach(&model);
     wd.check_now()?;
-    let opts = xlstm_wgpu::bench::BenchOptions {
+    let opts = crate::bench::BenchOptions {
         prefill_lens: a.prefill_lens.clone(),
         decode_tokens: a.decode_tokens,
         repeats: a.repeats,
@@ -259,7 +294,7 @@ fn bench(a: BenchArgs) -> Result<()> {
         indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed}]")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    let report = xlstm_wgpu::bench::run(&model, &name, &opts, &mut |i, n, what| {
+    let report = crate::bench::run(&model, &name, &opts, &mut |i, n, what| {
         bar.set_length(n as u64);
         bar.set_position(i as u64);
         bar.set_message(what.to_string());
@@ -357,13 +392,12 @@ fn score(a: ScoreArgs) -> Result<()> {
     wd.set_gpu(&gpu);
     // Tuned defaults for this adapter and model shape (flags win).
     let mut a = a;
-    let tuned = a.run.apply_tune_cache(
-        &gpu,
-        xlstm_wgpu::tune::store::ModelShape::of_dir(&a.model).ok().as_ref(),
-    );
+    let tuned = a
+        .run
+        .apply_tune_cache(&gpu, crate::tune::store::ModelShape::of_dir(&a.model).ok().as_ref());
     // The output streams to disk as it is produced, so the host holds the prompt's logits once
     // (counted by the estimate) and one decode row at a time.
-    if let Ok(est) = Estimate::for_dir(&a.model, a.run.dtype()?, &a.run.session_options()?, ids.len(), true) {
+    if let Ok(est) = Estimate::for_dir(&a.model, a.run.dtype, &a.run.session_options()?, ids.len(), true) {
         wd.check_fits(&est)?;
     }
     progress.set_phase("loading");
@@ -466,11 +500,11 @@ struct TuneProgress {
     json: bool,
 }
 
-impl xlstm_wgpu::tune::Observer for TuneProgress {
+impl crate::tune::Observer for TuneProgress {
     fn should_stop(&mut self) -> bool {
         self.interrupted.load(std::sync::atomic::Ordering::SeqCst)
     }
-    fn trial_started(&mut self, index: usize, _params: &xlstm_wgpu::tune::Params) {
+    fn trial_started(&mut self, index: usize, _params: &crate::tune::Params) {
         self.progress.set_phase(&format!("trial {}/{}", index + 1, self.trials));
         self.progress
             .set_fraction(Some(index as f64 / self.trials.max(1) as f64));
@@ -478,7 +512,7 @@ impl xlstm_wgpu::tune::Observer for TuneProgress {
     fn model_loaded(&mut self, model: &xlstm_wgpu::Model) {
         self.watchdog.attach(model);
     }
-    fn trial_done(&mut self, t: &xlstm_wgpu::tune::Trial, best: Option<&xlstm_wgpu::tune::Trial>) {
+    fn trial_done(&mut self, t: &crate::tune::Trial, best: Option<&crate::tune::Trial>) {
         self.bar.inc(1);
         if let Some(b) = best {
             let f = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.0}"));
@@ -496,7 +530,7 @@ impl xlstm_wgpu::tune::Observer for TuneProgress {
 }
 
 fn tune(a: TuneArgs) -> Result<()> {
-    use xlstm_wgpu::tune::{self, Knob, Measure, ModelSource, Params, TuneOptions};
+    use crate::tune::{self, Knob, Measure, ModelSource, Params, TuneOptions};
     if a.show {
         print!("{}", tune::store::show()?);
         return Ok(());
@@ -519,9 +553,8 @@ fn tune(a: TuneArgs) -> Result<()> {
     if let Some(p) = a.population {
         check_count("--population", p, 10_000, "members a generation may have")?;
     }
-    let target: tune::Target = a.target.parse()?;
-    let mode: tune::Mode = a.mode.parse()?;
-    let dtype = a.run.dtype()?;
+    let (target, mode) = (a.target, a.mode);
+    let dtype = a.run.dtype;
     let shape = source.shape()?;
     // A positive number of seconds that a Duration can hold (1e308 cannot: it would panic).
     let budget = match a.budget_seconds {
@@ -563,7 +596,7 @@ fn tune(a: TuneArgs) -> Result<()> {
     let est = match &source {
         ModelSource::Dir(d) => Estimate::for_dir(d, dtype, &base.session_options()?, longest, false).ok(),
         ModelSource::Preset(p) => Some(Estimate::for_config(
-            &xlstm_wgpu::bench::preset(p)?,
+            &crate::bench::preset(p)?,
             dtype,
             &base.session_options()?,
             longest,
