@@ -6,7 +6,7 @@
 //! measurement it runs ([`run`]), which `xlstm tune` reuses.
 
 use crate::cli::{check_count, check_new_tokens, GpuArgs, RunArgs, MAX_PROMPT_TOKENS, MAX_REPEATS};
-use crate::tune::store::ModelShape;
+use crate::source::ModelSource;
 use serde::Serialize;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -16,7 +16,7 @@ use xlstm_wgpu::model::config::LargeConfig;
 use xlstm_wgpu::model::Model;
 use xlstm_wgpu::sample::argmax;
 use xlstm_wgpu::session::{Logits, Session, SessionOptions};
-use xlstm_wgpu::telemetry::{Estimate, MemArgs, Watchdog};
+use xlstm_wgpu::telemetry::{MemArgs, Watchdog};
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
@@ -58,53 +58,28 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         check_count("--prefill-lens", len, MAX_PROMPT_TOKENS, "tokens a prompt may have")?;
     }
     check_count("--repeats", a.repeats, MAX_REPEATS, "repeats accepted")?;
-    // telemetry: watchdog and pre-load estimate.
-    let label = match (&a.model, &a.preset) {
-        (Some(dir), _) => dir.display().to_string(),
-        (None, p) => format!("preset {}", p.as_deref().unwrap_or("7b")),
+    let source = match (&a.model, &a.preset) {
+        (Some(dir), _) => ModelSource::Dir(dir.clone()),
+        (None, p) => ModelSource::Preset(p.clone().unwrap_or_else(|| "7b".into())),
     };
+    let name = source.label();
+    // telemetry: watchdog and pre-load estimate.
     // SIGINT/SIGTERM stop the benchmark at its next safe point (exit code 130/143).
-    let wd = Watchdog::start_interruptible(a.mem.resolve()?, "bench", &label)?;
+    let wd = Watchdog::start_interruptible(a.mem.resolve()?, "bench", &name)?;
     let progress = wd.progress();
     let gpu = a.gpu.open()?;
     wd.set_gpu(&gpu);
     // Tuned defaults for this adapter and model shape (flags win).
     let mut a = a;
-    let shape = match (&a.model, &a.preset) {
-        (Some(dir), _) => ModelShape::of_dir(dir).ok(),
-        (None, p) => preset(p.as_deref().unwrap_or("7b")).ok().map(|c| ModelShape::large(&c)),
-    };
-    let tuned = a.run.apply_tune_cache(&gpu, shape.as_ref());
+    let tuned = a.run.apply_tune_cache(&gpu, source.shape().ok().as_ref());
     let longest = a.prefill_lens.iter().copied().max().unwrap_or(1);
-    let est = match (&a.model, &a.preset) {
-        (Some(dir), _) => Estimate::for_dir(dir, a.run.dtype, &a.run.session_options()?, longest, false).ok(),
-        (None, p) => preset(p.as_deref().unwrap_or("7b")).ok().map(|cfg| {
-            Estimate::for_config(
-                &cfg,
-                a.run.dtype,
-                &a.run.session_options().unwrap_or_default(),
-                longest,
-                false,
-            )
-        }),
-    };
-    if let Some(est) = est {
+    if let Some(est) = source.estimate(a.run.dtype, &a.run.session_options()?, longest) {
         wd.check_fits(&est)?;
     }
     progress.set_phase("loading");
     // end telemetry
     let t0 = Instant::now();
-    let (model, name) = match (&a.model, &a.preset) {
-        (Some(dir), _) => (a.run.load(gpu, dir, false)?, dir.display().to_string()),
-        (None, p) => {
-            let name = p.clone().unwrap_or_else(|| "7b".into());
-            let cfg = preset(&name)?;
-            (
-                xlstm_wgpu::Model::random(gpu, cfg, &a.run.load_options(false)?, 1)?,
-                format!("preset {name}"),
-            )
-        }
-    };
+    let model = source.load(gpu, &a.run.load_options(false)?)?;
     let load_secs = t0.elapsed().as_secs_f64();
     wd.attach(&model);
     wd.check_now()?;
@@ -221,14 +196,18 @@ pub struct BenchReport {
     pub kernels: Vec<KernelRow>,
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+/// The median of timed repeats (`v` is not empty: every measurement repeats at least once).
+pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }
 
-/// Deterministic prompt ids that avoid special tokens.
-fn prompt(len: usize, vocab: usize) -> Vec<u32> {
-    (0..len).map(|i| (3 + (i * 7919) % (vocab.max(4) - 3)) as u32).collect()
+/// Deterministic prompt ids that avoid the special tokens at the bottom of the vocabulary;
+/// `salt` gives the tuner's different prompts (0: the benchmark's).
+pub fn prompt(len: usize, vocab: usize, salt: usize) -> Vec<u32> {
+    (0..len)
+        .map(|i| (3 + ((i + salt) * 7919 + salt * 104_729) % (vocab.max(4) - 3)) as u32)
+        .collect()
 }
 
 fn rows(phase: &str, times: Vec<KernelTime>) -> Vec<KernelRow> {
@@ -259,7 +238,7 @@ pub fn run(
     let mut s = Session::new(model, opts.session.clone())?;
     for (i, &len) in opts.prefill_lens.iter().enumerate() {
         progress(i, total, &format!("prefill {len}"));
-        let ids = prompt(len, v);
+        let ids = prompt(len, v, 0);
         // Warm-up compiles pipelines and fills the pool.
         s.reset()?;
         s.prefill(&ids, Logits::Last)?;
@@ -292,7 +271,7 @@ pub fn run(
     model.pool().trim();
     model.pool().reset_peak();
     s.reset()?;
-    s.prefill(&prompt(16, v), Logits::None)?;
+    s.prefill(&prompt(16, v, 0), Logits::None)?;
     let batch = opts.session.decode_batch;
     let mut id = 5u32;
     for _ in 0..2 {
@@ -314,7 +293,7 @@ pub fn run(
         if let Some(&len) = opts.prefill_lens.first() {
             s.reset()?;
             // Profiles one segment: a longer prompt's label says how much of it was covered.
-            let (n, times) = s.profile_prefill(&prompt(len, v))?;
+            let (n, times) = s.profile_prefill(&prompt(len, v, 0))?;
             let phase = if n < len {
                 format!("prefill {n}/{len}")
             } else {

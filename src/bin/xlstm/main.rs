@@ -4,12 +4,14 @@
 //! One module per subcommand, each holding its flags and its entry point: [`generate`],
 //! [`score`], [`bench`] (with the benchmark itself) and [`tune`] (the autotuner; its command in
 //! `tune/command.rs`). [`cli`] holds the flags they share (adapter, weight format, scheduler and
-//! kernel-shape knobs) and the limits on counts. `info` is short enough to live here.
+//! kernel-shape knobs) and the limits on counts; [`source`] the checkpoint-or-preset model of
+//! bench and tune. `info` is short enough to live here.
 
 mod bench;
 mod cli;
 mod generate;
 mod score;
+mod source;
 mod tune;
 
 use clap::{Parser, Subcommand};

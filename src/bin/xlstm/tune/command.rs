@@ -5,7 +5,7 @@
 use super::{store, Knob, Measure, Mode, ModelSource, Observer, Params, Target, Trial, TuneOptions};
 use crate::cli::{check_count, check_new_tokens, GpuArgs, RunArgs, MAX_PROMPT_TOKENS, MAX_REPEATS};
 use std::path::PathBuf;
-use xlstm_wgpu::telemetry::{Estimate, MemArgs, Watchdog};
+use xlstm_wgpu::telemetry::{MemArgs, Watchdog};
 use xlstm_wgpu::{Error, Result};
 
 #[derive(clap::Args)]
@@ -133,17 +133,8 @@ pub fn tune(a: TuneArgs) -> Result<()> {
     let gpu = a.gpu.open()?;
     wd.set_gpu(&gpu);
     let longest = a.seq.max(a.check_tokens);
-    let est = match &source {
-        ModelSource::Dir(d) => Estimate::for_dir(d, dtype, &base.session_options()?, longest, false).ok(),
-        ModelSource::Preset(p) => Some(Estimate::for_config(
-            &crate::bench::preset(p)?,
-            dtype,
-            &base.session_options()?,
-            longest,
-            false,
-        )),
-    };
-    if let Some(est) = est {
+    // `source.shape()` above has refused an unknown preset already.
+    if let Some(est) = source.estimate(dtype, &base.session_options()?, longest) {
         wd.check_fits(&est)?;
     }
     progress.set_phase("loading");

@@ -23,8 +23,9 @@ pub mod store;
 #[cfg(test)]
 mod tests;
 
+pub use crate::source::ModelSource;
 pub use command::{tune, TuneArgs};
-pub use eval::{Measure, ModelSource};
+pub use eval::Measure;
 pub use params::{Knob, KnobArgs, Params, Settings, Space, Target};
 pub use report::TuneReport;
 pub use search::{GaConfig, Mode, Search};
