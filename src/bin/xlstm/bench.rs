@@ -11,7 +11,7 @@ use serde::Serialize;
 use std::path::PathBuf;
 use std::time::Instant;
 use xlstm_wgpu::error::{Error, Result};
-use xlstm_wgpu::gpu::KernelTime;
+use xlstm_wgpu::gpu::{Gpu, KernelTime};
 use xlstm_wgpu::model::config::LargeConfig;
 use xlstm_wgpu::model::Model;
 use xlstm_wgpu::sample::argmax;
@@ -202,6 +202,17 @@ pub fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// Seconds of one prefill of `ids` (no logits read back) from the reset state, the GPU idle
+/// before and after so that only this prefill is timed.
+pub fn timed_prefill(s: &mut Session, gpu: &Gpu, ids: &[u32]) -> Result<f64> {
+    s.reset()?;
+    gpu.wait()?;
+    let t0 = Instant::now();
+    s.prefill(ids, Logits::None)?;
+    gpu.wait()?;
+    Ok(t0.elapsed().as_secs_f64())
+}
+
 /// Deterministic prompt ids that avoid the special tokens at the bottom of the vocabulary;
 /// `salt` gives the tuner's different prompts (0: the benchmark's).
 pub fn prompt(len: usize, vocab: usize, salt: usize) -> Vec<u32> {
@@ -244,12 +255,7 @@ pub fn run(
         s.prefill(&ids, Logits::Last)?;
         let (mut t_prefill, mut t_first) = (Vec::new(), Vec::new());
         for _ in 0..opts.repeats.max(1) {
-            s.reset()?;
-            gpu.wait()?;
-            let t0 = Instant::now();
-            s.prefill(&ids, Logits::None)?;
-            gpu.wait()?;
-            t_prefill.push(t0.elapsed().as_secs_f64());
+            t_prefill.push(timed_prefill(&mut s, &gpu, &ids)?);
             s.reset()?;
             gpu.wait()?;
             let t0 = Instant::now();

@@ -3,7 +3,7 @@
 //! repeats. A trial whose output is wrong is never timed, so a wrong-but-fast setting cannot win.
 
 use super::params::{Params, Target};
-use crate::bench::{median, prompt};
+use crate::bench::{median, prompt, timed_prefill};
 use crate::source::ModelSource;
 use std::sync::Arc;
 use std::time::Instant;
@@ -232,12 +232,7 @@ impl Evaluator {
             gpu.wait()?;
             let mut times = Vec::new();
             for _ in 0..ms.repeats.max(1) {
-                s.reset()?;
-                gpu.wait()?;
-                let t0 = Instant::now();
-                s.prefill(&ids, Logits::None)?;
-                gpu.wait()?;
-                times.push(t0.elapsed().as_secs_f64());
+                times.push(timed_prefill(&mut s, &gpu, &ids)?);
             }
             out.prefill_tok_s = Some(ms.seq as f64 / median(times).max(1e-9));
         }

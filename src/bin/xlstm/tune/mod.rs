@@ -12,6 +12,11 @@
 //!   the reference's wherever its top-1 margin is clear) and is timed only if it passes.
 //! - Results go to `trials.csv` (one row per trial, written as it finishes), `summary.csv` (best
 //!   per target) and `best.json` in the run directory.
+//!
+//! This file holds the options, the trial record and the run loop ([`run`]); `command.rs` turns
+//! the flags into options, `params.rs` declares the knobs and the space, `search.rs` proposes
+//! configurations, `eval.rs` checks and times one, `report.rs` writes the files and the table,
+//! and `store.rs` keeps the tuned defaults per adapter.
 
 mod command;
 pub mod eval;
