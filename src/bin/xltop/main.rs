@@ -10,7 +10,6 @@
 //!     xltop --json-stream --poll 1 --count 10    NDJSON, one snapshot per refresh
 //!     xltop --stdin-commands                 also read `kill <pid>`, `empty_cache <pid>`,
 //!                                            `interval <sec>`, `quit` from standard input
-
 //!
 //! The source reads top to bottom: this file (flags, the choice of mode), [`stream`] (the records,
 //! the JSON snapshot, the plain-text and NDJSON loop with its stdin commands), [`tui`] (the

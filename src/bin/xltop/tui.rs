@@ -91,7 +91,7 @@ pub fn run(args: &Args, dir: &Path) -> Result<(), String> {
     let result = (|| -> Result<(), String> {
         let mut next = Instant::now() + app.poll;
         loop {
-            terminal.draw(|f| draw(f, &mut app)).map_err(|e| e.to_string())?;
+            terminal.draw(|f| draw(f, &app)).map_err(|e| e.to_string())?;
             let now = Instant::now();
             let wait = next.saturating_duration_since(now).min(Duration::from_millis(250));
             if event::poll(wait).map_err(|e| e.to_string())? {
@@ -175,7 +175,9 @@ fn ratio(a: u64, b: u64) -> f64 {
     }
 }
 
-fn draw(f: &mut Frame, app: &mut App) {
+/// One frame: the header line, the process table, the selected process's memory gauges and
+/// tok/s history, and the key help (or the kill prompt).
+fn draw(f: &mut Frame, app: &App) {
     let table_rows = (app.recs.len() as u16 + 3).clamp(4, 16);
     let [head, body, gauges, spark, foot] = Layout::vertical([
         Constraint::Length(1),
@@ -185,7 +187,15 @@ fn draw(f: &mut Frame, app: &mut App) {
         Constraint::Length(1),
     ])
     .areas(f.area());
+    draw_header(f, app, head);
+    draw_table(f, app, body);
+    let sel = app.selected_record();
+    draw_memory(f, sel, gauges);
+    draw_tok_s(f, app, sel, spark);
+    draw_footer(f, app, foot);
+}
 
+fn draw_header(f: &mut Frame, app: &App, area: Rect) {
     let live = app.recs.iter().filter(|r| !r.stale).count();
     f.render_widget(
         Paragraph::new(Line::from(vec![
@@ -198,9 +208,11 @@ fn draw(f: &mut Frame, app: &mut App) {
                 app.poll.as_secs_f64()
             )),
         ])),
-        head,
+        area,
     );
+}
 
+fn draw_table(f: &mut Frame, app: &App, area: Rect) {
     let now = unix_now();
     let header = Row::new(
         [
@@ -259,17 +271,19 @@ fn draw(f: &mut Frame, app: &mut App) {
         } else {
             " processes "
         }));
-    f.render_stateful_widget(table, body, &mut state);
+    f.render_stateful_widget(table, area, &mut state);
+}
 
-    let sel = app.selected_record().cloned();
-    let gauge_block = Block::default().borders(Borders::ALL).title(match &sel {
+/// The selected process's memory against its limit, the system's, and its GPU pool.
+fn draw_memory(f: &mut Frame, sel: Option<&StatusRecord>, area: Rect) {
+    let gauge_block = Block::default().borders(Borders::ALL).title(match sel {
         Some(r) => format!(" memory of {} ", r.pid),
         None => " memory ".into(),
     });
-    let inner = gauge_block.inner(gauges);
-    f.render_widget(gauge_block, gauges);
+    let inner = gauge_block.inner(area);
+    f.render_widget(gauge_block, area);
     let [g1, g2, g3] = Layout::vertical([Constraint::Length(1); 3]).areas(inner);
-    if let Some(r) = &sel {
+    if let Some(r) = sel {
         let cap = r.hard_limit_bytes.unwrap_or(r.sys_total_bytes);
         let used = r.rss_bytes.max(r.gpu_live_bytes.saturating_add(r.gpu_pooled_bytes));
         let over_soft = r.soft_limit_bytes.is_some_and(|s| used >= s);
@@ -325,16 +339,18 @@ fn draw(f: &mut Frame, app: &mut App) {
             Color::Magenta,
         );
     }
+}
 
+/// The selected process's tok/s, as many recent samples as fit.
+fn draw_tok_s(f: &mut Frame, app: &App, sel: Option<&StatusRecord>, area: Rect) {
     let data: Vec<u64> = sel
-        .as_ref()
         .and_then(|r| app.history.get(&r.pid))
         .map(|h| {
-            let w = spark.width.saturating_sub(2) as usize;
+            let w = area.width.saturating_sub(2) as usize;
             h.iter().skip(h.len().saturating_sub(w)).copied().collect()
         })
         .unwrap_or_default();
-    let title = match &sel {
+    let title = match sel {
         Some(r) => format!(" tok/s of {}: {:.1} ", r.pid, r.tok_per_s),
         None => " tok/s ".into(),
     };
@@ -343,9 +359,11 @@ fn draw(f: &mut Frame, app: &mut App) {
             .block(Block::default().borders(Borders::ALL).title(title))
             .data(&data)
             .style(Style::default().fg(Color::Yellow)),
-        spark,
+        area,
     );
+}
 
+fn draw_footer(f: &mut Frame, app: &App, area: Rect) {
     let footer = match &app.prompt {
         Some(p) => Line::from(vec![
             Span::styled("Kill pid: ", Style::default().add_modifier(Modifier::BOLD)),
@@ -364,5 +382,5 @@ fn draw(f: &mut Frame, app: &mut App) {
             Span::styled(sanitize(&app.message), Style::default().fg(Color::Cyan)),
         ]),
     };
-    f.render_widget(Paragraph::new(footer), foot);
+    f.render_widget(Paragraph::new(footer), area);
 }
