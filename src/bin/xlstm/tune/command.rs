@@ -2,9 +2,10 @@
 //! run directory, the stored settings to try first), the progress line and Ctrl-C, and the
 //! report at the end.
 
-use super::{store, Knob, Measure, Mode, ModelSource, Observer, Params, Target, Trial, TuneOptions};
+use super::{store, Knob, Measure, Mode, ModelSource, Observer, Params, Target, Trial, TuneOptions, TuneReport};
 use crate::cli::{check_count, check_new_tokens, GpuArgs, RunArgs, MAX_PROMPT_TOKENS, MAX_REPEATS};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 use xlstm_wgpu::telemetry::{MemArgs, Watchdog};
 use xlstm_wgpu::{Error, Result};
 
@@ -70,6 +71,7 @@ pub struct TuneArgs {
     mem: MemArgs,
 }
 
+/// Runs `xlstm tune` (or, with --show, lists the stored settings).
 pub fn tune(a: TuneArgs) -> Result<()> {
     if a.show {
         print!("{}", store::show()?);
@@ -96,37 +98,11 @@ pub fn tune(a: TuneArgs) -> Result<()> {
     let (target, mode) = (a.target, a.mode);
     let dtype = a.run.dtype;
     let shape = source.shape()?;
-    // A positive number of seconds that a Duration can hold (1e308 cannot: it would panic).
-    let budget = match a.budget_seconds {
-        None => None,
-        Some(b) => match std::time::Duration::try_from_secs_f64(b) {
-            Ok(d) if b > 0.0 => Some(d),
-            _ => {
-                return Err(Error::Input(format!(
-                    "--budget-seconds must be a positive number of seconds below {}, got {b}",
-                    u64::MAX
-                )))
-            }
-        },
-    };
+    let budget = budget(a.budget_seconds)?;
     let explicit = a.run.explicit();
     let base = Params::default().overlay(&explicit)?;
     let pinned: Vec<Knob> = explicit.knobs();
-    let run_name = a.run_name.clone().unwrap_or_else(timestamp_name);
-    if run_name.is_empty() || run_name.contains(['/', '\\']) || run_name == "." || run_name == ".." {
-        return Err(Error::Input(format!(
-            "--run-name `{run_name}` is not a plain directory name"
-        )));
-    }
-    let runs_dir = std::path::absolute(&a.runs_dir).map_err(|e| Error::io(&a.runs_dir, e))?;
-    let mut run_dir = runs_dir.join(&run_name);
-    if a.run_name.is_none() {
-        let mut n = 2;
-        while run_dir.exists() {
-            run_dir = runs_dir.join(format!("{run_name}-{n}"));
-            n += 1;
-        }
-    }
+    let run_dir = run_dir(&a.runs_dir, a.run_name.as_deref())?;
     // telemetry: watchdog and pre-load estimate, as for bench.
     let wd = std::sync::Arc::new(Watchdog::start(a.mem.resolve()?, "tune", &source.label())?);
     let progress = wd.progress();
@@ -192,25 +168,67 @@ pub fn tune(a: TuneArgs) -> Result<()> {
     } else {
         report.save_to_store()?
     };
-    if a.json {
-        let mut v = report.json_summary();
-        v["stored_in"] = serde_json::json!(stored);
-        println!("{v}");
-    } else {
-        print!("{}", report.table());
-        println!("files: {}", report.run_dir.display());
-        match &stored {
-            Some(p) => println!("stored as this adapter's defaults in {}", p.display()),
-            None if a.run.no_tune_cache => println!("not stored (--no-tune-cache)"),
-            None => println!("nothing stored"),
-        }
-    }
+    print_report(&report, stored.as_deref(), a.json, a.run.no_tune_cache);
     if report.ended_by == "interrupted" {
         eprintln!("xlstm: interrupted: kept the {} finished trial(s)", report.trials.len());
     }
     match report.abort {
         Some(e) => Err(e),
         None => Ok(()),
+    }
+}
+
+/// `--budget-seconds` as a Duration: a positive number of seconds that a Duration can hold
+/// (1e308 cannot: it would panic).
+fn budget(seconds: Option<f64>) -> Result<Option<Duration>> {
+    match seconds {
+        None => Ok(None),
+        Some(b) => match Duration::try_from_secs_f64(b) {
+            Ok(d) if b > 0.0 => Ok(Some(d)),
+            _ => Err(Error::Input(format!(
+                "--budget-seconds must be a positive number of seconds below {}, got {b}",
+                u64::MAX
+            ))),
+        },
+    }
+}
+
+/// The run directory: `--run-name` (a plain name) under `runs_dir`, else the UTC time, with
+/// `-2`, `-3`... added while a directory of that name exists.
+fn run_dir(runs_dir: &Path, run_name: Option<&str>) -> Result<PathBuf> {
+    let name = run_name.map_or_else(timestamp_name, str::to_string);
+    if name.is_empty() || name.contains(['/', '\\']) || name == "." || name == ".." {
+        return Err(Error::Input(format!(
+            "--run-name `{name}` is not a plain directory name"
+        )));
+    }
+    let runs_dir = std::path::absolute(runs_dir).map_err(|e| Error::io(runs_dir, e))?;
+    let mut dir = runs_dir.join(&name);
+    if run_name.is_none() {
+        let mut n = 2;
+        while dir.exists() {
+            dir = runs_dir.join(format!("{name}-{n}"));
+            n += 1;
+        }
+    }
+    Ok(dir)
+}
+
+/// The end of a run on stdout: the compact JSON object, or the table, the files and where the
+/// settings were stored.
+fn print_report(report: &TuneReport, stored: Option<&Path>, json: bool, no_tune_cache: bool) {
+    if json {
+        let mut v = report.json_summary();
+        v["stored_in"] = serde_json::json!(stored);
+        println!("{v}");
+    } else {
+        print!("{}", report.table());
+        println!("files: {}", report.run_dir.display());
+        match stored {
+            Some(p) => println!("stored as this adapter's defaults in {}", p.display()),
+            None if no_tune_cache => println!("not stored (--no-tune-cache)"),
+            None => println!("nothing stored"),
+        }
     }
 }
 
