@@ -196,6 +196,35 @@ fn v1_d_cuda_layout_equals_vanilla() {
     }
 }
 
+/// The library's block loader (`model::v1_weights::load_block`, shared by the GPU model and this
+/// reference) is public, so a block outside the config, or a block kind whose layer config is
+/// missing from a config built in code, must be an error rather than a panic.
+#[test]
+fn block_loader_refuses_what_the_config_lacks() {
+    use xlstm_wgpu::model::checkpoint::Checkpoint;
+    use xlstm_wgpu::model::v1_config::BlockKind;
+    use xlstm_wgpu::model::v1_weights::load_block;
+    let dir = fixture("v1_a");
+    let mut cfg = V1Config::from_dir(&dir).unwrap();
+    let ckpt = Checkpoint::open(&dir).unwrap();
+    let n = cfg.blocks.len();
+    assert!(load_block(&cfg, &ckpt, n - 1).is_ok());
+    assert!(
+        matches!(load_block(&cfg, &ckpt, n), Err(Error::Config(_))),
+        "block {n} of {n}"
+    );
+    let slstm = cfg.blocks.iter().position(|&k| k == BlockKind::Slstm).unwrap();
+    let mlstm = cfg.blocks.iter().position(|&k| k == BlockKind::Mlstm).unwrap();
+    cfg.slstm = None;
+    cfg.mlstm = None;
+    for index in [slstm, mlstm] {
+        assert!(
+            matches!(load_block(&cfg, &ckpt, index), Err(Error::Config(_))),
+            "block {index} without its layer config"
+        );
+    }
+}
+
 #[test]
 fn v1_e_biases_no_post_norm_swish() {
     let (cfg, w) = V1Weights::load_dir(&fixture("v1_e")).unwrap();

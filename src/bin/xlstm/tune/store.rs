@@ -100,24 +100,12 @@ impl ModelShape {
                 dir.display()
             )));
         }
-        let json = read_config_json(dir)?;
+        let json = xlstm_wgpu::model::read_config_json(dir)?;
         Ok(match detect_family(&json) {
             Family::Large => ModelShape::large(&LargeConfig::from_json(&json)?),
             Family::V1 => ModelShape::v1(&V1Config::from_json(&json)?),
         })
     }
-}
-
-/// The largest config.json read, as the model loader's bound (`model::config`): a shape lookup
-/// must not read more than the load that follows would.
-const MAX_CONFIG_BYTES: u64 = 16 << 20;
-
-/// Parses `dir/config.json` as the loader does (a regular file of bounded size); the loader's
-/// own reader is private to the library.
-fn read_config_json(dir: &Path) -> Result<serde_json::Value> {
-    let path = dir.join("config.json");
-    let bytes = xlstm_wgpu::files::read_input(&path, MAX_CONFIG_BYTES).map_err(|e| Error::io(&path, e))?;
-    serde_json::from_slice(&bytes).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
 }
 
 /// One stored tuning.
