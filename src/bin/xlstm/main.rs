@@ -2,7 +2,7 @@
 //! the GPU.
 //!
 //! One module per subcommand, each holding its flags and its entry point: [`generate`],
-//! [`score`], [`bench`] (with the benchmark itself) and [`tune`] (the autotuner; its command in
+//! [`score`], [`perplexity`], [`bench`] (with the benchmark itself) and [`tune`] (the autotuner; its command in
 //! `tune/command.rs`). [`cli`] holds the flags they share (adapter, weight format, scheduler and
 //! kernel-shape knobs) and the limits on counts; [`source`] the checkpoint-or-preset model of
 //! bench and tune. `info` is short enough to live here.
@@ -10,6 +10,7 @@
 mod bench;
 mod cli;
 mod generate;
+mod perplexity;
 mod score;
 mod source;
 mod tune;
@@ -34,6 +35,8 @@ enum Cmd {
     Generate(generate::GenerateArgs),
     /// Logits for every position of a token-id prompt, and optionally greedy continuation.
     Score(score::ScoreArgs),
+    /// Perplexity of a text: mean negative log-likelihood of every token given the ones before.
+    Perplexity(perplexity::PerplexityArgs),
     /// List adapters and print the chosen adapter's capabilities.
     Info(InfoArgs),
     /// Prefill and decode throughput, time to first token, memory, and per-kernel GPU time.
@@ -85,6 +88,7 @@ fn main() -> ExitCode {
     let result = match cli.cmd {
         Cmd::Generate(a) => generate::generate(&a),
         Cmd::Score(a) => score::score(a),
+        Cmd::Perplexity(a) => perplexity::perplexity(a),
         Cmd::Info(a) => info(a),
         Cmd::Bench(a) => bench::bench(a),
         Cmd::Tune(a) => tune::tune(a),
