@@ -1,0 +1,338 @@
+//! A chat window: the model runs on the window's own wgpu device (egui's renderer creates it with
+//! the features and limits the kernels want; `Gpu::from_wgpu` adopts it), tokens stream in from a
+//! worker thread, and the UI thread never waits for the GPU.
+//!
+//!     cargo run --release --example chat [-- --model DIR]
+//!
+//! Self-test (CI runs it under xvfb-run): generate greedily, render, save the window as PNG, print
+//! the generated ids as one JSON line and exit:
+//!
+//!     cargo run --release --example chat -- --model models/xlstm-large-mini \
+//!         --prompt "It is a truth" --exit-after-tokens 24 --screenshot out.png
+
+use clap::Parser;
+use eframe::{egui, egui_wgpu};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Instant;
+use xlstm_wgpu::{Error, Gpu, LoadOptions, Model, Result, Sampler, SamplerConfig, Session, SessionOptions};
+
+#[derive(Parser)]
+#[command(name = "chat", about = "Generate text with an xLSTM model in a window")]
+struct Args {
+    /// Model directory (config.json, safetensors, tokenizer.json).
+    #[arg(long, default_value = "models/xlstm-large-mini")]
+    model: String,
+    /// Prompt to start with.
+    #[arg(long, default_value = "")]
+    prompt: String,
+    /// Self-test: generate this many tokens greedily at start, then save the window and exit.
+    #[arg(long)]
+    exit_after_tokens: Option<usize>,
+    /// Self-test: where to write the PNG of the window.
+    #[arg(long, default_value = "chat.png")]
+    screenshot: String,
+}
+
+/// What the worker threads send to the UI.
+enum Msg {
+    Loaded(Result<Model>),
+    Token(u32, String),
+    Done(Result<()>),
+}
+
+struct Chat {
+    gpu: Option<Arc<Gpu>>,
+    model: Option<Model>,
+    model_dir: String,
+    prompt: String,
+    output: String,
+    ids: Vec<u32>,
+    sampling: SamplerConfig,
+    error: Option<String>,
+    busy: bool,
+    stop: Arc<AtomicBool>,
+    started: Instant,
+    tx: mpsc::Sender<Msg>,
+    rx: mpsc::Receiver<Msg>,
+    /// Self-test: tokens to generate, then the screenshot's path and the run's outcome.
+    exit_after: Option<usize>,
+    screenshot: String,
+    shot: Arc<Mutex<Option<Arc<egui::ColorImage>>>>,
+    outcome: Arc<Mutex<Option<std::result::Result<(), String>>>>,
+}
+
+impl Chat {
+    /// Loads the model on a worker: reading weights and compiling pipelines takes seconds.
+    fn load(&mut self, ctx: &egui::Context) {
+        let Some(gpu) = self.gpu.clone() else { return };
+        let (tx, ctx, dir) = (self.tx.clone(), ctx.clone(), self.model_dir.clone());
+        self.model = None;
+        self.busy = true;
+        std::thread::spawn(move || {
+            let model = Model::load(gpu, std::path::Path::new(&dir), &LoadOptions::default());
+            let _ = tx.send(Msg::Loaded(model));
+            ctx.request_repaint();
+        });
+    }
+
+    /// Generates on a worker thread that owns the session; tokens come back over the channel.
+    fn generate(&mut self, ctx: &egui::Context, max_new: usize) {
+        let Some(model) = self.model.clone() else { return };
+        let (tx, ctx, prompt, cfg) = (self.tx.clone(), ctx.clone(), self.prompt.clone(), self.sampling.clone());
+        let stop = self.stop.clone();
+        stop.store(false, Ordering::Relaxed);
+        (self.busy, self.error, self.started) = (true, None, Instant::now());
+        self.ids.clear();
+        std::thread::spawn(move || {
+            let run = || -> Result<()> {
+                let tok = model
+                    .tokenizer()
+                    .ok_or_else(|| Error::Input("the model has no tokenizer.json".into()))?;
+                let mut ids = vec![model.bos_token_id().unwrap_or(0)];
+                ids.extend(tok.encode(&prompt)?);
+                let mut session = Session::new(&model, SessionOptions::default())?;
+                // Checked before every prefill segment and decode batch: Stop takes effect there.
+                let flag = stop.clone();
+                session.set_stop_hook(Some(Arc::new(move || match flag.load(Ordering::Relaxed) {
+                    true => Err(Error::Stopped("stopped from the window".into())),
+                    false => Ok(()),
+                })));
+                let mut sampler = Sampler::new(cfg)?;
+                let eos: Vec<u32> = model.eos_token_id().into_iter().collect();
+                session.generate(&ids, max_new, &mut sampler, &eos, &mut |id| {
+                    let _ = tx.send(Msg::Token(id, tok.decode(&[id])?));
+                    ctx.request_repaint();
+                    Ok(!stop.load(Ordering::Relaxed))
+                })?;
+                Ok(())
+            };
+            let result = match run() {
+                Err(Error::Stopped(_)) => Ok(()),
+                r => r,
+            };
+            let _ = tx.send(Msg::Done(result));
+            ctx.request_repaint();
+        });
+    }
+
+    fn receive(&mut self, ctx: &egui::Context) {
+        while let Ok(msg) = self.rx.try_recv() {
+            match msg {
+                Msg::Loaded(Ok(model)) => {
+                    (self.model, self.busy) = (Some(model), false);
+                    if let Some(n) = self.exit_after {
+                        self.sampling = SamplerConfig::default();
+                        self.generate(ctx, n);
+                    }
+                }
+                Msg::Token(id, text) => {
+                    self.ids.push(id);
+                    self.output.push_str(&text);
+                }
+                Msg::Done(result) => {
+                    self.busy = false;
+                    if let Err(e) = result {
+                        self.error = Some(e.to_string());
+                    }
+                    if self.exit_after.is_some() {
+                        // Render the finished text first; the screenshot shows the next frame.
+                        let shot = self.shot.clone();
+                        let repaint = ctx.clone();
+                        ctx.request_screenshot(move |image| {
+                            *shot.lock().unwrap_or_else(|p| p.into_inner()) = Some(image);
+                            repaint.request_repaint();
+                        });
+                    }
+                }
+                Msg::Loaded(Err(e)) => (self.busy, self.error) = (false, Some(format!("loading the model: {e}"))),
+            }
+        }
+        if let (Some(_), Some(e)) = (self.exit_after, &self.error) {
+            let e = e.clone();
+            self.finish(ctx, Err(e));
+        }
+        let image = self.shot.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(image) = image {
+            let saved = save_png(&self.screenshot, &image).map_err(|e| format!("{}: {e}", self.screenshot));
+            if saved.is_ok() {
+                println!("{}", serde_json::json!({ "ids": self.ids }));
+            }
+            self.finish(ctx, saved);
+        }
+    }
+
+    fn finish(&mut self, ctx: &egui::Context, outcome: std::result::Result<(), String>) {
+        *self.outcome.lock().unwrap_or_else(|p| p.into_inner()) = Some(outcome);
+        ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+    }
+}
+
+impl eframe::App for Chat {
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        let ctx = ui.ctx().clone();
+        self.receive(&ctx);
+        egui::CentralPanel::default().show(ui, |ui| {
+            ui.horizontal(|ui| {
+                ui.label("Model");
+                ui.text_edit_singleline(&mut self.model_dir);
+                if ui.add_enabled(!self.busy, egui::Button::new("Load")).clicked() {
+                    self.load(&ctx);
+                }
+            });
+            ui.horizontal(|ui| {
+                ui.add(egui::Slider::new(&mut self.sampling.temperature, 0.0..=2.0).text("temperature"));
+                ui.add(egui::Slider::new(&mut self.sampling.top_k, 0..=200).text("top-k"));
+                ui.add(egui::Slider::new(&mut self.sampling.top_p, 0.05..=1.0).text("top-p"));
+            });
+            ui.add(
+                egui::TextEdit::multiline(&mut self.prompt)
+                    .hint_text("Prompt")
+                    .desired_rows(3),
+            );
+            ui.horizontal(|ui| {
+                let ready = self.model.is_some() && !self.busy;
+                if ui.add_enabled(ready, egui::Button::new("Generate")).clicked() {
+                    self.output = self.prompt.clone();
+                    self.generate(&ctx, 256);
+                }
+                if ui.add_enabled(self.busy, egui::Button::new("Stop")).clicked() {
+                    self.stop.store(true, Ordering::Relaxed);
+                }
+                if ui.add_enabled(!self.busy, egui::Button::new("Clear")).clicked() {
+                    (self.output, self.error) = (String::new(), None);
+                    self.ids.clear();
+                }
+                let secs = self.started.elapsed().as_secs_f64();
+                let rate = if self.ids.is_empty() {
+                    0.0
+                } else {
+                    self.ids.len() as f64 / secs.max(1e-3)
+                };
+                let pool = self.model.as_ref().map(|m| m.pool_stats()).unwrap_or_default();
+                ui.label(format!(
+                    "{} tokens  {rate:.1} tok/s  GPU pool {:.1} MiB (peak {:.1})",
+                    self.ids.len(),
+                    pool.live_total() as f64 / (1 << 20) as f64,
+                    pool.peak as f64 / (1 << 20) as f64
+                ));
+                if self.busy {
+                    ui.spinner();
+                }
+            });
+            if let Some(e) = &self.error {
+                ui.colored_label(egui::Color32::LIGHT_RED, e);
+            }
+            ui.separator();
+            egui::ScrollArea::vertical().stick_to_bottom(true).show(ui, |ui| {
+                ui.add(egui::Label::new(egui::RichText::new(&self.output).monospace()).wrap());
+            });
+        });
+        if self.busy {
+            // The tok/s figure keeps moving between tokens.
+            ctx.request_repaint_after(std::time::Duration::from_millis(250));
+        }
+    }
+}
+
+fn save_png(path: &str, image: &egui::ColorImage) -> std::io::Result<()> {
+    let file = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let mut enc = png::Encoder::new(file, image.size[0] as u32, image.size[1] as u32);
+    enc.set_color(png::ColorType::Rgba);
+    enc.set_depth(png::BitDepth::Eight);
+    let rgba: Vec<u8> = image.pixels.iter().flat_map(|c| c.to_srgba_unmultiplied()).collect();
+    enc.write_header()?.write_image_data(&rgba)?;
+    Ok(())
+}
+
+/// Asks egui's renderer for a device with what the kernels want (on top of egui's own needs).
+fn wgpu_options() -> egui_wgpu::WgpuConfiguration {
+    let mut options = egui_wgpu::WgpuConfiguration::default();
+    if let egui_wgpu::WgpuSetup::CreateNew(setup) = &mut options.wgpu_setup {
+        setup.device_descriptor = Arc::new(|adapter| {
+            let features = Gpu::recommended_features(adapter);
+            let mut limits = Gpu::recommended_limits(adapter);
+            // egui's default: a depth buffer as large as a 4k+ window.
+            limits.max_texture_dimension_2d = limits.max_texture_dimension_2d.max(8192);
+            let experimental = if features.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX) {
+                // SAFETY: the crate validates its cooperative-matrix kernels against the
+                // adapter's configurations; the token only opts in to the experimental API.
+                unsafe { wgpu::ExperimentalFeatures::enabled() }
+            } else {
+                wgpu::ExperimentalFeatures::disabled()
+            };
+            wgpu::DeviceDescriptor {
+                label: Some("chat"),
+                required_features: features,
+                required_limits: limits,
+                experimental_features: experimental,
+                ..Default::default()
+            }
+        });
+    }
+    options
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let outcome = Arc::new(Mutex::new(None));
+    let app_outcome = outcome.clone();
+    let options = eframe::NativeOptions {
+        renderer: eframe::Renderer::Wgpu,
+        wgpu_options: wgpu_options(),
+        viewport: egui::ViewportBuilder::default().with_inner_size([800.0, 560.0]),
+        ..Default::default()
+    };
+    let run = eframe::run_native(
+        "xlstm chat",
+        options,
+        Box::new(move |cc| {
+            let (tx, rx) = mpsc::channel();
+            // The window's device, shared with the model.
+            let gpu = cc
+                .wgpu_render_state
+                .as_ref()
+                .ok_or_else(|| Error::Adapter("eframe started without its wgpu renderer".into()))
+                .and_then(|rs| Gpu::from_wgpu(&rs.adapter, rs.device.clone(), rs.queue.clone()));
+            let (gpu, error) = match gpu {
+                Ok(gpu) => (Some(Arc::new(gpu)), None),
+                Err(e) => (None, Some(e.to_string())),
+            };
+            let mut app = Chat {
+                gpu,
+                model: None,
+                model_dir: args.model,
+                prompt: args.prompt,
+                output: String::new(),
+                ids: Vec::new(),
+                sampling: SamplerConfig::default(),
+                error,
+                busy: false,
+                stop: Arc::new(AtomicBool::new(false)),
+                started: Instant::now(),
+                tx,
+                rx,
+                exit_after: args.exit_after_tokens,
+                screenshot: args.screenshot,
+                shot: Arc::new(Mutex::new(None)),
+                outcome: app_outcome,
+            };
+            app.output = app.prompt.clone();
+            app.load(&cc.egui_ctx);
+            Ok(Box::new(app))
+        }),
+    );
+    if let Err(e) = run {
+        eprintln!("chat: {e}");
+        return ExitCode::FAILURE;
+    }
+    let outcome = outcome.lock().unwrap_or_else(|p| p.into_inner()).take();
+    match outcome {
+        Some(Err(e)) => {
+            eprintln!("chat: {e}");
+            ExitCode::FAILURE
+        }
+        _ => ExitCode::SUCCESS,
+    }
+}
