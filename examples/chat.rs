@@ -53,13 +53,18 @@ struct Chat {
     error: Option<String>,
     busy: bool,
     stop: Arc<AtomicBool>,
-    started: Instant,
+    /// When the first and the latest token arrived: tok/s over the decode, not the prefill.
+    first_token: Option<Instant>,
+    last_token: Instant,
     tx: mpsc::Sender<Msg>,
     rx: mpsc::Receiver<Msg>,
     /// Self-test: tokens to generate, then the screenshot's path and the run's outcome.
     exit_after: Option<usize>,
     screenshot: String,
     shot: Arc<Mutex<Option<Arc<egui::ColorImage>>>>,
+    shot_requested: bool,
+    /// The last generation has finished.
+    done: bool,
     outcome: Arc<Mutex<Option<std::result::Result<(), String>>>>,
 }
 
@@ -83,7 +88,7 @@ impl Chat {
         let (tx, ctx, prompt, cfg) = (self.tx.clone(), ctx.clone(), self.prompt.clone(), self.sampling.clone());
         let stop = self.stop.clone();
         stop.store(false, Ordering::Relaxed);
-        (self.busy, self.error, self.started) = (true, None, Instant::now());
+        (self.busy, self.done, self.error, self.first_token) = (true, false, None, None);
         self.ids.clear();
         std::thread::spawn(move || {
             let run = || -> Result<()> {
@@ -128,6 +133,8 @@ impl Chat {
                     }
                 }
                 Msg::Token(id, text) => {
+                    self.last_token = Instant::now();
+                    self.first_token.get_or_insert(self.last_token);
                     self.ids.push(id);
                     self.output.push_str(&text);
                 }
@@ -136,39 +143,34 @@ impl Chat {
                     if let Err(e) = result {
                         self.error = Some(e.to_string());
                     }
-                    if self.exit_after.is_some() {
-                        // Render the finished text first; the screenshot shows the next frame.
-                        let shot = self.shot.clone();
-                        let repaint = ctx.clone();
-                        ctx.request_screenshot(move |image| {
-                            *shot.lock().unwrap_or_else(|p| p.into_inner()) = Some(image);
-                            repaint.request_repaint();
-                        });
-                    }
+                    self.done = true;
                 }
                 Msg::Loaded(Err(e)) => (self.busy, self.error) = (false, Some(format!("loading the model: {e}"))),
             }
         }
-        if let (Some(_), Some(e)) = (self.exit_after, &self.error) {
-            let e = e.clone();
-            self.finish(ctx, Err(e));
+        // Self-test: once the text (or an error) is on screen, save the window and exit.
+        if self.exit_after.is_some() && (self.done || self.error.is_some()) && !self.shot_requested {
+            self.shot_requested = true;
+            let (shot, repaint) = (self.shot.clone(), ctx.clone());
+            // Taken after the frame being built now, which already shows the finished text.
+            ctx.request_screenshot(move |image| {
+                *shot.lock().unwrap_or_else(|p| p.into_inner()) = Some(image);
+                repaint.request_repaint();
+            });
         }
         let image = self.shot.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(image) = image {
-            let saved = save_png(&self.screenshot, &image).map_err(|e| format!("{}: {e}", self.screenshot));
-            if saved.is_ok() {
+            let mut outcome = save_png(&self.screenshot, &image).map_err(|e| format!("{}: {e}", self.screenshot));
+            if let Some(e) = &self.error {
+                outcome = Err(e.clone());
+            } else if outcome.is_ok() {
                 println!("{}", serde_json::json!({ "ids": self.ids }));
             }
-            self.finish(ctx, saved);
+            *self.outcome.lock().unwrap_or_else(|p| p.into_inner()) = Some(outcome);
+            ctx.send_viewport_cmd(egui::ViewportCommand::Close);
         }
     }
-
-    fn finish(&mut self, ctx: &egui::Context, outcome: std::result::Result<(), String>) {
-        *self.outcome.lock().unwrap_or_else(|p| p.into_inner()) = Some(outcome);
-        ctx.send_viewport_cmd(egui::ViewportCommand::Close);
-    }
 }
-
 impl eframe::App for Chat {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         let ctx = ui.ctx().clone();
@@ -204,11 +206,11 @@ impl eframe::App for Chat {
                     (self.output, self.error) = (String::new(), None);
                     self.ids.clear();
                 }
-                let secs = self.started.elapsed().as_secs_f64();
-                let rate = if self.ids.is_empty() {
-                    0.0
-                } else {
-                    self.ids.len() as f64 / secs.max(1e-3)
+                let rate = match self.first_token {
+                    Some(first) if self.ids.len() > 1 => {
+                        (self.ids.len() - 1) as f64 / (self.last_token - first).as_secs_f64().max(1e-3)
+                    }
+                    _ => 0.0,
                 };
                 let pool = self.model.as_ref().map(|m| m.pool_stats()).unwrap_or_default();
                 ui.label(format!(
@@ -229,10 +231,6 @@ impl eframe::App for Chat {
                 ui.add(egui::Label::new(egui::RichText::new(&self.output).monospace()).wrap());
             });
         });
-        if self.busy {
-            // The tok/s figure keeps moving between tokens.
-            ctx.request_repaint_after(std::time::Duration::from_millis(250));
-        }
     }
 }
 
@@ -310,12 +308,15 @@ fn main() -> ExitCode {
                 error,
                 busy: false,
                 stop: Arc::new(AtomicBool::new(false)),
-                started: Instant::now(),
+                first_token: None,
+                last_token: Instant::now(),
                 tx,
                 rx,
                 exit_after: args.exit_after_tokens,
                 screenshot: args.screenshot,
                 shot: Arc::new(Mutex::new(None)),
+                shot_requested: false,
+                done: false,
                 outcome: app_outcome,
             };
             app.output = app.prompt.clone();

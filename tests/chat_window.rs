@@ -37,6 +37,12 @@ fn library_greedy() -> Vec<u32> {
 /// The example's binary in this test's profile, built if `cargo test` did not build it (it does
 /// unless the run names test targets only).
 fn chat_binary() -> PathBuf {
+    // Built once for both tests of this binary.
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(build_chat).clone()
+}
+
+fn build_chat() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     // target/<profile>/deps/chat_window-<hash> -> target/<profile>/examples/chat
     let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
@@ -56,8 +62,8 @@ fn chat_binary() -> PathBuf {
     bin
 }
 
-#[test]
-fn chat_window_streams_the_greedy_tokens_and_renders_them() {
+/// Fails with the fix when the virtual display is missing, instead of passing silently.
+fn require_xvfb() {
     let xvfb = Command::new("xvfb-run")
         .arg("--help")
         .stdout(Stdio::null())
@@ -67,14 +73,16 @@ fn chat_window_streams_the_greedy_tokens_and_renders_them() {
         xvfb.is_ok(),
         "xvfb-run not found: the chat window test opens a real window on a virtual display; run ci/setup (it installs xvfb and xauth)"
     );
-    let bin = chat_binary();
-    let out_dir = tempfile::tempdir().unwrap();
-    let png_path = out_dir.path().join("chat.png");
+}
+
+/// Runs the example's self-test on `model` in a real window under xvfb-run: (exit status, stdout,
+/// stderr). The screenshot goes to `png`.
+fn run_chat(bin: &Path, model: &Path, png: &Path, runtime_dir: &Path) -> (std::process::ExitStatus, String, String) {
     let mut child = Command::new("xvfb-run")
         .args(["-a", "-s", "-screen 0 1024x768x24"])
-        .arg(&bin)
+        .arg(bin)
         .arg("--model")
-        .arg(model_dir())
+        .arg(model)
         .args([
             "--prompt",
             PROMPT,
@@ -82,12 +90,12 @@ fn chat_window_streams_the_greedy_tokens_and_renders_them() {
             &TOKENS.to_string(),
             "--screenshot",
         ])
-        .arg(&png_path)
+        .arg(png)
         .env(
             "WGPU_BACKEND",
             std::env::var("WGPU_BACKEND").unwrap_or_else(|_| "vulkan".into()),
         )
-        .env("XDG_RUNTIME_DIR", out_dir.path())
+        .env("XDG_RUNTIME_DIR", runtime_dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -103,12 +111,20 @@ fn chat_window_streams_the_greedy_tokens_and_renders_them() {
         std::thread::sleep(Duration::from_millis(200));
     }
     let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status, text(&out.stdout), text(&out.stderr))
+}
+
+#[test]
+fn chat_window_streams_the_greedy_tokens_and_renders_them() {
+    require_xvfb();
+    let bin = chat_binary();
+    let out_dir = tempfile::tempdir().unwrap();
+    let png_path = out_dir.path().join("chat.png");
+    let (status, stdout, stderr) = run_chat(&bin, &model_dir(), &png_path, out_dir.path());
     assert!(
-        out.status.success(),
-        "chat exited with {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
-        out.status
+        status.success(),
+        "chat exited with {status}\nstdout:\n{stdout}\nstderr:\n{stderr}"
     );
 
     let line = stdout
@@ -149,4 +165,25 @@ fn chat_window_streams_the_greedy_tokens_and_renders_them() {
         "the screenshot looks blank: {} distinct colours",
         colours.len()
     );
+}
+
+/// A corrupt checkpoint is an error shown in the window (and a failing exit), never a panic.
+#[test]
+fn chat_window_shows_a_corrupt_model_as_an_error() {
+    require_xvfb();
+    let bin = chat_binary();
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model");
+    std::fs::create_dir(&model).unwrap();
+    for f in ["config.json", "tokenizer.json"] {
+        std::fs::copy(model_dir().join(f), model.join(f)).unwrap();
+    }
+    let weights = std::fs::read(model_dir().join("model.safetensors")).unwrap();
+    std::fs::write(model.join("model.safetensors"), &weights[..weights.len().min(1000)]).unwrap();
+    let png_path = dir.path().join("error.png");
+    let (status, stdout, stderr) = run_chat(&bin, &model, &png_path, dir.path());
+    assert_eq!(status.code(), Some(1), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stderr.contains("invalid checkpoint"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(png_path.exists(), "the window with the error was not saved");
 }
