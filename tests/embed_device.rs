@@ -142,3 +142,57 @@ fn features_the_device_lacks_are_not_used() {
     );
     assert_eq!(greedy(Arc::new(gpu)).0, greedy(own).0);
 }
+
+/// The threading rules the docs state: a model is shared with worker threads, a session moves to
+/// one, and a stop flag set from another thread ends generation at the next token.
+#[test]
+fn a_worker_generates_and_a_stop_flag_cancels_it() {
+    fn shared<T: Send + Sync>() {}
+    fn moved<T: Send>() {}
+    shared::<Gpu>();
+    shared::<Model>();
+    moved::<Session>();
+
+    let adapter = app_adapter();
+    let (device, queue) = app_device(
+        &adapter,
+        Gpu::recommended_features(&adapter),
+        Gpu::recommended_limits(&adapter),
+    );
+    let gpu = Arc::new(Gpu::from_wgpu(&adapter, device, queue).unwrap());
+    let model = Model::load(gpu, &model_dir(), &LoadOptions::default()).unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let worker = {
+        let (model, stop) = (model.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut session = Session::new(&model, SessionOptions::default()).unwrap();
+            let flag = stop.clone();
+            session.set_stop_hook(Some(Arc::new(move || {
+                if flag.load(std::sync::atomic::Ordering::Relaxed) {
+                    Err(xlstm_wgpu::Error::Stopped("test".into()))
+                } else {
+                    Ok(())
+                }
+            })));
+            let mut sampler = Sampler::new(SamplerConfig::default()).unwrap();
+            session.generate(&[0, 417], 10_000, &mut sampler, &[], &mut |id| {
+                let _ = tx.send(id);
+                Ok(true)
+            })
+        })
+    };
+    // The "UI": wait for a few tokens, then press Stop.
+    for _ in 0..3 {
+        rx.recv().unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let result = worker.join().unwrap();
+    assert!(
+        matches!(result, Err(xlstm_wgpu::Error::Stopped(_))),
+        "{:?}",
+        result.map(|s| s.generated.len())
+    );
+    // At most one decode batch after the flag.
+    assert!(rx.try_iter().count() < 3 + SessionOptions::default().decode_batch * 2);
+}
