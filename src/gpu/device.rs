@@ -297,9 +297,9 @@ fn masked_features(disable: &[String]) -> wgpu::Features {
         .fold(wgpu::Features::empty(), |acc, name| acc | feature_bits(name))
 }
 
-/// Storage buffers one portable kernel binds at most (mlstm_chunk_out: q|k|v|o|i|f projections,
-/// gates, states, output...); the parameter block adds one more only where the device allows
-/// more than 8 (see [`Caps::params_in_storage`]).
+/// Storage buffers one portable kernel binds at most (mlstm_chunk_out: the fused projections,
+/// two gate rows, the C, n and m states and the output); the parameter block adds one more only
+/// where the device allows more than 8 (see [`Caps::params_in_storage`]).
 pub const REQUIRED_STORAGE_BUFFERS_PER_STAGE: u32 = 7;
 /// Invocations of the largest workgroup the kernels declare (`@workgroup_size(256)`).
 pub const REQUIRED_INVOCATIONS_PER_WORKGROUP: u32 = 256;
@@ -359,7 +359,7 @@ fn caps_of(
     limits: &wgpu::Limits,
     disable: &[String],
     binding_limit: Option<u64>,
-) -> Result<Caps> {
+) -> Caps {
     let info = adapter.get_info();
     let offered = adapter.features();
     let coop = features.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX);
@@ -369,7 +369,7 @@ fn caps_of(
         .cloned()
         .collect();
     let has = |f: wgpu::Features| features.contains(f);
-    Ok(Caps {
+    Caps {
         adapter_name: info.name.clone(),
         backend: format!("{:?}", info.backend),
         driver: format!("{} {}", info.driver, info.driver_info).trim().to_string(),
@@ -404,7 +404,7 @@ fn caps_of(
         // One more storage binding per kernel: only where the limit leaves room for it.
         params_in_storage: info.device_type == wgpu::DeviceType::Cpu && limits.max_storage_buffers_per_shader_stage > 8,
         disabled,
-    })
+    }
 }
 
 impl Gpu {
@@ -473,7 +473,7 @@ impl Gpu {
             // here instead of aborting the process.
             eprintln!("xlstm: uncaptured GPU error: {e}");
         }));
-        let caps = caps_of(&adapter, features, &limits, &disable, opts.binding_limit)?;
+        let caps = caps_of(&adapter, features, &limits, &disable, opts.binding_limit);
         Ok(Gpu {
             device,
             queue,
@@ -490,10 +490,13 @@ impl Gpu {
     /// as for [`Gpu::new`]. The app's uncaptured-error handler is left in place, and the buffer
     /// pool only ever accounts for buffers the library allocates itself.
     ///
-    /// Threading: `Gpu`, models and sessions are `Send`; run generation on a worker thread, never
-    /// on the UI thread. Each submission is bounded by [`SessionOptions::submit`]
-    /// (crate::SessionOptions), so the app's frames are queued between them, and a session's
-    /// stop hook (`Session::set_stop_hook`) cancels generation at the next token.
+    /// Threading: `Gpu` and [`Model`](crate::Model) are `Send + Sync`, a
+    /// [`Session`](crate::Session) is `Send`. Load and generate on a worker thread, never on the
+    /// UI thread, and send tokens to the UI over a channel. Each submission is bounded by
+    /// [`SessionOptions::submit`](crate::SessionOptions::submit), so the app's frames are queued
+    /// between them on the shared queue, and a session's stop hook
+    /// ([`Session::set_stop_hook`](crate::Session::set_stop_hook)) reading a flag the UI sets
+    /// cancels generation at the next token. `examples/chat.rs` shows the whole pattern.
     pub fn from_wgpu(adapter: &wgpu::Adapter, device: wgpu::Device, queue: wgpu::Queue) -> Result<Self> {
         Self::from_wgpu_with(adapter, device, queue, &GpuOptions::default())
     }
@@ -511,7 +514,7 @@ impl Gpu {
         check_required_limits(&limits, &info.name)?;
         let disable = disable_list(opts)?;
         let features = device.features() & wanted_features() & !masked_features(&disable);
-        let caps = caps_of(adapter, features, &limits, &disable, opts.binding_limit)?;
+        let caps = caps_of(adapter, features, &limits, &disable, opts.binding_limit);
         Ok(Gpu {
             device,
             queue,
