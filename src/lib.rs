@@ -1,5 +1,8 @@
 //! xlstm-wgpu: xLSTM language-model inference on any GPU through wgpu, every kernel in WGSL.
 //!
+//! The command-line tools' plumbing (flag structs, the benchmark runner, the autotuner) lives with
+//! the `xlstm` binary, not in this API.
+//!
 //! ```no_run
 //! use std::sync::Arc;
 //! use xlstm_wgpu::{Gpu, GpuOptions, LoadOptions, Model, Sampler, SamplerConfig, Session, SessionOptions};
@@ -21,9 +24,6 @@
 //! # }
 //! ```
 
-pub mod bench;
-pub mod cli;
-pub mod cpu;
 pub mod error;
 pub mod files;
 pub mod gpu;
@@ -34,7 +34,6 @@ pub mod sample;
 pub mod session;
 pub mod telemetry;
 pub mod tokenizer;
-pub mod tune;
 
 pub use error::{Error, Result};
 pub use gpu::{Caps, Gpu, GpuOptions, PoolStats, SubmitBudget};

@@ -1,12 +1,12 @@
-//! The plain-Rust CPU reference of the ORIGINAL xLSTM (`src/cpu/v1.rs`) against fixtures made by the
+//! The plain-Rust CPU reference of the ORIGINAL xLSTM (`xlstm_reference::v1`) against fixtures made by the
 //! official implementation (tools/make_fixtures_v1.py: `xlstm.xLSTMLMModel`, xlstm 2.0.6, CPU float32,
 //! sLSTM backend vanilla) and against the shipped trained model's official evaluation numbers
 //! (models/xlstm-v1-mini/eval.json).
 
 use safetensors::SafeTensors;
 use std::path::{Path, PathBuf};
-use xlstm_wgpu::cpu::ops::argmax;
-use xlstm_wgpu::cpu::v1::{forward, greedy, V1State, V1Weights};
+use xlstm_reference::ops::argmax;
+use xlstm_reference::v1::{forward, greedy, V1State, V1Weights};
 use xlstm_wgpu::model::v1_config::{detect_family, Family, V1Config};
 use xlstm_wgpu::Error;
 
@@ -173,7 +173,7 @@ fn v1_c_slstm_only_no_conv_f16() {
     assert!(w
         .blocks
         .iter()
-        .all(|b| matches!(b, xlstm_wgpu::cpu::v1::BlockWeights::Slstm(s) if s.conv.is_none())));
+        .all(|b| matches!(b, xlstm_reference::v1::BlockWeights::Slstm(s) if s.conv.is_none())));
     check_case("v1_c", &load_case("v1_c", "t33"));
 }
 
@@ -193,6 +193,35 @@ fn v1_d_cuda_layout_equals_vanilla() {
     );
     for label in ["t60", "t1", "t100_step"] {
         check_case("v1_d", &load_case("v1_a", label));
+    }
+}
+
+/// The library's block loader (`model::v1_weights::load_block`, shared by the GPU model and this
+/// reference) is public, so a block outside the config, or a block kind whose layer config is
+/// missing from a config built in code, must be an error rather than a panic.
+#[test]
+fn block_loader_refuses_what_the_config_lacks() {
+    use xlstm_wgpu::model::checkpoint::Checkpoint;
+    use xlstm_wgpu::model::v1_config::BlockKind;
+    use xlstm_wgpu::model::v1_weights::load_block;
+    let dir = fixture("v1_a");
+    let mut cfg = V1Config::from_dir(&dir).unwrap();
+    let ckpt = Checkpoint::open(&dir).unwrap();
+    let n = cfg.blocks.len();
+    assert!(load_block(&cfg, &ckpt, n - 1).is_ok());
+    assert!(
+        matches!(load_block(&cfg, &ckpt, n), Err(Error::Config(_))),
+        "block {n} of {n}"
+    );
+    let slstm = cfg.blocks.iter().position(|&k| k == BlockKind::Slstm).unwrap();
+    let mlstm = cfg.blocks.iter().position(|&k| k == BlockKind::Mlstm).unwrap();
+    cfg.slstm = None;
+    cfg.mlstm = None;
+    for index in [slstm, mlstm] {
+        assert!(
+            matches!(load_block(&cfg, &ckpt, index), Err(Error::Config(_))),
+            "block {index} without its layer config"
+        );
     }
 }
 

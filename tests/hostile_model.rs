@@ -521,19 +521,43 @@ fn a_fifo_as_tuned_json_is_ignored_with_a_warning_instead_of_hanging() {
 
 #[test]
 fn an_out_of_range_tuned_entry_is_ignored_with_a_warning() {
-    use xlstm_wgpu::tune::store::{AdapterId, ModelShape};
+    // The tuner lives in the binary: a one-trial tune run (every decode knob pinned, so it is
+    // short) writes a real entry for this adapter and model, then its chunk size is put out of
+    // range.
     let cache = tempfile::tempdir().unwrap();
     let file = cache.path().join("tuned.json");
-    let shape = ModelShape::of_dir(&shipped(LARGE)).unwrap();
-    let store = json!({
-        "version": 1,
-        "entries": [{
-            "adapter": AdapterId::of(&common::gpu().caps),
-            "model_shape": shape.key,
-            "dtype": "f16",
-            "settings": {"chunk_size": 65},
-        }]
-    });
+    let model = shipped(LARGE);
+    let runs = cache.path().join("runs");
+    let out = xlstm(
+        &[
+            "tune",
+            "--model",
+            model.to_str().unwrap(),
+            "--target",
+            "decode",
+            "--trials",
+            "1",
+            "--repeats",
+            "1",
+            "--decode-tokens",
+            "1",
+            "--check-tokens",
+            "2",
+            "--decode-batch",
+            "1",
+            "--gemv-lanes",
+            "64",
+            "--submit-dispatches",
+            "512",
+            "--runs-dir",
+            runs.to_str().unwrap(),
+            "--json",
+        ],
+        &[("XLSTM_CACHE_DIR", cache.path())],
+    );
+    assert!(out.status.success(), "tune: {}", String::from_utf8_lossy(&out.stderr));
+    let mut store: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    store["entries"][0]["settings"]["chunk_size"] = json!(65);
     std::fs::write(&file, serde_json::to_vec(&store).unwrap()).unwrap();
     let out = generate_with_cache(cache.path());
     assert_ignored_with_one_warning(&out, &file, "chunk_size 65");

@@ -18,8 +18,8 @@ use common::compare::{check, close, max_abs, Worst};
 use common::strided::{assert_untouched, gather_rows, strided, SENTINEL};
 
 use std::sync::{Arc, OnceLock};
-use xlstm_wgpu::cpu::mlstm::{self, CellShape, CellState};
-use xlstm_wgpu::cpu::ops as cpu;
+use xlstm_reference::mlstm::{self, CellShape, CellState};
+use xlstm_reference::ops as cpu;
 use xlstm_wgpu::gpu::readback::{read_f32, read_u32};
 use xlstm_wgpu::gpu::{BufferPool, Category, Gpu, GpuBuffer, Kernels, PlanBuilder, Slice, SubmitBudget};
 use xlstm_wgpu::model::weights::{GpuMatrix, WeightDtype};

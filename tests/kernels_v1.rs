@@ -6,7 +6,7 @@
 //! feed-forward activation, weight `None`, operands sharing one buffer, grids beyond 65535
 //! workgroups, and shape errors. Every case runs with naga's bounds checks and without.
 //!
-//! References: `cpu::v1::{group_norm, headwise, conv_silu_step, activation}` (the v1 model's own
+//! References: `xlstm_reference::v1::{group_norm, headwise, conv_silu_step, activation}` (the v1 model's own
 //! building blocks, f64 inside, f32 results) where they apply, otherwise the same math in f64
 //! here. Tolerances are `atol + rtol * |ref|` with atol a small fraction of the output's
 //! magnitude; outputs are surrounded by sentinels so stray writes fail. Run with `--nocapture` to
@@ -18,7 +18,7 @@ use common::compare::{check, close, max_abs, Worst};
 use common::strided::{assert_untouched, gather_rows, strided, SENTINEL};
 
 use std::sync::{Arc, OnceLock};
-use xlstm_wgpu::cpu::v1 as cpu_v1;
+use xlstm_reference::v1 as cpu_v1;
 use xlstm_wgpu::gpu::readback::read_f32;
 use xlstm_wgpu::gpu::{BufferPool, Category, GpuBuffer, Kernels, PlanBuilder, Slice, SubmitBudget};
 use xlstm_wgpu::model::v1_config::Activation;

@@ -2,40 +2,7 @@
 //! SPIR-V and to Metal Shading Language with naga. There is no Apple hardware in CI: the MSL
 //! translation is the Metal gate.
 
-use xlstm_wgpu::gpu::kernels::{specialize, ConstValue, SOURCES};
-
-/// The specialisations the host uses for each kernel (the default source is always checked too).
-fn variants(name: &str) -> Vec<Vec<(&'static str, ConstValue)>> {
-    match name {
-        "gemv" => {
-            let mut v = Vec::new();
-            for f16 in [false, true] {
-                for mode in [0, 1, 2] {
-                    v.push(vec![
-                        ("WEIGHT_F16", ConstValue::Bool(f16)),
-                        ("X_MODE", ConstValue::U32(mode)),
-                    ]);
-                }
-            }
-            for lanes in [8u32, 16, 32, 128, 256] {
-                v.push(vec![
-                    ("LANES", ConstValue::U32(lanes)),
-                    ("ROWS", ConstValue::U32(256 / lanes)),
-                ]);
-            }
-            v
-        }
-        "embed" | "gemm" | "fill_random" | "gemv_head_norm" => vec![vec![("WEIGHT_F16", ConstValue::Bool(true))]],
-        "rms_norm" => vec![vec![("WG", ConstValue::U32(64))]],
-        "layer_norm" => (0..3u32).map(|m| vec![("MODE", ConstValue::U32(m))]).collect(),
-        "gated_act" => (0..6u32).map(|a| vec![("ACT", ConstValue::U32(a))]).collect(),
-        "slstm_step" => [8u32, 32]
-            .iter()
-            .map(|&l| vec![("LANES", ConstValue::U32(l))])
-            .collect(),
-        _ => vec![],
-    }
-}
+use xlstm_wgpu::gpu::kernels::{params_in_storage, SOURCES};
 
 fn check(name: &str, text: &str) {
     let module =
@@ -81,11 +48,23 @@ fn every_kernel_validates_and_translates_to_spirv_and_msl() {
     );
 
     for k in SOURCES {
-        let (name, src) = (k.name, k.text);
-        check(name, src);
-        for consts in variants(name) {
-            let text = specialize(name, src, &consts).unwrap();
-            check(&format!("{name} {consts:?}"), &text);
-        }
+        check(k.name, k.text);
+    }
+    // What the host really compiles, from the constructors that compile it
+    // (`ops::variants`), in both parameter address spaces (`Caps::params_in_storage`).
+    let variants = xlstm_wgpu::ops::variants();
+    for k in SOURCES {
+        assert!(
+            variants.iter().any(|v| v.kernel == k.name),
+            "{}: shipped but never compiled by the host",
+            k.name
+        );
+    }
+    for v in &variants {
+        let name = format!("{}:{} {:?}", v.kernel, v.entry, v.consts);
+        let text = v.source().unwrap_or_else(|e| panic!("{name}: {e}"));
+        check(&name, &text);
+        let storage = params_in_storage(&v.kernel, &text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        check(&format!("{name} (params in storage)"), &storage);
     }
 }

@@ -3,7 +3,7 @@
 
 The reference is the `xlstm` package's `xlstm.xLSTMLMModel` (xlstm 2.0.6) on CPU in float32, sLSTM backend
 "vanilla" (pure PyTorch), v1 mLSTM with the package's CPU backends (`parallel_stabilized_simple` in forward(),
-`recurrent_step_stabilized_simple` in step()). The Rust CPU reference (src/cpu/v1.rs) and later the WGSL
+`recurrent_step_stabilized_simple` in step()). The Rust CPU reference (crates/xlstm-reference/src/v1) and later the WGSL
 engine are tested against the files written here.
 
 Usage
@@ -80,7 +80,7 @@ Case files case_<label>.safetensors
                                   loop over the prompt (state None at the start).
     logits_f64        F64 [T, V]  the SAME official model run through step() token by token in float64
     generated_logits_f64 F64 [N,V] (`model.double()`, prompt then generated[:-1] teacher forced): the exact
-                                  answer the float32 paths approximate. src/cpu/v1.rs run with f64 storage
+                                  answer the float32 paths approximate. crates/xlstm-reference/src/v1 run with f64 storage
                                   reproduces these to ~1e-13.
     Every greedy choice has a top-1/top-2 margin >= 0.02 (float32 forward, float32 step and float64), the
     float32 forward() and step() agree within STEP_TOL = 1e-4, and every float32 output (logits, the float32

@@ -103,6 +103,23 @@ pub fn source(name: &str) -> Result<&'static str> {
         })
 }
 
+/// One pipeline the host can ask for: kernel, entry point and specialisation (see
+/// `crate::ops::variants`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Variant {
+    pub kernel: String,
+    pub entry: String,
+    pub consts: Vec<(String, ConstValue)>,
+}
+
+impl Variant {
+    /// The specialised WGSL source of this variant.
+    pub fn source(&self) -> Result<String> {
+        let consts: Vec<(&str, ConstValue)> = self.consts.iter().map(|(n, v)| (n.as_str(), v.clone())).collect();
+        specialize(&self.kernel, source(&self.kernel)?, &consts)
+    }
+}
+
 /// A value for a specialisable `const`.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ConstValue {

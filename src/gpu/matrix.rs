@@ -7,8 +7,10 @@
 use super::{BufferPool, Category, Gpu, GpuBuffer, Slice};
 use crate::error::{Error, Result};
 
-/// Storage format of weight matrices on the GPU.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Storage format of weight matrices on the GPU (`--dtype`; named `f32` / `f16` on the command
+/// line and in stored files).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum WeightDtype {
     F32,
     F16,

@@ -9,6 +9,7 @@ pub mod schedule;
 pub mod state;
 pub mod v1;
 pub mod v1_config;
+pub mod v1_weights;
 pub mod weights;
 
 use crate::error::{Error, Result};
@@ -230,7 +231,8 @@ fn vocab_size_of(arch: &Arch) -> usize {
     }
 }
 
-/// Parses `dir/config.json` (to tell the model families apart): a regular file of bounded size.
-pub(crate) fn read_config_json(dir: &Path) -> Result<serde_json::Value> {
+/// Parses `dir/config.json` (to tell the model families apart, or to read a model's shape without
+/// loading it): a regular file of at most 16 MiB.
+pub fn read_config_json(dir: &Path) -> Result<serde_json::Value> {
     config::read_json(dir)
 }

@@ -2,8 +2,10 @@
 
 use crate::error::{Error, Result};
 
-/// How the mLSTM cell runs over a prompt.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// How the mLSTM cell runs over a prompt (`--prefill`; named in lower case on the command line
+/// and in stored files).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum PrefillStrategy {
     /// Chunkwise, split into head-band x chunk-tile dispatches.
     Scheduled,

@@ -4,7 +4,7 @@
 //!
 //! Reference: `xlstm_reference::ops::swiglu` (embed is a row copy); tests: `tests/kernels.rs`.
 
-use super::{groups, u, Ops};
+use super::{check_len, check_weights, groups, u, Ops};
 use crate::error::Result;
 use crate::gpu::GpuMatrix;
 use crate::gpu::{PlanBuilder, Slice};
@@ -32,6 +32,9 @@ pub fn embed(
     table: &GpuMatrix,
     out: &Slice,
 ) -> Result<()> {
+    check_len("embed ids", ids, ids_offset.saturating_add(tokens))?;
+    check_len("embed out", out, tokens.saturating_mul(table.cols))?;
+    check_weights("embed", table)?;
     for (i, part) in table.parts.iter().enumerate() {
         let p = EmbedParams {
             tokens: u(tokens),
@@ -65,6 +68,8 @@ params! {
 
 /// y[t, f] = silu(u[t, f]) * u[t, ffn + f].
 pub fn swiglu(pb: &mut PlanBuilder, ops: &Ops, u_in: &Slice, tokens: usize, ffn: usize, y: &Slice) -> Result<()> {
+    check_len("swiglu u", u_in, tokens.saturating_mul(ffn).saturating_mul(2))?;
+    check_len("swiglu y", y, tokens.saturating_mul(ffn))?;
     let p = SwigluParams {
         tokens: u(tokens),
         ffn: u(ffn),
@@ -95,6 +100,7 @@ params! {
 
 /// Fills every part of `w` with uniform values in [-scale, scale] (zero padding columns).
 pub fn fill_random(pb: &mut PlanBuilder, ops: &Ops, w: &GpuMatrix, seed: u32, scale: f32) -> Result<()> {
+    check_weights("fill_random", w)?;
     let per_word = if w.dtype.is_f16() { 2 } else { 1 };
     for (i, part) in w.parts.iter().enumerate() {
         let words = part.rows * w.kp / per_word;

@@ -6,7 +6,7 @@
 //! Reference: `xlstm_reference::ops::matmul_t` (with `rms_norm`, `swiglu`, `head_layer_norm`
 //! for the fused inputs); tests: `tests/kernels.rs` (gemm*, gemv*).
 
-use super::{check_len, check_out_rows, check_rows, groups, u, Ops, Rows};
+use super::{check_len, check_out_rows, check_rows, check_weights, groups, u, Ops, Rows};
 use crate::error::{Error, Result};
 use crate::gpu::GpuMatrix;
 use crate::gpu::{PlanBuilder, Slice};
@@ -316,25 +316,6 @@ pub fn gemv_swiglu(pb: &mut PlanBuilder, ops: &Ops, u_in: &Rows, w: &GpuMatrix, 
             epi,
             0.0,
         )?;
-    }
-    Ok(())
-}
-
-/// Every part of `w` holds its `rows` rows of `kp` elements (what the kernels read of it) and
-/// lies inside the matrix's rows; the GEMV kernels and gemm_coop run without runtime checks
-/// (`gpu::kernels::TRUSTED`), so a short weight buffer must fail here.
-fn check_weights(what: &str, w: &GpuMatrix) -> Result<()> {
-    for (i, part) in w.parts.iter().enumerate() {
-        if part.row0.saturating_add(part.rows) > w.rows {
-            return Err(Error::Input(format!(
-                "{what}: weight part {i} holds rows {}..{} of a {}-row matrix",
-                part.row0,
-                part.row0.saturating_add(part.rows),
-                w.rows
-            )));
-        }
-        let bytes = part.rows.saturating_mul(w.kp).saturating_mul(w.dtype.bytes());
-        check_len(&format!("{what} weight part {i}"), &w.part_slice(i), bytes.div_ceil(4))?;
     }
     Ok(())
 }

@@ -4,7 +4,7 @@
 //!
 //! Reference: `xlstm_reference::mlstm::chunkwise`; tests: `tests/kernels.rs` (chunkwise, coop).
 
-use super::{groups, u, Ops};
+use super::{check_len, check_strided, groups, u, Ops};
 use crate::error::{Error, Result};
 use crate::gpu::{PlanBuilder, Slice};
 
@@ -97,6 +97,12 @@ pub fn mlstm_gates(
     gb: &Slice,
 ) -> Result<()> {
     check_chunk(chunk)?;
+    let nh = l.num_heads;
+    let cols = l.i_col.max(l.f_col).saturating_add(nh);
+    check_strided("mlstm_gates proj", proj, 0, l.proj_stride, tokens, cols)?;
+    check_len("mlstm_gates bias", bias, nh.saturating_mul(2))?;
+    check_len("mlstm_gates gi", gi, nh.saturating_mul(tokens))?;
+    check_len("mlstm_gates gb", gb, nh.saturating_mul(tokens))?;
     let p = GatesParams {
         tokens: u(tokens),
         chunk: u(chunk),
@@ -217,6 +223,8 @@ fn chunk_state_with(
 ) -> Result<()> {
     let (l, tokens, chunk, b) = (x.l, x.tokens, x.chunk, x.b);
     check_chunk(chunk)?;
+    // Reads boundary c_begin, writes c_begin + 1 ..= c_end.
+    check_chunk_lengths("mlstm_chunk_state", x, chunks, heads, chunks.1.saturating_add(1), None)?;
     let p = ChunkStateParams {
         tokens: u(tokens),
         chunk: u(chunk),
@@ -307,6 +315,8 @@ fn chunk_out_with(
 ) -> Result<()> {
     let (l, tokens, chunk, b) = (x.l, x.tokens, x.chunk, x.b);
     check_chunk(chunk)?;
+    // Reads the boundary before each of its chunks, c_begin .. c_end.
+    check_chunk_lengths("mlstm_chunk_out", x, chunks, heads, chunks.1, Some(h))?;
     let p = ChunkOutParams {
         tokens: u(tokens),
         chunk: u(chunk),
@@ -341,4 +351,48 @@ fn chunk_out_with(
         &bufs,
         [groups(l.dv, 64), u(chunks.1 - chunks.0), u(heads.1)],
     )
+}
+
+/// The bindings of a chunkwise phase hold what a tile of chunks [c_begin, c_end) and heads
+/// [head0, head0 + heads) addresses: the segment's projection rows (q, k, v columns), the gates
+/// [NH, tokens], `boundaries` states of the boundary buffers, and for phase 2 h [tokens, NH·dv].
+/// An empty tile addresses nothing.
+fn check_chunk_lengths(
+    what: &str,
+    x: &ChunkInputs,
+    chunks: (usize, usize),
+    heads: (usize, usize),
+    boundaries: usize,
+    h: Option<&Slice>,
+) -> Result<()> {
+    if chunks.0 >= chunks.1 || heads.1 == 0 {
+        return Ok(());
+    }
+    let (l, tokens) = (x.l, x.tokens);
+    let nh = l.num_heads;
+    if heads.0.saturating_add(heads.1) > nh {
+        return Err(Error::Input(format!("{what}: head band {heads:?} outside {nh} heads")));
+    }
+    let qk = nh.saturating_mul(l.dqk);
+    let v = nh.saturating_mul(l.dv);
+    let cols = [
+        l.q_col.saturating_add(qk),
+        l.k_col.saturating_add(qk),
+        l.v_col.saturating_add(v),
+    ];
+    let cols = cols.into_iter().max().unwrap_or(0);
+    check_strided(&format!("{what} proj"), x.proj, 0, l.proj_stride, tokens, cols)?;
+    check_len(&format!("{what} gi"), x.gi, nh.saturating_mul(tokens))?;
+    check_len(&format!("{what} gb"), x.gb, nh.saturating_mul(tokens))?;
+    check_len(
+        &format!("{what} C"),
+        &x.b.c,
+        boundaries.saturating_mul(qk).saturating_mul(l.dv),
+    )?;
+    check_len(&format!("{what} n"), &x.b.n, boundaries.saturating_mul(qk))?;
+    check_len(&format!("{what} m"), &x.b.m, boundaries.saturating_mul(nh))?;
+    match h {
+        Some(h) => check_len(&format!("{what} h"), h, tokens.saturating_mul(v)),
+        None => Ok(()),
+    }
 }

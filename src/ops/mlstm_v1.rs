@@ -4,19 +4,26 @@
 //! WGSL: `wgsl/v1/mlstm_v1_gates.wgsl`. Reference: the gate projection inside the v1 mLSTM layer of
 //! `xlstm_reference::v1::forward`; tested end to end (`tests/end_to_end_v1.rs`).
 
+use super::Compile;
 use super::Ops;
 use crate::error::{Error, Result};
-use crate::gpu::{Kernels, PlanBuilder, Slice};
+use crate::gpu::{ConstValue, Kernels, PlanBuilder, Slice};
 
 /// Compiled pipeline of mlstm_v1_gates.wgsl.
-pub struct MlstmV1Pipelines {
-    gates: wgpu::ComputePipeline,
+pub struct MlstmV1Pipelines<P = wgpu::ComputePipeline> {
+    gates: P,
 }
 
 impl MlstmV1Pipelines {
     pub fn new(kernels: &Kernels) -> Result<Self> {
+        Self::build(&|k: &str, e: &str, c: &[(&str, ConstValue)]| kernels.pipeline(k, e, c))
+    }
+}
+
+impl<P> MlstmV1Pipelines<P> {
+    pub(crate) fn build(c: &impl Compile<P>) -> Result<Self> {
         Ok(MlstmV1Pipelines {
-            gates: kernels.pipeline("mlstm_v1_gates", "main", &[])?,
+            gates: c("mlstm_v1_gates", "main", &[])?,
         })
     }
 }

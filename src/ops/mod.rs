@@ -71,39 +71,39 @@ pub use norms::{head_norm_gate, rms_norm, Rows};
 pub use sampling::{argmax, argmax_prefix, sample, NON_FINITE_ID};
 
 /// Compiled pipelines for one weight format.
-pub struct Ops {
-    embed: wgpu::ComputePipeline,
-    rms_norm: wgpu::ComputePipeline,
-    gemm: wgpu::ComputePipeline,
-    gemv: wgpu::ComputePipeline,
-    gemv_norm: wgpu::ComputePipeline,
-    gemv_swiglu: wgpu::ComputePipeline,
+pub struct Ops<P = wgpu::ComputePipeline> {
+    embed: P,
+    rms_norm: P,
+    gemm: P,
+    gemv: P,
+    gemv_norm: P,
+    gemv_swiglu: P,
     /// The out-projection GEMV with the head norm and output gate fused (where the adapter has
     /// the workgroup memory for its staged input).
-    gemv_head_norm: Option<wgpu::ComputePipeline>,
+    gemv_head_norm: Option<P>,
     /// Rows per GEMV workgroup (256 / lanes).
     gemv_rows: usize,
     /// The matrix-unit GEMM, where the adapter offers it and weights are f16.
-    gemm_coop: Option<wgpu::ComputePipeline>,
-    gates: wgpu::ComputePipeline,
-    chunk_state: wgpu::ComputePipeline,
-    chunk_out: wgpu::ComputePipeline,
+    gemm_coop: Option<P>,
+    gates: P,
+    chunk_state: P,
+    chunk_out: P,
     /// The chunkwise kernels on the matrix units, where the adapter offers them and weights are
     /// f16 (the same condition as `gemm_coop`).
-    chunk_state_coop: Option<wgpu::ComputePipeline>,
-    chunk_out_coop: Option<wgpu::ComputePipeline>,
-    step: wgpu::ComputePipeline,
-    head_norm_gate: wgpu::ComputePipeline,
-    swiglu: wgpu::ComputePipeline,
-    argmax: wgpu::ComputePipeline,
-    fill_random: wgpu::ComputePipeline,
-    sample: wgpu::ComputePipeline,
+    chunk_state_coop: Option<P>,
+    chunk_out_coop: Option<P>,
+    step: P,
+    head_norm_gate: P,
+    swiglu: P,
+    argmax: P,
+    fill_random: P,
+    sample: P,
     /// Original-xLSTM kernels (norms, conv, headwise projections, gated FFN).
-    pub(crate) v1: v1::V1Pipelines,
+    pub(crate) v1: v1::V1Pipelines<P>,
     /// The v1 mLSTM gate projection.
-    pub(crate) mlstm_v1: mlstm_v1::MlstmV1Pipelines,
+    pub(crate) mlstm_v1: mlstm_v1::MlstmV1Pipelines<P>,
     /// sLSTM recurrence kernels.
-    pub(crate) slstm: slstm::SlstmPipelines,
+    pub(crate) slstm: slstm::SlstmPipelines<P>,
 }
 
 /// Workgroup shapes of the main kernels (a tuning knob: the best shape depends on the adapter).
@@ -117,6 +117,9 @@ pub struct KernelShapes {
     pub fused_head_norm: bool,
 }
 
+/// The `LANES` values gemv.wgsl supports (256 / lanes rows per workgroup).
+pub const GEMV_LANES: [u32; 6] = [8, 16, 32, 64, 128, 256];
+
 impl Default for KernelShapes {
     fn default() -> Self {
         KernelShapes {
@@ -128,7 +131,7 @@ impl Default for KernelShapes {
 
 impl KernelShapes {
     pub fn validate(&self) -> Result<()> {
-        if ![8, 16, 32, 64, 128, 256].contains(&self.gemv_lanes) {
+        if !GEMV_LANES.contains(&self.gemv_lanes) {
             return Err(Error::Input(format!(
                 "gemv lanes must be 8, 16, 32, 64, 128 or 256, got {}",
                 self.gemv_lanes
@@ -138,7 +141,7 @@ impl KernelShapes {
     }
 }
 
-impl Ops {
+impl<P> Ops<P> {
     /// Whether the chunkwise mLSTM phases run on the matrix units
     /// ([`mlstm_chunk_state_coop`], [`mlstm_chunk_out_coop`]).
     pub fn uses_coop_chunk(&self) -> bool {
@@ -149,17 +152,56 @@ impl Ops {
     pub fn uses_coop_gemm(&self) -> bool {
         self.gemm_coop.is_some()
     }
+}
 
+impl Ops {
     pub fn new(kernels: &Kernels, dtype: WeightDtype) -> Result<Self> {
         Self::with_shapes(kernels, dtype, KernelShapes::default())
     }
 
     pub fn with_shapes(kernels: &Kernels, dtype: WeightDtype, shapes: KernelShapes) -> Result<Self> {
+        let compile = |k: &str, e: &str, c: &[(&str, ConstValue)]| kernels.pipeline(k, e, c);
+        Ops::build(&compile, dtype, shapes, Support::of(kernels.caps()))
+    }
+}
+
+/// Compiles one pipeline: `Kernels::pipeline` on a device, or [`variants`] recording what the
+/// host asks for. Every family builds its pipelines through one, so the variant list is the
+/// host's own code run without a device.
+pub(crate) trait Compile<P>: Fn(&str, &str, &[(&str, ConstValue)]) -> Result<P> {}
+impl<P, F: Fn(&str, &str, &[(&str, ConstValue)]) -> Result<P>> Compile<P> for F {}
+
+/// The optional kernels the adapter can run.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Support {
+    coop_gemm: bool,
+    coop_chunk: bool,
+    gemv_head_norm: bool,
+}
+
+impl Support {
+    fn of(caps: &crate::gpu::Caps) -> Self {
+        Support {
+            coop_gemm: coop_gemm_supported(caps),
+            coop_chunk: coop_chunk_supported(caps),
+            gemv_head_norm: caps.max_workgroup_storage >= matmul::GEMV_HEAD_NORM_WORKGROUP_BYTES,
+        }
+    }
+    /// An adapter with every optional kernel (the variant list covers them all).
+    const ALL: Support = Support {
+        coop_gemm: true,
+        coop_chunk: true,
+        gemv_head_norm: true,
+    };
+}
+
+impl<P> Ops<P> {
+    fn build(c: &impl Compile<P>, dtype: WeightDtype, shapes: KernelShapes, support: Support) -> Result<Self> {
         shapes.validate()?;
         let w = [("WEIGHT_F16", ConstValue::Bool(dtype.is_f16()))];
         let lanes = shapes.gemv_lanes;
         let gemv = |mode: u32| {
-            kernels.pipeline(
+            c(
                 "gemv",
                 "main",
                 &[
@@ -170,50 +212,82 @@ impl Ops {
                 ],
             )
         };
+        let coop_chunk = dtype.is_f16() && support.coop_chunk;
         Ok(Ops {
-            embed: kernels.pipeline("embed", "main", &w)?,
-            rms_norm: kernels.pipeline("rms_norm", "main", &[])?,
-            gemm: kernels.pipeline("gemm", "main", &w)?,
+            embed: c("embed", "main", &w)?,
+            rms_norm: c("rms_norm", "main", &[])?,
+            gemm: c("gemm", "main", &w)?,
             gemv: gemv(0)?,
             gemv_norm: gemv(1)?,
             gemv_swiglu: gemv(2)?,
-            gemv_head_norm: if shapes.fused_head_norm
-                && kernels.caps().max_workgroup_storage >= matmul::GEMV_HEAD_NORM_WORKGROUP_BYTES
-            {
-                Some(kernels.pipeline("gemv_head_norm", "main", &w)?)
+            gemv_head_norm: if shapes.fused_head_norm && support.gemv_head_norm {
+                Some(c("gemv_head_norm", "main", &w)?)
             } else {
                 None
             },
             gemv_rows: (256 / lanes) as usize,
-            gemm_coop: if dtype.is_f16() && coop_gemm_supported(kernels.caps()) {
-                Some(kernels.pipeline("gemm_coop", "main", &[])?)
+            gemm_coop: if dtype.is_f16() && support.coop_gemm {
+                Some(c("gemm_coop", "main", &[])?)
             } else {
                 None
             },
-            gates: kernels.pipeline("mlstm_gates", "main", &[])?,
-            chunk_state: kernels.pipeline("mlstm_chunk_state", "main", &[])?,
-            chunk_out: kernels.pipeline("mlstm_chunk_out", "main", &[])?,
-            chunk_state_coop: if dtype.is_f16() && coop_chunk_supported(kernels.caps()) {
-                Some(kernels.pipeline("mlstm_chunk_state_coop", "main", &[])?)
+            gates: c("mlstm_gates", "main", &[])?,
+            chunk_state: c("mlstm_chunk_state", "main", &[])?,
+            chunk_out: c("mlstm_chunk_out", "main", &[])?,
+            chunk_state_coop: if coop_chunk {
+                Some(c("mlstm_chunk_state_coop", "main", &[])?)
             } else {
                 None
             },
-            chunk_out_coop: if dtype.is_f16() && coop_chunk_supported(kernels.caps()) {
-                Some(kernels.pipeline("mlstm_chunk_out_coop", "main", &[])?)
+            chunk_out_coop: if coop_chunk {
+                Some(c("mlstm_chunk_out_coop", "main", &[])?)
             } else {
                 None
             },
-            step: kernels.pipeline("mlstm_step", "main", &[])?,
-            head_norm_gate: kernels.pipeline("head_norm_gate", "main", &[])?,
-            swiglu: kernels.pipeline("swiglu", "main", &[])?,
-            argmax: kernels.pipeline("argmax", "main", &[])?,
-            fill_random: kernels.pipeline("fill_random", "main", &w)?,
-            sample: kernels.pipeline("sample", "main", &[])?,
-            v1: v1::V1Pipelines::new(kernels)?,
-            mlstm_v1: mlstm_v1::MlstmV1Pipelines::new(kernels)?,
-            slstm: slstm::SlstmPipelines::new(kernels)?,
+            step: c("mlstm_step", "main", &[])?,
+            head_norm_gate: c("head_norm_gate", "main", &[])?,
+            swiglu: c("swiglu", "main", &[])?,
+            argmax: c("argmax", "main", &[])?,
+            fill_random: c("fill_random", "main", &w)?,
+            sample: c("sample", "main", &[])?,
+            v1: v1::V1Pipelines::build(c)?,
+            mlstm_v1: mlstm_v1::MlstmV1Pipelines::build(c)?,
+            slstm: slstm::SlstmPipelines::build(c)?,
         })
     }
+}
+
+/// Every (kernel, entry point, specialisation) the host can compile, on any adapter, for either
+/// weight format and every valid [`KernelShapes`]: produced by the same constructors that
+/// compile the pipelines, so `tests/wgsl_validate.rs` checks exactly what can run.
+pub fn variants() -> Vec<crate::gpu::kernels::Variant> {
+    use crate::gpu::kernels::Variant;
+    let seen = std::cell::RefCell::new(Vec::<Variant>::new());
+    let record = |k: &str, e: &str, c: &[(&str, ConstValue)]| -> Result<()> {
+        let v = Variant {
+            kernel: k.to_string(),
+            entry: e.to_string(),
+            consts: c.iter().map(|(n, v)| (n.to_string(), v.clone())).collect(),
+        };
+        let mut seen = seen.borrow_mut();
+        if !seen.contains(&v) {
+            seen.push(v);
+        }
+        Ok(())
+    };
+    for dtype in [WeightDtype::F32, WeightDtype::F16] {
+        for gemv_lanes in GEMV_LANES {
+            for fused_head_norm in [false, true] {
+                let shapes = KernelShapes {
+                    gemv_lanes,
+                    fused_head_norm,
+                };
+                // Recording cannot fail and the shapes are valid by construction.
+                let _ = Ops::build(&record, dtype, shapes, Support::ALL);
+            }
+        }
+    }
+    seen.into_inner()
 }
 
 fn u(x: usize) -> u32 {
@@ -281,4 +355,24 @@ pub(crate) fn check_out_rows(what: &str, r: &Rows, rows: usize, width: usize) ->
         )));
     }
     check_rows(what, r, rows, width)
+}
+
+/// Every part of `w` holds its `rows` rows of `kp` elements (what the kernels read of it) and
+/// lies inside the matrix's rows; the GEMV kernels and gemm_coop run without runtime checks
+/// (`gpu::kernels::TRUSTED`), so a short weight buffer must fail here
+/// (the other weight kernels check the same way).
+pub(crate) fn check_weights(what: &str, w: &crate::gpu::GpuMatrix) -> Result<()> {
+    for (i, part) in w.parts.iter().enumerate() {
+        if part.row0.saturating_add(part.rows) > w.rows {
+            return Err(Error::Input(format!(
+                "{what}: weight part {i} holds rows {}..{} of a {}-row matrix",
+                part.row0,
+                part.row0.saturating_add(part.rows),
+                w.rows
+            )));
+        }
+        let bytes = part.rows.saturating_mul(w.kp).saturating_mul(w.dtype.bytes());
+        check_len(&format!("{what} weight part {i}"), &w.part_slice(i), bytes.div_ceil(4))?;
+    }
+    Ok(())
 }

@@ -4,7 +4,7 @@
 //!
 //! Reference: `xlstm_reference::ops::{rms_norm, head_layer_norm}`; tests: `tests/kernels.rs`.
 
-use super::{u, CellLayout, Ops};
+use super::{check_len, check_out_rows, check_rows, check_strided, u, CellLayout, Ops};
 use crate::error::Result;
 use crate::gpu::{PlanBuilder, Slice};
 
@@ -67,6 +67,9 @@ pub fn rms_norm(
     rows: usize,
     y: &Rows,
 ) -> Result<()> {
+    check_rows("rms_norm x", x, rows, dim)?;
+    check_len("rms_norm weight", weight, dim)?;
+    check_out_rows("rms_norm y", y, rows, dim)?;
     let p = RmsNormParams {
         rows: u(rows),
         dim: u(dim),
@@ -112,6 +115,11 @@ pub fn head_norm_gate(
     eps: f32,
     y: &Slice,
 ) -> Result<()> {
+    let width = l.num_heads.saturating_mul(l.dv);
+    check_len("head_norm_gate h", h, tokens.saturating_mul(width))?;
+    check_len("head_norm_gate weight", weight, width)?;
+    check_strided("head_norm_gate gate", proj, l.o_col, l.proj_stride, tokens, width)?;
+    check_len("head_norm_gate y", y, tokens.saturating_mul(width))?;
     let p = HeadNormParams {
         tokens: u(tokens),
         num_heads: u(l.num_heads),

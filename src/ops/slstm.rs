@@ -5,6 +5,7 @@
 //! and `slstm_modes_match_reference` in `tests/kernels.rs` (end to end: the sLSTM layer of
 //! `xlstm_reference::v1::forward`).
 
+use super::Compile;
 use super::{u, Ops};
 use crate::error::{Error, Result};
 use crate::gpu::{ConstValue, Kernels, PlanBuilder, Slice};
@@ -55,16 +56,22 @@ fn step_variant(head_dim: usize) -> usize {
 const MAX_GROUPS: usize = 65535;
 
 /// Compiled sLSTM pipelines.
-pub struct SlstmPipelines {
-    seq: wgpu::ComputePipeline,
-    step: [wgpu::ComputePipeline; 3],
+pub struct SlstmPipelines<P = wgpu::ComputePipeline> {
+    seq: P,
+    step: [P; 3],
 }
 
 impl SlstmPipelines {
     pub fn new(kernels: &Kernels) -> Result<Self> {
-        let step = |lanes: u32| kernels.pipeline("slstm_step", "main", &[("LANES", ConstValue::U32(lanes))]);
+        Self::build(&|k: &str, e: &str, c: &[(&str, ConstValue)]| kernels.pipeline(k, e, c))
+    }
+}
+
+impl<P> SlstmPipelines<P> {
+    pub(crate) fn build(c: &impl Compile<P>) -> Result<Self> {
+        let step = |lanes: u32| c("slstm_step", "main", &[("LANES", ConstValue::U32(lanes))]);
         Ok(SlstmPipelines {
-            seq: kernels.pipeline("slstm_seq", "main", &[])?,
+            seq: c("slstm_seq", "main", &[])?,
             step: [step(STEP_LANES[0])?, step(STEP_LANES[1])?, step(STEP_LANES[2])?],
         })
     }
@@ -151,6 +158,7 @@ fn head(s: &Slice, bytes: u64) -> Slice {
 /// first-step rule (m' = ĩ while n is all zero) is checked on the GPU from the state itself.
 /// `mode`: see [`SlstmMode`]; `Sequence` supports head widths up to [`MAX_SEQUENCE_HEAD_DIM`],
 /// `PerToken` any width.
+#[allow(clippy::too_many_arguments)]
 pub fn slstm(
     pb: &mut PlanBuilder,
     ops: &Ops,

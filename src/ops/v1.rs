@@ -15,6 +15,7 @@
 //! model graph may keep several operands in one buffer: wgpu rejects a buffer that is bound both
 //! read-only and read-write in one dispatch, but allows it bound read-write several times.
 
+use super::Compile;
 use super::{check_len, check_out_rows, check_rows, u, Ops, Rows};
 use crate::error::{Error, Result};
 use crate::gpu::{ConstValue, Kernels, PlanBuilder, Slice};
@@ -34,32 +35,38 @@ pub enum Activation {
 }
 
 /// Compiled pipelines of the v1 kernels.
-pub struct V1Pipelines {
+pub struct V1Pipelines<P = wgpu::ComputePipeline> {
     /// layer_norm.wgsl by epilogue: Write, Accumulate, MlstmGate.
-    layer_norm: [wgpu::ComputePipeline; 3],
-    conv: wgpu::ComputePipeline,
-    conv_update: wgpu::ComputePipeline,
-    headwise_direct: wgpu::ComputePipeline,
-    headwise_rows: wgpu::ComputePipeline,
-    headwise_tiled: wgpu::ComputePipeline,
+    layer_norm: [P; 3],
+    conv: P,
+    conv_update: P,
+    headwise_direct: P,
+    headwise_rows: P,
+    headwise_tiled: P,
     /// gated_act.wgsl by [`act_index`].
-    gated_act: [wgpu::ComputePipeline; 6],
-    bias_add: wgpu::ComputePipeline,
+    gated_act: [P; 6],
+    bias_add: P,
 }
 
 impl V1Pipelines {
     pub fn new(kernels: &Kernels) -> Result<Self> {
-        let norm = |mode: u32| kernels.pipeline("layer_norm", "main", &[("MODE", ConstValue::U32(mode))]);
-        let act = |a: u32| kernels.pipeline("gated_act", "main", &[("ACT", ConstValue::U32(a))]);
+        Self::build(&|k: &str, e: &str, c: &[(&str, ConstValue)]| kernels.pipeline(k, e, c))
+    }
+}
+
+impl<P> V1Pipelines<P> {
+    pub(crate) fn build(c: &impl Compile<P>) -> Result<Self> {
+        let norm = |mode: u32| c("layer_norm", "main", &[("MODE", ConstValue::U32(mode))]);
+        let act = |a: u32| c("gated_act", "main", &[("ACT", ConstValue::U32(a))]);
         Ok(V1Pipelines {
             layer_norm: [norm(0)?, norm(1)?, norm(2)?],
-            conv: kernels.pipeline("conv_silu", "main", &[])?,
-            conv_update: kernels.pipeline("conv_silu", "update", &[])?,
-            headwise_direct: kernels.pipeline("headwise", "direct", &[])?,
-            headwise_rows: kernels.pipeline("headwise", "rows", &[])?,
-            headwise_tiled: kernels.pipeline("headwise", "tiled", &[])?,
+            conv: c("conv_silu", "main", &[])?,
+            conv_update: c("conv_silu", "update", &[])?,
+            headwise_direct: c("headwise", "direct", &[])?,
+            headwise_rows: c("headwise", "rows", &[])?,
+            headwise_tiled: c("headwise", "tiled", &[])?,
             gated_act: [act(0)?, act(1)?, act(2)?, act(3)?, act(4)?, act(5)?],
-            bias_add: kernels.pipeline("bias_add", "main", &[])?,
+            bias_add: c("bias_add", "main", &[])?,
         })
     }
 }
@@ -129,6 +136,7 @@ params! {
 /// Per-row LayerNorm over `groups` equal groups of `width / groups` columns (1 group: LayerNorm;
 /// NH groups: the package's MultiHeadLayerNorm / GroupNorm): centre, divide by
 /// sqrt(biased variance + eps), scale by 1 + weight (`None`: scale 1); no bias.
+#[allow(clippy::too_many_arguments)]
 pub fn layer_norm(
     pb: &mut PlanBuilder,
     ops: &Ops,
@@ -216,6 +224,7 @@ params! {
 /// for s ≥ 0 and state[KS + s] for s < 0. `state` [KS, width] (the package's conv_state: the
 /// last KS inputs, newest last) becomes the last KS rows of (state ++ x). `weight` [width, KS].
 /// Two dispatches (outputs, then the state update); `out` must not overlap `x` or `state`.
+#[allow(clippy::too_many_arguments)]
 pub fn conv_silu(
     pb: &mut PlanBuilder,
     ops: &Ops,
@@ -314,6 +323,7 @@ const HEADWISE_TILED_MIN_TOKENS: usize = 16;
 /// X = `first` for g < `split`, else `second`:
 /// out[t, g·width + b·bs + o] = Σ_{d<bs} X[t, b·bs + d] · w[g, b, o, d] (+ bias[g·width + b·bs + o]).
 /// `w` is [groups, width / bs, bs, bs] f32. `out` must not overlap `first` or `second`.
+#[allow(clippy::too_many_arguments)]
 pub fn headwise(
     pb: &mut PlanBuilder,
     ops: &Ops,

@@ -1,11 +1,11 @@
 //! The whole xLSTM Large forward pass (reference §1.2) on the CPU: the end-to-end oracle for the
 //! GPU model. Weights use the checkpoint's single-weight layout (§1.3), `[out, in]` per linear.
 
-use super::mlstm::{self, CellShape, CellState};
-use super::ops::{head_layer_norm, matmul_t, rms_norm, sigmoid, soft_cap, swiglu};
-use crate::error::{Error, Result};
-use crate::model::config::LargeConfig;
-use crate::rng::SplitMix64;
+use crate::mlstm::{self, CellShape, CellState};
+use crate::ops::{head_layer_norm, matmul_t, rms_norm, sigmoid, soft_cap, swiglu};
+use xlstm_wgpu::model::config::LargeConfig;
+use xlstm_wgpu::rng::SplitMix64;
+use xlstm_wgpu::{Error, Result};
 
 /// One block's weights (`backbone.blocks.{i}.*`). `E` embedding, `QK`/`V` the q/k and v widths
 /// over all heads, `NH` heads, `F` the FFN width.
@@ -314,7 +314,7 @@ pub fn forward(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cpu::ops::argmax;
+    use crate::ops::argmax;
 
     /// E=32, NH=2 (dqk=8, dv=16), 2 blocks, vocab 53, FFN 64.
     fn small_config() -> LargeConfig {

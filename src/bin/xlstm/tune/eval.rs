@@ -2,16 +2,16 @@
 //! match), check its output against the recurrent path, then time the target with warm-up and
 //! repeats. A trial whose output is wrong is never timed, so a wrong-but-fast setting cannot win.
 
-use super::params::{kernel_shapes, Params, Target};
-use crate::error::{Error, Result};
-use crate::gpu::Gpu;
-use crate::model::schedule::PrefillStrategy;
-use crate::model::{LoadOptions, Model, WeightDtype};
-use crate::sample::argmax;
-use crate::session::{Logits, Session};
+use super::params::{Params, Target};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
+use xlstm_wgpu::error::{Error, Result};
+use xlstm_wgpu::gpu::Gpu;
+use xlstm_wgpu::model::schedule::PrefillStrategy;
+use xlstm_wgpu::model::{LoadOptions, Model, WeightDtype};
+use xlstm_wgpu::sample::argmax;
+use xlstm_wgpu::session::{Logits, Session};
 
 /// Where the tuned model comes from.
 #[derive(Clone, Debug)]
@@ -45,7 +45,7 @@ impl ModelSource {
 pub struct Measure {
     pub target: Target,
     pub dtype: WeightDtype,
-    pub kernel_checks: crate::gpu::KernelChecks,
+    pub kernel_checks: xlstm_wgpu::gpu::KernelChecks,
     /// Prompt length of the timed prefill.
     pub seq: usize,
     /// Timed repeats per measurement (the median counts).
@@ -189,7 +189,7 @@ impl Evaluator {
             dtype: Some(self.measure.dtype),
             tokenizer: false,
             kernel_checks: self.measure.kernel_checks,
-            kernel_shapes: kernel_shapes(p.gemv_lanes),
+            kernel_shapes: p.kernel_shapes(),
         };
         let m = match &self.source {
             ModelSource::Dir(d) => Model::load(self.gpu.clone(), d, &opts)?,

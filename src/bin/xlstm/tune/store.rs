@@ -4,13 +4,13 @@
 //! entry's settings unless a flag gives the value or `--no-tune-cache` is set.
 
 use super::params::Settings;
-use crate::error::{Error, Result};
-use crate::gpu::Caps;
-use crate::model::config::LargeConfig;
-use crate::model::v1_config::{detect_family, BlockKind, Family, V1Config};
-use crate::model::WeightDtype;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+use xlstm_wgpu::error::{Error, Result};
+use xlstm_wgpu::gpu::Caps;
+use xlstm_wgpu::model::config::LargeConfig;
+use xlstm_wgpu::model::v1_config::{detect_family, BlockKind, Family, V1Config};
+use xlstm_wgpu::model::WeightDtype;
 
 /// The file name inside the cache directory.
 pub const FILE: &str = "tuned.json";
@@ -100,7 +100,7 @@ impl ModelShape {
                 dir.display()
             )));
         }
-        let json = crate::model::read_config_json(dir)?;
+        let json = xlstm_wgpu::model::read_config_json(dir)?;
         Ok(match detect_family(&json) {
             Family::Large => ModelShape::large(&LargeConfig::from_json(&json)?),
             Family::V1 => ModelShape::v1(&V1Config::from_json(&json)?),
@@ -140,7 +140,7 @@ struct StoreFile {
 
 /// The store's path (`None` when no cache directory can be found).
 pub fn path() -> Option<PathBuf> {
-    crate::gpu::kernels::cache_dir().map(|d| d.join(FILE))
+    xlstm_wgpu::gpu::kernels::cache_dir().map(|d| d.join(FILE))
 }
 
 /// The largest tuned-settings file read (a real one is a few KiB).
@@ -150,11 +150,11 @@ const MAX_FILE_BYTES: u64 = 4 << 20;
 /// this user of at most [`MAX_FILE_BYTES`]: a FIFO, a device or another user's file is refused
 /// without blocking.
 pub fn load(path: &Path) -> Result<Vec<Entry>> {
-    let rules = crate::files::ReadRules {
+    let rules = xlstm_wgpu::files::ReadRules {
         max_bytes: MAX_FILE_BYTES,
         same_owner: true,
     };
-    let bytes = match crate::files::read_regular(path, rules) {
+    let bytes = match xlstm_wgpu::files::read_regular(path, rules) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(Error::io(path, e)),
@@ -214,7 +214,7 @@ pub fn save(mut entry: Entry) -> Result<PathBuf> {
     }
     let file = StoreFile { version: 1, entries };
     let text = serde_json::to_string_pretty(&file).map_err(|e| Error::Input(e.to_string()))?;
-    crate::files::write_atomic(&path, text.as_bytes(), crate::files::Visibility::Private)?;
+    xlstm_wgpu::files::write_atomic(&path, text.as_bytes(), xlstm_wgpu::files::Visibility::Private)?;
     Ok(path)
 }
 

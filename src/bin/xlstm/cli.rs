@@ -1,15 +1,17 @@
-//! Command-line plumbing shared by the `xlstm` binary and the examples: the GPU, model and
-//! scheduler flags, and turning them into library options.
+//! The `xlstm` binary's command-line plumbing: the GPU, model and scheduler flags, turning them
+//! into library options, and `xlstm generate`.
 
-use crate::error::{Error, Result};
-use crate::gpu::{Gpu, GpuOptions, KernelChecks};
-use crate::model::{LoadOptions, Model, WeightDtype};
-use crate::sample::{Sampler, SamplerConfig};
-use crate::session::{GenerateStats, Session, SessionOptions};
-use crate::tokenizer::TextStream;
+use crate::tune::store::ModelShape;
+use crate::tune::{KnobArgs, Params, Settings};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
+use xlstm_wgpu::error::{Error, Result};
+use xlstm_wgpu::gpu::{Gpu, GpuOptions, KernelChecks};
+use xlstm_wgpu::model::{LoadOptions, Model, WeightDtype};
+use xlstm_wgpu::sample::{Sampler, SamplerConfig};
+use xlstm_wgpu::session::{GenerateStats, Session, SessionOptions};
+use xlstm_wgpu::tokenizer::TextStream;
 
 /// Adapter selection flags.
 #[derive(clap::Args, Clone, Debug, Default)]
@@ -38,37 +40,16 @@ impl GpuArgs {
 
 /// Weight format, prefill scheduling and kernel-shape flags.
 ///
-/// The tunable ones are `Option`s: a value given as a flag wins, else the tuned default stored by
-/// `xlstm tune` for this adapter and model shape (see [`RunArgs::apply_tune_cache`]), else the
-/// documented default shown by `--help`.
+/// The tunable ones ([`KnobArgs`], declared with the knobs in `tune::params`) are `Option`s: a
+/// value given as a flag wins, else the tuned default stored by `xlstm tune` for this adapter and
+/// model shape (see [`RunArgs::apply_tune_cache`]), else the documented default shown by `--help`.
 #[derive(clap::Args, Clone, Debug)]
 pub struct RunArgs {
     /// Weight format on the GPU: f16 (default) or f32 (the mode that matches the reference to 1e-3).
-    #[arg(long, default_value = "f16")]
-    pub dtype: String,
-    /// Prefill strategy: scheduled (head-band x chunk-tile dispatches), queued (scheduled, with
-    /// the command buffers of each head band recorded by a CPU thread pool), fused, or
-    /// recurrent. [default: scheduled]
-    #[arg(long)]
-    pub prefill: Option<String>,
-    /// Chunk length of the chunkwise mLSTM prefill (1..=64). [default: 64]
-    #[arg(long)]
-    pub chunk_size: Option<usize>,
-    /// Heads per dispatch of the chunkwise phases (0 = all). [default: 4]
-    #[arg(long)]
-    pub heads_per_band: Option<usize>,
-    /// Chunks per dispatch of the chunkwise phases (0 = all). [default: 16]
-    #[arg(long)]
-    pub tile_chunks: Option<usize>,
-    /// Dispatches per submission. [default: 512]
-    #[arg(long)]
-    pub submit_dispatches: Option<usize>,
-    /// Longest prompt piece run as one forward pass. [default: 1024]
-    #[arg(long)]
-    pub segment: Option<usize>,
-    /// Greedy decode steps per submission. [default: 8]
-    #[arg(long)]
-    pub decode_batch: Option<usize>,
+    #[arg(long, value_enum, default_value_t = WeightDtype::F16)]
+    pub dtype: WeightDtype,
+    #[command(flatten)]
+    pub knobs: KnobArgs,
     /// Compile every kernel without runtime bounds checks (faster; every kernel guards its own
     /// accesses). By default only the hot kernels that guard every access by construction do.
     #[arg(long, conflicts_with = "checked_kernels")]
@@ -76,78 +57,30 @@ pub struct RunArgs {
     /// Compile every kernel with runtime bounds checks (slower; for debugging kernels).
     #[arg(long)]
     pub checked_kernels: bool,
-    /// Invocations per weight row in the decode GEMV (8, 16, 32, 64, 128, 256). [default: 64]
-    #[arg(long)]
-    pub gemv_lanes: Option<u32>,
-    /// CPU threads recording command buffers for `--prefill queued` (0 = one per core, at most
-    /// 8). [default: 0]
-    #[arg(long)]
-    pub record_threads: Option<usize>,
     /// Ignore the tuned defaults `xlstm tune` stored for this adapter and model shape.
     #[arg(long)]
     pub no_tune_cache: bool,
     /// Tuned defaults found by `apply_tune_cache` (used where no flag gives a value).
     #[arg(skip)]
-    pub tuned: crate::tune::Settings,
-}
-
-impl Default for RunArgs {
-    fn default() -> Self {
-        RunArgs {
-            dtype: "f16".into(),
-            prefill: None,
-            chunk_size: None,
-            heads_per_band: None,
-            tile_chunks: None,
-            submit_dispatches: None,
-            segment: None,
-            decode_batch: None,
-            unchecked_kernels: false,
-            checked_kernels: false,
-            gemv_lanes: None,
-            record_threads: None,
-            no_tune_cache: false,
-            tuned: Default::default(),
-        }
-    }
+    pub tuned: Settings,
 }
 
 impl RunArgs {
-    pub fn dtype(&self) -> Result<WeightDtype> {
-        match self.dtype.as_str() {
-            "f16" => Ok(WeightDtype::F16),
-            "f32" => Ok(WeightDtype::F32),
-            d => Err(Error::Input(format!("unknown --dtype `{d}` (f16 or f32)"))),
-        }
-    }
-
     /// The tunable values given as flags.
-    pub fn explicit(&self) -> crate::tune::Settings {
-        crate::tune::Settings {
-            prefill: self.prefill.clone(),
-            chunk_size: self.chunk_size,
-            heads_per_band: self.heads_per_band,
-            tile_chunks: self.tile_chunks,
-            submit_dispatches: self.submit_dispatches,
-            segment: self.segment,
-            record_threads: self.record_threads,
-            decode_batch: self.decode_batch,
-            gemv_lanes: self.gemv_lanes,
-        }
+    pub fn explicit(&self) -> Settings {
+        self.knobs.settings()
     }
 
     /// The tunable settings in force: flag, else tuned default, else documented default.
-    pub fn params(&self) -> Result<crate::tune::Params> {
-        crate::tune::Params::default()
-            .overlay(&self.tuned)?
-            .overlay(&self.explicit())
+    pub fn params(&self) -> Result<Params> {
+        Params::default().overlay(&self.tuned)?.overlay(&self.explicit())
     }
 
     /// The tuned defaults in force (those no flag overrides), e.g. `chunk_size=32, gemv_lanes=128`;
     /// `None` when none is.
     pub fn tuned_in_force(&self) -> Option<String> {
         let explicit = self.explicit();
-        let mut used = crate::tune::Settings::default();
+        let mut used = Settings::default();
         let p = self.params().ok()?;
         for k in self.tuned.knobs() {
             if !explicit.has(k) {
@@ -161,14 +94,14 @@ impl RunArgs {
     /// Looks up the tuned defaults stored for this adapter, model shape and weight format
     /// (unless `--no-tune-cache`); they then fill every tunable value no flag gives. `shape` is
     /// the model's shape (`None`: nothing to look up). Returns the tuned defaults in force.
-    pub fn apply_tune_cache(&mut self, gpu: &Gpu, shape: Option<&crate::tune::store::ModelShape>) -> Option<String> {
+    pub fn apply_tune_cache(&mut self, gpu: &Gpu, shape: Option<&ModelShape>) -> Option<String> {
         self.tuned = Default::default();
         if self.no_tune_cache {
             return None;
         }
-        let entry = crate::tune::store::lookup(&gpu.caps, shape?, self.dtype().ok()?)?;
+        let entry = crate::tune::store::lookup(&gpu.caps, shape?, self.dtype)?;
         // Ignore an entry this build cannot parse (e.g. a strategy it does not know).
-        crate::tune::Params::default().overlay(&entry.settings).ok()?;
+        Params::default().overlay(&entry.settings).ok()?;
         self.tuned = entry.settings;
         self.tuned_in_force()
     }
@@ -191,10 +124,10 @@ impl RunArgs {
     /// The load options these flags describe.
     pub fn load_options(&self, tokenizer: bool) -> Result<LoadOptions> {
         Ok(LoadOptions {
-            dtype: Some(self.dtype()?),
+            dtype: Some(self.dtype),
             tokenizer,
             kernel_checks: self.kernel_checks(),
-            kernel_shapes: crate::tune::params::kernel_shapes(self.params()?.gemv_lanes),
+            kernel_shapes: self.params()?.kernel_shapes(),
         })
     }
 
@@ -231,7 +164,7 @@ pub struct GenerateArgs {
     #[command(flatten)]
     pub gpu: GpuArgs,
     #[command(flatten)]
-    pub mem: crate::telemetry::MemArgs,
+    pub mem: xlstm_wgpu::telemetry::MemArgs,
 }
 
 /// Prints the generated text as it comes and a one-line summary at the end.
@@ -243,16 +176,18 @@ pub fn run_generate(a: &GenerateArgs) -> Result<()> {
     check_new_tokens("--max-new-tokens", a.max_new_tokens)?;
     // telemetry: watchdog, status record, pre-load estimate (src/telemetry); SIGINT/SIGTERM stop
     // the run at the next token with the summary so far.
-    let wd = crate::telemetry::Watchdog::start_interruptible(a.mem.resolve()?, "generate", &dir.display().to_string())?;
+    let wd =
+        xlstm_wgpu::telemetry::Watchdog::start_interruptible(a.mem.resolve()?, "generate", &dir.display().to_string())?;
     let progress = wd.progress();
     let gpu = a.gpu.open()?;
     wd.set_gpu(&gpu);
     // Tuned defaults for this adapter and model shape (flags win).
     let mut run = a.run.clone();
-    let tuned = run.apply_tune_cache(&gpu, crate::tune::store::ModelShape::of_dir(&dir).ok().as_ref());
+    let tuned = run.apply_tune_cache(&gpu, ModelShape::of_dir(&dir).ok().as_ref());
     // A prompt has at most one token per byte, plus BOS.
     let est_tokens = a.prompt.len().saturating_add(1);
-    if let Ok(est) = crate::telemetry::Estimate::for_dir(&dir, run.dtype()?, &run.session_options()?, est_tokens, false)
+    if let Ok(est) =
+        xlstm_wgpu::telemetry::Estimate::for_dir(&dir, run.dtype, &run.session_options()?, est_tokens, false)
     {
         wd.check_fits(&est)?;
     }
@@ -347,7 +282,7 @@ pub fn run_generate(a: &GenerateArgs) -> Result<()> {
     if let Some(sig) = wd.interrupted() {
         let p = progress.snapshot();
         let at = format!("in phase {} after {} tokens", p.phase, p.tokens);
-        return Err(crate::telemetry::signals::interrupted_error(sig, &at));
+        return Err(xlstm_wgpu::telemetry::signals::interrupted_error(sig, &at));
     }
     progress.set_phase("done");
     Ok(())
@@ -397,19 +332,21 @@ impl CompileProgress {
         );
         let state = Arc::new(std::sync::Mutex::new(CompileTime::default()));
         let (observed, shown) = (state.clone(), bar.clone());
-        crate::gpu::kernels::set_compile_observer(Some(Arc::new(move |e: &crate::gpu::kernels::CompileEvent<'_>| {
-            let mut t = observed.lock().unwrap_or_else(|p| p.into_inner());
-            if e.finished {
-                let took = t.busy_since.take().map_or(std::time::Duration::ZERO, |s| s.elapsed());
-                t.done += took;
-            } else {
-                t.busy_since = Some(std::time::Instant::now());
-            }
-            shown.set_message(format!(
-                "compiling kernels: {} built, now {}:{}",
-                e.compiled, e.kernel, e.entry
-            ));
-        })));
+        xlstm_wgpu::gpu::kernels::set_compile_observer(Some(Arc::new(
+            move |e: &xlstm_wgpu::gpu::kernels::CompileEvent<'_>| {
+                let mut t = observed.lock().unwrap_or_else(|p| p.into_inner());
+                if e.finished {
+                    let took = t.busy_since.take().map_or(std::time::Duration::ZERO, |s| s.elapsed());
+                    t.done += took;
+                } else {
+                    t.busy_since = Some(std::time::Instant::now());
+                }
+                shown.set_message(format!(
+                    "compiling kernels: {} built, now {}:{}",
+                    e.compiled, e.kernel, e.entry
+                ));
+            },
+        )));
         // A compile can block for minutes without an event: a watcher decides when to show the line.
         let (watched, shown) = (state.clone(), bar.clone());
         let watcher = std::thread::spawn(move || loop {
@@ -441,7 +378,7 @@ impl CompileProgress {
 
     /// Removes the observer, stops the watcher and clears the line.
     fn finish(&mut self) {
-        crate::gpu::kernels::set_compile_observer(None);
+        xlstm_wgpu::gpu::kernels::set_compile_observer(None);
         self.state.lock().unwrap_or_else(|p| p.into_inner()).finished = true;
         if let Some(w) = self.watcher.take() {
             w.thread().unpark();
@@ -487,11 +424,4 @@ pub fn check_count(flag: &str, n: usize, max: usize, what: &str) -> Result<()> {
         return Err(Error::Input(format!("{flag} {n} is more than the {max} {what}")));
     }
     Ok(())
-}
-
-/// Writes an output file atomically ([`crate::files::write_atomic`]): an error never leaves a
-/// partial file behind, and an existing target that is not a regular file is refused.
-pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
-    crate::files::check_output_path(path)?;
-    crate::files::write_atomic(path, bytes, crate::files::Visibility::Shared)
 }

@@ -135,10 +135,10 @@ pub fn argmax(row: &[f32]) -> usize {
 }
 
 /// What the GPU `argmax` kernel chooses for a row: [`argmax`], or
-/// [`crate::ops::NON_FINITE_ID`] when the row holds a NaN or an infinity.
+/// [`xlstm_wgpu::ops::NON_FINITE_ID`] when the row holds a NaN or an infinity.
 pub fn argmax_or_non_finite(row: &[f32]) -> u32 {
     if row.iter().any(|v| !v.is_finite()) {
-        return crate::ops::NON_FINITE_ID;
+        return xlstm_wgpu::ops::NON_FINITE_ID;
     }
     argmax(row) as u32
 }

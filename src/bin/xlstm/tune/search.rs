@@ -4,26 +4,14 @@
 //! depends only on the fitness values told back (random mode: not even on those).
 
 use super::params::{Params, Space};
-use crate::error::{Error, Result};
-use crate::rng::SplitMix64;
 use std::collections::{HashSet, VecDeque};
+use xlstm_wgpu::rng::SplitMix64;
 
-/// How candidates are chosen.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How candidates are chosen (`--mode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Mode {
     Random,
     Ga,
-}
-
-impl std::str::FromStr for Mode {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "random" => Ok(Mode::Random),
-            "ga" => Ok(Mode::Ga),
-            _ => Err(Error::Input(format!("unknown --mode `{s}` (random, ga)"))),
-        }
-    }
 }
 
 impl Mode {
@@ -127,10 +115,6 @@ impl Search {
             }
         }
         s
-    }
-
-    pub fn generation(&self) -> usize {
-        self.generation
     }
 
     /// `p` with every knob outside the space at its base value, canonicalised (so settings that

@@ -1,0 +1,271 @@
+//! `xlstm tune`: the command line of the autotuner (flags, progress bar, Ctrl-C, report).
+
+use crate::cli::{check_count, check_new_tokens, GpuArgs, RunArgs, MAX_PROMPT_TOKENS, MAX_REPEATS};
+use std::path::PathBuf;
+use xlstm_wgpu::telemetry::{Estimate, MemArgs, Watchdog};
+use xlstm_wgpu::{Error, Result};
+
+#[derive(clap::Args)]
+pub struct TuneArgs {
+    /// Model shape with random weights generated on the GPU: 7b, 1b, small, tiny.
+    #[arg(long, conflicts_with = "model")]
+    preset: Option<String>,
+    /// Tune for a checkpoint instead of a preset.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// What to make fast: prefill, decode, or both (the geometric mean of both speed-ups).
+    #[arg(long, value_enum, default_value_t = crate::tune::Target::Both)]
+    target: crate::tune::Target,
+    /// Search: ga (genetic algorithm) or random (uniform over the space).
+    #[arg(long, value_enum, default_value_t = crate::tune::Mode::Ga)]
+    mode: crate::tune::Mode,
+    /// Trials at most; trial 0 is the default configuration.
+    #[arg(long, default_value_t = 24)]
+    trials: usize,
+    /// Prompt length of the timed prefill.
+    #[arg(long, default_value_t = 1024)]
+    seq: usize,
+    /// Start no trial after this many seconds.
+    #[arg(long)]
+    budget_seconds: Option<f64>,
+    /// Seed of the search's random choices.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Timed repeats per measurement (the median counts).
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
+    /// Tokens per timed decode repeat.
+    #[arg(long, default_value_t = 64)]
+    decode_tokens: usize,
+    /// Prompt length of each trial's correctness check against the recurrent path.
+    #[arg(long, default_value_t = 80)]
+    check_tokens: usize,
+    /// Largest |logit difference| from the recurrent path a trial may show (default: 1e-3 with
+    /// f32 weights, 0.25 with f16 weights).
+    #[arg(long)]
+    check_tolerance: Option<f32>,
+    /// GA members per generation (default: about twice the square root of --trials).
+    #[arg(long)]
+    population: Option<usize>,
+    /// Name of the run directory (default: the UTC time).
+    #[arg(long)]
+    run_name: Option<String>,
+    /// Where run directories go.
+    #[arg(long, default_value = "runs/tune")]
+    runs_dir: PathBuf,
+    /// List the tuned settings stored in the cache and exit.
+    #[arg(long)]
+    show: bool,
+    /// Print one compact JSON object at the end instead of the table.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    run: RunArgs,
+    #[command(flatten)]
+    gpu: GpuArgs,
+    #[command(flatten)]
+    mem: MemArgs,
+}
+
+/// Sets the returned flag on the first Ctrl-C (SIGINT); a second one ends the process at once.
+fn interrupt_flag() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sig = signal_hook::consts::SIGINT;
+    // Order matters: the conditional exit sees the flag as the previous Ctrl-C left it.
+    let _ = signal_hook::flag::register_conditional_shutdown(sig, 130, flag.clone());
+    let _ = signal_hook::flag::register(sig, flag.clone());
+    flag
+}
+
+struct TuneProgress {
+    bar: indicatif::ProgressBar,
+    progress: std::sync::Arc<xlstm_wgpu::telemetry::Progress>,
+    interrupted: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    watchdog: std::sync::Arc<Watchdog>,
+    trials: usize,
+    json: bool,
+}
+
+impl crate::tune::Observer for TuneProgress {
+    fn should_stop(&mut self) -> bool {
+        self.interrupted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+    fn trial_started(&mut self, index: usize, _params: &crate::tune::Params) {
+        self.progress.set_phase(&format!("trial {}/{}", index + 1, self.trials));
+        self.progress
+            .set_fraction(Some(index as f64 / self.trials.max(1) as f64));
+    }
+    fn model_loaded(&mut self, model: &xlstm_wgpu::Model) {
+        self.watchdog.attach(model);
+    }
+    fn trial_done(&mut self, t: &crate::tune::Trial, best: Option<&crate::tune::Trial>) {
+        self.bar.inc(1);
+        if let Some(b) = best {
+            let f = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.0}"));
+            self.bar.set_message(format!(
+                "best #{}: prefill {} tok/s, decode {} tok/s",
+                b.index,
+                f(b.prefill_tok_s),
+                f(b.decode_tok_s)
+            ));
+        }
+        if !t.ok() && !self.json {
+            self.bar.println(format!("trial {} {}: {}", t.index, t.status, t.error));
+        }
+    }
+}
+
+/// Runs `xlstm tune`.
+pub fn command(a: TuneArgs) -> Result<()> {
+    use crate::tune::{self, Knob, Measure, ModelSource, Params, TuneOptions};
+    if a.show {
+        print!("{}", tune::store::show()?);
+        return Ok(());
+    }
+    let source = match (&a.model, &a.preset) {
+        (Some(dir), _) => ModelSource::Dir(dir.clone()),
+        (None, Some(p)) => ModelSource::Preset(p.clone()),
+        (None, None) => return Err(Error::Input("xlstm tune needs --model DIR or --preset NAME".into())),
+    };
+    check_count("--seq", a.seq, MAX_PROMPT_TOKENS, "tokens a prompt may have")?;
+    check_count(
+        "--check-tokens",
+        a.check_tokens,
+        MAX_PROMPT_TOKENS,
+        "tokens a prompt may have",
+    )?;
+    check_new_tokens("--decode-tokens", a.decode_tokens)?;
+    check_count("--repeats", a.repeats, MAX_REPEATS, "repeats accepted")?;
+    check_count("--trials", a.trials, 1_000_000, "trials accepted")?;
+    if let Some(p) = a.population {
+        check_count("--population", p, 10_000, "members a generation may have")?;
+    }
+    let (target, mode) = (a.target, a.mode);
+    let dtype = a.run.dtype;
+    let shape = source.shape()?;
+    // A positive number of seconds that a Duration can hold (1e308 cannot: it would panic).
+    let budget = match a.budget_seconds {
+        None => None,
+        Some(b) => match std::time::Duration::try_from_secs_f64(b) {
+            Ok(d) if b > 0.0 => Some(d),
+            _ => {
+                return Err(Error::Input(format!(
+                    "--budget-seconds must be a positive number of seconds below {}, got {b}",
+                    u64::MAX
+                )))
+            }
+        },
+    };
+    let explicit = a.run.explicit();
+    let base = Params::default().overlay(&explicit)?;
+    let pinned: Vec<Knob> = explicit.knobs();
+    let run_name = a.run_name.clone().unwrap_or_else(tune::timestamp_name);
+    if run_name.is_empty() || run_name.contains(['/', '\\']) || run_name == "." || run_name == ".." {
+        return Err(Error::Input(format!(
+            "--run-name `{run_name}` is not a plain directory name"
+        )));
+    }
+    let runs_dir = std::path::absolute(&a.runs_dir).map_err(|e| Error::io(&a.runs_dir, e))?;
+    let mut run_dir = runs_dir.join(&run_name);
+    if a.run_name.is_none() {
+        let mut n = 2;
+        while run_dir.exists() {
+            run_dir = runs_dir.join(format!("{run_name}-{n}"));
+            n += 1;
+        }
+    }
+    // telemetry: watchdog and pre-load estimate, as for bench.
+    let wd = std::sync::Arc::new(Watchdog::start(a.mem.resolve()?, "tune", &source.label())?);
+    let progress = wd.progress();
+    let gpu = a.gpu.open()?;
+    wd.set_gpu(&gpu);
+    let longest = a.seq.max(a.check_tokens);
+    let est = match &source {
+        ModelSource::Dir(d) => Estimate::for_dir(d, dtype, &base.session_options()?, longest, false).ok(),
+        ModelSource::Preset(p) => Some(Estimate::for_config(
+            &crate::bench::preset(p)?,
+            dtype,
+            &base.session_options()?,
+            longest,
+            false,
+        )),
+    };
+    if let Some(est) = est {
+        wd.check_fits(&est)?;
+    }
+    progress.set_phase("loading");
+    // end telemetry
+    // The stored settings for this adapter are measured right after the defaults.
+    let mut first = Vec::new();
+    if !a.run.no_tune_cache {
+        if let Some(e) = tune::store::lookup(&gpu.caps, &shape, dtype) {
+            if let Ok(p) = base.overlay(&e.settings).and_then(|p| p.overlay(&explicit)) {
+                first.push(p);
+            }
+        }
+    }
+    let opts = TuneOptions {
+        source,
+        mode,
+        trials: a.trials,
+        budget,
+        seed: a.seed,
+        population: a.population,
+        measure: Measure {
+            target,
+            dtype,
+            kernel_checks: a.run.kernel_checks(),
+            seq: a.seq,
+            repeats: a.repeats,
+            decode_tokens: a.decode_tokens,
+            check_tokens: a.check_tokens,
+            max_decode_batch: 0,
+            tolerance: a.check_tolerance,
+        },
+        base,
+        pinned,
+        first,
+        run_dir,
+    };
+    let bar = indicatif::ProgressBar::new(a.trials as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} trials {msg} [{elapsed} < {eta}]")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let mut obs = TuneProgress {
+        bar: bar.clone(),
+        progress: progress.clone(),
+        interrupted: interrupt_flag(),
+        watchdog: wd.clone(),
+        trials: a.trials,
+        json: a.json,
+    };
+    let report = tune::run(gpu, &opts, &mut obs)?;
+    bar.finish_and_clear();
+    progress.set_phase("done");
+    let stored = if a.run.no_tune_cache || report.abort.is_some() {
+        None
+    } else {
+        report.save_to_store()?
+    };
+    if a.json {
+        let mut v = report.json_summary();
+        v["stored_in"] = serde_json::json!(stored);
+        println!("{v}");
+    } else {
+        print!("{}", report.table());
+        println!("files: {}", report.run_dir.display());
+        match &stored {
+            Some(p) => println!("stored as this adapter's defaults in {}", p.display()),
+            None if a.run.no_tune_cache => println!("not stored (--no-tune-cache)"),
+            None => println!("nothing stored"),
+        }
+    }
+    if report.ended_by == "interrupted" {
+        eprintln!("xlstm: interrupted: kept the {} finished trial(s)", report.trials.len());
+    }
+    match report.abort {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}

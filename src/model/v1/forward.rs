@@ -1,0 +1,183 @@
+//! The plan of one pass of the original xLSTM over a segment (a prompt segment, or one decode
+//! step): embedding, the mLSTM and sLSTM blocks, post norm and lm_head (data flow: `super`).
+
+use super::*;
+use crate::ops::slstm::{self, SlstmMode};
+use crate::ops::v1::{self as v1ops, NormOut};
+use crate::ops::{mlstm_v1, Epilogue, Rows};
+
+fn add_bias(pb: &mut PlanBuilder, ops: &Ops, y: &Rows, bias: &Option<GpuBuffer>, t: usize, width: usize) -> Result<()> {
+    match bias {
+        Some(b) => v1ops::bias_add(pb, ops, y, &Slice::all(b), t, width),
+        None => Ok(()),
+    }
+}
+
+/// Appends one forward pass over `ws.tokens` tokens (ids in `ws.ids` at `ids_offset`): embedding,
+/// every block, post norm and lm_head for the last `ws.logit_rows` tokens. `pass` says how the
+/// mLSTM cells run: a prompt segment by the prefill schedule, or one decode step (a one-token
+/// workspace; the matrix products of one row run the GEMV kernel). `parity` is the mLSTM states'
+/// n/m parity before the segment; returns the parity after it.
+#[allow(clippy::too_many_arguments)]
+pub fn record_forward(
+    pb: &mut PlanBuilder,
+    ops: &Ops,
+    cfg: &V1Config,
+    w: &Weights,
+    state: &[BlockState],
+    ws: &Workspace,
+    ids_offset: usize,
+    parity: u32,
+    pass: CellPass,
+) -> Result<u32> {
+    let t = ws.tokens;
+    let d = Dims::of(cfg, w);
+    let e = d.e;
+    let eps = V1_NORM_EPS as f32;
+    let s = |b: &GpuBuffer| Slice::all(b);
+    let x = Rows::new(&s(&ws.x), e);
+    let xn = Rows::new(&s(&ws.xn), e);
+    let residual = Epilogue {
+        accumulate: true,
+        soft_cap: 0.0,
+    };
+    let mut parity_out = parity;
+
+    ops::embed(pb, ops, &s(&ws.ids), ids_offset, t, &w.embedding, &s(&ws.x))?;
+    for (block, st) in w.blocks.iter().zip(state) {
+        match (block, st) {
+            (Block::Mlstm(b), BlockState::Mlstm { conv, cell }) => {
+                let i = d.i;
+                let layout = d.cell_layout();
+                let up = Rows::new(&s(&ws.up), 2 * i);
+                let xc = Rows::new(&s(&ws.xc), i);
+                let proj = Rows::new(&s(&ws.proj), layout.proj_stride);
+                let h = Rows::new(&s(&ws.h), i);
+                let hg = Rows::new(&s(&ws.hg), i);
+                let m = mlstm_of(cfg)?;
+                v1ops::layer_norm(pb, ops, &x, Some(&s(&b.norm)), t, e, 1, eps, &xn, NormOut::Write)?;
+                ops::matmul(pb, ops, &xn, t, &b.proj_up, &up, Epilogue::default())?;
+                add_bias(pb, ops, &up, &b.proj_up_bias, t, 2 * i)?;
+                v1ops::conv_silu(
+                    pb,
+                    ops,
+                    &up,
+                    t,
+                    i,
+                    m.conv1d_kernel_size,
+                    &s(&b.conv_weight),
+                    &s(&b.conv_bias),
+                    &s(conv),
+                    &xc,
+                )?;
+                let qkv_bias = b.qkv_bias.as_ref().map(s);
+                v1ops::headwise(
+                    pb,
+                    ops,
+                    &xc,
+                    &up,
+                    2,
+                    3,
+                    t,
+                    i,
+                    m.qkv_proj_blocksize,
+                    &s(&b.qkv),
+                    qkv_bias.as_ref(),
+                    &proj,
+                )?;
+                mlstm_v1::gates(
+                    pb,
+                    ops,
+                    &s(&b.gates),
+                    &s(&ws.proj),
+                    t,
+                    2 * d.nh,
+                    3 * i,
+                    layout.proj_stride,
+                    layout.i_col,
+                )?;
+                let scratch = CellScratch {
+                    tokens: t,
+                    proj: &ws.proj,
+                    cell: &ws.cell,
+                    h: &ws.h,
+                };
+                parity_out = record_cell(pb, ops, &layout, &s(&b.gate_bias), cell, &scratch, parity, pass)?;
+                let gate = NormOut::MlstmGate {
+                    skip: &s(&b.skip),
+                    xc: &xc,
+                    z: &up.col(i),
+                };
+                v1ops::layer_norm(pb, ops, &h, Some(&s(&b.outnorm)), t, i, d.nh, eps, &hg, gate)?;
+                ops::matmul(pb, ops, &hg, t, &b.proj_down, &x, residual)?;
+                add_bias(pb, ops, &x, &b.proj_down_bias, t, e)?;
+            }
+            (Block::Slstm(b), BlockState::Slstm { conv, state, scratch }) => {
+                let l = slstm_of(cfg)?;
+                v1ops::layer_norm(pb, ops, &x, Some(&s(&b.norm)), t, e, 1, eps, &xn, NormOut::Write)?;
+                let xc = Rows::new(&s(&ws.xc), e);
+                let gate_in = match (&b.conv, conv) {
+                    (Some((cw, cb)), Some(cs)) => {
+                        v1ops::conv_silu(pb, ops, &xn, t, e, l.conv1d_kernel_size, &s(cw), &s(cb), &s(cs), &xc)?;
+                        &xc
+                    }
+                    _ => &xn,
+                };
+                let wx = Rows::new(&s(&ws.wx), 4 * e);
+                v1ops::headwise(pb, ops, gate_in, &xn, 2, 4, t, e, l.head_dim, &s(&b.gates), None, &wx)?;
+                slstm::slstm(
+                    pb,
+                    ops,
+                    &s(&ws.wx),
+                    &s(&b.bias),
+                    &s(&b.recurrent),
+                    &s(state),
+                    &s(scratch),
+                    &s(&ws.h),
+                    t,
+                    l.num_heads,
+                    l.head_dim,
+                    SlstmMode::Auto,
+                )?;
+                let h = Rows::new(&s(&ws.h), e);
+                v1ops::layer_norm(
+                    pb,
+                    ops,
+                    &h,
+                    Some(&s(&b.group_norm)),
+                    t,
+                    e,
+                    l.num_heads,
+                    eps,
+                    &x,
+                    NormOut::Accumulate,
+                )?;
+                if let Some(f) = &b.ffn {
+                    let up = Rows::new(&s(&ws.up), 2 * f.dim);
+                    let hid = Rows::new(&s(&ws.hg), f.dim);
+                    v1ops::layer_norm(pb, ops, &x, Some(&s(&f.norm)), t, e, 1, eps, &xn, NormOut::Write)?;
+                    ops::matmul(pb, ops, &xn, t, &f.proj_up, &up, Epilogue::default())?;
+                    add_bias(pb, ops, &up, &f.proj_up_bias, t, 2 * f.dim)?;
+                    v1ops::gated_act(pb, ops, w.act, &up, t, f.dim, &hid)?;
+                    ops::matmul(pb, ops, &hid, t, &f.proj_down, &x, residual)?;
+                    add_bias(pb, ops, &x, &f.proj_down_bias, t, e)?;
+                }
+            }
+            _ => return Err(Error::Gpu("v1 state blocks do not match the model's blocks".into())),
+        }
+    }
+    if ws.logit_rows > 0 {
+        let rows = ws.logit_rows;
+        let last = x.from_row(t - rows);
+        let logits = Rows::new(&s(&ws.logits), d.v);
+        let head = w.lm_head.as_ref().unwrap_or(&w.embedding);
+        match &w.post_norm {
+            Some(norm) => {
+                v1ops::layer_norm(pb, ops, &last, Some(&s(norm)), rows, e, 1, eps, &xn, NormOut::Write)?;
+                ops::matmul(pb, ops, &xn, rows, head, &logits, Epilogue::default())?;
+            }
+            None => ops::matmul(pb, ops, &last, rows, head, &logits, Epilogue::default())?,
+        }
+    }
+    Ok(parity_out)
+}
