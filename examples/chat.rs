@@ -58,14 +58,44 @@ struct Chat {
     last_token: Instant,
     tx: mpsc::Sender<Msg>,
     rx: mpsc::Receiver<Msg>,
-    /// Self-test: tokens to generate, then the screenshot's path and the run's outcome.
-    exit_after: Option<usize>,
-    screenshot: String,
-    shot: Arc<Mutex<Option<Arc<egui::ColorImage>>>>,
-    shot_requested: bool,
     /// The last generation has finished.
     done: bool,
+    self_test: Option<SelfTest>,
+}
+
+/// The self-test mode (`--exit-after-tokens`): generate greedily at start; once the text (or an
+/// error) is on screen, save the window as PNG, print the ids and close.
+struct SelfTest {
+    tokens: usize,
+    screenshot: String,
+    shot: Arc<Mutex<Option<Arc<egui::ColorImage>>>>,
+    requested: bool,
     outcome: Arc<Mutex<Option<std::result::Result<(), String>>>>,
+}
+
+impl SelfTest {
+    fn after_frame(&mut self, ctx: &egui::Context, finished: bool, error: Option<&String>, ids: &[u32]) {
+        if finished && !self.requested {
+            self.requested = true;
+            let (shot, repaint) = (self.shot.clone(), ctx.clone());
+            // Taken after the frame being built now, which already shows the finished text.
+            ctx.request_screenshot(move |image| {
+                *shot.lock().unwrap_or_else(|p| p.into_inner()) = Some(image);
+                repaint.request_repaint();
+            });
+        }
+        let Some(image) = self.shot.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+            return;
+        };
+        let mut outcome = save_png(&self.screenshot, &image).map_err(|e| format!("{}: {e}", self.screenshot));
+        if let Some(e) = error {
+            outcome = Err(e.clone());
+        } else if outcome.is_ok() {
+            println!("{}", serde_json::json!({ "ids": ids }));
+        }
+        *self.outcome.lock().unwrap_or_else(|p| p.into_inner()) = Some(outcome);
+        ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+    }
 }
 
 impl Chat {
@@ -127,7 +157,7 @@ impl Chat {
             match msg {
                 Msg::Loaded(Ok(model)) => {
                     (self.model, self.busy) = (Some(model), false);
-                    if let Some(n) = self.exit_after {
+                    if let Some(n) = self.self_test.as_ref().map(|t| t.tokens) {
                         self.sampling = SamplerConfig::default();
                         self.generate(ctx, n);
                     }
@@ -148,29 +178,13 @@ impl Chat {
                 Msg::Loaded(Err(e)) => (self.busy, self.error) = (false, Some(format!("loading the model: {e}"))),
             }
         }
-        // Self-test: once the text (or an error) is on screen, save the window and exit.
-        if self.exit_after.is_some() && (self.done || self.error.is_some()) && !self.shot_requested {
-            self.shot_requested = true;
-            let (shot, repaint) = (self.shot.clone(), ctx.clone());
-            // Taken after the frame being built now, which already shows the finished text.
-            ctx.request_screenshot(move |image| {
-                *shot.lock().unwrap_or_else(|p| p.into_inner()) = Some(image);
-                repaint.request_repaint();
-            });
-        }
-        let image = self.shot.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(image) = image {
-            let mut outcome = save_png(&self.screenshot, &image).map_err(|e| format!("{}: {e}", self.screenshot));
-            if let Some(e) = &self.error {
-                outcome = Err(e.clone());
-            } else if outcome.is_ok() {
-                println!("{}", serde_json::json!({ "ids": self.ids }));
-            }
-            *self.outcome.lock().unwrap_or_else(|p| p.into_inner()) = Some(outcome);
-            ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+        let finished = self.done || self.error.is_some();
+        if let Some(test) = &mut self.self_test {
+            test.after_frame(ctx, finished, self.error.as_ref(), &self.ids);
         }
     }
 }
+
 impl eframe::App for Chat {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         let ctx = ui.ctx().clone();
@@ -312,12 +326,14 @@ fn main() -> ExitCode {
                 last_token: Instant::now(),
                 tx,
                 rx,
-                exit_after: args.exit_after_tokens,
-                screenshot: args.screenshot,
-                shot: Arc::new(Mutex::new(None)),
-                shot_requested: false,
                 done: false,
-                outcome: app_outcome,
+                self_test: args.exit_after_tokens.map(|tokens| SelfTest {
+                    tokens,
+                    screenshot: args.screenshot,
+                    shot: Arc::new(Mutex::new(None)),
+                    requested: false,
+                    outcome: app_outcome,
+                }),
             };
             app.output = app.prompt.clone();
             app.load(&cc.egui_ctx);
