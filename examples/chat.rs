@@ -212,6 +212,8 @@ impl eframe::App for Chat {
                 if ui.add_enabled(ready, egui::Button::new("Generate")).clicked() {
                     self.output = self.prompt.clone();
                     self.generate(&ctx, 256);
+                    // A new draw next time (the seed makes each sampled run reproducible).
+                    self.sampling.seed = self.sampling.seed.wrapping_add(1);
                 }
                 if ui.add_enabled(self.busy, egui::Button::new("Stop")).clicked() {
                     self.stop.store(true, Ordering::Relaxed);
@@ -265,8 +267,9 @@ fn wgpu_options() -> egui_wgpu::WgpuConfiguration {
         setup.device_descriptor = Arc::new(|adapter| {
             let features = Gpu::recommended_features(adapter);
             let mut limits = Gpu::recommended_limits(adapter);
-            // egui's default: a depth buffer as large as a 4k+ window.
-            limits.max_texture_dimension_2d = limits.max_texture_dimension_2d.max(8192);
+            // egui's own need: textures as large as a 4k+ window, where the adapter allows.
+            let texture = adapter.limits().max_texture_dimension_2d.min(8192);
+            limits.max_texture_dimension_2d = limits.max_texture_dimension_2d.max(texture);
             let experimental = if features.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX) {
                 // SAFETY: the crate validates its cooperative-matrix kernels against the
                 // adapter's configurations; the token only opts in to the experimental API.
