@@ -93,3 +93,16 @@ fn every_kernel_has_one_params_mirror() {
         assert_eq!(n, 1, "{}: {n} host Params structs name this kernel", k.name);
     }
 }
+
+/// The comparison tells layouts apart: a struct checked against another kernel's `Params` fails.
+#[test]
+fn a_different_layout_is_told_apart() {
+    let host = |fields: &[ParamsField]| -> Vec<(String, usize, String)> {
+        fields
+            .iter()
+            .map(|(n, o, t)| (n.to_string(), *o, t.to_string()))
+            .collect()
+    };
+    assert_ne!(host(super::matmul::GemvParams::FIELDS), wgsl_params("gemm").0);
+    assert_eq!(host(super::matmul::GemmParams::FIELDS), wgsl_params("gemm").0);
+}

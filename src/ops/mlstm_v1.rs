@@ -5,7 +5,7 @@
 //! `xlstm_reference::v1::forward`; tested end to end (`tests/end_to_end_v1.rs`).
 
 use super::Compile;
-use super::Ops;
+use super::{check_len, check_strided, Ops};
 use crate::error::{Error, Result};
 use crate::gpu::{ConstValue, Kernels, PlanBuilder, Slice};
 
@@ -62,6 +62,8 @@ pub fn gates(
              ({tokens} tokens)"
         )));
     }
+    check_len("v1 mLSTM gate weights", w, rows.saturating_mul(k))?;
+    check_strided("v1 mLSTM gates proj", proj, 0, stride, tokens, gate_col + rows)?;
     let p = GatesParams {
         tokens: tokens as u32,
         rows: rows as u32,

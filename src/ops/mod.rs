@@ -4,9 +4,9 @@
 //! wrong call fails on the host instead of reading out of bounds on the GPU.
 //!
 //! Families (module: WGSL files under `wgsl/`):
-//! - [`matmul`] in `matmul/gemm`, `matmul/gemm_coop`, `matmul/gemv`, `matmul/gemv_head_norm`
+//! - [`matmul`](mod@matmul) in `matmul/gemm`, `matmul/gemm_coop`, `matmul/gemv`, `matmul/gemv_head_norm`
 //! - [`mlstm_chunk`] in `mlstm_chunk/mlstm_gates`, `mlstm_chunk/mlstm_chunk_{state,out}[_coop]`
-//! - [`mlstm_step`] in `mlstm_step/mlstm_step`
+//! - [`mlstm_step`](mod@mlstm_step) in `mlstm_step/mlstm_step`
 //! - [`norms`] in `norms/rms_norm`, `norms/head_norm_gate` (and `norms/layer_norm`, launched by [`v1`])
 //! - [`elementwise`] in `elementwise/embed`, `elementwise/swiglu`, `elementwise/fill_random`
 //! - [`sampling`] in `sampling/argmax`, `sampling/sample`

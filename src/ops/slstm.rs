@@ -6,7 +6,7 @@
 //! `xlstm_reference::v1::forward`).
 
 use super::Compile;
-use super::{u, Ops};
+use super::{check_len, u, Ops};
 use crate::error::{Error, Result};
 use crate::gpu::{ConstValue, Kernels, PlanBuilder, Slice};
 
@@ -129,16 +129,9 @@ fn mul(a: usize, b: usize, what: &str) -> Result<usize> {
         .ok_or_else(|| input(format!("sLSTM: {what} overflows")))
 }
 
-/// Errors unless `s` holds at least `floats` f32 values.
+/// Errors unless `s` holds at least `floats` f32 values (the launchers' one length check).
 fn need(s: &Slice, floats: usize, what: &str) -> Result<()> {
-    let bytes = mul(floats, 4, what)? as u64;
-    if s.size < bytes {
-        return Err(input(format!(
-            "sLSTM: `{what}` holds {} bytes, needs {bytes} ({floats} f32)",
-            s.size
-        )));
-    }
-    Ok(())
+    check_len(&format!("sLSTM `{what}`"), s, floats)
 }
 
 /// The first `bytes` of `s`.

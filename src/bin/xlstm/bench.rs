@@ -1,19 +1,122 @@
 //! `xlstm bench`: prefill throughput at several prompt lengths, time to first token, greedy
 //! decode throughput, peak pool memory, and GPU time per kernel with achieved GB/s and TFLOP/s.
 //! Models come from a checkpoint or from a preset shape with random weights made on the GPU.
+//!
+//! The command (its flags, the memory checks, loading, the report) comes first, then the
+//! measurement it runs ([`run`]), which `xlstm tune` reuses.
 
 use crate::cli::{check_count, check_new_tokens, GpuArgs, RunArgs, MAX_PROMPT_TOKENS, MAX_REPEATS};
-use crate::tune::store::ModelShape;
+use crate::source::ModelSource;
 use serde::Serialize;
 use std::path::PathBuf;
 use std::time::Instant;
 use xlstm_wgpu::error::{Error, Result};
-use xlstm_wgpu::gpu::KernelTime;
+use xlstm_wgpu::gpu::{Gpu, KernelTime};
 use xlstm_wgpu::model::config::LargeConfig;
 use xlstm_wgpu::model::Model;
 use xlstm_wgpu::sample::argmax;
 use xlstm_wgpu::session::{Logits, Session, SessionOptions};
-use xlstm_wgpu::telemetry::{Estimate, MemArgs, Watchdog};
+use xlstm_wgpu::telemetry::{MemArgs, Watchdog};
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// Model shape with random weights generated on the GPU: 7b, 1b, small, tiny.
+    #[arg(long, conflicts_with = "model")]
+    preset: Option<String>,
+    /// Benchmark a checkpoint instead of a preset.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Prompt lengths for prefill (comma separated).
+    #[arg(long, value_delimiter = ',', default_values_t = vec![512usize, 2048, 8192])]
+    prefill_lens: Vec<usize>,
+    /// Greedy tokens to decode.
+    #[arg(long, default_value_t = 128)]
+    decode_tokens: usize,
+    /// Timed repeats per measurement (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
+    /// Also measure GPU time per kernel with timestamp queries.
+    #[arg(long)]
+    profile: bool,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    run: RunArgs,
+    #[command(flatten)]
+    gpu: GpuArgs,
+    #[command(flatten)]
+    mem: MemArgs,
+}
+
+pub fn bench(a: BenchArgs) -> Result<()> {
+    if a.prefill_lens.contains(&0) {
+        return Err(Error::Input("prefill lengths must be positive".into()));
+    }
+    check_new_tokens("--decode-tokens", a.decode_tokens)?;
+    for &len in &a.prefill_lens {
+        check_count("--prefill-lens", len, MAX_PROMPT_TOKENS, "tokens a prompt may have")?;
+    }
+    check_count("--repeats", a.repeats, MAX_REPEATS, "repeats accepted")?;
+    let source = match (&a.model, &a.preset) {
+        (Some(dir), _) => ModelSource::Dir(dir.clone()),
+        (None, p) => ModelSource::Preset(p.clone().unwrap_or_else(|| "7b".into())),
+    };
+    let name = source.label();
+    // telemetry: watchdog and pre-load estimate.
+    // SIGINT/SIGTERM stop the benchmark at its next safe point (exit code 130/143).
+    let wd = Watchdog::start_interruptible(a.mem.resolve()?, "bench", &name)?;
+    let progress = wd.progress();
+    let gpu = a.gpu.open()?;
+    wd.set_gpu(&gpu);
+    // Tuned defaults for this adapter and model shape (flags win).
+    let mut a = a;
+    let tuned = a.run.apply_tune_cache(&gpu, source.shape().ok().as_ref());
+    let longest = a.prefill_lens.iter().copied().max().unwrap_or(1);
+    if let Some(est) = source.estimate(a.run.dtype, &a.run.session_options()?, longest) {
+        wd.check_fits(&est)?;
+    }
+    progress.set_phase("loading");
+    // end telemetry
+    let t0 = Instant::now();
+    let model = source.load(gpu, &a.run.load_options(false)?)?;
+    let load_secs = t0.elapsed().as_secs_f64();
+    wd.attach(&model);
+    wd.check_now()?;
+    let opts = BenchOptions {
+        prefill_lens: a.prefill_lens.clone(),
+        decode_tokens: a.decode_tokens,
+        repeats: a.repeats,
+        profile: a.profile,
+        session: a.run.session_options()?,
+    };
+    let bar = indicatif::ProgressBar::new(1);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed}]")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let report = run(&model, &name, &opts, &mut |i, n, what| {
+        bar.set_length(n as u64);
+        bar.set_position(i as u64);
+        bar.set_message(what.to_string());
+        progress.set_phase(what);
+        progress.set_fraction(Some(i as f64 / n.max(1) as f64));
+    })?;
+    bar.finish_and_clear();
+    if a.json {
+        let mut v = serde_json::to_value(&report).map_err(|e| Error::Input(e.to_string()))?;
+        v["load_seconds"] = serde_json::json!(load_secs);
+        v["tuned_from_cache"] = serde_json::json!(tuned);
+        println!("{v}");
+    } else {
+        match &tuned {
+            Some(t) => println!("model ready in {load_secs:.2} s | tuned (cache): {t}"),
+            None => println!("model ready in {load_secs:.2} s"),
+        }
+        print!("{}", report.table());
+    }
+    Ok(())
+}
 
 /// Model shapes for benchmarks without a checkpoint.
 pub fn preset(name: &str) -> Result<LargeConfig> {
@@ -93,14 +196,29 @@ pub struct BenchReport {
     pub kernels: Vec<KernelRow>,
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+/// The median of timed repeats (`v` is not empty: every measurement repeats at least once).
+pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }
 
-/// Deterministic prompt ids that avoid special tokens.
-fn prompt(len: usize, vocab: usize) -> Vec<u32> {
-    (0..len).map(|i| (3 + (i * 7919) % (vocab.max(4) - 3)) as u32).collect()
+/// Seconds of one prefill of `ids` (no logits read back) from the reset state, the GPU idle
+/// before and after so that only this prefill is timed.
+pub fn timed_prefill(s: &mut Session, gpu: &Gpu, ids: &[u32]) -> Result<f64> {
+    s.reset()?;
+    gpu.wait()?;
+    let t0 = Instant::now();
+    s.prefill(ids, Logits::None)?;
+    gpu.wait()?;
+    Ok(t0.elapsed().as_secs_f64())
+}
+
+/// Deterministic prompt ids that avoid the special tokens at the bottom of the vocabulary;
+/// `salt` gives the tuner's different prompts (0: the benchmark's).
+pub fn prompt(len: usize, vocab: usize, salt: usize) -> Vec<u32> {
+    (0..len)
+        .map(|i| (3 + ((i + salt) * 7919 + salt * 104_729) % (vocab.max(4) - 3)) as u32)
+        .collect()
 }
 
 fn rows(phase: &str, times: Vec<KernelTime>) -> Vec<KernelRow> {
@@ -131,18 +249,13 @@ pub fn run(
     let mut s = Session::new(model, opts.session.clone())?;
     for (i, &len) in opts.prefill_lens.iter().enumerate() {
         progress(i, total, &format!("prefill {len}"));
-        let ids = prompt(len, v);
+        let ids = prompt(len, v, 0);
         // Warm-up compiles pipelines and fills the pool.
         s.reset()?;
         s.prefill(&ids, Logits::Last)?;
         let (mut t_prefill, mut t_first) = (Vec::new(), Vec::new());
         for _ in 0..opts.repeats.max(1) {
-            s.reset()?;
-            gpu.wait()?;
-            let t0 = Instant::now();
-            s.prefill(&ids, Logits::None)?;
-            gpu.wait()?;
-            t_prefill.push(t0.elapsed().as_secs_f64());
+            t_prefill.push(timed_prefill(&mut s, &gpu, &ids)?);
             s.reset()?;
             gpu.wait()?;
             let t0 = Instant::now();
@@ -164,7 +277,7 @@ pub fn run(
     model.pool().trim();
     model.pool().reset_peak();
     s.reset()?;
-    s.prefill(&prompt(16, v), Logits::None)?;
+    s.prefill(&prompt(16, v, 0), Logits::None)?;
     let batch = opts.session.decode_batch;
     let mut id = 5u32;
     for _ in 0..2 {
@@ -186,7 +299,7 @@ pub fn run(
         if let Some(&len) = opts.prefill_lens.first() {
             s.reset()?;
             // Profiles one segment: a longer prompt's label says how much of it was covered.
-            let (n, times) = s.profile_prefill(&prompt(len, v))?;
+            let (n, times) = s.profile_prefill(&prompt(len, v, 0))?;
             let phase = if n < len {
                 format!("prefill {n}/{len}")
             } else {
@@ -264,130 +377,4 @@ impl BenchReport {
         }
         out
     }
-}
-
-#[derive(clap::Args)]
-pub struct BenchArgs {
-    /// Model shape with random weights generated on the GPU: 7b, 1b, small, tiny.
-    #[arg(long, conflicts_with = "model")]
-    preset: Option<String>,
-    /// Benchmark a checkpoint instead of a preset.
-    #[arg(long)]
-    model: Option<PathBuf>,
-    /// Prompt lengths for prefill (comma separated).
-    #[arg(long, value_delimiter = ',', default_values_t = vec![512usize, 2048, 8192])]
-    prefill_lens: Vec<usize>,
-    /// Greedy tokens to decode.
-    #[arg(long, default_value_t = 128)]
-    decode_tokens: usize,
-    /// Timed repeats per measurement (the median is reported).
-    #[arg(long, default_value_t = 3)]
-    repeats: usize,
-    /// Also measure GPU time per kernel with timestamp queries.
-    #[arg(long)]
-    profile: bool,
-    /// Print one JSON object instead of a table.
-    #[arg(long)]
-    json: bool,
-    #[command(flatten)]
-    run: RunArgs,
-    #[command(flatten)]
-    gpu: GpuArgs,
-    #[command(flatten)]
-    mem: MemArgs,
-}
-
-/// Runs `xlstm bench`.
-pub fn command(a: BenchArgs) -> Result<()> {
-    if a.prefill_lens.contains(&0) {
-        return Err(Error::Input("prefill lengths must be positive".into()));
-    }
-    check_new_tokens("--decode-tokens", a.decode_tokens)?;
-    for &len in &a.prefill_lens {
-        check_count("--prefill-lens", len, MAX_PROMPT_TOKENS, "tokens a prompt may have")?;
-    }
-    check_count("--repeats", a.repeats, MAX_REPEATS, "repeats accepted")?;
-    // telemetry: watchdog and pre-load estimate.
-    let label = match (&a.model, &a.preset) {
-        (Some(dir), _) => dir.display().to_string(),
-        (None, p) => format!("preset {}", p.as_deref().unwrap_or("7b")),
-    };
-    // SIGINT/SIGTERM stop the benchmark at its next safe point (exit code 130/143).
-    let wd = Watchdog::start_interruptible(a.mem.resolve()?, "bench", &label)?;
-    let progress = wd.progress();
-    let gpu = a.gpu.open()?;
-    wd.set_gpu(&gpu);
-    // Tuned defaults for this adapter and model shape (flags win).
-    let mut a = a;
-    let shape = match (&a.model, &a.preset) {
-        (Some(dir), _) => ModelShape::of_dir(dir).ok(),
-        (None, p) => preset(p.as_deref().unwrap_or("7b")).ok().map(|c| ModelShape::large(&c)),
-    };
-    let tuned = a.run.apply_tune_cache(&gpu, shape.as_ref());
-    let longest = a.prefill_lens.iter().copied().max().unwrap_or(1);
-    let est = match (&a.model, &a.preset) {
-        (Some(dir), _) => Estimate::for_dir(dir, a.run.dtype, &a.run.session_options()?, longest, false).ok(),
-        (None, p) => preset(p.as_deref().unwrap_or("7b")).ok().map(|cfg| {
-            Estimate::for_config(
-                &cfg,
-                a.run.dtype,
-                &a.run.session_options().unwrap_or_default(),
-                longest,
-                false,
-            )
-        }),
-    };
-    if let Some(est) = est {
-        wd.check_fits(&est)?;
-    }
-    progress.set_phase("loading");
-    // end telemetry
-    let t0 = std::time::Instant::now();
-    let (model, name) = match (&a.model, &a.preset) {
-        (Some(dir), _) => (a.run.load(gpu, dir, false)?, dir.display().to_string()),
-        (None, p) => {
-            let name = p.clone().unwrap_or_else(|| "7b".into());
-            let cfg = preset(&name)?;
-            (
-                xlstm_wgpu::Model::random(gpu, cfg, &a.run.load_options(false)?, 1)?,
-                format!("preset {name}"),
-            )
-        }
-    };
-    let load_secs = t0.elapsed().as_secs_f64();
-    wd.attach(&model);
-    wd.check_now()?;
-    let opts = BenchOptions {
-        prefill_lens: a.prefill_lens.clone(),
-        decode_tokens: a.decode_tokens,
-        repeats: a.repeats,
-        profile: a.profile,
-        session: a.run.session_options()?,
-    };
-    let bar = indicatif::ProgressBar::new(1);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed}]")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    let report = run(&model, &name, &opts, &mut |i, n, what| {
-        bar.set_length(n as u64);
-        bar.set_position(i as u64);
-        bar.set_message(what.to_string());
-        progress.set_phase(what);
-        progress.set_fraction(Some(i as f64 / n.max(1) as f64));
-    })?;
-    bar.finish_and_clear();
-    if a.json {
-        let mut v = serde_json::to_value(&report).map_err(|e| Error::Input(e.to_string()))?;
-        v["load_seconds"] = serde_json::json!(load_secs);
-        v["tuned_from_cache"] = serde_json::json!(tuned);
-        println!("{v}");
-    } else {
-        match &tuned {
-            Some(t) => println!("model ready in {load_secs:.2} s | tuned (cache): {t}"),
-            None => println!("model ready in {load_secs:.2} s"),
-        }
-        print!("{}", report.table());
-    }
-    Ok(())
 }

@@ -1,18 +1,22 @@
 //! `xlstm`: generate text, score token ids (the machine interface for numerics), and describe
-//! the GPU, benchmark, tune. Each command's flags and runner live in its module (`cli` holds
-//! the shared flags and `generate`; `score`, `bench`, `tune::command`).
+//! the GPU.
+//!
+//! One module per subcommand, each holding its flags and its entry point: [`generate`],
+//! [`score`], [`bench`] (with the benchmark itself) and [`tune`] (the autotuner; its command in
+//! `tune/command.rs`). [`cli`] holds the flags they share (adapter, weight format, scheduler and
+//! kernel-shape knobs) and the limits on counts; [`source`] the checkpoint-or-preset model of
+//! bench and tune. `info` is short enough to live here.
 
 mod bench;
 mod cli;
+mod generate;
 mod score;
+mod source;
 mod tune;
 
-use bench::BenchArgs;
 use clap::{Parser, Subcommand};
-use cli::{run_generate, GenerateArgs, GpuArgs};
-use score::ScoreArgs;
+use cli::GpuArgs;
 use std::process::ExitCode;
-use tune::command::TuneArgs;
 use xlstm_wgpu::gpu::device::list_adapters;
 use xlstm_wgpu::telemetry::exit_code;
 use xlstm_wgpu::{Error, Result};
@@ -27,16 +31,16 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Generate text from a prompt.
-    Generate(GenerateArgs),
+    Generate(generate::GenerateArgs),
     /// Logits for every position of a token-id prompt, and optionally greedy continuation.
-    Score(ScoreArgs),
+    Score(score::ScoreArgs),
     /// List adapters and print the chosen adapter's capabilities.
     Info(InfoArgs),
     /// Prefill and decode throughput, time to first token, memory, and per-kernel GPU time.
-    Bench(BenchArgs),
+    Bench(bench::BenchArgs),
     /// Search the scheduler and kernel-shape settings for the fastest on this adapter and store
     /// the best as its defaults (used by generate, score and bench unless flags override).
-    Tune(TuneArgs),
+    Tune(tune::TuneArgs),
 }
 
 #[derive(clap::Args)]
@@ -79,11 +83,11 @@ fn main() -> ExitCode {
         },
     };
     let result = match cli.cmd {
-        Cmd::Generate(a) => run_generate(&a),
-        Cmd::Score(a) => score::command(a),
+        Cmd::Generate(a) => generate::generate(&a),
+        Cmd::Score(a) => score::score(a),
         Cmd::Info(a) => info(a),
-        Cmd::Bench(a) => bench::command(a),
-        Cmd::Tune(a) => tune::command::command(a),
+        Cmd::Bench(a) => bench::bench(a),
+        Cmd::Tune(a) => tune::tune(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

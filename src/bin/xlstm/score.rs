@@ -1,8 +1,8 @@
-//! `xlstm score`: logits for every position of a token-id prompt, and optionally a greedy
-//! continuation, streamed into a safetensors file (the machine interface for numerics).
+//! `xlstm score`: the logits of every position of a token-id prompt, and optionally a greedy
+//! continuation through the decode step path, streamed to a safetensors file (the machine
+//! interface for numerics: the reference comparisons read it).
 
 use crate::cli::{check_new_tokens, GpuArgs, RunArgs};
-use crate::tune::store::ModelShape;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -33,68 +33,7 @@ pub struct ScoreArgs {
     mem: MemArgs,
 }
 
-fn read_ids(path: &Path) -> Result<Vec<u32>> {
-    let text = xlstm_wgpu::files::read_input(path, 1 << 30).map_err(|e| Error::io(path, e))?;
-    let ids: Vec<i64> = serde_json::from_slice(&text)
-        .map_err(|e| Error::Input(format!("{}: expected a JSON array of token ids ({e})", path.display())))?;
-    ids.into_iter()
-        .map(|i| u32::try_from(i).map_err(|_| Error::Input(format!("token id {i} is out of range"))))
-        .collect()
-}
-
-/// One tensor of the score output: its name, safetensors dtype name, shape and bytes.
-struct OutTensor {
-    name: &'static str,
-    dtype: &'static str,
-    shape: Vec<usize>,
-    bytes: u64,
-}
-
-/// The safetensors header (length prefix and JSON, padded to 8 bytes) of tensors stored in the
-/// given order, back to back: computable from the shapes alone, so the data can follow as it is
-/// produced instead of being assembled in memory first.
-fn safetensors_header(tensors: &[OutTensor], meta: &BTreeMap<String, String>) -> Result<Vec<u8>> {
-    let mut header = serde_json::Map::new();
-    header.insert("__metadata__".into(), serde_json::json!(meta));
-    let mut offset = 0u64;
-    for t in tensors {
-        let end = offset
-            .checked_add(t.bytes)
-            .ok_or_else(|| Error::Input("the output is too large".into()))?;
-        header.insert(
-            t.name.into(),
-            serde_json::json!({ "dtype": t.dtype, "shape": t.shape, "data_offsets": [offset, end] }),
-        );
-        offset = end;
-    }
-    let mut json = serde_json::to_vec(&header).map_err(|e| Error::Input(format!("building the output: {e}")))?;
-    // The data starts 8-byte aligned, as safetensors writers do.
-    json.resize(json.len().div_ceil(8) * 8, b' ');
-    let mut out = (json.len() as u64).to_le_bytes().to_vec();
-    out.extend_from_slice(&json);
-    Ok(out)
-}
-
-/// Bytes of `n` values of `size` bytes each, refusing sizes that overflow.
-fn tensor_bytes(n: &[usize], size: usize) -> Result<u64> {
-    n.iter()
-        .try_fold(size as u64, |acc, &d| acc.checked_mul(d as u64))
-        .ok_or_else(|| Error::Input("the output is too large".into()))
-}
-
-/// Writes `data` in pieces, checking the watchdog between them: the hard memory limit and a
-/// stop (xltop, a signal) apply while a large output is written too.
-fn write_checked(out: &mut files::AtomicFile, data: &[u8], wd: &Watchdog, path: &Path) -> Result<()> {
-    const PIECE: usize = 16 << 20;
-    for piece in data.chunks(PIECE) {
-        out.write_all(piece).map_err(|e| Error::io(path, e))?;
-        wd.check_now()?;
-    }
-    Ok(())
-}
-
-/// Runs `xlstm score`.
-pub fn command(a: ScoreArgs) -> Result<()> {
+pub fn score(a: ScoreArgs) -> Result<()> {
     files::check_output_path(&a.out)?;
     check_new_tokens("--generate", a.generate)?;
     let ids = read_ids(&a.input_ids)?;
@@ -109,7 +48,9 @@ pub fn command(a: ScoreArgs) -> Result<()> {
     wd.set_gpu(&gpu);
     // Tuned defaults for this adapter and model shape (flags win).
     let mut a = a;
-    let tuned = a.run.apply_tune_cache(&gpu, ModelShape::of_dir(&a.model).ok().as_ref());
+    let tuned = a
+        .run
+        .apply_tune_cache(&gpu, crate::tune::store::ModelShape::of_dir(&a.model).ok().as_ref());
     // The output streams to disk as it is produced, so the host holds the prompt's logits once
     // (counted by the estimate) and one decode row at a time.
     if let Ok(est) = Estimate::for_dir(&a.model, a.run.dtype, &a.run.session_options()?, ids.len(), true) {
@@ -192,6 +133,66 @@ pub fn command(a: ScoreArgs) -> Result<()> {
     // The summary: score prints nothing else, and only says where tuned defaults applied.
     if let Some(t) = tuned {
         eprintln!("xlstm: tuned (cache): {t}");
+    }
+    Ok(())
+}
+
+fn read_ids(path: &Path) -> Result<Vec<u32>> {
+    let text = xlstm_wgpu::files::read_input(path, 1 << 30).map_err(|e| Error::io(path, e))?;
+    let ids: Vec<i64> = serde_json::from_slice(&text)
+        .map_err(|e| Error::Input(format!("{}: expected a JSON array of token ids ({e})", path.display())))?;
+    ids.into_iter()
+        .map(|i| u32::try_from(i).map_err(|_| Error::Input(format!("token id {i} is out of range"))))
+        .collect()
+}
+
+/// One tensor of the score output: its name, safetensors dtype name, shape and bytes.
+struct OutTensor {
+    name: &'static str,
+    dtype: &'static str,
+    shape: Vec<usize>,
+    bytes: u64,
+}
+
+/// The safetensors header (length prefix and JSON, padded to 8 bytes) of tensors stored in the
+/// given order, back to back: computable from the shapes alone, so the data can follow as it is
+/// produced instead of being assembled in memory first.
+fn safetensors_header(tensors: &[OutTensor], meta: &BTreeMap<String, String>) -> Result<Vec<u8>> {
+    let mut header = serde_json::Map::new();
+    header.insert("__metadata__".into(), serde_json::json!(meta));
+    let mut offset = 0u64;
+    for t in tensors {
+        let end = offset
+            .checked_add(t.bytes)
+            .ok_or_else(|| Error::Input("the output is too large".into()))?;
+        header.insert(
+            t.name.into(),
+            serde_json::json!({ "dtype": t.dtype, "shape": t.shape, "data_offsets": [offset, end] }),
+        );
+        offset = end;
+    }
+    let mut json = serde_json::to_vec(&header).map_err(|e| Error::Input(format!("building the output: {e}")))?;
+    // The data starts 8-byte aligned, as safetensors writers do.
+    json.resize(json.len().div_ceil(8) * 8, b' ');
+    let mut out = (json.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(&json);
+    Ok(out)
+}
+
+/// Bytes of `n` values of `size` bytes each, refusing sizes that overflow.
+fn tensor_bytes(n: &[usize], size: usize) -> Result<u64> {
+    n.iter()
+        .try_fold(size as u64, |acc, &d| acc.checked_mul(d as u64))
+        .ok_or_else(|| Error::Input("the output is too large".into()))
+}
+
+/// Writes `data` in pieces, checking the watchdog between them: the hard memory limit and a
+/// stop (xltop, a signal) apply while a large output is written too.
+fn write_checked(out: &mut files::AtomicFile, data: &[u8], wd: &Watchdog, path: &Path) -> Result<()> {
+    const PIECE: usize = 16 << 20;
+    for piece in data.chunks(PIECE) {
+        out.write_all(piece).map_err(|e| Error::io(path, e))?;
+        wd.check_now()?;
     }
     Ok(())
 }

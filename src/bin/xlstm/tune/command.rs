@@ -1,8 +1,12 @@
-//! `xlstm tune`: the command line of the autotuner (flags, progress bar, Ctrl-C, report).
+//! The `xlstm tune` command: its flags, turning them into [`TuneOptions`] (checked counts, the
+//! run directory, the stored settings to try first), the progress line and Ctrl-C, and the
+//! report at the end.
 
+use super::{store, Knob, Measure, Mode, ModelSource, Observer, Params, Target, Trial, TuneOptions, TuneReport};
 use crate::cli::{check_count, check_new_tokens, GpuArgs, RunArgs, MAX_PROMPT_TOKENS, MAX_REPEATS};
-use std::path::PathBuf;
-use xlstm_wgpu::telemetry::{Estimate, MemArgs, Watchdog};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use xlstm_wgpu::telemetry::{MemArgs, Watchdog};
 use xlstm_wgpu::{Error, Result};
 
 #[derive(clap::Args)]
@@ -14,11 +18,11 @@ pub struct TuneArgs {
     #[arg(long)]
     model: Option<PathBuf>,
     /// What to make fast: prefill, decode, or both (the geometric mean of both speed-ups).
-    #[arg(long, value_enum, default_value_t = crate::tune::Target::Both)]
-    target: crate::tune::Target,
+    #[arg(long, value_enum, default_value_t = Target::Both)]
+    target: Target,
     /// Search: ga (genetic algorithm) or random (uniform over the space).
-    #[arg(long, value_enum, default_value_t = crate::tune::Mode::Ga)]
-    mode: crate::tune::Mode,
+    #[arg(long, value_enum, default_value_t = Mode::Ga)]
+    mode: Mode,
     /// Trials at most; trial 0 is the default configuration.
     #[arg(long, default_value_t = 24)]
     trials: usize,
@@ -67,59 +71,10 @@ pub struct TuneArgs {
     mem: MemArgs,
 }
 
-/// Sets the returned flag on the first Ctrl-C (SIGINT); a second one ends the process at once.
-fn interrupt_flag() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
-    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let sig = signal_hook::consts::SIGINT;
-    // Order matters: the conditional exit sees the flag as the previous Ctrl-C left it.
-    let _ = signal_hook::flag::register_conditional_shutdown(sig, 130, flag.clone());
-    let _ = signal_hook::flag::register(sig, flag.clone());
-    flag
-}
-
-struct TuneProgress {
-    bar: indicatif::ProgressBar,
-    progress: std::sync::Arc<xlstm_wgpu::telemetry::Progress>,
-    interrupted: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    watchdog: std::sync::Arc<Watchdog>,
-    trials: usize,
-    json: bool,
-}
-
-impl crate::tune::Observer for TuneProgress {
-    fn should_stop(&mut self) -> bool {
-        self.interrupted.load(std::sync::atomic::Ordering::SeqCst)
-    }
-    fn trial_started(&mut self, index: usize, _params: &crate::tune::Params) {
-        self.progress.set_phase(&format!("trial {}/{}", index + 1, self.trials));
-        self.progress
-            .set_fraction(Some(index as f64 / self.trials.max(1) as f64));
-    }
-    fn model_loaded(&mut self, model: &xlstm_wgpu::Model) {
-        self.watchdog.attach(model);
-    }
-    fn trial_done(&mut self, t: &crate::tune::Trial, best: Option<&crate::tune::Trial>) {
-        self.bar.inc(1);
-        if let Some(b) = best {
-            let f = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.0}"));
-            self.bar.set_message(format!(
-                "best #{}: prefill {} tok/s, decode {} tok/s",
-                b.index,
-                f(b.prefill_tok_s),
-                f(b.decode_tok_s)
-            ));
-        }
-        if !t.ok() && !self.json {
-            self.bar.println(format!("trial {} {}: {}", t.index, t.status, t.error));
-        }
-    }
-}
-
-/// Runs `xlstm tune`.
-pub fn command(a: TuneArgs) -> Result<()> {
-    use crate::tune::{self, Knob, Measure, ModelSource, Params, TuneOptions};
+/// Runs `xlstm tune` (or, with --show, lists the stored settings).
+pub fn tune(a: TuneArgs) -> Result<()> {
     if a.show {
-        print!("{}", tune::store::show()?);
+        print!("{}", store::show()?);
         return Ok(());
     }
     let source = match (&a.model, &a.preset) {
@@ -143,54 +98,19 @@ pub fn command(a: TuneArgs) -> Result<()> {
     let (target, mode) = (a.target, a.mode);
     let dtype = a.run.dtype;
     let shape = source.shape()?;
-    // A positive number of seconds that a Duration can hold (1e308 cannot: it would panic).
-    let budget = match a.budget_seconds {
-        None => None,
-        Some(b) => match std::time::Duration::try_from_secs_f64(b) {
-            Ok(d) if b > 0.0 => Some(d),
-            _ => {
-                return Err(Error::Input(format!(
-                    "--budget-seconds must be a positive number of seconds below {}, got {b}",
-                    u64::MAX
-                )))
-            }
-        },
-    };
+    let budget = budget(a.budget_seconds)?;
     let explicit = a.run.explicit();
     let base = Params::default().overlay(&explicit)?;
     let pinned: Vec<Knob> = explicit.knobs();
-    let run_name = a.run_name.clone().unwrap_or_else(tune::timestamp_name);
-    if run_name.is_empty() || run_name.contains(['/', '\\']) || run_name == "." || run_name == ".." {
-        return Err(Error::Input(format!(
-            "--run-name `{run_name}` is not a plain directory name"
-        )));
-    }
-    let runs_dir = std::path::absolute(&a.runs_dir).map_err(|e| Error::io(&a.runs_dir, e))?;
-    let mut run_dir = runs_dir.join(&run_name);
-    if a.run_name.is_none() {
-        let mut n = 2;
-        while run_dir.exists() {
-            run_dir = runs_dir.join(format!("{run_name}-{n}"));
-            n += 1;
-        }
-    }
+    let run_dir = run_dir(&a.runs_dir, a.run_name.as_deref())?;
     // telemetry: watchdog and pre-load estimate, as for bench.
     let wd = std::sync::Arc::new(Watchdog::start(a.mem.resolve()?, "tune", &source.label())?);
     let progress = wd.progress();
     let gpu = a.gpu.open()?;
     wd.set_gpu(&gpu);
     let longest = a.seq.max(a.check_tokens);
-    let est = match &source {
-        ModelSource::Dir(d) => Estimate::for_dir(d, dtype, &base.session_options()?, longest, false).ok(),
-        ModelSource::Preset(p) => Some(Estimate::for_config(
-            &crate::bench::preset(p)?,
-            dtype,
-            &base.session_options()?,
-            longest,
-            false,
-        )),
-    };
-    if let Some(est) = est {
+    // `source.shape()` above has refused an unknown preset already.
+    if let Some(est) = source.estimate(dtype, &base.session_options()?, longest) {
         wd.check_fits(&est)?;
     }
     progress.set_phase("loading");
@@ -198,7 +118,7 @@ pub fn command(a: TuneArgs) -> Result<()> {
     // The stored settings for this adapter are measured right after the defaults.
     let mut first = Vec::new();
     if !a.run.no_tune_cache {
-        if let Some(e) = tune::store::lookup(&gpu.caps, &shape, dtype) {
+        if let Some(e) = store::lookup(&gpu.caps, &shape, dtype) {
             if let Ok(p) = base.overlay(&e.settings).and_then(|p| p.overlay(&explicit)) {
                 first.push(p);
             }
@@ -240,7 +160,7 @@ pub fn command(a: TuneArgs) -> Result<()> {
         trials: a.trials,
         json: a.json,
     };
-    let report = tune::run(gpu, &opts, &mut obs)?;
+    let report = super::run(gpu, &opts, &mut obs)?;
     bar.finish_and_clear();
     progress.set_phase("done");
     let stored = if a.run.no_tune_cache || report.abort.is_some() {
@@ -248,19 +168,7 @@ pub fn command(a: TuneArgs) -> Result<()> {
     } else {
         report.save_to_store()?
     };
-    if a.json {
-        let mut v = report.json_summary();
-        v["stored_in"] = serde_json::json!(stored);
-        println!("{v}");
-    } else {
-        print!("{}", report.table());
-        println!("files: {}", report.run_dir.display());
-        match &stored {
-            Some(p) => println!("stored as this adapter's defaults in {}", p.display()),
-            None if a.run.no_tune_cache => println!("not stored (--no-tune-cache)"),
-            None => println!("nothing stored"),
-        }
-    }
+    print_report(&report, stored.as_deref(), a.json, a.run.no_tune_cache);
     if report.ended_by == "interrupted" {
         eprintln!("xlstm: interrupted: kept the {} finished trial(s)", report.trials.len());
     }
@@ -268,4 +176,130 @@ pub fn command(a: TuneArgs) -> Result<()> {
         Some(e) => Err(e),
         None => Ok(()),
     }
+}
+
+/// `--budget-seconds` as a Duration: a positive number of seconds that a Duration can hold
+/// (1e308 cannot: it would panic).
+fn budget(seconds: Option<f64>) -> Result<Option<Duration>> {
+    match seconds {
+        None => Ok(None),
+        Some(b) => match Duration::try_from_secs_f64(b) {
+            Ok(d) if b > 0.0 => Ok(Some(d)),
+            _ => Err(Error::Input(format!(
+                "--budget-seconds must be a positive number of seconds below {}, got {b}",
+                u64::MAX
+            ))),
+        },
+    }
+}
+
+/// The run directory: `--run-name` (a plain name) under `runs_dir`, else the UTC time, with
+/// `-2`, `-3`... added while a directory of that name exists.
+fn run_dir(runs_dir: &Path, run_name: Option<&str>) -> Result<PathBuf> {
+    let name = run_name.map_or_else(timestamp_name, str::to_string);
+    if name.is_empty() || name.contains(['/', '\\']) || name == "." || name == ".." {
+        return Err(Error::Input(format!(
+            "--run-name `{name}` is not a plain directory name"
+        )));
+    }
+    let runs_dir = std::path::absolute(runs_dir).map_err(|e| Error::io(runs_dir, e))?;
+    let mut dir = runs_dir.join(&name);
+    if run_name.is_none() {
+        let mut n = 2;
+        while dir.exists() {
+            dir = runs_dir.join(format!("{name}-{n}"));
+            n += 1;
+        }
+    }
+    Ok(dir)
+}
+
+/// The end of a run on stdout: the compact JSON object, or the table, the files and where the
+/// settings were stored.
+fn print_report(report: &TuneReport, stored: Option<&Path>, json: bool, no_tune_cache: bool) {
+    if json {
+        let mut v = report.json_summary();
+        v["stored_in"] = serde_json::json!(stored);
+        println!("{v}");
+    } else {
+        print!("{}", report.table());
+        println!("files: {}", report.run_dir.display());
+        match stored {
+            Some(p) => println!("stored as this adapter's defaults in {}", p.display()),
+            None if no_tune_cache => println!("not stored (--no-tune-cache)"),
+            None => println!("nothing stored"),
+        }
+    }
+}
+
+/// Sets the returned flag on the first Ctrl-C (SIGINT); a second one ends the process at once.
+fn interrupt_flag() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sig = signal_hook::consts::SIGINT;
+    // Order matters: the conditional exit sees the flag as the previous Ctrl-C left it.
+    let _ = signal_hook::flag::register_conditional_shutdown(sig, 130, flag.clone());
+    let _ = signal_hook::flag::register(sig, flag.clone());
+    flag
+}
+
+struct TuneProgress {
+    bar: indicatif::ProgressBar,
+    progress: std::sync::Arc<xlstm_wgpu::telemetry::Progress>,
+    interrupted: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    watchdog: std::sync::Arc<Watchdog>,
+    trials: usize,
+    json: bool,
+}
+
+impl Observer for TuneProgress {
+    fn should_stop(&mut self) -> bool {
+        self.interrupted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+    fn trial_started(&mut self, index: usize, _params: &Params) {
+        self.progress.set_phase(&format!("trial {}/{}", index + 1, self.trials));
+        self.progress
+            .set_fraction(Some(index as f64 / self.trials.max(1) as f64));
+    }
+    fn model_loaded(&mut self, model: &xlstm_wgpu::Model) {
+        self.watchdog.attach(model);
+    }
+    fn trial_done(&mut self, t: &Trial, best: Option<&Trial>) {
+        self.bar.inc(1);
+        if let Some(b) = best {
+            let f = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.0}"));
+            self.bar.set_message(format!(
+                "best #{}: prefill {} tok/s, decode {} tok/s",
+                b.index,
+                f(b.prefill_tok_s),
+                f(b.decode_tok_s)
+            ));
+        }
+        if !t.ok() && !self.json {
+            self.bar.println(format!("trial {} {}: {}", t.index, t.status, t.error));
+        }
+    }
+}
+
+/// The default run directory name: the UTC time, `YYYYMMDD-HHMMSS`.
+fn timestamp_name() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }

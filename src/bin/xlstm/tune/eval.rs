@@ -3,7 +3,8 @@
 //! repeats. A trial whose output is wrong is never timed, so a wrong-but-fast setting cannot win.
 
 use super::params::{Params, Target};
-use std::path::PathBuf;
+use crate::bench::{median, prompt, timed_prefill};
+use crate::source::ModelSource;
 use std::sync::Arc;
 use std::time::Instant;
 use xlstm_wgpu::error::{Error, Result};
@@ -12,33 +13,6 @@ use xlstm_wgpu::model::schedule::PrefillStrategy;
 use xlstm_wgpu::model::{LoadOptions, Model, WeightDtype};
 use xlstm_wgpu::sample::argmax;
 use xlstm_wgpu::session::{Logits, Session};
-
-/// Where the tuned model comes from.
-#[derive(Clone, Debug)]
-pub enum ModelSource {
-    /// A checkpoint directory.
-    Dir(PathBuf),
-    /// A preset shape of `xlstm bench` with random weights generated on the GPU.
-    Preset(String),
-}
-
-impl ModelSource {
-    /// A label for reports: the directory, or `preset NAME`.
-    pub fn label(&self) -> String {
-        match self {
-            ModelSource::Dir(d) => d.display().to_string(),
-            ModelSource::Preset(p) => format!("preset {p}"),
-        }
-    }
-
-    /// The model's shape, read without loading it.
-    pub fn shape(&self) -> Result<super::store::ModelShape> {
-        match self {
-            ModelSource::Dir(d) => super::store::ModelShape::of_dir(d),
-            ModelSource::Preset(p) => Ok(super::store::ModelShape::large(&crate::bench::preset(p)?)),
-        }
-    }
-}
 
 /// How trials are measured.
 #[derive(Clone, Debug)]
@@ -141,18 +115,6 @@ fn margin(row: &[f32]) -> f32 {
     a - b
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
-/// Deterministic prompt ids that avoid the special tokens at the bottom of the vocabulary.
-pub fn prompt(len: usize, vocab: usize, salt: usize) -> Vec<u32> {
-    (0..len)
-        .map(|i| (3 + ((i + salt) * 7919 + salt * 104_729) % (vocab.max(4) - 3)) as u32)
-        .collect()
-}
-
 impl Evaluator {
     pub fn new(gpu: Arc<Gpu>, source: ModelSource, measure: Measure) -> Self {
         Evaluator {
@@ -191,10 +153,7 @@ impl Evaluator {
             kernel_checks: self.measure.kernel_checks,
             kernel_shapes: p.kernel_shapes(),
         };
-        let m = match &self.source {
-            ModelSource::Dir(d) => Model::load(self.gpu.clone(), d, &opts)?,
-            ModelSource::Preset(name) => Model::random(self.gpu.clone(), crate::bench::preset(name)?, &opts, 1)?,
-        };
+        let m = self.source.load(self.gpu.clone(), &opts)?;
         self.model = Some((p.gemv_lanes, m.clone()));
         Ok((m, true))
     }
@@ -273,12 +232,7 @@ impl Evaluator {
             gpu.wait()?;
             let mut times = Vec::new();
             for _ in 0..ms.repeats.max(1) {
-                s.reset()?;
-                gpu.wait()?;
-                let t0 = Instant::now();
-                s.prefill(&ids, Logits::None)?;
-                gpu.wait()?;
-                times.push(t0.elapsed().as_secs_f64());
+                times.push(timed_prefill(&mut s, &gpu, &ids)?);
             }
             out.prefill_tok_s = Some(ms.seq as f64 / median(times).max(1e-9));
         }

@@ -12,8 +12,13 @@
 //!   the reference's wherever its top-1 margin is clear) and is timed only if it passes.
 //! - Results go to `trials.csv` (one row per trial, written as it finishes), `summary.csv` (best
 //!   per target) and `best.json` in the run directory.
+//!
+//! This file holds the options, the trial record and the run loop ([`run`]); `command.rs` turns
+//! the flags into options, `params.rs` declares the knobs and the space, `search.rs` proposes
+//! configurations, `eval.rs` checks and times one, `report.rs` writes the files and the table,
+//! and `store.rs` keeps the tuned defaults per adapter.
 
-pub mod command;
+mod command;
 pub mod eval;
 pub mod params;
 mod report;
@@ -23,11 +28,15 @@ pub mod store;
 #[cfg(test)]
 mod tests;
 
-pub use eval::{Measure, ModelSource};
+pub use crate::source::ModelSource;
+pub use command::{tune, TuneArgs};
+pub use eval::Measure;
 pub use params::{Knob, KnobArgs, Params, Settings, Space, Target};
+pub use report::TuneReport;
 pub use search::{GaConfig, Mode, Search};
 
-use report::{opt, params_header, params_row};
+use report::{params_header, trial_row, RESULT_COLUMNS, TRIAL_COLUMNS};
+
 use serde::Serialize;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -104,88 +113,6 @@ pub trait Observer {
 pub struct Quiet;
 #[cfg(test)]
 impl Observer for Quiet {}
-
-/// The outcome of a run.
-#[derive(Debug, Serialize)]
-pub struct TuneReport {
-    pub run_dir: PathBuf,
-    pub adapter: store::AdapterId,
-    pub model: String,
-    pub model_shape: String,
-    pub dtype: String,
-    pub target: Target,
-    pub mode: String,
-    pub seed: u64,
-    pub seq: usize,
-    pub space: Vec<(String, Vec<String>)>,
-    pub pinned: Vec<String>,
-    pub trials: Vec<Trial>,
-    /// Index of the default configuration's trial (0 unless it failed to run).
-    pub baseline: Option<usize>,
-    /// Best trial for the target's score.
-    pub best: Option<usize>,
-    pub best_prefill: Option<usize>,
-    pub best_decode: Option<usize>,
-    /// The settings to store: the best trial's values of every knob that affects the target.
-    pub settings: Settings,
-    /// Why the run ended: `trials`, `budget`, `exhausted`, `interrupted` or `stopped`.
-    pub ended_by: String,
-    pub seconds: f64,
-    /// The error that ended the run early (a stop request or the memory limit).
-    #[serde(skip)]
-    pub abort: Option<Error>,
-}
-
-/// The default run directory name: the UTC time, `YYYYMMDD-HHMMSS`.
-pub fn timestamp_name() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
-}
-
-const TRIAL_COLUMNS: &str = "trial,generation";
-const RESULT_COLUMNS: &str = "prefill_tok_s,decode_tok_s,score,check_max_diff,status,error,seconds";
-
-fn trial_row(t: &Trial) -> String {
-    format!(
-        "{},{},{},{},{},{},{:.3e},{},{},{:.2}",
-        t.index,
-        t.generation,
-        params_row(&t.params),
-        opt(t.prefill_tok_s),
-        opt(t.decode_tok_s),
-        t.score.map_or(String::new(), |x| format!("{x:.4}")),
-        t.check_max_diff,
-        t.status,
-        csv_field(&t.error),
-        t.seconds
-    )
-}
 
 fn io<T>(path: &Path, r: std::io::Result<T>) -> Result<T> {
     r.map_err(|e| Error::io(path, e))

@@ -1,23 +1,80 @@
-//! What a tune run reports: summary.csv and best.json in the run directory, the entry stored as
-//! this adapter's defaults, the `--json` summary and the table.
+//! What a tune run leaves: the [`TuneReport`] (every trial, the best per target, the settings to
+//! store), the rows of `trials.csv` and `summary.csv`, `best.json`, the `--json` summary, the
+//! table printed at the end, and the entry stored as the adapter's defaults.
 
-use super::{store, Knob, Params, Target, Trial, TuneReport};
+use super::{store, Knob, Params, Settings, Target, Trial};
+use serde::Serialize;
 use std::path::PathBuf;
 use xlstm_wgpu::error::{Error, Result};
 
-/// A measurement as a CSV field (empty when absent).
-pub(super) fn opt(v: Option<f64>) -> String {
+/// The outcome of a run.
+#[derive(Debug, Serialize)]
+pub struct TuneReport {
+    pub run_dir: PathBuf,
+    pub adapter: store::AdapterId,
+    pub model: String,
+    pub model_shape: String,
+    pub dtype: String,
+    pub target: Target,
+    pub mode: String,
+    pub seed: u64,
+    pub seq: usize,
+    pub space: Vec<(String, Vec<String>)>,
+    pub pinned: Vec<String>,
+    pub trials: Vec<Trial>,
+    /// Index of the default configuration's trial (0 unless it failed to run).
+    pub baseline: Option<usize>,
+    /// Best trial for the target's score.
+    pub best: Option<usize>,
+    pub best_prefill: Option<usize>,
+    pub best_decode: Option<usize>,
+    /// The settings to store: the best trial's values of every knob that affects the target.
+    pub settings: Settings,
+    /// Why the run ended: `trials`, `budget`, `exhausted`, `interrupted` or `stopped`.
+    pub ended_by: String,
+    pub seconds: f64,
+    /// The error that ended the run early (a stop request or the memory limit).
+    #[serde(skip)]
+    pub abort: Option<Error>,
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+fn opt(v: Option<f64>) -> String {
     v.map_or(String::new(), |x| format!("{x:.3}"))
 }
 
-/// The CSV columns of the knobs, in [`Knob::ALL`] order.
-pub(super) fn params_header() -> String {
+pub const TRIAL_COLUMNS: &str = "trial,generation";
+pub const RESULT_COLUMNS: &str = "prefill_tok_s,decode_tok_s,score,check_max_diff,status,error,seconds";
+
+pub fn params_header() -> String {
     Knob::ALL.iter().map(|k| k.name()).collect::<Vec<_>>().join(",")
 }
 
-/// The knobs' values as CSV fields.
-pub(super) fn params_row(p: &Params) -> String {
+fn params_row(p: &Params) -> String {
     Knob::ALL.iter().map(|&k| p.text(k)).collect::<Vec<_>>().join(",")
+}
+
+pub fn trial_row(t: &Trial) -> String {
+    format!(
+        "{},{},{},{},{},{},{:.3e},{},{},{:.2}",
+        t.index,
+        t.generation,
+        params_row(&t.params),
+        opt(t.prefill_tok_s),
+        opt(t.decode_tok_s),
+        t.score.map_or(String::new(), |x| format!("{x:.4}")),
+        t.check_max_diff,
+        t.status,
+        csv_field(&t.error),
+        t.seconds
+    )
 }
 
 impl TuneReport {

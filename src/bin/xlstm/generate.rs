@@ -1,0 +1,269 @@
+//! `xlstm generate`: text from a prompt, streamed as it comes, with a one-line summary; a
+//! progress line covers kernel compiles and the first pass when they take noticeable time.
+
+use crate::cli::{check_new_tokens, default_model_dir, GpuArgs, RunArgs};
+use crate::tune::store::ModelShape;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use xlstm_wgpu::error::{Error, Result};
+use xlstm_wgpu::sample::{Sampler, SamplerConfig};
+use xlstm_wgpu::session::{GenerateStats, Session};
+use xlstm_wgpu::tokenizer::TextStream;
+
+/// Flags of `xlstm generate` and the generate example.
+#[derive(clap::Args, Clone, Debug)]
+pub struct GenerateArgs {
+    /// Model directory (config.json, model.safetensors, tokenizer.json). Default: the shipped model.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    #[arg(long, default_value = "It is a truth universally acknowledged")]
+    pub prompt: String,
+    #[arg(long, default_value_t = 64)]
+    pub max_new_tokens: usize,
+    /// 0 = greedy.
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f32,
+    #[arg(long, default_value_t = 0)]
+    pub top_k: usize,
+    #[arg(long, default_value_t = 1.0)]
+    pub top_p: f32,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Do not stop at the end-of-text token.
+    #[arg(long)]
+    pub ignore_eos: bool,
+    #[command(flatten)]
+    pub run: RunArgs,
+    #[command(flatten)]
+    pub gpu: GpuArgs,
+    #[command(flatten)]
+    pub mem: xlstm_wgpu::telemetry::MemArgs,
+}
+
+/// Prints the generated text as it comes and a one-line summary at the end.
+pub fn generate(a: &GenerateArgs) -> Result<()> {
+    let dir = a.model.clone().unwrap_or_else(default_model_dir);
+    if a.prompt.is_empty() {
+        return Err(Error::Input("the prompt is empty".into()));
+    }
+    check_new_tokens("--max-new-tokens", a.max_new_tokens)?;
+    // telemetry: watchdog, status record, pre-load estimate (src/telemetry); SIGINT/SIGTERM stop
+    // the run at the next token with the summary so far.
+    let wd =
+        xlstm_wgpu::telemetry::Watchdog::start_interruptible(a.mem.resolve()?, "generate", &dir.display().to_string())?;
+    let progress = wd.progress();
+    let gpu = a.gpu.open()?;
+    wd.set_gpu(&gpu);
+    // Tuned defaults for this adapter and model shape (flags win).
+    let mut run = a.run.clone();
+    let tuned = run.apply_tune_cache(&gpu, ModelShape::of_dir(&dir).ok().as_ref());
+    // A prompt has at most one token per byte, plus BOS.
+    let est_tokens = a.prompt.len().saturating_add(1);
+    if let Ok(est) =
+        xlstm_wgpu::telemetry::Estimate::for_dir(&dir, run.dtype, &run.session_options()?, est_tokens, false)
+    {
+        wd.check_fits(&est)?;
+    }
+    progress.set_phase("loading");
+    let mut compiling = CompileProgress::start();
+    let model = run.load(gpu, &dir, true)?;
+    wd.attach(&model);
+    wd.check_now()?;
+    // end telemetry
+    let tok = model
+        .tokenizer()
+        .ok_or_else(|| Error::Tokenizer(format!("{} has no tokenizer.json", dir.display())))?;
+    let mut prompt = Vec::new();
+    if let Some(bos) = model.bos_token_id() {
+        prompt.push(bos);
+    }
+    prompt.extend(tok.encode(&a.prompt)?);
+    if prompt.is_empty() {
+        return Err(Error::Input("the prompt is empty".into()));
+    }
+    let mut sampler = Sampler::new(SamplerConfig {
+        temperature: a.temperature,
+        top_k: a.top_k,
+        top_p: a.top_p,
+        seed: a.seed,
+    })?;
+    let mut stop = Vec::new();
+    if !a.ignore_eos {
+        stop.extend(model.eos_token_id());
+        stop.extend(tok.token_id("<|endoftext|>"));
+    }
+    let mut session = Session::new(&model, run.session_options()?)?;
+    // Compile the decode kernels now, while the progress line may still be drawn.
+    session.prepare_decode(sampler.config())?;
+    let mut stream = TextStream::default();
+    let mut out = std::io::stdout();
+    progress.set_total(Some(a.max_new_tokens as u64));
+    progress.set_phase("prefill");
+    // What has come so far, for the summary of a run a signal stops inside `generate`.
+    let started = std::time::Instant::now();
+    let mut so_far = GenerateStats {
+        prompt_tokens: prompt.len(),
+        ..Default::default()
+    };
+    let mut decode_started = None;
+    let mut prompt_shown = false;
+    compiling.first_pass();
+    let result = session.generate(&prompt, a.max_new_tokens, &mut sampler, &stop, &mut |id| {
+        if !prompt_shown {
+            // Every kernel is compiled by the first token: clear the line, then stream.
+            compiling.finish();
+            print!("{}", a.prompt);
+            prompt_shown = true;
+        }
+        let now = std::time::Instant::now();
+        let t1 = *decode_started.get_or_insert(now);
+        so_far.prefill_time = t1 - started;
+        so_far.decode_time = now - t1;
+        so_far.generated.push(id);
+        progress.set_phase("decode");
+        progress.add_tokens(1);
+        let text = stream.push(tok, id)?;
+        print!("{text}");
+        let _ = out.flush();
+        // A signal ends the generation here, with the summary below.
+        Ok(wd.interrupted().is_none())
+    });
+    compiling.finish();
+    if !prompt_shown {
+        print!("{}", a.prompt);
+    }
+    println!();
+    let stats = match result {
+        Ok(stats) => stats,
+        Err(e) if wd.interrupted().is_none() || so_far.generated.is_empty() => return Err(e),
+        Err(_) => GenerateStats {
+            peak_pool_bytes: model.pool_stats().peak,
+            ..so_far
+        },
+    };
+    let tuned = tuned.map_or(String::new(), |t| format!(" | tuned (cache): {t}"));
+    println!(
+        "prompt tokens {} | prefill {:.1} tok/s | decode {:.1} tok/s ({} tokens) | peak GPU pool {:.1} MiB | {} weights, {}{tuned}",
+        stats.prompt_tokens,
+        stats.prefill_tok_per_s(),
+        stats.decode_tok_per_s(),
+        stats.generated.len(),
+        stats.peak_pool_bytes as f64 / (1 << 20) as f64,
+        model.dtype().name(),
+        model.gpu().caps.adapter_name,
+    );
+    if let Some(sig) = wd.interrupted() {
+        let p = progress.snapshot();
+        let at = format!("in phase {} after {} tokens", p.phase, p.tokens);
+        return Err(xlstm_wgpu::telemetry::signals::interrupted_error(sig, &at));
+    }
+    progress.set_phase("done");
+    Ok(())
+}
+
+/// A progress line on stderr while kernels compile and until the first token, shown only once
+/// that has taken a noticeable time (software GL needs minutes; a GPU driver or its cache
+/// milliseconds) and only on a terminal. Some drivers (Mesa's GL) compile a kernel only when it
+/// first runs, so the first pass is covered too. `finish` clears it before text is streamed.
+struct CompileProgress {
+    bar: indicatif::ProgressBar,
+    state: Arc<std::sync::Mutex<CompileTime>>,
+    watcher: Option<std::thread::JoinHandle<()>>,
+}
+
+/// How long compiling has taken so far, and whether it goes on.
+#[derive(Default)]
+struct CompileTime {
+    /// Compile time of the pipelines already finished.
+    done: std::time::Duration,
+    /// When the pipeline compiling now started.
+    busy_since: Option<std::time::Instant>,
+    /// When the first forward pass started (see [`CompileProgress::first_pass`]).
+    first_pass_since: Option<std::time::Instant>,
+    finished: bool,
+}
+
+impl CompileTime {
+    /// Whether the wait has become long enough to show the line.
+    fn noticeable(&self, after: std::time::Duration) -> bool {
+        let compiling = self.busy_since.map(|t| self.done + t.elapsed());
+        let first_pass = self.first_pass_since.map(|t| t.elapsed());
+        compiling.or(first_pass).is_some_and(|d| d >= after)
+    }
+}
+
+impl CompileProgress {
+    /// Compile time after which the line appears.
+    const SHOW_AFTER: std::time::Duration = std::time::Duration::from_millis(1500);
+    const POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
+    fn start() -> Self {
+        let bar = indicatif::ProgressBar::hidden();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {msg} [{elapsed}]")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        let state = Arc::new(std::sync::Mutex::new(CompileTime::default()));
+        let (observed, shown) = (state.clone(), bar.clone());
+        xlstm_wgpu::gpu::kernels::set_compile_observer(Some(Arc::new(
+            move |e: &xlstm_wgpu::gpu::kernels::CompileEvent<'_>| {
+                let mut t = observed.lock().unwrap_or_else(|p| p.into_inner());
+                if e.finished {
+                    let took = t.busy_since.take().map_or(std::time::Duration::ZERO, |s| s.elapsed());
+                    t.done += took;
+                } else {
+                    t.busy_since = Some(std::time::Instant::now());
+                }
+                shown.set_message(format!(
+                    "compiling kernels: {} built, now {}:{}",
+                    e.compiled, e.kernel, e.entry
+                ));
+            },
+        )));
+        // A compile can block for minutes without an event: a watcher decides when to show the line.
+        let (watched, shown) = (state.clone(), bar.clone());
+        let watcher = std::thread::spawn(move || loop {
+            // `finish` unparks the watcher, so it never delays the first token.
+            std::thread::park_timeout(Self::POLL);
+            let t = watched.lock().unwrap_or_else(|p| p.into_inner());
+            if t.finished {
+                return;
+            }
+            if t.noticeable(Self::SHOW_AFTER) {
+                shown.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+                shown.enable_steady_tick(Self::POLL * 2);
+                return;
+            }
+        });
+        CompileProgress {
+            bar,
+            state,
+            watcher: Some(watcher),
+        }
+    }
+
+    /// Marks the start of the first forward pass.
+    fn first_pass(&self) {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).first_pass_since = Some(std::time::Instant::now());
+        self.bar
+            .set_message("first pass (some drivers compile kernels on first use)");
+    }
+
+    /// Removes the observer, stops the watcher and clears the line.
+    fn finish(&mut self) {
+        xlstm_wgpu::gpu::kernels::set_compile_observer(None);
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).finished = true;
+        if let Some(w) = self.watcher.take() {
+            w.thread().unpark();
+            let _ = w.join();
+        }
+        self.bar.finish_and_clear();
+    }
+}
+
+impl Drop for CompileProgress {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
