@@ -1,6 +1,11 @@
 //! The GPU context: adapter choice, feature and limit negotiation, and the capability record
 //! every other part of the crate consults. Features are requested only where the adapter offers
 //! them, and `XLSTM_DISABLE_FEATURES` masks offered ones so tests can force the portable paths.
+//!
+//! An application that already renders with wgpu can hand its own device to the library
+//! ([`Gpu::from_wgpu`]); it should create that device with [`Gpu::recommended_features`] and
+//! [`Gpu::recommended_limits`] so the fast kernel paths can run. Capabilities are then read from
+//! what the device was created with, never from what the adapter could have offered.
 
 use crate::error::{Error, Result};
 use std::fmt;
@@ -264,6 +269,144 @@ fn feature_bits(name: &str) -> wgpu::Features {
     }
 }
 
+/// Every feature some kernel path can use.
+fn wanted_features() -> wgpu::Features {
+    FEATURE_NAMES
+        .iter()
+        .fold(wgpu::Features::empty(), |acc, name| acc | feature_bits(name))
+}
+
+/// `GpuOptions::disable` plus `XLSTM_DISABLE_FEATURES`, each name checked.
+fn disable_list(opts: &GpuOptions) -> Result<Vec<String>> {
+    let mut disable: Vec<String> = opts.disable.clone();
+    if let Ok(list) = std::env::var("XLSTM_DISABLE_FEATURES") {
+        disable.extend(list.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()));
+    }
+    if let Some(name) = disable.iter().find(|n| !FEATURE_NAMES.contains(&n.as_str())) {
+        return Err(Error::Input(format!(
+            "unknown feature `{name}` in XLSTM_DISABLE_FEATURES (known: {})",
+            FEATURE_NAMES.join(", ")
+        )));
+    }
+    Ok(disable)
+}
+
+fn masked_features(disable: &[String]) -> wgpu::Features {
+    disable
+        .iter()
+        .fold(wgpu::Features::empty(), |acc, name| acc | feature_bits(name))
+}
+
+/// Storage buffers one portable kernel binds at most (mlstm_chunk_out: the fused projections,
+/// two gate rows, the C, n and m states and the output); the parameter block adds one more only
+/// where the device allows more than 8 (see [`Caps::params_in_storage`]).
+pub const REQUIRED_STORAGE_BUFFERS_PER_STAGE: u32 = 7;
+/// Invocations of the largest workgroup the kernels declare (`@workgroup_size(256)`).
+pub const REQUIRED_INVOCATIONS_PER_WORKGROUP: u32 = 256;
+/// Workgroup memory of the hungriest kernel without a fallback (mlstm_chunk_out: a 512 x vec4
+/// staging tile, a 64 x 16 x vec4 score tile and three 64-entry arrays). The matrix-unit kernels
+/// and gemv_head_norm need more and are skipped where the device has less.
+pub const REQUIRED_WORKGROUP_STORAGE: u32 = 512 * 16 + 64 * 16 * 16 + 3 * 64 * 4;
+
+/// Refuses a device whose limits are below what the portable kernels declare: without this the
+/// failure would surface only when the first pipeline is compiled, as a validation message.
+fn check_required_limits(l: &wgpu::Limits, adapter: &str) -> Result<()> {
+    let need: [(&str, u64, u64); 5] = [
+        (
+            "max_storage_buffers_per_shader_stage",
+            l.max_storage_buffers_per_shader_stage as u64,
+            REQUIRED_STORAGE_BUFFERS_PER_STAGE as u64,
+        ),
+        (
+            "max_uniform_buffers_per_shader_stage",
+            l.max_uniform_buffers_per_shader_stage as u64,
+            1,
+        ),
+        (
+            "max_compute_invocations_per_workgroup",
+            l.max_compute_invocations_per_workgroup as u64,
+            REQUIRED_INVOCATIONS_PER_WORKGROUP as u64,
+        ),
+        (
+            "max_compute_workgroup_size_x",
+            l.max_compute_workgroup_size_x as u64,
+            REQUIRED_INVOCATIONS_PER_WORKGROUP as u64,
+        ),
+        (
+            "max_compute_workgroup_storage_size",
+            l.max_compute_workgroup_storage_size as u64,
+            REQUIRED_WORKGROUP_STORAGE as u64,
+        ),
+    ];
+    let short: Vec<String> = need
+        .iter()
+        .filter(|(_, have, want)| have < want)
+        .map(|(name, have, want)| format!("{name} is {have}, the kernels need {want}"))
+        .collect();
+    if short.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Limit(format!(
+        "the device on {adapter} was created with limits too small for the kernels ({}); create it with Gpu::recommended_limits(&adapter)",
+        short.join("; ")
+    )))
+}
+
+/// The capability record for a device created with `features` and `limits` on `adapter`.
+fn caps_of(
+    adapter: &wgpu::Adapter,
+    features: wgpu::Features,
+    limits: &wgpu::Limits,
+    disable: &[String],
+    binding_limit: Option<u64>,
+) -> Caps {
+    let info = adapter.get_info();
+    let offered = adapter.features();
+    let coop = features.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX);
+    let disabled = disable
+        .iter()
+        .filter(|n| offered.intersects(feature_bits(n)))
+        .cloned()
+        .collect();
+    let has = |f: wgpu::Features| features.contains(f);
+    Caps {
+        adapter_name: info.name.clone(),
+        backend: format!("{:?}", info.backend),
+        driver: format!("{} {}", info.driver, info.driver_info).trim().to_string(),
+        device_type: format!("{:?}", info.device_type),
+        f16: has(wgpu::Features::SHADER_F16),
+        subgroup: has(wgpu::Features::SUBGROUP),
+        subgroup_min_size: info.subgroup_min_size,
+        subgroup_max_size: info.subgroup_max_size,
+        timestamp: has(wgpu::Features::TIMESTAMP_QUERY),
+        timestamp_inside_passes: has(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES),
+        pipeline_cache: has(wgpu::Features::PIPELINE_CACHE),
+        // Immediates are only usable with room for them.
+        immediates: has(wgpu::Features::IMMEDIATES) && limits.max_immediate_size > 0,
+        cooperative_matrix: coop,
+        coop_16x16_f16: coop
+            && adapter.cooperative_matrix_properties().iter().any(|c| {
+                c.m_size == 16
+                    && c.n_size == 16
+                    && c.k_size == 16
+                    && c.ab_type == wgpu::CooperativeScalarType::F16
+                    && c.cr_type == wgpu::CooperativeScalarType::F32
+            }),
+        max_storage_binding: binding_limit.map_or(limits.max_storage_buffer_binding_size, |l| {
+            l.min(limits.max_storage_buffer_binding_size)
+        }),
+        max_buffer_size: limits.max_buffer_size,
+        max_workgroup_storage: limits.max_compute_workgroup_storage_size,
+        max_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
+        max_storage_buffers_per_stage: limits.max_storage_buffers_per_shader_stage,
+        min_storage_offset_alignment: limits.min_storage_buffer_offset_alignment,
+        min_uniform_offset_alignment: limits.min_uniform_buffer_offset_alignment,
+        // One more storage binding per kernel: only where the limit leaves room for it.
+        params_in_storage: info.device_type == wgpu::DeviceType::Cpu && limits.max_storage_buffers_per_shader_stage > 8,
+        disabled,
+    }
+}
+
 impl Gpu {
     /// Picks an adapter and creates the device with every wanted feature the adapter offers.
     pub fn new(opts: &GpuOptions) -> Result<Self> {
@@ -300,43 +443,13 @@ impl Gpu {
 
     async fn from_adapter(adapter: wgpu::Adapter, opts: &GpuOptions) -> Result<Self> {
         let info = adapter.get_info();
-        let offered = adapter.features();
-        let mut disable: Vec<String> = opts.disable.clone();
-        if let Ok(list) = std::env::var("XLSTM_DISABLE_FEATURES") {
-            disable.extend(list.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()));
+        let disable = disable_list(opts)?;
+        let features = Self::recommended_features(&adapter) & !masked_features(&disable);
+        let mut limits = Self::recommended_limits(&adapter);
+        if !features.contains(wgpu::Features::IMMEDIATES) {
+            limits.max_immediate_size = 0;
         }
-        let mut masked = wgpu::Features::empty();
-        for name in &disable {
-            if !FEATURE_NAMES.contains(&name.as_str()) {
-                return Err(Error::Input(format!(
-                    "unknown feature `{name}` in XLSTM_DISABLE_FEATURES (known: {})",
-                    FEATURE_NAMES.join(", ")
-                )));
-            }
-            masked |= feature_bits(name);
-        }
-        let mut wanted = wgpu::Features::empty();
-        for name in FEATURE_NAMES {
-            wanted |= feature_bits(name);
-        }
-        let features = offered & wanted & !masked;
         let coop = features.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX);
-
-        let al = adapter.limits();
-        let mut limits = wgpu::Limits::defaults().using_alignment(al.clone());
-        limits.max_storage_buffer_binding_size = al.max_storage_buffer_binding_size;
-        limits.max_buffer_size = al.max_buffer_size;
-        limits.max_compute_workgroup_storage_size = al.max_compute_workgroup_storage_size;
-        limits.max_compute_invocations_per_workgroup = al.max_compute_invocations_per_workgroup;
-        limits.max_compute_workgroup_size_x = al.max_compute_workgroup_size_x;
-        limits.max_compute_workgroup_size_y = al.max_compute_workgroup_size_y;
-        limits.max_compute_workgroup_size_z = al.max_compute_workgroup_size_z;
-        limits.max_compute_workgroups_per_dimension = al.max_compute_workgroups_per_dimension;
-        limits.max_storage_buffers_per_shader_stage = al.max_storage_buffers_per_shader_stage;
-        if features.contains(wgpu::Features::IMMEDIATES) {
-            limits.max_immediate_size = al.max_immediate_size.min(128);
-        }
-
         let experimental = if coop {
             // SAFETY: cooperative matrices are only used by kernels that are validated against the
             // adapter's reported configurations; the token merely opts in to the experimental API.
@@ -360,55 +473,87 @@ impl Gpu {
             // here instead of aborting the process.
             eprintln!("xlstm: uncaptured GPU error: {e}");
         }));
-
-        let disabled = disable
-            .iter()
-            .filter(|n| offered.intersects(feature_bits(n)))
-            .cloned()
-            .collect();
-        let has = |f: wgpu::Features| features.contains(f);
-        let caps = Caps {
-            adapter_name: info.name.clone(),
-            backend: format!("{:?}", info.backend),
-            driver: format!("{} {}", info.driver, info.driver_info).trim().to_string(),
-            device_type: format!("{:?}", info.device_type),
-            f16: has(wgpu::Features::SHADER_F16),
-            subgroup: has(wgpu::Features::SUBGROUP),
-            subgroup_min_size: info.subgroup_min_size,
-            subgroup_max_size: info.subgroup_max_size,
-            timestamp: has(wgpu::Features::TIMESTAMP_QUERY),
-            timestamp_inside_passes: has(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES),
-            pipeline_cache: has(wgpu::Features::PIPELINE_CACHE),
-            immediates: has(wgpu::Features::IMMEDIATES),
-            cooperative_matrix: coop,
-            coop_16x16_f16: coop
-                && adapter.cooperative_matrix_properties().iter().any(|c| {
-                    c.m_size == 16
-                        && c.n_size == 16
-                        && c.k_size == 16
-                        && c.ab_type == wgpu::CooperativeScalarType::F16
-                        && c.cr_type == wgpu::CooperativeScalarType::F32
-                }),
-            max_storage_binding: opts.binding_limit.map_or(limits.max_storage_buffer_binding_size, |l| {
-                l.min(limits.max_storage_buffer_binding_size)
-            }),
-            max_buffer_size: limits.max_buffer_size,
-            max_workgroup_storage: limits.max_compute_workgroup_storage_size,
-            max_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
-            max_storage_buffers_per_stage: limits.max_storage_buffers_per_shader_stage,
-            min_storage_offset_alignment: limits.min_storage_buffer_offset_alignment,
-            min_uniform_offset_alignment: limits.min_uniform_buffer_offset_alignment,
-            // One more storage binding per kernel: only where the limit leaves room for it.
-            params_in_storage: info.device_type == wgpu::DeviceType::Cpu
-                && limits.max_storage_buffers_per_shader_stage > 8,
-            disabled,
-        };
+        let caps = caps_of(&adapter, features, &limits, &disable, opts.binding_limit);
         Ok(Gpu {
             device,
             queue,
             caps,
             adapter_info: info,
         })
+    }
+
+    /// Adopts a device the application created (for example the one eframe's wgpu renderer
+    /// made), so the model shares the app's GPU memory and queue instead of opening a second
+    /// device. Every kernel path is chosen from the features and limits `device` was created with
+    /// (`device.features()`, `device.limits()`); a device missing a limit the portable kernels
+    /// need is refused with [`Error::Limit`] naming it. `XLSTM_DISABLE_FEATURES` masks features
+    /// as for [`Gpu::new`]. The app's uncaptured-error handler is left in place, and the buffer
+    /// pool only ever accounts for buffers the library allocates itself.
+    ///
+    /// Threading: `Gpu` and [`Model`](crate::Model) are `Send + Sync`, a
+    /// [`Session`](crate::Session) is `Send`. Load and generate on a worker thread, never on the
+    /// UI thread, and send tokens to the UI over a channel. Each submission is bounded by
+    /// [`SessionOptions::submit`](crate::SessionOptions::submit), so the app's frames are queued
+    /// between them on the shared queue, and a session's stop hook
+    /// ([`Session::set_stop_hook`](crate::Session::set_stop_hook)) reading a flag the UI sets
+    /// cancels generation at the next token. `examples/chat.rs` shows the whole pattern.
+    pub fn from_wgpu(adapter: &wgpu::Adapter, device: wgpu::Device, queue: wgpu::Queue) -> Result<Self> {
+        Self::from_wgpu_with(adapter, device, queue, &GpuOptions::default())
+    }
+
+    /// [`Gpu::from_wgpu`] with options: `disable` and `binding_limit` apply as for [`Gpu::new`];
+    /// `backend` and `adapter_index` are ignored (the app chose the adapter).
+    pub fn from_wgpu_with(
+        adapter: &wgpu::Adapter,
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        opts: &GpuOptions,
+    ) -> Result<Self> {
+        let info = adapter.get_info();
+        let limits = device.limits();
+        check_required_limits(&limits, &info.name)?;
+        let disable = disable_list(opts)?;
+        let features = device.features() & wanted_features() & !masked_features(&disable);
+        let caps = caps_of(adapter, features, &limits, &disable, opts.binding_limit);
+        Ok(Gpu {
+            device,
+            queue,
+            caps,
+            adapter_info: info,
+        })
+    }
+
+    /// The features an application should request when it creates a device it will hand to
+    /// [`Gpu::from_wgpu`]: every feature a fast kernel path uses that `adapter` offers (f16
+    /// shaders, subgroups, timestamps, the pipeline cache, immediates, cooperative matrices).
+    /// Cooperative matrices are experimental in wgpu: a device requesting them must also pass
+    /// `wgpu::ExperimentalFeatures::enabled()`; leave them out to avoid that.
+    pub fn recommended_features(adapter: &wgpu::Adapter) -> wgpu::Features {
+        adapter.features() & wanted_features()
+    }
+
+    /// The limits an application should request for a device it will hand to
+    /// [`Gpu::from_wgpu`]: wgpu's defaults, raised to what `adapter` offers wherever the kernels
+    /// benefit (binding and buffer sizes: fewer weight splits, longer prefill segments;
+    /// workgroup memory and size: the tiled and matrix-unit kernels; storage buffers per stage:
+    /// parameter blocks in storage on CPU adapters), with the adapter's alignments. Merge them
+    /// with the app's own needs (e.g. `max_texture_dimension_2d`) before requesting the device.
+    pub fn recommended_limits(adapter: &wgpu::Adapter) -> wgpu::Limits {
+        let al = adapter.limits();
+        let mut limits = wgpu::Limits::defaults().using_alignment(al.clone());
+        limits.max_storage_buffer_binding_size = al.max_storage_buffer_binding_size;
+        limits.max_buffer_size = al.max_buffer_size;
+        limits.max_compute_workgroup_storage_size = al.max_compute_workgroup_storage_size;
+        limits.max_compute_invocations_per_workgroup = al.max_compute_invocations_per_workgroup;
+        limits.max_compute_workgroup_size_x = al.max_compute_workgroup_size_x;
+        limits.max_compute_workgroup_size_y = al.max_compute_workgroup_size_y;
+        limits.max_compute_workgroup_size_z = al.max_compute_workgroup_size_z;
+        limits.max_compute_workgroups_per_dimension = al.max_compute_workgroups_per_dimension;
+        limits.max_storage_buffers_per_shader_stage = al.max_storage_buffers_per_shader_stage;
+        if adapter.features().contains(wgpu::Features::IMMEDIATES) {
+            limits.max_immediate_size = al.max_immediate_size.min(128);
+        }
+        limits
     }
 
     /// Waits until all submitted work is done; a lost device or timeout becomes an error.
@@ -422,5 +567,69 @@ impl Gpu {
     /// The adapter as wgpu reports it.
     pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
         &self.adapter_info
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Kernels that run only where the device has room for them (checked by ops before use).
+    const OPTIONAL: &[&str] = &[
+        "gemm_coop",
+        "mlstm_chunk_state_coop",
+        "mlstm_chunk_out_coop",
+        "gemv_head_norm",
+    ];
+
+    /// (storage buffers, workgroup bytes) a kernel module declares, read through naga.
+    fn declared(text: &str) -> (u32, u32) {
+        let module = naga::front::wgsl::parse_str(text).expect("kernel parses");
+        let (mut storage, mut workgroup) = (0, 0);
+        for (_, var) in module.global_variables.iter() {
+            match var.space {
+                naga::AddressSpace::Storage { .. } => storage += 1,
+                naga::AddressSpace::WorkGroup => workgroup += module.types[var.ty].inner.size(module.to_ctx()),
+                _ => {}
+            }
+        }
+        (storage, workgroup)
+    }
+
+    /// The required limits [`Gpu::from_wgpu`] checks are what the portable kernels declare.
+    #[test]
+    fn required_limits_match_the_kernels() {
+        let (mut storage, mut workgroup) = (0, 0);
+        for k in crate::gpu::kernels::SOURCES {
+            if OPTIONAL.contains(&k.name) {
+                continue;
+            }
+            let (s, w) = declared(k.text);
+            storage = storage.max(s);
+            workgroup = workgroup.max(w);
+        }
+        assert_eq!(storage, REQUIRED_STORAGE_BUFFERS_PER_STAGE);
+        assert_eq!(workgroup, REQUIRED_WORKGROUP_STORAGE);
+        for k in crate::gpu::kernels::SOURCES {
+            let module = naga::front::wgsl::parse_str(k.text).expect("kernel parses");
+            for ep in &module.entry_points {
+                let size: u32 = ep.workgroup_size.iter().product();
+                assert!(size <= REQUIRED_INVOCATIONS_PER_WORKGROUP, "{}: {size}", k.name);
+                assert!(ep.workgroup_size[0] <= REQUIRED_INVOCATIONS_PER_WORKGROUP, "{}", k.name);
+            }
+        }
+    }
+
+    #[test]
+    fn too_small_limits_are_named() {
+        let mut l = wgpu::Limits::defaults();
+        l.max_storage_buffers_per_shader_stage = 4;
+        l.max_compute_workgroup_storage_size = 16384;
+        let e = check_required_limits(&l, "test").unwrap_err().to_string();
+        assert!(e.contains("max_storage_buffers_per_shader_stage is 4"), "{e}");
+        assert!(e.contains("max_compute_workgroup_storage_size is 16384"), "{e}");
+        let mut l = wgpu::Limits::defaults();
+        l.max_compute_workgroup_storage_size = REQUIRED_WORKGROUP_STORAGE;
+        assert!(check_required_limits(&l, "test").is_ok());
     }
 }
