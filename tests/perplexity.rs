@@ -37,8 +37,13 @@ fn run(model: &Path, text: &Path, extra: &[&str]) -> std::process::Output {
 }
 
 fn json(out: &std::process::Output) -> Value {
-    assert!(out.status.success(), "perplexity failed: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+    assert!(
+        out.status.success(),
+        "perplexity failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
 }
 
 #[test]
@@ -50,7 +55,11 @@ fn f32_matches_the_official_loss_and_f16_is_close() {
         let predictions = passage["num_predictions"].as_u64().unwrap();
         let (_dir, text) = passage_file(name);
         let f32 = json(&run(&model_dir(name), &text, &["--dtype", "f32", "--json"]));
-        assert_eq!(f32["tokens"].as_u64(), Some(predictions), "{name}: the passage's tokens");
+        assert_eq!(
+            f32["tokens"].as_u64(),
+            Some(predictions),
+            "{name}: the passage's tokens"
+        );
         let nll = f32["nll"].as_f64().unwrap();
         assert!((nll - want).abs() < 1e-3, "{name}: f32 nll {nll} vs official {want}");
         let ppl = f32["perplexity"].as_f64().unwrap();
@@ -69,7 +78,11 @@ fn windows_restart_the_state_and_count_every_token() {
     let name = MODELS[0];
     let (_dir, text) = passage_file(name);
     let whole = json(&run(&model_dir(name), &text, &["--dtype", "f32", "--json"]));
-    let windowed = json(&run(&model_dir(name), &text, &["--dtype", "f32", "--json", "--ctx", "100"]));
+    let windowed = json(&run(
+        &model_dir(name),
+        &text,
+        &["--dtype", "f32", "--json", "--ctx", "100"],
+    ));
     let tokens = whole["tokens"].as_u64().unwrap();
     assert_eq!(windowed["tokens"].as_u64(), Some(tokens));
     assert_eq!(windowed["windows"].as_u64(), Some(tokens.div_ceil(100)));
