@@ -164,16 +164,18 @@ fn slstm(c: &mut Criterion) {
             slstm(
                 &mut pb,
                 &b.ops,
-                &s(&wx),
-                &s(&bias),
-                &s(&r),
-                &s(&state),
-                &s(&scratch),
-                &s(&h),
-                t,
-                nh,
-                dh,
-                mode,
+                &ops::slstm::Slstm {
+                    wx: &s(&wx),
+                    bias: &s(&bias),
+                    r: &s(&r),
+                    state: &s(&state),
+                    scratch: &s(&scratch),
+                    h: &s(&h),
+                    tokens: t,
+                    num_heads: nh,
+                    head_dim: dh,
+                    mode,
+                },
             )
             .expect("slstm");
             let plan = pb.finish(&b.pool).expect("plan");

@@ -17,6 +17,7 @@ mod common;
 use common::compare::{check, close, max_abs, Worst};
 use common::strided::{assert_untouched, gather_rows, strided, SENTINEL};
 
+use std::ops::Range;
 use std::sync::{Arc, OnceLock};
 use xlstm_reference::mlstm::{self, CellShape, CellState};
 use xlstm_reference::ops as cpu;
@@ -225,7 +226,7 @@ fn rms_norm_strided_rows() {
             offset: y_off,
             stride: y_stride,
         };
-        c.run(|pb| ops::rms_norm(pb, &c.ops_f32, &xr, &s(&wb), dim, eps, rows, &yr));
+        c.run(|pb| ops::rms_norm(pb, &c.ops_f32, &xr, ops::Norm { weight: &s(&wb), eps }, dim, rows, &yr));
         let got = c.read(&yb, 0, y_init.len());
         assert_untouched("rms_norm", &got, rows, dim, y_off, y_stride);
         let want = cpu::rms_norm(&x, &w, eps);
@@ -564,14 +565,8 @@ struct ChunkRun {
 }
 
 /// mlstm_gates + mlstm_chunk_state + mlstm_chunk_out, with the state and output passes split into
-/// the given head bands `(head0, count)` and chunk tiles `[begin, end)`.
-fn gpu_chunkwise(
-    c: &Ctx,
-    x: &CellInputs,
-    chunk: usize,
-    bands: &[(usize, usize)],
-    tiles: &[(usize, usize)],
-) -> ChunkRun {
+/// the given head bands and chunk tiles.
+fn gpu_chunkwise(c: &Ctx, x: &CellInputs, chunk: usize, bands: &[Range<usize>], tiles: &[Range<usize>]) -> ChunkRun {
     gpu_chunkwise_with(c, x, chunk, bands, tiles, (false, false))
 }
 
@@ -581,8 +576,8 @@ fn gpu_chunkwise_with(
     c: &Ctx,
     x: &CellInputs,
     chunk: usize,
-    bands: &[(usize, usize)],
-    tiles: &[(usize, usize)],
+    bands: &[Range<usize>],
+    tiles: &[Range<usize>],
     coop: (bool, bool),
 ) -> ChunkRun {
     let (nh, dqk, dv, t) = (x.shape.num_heads, x.shape.dqk, x.shape.dv, x.t);
@@ -628,15 +623,27 @@ fn gpu_chunkwise_with(
         chunk,
     };
     c.run(|pb| {
-        ops::mlstm_gates(pb, ops, &x.l, &proj, &s(&bias), t, chunk, &gi_s, &gb_s)?;
-        for &heads in bands {
-            for &tile in tiles {
-                state(pb, ops, &inputs, tile, heads)?;
+        ops::mlstm_gates(
+            pb,
+            ops,
+            &ops::MlstmGates {
+                l: &x.l,
+                proj: &proj,
+                bias: &s(&bias),
+                tokens: t,
+                chunk,
+                gi: &gi_s,
+                gb: &gb_s,
+            },
+        )?;
+        for heads in bands {
+            for tile in tiles {
+                state(pb, ops, &inputs, tile.clone(), heads.clone())?;
             }
         }
-        for &heads in bands {
-            for &tile in tiles {
-                out(pb, ops, &inputs, tile, heads, &s(&hb))?;
+        for heads in bands {
+            for tile in tiles {
+                out(pb, ops, &inputs, tile.clone(), heads.clone(), &s(&hb))?;
             }
         }
         Ok(())
@@ -728,14 +735,16 @@ fn gpu_recurrent(c: &Ctx, x: &CellInputs, parity0: u32) -> CellOut {
             ops::mlstm_step(
                 pb,
                 &c.ops_f32,
-                &x.l,
-                &s(&proj),
-                &s(&bias),
-                row,
-                &st,
-                p,
-                &s(&hb),
-                row * nh * dv,
+                &ops::MlstmStep {
+                    l: &x.l,
+                    proj: &s(&proj),
+                    bias: &s(&bias),
+                    row,
+                    state: &st,
+                    parity: p,
+                    h: &s(&hb),
+                    h_offset: row * nh * dv,
+                },
             )?;
             p ^= 1;
         }
@@ -976,7 +985,7 @@ fn mlstm_chunkwise_matches_reference() {
                 i += 1;
                 let x = cell_inputs(nh, dqk, dv, t, chunk);
                 let chunks = t.div_ceil(chunk);
-                let run = gpu_chunkwise(c, &x, chunk, &[(0, nh)], &[(0, chunks)]);
+                let run = gpu_chunkwise(c, &x, chunk, &[0..nh], &[0..chunks]);
                 let what = format!("chunkwise NH {nh} dqk {dqk} dv {dv} T {t} chunk {chunk}");
                 gates.add(check_gates(&what, &x, chunk, &run));
                 worst.add(compare_cell(
@@ -999,8 +1008,8 @@ fn mlstm_chunkwise_schedules_agree() {
     for (dqk, dv, chunk) in [(20, 70, 4), (33, 7, 16)] {
         let t = 4 * chunk + 3;
         let x = cell_inputs(3, dqk, dv, t, 99);
-        let one = gpu_chunkwise(c, &x, chunk, &[(0, 3)], &[(0, 5)]);
-        let split = gpu_chunkwise(c, &x, chunk, &[(0, 1), (1, 2)], &[(0, 2), (2, 5)]);
+        let one = gpu_chunkwise(c, &x, chunk, &[0..3], &[0..5]);
+        let split = gpu_chunkwise(c, &x, chunk, &[0..1, 1..3], &[0..2, 2..5]);
         let what = format!("schedules dqk {dqk} dv {dv} chunk {chunk}");
         // Bit for bit: a tile boundary only stores and reloads the f32 state.
         assert_eq!(
@@ -1048,7 +1057,7 @@ fn coop_chunkwise_cases(name: &'static str, coop: (bool, bool)) {
     for (i, &(nh, dqk, dv, t, chunk)) in cases.iter().enumerate() {
         let x = cell_inputs(nh, dqk, dv, t, 500 + i);
         let chunks = t.div_ceil(chunk);
-        let run = gpu_chunkwise_with(c, &x, chunk, &[(0, nh)], &[(0, chunks)], coop);
+        let run = gpu_chunkwise_with(c, &x, chunk, &[0..nh], &[0..chunks], coop);
         let what = format!("coop (state, out) {coop:?} NH {nh} dqk {dqk} dv {dv} T {t} chunk {chunk}");
         worst.add(compare_cell_f16(
             &what,
@@ -1198,8 +1207,8 @@ fn mlstm_chunkwise_coop_schedules_agree() {
     for (dqk, dv, chunk) in [(20, 70, 4), (64, 130, 16), (33, 7, 64)] {
         let t = 4 * chunk + 3;
         let x = cell_inputs(3, dqk, dv, t, 98);
-        let one = gpu_chunkwise_with(c, &x, chunk, &[(0, 3)], &[(0, 5)], (true, true));
-        let split = gpu_chunkwise_with(c, &x, chunk, &[(0, 1), (1, 2)], &[(0, 2), (2, 5)], (true, true));
+        let one = gpu_chunkwise_with(c, &x, chunk, &[0..3], &[0..5], (true, true));
+        let split = gpu_chunkwise_with(c, &x, chunk, &[0..1, 1..3], &[0..2, 2..5], (true, true));
         let what = format!("coop schedules dqk {dqk} dv {dv} chunk {chunk}");
         assert_eq!(
             one.out.h, split.out.h,
@@ -1243,9 +1252,9 @@ fn mlstm_chunkwise_coop_refused_without_pipelines() {
         tokens: 4,
         chunk: 4,
     };
-    let st = ops::mlstm_chunk_state_coop(&mut pb, ops, &inputs, (0, 1), (0, 1));
+    let st = ops::mlstm_chunk_state_coop(&mut pb, ops, &inputs, 0..1, 0..1);
     assert!(st.is_err(), "phase 1 on the matrix units without its pipeline");
-    let out = ops::mlstm_chunk_out_coop(&mut pb, ops, &inputs, (0, 1), (0, 1), &s(&buf));
+    let out = ops::mlstm_chunk_out_coop(&mut pb, ops, &inputs, 0..1, 0..1, &s(&buf));
     assert!(out.is_err(), "phase 2 on the matrix units without its pipeline");
     assert_eq!(pb.dispatch_count(), 0);
 }
@@ -1265,7 +1274,7 @@ fn mlstm_without_gate_cap_matches_reference() {
             let x = cell_inputs_capped(nh, dqk, dv, t, 11 + i, cap);
             largest = largest.max(max_abs(&x.i_pre)).max(max_abs(&x.f_pre));
             for chunk in [4, 64] {
-                let run = gpu_chunkwise(c, &x, chunk, &[(0, nh)], &[(0, t.div_ceil(chunk))]);
+                let run = gpu_chunkwise(c, &x, chunk, &[0..nh], &[0..t.div_ceil(chunk)]);
                 let what = format!("no cap ({cap}) chunkwise NH {nh} dqk {dqk} dv {dv} T {t} chunk {chunk}");
                 gates.add(check_gates(&what, &x, chunk, &run));
                 worst.add(compare_cell(
@@ -1322,7 +1331,20 @@ fn head_norm_gate_matches_reference() {
                 c.buf(&proj),
                 c.buf(&vec![SENTINEL; tokens * nh * dv + 2]),
             );
-            c.run(|pb| ops::head_norm_gate(pb, &c.ops_f32, &l, &s(&hb), &s(&wb), &s(&pb_), tokens, eps, &s(&yb)));
+            c.run(|pb| {
+                ops::head_norm_gate(
+                    pb,
+                    &c.ops_f32,
+                    &ops::HeadNormGate {
+                        l: &l,
+                        h: &s(&hb),
+                        norm: ops::Norm { weight: &s(&wb), eps },
+                        proj: &s(&pb_),
+                        tokens,
+                        y: &s(&yb),
+                    },
+                )
+            });
             let got = c.read(&yb, 0, tokens * nh * dv + 2);
             assert_eq!(
                 &got[tokens * nh * dv..],
@@ -1403,7 +1425,20 @@ fn argmax_first_index_wins() {
         let lb = c.buf(&flat);
         let (first, second) = (2, 11);
         let ob = c.buf_u32(&[u32::MAX; 20]);
-        c.run(|pb| ops::argmax(pb, &c.ops_f32, &s(&lb), rows.len(), vocab, &s(&ob), first, Some(second)));
+        c.run(|pb| {
+            ops::argmax(
+                pb,
+                &c.ops_f32,
+                &s(&lb),
+                rows.len(),
+                vocab,
+                &ops::TokenOut {
+                    buf: &s(&ob),
+                    first,
+                    second: Some(second),
+                },
+            )
+        });
         let got = c.read_u32(&ob, 0, 20);
         let want: Vec<u32> = rows.iter().map(|row| cpu::argmax_or_non_finite(row)).collect();
         assert_eq!(want[3], ops::NON_FINITE_ID, "the reference marks the non-finite row");
@@ -1419,7 +1454,20 @@ fn argmax_first_index_wins() {
         );
         // Without a second destination only `first` is written.
         let ob2 = c.buf_u32(&[u32::MAX; 8]);
-        c.run(|pb| ops::argmax(pb, &c.ops_f32, &s(&lb), rows.len(), vocab, &s(&ob2), 0, None));
+        c.run(|pb| {
+            ops::argmax(
+                pb,
+                &c.ops_f32,
+                &s(&lb),
+                rows.len(),
+                vocab,
+                &ops::TokenOut {
+                    buf: &s(&ob2),
+                    first: 0,
+                    second: None,
+                },
+            )
+        });
         let got = c.read_u32(&ob2, 0, 8);
         assert_eq!(&got[..5], &want[..], "argmax vocab {vocab} (no second)");
         assert_eq!(&got[5..], &[u32::MAX; 3]);
@@ -1509,7 +1557,20 @@ fn fused_gemv_transforms_match_reference() {
                     offset: x_off,
                     stride: k,
                 };
-                c.run(|pb| ops::gemv_rms_norm(pb, c.ops(dtype), &xr, &s(&gb), 1e-6, &m, &Rows::new(&s(&yb), n), epi));
+                c.run(|pb| {
+                    ops::gemv_rms_norm(
+                        pb,
+                        c.ops(dtype),
+                        &xr,
+                        ops::Norm {
+                            weight: &s(&gb),
+                            eps: 1e-6,
+                        },
+                        &m,
+                        &Rows::new(&s(&yb), n),
+                        epi,
+                    )
+                });
                 let want = finish(cpu::matmul_t(&cpu::rms_norm(&x, &g, 1e-6), &ws, 1, k, n));
                 let scale = max_abs(&want) + 1.0;
                 let what = format!("gemv+norm k {k} n {n} off {x_off} {dtype:?} {epi:?}");
@@ -1586,11 +1647,12 @@ fn gemv_head_norm_gate_matches_reference() {
                     ops::gemv_head_norm_gate(
                         pb,
                         c.ops(dtype),
-                        &hr,
-                        dv,
-                        &s(&nb),
-                        &gr,
-                        eps,
+                        &ops::HeadNormInput {
+                            h: &hr,
+                            head_dim: dv,
+                            norm: ops::Norm { weight: &s(&nb), eps },
+                            gate: &gr,
+                        },
                         &m,
                         &Rows::new(&s(&yb), n),
                         epi,
@@ -1764,16 +1826,18 @@ fn slstm_modes_match_reference() {
                     slstm::slstm(
                         pb,
                         c.ops(WeightDtype::F32),
-                        &s(&wbs[i]),
-                        &s(&bb),
-                        &s(&rb),
-                        &s(&sb),
-                        &s(&scb),
-                        &s(&hbs[i]),
-                        n,
-                        nh,
-                        dh,
-                        mode,
+                        &slstm::Slstm {
+                            wx: &s(&wbs[i]),
+                            bias: &s(&bb),
+                            r: &s(&rb),
+                            state: &s(&sb),
+                            scratch: &s(&scb),
+                            h: &s(&hbs[i]),
+                            tokens: n,
+                            num_heads: nh,
+                            head_dim: dh,
+                            mode,
+                        },
                     )?;
                 }
                 Ok(())
@@ -1828,16 +1892,18 @@ fn slstm_rejects_bad_shapes() {
         let r = slstm::slstm(
             &mut pb,
             c.ops(WeightDtype::F32),
-            &s(&wb),
-            &s(&bb),
-            &s(&rb),
-            state,
-            scratch,
-            h,
-            tokens,
-            nh,
-            dh,
-            mode,
+            &slstm::Slstm {
+                wx: &s(&wb),
+                bias: &s(&bb),
+                r: &s(&rb),
+                state,
+                scratch,
+                h,
+                tokens,
+                num_heads: nh,
+                head_dim: dh,
+                mode,
+            },
         );
         (r, pb.dispatch_count())
     };
@@ -1905,13 +1971,14 @@ fn gpu_samples(logits: &[f32], cfg: &xlstm_wgpu::SamplerConfig, draws: usize) ->
                 pb,
                 c.ops(WeightDtype::F32),
                 &s(&lb),
-                0,
-                logits.len(),
+                0..logits.len(),
                 cfg,
                 &s(&counter),
-                &s(&out),
-                i,
-                None,
+                &ops::TokenOut {
+                    buf: &s(&out),
+                    first: i,
+                    second: None,
+                },
             )?;
         }
         Ok(())
@@ -1989,13 +2056,14 @@ fn gpu_sampling_respects_temperature_top_k_and_top_p() {
                 pb,
                 c.ops(WeightDtype::F32),
                 &s(&lb),
-                0,
-                3,
+                0..3,
                 &sc,
                 &s(&counter),
-                &s(&out),
-                i,
-                None,
+                &ops::TokenOut {
+                    buf: &s(&out),
+                    first: i,
+                    second: None,
+                },
             )?;
         }
         Ok(())

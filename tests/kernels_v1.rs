@@ -181,7 +181,22 @@ fn norm_case(c: &Ctx, ops: &Ops, nrows: usize, width: usize, groups: usize, weig
             z: &zr,
         },
     };
-    c.run(|pb| v1::layer_norm(pb, ops, &xr, weight.as_ref(), nrows, width, groups, eps, &orr, out_epi));
+    c.run(|pb| {
+        v1::layer_norm(
+            pb,
+            ops,
+            &xr,
+            nrows,
+            &v1::LayerNorm {
+                weight: weight.as_ref(),
+                width,
+                groups,
+                eps,
+            },
+            &orr,
+            out_epi,
+        )
+    });
     let got_all = c.read(&ob, out_init.len());
     let what = format!("layer_norm rows {nrows} width {width} groups {groups} weight {weighted} eps {eps} {epi:?}");
     assert_untouched(&what, &got_all, nrows, width, o_off, o_stride);
@@ -272,7 +287,22 @@ fn layer_norm_operands_in_one_buffer() {
             xc: &xc,
             z: &z,
         };
-        c.run(|pb| v1::layer_norm(pb, ops, &x, Some(&s(&wb)), nrows, width, groups, 1e-5, &x, epi));
+        c.run(|pb| {
+            v1::layer_norm(
+                pb,
+                ops,
+                &x,
+                nrows,
+                &v1::LayerNorm {
+                    weight: Some(&s(&wb)),
+                    width,
+                    groups,
+                    eps: 1e-5,
+                },
+                &x,
+                epi,
+            )
+        });
         let got_all = c.read(&buf, data.len());
         let col = |o: usize| gather_rows(&data, nrows, width, o, stride);
         let (xs, xcs, zs) = (col(1), col(1 + width), col(2 + 2 * width));
@@ -354,7 +384,22 @@ fn conv_case(c: &Ctx, ops: &Ops, width: usize, ks: usize, t1: usize, t2: usize) 
     let xr = view(&xb, x_off, x_stride);
     let or = view(&ob, o_off, o_stride);
     // Two calls in two plans (the state carried on the GPU), the second on later rows.
-    c.run(|pb| v1::conv_silu(pb, ops, &xr, t1, width, ks, &s(&wb), &s(&bb), &s(&sb), &or));
+    c.run(|pb| {
+        v1::conv_silu(
+            pb,
+            ops,
+            &xr,
+            t1,
+            &v1::Conv {
+                width,
+                ks,
+                weight: &s(&wb),
+                bias: &s(&bb),
+                state: &s(&sb),
+            },
+            &or,
+        )
+    });
     let what = format!("conv_silu width {width} ks {ks} tokens {t1}+{t2}");
     let mut window = state0.clone();
     let want1 = conv_ref(&mut window, &x[..t1 * width], width, &w, &b);
@@ -366,11 +411,13 @@ fn conv_case(c: &Ctx, ops: &Ops, width: usize, ks: usize, t1: usize, t2: usize) 
             ops,
             &xr.from_row(t1),
             t2,
-            width,
-            ks,
-            &s(&wb),
-            &s(&bb),
-            &s(&sb),
+            &v1::Conv {
+                width,
+                ks,
+                weight: &s(&wb),
+                bias: &s(&bb),
+                state: &s(&sb),
+            },
             &or.from_row(t1),
         )
     });
@@ -428,13 +475,15 @@ fn headwise_case(c: &Ctx, ops: &Ops, k: &HwCase) -> f32 {
             ops,
             &view(&fb, f_off, f_stride),
             &view(&sb, s_off, s_stride),
-            split,
-            groups,
             tokens,
-            width,
-            bs,
-            &s(&wb),
-            k.bias.then_some(&bias_s),
+            &v1::Headwise {
+                split,
+                groups,
+                width,
+                bs,
+                w: &s(&wb),
+                bias: k.bias.then_some(&bias_s),
+            },
             &view(&ob, o_off, o_stride),
         )
     });
@@ -712,11 +761,13 @@ fn large_grids_are_folded() {
             pb,
             ops,
             &xr,
-            None,
             tokens,
-            width,
-            2,
-            1e-5,
+            &v1::LayerNorm {
+                weight: None,
+                width,
+                groups: 2,
+                eps: 1e-5,
+            },
             &view(&ob, 0, width),
             NormOut::Write,
         )
@@ -748,11 +799,13 @@ fn large_grids_are_folded() {
             ops,
             &xr,
             tokens,
-            width,
-            2,
-            &s(&wb),
-            &s(&cbb),
-            &s(&sb),
+            &v1::Conv {
+                width,
+                ks: 2,
+                weight: &s(&wb),
+                bias: &s(&cbb),
+                state: &s(&sb),
+            },
             &view(&ob, 0, width),
         )
     });
@@ -772,13 +825,15 @@ fn large_grids_are_folded() {
             ops,
             &xr,
             &xr,
-            4,
-            4,
             tokens,
-            width,
-            1,
-            &s(&hb),
-            Some(&b_s),
+            &v1::Headwise {
+                split: 4,
+                groups: 4,
+                width,
+                bs: 1,
+                w: &s(&hb),
+                bias: Some(&b_s),
+            },
             &view(&ob, 0, 4 * width),
         )
     });
@@ -811,35 +866,145 @@ fn bad_shapes_are_input_errors() {
     let pb = &mut pb;
     assert_input_error(
         "headwise width % bs",
-        v1::headwise(pb, ops, &r8, &r8, 1, 1, 2, 6, 4, &sl, None, &view(&b, 0, 8)),
+        v1::headwise(
+            pb,
+            ops,
+            &r8,
+            &r8,
+            2,
+            &v1::Headwise {
+                split: 1,
+                groups: 1,
+                width: 6,
+                bs: 4,
+                w: &sl,
+                bias: None,
+            },
+            &view(&b, 0, 8),
+        ),
     );
     assert_input_error(
         "headwise weight too short",
-        v1::headwise(pb, ops, &r8, &r8, 1, 2, 1, 8, 8, &sl, None, &view(&b, 0, 16)),
+        v1::headwise(
+            pb,
+            ops,
+            &r8,
+            &r8,
+            1,
+            &v1::Headwise {
+                split: 1,
+                groups: 2,
+                width: 8,
+                bs: 8,
+                w: &sl,
+                bias: None,
+            },
+            &view(&b, 0, 16),
+        ),
     );
     assert_input_error(
         "headwise output rows overlap",
-        v1::headwise(pb, ops, &r8, &r8, 1, 1, 2, 4, 4, &sl, None, &view(&b, 0, 2)),
+        v1::headwise(
+            pb,
+            ops,
+            &r8,
+            &r8,
+            2,
+            &v1::Headwise {
+                split: 1,
+                groups: 1,
+                width: 4,
+                bs: 4,
+                w: &sl,
+                bias: None,
+            },
+            &view(&b, 0, 2),
+        ),
     );
     assert_input_error(
         "layer_norm width % groups",
-        v1::layer_norm(pb, ops, &r8, None, 2, 8, 3, 1e-5, &r8, NormOut::Write),
+        v1::layer_norm(
+            pb,
+            ops,
+            &r8,
+            2,
+            &v1::LayerNorm {
+                weight: None,
+                width: 8,
+                groups: 3,
+                eps: 1e-5,
+            },
+            &r8,
+            NormOut::Write,
+        ),
     );
     assert_input_error(
         "layer_norm rows beyond the buffer",
-        v1::layer_norm(pb, ops, &r8, None, 9, 8, 1, 1e-5, &r8, NormOut::Write),
+        v1::layer_norm(
+            pb,
+            ops,
+            &r8,
+            9,
+            &v1::LayerNorm {
+                weight: None,
+                width: 8,
+                groups: 1,
+                eps: 1e-5,
+            },
+            &r8,
+            NormOut::Write,
+        ),
     );
     assert_input_error(
         "layer_norm offset beyond the buffer",
-        v1::layer_norm(pb, ops, &view(&b, 60, 8), None, 1, 8, 1, 1e-5, &r8, NormOut::Write),
+        v1::layer_norm(
+            pb,
+            ops,
+            &view(&b, 60, 8),
+            1,
+            &v1::LayerNorm {
+                weight: None,
+                width: 8,
+                groups: 1,
+                eps: 1e-5,
+            },
+            &r8,
+            NormOut::Write,
+        ),
     );
     assert_input_error(
         "conv_silu kernel size 0",
-        v1::conv_silu(pb, ops, &r8, 1, 8, 0, &sl, &sl, &sl, &r8),
+        v1::conv_silu(
+            pb,
+            ops,
+            &r8,
+            1,
+            &v1::Conv {
+                width: 8,
+                ks: 0,
+                weight: &sl,
+                bias: &sl,
+                state: &sl,
+            },
+            &r8,
+        ),
     );
     assert_input_error(
         "conv_silu state too short",
-        v1::conv_silu(pb, ops, &r8, 1, 8, 9, &sl, &sl, &sl, &r8),
+        v1::conv_silu(
+            pb,
+            ops,
+            &r8,
+            1,
+            &v1::Conv {
+                width: 8,
+                ks: 9,
+                weight: &sl,
+                bias: &sl,
+                state: &sl,
+            },
+            &r8,
+        ),
     );
     assert_input_error(
         "gated_act u rows too short",

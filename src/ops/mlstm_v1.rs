@@ -41,21 +41,31 @@ params! {
     }
 }
 
+/// The weights, projection rows and shape of one [`gates`] call.
+#[derive(Clone, Copy)]
+pub struct Gates<'a> {
+    pub w: &'a Slice,
+    pub proj: &'a Slice,
+    pub tokens: usize,
+    pub rows: usize,
+    pub k: usize,
+    pub stride: usize,
+    pub gate_col: usize,
+}
+
 /// proj[t, gate_col + r] = Σ_{j<k} proj[t, j] · w[r, j] for r < rows, t < tokens: `w` [rows, k]
 /// (input-gate rows, then forget-gate rows), `proj` rows of `stride` floats whose first `k`
 /// columns are q | k | v. The gate columns must lie after the first `k`.
-#[allow(clippy::too_many_arguments)]
-pub fn gates(
-    pb: &mut PlanBuilder,
-    ops: &Ops,
-    w: &Slice,
-    proj: &Slice,
-    tokens: usize,
-    rows: usize,
-    k: usize,
-    stride: usize,
-    gate_col: usize,
-) -> Result<()> {
+pub fn gates(pb: &mut PlanBuilder, ops: &Ops, a: &Gates) -> Result<()> {
+    let Gates {
+        w,
+        proj,
+        tokens,
+        rows,
+        k,
+        stride,
+        gate_col,
+    } = *a;
     if gate_col < k || gate_col + rows > stride || tokens > 65535 || rows > 65535 {
         return Err(Error::Input(format!(
             "v1 mLSTM gates: {rows} gate columns at {gate_col} do not fit rows of {stride} after {k} inputs \
