@@ -564,6 +564,11 @@ struct ChunkRun {
     gb: Vec<f32>,
 }
 
+/// One band or tile covering `r` (every head, or every chunk).
+fn whole(r: Range<usize>) -> [Range<usize>; 1] {
+    [r]
+}
+
 /// mlstm_gates + mlstm_chunk_state + mlstm_chunk_out, with the state and output passes split into
 /// the given head bands and chunk tiles.
 fn gpu_chunkwise(c: &Ctx, x: &CellInputs, chunk: usize, bands: &[Range<usize>], tiles: &[Range<usize>]) -> ChunkRun {
@@ -985,7 +990,7 @@ fn mlstm_chunkwise_matches_reference() {
                 i += 1;
                 let x = cell_inputs(nh, dqk, dv, t, chunk);
                 let chunks = t.div_ceil(chunk);
-                let run = gpu_chunkwise(c, &x, chunk, &[0..nh], &[0..chunks]);
+                let run = gpu_chunkwise(c, &x, chunk, &whole(0..nh), &whole(0..chunks));
                 let what = format!("chunkwise NH {nh} dqk {dqk} dv {dv} T {t} chunk {chunk}");
                 gates.add(check_gates(&what, &x, chunk, &run));
                 worst.add(compare_cell(
@@ -1008,7 +1013,7 @@ fn mlstm_chunkwise_schedules_agree() {
     for (dqk, dv, chunk) in [(20, 70, 4), (33, 7, 16)] {
         let t = 4 * chunk + 3;
         let x = cell_inputs(3, dqk, dv, t, 99);
-        let one = gpu_chunkwise(c, &x, chunk, &[0..3], &[0..5]);
+        let one = gpu_chunkwise(c, &x, chunk, &whole(0..3), &whole(0..5));
         let split = gpu_chunkwise(c, &x, chunk, &[0..1, 1..3], &[0..2, 2..5]);
         let what = format!("schedules dqk {dqk} dv {dv} chunk {chunk}");
         // Bit for bit: a tile boundary only stores and reloads the f32 state.
@@ -1057,7 +1062,7 @@ fn coop_chunkwise_cases(name: &'static str, coop: (bool, bool)) {
     for (i, &(nh, dqk, dv, t, chunk)) in cases.iter().enumerate() {
         let x = cell_inputs(nh, dqk, dv, t, 500 + i);
         let chunks = t.div_ceil(chunk);
-        let run = gpu_chunkwise_with(c, &x, chunk, &[0..nh], &[0..chunks], coop);
+        let run = gpu_chunkwise_with(c, &x, chunk, &whole(0..nh), &whole(0..chunks), coop);
         let what = format!("coop (state, out) {coop:?} NH {nh} dqk {dqk} dv {dv} T {t} chunk {chunk}");
         worst.add(compare_cell_f16(
             &what,
@@ -1207,7 +1212,7 @@ fn mlstm_chunkwise_coop_schedules_agree() {
     for (dqk, dv, chunk) in [(20, 70, 4), (64, 130, 16), (33, 7, 64)] {
         let t = 4 * chunk + 3;
         let x = cell_inputs(3, dqk, dv, t, 98);
-        let one = gpu_chunkwise_with(c, &x, chunk, &[0..3], &[0..5], (true, true));
+        let one = gpu_chunkwise_with(c, &x, chunk, &whole(0..3), &whole(0..5), (true, true));
         let split = gpu_chunkwise_with(c, &x, chunk, &[0..1, 1..3], &[0..2, 2..5], (true, true));
         let what = format!("coop schedules dqk {dqk} dv {dv} chunk {chunk}");
         assert_eq!(
@@ -1274,7 +1279,7 @@ fn mlstm_without_gate_cap_matches_reference() {
             let x = cell_inputs_capped(nh, dqk, dv, t, 11 + i, cap);
             largest = largest.max(max_abs(&x.i_pre)).max(max_abs(&x.f_pre));
             for chunk in [4, 64] {
-                let run = gpu_chunkwise(c, &x, chunk, &[0..nh], &[0..t.div_ceil(chunk)]);
+                let run = gpu_chunkwise(c, &x, chunk, &whole(0..nh), &whole(0..t.div_ceil(chunk)));
                 let what = format!("no cap ({cap}) chunkwise NH {nh} dqk {dqk} dv {dv} T {t} chunk {chunk}");
                 gates.add(check_gates(&what, &x, chunk, &run));
                 worst.add(compare_cell(
