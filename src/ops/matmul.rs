@@ -4,7 +4,7 @@
 //! gate fused in (`wgsl/matmul/gemv_head_norm.wgsl`).
 //!
 //! Reference: `xlstm_reference::ops::matmul_t` (with `rms_norm`, `swiglu`, `head_layer_norm`
-//! for the fused inputs); tests: `tests/kernels.rs` (gemm*, gemv*).
+//! for the fused inputs); tests: `tests/kernels/matmul.rs`.
 
 use super::{check_len, check_out_rows, check_rows, check_weights, groups, u, Norm, Ops, Rows};
 use crate::error::{Error, Result};

@@ -2,7 +2,7 @@
 //! (`mlstm_chunk_state.wgsl`, matrix units: `mlstm_chunk_state_coop.wgsl`) and phase 2
 //! (`mlstm_chunk_out.wgsl`, `mlstm_chunk_out_coop.wgsl`), all in `wgsl/mlstm_chunk/`.
 //!
-//! Reference: `xlstm_reference::mlstm::chunkwise`; tests: `tests/kernels.rs` (chunkwise, coop).
+//! Reference: `xlstm_reference::mlstm::chunkwise`; tests: `tests/kernels/mlstm_chunk.rs`.
 
 use super::{check_len, check_strided, groups, u, Ops};
 use crate::error::{Error, Result};

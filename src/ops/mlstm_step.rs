@@ -1,7 +1,7 @@
 //! One recurrent mLSTM step (decode and the `recurrent` prefill strategy):
 //! `wgsl/mlstm_step/mlstm_step.wgsl`.
 //!
-//! Reference: `xlstm_reference::mlstm::step`; tests: `tests/kernels.rs` (step).
+//! Reference: `xlstm_reference::mlstm::step`; tests: `tests/kernels/mlstm_step.rs`.
 
 use super::{check_len, groups, u, CellLayout, Ops};
 use crate::error::{Error, Result};

@@ -1,8 +1,8 @@
 //! The original (v1) mLSTM's gate projection: Linear(3I -> NH) for the input and the forget gate
 //! over concat(q, k, v), computed in place in the cell's projection rows.
 //!
-//! WGSL: `wgsl/v1/mlstm_v1_gates.wgsl`. Reference: the gate projection inside the v1 mLSTM layer of
-//! `xlstm_reference::v1::forward`; tested end to end (`tests/end_to_end_v1.rs`).
+//! WGSL: `wgsl/v1/mlstm_v1_gates.wgsl`. Reference: `xlstm_reference::v1::gate_projection`;
+//! tests: `tests/kernels/mlstm_v1.rs` (and end to end, `tests/end_to_end_v1.rs`).
 
 use super::Compile;
 use super::{check_len, check_strided, Ops};

@@ -2,7 +2,7 @@
 //! times the output gate (`wgsl/norms/head_norm_gate.wgsl`). The v1 LayerNorm/GroupNorm
 //! (`wgsl/norms/layer_norm.wgsl`) is launched by [`super::v1`].
 //!
-//! Reference: `xlstm_reference::ops::{rms_norm, head_layer_norm}`; tests: `tests/kernels.rs`.
+//! Reference: `xlstm_reference::ops::{rms_norm, head_layer_norm}`; tests: `tests/kernels/norms.rs`.
 
 use super::{check_len, check_out_rows, check_rows, check_strided, u, CellLayout, Ops};
 use crate::error::Result;

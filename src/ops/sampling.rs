@@ -2,7 +2,7 @@
 //! temperature, top-k and top-p (`wgsl/sampling/sample.wgsl`).
 //!
 //! Reference: `xlstm_reference::ops::argmax_or_non_finite` and `crate::sample::Sampler`;
-//! tests: `tests/kernels.rs` (argmax, sample).
+//! tests: `tests/kernels/sampling.rs`.
 
 use super::{check_len, check_strided, u, Ops};
 use crate::error::{Error, Result};

@@ -1,8 +1,8 @@
 //! Launchers of the sLSTM recurrence: the persistent sequence kernel (one workgroup per head
 //! loops over time) and the per-token kernel (many workgroups per step, for wide heads).
 //!
-//! WGSL: `wgsl/slstm/slstm_seq.wgsl`, `wgsl/slstm/slstm_step.wgsl`. Reference and test: `slstm_reference`
-//! and `slstm_modes_match_reference` in `tests/kernels.rs` (end to end: the sLSTM layer of
+//! WGSL: `wgsl/slstm/slstm_seq.wgsl`, `wgsl/slstm/slstm_step.wgsl`. Reference:
+//! `xlstm_reference::slstm::sequence`; tests: `tests/kernels/slstm.rs` (end to end: the sLSTM layer of
 //! `xlstm_reference::v1::forward`).
 
 use super::Compile;

@@ -4,7 +4,7 @@
 //!
 //! WGSL: `wgsl/norms/layer_norm.wgsl`, `wgsl/v1/{conv_silu,headwise,gated_act,bias_add}.wgsl`.
 //! Reference: `xlstm_reference::v1::{group_norm, conv_silu_step, headwise, activation}`;
-//! tests: `tests/kernels_v1.rs`.
+//! tests: `tests/kernels/v1.rs`.
 //!
 //! Every launcher checks its shapes against the bound slices (rows and columns inside the
 //! binding, output rows not overlapping each other, u32 indices) and returns [`Error::Input`]
