@@ -162,7 +162,9 @@ pub(crate) fn layer_norm_matches_reference() {
             (3, 8192, 4),
         ];
         for (k, &(nrows, width, groups)) in cases.iter().enumerate() {
-            for (o, ops) in [&c.ops_f32].into_iter().enumerate() {
+            // Both eps choices per shape (the checked and unchecked pipelines once took one each).
+            for o in 0..2 {
+                let ops = &c.ops_f32;
                 for epi in [Epi::Write, Epi::Accumulate, Epi::Gate] {
                     for weighted in [true, false] {
                         // Both the model's eps and one large enough to matter.
@@ -206,7 +208,8 @@ pub(crate) fn layer_norm_operands_in_one_buffer() {
         let data = r.uniform_vec(nrows * stride, -3.0, 3.0);
         let w = r.uniform_vec(width, -0.5, 0.5);
         let skip = r.uniform_vec(width, -1.0, 1.0);
-        for ops in [&c.ops_f32] {
+        {
+            let ops = &c.ops_f32;
             let buf = c.buf(&data);
             let (wb, sb) = (c.buf(&w), c.buf(&skip));
             let x = view(&buf, 1, stride);
@@ -278,7 +281,8 @@ pub(crate) fn conv_silu_continues_its_state_across_calls() {
                 }
             }
         }
-        for ops in [&c.ops_f32] {
+        {
+            let ops = &c.ops_f32;
             worst.add(conv_case(c, ops, 33, 8, 5, 11));
             worst.add(conv_case(c, ops, 513, 6, 70, 1));
         }
@@ -595,7 +599,8 @@ pub(crate) fn gated_act_in_place() {
         let (f, tokens) = (130, 3);
         let mut r = rng(&[f, tokens, 99]);
         let u = r.uniform_vec(tokens * 2 * f, -4.0, 4.0);
-        for ops in [&c.ops_f32] {
+        {
+            let ops = &c.ops_f32;
             let ub = c.buf(&u);
             c.run(|pb| {
                 v1::gated_act(
