@@ -62,17 +62,8 @@ pub(crate) enum Epi {
 }
 
 /// One layer_norm case: every operand in its own buffer with its own offset and stride.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn norm_case(
-    c: &Ctx,
-    ops: &Ops,
-    nrows: usize,
-    width: usize,
-    groups: usize,
-    weighted: bool,
-    eps: f32,
-    epi: Epi,
-) -> f32 {
+pub(crate) fn norm_case(c: &Ctx, nrows: usize, width: usize, groups: usize, weighted: bool, eps: f32, epi: Epi) -> f32 {
+    let ops = &c.ops_f32;
     let mut r = rng(&[nrows, width, groups, weighted as usize, epi as usize]);
     // A mean well away from 0 and groups of different spread.
     let x: Vec<f32> = (0..nrows * width)
@@ -164,15 +155,14 @@ pub(crate) fn layer_norm_matches_reference() {
         for (k, &(nrows, width, groups)) in cases.iter().enumerate() {
             // Both eps choices per shape (the checked and unchecked pipelines once took one each).
             for o in 0..2 {
-                let ops = &c.ops_f32;
                 for epi in [Epi::Write, Epi::Accumulate, Epi::Gate] {
                     for weighted in [true, false] {
                         // Both the model's eps and one large enough to matter.
                         let eps = if (k + o) % 3 == 2 { 0.3 } else { 1e-5 };
                         if o == 1 && !(weighted && epi == Epi::Gate) {
-                            continue; // unchecked: one variant per shape is enough
+                            continue; // the second eps: one variant per shape is enough
                         }
-                        let e = norm_case(c, ops, nrows, width, groups, weighted, eps, epi);
+                        let e = norm_case(c, nrows, width, groups, weighted, eps, epi);
                         worst.add(e);
                     }
                 }
