@@ -5,7 +5,12 @@
 //!
 //!     cargo bench --bench kernels
 //!
-//! Shapes are reduced automatically on a software adapter (lavapipe) so a run stays short.
+//! Shapes come from the conformance tests' tables (`tests/kernels/cases.rs`), so what is measured
+//! is what is checked; a software adapter (lavapipe) runs the reduced `*_SOFTWARE` tables.
+
+/// The shape tables the conformance tests check (tests/kernels/cases.rs).
+#[path = "../tests/kernels/cases.rs"]
+mod cases;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::sync::Arc;
@@ -62,10 +67,10 @@ impl Bench {
 
 fn gemv(c: &mut Criterion) {
     let b = Bench::new();
-    let shapes: &[(usize, usize)] = if b.software {
-        &[(1024, 512)]
+    let shapes = if b.software {
+        cases::GEMV_SOFTWARE
     } else {
-        &[(12304, 4096), (4096, 4096), (21888, 4096), (4096, 10944)]
+        cases::GEMV_BENCH
     };
     let mut g = c.benchmark_group("gemv_f16");
     for &(n, k) in shapes {
@@ -94,9 +99,9 @@ fn gemv(c: &mut Criterion) {
 fn gemm(c: &mut Criterion) {
     let b = Bench::new();
     let (t, n, k) = if b.software {
-        (64, 256, 256)
+        cases::GEMM_SOFTWARE
     } else {
-        (1024, 12304, 4096)
+        cases::GEMM_BENCH
     };
     let w = b.matrix(n, k);
     let (x, y) = (b.buf(t * k), b.buf(t * n));
@@ -125,17 +130,10 @@ fn gemm(c: &mut Criterion) {
 fn slstm(c: &mut Criterion) {
     use ops::slstm::{slstm, SlstmMode};
     let b = Bench::new();
-    let shapes: &[(usize, usize, usize)] = if b.software {
-        &[(4, 256, 64), (4, 32, 256)]
+    let shapes = if b.software {
+        cases::SLSTM_SOFTWARE
     } else {
-        // Head widths around the Auto crossover, at the 125M-model width (E = 768) and wider.
-        &[
-            (4, 256, 1024),
-            (4, 32, 256),
-            (12, 64, 512),
-            (6, 128, 512),
-            (4, 192, 512),
-        ]
+        cases::SLSTM_BENCH
     };
     for &(nh, dh, t) in shapes {
         let e = nh * dh;
@@ -164,16 +162,18 @@ fn slstm(c: &mut Criterion) {
             slstm(
                 &mut pb,
                 &b.ops,
-                &s(&wx),
-                &s(&bias),
-                &s(&r),
-                &s(&state),
-                &s(&scratch),
-                &s(&h),
-                t,
-                nh,
-                dh,
-                mode,
+                &ops::slstm::Slstm {
+                    wx: &s(&wx),
+                    bias: &s(&bias),
+                    r: &s(&r),
+                    state: &s(&state),
+                    scratch: &s(&scratch),
+                    h: &s(&h),
+                    tokens: t,
+                    num_heads: nh,
+                    head_dim: dh,
+                    mode,
+                },
             )
             .expect("slstm");
             let plan = pb.finish(&b.pool).expect("plan");

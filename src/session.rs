@@ -369,13 +369,14 @@ impl Session {
                             &mut pb,
                             &m.ops,
                             &logits,
-                            0,
-                            self.vocab_limit,
+                            0..self.vocab_limit,
                             cfg,
                             &counter,
-                            &ids,
-                            i + 1,
-                            None,
+                            &crate::ops::TokenOut {
+                                buf: &ids,
+                                first: i + 1,
+                                second: None,
+                            },
                         )?
                     }
                     None => crate::ops::argmax_prefix(
@@ -385,9 +386,11 @@ impl Session {
                         1,
                         vocab,
                         self.vocab_limit,
-                        &ids,
-                        i + 1,
-                        None,
+                        &crate::ops::TokenOut {
+                            buf: &ids,
+                            first: i + 1,
+                            second: None,
+                        },
                     )?,
                 }
             }

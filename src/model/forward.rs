@@ -134,7 +134,12 @@ impl ModelInner {
                 self.large_net(cfg, weights).record_prefill(pb, st, ws, parity, sched)
             }
             (Arch::V1 { cfg, weights }, State::V1(st), Workspace::V1(ws)) => {
-                v1::record_forward(pb, &self.ops, cfg, weights, st, ws, 0, parity, CellPass::Prefill(sched))
+                let net = v1::V1Net {
+                    ops: &self.ops,
+                    cfg,
+                    w: weights,
+                };
+                v1::record_forward(pb, &net, st, ws, 0, parity, CellPass::Prefill(sched))
             }
             _ => Err(mismatch()),
         }
@@ -155,7 +160,12 @@ impl ModelInner {
                 .large_net(cfg, weights)
                 .record_decode_step(pb, st, ws, step, parity),
             (Arch::V1 { cfg, weights }, State::V1(st), Workspace::V1(ws)) => {
-                v1::record_forward(pb, &self.ops, cfg, weights, st, ws, step, parity, CellPass::Step)
+                let net = v1::V1Net {
+                    ops: &self.ops,
+                    cfg,
+                    w: weights,
+                };
+                v1::record_forward(pb, &net, st, ws, step, parity, CellPass::Step)
             }
             _ => Err(mismatch()),
         }

@@ -7,6 +7,7 @@ use super::state::StateTensor;
 use crate::error::Result;
 use crate::gpu::{BufferPool, Category, GpuBuffer, PlanBuilder, Slice};
 use crate::ops::{self, Boundaries, CellLayout, CellStateBuffers, Ops};
+use std::ops::Range;
 
 /// The recurrent state of one mLSTM cell on the GPU.
 pub struct CellState {
@@ -85,23 +86,33 @@ pub enum CellPass<'a> {
     Step,
 }
 
+/// One layer's mLSTM cell as a pass sees it: its column layout, its gate biases [2, NH] and its
+/// recurrent state.
+pub struct Cell<'a> {
+    pub l: &'a CellLayout,
+    pub gate_bias: &'a Slice,
+    pub state: &'a CellState,
+}
+
 /// The mLSTM cell over the segment, by the pass (and for prefill the chosen strategy); h lands
 /// in `ws.h`. Returns the state's n/m parity afterwards (the step kernel flips it every token).
-#[allow(clippy::too_many_arguments)]
 pub fn record_cell(
     pb: &mut PlanBuilder,
     ops: &Ops,
-    l: &CellLayout,
-    gate_bias: &Slice,
-    st: &CellState,
+    cell: &Cell,
     ws: &CellScratch,
     parity: u32,
     pass: CellPass,
 ) -> Result<u32> {
+    let Cell {
+        l,
+        gate_bias,
+        state: st,
+    } = *cell;
     let sched = match pass {
-        CellPass::Step => return record_steps(pb, ops, l, gate_bias, st, ws, parity, 1),
+        CellPass::Step => return record_steps(pb, ops, cell, ws, parity, 1),
         CellPass::Prefill(sched) if sched.strategy == PrefillStrategy::Recurrent => {
-            return record_steps(pb, ops, l, gate_bias, st, ws, parity, ws.tokens)
+            return record_steps(pb, ops, cell, ws, parity, ws.tokens)
         }
         CellPass::Prefill(sched) => sched,
     };
@@ -113,13 +124,15 @@ pub fn record_cell(
     ops::mlstm_gates(
         pb,
         ops,
-        l,
-        &s(ws.proj),
-        gate_bias,
-        t,
-        chunk,
-        &s(&ws.cell.gi),
-        &s(&ws.cell.gb),
+        &ops::MlstmGates {
+            l,
+            proj: &s(ws.proj),
+            bias: gate_bias,
+            tokens: t,
+            chunk,
+            gi: &s(&ws.cell.gi),
+            gb: &s(&ws.cell.gb),
+        },
     )?;
     // The state before chunk 0 is the session state (n and m of the current parity).
     let (cb, nb, mb) = ((nh * dqk * dv * 4) as u64, (nh * dqk * 4) as u64, (nh * 4) as u64);
@@ -155,12 +168,12 @@ pub fn record_cell(
     };
     // The scheduler's units: head bands x chunk tiles, band-major, so the phase-1 tiles of a band
     // run in order and carry the state through the boundary buffer.
-    let units: Vec<((usize, usize), (usize, usize))> = (0..nh)
+    let units: Vec<(Range<usize>, Range<usize>)> = (0..nh)
         .step_by(band)
         .flat_map(|h0| {
             (0..chunks)
                 .step_by(tile)
-                .map(move |c0| ((h0, band.min(nh - h0)), (c0, (c0 + tile).min(chunks))))
+                .map(move |c0| (h0..(h0 + band).min(nh), c0..(c0 + tile).min(chunks)))
         })
         .collect();
     // `queued`: every head band of each phase in a command buffer of its own (recorded on
@@ -177,8 +190,8 @@ pub fn record_cell(
         chunk,
     };
     for phase in [1, 2] {
-        for &(heads, range) in &units {
-            if queued && range.0 == 0 {
+        for (heads, range) in units.iter().cloned() {
+            if queued && range.start == 0 {
                 pb.split();
             }
             // The matrix-unit variants wherever the prefill GEMMs use the matrix units (f16
@@ -208,31 +221,35 @@ pub fn record_cell(
 }
 
 /// The step kernel over the first `tokens` rows of the segment, one dispatch per token.
-#[allow(clippy::too_many_arguments)]
 fn record_steps(
     pb: &mut PlanBuilder,
     ops: &Ops,
-    l: &CellLayout,
-    gate_bias: &Slice,
-    st: &CellState,
+    cell: &Cell,
     ws: &CellScratch,
     parity: u32,
     tokens: usize,
 ) -> Result<u32> {
+    let Cell {
+        l,
+        gate_bias,
+        state: st,
+    } = *cell;
     let (proj, h) = (Slice::all(ws.proj), Slice::all(ws.h));
     let mut p = parity;
     for row in 0..tokens {
         ops::mlstm_step(
             pb,
             ops,
-            l,
-            &proj,
-            gate_bias,
-            row,
-            &st.buffers(),
-            p,
-            &h,
-            row * l.num_heads * l.dv,
+            &ops::MlstmStep {
+                l,
+                proj: &proj,
+                bias: gate_bias,
+                row,
+                state: &st.buffers(),
+                parity: p,
+                h: &h,
+                h_offset: row * l.num_heads * l.dv,
+            },
         )?;
         p ^= 1;
     }

@@ -2,7 +2,7 @@
 //! (`wgsl/elementwise/swiglu.wgsl`) and the random weight fill of synthetic models
 //! (`wgsl/elementwise/fill_random.wgsl`).
 //!
-//! Reference: `xlstm_reference::ops::swiglu` (embed is a row copy); tests: `tests/kernels.rs`.
+//! Reference: `xlstm_reference::ops::swiglu` (embed is a row copy); tests: `tests/kernels/elementwise.rs`.
 
 use super::{check_len, check_weights, groups, u, Ops};
 use crate::error::Result;

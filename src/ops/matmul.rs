@@ -4,9 +4,9 @@
 //! gate fused in (`wgsl/matmul/gemv_head_norm.wgsl`).
 //!
 //! Reference: `xlstm_reference::ops::matmul_t` (with `rms_norm`, `swiglu`, `head_layer_norm`
-//! for the fused inputs); tests: `tests/kernels.rs` (gemm*, gemv*).
+//! for the fused inputs); tests: `tests/kernels/matmul.rs`.
 
-use super::{check_len, check_out_rows, check_rows, check_weights, groups, u, Ops, Rows};
+use super::{check_len, check_out_rows, check_rows, check_weights, groups, u, Norm, Ops, Rows};
 use crate::error::{Error, Result};
 use crate::gpu::GpuMatrix;
 use crate::gpu::{PlanBuilder, Slice};
@@ -88,7 +88,24 @@ pub fn matmul(
     check_weights("matmul", w)?;
     for (i, part) in w.parts.iter().enumerate() {
         if tokens == 1 {
-            gemv_part(pb, ops.gemv_rows, &ops.gemv, "gemv", x, &x.buf, w, i, y, epi, 0.0)?;
+            let v = GemvVariant {
+                rows_per_group: ops.gemv_rows,
+                pipeline: &ops.gemv,
+                label: "gemv",
+            };
+            gemv_part(
+                pb,
+                &v,
+                &GemvInput {
+                    x,
+                    aux: &x.buf,
+                    eps: 0.0,
+                },
+                w,
+                i,
+                y,
+                epi,
+            )?;
             continue;
         }
         // The matrix-unit GEMM where the adapter has one (128 x 128 tiles), else the tiled one.
@@ -126,22 +143,32 @@ pub fn matmul(
     Ok(())
 }
 
-/// One GEMV dispatch over part `i` of `w`; `aux` is the transform's extra input (any buffer when
-/// the variant has none: the binding exists in every variant).
-#[allow(clippy::too_many_arguments)] // one argument per binding and shape
+/// One of gemv.wgsl's input transforms (plain, RMSNorm, SwiGLU) as compiled.
+struct GemvVariant<'a> {
+    rows_per_group: usize,
+    pipeline: &'a wgpu::ComputePipeline,
+    label: &'static str,
+}
+
+/// A GEMV's input row; `aux` is the transform's extra input (any buffer when the variant has
+/// none: the binding exists in every variant) and `eps` the RMSNorm's.
+struct GemvInput<'a> {
+    x: &'a Rows,
+    aux: &'a Slice,
+    eps: f32,
+}
+
+/// One GEMV dispatch over part `i` of `w`.
 fn gemv_part(
     pb: &mut PlanBuilder,
-    rows_per_group: usize,
-    pipeline: &wgpu::ComputePipeline,
-    label: &'static str,
-    x: &Rows,
-    aux: &Slice,
+    v: &GemvVariant,
+    input: &GemvInput,
     w: &GpuMatrix,
     i: usize,
     y: &Rows,
     epi: Epilogue,
-    eps: f32,
 ) -> Result<()> {
+    let GemvInput { x, aux, eps } = *input;
     let part = &w.parts[i];
     let p = GemvParams {
         n: u(part.rows),
@@ -154,7 +181,13 @@ fn gemv_part(
         eps,
     };
     let bufs = [x.buf.clone(), w.part_slice(i), y.buf.clone(), aux.clone()];
-    pb.dispatch(label, pipeline, &p, &bufs, [groups(part.rows, rows_per_group), 1, 1])?;
+    pb.dispatch(
+        v.label,
+        v.pipeline,
+        &p,
+        &bufs,
+        [groups(part.rows, v.rows_per_group), 1, 1],
+    )?;
     pb.cost(
         part.buf.len() as f64 + 4.0 * (w.cols + 2 * part.rows) as f64,
         2.0 * (part.rows * w.cols) as f64,
@@ -163,35 +196,31 @@ fn gemv_part(
 }
 
 /// y (+)= W (RMSNorm(x) * norm) for one token: the norm is computed inside the GEMV.
-#[allow(clippy::too_many_arguments)] // one argument per binding and shape
 pub fn gemv_rms_norm(
     pb: &mut PlanBuilder,
     ops: &Ops,
     x: &Rows,
-    norm: &Slice,
-    eps: f32,
+    norm: Norm,
     w: &GpuMatrix,
     y: &Rows,
     epi: Epilogue,
 ) -> Result<()> {
     check_rows("gemv+norm x", x, 1, w.cols)?;
-    check_len("gemv+norm weight", norm, w.cols)?;
+    check_len("gemv+norm weight", norm.weight, w.cols)?;
     check_out_rows("gemv+norm y", y, 1, w.rows)?;
     check_weights("gemv+norm", w)?;
+    let v = GemvVariant {
+        rows_per_group: ops.gemv_rows,
+        pipeline: &ops.gemv_norm,
+        label: "gemv+norm",
+    };
+    let input = GemvInput {
+        x,
+        aux: norm.weight,
+        eps: norm.eps,
+    };
     for i in 0..w.parts.len() {
-        gemv_part(
-            pb,
-            ops.gemv_rows,
-            &ops.gemv_norm,
-            "gemv+norm",
-            x,
-            norm,
-            w,
-            i,
-            y,
-            epi,
-            eps,
-        )?;
+        gemv_part(pb, &v, &input, w, i, y, epi)?;
     }
     Ok(())
 }
@@ -228,23 +257,34 @@ pub fn gemv_head_norm_fits(ops: &Ops, num_heads: usize, head_dim: usize, kp: usi
         && head_dim.is_multiple_of(per)
 }
 
+/// The input of [`gemv_head_norm_gate`]: the mLSTM output row `h` in heads of `head_dim`, its
+/// output-gate pre-activations `gate`, and the head norm's scale and epsilon.
+#[derive(Clone, Copy)]
+pub struct HeadNormInput<'a> {
+    pub h: &'a Rows,
+    pub head_dim: usize,
+    pub norm: Norm<'a>,
+    pub gate: &'a Rows,
+}
+
 /// y (+)= W (HeadNorm(h) * norm * sigmoid(o)) for one token: xLSTM Large's per-head LayerNorm
 /// and output gate inside the out-projection GEMV (one dispatch instead of two). `h` is the mLSTM
 /// output row (`w.cols = num_heads * head_dim` values), `gate` the output-gate pre-activations,
 /// `norm` the head-norm weight. Requires [`gemv_head_norm_fits`].
-#[allow(clippy::too_many_arguments)] // one argument per binding and shape
 pub fn gemv_head_norm_gate(
     pb: &mut PlanBuilder,
     ops: &Ops,
-    h: &Rows,
-    head_dim: usize,
-    norm: &Slice,
-    gate: &Rows,
-    eps: f32,
+    input: &HeadNormInput,
     w: &GpuMatrix,
     y: &Rows,
     epi: Epilogue,
 ) -> Result<()> {
+    let HeadNormInput {
+        h,
+        head_dim,
+        norm: Norm { weight: norm, eps },
+        gate,
+    } = *input;
     let heads = w.cols / head_dim.max(1);
     let pipeline = match &ops.gemv_head_norm {
         Some(p) if heads * head_dim == w.cols && gemv_head_norm_fits(ops, heads, head_dim, w.kp) => p,
@@ -302,20 +342,18 @@ pub fn gemv_swiglu(pb: &mut PlanBuilder, ops: &Ops, u_in: &Rows, w: &GpuMatrix, 
     check_rows("gemv+swiglu x", u_in, 1, w.cols.saturating_mul(2))?;
     check_out_rows("gemv+swiglu y", y, 1, w.rows)?;
     check_weights("gemv+swiglu", w)?;
+    let v = GemvVariant {
+        rows_per_group: ops.gemv_rows,
+        pipeline: &ops.gemv_swiglu,
+        label: "gemv+swiglu",
+    };
+    let input = GemvInput {
+        x: u_in,
+        aux: &u_in.buf,
+        eps: 0.0,
+    };
     for i in 0..w.parts.len() {
-        gemv_part(
-            pb,
-            ops.gemv_rows,
-            &ops.gemv_swiglu,
-            "gemv+swiglu",
-            u_in,
-            &u_in.buf,
-            w,
-            i,
-            y,
-            epi,
-            0.0,
-        )?;
+        gemv_part(pb, &v, &input, w, i, y, epi)?;
     }
     Ok(())
 }

@@ -2,11 +2,12 @@
 //! (`mlstm_chunk_state.wgsl`, matrix units: `mlstm_chunk_state_coop.wgsl`) and phase 2
 //! (`mlstm_chunk_out.wgsl`, `mlstm_chunk_out_coop.wgsl`), all in `wgsl/mlstm_chunk/`.
 //!
-//! Reference: `xlstm_reference::mlstm::chunkwise`; tests: `tests/kernels.rs` (chunkwise, coop).
+//! Reference: `xlstm_reference::mlstm::chunkwise`; tests: `tests/kernels/mlstm_chunk.rs`.
 
 use super::{check_len, check_strided, groups, u, Ops};
 use crate::error::{Error, Result};
 use crate::gpu::{PlanBuilder, Slice};
+use std::ops::Range;
 
 /// Largest chunk the chunkwise kernels' workgroup memory is laid out for.
 pub const MAX_CHUNK: usize = 64;
@@ -82,20 +83,31 @@ params! {
     }
 }
 
+/// What [`mlstm_gates`] reads and writes: `tokens` rows of `proj` (gate columns per `l`), the
+/// gate biases [2, NH], the chunk size, and the outputs `gi`, `gb` [NH, tokens].
+#[derive(Clone, Copy)]
+pub struct MlstmGates<'a> {
+    pub l: &'a CellLayout,
+    pub proj: &'a Slice,
+    pub bias: &'a Slice,
+    pub tokens: usize,
+    pub chunk: usize,
+    pub gi: &'a Slice,
+    pub gb: &'a Slice,
+}
+
 /// Soft-capped input gates and per-chunk cumulative log forget gates, [num_heads, tokens] each
 /// (no cap when `l.soft_cap <= 0`).
-#[allow(clippy::too_many_arguments)] // one argument per binding and shape
-pub fn mlstm_gates(
-    pb: &mut PlanBuilder,
-    ops: &Ops,
-    l: &CellLayout,
-    proj: &Slice,
-    bias: &Slice,
-    tokens: usize,
-    chunk: usize,
-    gi: &Slice,
-    gb: &Slice,
-) -> Result<()> {
+pub fn mlstm_gates(pb: &mut PlanBuilder, ops: &Ops, a: &MlstmGates) -> Result<()> {
+    let MlstmGates {
+        l,
+        proj,
+        bias,
+        tokens,
+        chunk,
+        gi,
+        gb,
+    } = *a;
     check_chunk(chunk)?;
     let nh = l.num_heads;
     let cols = l.i_col.max(l.f_col).saturating_add(nh);
@@ -167,13 +179,13 @@ pub struct ChunkInputs<'a> {
     pub chunk: usize,
 }
 
-/// Phase 1 for heads [head0, head0 + heads) and chunks [c_begin, c_end).
+/// Phase 1 for the chunks `chunks` and the heads `heads` of the segment.
 pub fn mlstm_chunk_state(
     pb: &mut PlanBuilder,
     ops: &Ops,
     x: &ChunkInputs,
-    chunks: (usize, usize),
-    heads: (usize, usize),
+    chunks: Range<usize>,
+    heads: Range<usize>,
 ) -> Result<()> {
     chunk_state_with(pb, ("mlstm_chunk_state", &ops.chunk_state), x, chunks, heads)
 }
@@ -185,11 +197,11 @@ pub fn mlstm_chunk_state_coop(
     pb: &mut PlanBuilder,
     ops: &Ops,
     x: &ChunkInputs,
-    chunks: (usize, usize),
-    heads: (usize, usize),
+    chunks: Range<usize>,
+    heads: Range<usize>,
 ) -> Result<()> {
     let pipeline = coop_pipeline(&ops.chunk_state_coop, "mlstm_chunk_state_coop")?;
-    check_chunk_range(x, chunks, heads)?;
+    check_chunk_range(x, &chunks, &heads)?;
     chunk_state_with(pb, ("mlstm_chunk_state_coop", pipeline), x, chunks, heads)
 }
 
@@ -202,10 +214,10 @@ fn coop_pipeline<'a>(p: &'a Option<wgpu::ComputePipeline>, name: &str) -> Result
 
 /// A chunk range and head band inside the segment (the matrix-unit kernels read their first
 /// chunk's rows before the loop, so an empty or out-of-range tile must not reach them).
-fn check_chunk_range(x: &ChunkInputs, chunks: (usize, usize), heads: (usize, usize)) -> Result<()> {
+fn check_chunk_range(x: &ChunkInputs, chunks: &Range<usize>, heads: &Range<usize>) -> Result<()> {
     let (l, tokens, chunk) = (x.l, x.tokens, x.chunk);
     check_chunk(chunk)?;
-    if chunks.0 >= chunks.1 || chunks.1 > tokens.div_ceil(chunk) || heads.1 == 0 || heads.0 + heads.1 > l.num_heads {
+    if chunks.is_empty() || chunks.end > tokens.div_ceil(chunk) || heads.is_empty() || heads.end > l.num_heads {
         return Err(Error::Input(format!(
             "chunk tile {chunks:?} / head band {heads:?} outside {tokens} tokens in chunks of {chunk}, {} heads",
             l.num_heads
@@ -218,19 +230,26 @@ fn chunk_state_with(
     pb: &mut PlanBuilder,
     (label, pipeline): (&'static str, &wgpu::ComputePipeline),
     x: &ChunkInputs,
-    chunks: (usize, usize),
-    heads: (usize, usize),
+    chunks: Range<usize>,
+    heads: Range<usize>,
 ) -> Result<()> {
     let (l, tokens, chunk, b) = (x.l, x.tokens, x.chunk, x.b);
     check_chunk(chunk)?;
     // Reads boundary c_begin, writes c_begin + 1 ..= c_end.
-    check_chunk_lengths("mlstm_chunk_state", x, chunks, heads, chunks.1.saturating_add(1), None)?;
+    check_chunk_lengths(
+        "mlstm_chunk_state",
+        x,
+        &chunks,
+        &heads,
+        chunks.end.saturating_add(1),
+        None,
+    )?;
     let p = ChunkStateParams {
         tokens: u(tokens),
         chunk: u(chunk),
-        c_begin: u(chunks.0),
-        c_end: u(chunks.1),
-        head0: u(heads.0),
+        c_begin: u(chunks.start),
+        c_end: u(chunks.end),
+        head0: u(heads.start),
         num_heads: u(l.num_heads),
         dqk: u(l.dqk),
         dv: u(l.dv),
@@ -252,7 +271,7 @@ fn chunk_state_with(
         pipeline,
         &p,
         &bufs,
-        [groups(l.dqk, 64), groups(l.dv, 64), u(heads.1)],
+        [groups(l.dqk, 64), groups(l.dv, 64), u(heads.len())],
     )
 }
 
@@ -277,13 +296,13 @@ params! {
     }
 }
 
-/// Phase 2 for heads [head0, head0 + heads) and chunks [c_begin, c_end): h [tokens, NH*dv].
+/// Phase 2 for the chunks `chunks` and the heads `heads` of the segment: h [tokens, NH*dv].
 pub fn mlstm_chunk_out(
     pb: &mut PlanBuilder,
     ops: &Ops,
     x: &ChunkInputs,
-    chunks: (usize, usize),
-    heads: (usize, usize),
+    chunks: Range<usize>,
+    heads: Range<usize>,
     h: &Slice,
 ) -> Result<()> {
     chunk_out_with(pb, ("mlstm_chunk_out", &ops.chunk_out), x, chunks, heads, h)
@@ -296,12 +315,12 @@ pub fn mlstm_chunk_out_coop(
     pb: &mut PlanBuilder,
     ops: &Ops,
     x: &ChunkInputs,
-    chunks: (usize, usize),
-    heads: (usize, usize),
+    chunks: Range<usize>,
+    heads: Range<usize>,
     h: &Slice,
 ) -> Result<()> {
     let pipeline = coop_pipeline(&ops.chunk_out_coop, "mlstm_chunk_out_coop")?;
-    check_chunk_range(x, chunks, heads)?;
+    check_chunk_range(x, &chunks, &heads)?;
     chunk_out_with(pb, ("mlstm_chunk_out_coop", pipeline), x, chunks, heads, h)
 }
 
@@ -309,19 +328,19 @@ fn chunk_out_with(
     pb: &mut PlanBuilder,
     (label, pipeline): (&'static str, &wgpu::ComputePipeline),
     x: &ChunkInputs,
-    chunks: (usize, usize),
-    heads: (usize, usize),
+    chunks: Range<usize>,
+    heads: Range<usize>,
     h: &Slice,
 ) -> Result<()> {
     let (l, tokens, chunk, b) = (x.l, x.tokens, x.chunk, x.b);
     check_chunk(chunk)?;
     // Reads the boundary before each of its chunks, c_begin .. c_end.
-    check_chunk_lengths("mlstm_chunk_out", x, chunks, heads, chunks.1, Some(h))?;
+    check_chunk_lengths("mlstm_chunk_out", x, &chunks, &heads, chunks.end, Some(h))?;
     let p = ChunkOutParams {
         tokens: u(tokens),
         chunk: u(chunk),
-        c_begin: u(chunks.0),
-        head0: u(heads.0),
+        c_begin: u(chunks.start),
+        head0: u(heads.start),
         num_heads: u(l.num_heads),
         dqk: u(l.dqk),
         dv: u(l.dv),
@@ -349,28 +368,28 @@ fn chunk_out_with(
         pipeline,
         &p,
         &bufs,
-        [groups(l.dv, 64), u(chunks.1 - chunks.0), u(heads.1)],
+        [groups(l.dv, 64), u(chunks.len()), u(heads.len())],
     )
 }
 
-/// The bindings of a chunkwise phase hold what a tile of chunks [c_begin, c_end) and heads
-/// [head0, head0 + heads) addresses: the segment's projection rows (q, k, v columns), the gates
+/// The bindings of a chunkwise phase hold what a tile of chunks `chunks` and heads `heads`
+/// addresses: the segment's projection rows (q, k, v columns), the gates
 /// [NH, tokens], `boundaries` states of the boundary buffers, and for phase 2 h [tokens, NH·dv].
 /// An empty tile addresses nothing.
 fn check_chunk_lengths(
     what: &str,
     x: &ChunkInputs,
-    chunks: (usize, usize),
-    heads: (usize, usize),
+    chunks: &Range<usize>,
+    heads: &Range<usize>,
     boundaries: usize,
     h: Option<&Slice>,
 ) -> Result<()> {
-    if chunks.0 >= chunks.1 || heads.1 == 0 {
+    if chunks.is_empty() || heads.is_empty() {
         return Ok(());
     }
     let (l, tokens) = (x.l, x.tokens);
     let nh = l.num_heads;
-    if heads.0.saturating_add(heads.1) > nh {
+    if heads.end > nh {
         return Err(Error::Input(format!("{what}: head band {heads:?} outside {nh} heads")));
     }
     let qk = nh.saturating_mul(l.dqk);

@@ -1,7 +1,7 @@
 //! One recurrent mLSTM step (decode and the `recurrent` prefill strategy):
 //! `wgsl/mlstm_step/mlstm_step.wgsl`.
 //!
-//! Reference: `xlstm_reference::mlstm::step`; tests: `tests/kernels.rs` (step).
+//! Reference: `xlstm_reference::mlstm::step`; tests: `tests/kernels/mlstm_step.rs`.
 
 use super::{check_len, groups, u, CellLayout, Ops};
 use crate::error::{Error, Result};
@@ -39,21 +39,33 @@ pub struct CellStateBuffers {
     pub m: Slice,
 }
 
-/// One recurrent step for the token in row `row` of `proj`; h written at h_offset.
-#[allow(clippy::too_many_arguments)] // one argument per binding and shape
-pub fn mlstm_step(
-    pb: &mut PlanBuilder,
-    ops: &Ops,
-    l: &CellLayout,
-    proj: &Slice,
-    bias: &Slice,
-    row: usize,
-    state: &CellStateBuffers,
-    parity: u32,
-    h: &Slice,
-    h_offset: usize,
-) -> Result<()> {
-    check_step_lengths(l, proj, bias, row, state, parity, h, h_offset)?;
+/// One recurrent step: the token in row `row` of `proj` (columns per `l`), the gate biases
+/// `bias` [2, NH], the layer's state at `parity`, and h [NH*dv] written at `h_offset` of `h`.
+#[derive(Clone, Copy)]
+pub struct MlstmStep<'a> {
+    pub l: &'a CellLayout,
+    pub proj: &'a Slice,
+    pub bias: &'a Slice,
+    pub row: usize,
+    pub state: &'a CellStateBuffers,
+    pub parity: u32,
+    pub h: &'a Slice,
+    pub h_offset: usize,
+}
+
+/// One recurrent step (see [`MlstmStep`]).
+pub fn mlstm_step(pb: &mut PlanBuilder, ops: &Ops, a: &MlstmStep) -> Result<()> {
+    check_step_lengths(a)?;
+    let MlstmStep {
+        l,
+        proj,
+        bias,
+        row,
+        state,
+        parity,
+        h,
+        h_offset,
+    } = *a;
     let p = StepParams {
         num_heads: u(l.num_heads),
         dqk: u(l.dqk),
@@ -91,17 +103,17 @@ pub fn mlstm_step(
 
 /// mlstm_step.wgsl runs without runtime checks (`gpu::kernels::TRUSTED`): every binding must hold
 /// what the parameters address, and the parity must select one of the two n/m slots.
-#[allow(clippy::too_many_arguments)] // the launcher's bindings and shapes
-fn check_step_lengths(
-    l: &CellLayout,
-    proj: &Slice,
-    bias: &Slice,
-    row: usize,
-    state: &CellStateBuffers,
-    parity: u32,
-    h: &Slice,
-    h_offset: usize,
-) -> Result<()> {
+fn check_step_lengths(a: &MlstmStep) -> Result<()> {
+    let MlstmStep {
+        l,
+        proj,
+        bias,
+        row,
+        state,
+        parity,
+        h,
+        h_offset,
+    } = *a;
     if parity > 1 {
         return Err(Error::Input(format!("mlstm_step: parity must be 0 or 1, got {parity}")));
     }

@@ -1,8 +1,8 @@
 //! The original (v1) mLSTM's gate projection: Linear(3I -> NH) for the input and the forget gate
 //! over concat(q, k, v), computed in place in the cell's projection rows.
 //!
-//! WGSL: `wgsl/v1/mlstm_v1_gates.wgsl`. Reference: the gate projection inside the v1 mLSTM layer of
-//! `xlstm_reference::v1::forward`; tested end to end (`tests/end_to_end_v1.rs`).
+//! WGSL: `wgsl/v1/mlstm_v1_gates.wgsl`. Reference: `xlstm_reference::v1::gate_projection`;
+//! tests: `tests/kernels/mlstm_v1.rs` (and end to end, `tests/end_to_end_v1.rs`).
 
 use super::Compile;
 use super::{check_len, check_strided, Ops};
@@ -41,21 +41,31 @@ params! {
     }
 }
 
+/// The weights, projection rows and shape of one [`gates`] call.
+#[derive(Clone, Copy)]
+pub struct Gates<'a> {
+    pub w: &'a Slice,
+    pub proj: &'a Slice,
+    pub tokens: usize,
+    pub rows: usize,
+    pub k: usize,
+    pub stride: usize,
+    pub gate_col: usize,
+}
+
 /// proj[t, gate_col + r] = Σ_{j<k} proj[t, j] · w[r, j] for r < rows, t < tokens: `w` [rows, k]
 /// (input-gate rows, then forget-gate rows), `proj` rows of `stride` floats whose first `k`
 /// columns are q | k | v. The gate columns must lie after the first `k`.
-#[allow(clippy::too_many_arguments)]
-pub fn gates(
-    pb: &mut PlanBuilder,
-    ops: &Ops,
-    w: &Slice,
-    proj: &Slice,
-    tokens: usize,
-    rows: usize,
-    k: usize,
-    stride: usize,
-    gate_col: usize,
-) -> Result<()> {
+pub fn gates(pb: &mut PlanBuilder, ops: &Ops, a: &Gates) -> Result<()> {
+    let Gates {
+        w,
+        proj,
+        tokens,
+        rows,
+        k,
+        stride,
+        gate_col,
+    } = *a;
     if gate_col < k || gate_col + rows > stride || tokens > 65535 || rows > 65535 {
         return Err(Error::Input(format!(
             "v1 mLSTM gates: {rows} gate columns at {gate_col} do not fit rows of {stride} after {k} inputs \

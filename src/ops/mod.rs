@@ -61,14 +61,15 @@ mod layout_tests;
 pub use elementwise::{embed, fill_random, swiglu};
 pub use matmul::{
     coop_gemm_supported, gemv_head_norm_fits, gemv_head_norm_gate, gemv_rms_norm, gemv_swiglu, matmul, Epilogue,
+    HeadNormInput,
 };
 pub use mlstm_chunk::{
     coop_chunk_supported, mlstm_chunk_out, mlstm_chunk_out_coop, mlstm_chunk_state, mlstm_chunk_state_coop,
-    mlstm_gates, Boundaries, CellLayout, ChunkInputs, MAX_CHUNK,
+    mlstm_gates, Boundaries, CellLayout, ChunkInputs, MlstmGates, MAX_CHUNK,
 };
-pub use mlstm_step::{mlstm_step, CellStateBuffers};
-pub use norms::{head_norm_gate, rms_norm, Rows};
-pub use sampling::{argmax, argmax_prefix, sample, NON_FINITE_ID};
+pub use mlstm_step::{mlstm_step, CellStateBuffers, MlstmStep};
+pub use norms::{head_norm_gate, rms_norm, HeadNormGate, Norm, Rows};
+pub use sampling::{argmax, argmax_prefix, sample, TokenOut, NON_FINITE_ID};
 
 /// Compiled pipelines for one weight format.
 pub struct Ops<P = wgpu::ComputePipeline> {

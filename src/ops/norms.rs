@@ -2,7 +2,7 @@
 //! times the output gate (`wgsl/norms/head_norm_gate.wgsl`). The v1 LayerNorm/GroupNorm
 //! (`wgsl/norms/layer_norm.wgsl`) is launched by [`super::v1`].
 //!
-//! Reference: `xlstm_reference::ops::{rms_norm, head_layer_norm}`; tests: `tests/kernels.rs`.
+//! Reference: `xlstm_reference::ops::{rms_norm, head_layer_norm}`; tests: `tests/kernels/norms.rs`.
 
 use super::{check_len, check_out_rows, check_rows, check_strided, u, CellLayout, Ops};
 use crate::error::Result;
@@ -55,18 +55,24 @@ impl Rows {
     }
 }
 
-/// y = x / sqrt(mean(x^2) + eps) * weight, per row.
-#[allow(clippy::too_many_arguments)] // one argument per binding and shape
+/// A normalisation's learned scale and epsilon (the pair every norm kernel takes).
+#[derive(Clone, Copy, Debug)]
+pub struct Norm<'a> {
+    pub weight: &'a Slice,
+    pub eps: f32,
+}
+
+/// y = x / sqrt(mean(x^2) + eps) * weight, per row, for `rows` rows of `dim` values.
 pub fn rms_norm(
     pb: &mut PlanBuilder,
     ops: &Ops,
     x: &Rows,
-    weight: &Slice,
+    norm: Norm,
     dim: usize,
-    eps: f32,
     rows: usize,
     y: &Rows,
 ) -> Result<()> {
+    let Norm { weight, eps } = norm;
     check_rows("rms_norm x", x, rows, dim)?;
     check_len("rms_norm weight", weight, dim)?;
     check_out_rows("rms_norm y", y, rows, dim)?;
@@ -102,19 +108,29 @@ params! {
     }
 }
 
+/// What [`head_norm_gate`] reads and writes: `tokens` rows of the cell output `h` [tokens, NH*dv],
+/// the output-gate pre-activations in `proj` (at `l.o_col`, rows `l.proj_stride` apart), the
+/// head-norm scale, and the result `y` [tokens, NH*dv].
+#[derive(Clone, Copy)]
+pub struct HeadNormGate<'a> {
+    pub l: &'a CellLayout,
+    pub h: &'a Slice,
+    pub norm: Norm<'a>,
+    pub proj: &'a Slice,
+    pub tokens: usize,
+    pub y: &'a Slice,
+}
+
 /// Per-head LayerNorm of h times sigmoid of the output gate: y [tokens, NH*dv].
-#[allow(clippy::too_many_arguments)] // one argument per binding and shape
-pub fn head_norm_gate(
-    pb: &mut PlanBuilder,
-    ops: &Ops,
-    l: &CellLayout,
-    h: &Slice,
-    weight: &Slice,
-    proj: &Slice,
-    tokens: usize,
-    eps: f32,
-    y: &Slice,
-) -> Result<()> {
+pub fn head_norm_gate(pb: &mut PlanBuilder, ops: &Ops, a: &HeadNormGate) -> Result<()> {
+    let HeadNormGate {
+        l,
+        h,
+        norm: Norm { weight, eps },
+        proj,
+        tokens,
+        y,
+    } = *a;
     let width = l.num_heads.saturating_mul(l.dv);
     check_len("head_norm_gate h", h, tokens.saturating_mul(width))?;
     check_len("head_norm_gate weight", weight, width)?;

@@ -2,11 +2,12 @@
 //! temperature, top-k and top-p (`wgsl/sampling/sample.wgsl`).
 //!
 //! Reference: `xlstm_reference::ops::argmax_or_non_finite` and `crate::sample::Sampler`;
-//! tests: `tests/kernels.rs` (argmax, sample).
+//! tests: `tests/kernels/sampling.rs`.
 
 use super::{check_len, check_strided, u, Ops};
 use crate::error::{Error, Result};
 use crate::gpu::{PlanBuilder, Slice};
+use std::ops::Range;
 
 params! {
     struct ArgmaxParams for ["argmax"] {
@@ -22,24 +23,29 @@ params! {
 /// the embedding kernel skips it when a decode batch feeds it back.
 pub const NON_FINITE_ID: u32 = u32::MAX;
 
-/// out[first + r] (and out[second + r] if given) = argmax of logits row r, for r < rows.
-/// A row holding a NaN or an infinity gets [`NON_FINITE_ID`].
-#[allow(clippy::too_many_arguments)] // one argument per binding and shape
+/// Where a token choice goes: `buf[first + r]` (and `buf[second + r]` if given) for row r (the
+/// second copy feeds the next decode step's embedding).
+#[derive(Clone, Copy, Debug)]
+pub struct TokenOut<'a> {
+    pub buf: &'a Slice,
+    pub first: usize,
+    pub second: Option<usize>,
+}
+
+/// out row r = argmax of logits row r, for r < rows. A row holding a NaN or an infinity gets
+/// [`NON_FINITE_ID`].
 pub fn argmax(
     pb: &mut PlanBuilder,
     ops: &Ops,
     logits: &Slice,
     rows: usize,
     vocab: usize,
-    out: &Slice,
-    first: usize,
-    second: Option<usize>,
+    out: &TokenOut,
 ) -> Result<()> {
-    argmax_prefix(pb, ops, logits, rows, vocab, vocab, out, first, second)
+    argmax_prefix(pb, ops, logits, rows, vocab, vocab, out)
 }
 
 /// Like [`argmax`] over only the first `count` entries of rows `stride` apart.
-#[allow(clippy::too_many_arguments)] // one argument per binding and shape
 pub fn argmax_prefix(
     pb: &mut PlanBuilder,
     ops: &Ops,
@@ -47,10 +53,13 @@ pub fn argmax_prefix(
     rows: usize,
     stride: usize,
     count: usize,
-    out: &Slice,
-    first: usize,
-    second: Option<usize>,
+    out: &TokenOut,
 ) -> Result<()> {
+    let TokenOut {
+        buf: out,
+        first,
+        second,
+    } = *out;
     if count == 0 || count > stride {
         return Err(Error::Input(format!("argmax over {count} of {stride} logits")));
     }
@@ -85,22 +94,23 @@ params! {
     }
 }
 
-/// Samples one token on the GPU from the first `count` logits starting at `row_offset`
-/// (temperature > 0, top-k, top-p) and writes it to out[first] (and out[second]); `counter[0]`
-/// is the draw counter, incremented by every call.
-#[allow(clippy::too_many_arguments)] // one argument per binding and shape
+/// Samples one token on the GPU from the logits `logits[row]` (temperature > 0, top-k, top-p)
+/// and writes it to `out`; `counter[0]` is the draw counter, incremented by every call.
 pub fn sample(
     pb: &mut PlanBuilder,
     ops: &Ops,
     logits: &Slice,
-    row_offset: usize,
-    count: usize,
+    row: Range<usize>,
     cfg: &crate::sample::SamplerConfig,
     counter: &Slice,
-    out: &Slice,
-    first: usize,
-    second: Option<usize>,
+    out: &TokenOut,
 ) -> Result<()> {
+    let TokenOut {
+        buf: out,
+        first,
+        second,
+    } = *out;
+    let (row_offset, count) = (row.start, row.len());
     cfg.validate()?;
     if cfg.is_greedy() {
         return Err(Error::Input(

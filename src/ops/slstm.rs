@@ -1,8 +1,8 @@
 //! Launchers of the sLSTM recurrence: the persistent sequence kernel (one workgroup per head
 //! loops over time) and the per-token kernel (many workgroups per step, for wide heads).
 //!
-//! WGSL: `wgsl/slstm/slstm_seq.wgsl`, `wgsl/slstm/slstm_step.wgsl`. Reference and test: `slstm_reference`
-//! and `slstm_modes_match_reference` in `tests/kernels.rs` (end to end: the sLSTM layer of
+//! WGSL: `wgsl/slstm/slstm_seq.wgsl`, `wgsl/slstm/slstm_step.wgsl`. Reference:
+//! `xlstm_reference::slstm::sequence`; tests: `tests/kernels/slstm.rs` (end to end: the sLSTM layer of
 //! `xlstm_reference::v1::forward`).
 
 use super::Compile;
@@ -143,6 +143,21 @@ fn head(s: &Slice, bytes: u64) -> Slice {
     }
 }
 
+/// The buffers and shape of one [`slstm`] call (see there for the layouts).
+#[derive(Clone, Copy)]
+pub struct Slstm<'a> {
+    pub wx: &'a Slice,
+    pub bias: &'a Slice,
+    pub r: &'a Slice,
+    pub state: &'a Slice,
+    pub scratch: &'a Slice,
+    pub h: &'a Slice,
+    pub tokens: usize,
+    pub num_heads: usize,
+    pub head_dim: usize,
+    pub mode: SlstmMode,
+}
+
 /// The sLSTM cell over `tokens` steps. `wx` [tokens, 4, E] input pre-activations (gate order
 /// i, f, z, o), `bias` [4, E], `r` [NH, 4·DH, DH] (vanilla layout), `state` [4, E] = (y, c, n, m)
 /// updated in place, `scratch` [4, E] (ping-pong state of the per-token path; not used by the
@@ -151,21 +166,19 @@ fn head(s: &Slice, bytes: u64) -> Slice {
 /// first-step rule (m' = ĩ while n is all zero) is checked on the GPU from the state itself.
 /// `mode`: see [`SlstmMode`]; `Sequence` supports head widths up to [`MAX_SEQUENCE_HEAD_DIM`],
 /// `PerToken` any width.
-#[allow(clippy::too_many_arguments)]
-pub fn slstm(
-    pb: &mut PlanBuilder,
-    ops: &Ops,
-    wx: &Slice,
-    bias: &Slice,
-    r: &Slice,
-    state: &Slice,
-    scratch: &Slice,
-    h: &Slice,
-    tokens: usize,
-    num_heads: usize,
-    head_dim: usize,
-    mode: SlstmMode,
-) -> Result<()> {
+pub fn slstm(pb: &mut PlanBuilder, ops: &Ops, a: &Slstm) -> Result<()> {
+    let Slstm {
+        wx,
+        bias,
+        r,
+        state,
+        scratch,
+        h,
+        tokens,
+        num_heads,
+        head_dim,
+        mode,
+    } = *a;
     if num_heads == 0 || head_dim == 0 {
         return Err(input(format!(
             "sLSTM: {num_heads} heads of width {head_dim} (both must be at least 1)"

@@ -4,7 +4,7 @@
 //!
 //! WGSL: `wgsl/norms/layer_norm.wgsl`, `wgsl/v1/{conv_silu,headwise,gated_act,bias_add}.wgsl`.
 //! Reference: `xlstm_reference::v1::{group_norm, conv_silu_step, headwise, activation}`;
-//! tests: `tests/kernels_v1.rs`.
+//! tests: `tests/kernels/v1.rs`.
 //!
 //! Every launcher checks its shapes against the bound slices (rows and columns inside the
 //! binding, output rows not overlapping each other, u32 indices) and returns [`Error::Input`]
@@ -133,22 +133,34 @@ params! {
     }
 }
 
+/// A [`layer_norm`]'s shape and parameters: rows of `width` in `groups` groups, the optional
+/// scale (applied as 1 + weight) and epsilon.
+#[derive(Clone, Copy)]
+pub struct LayerNorm<'a> {
+    pub weight: Option<&'a Slice>,
+    pub width: usize,
+    pub groups: usize,
+    pub eps: f32,
+}
+
 /// Per-row LayerNorm over `groups` equal groups of `width / groups` columns (1 group: LayerNorm;
 /// NH groups: the package's MultiHeadLayerNorm / GroupNorm): centre, divide by
 /// sqrt(biased variance + eps), scale by 1 + weight (`None`: scale 1); no bias.
-#[allow(clippy::too_many_arguments)]
 pub fn layer_norm(
     pb: &mut PlanBuilder,
     ops: &Ops,
     x: &Rows,
-    weight: Option<&Slice>,
     rows: usize,
-    width: usize,
-    groups: usize,
-    eps: f32,
+    n: &LayerNorm,
     out: &Rows,
     epi: NormOut,
 ) -> Result<()> {
+    let LayerNorm {
+        weight,
+        width,
+        groups,
+        eps,
+    } = *n;
     if width == 0 || groups == 0 || !width.is_multiple_of(groups) {
         return Err(Error::Input(format!(
             "layer_norm: width {width} is not {groups} equal non-empty groups"
@@ -219,24 +231,30 @@ params! {
     }
 }
 
+/// A [`conv_silu`]'s channels: `width` channels, kernel size `ks`, weight [width, KS], bias
+/// [width] and the rolling state [KS, width].
+#[derive(Clone, Copy)]
+pub struct Conv<'a> {
+    pub width: usize,
+    pub ks: usize,
+    pub weight: &'a Slice,
+    pub bias: &'a Slice,
+    pub state: &'a Slice,
+}
+
 /// Causal depthwise conv1d + SiLU over `tokens` rows, continuing from `state`, then the state
 /// update: out[t, f] = SiLU(bias[f] + Σ_{j<KS} w[f, j] · in(t − (KS − 1) + j, f)) with in(s) = x[s]
 /// for s ≥ 0 and state[KS + s] for s < 0. `state` [KS, width] (the package's conv_state: the
 /// last KS inputs, newest last) becomes the last KS rows of (state ++ x). `weight` [width, KS].
 /// Two dispatches (outputs, then the state update); `out` must not overlap `x` or `state`.
-#[allow(clippy::too_many_arguments)]
-pub fn conv_silu(
-    pb: &mut PlanBuilder,
-    ops: &Ops,
-    x: &Rows,
-    tokens: usize,
-    width: usize,
-    ks: usize,
-    weight: &Slice,
-    bias: &Slice,
-    state: &Slice,
-    out: &Rows,
-) -> Result<()> {
+pub fn conv_silu(pb: &mut PlanBuilder, ops: &Ops, x: &Rows, tokens: usize, conv: &Conv, out: &Rows) -> Result<()> {
+    let Conv {
+        width,
+        ks,
+        weight,
+        bias,
+        state,
+    } = *conv;
     if ks == 0 || width == 0 {
         return Err(Error::Input(format!(
             "conv_silu: kernel size {ks} and width {width} must be positive"
@@ -319,25 +337,40 @@ const HEADWISE_DIRECT_MAX_BS: usize = 16;
 /// From this many tokens on, larger blocks use the tiled kernel (else the GEMV-like one).
 const HEADWISE_TILED_MIN_TOKENS: usize = 16;
 
+/// The projections of one [`headwise`] call: `groups` of them, the first `split` reading
+/// `first` and the rest `second`, each `width` wide in blocks of `bs`; weights `w`
+/// [groups, width / bs, bs, bs] and the optional bias [groups · width].
+#[derive(Clone, Copy)]
+pub struct Headwise<'a> {
+    pub split: usize,
+    pub groups: usize,
+    pub width: usize,
+    pub bs: usize,
+    pub w: &'a Slice,
+    pub bias: Option<&'a Slice>,
+}
+
 /// Block-diagonal (headwise) projections, `groups` of them in one dispatch. Projection g reads
 /// X = `first` for g < `split`, else `second`:
 /// out[t, g·width + b·bs + o] = Σ_{d<bs} X[t, b·bs + d] · w[g, b, o, d] (+ bias[g·width + b·bs + o]).
 /// `w` is [groups, width / bs, bs, bs] f32. `out` must not overlap `first` or `second`.
-#[allow(clippy::too_many_arguments)]
 pub fn headwise(
     pb: &mut PlanBuilder,
     ops: &Ops,
     first: &Rows,
     second: &Rows,
-    split: usize,
-    groups: usize,
     tokens: usize,
-    width: usize,
-    bs: usize,
-    w: &Slice,
-    bias: Option<&Slice>,
+    hw: &Headwise,
     out: &Rows,
 ) -> Result<()> {
+    let Headwise {
+        split,
+        groups,
+        width,
+        bs,
+        w,
+        bias,
+    } = *hw;
     if bs == 0 || width == 0 || groups == 0 || !width.is_multiple_of(bs) {
         return Err(Error::Input(format!(
             "headwise: width {width} is not a whole number of {bs}-wide blocks ({groups} projections)"

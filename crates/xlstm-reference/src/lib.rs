@@ -17,4 +17,5 @@
 pub mod large;
 pub mod mlstm;
 pub mod ops;
+pub mod slstm;
 pub mod v1;

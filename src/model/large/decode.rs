@@ -34,21 +34,45 @@ impl LargeNet<'_> {
 
         ops::embed(pb, ops, &s(&ws.ids), step, 1, &w.embedding, &s(&ws.x))?;
         for (block, st) in w.blocks.iter().zip(state) {
-            ops::gemv_rms_norm(pb, ops, &x, &s(&block.norm_mlstm), eps, &block.proj, &proj, none)?;
+            ops::gemv_rms_norm(
+                pb,
+                ops,
+                &x,
+                ops::Norm {
+                    weight: &s(&block.norm_mlstm),
+                    eps,
+                },
+                &block.proj,
+                &proj,
+                none,
+            )?;
             ops::mlstm_step(
                 pb,
                 ops,
-                &layout,
-                &s(&ws.proj),
-                &s(&block.gate_bias),
-                0,
-                &st.buffers(),
-                parity,
-                &s(&ws.h),
-                0,
+                &ops::MlstmStep {
+                    l: &layout,
+                    proj: &s(&ws.proj),
+                    bias: &s(&block.gate_bias),
+                    row: 0,
+                    state: &st.buffers(),
+                    parity,
+                    h: &s(&ws.h),
+                    h_offset: 0,
+                },
             )?;
             self.record_out_proj(pb, block, &layout, ws, &x)?;
-            ops::gemv_rms_norm(pb, ops, &x, &s(&block.norm_ffn), eps, &block.ffn_up, &ffn_u, none)?;
+            ops::gemv_rms_norm(
+                pb,
+                ops,
+                &x,
+                ops::Norm {
+                    weight: &s(&block.norm_ffn),
+                    eps,
+                },
+                &block.ffn_up,
+                &ffn_u,
+                none,
+            )?;
             ops::gemv_swiglu(pb, ops, &ffn_u, &block.ffn_down, &x, RESIDUAL)?;
         }
         if ws.logit_rows > 0 {
@@ -58,7 +82,15 @@ impl LargeNet<'_> {
             };
             let logits = Rows::new(&s(&ws.logits), cfg.vocab_size);
             match &w.out_norm {
-                Some(norm) => ops::gemv_rms_norm(pb, ops, &x, &s(norm), eps, &w.lm_head, &logits, cap)?,
+                Some(norm) => ops::gemv_rms_norm(
+                    pb,
+                    ops,
+                    &x,
+                    ops::Norm { weight: &s(norm), eps },
+                    &w.lm_head,
+                    &logits,
+                    cap,
+                )?,
                 None => ops::matmul(pb, ops, &x, 1, &w.lm_head, &logits, cap)?,
             }
         }
@@ -84,11 +116,15 @@ impl LargeNet<'_> {
             return ops::gemv_head_norm_gate(
                 pb,
                 ops,
-                &h,
-                layout.dv,
-                &norm,
-                &gate,
-                cfg.norm_eps,
+                &ops::HeadNormInput {
+                    h: &h,
+                    head_dim: layout.dv,
+                    norm: ops::Norm {
+                        weight: &norm,
+                        eps: cfg.norm_eps,
+                    },
+                    gate: &gate,
+                },
                 &block.out_proj,
                 x,
                 RESIDUAL,
@@ -98,13 +134,17 @@ impl LargeNet<'_> {
         ops::head_norm_gate(
             pb,
             ops,
-            layout,
-            &s(&ws.h),
-            &s(&block.head_norm),
-            &s(&ws.proj),
-            1,
-            cfg.norm_eps,
-            &s(&ws.hn),
+            &ops::HeadNormGate {
+                l: layout,
+                h: &s(&ws.h),
+                norm: ops::Norm {
+                    weight: &s(&block.head_norm),
+                    eps: cfg.norm_eps,
+                },
+                proj: &s(&ws.proj),
+                tokens: 1,
+                y: &s(&ws.hn),
+            },
         )?;
         ops::matmul(pb, ops, &hn, 1, &block.out_proj, x, RESIDUAL)
     }

@@ -7,7 +7,7 @@
 use super::{cell_scratch, LargeNet, Workspace, RESIDUAL};
 use crate::error::Result;
 use crate::gpu::{GpuBuffer, PlanBuilder, Slice};
-use crate::model::mlstm_cell::{record_cell, CellPass, CellState};
+use crate::model::mlstm_cell::{record_cell, Cell, CellPass, CellState};
 use crate::model::schedule::PrefillSchedule;
 use crate::ops::{self, Epilogue, Rows};
 
@@ -38,32 +38,54 @@ impl LargeNet<'_> {
 
         ops::embed(pb, ops, &s(&ws.ids), 0, t, &w.embedding, &s(&ws.x))?;
         for (block, st) in w.blocks.iter().zip(state) {
-            ops::rms_norm(pb, ops, &x, &s(&block.norm_mlstm), e, eps, t, &xn)?;
-            ops::matmul(pb, ops, &xn, t, &block.proj, &proj, Epilogue::default())?;
-            let scratch = cell_scratch(ws);
-            parity_out = record_cell(
+            ops::rms_norm(
                 pb,
                 ops,
-                &layout,
-                &s(&block.gate_bias),
-                st,
-                &scratch,
-                parity,
-                CellPass::Prefill(sched),
+                &x,
+                ops::Norm {
+                    weight: &s(&block.norm_mlstm),
+                    eps,
+                },
+                e,
+                t,
+                &xn,
             )?;
+            ops::matmul(pb, ops, &xn, t, &block.proj, &proj, Epilogue::default())?;
+            let scratch = cell_scratch(ws);
+            let cell = Cell {
+                l: &layout,
+                gate_bias: &s(&block.gate_bias),
+                state: st,
+            };
+            parity_out = record_cell(pb, ops, &cell, &scratch, parity, CellPass::Prefill(sched))?;
             ops::head_norm_gate(
                 pb,
                 ops,
-                &layout,
-                &s(&ws.h),
-                &s(&block.head_norm),
-                &s(&ws.proj),
-                t,
-                eps,
-                &s(&ws.hn),
+                &ops::HeadNormGate {
+                    l: &layout,
+                    h: &s(&ws.h),
+                    norm: ops::Norm {
+                        weight: &s(&block.head_norm),
+                        eps,
+                    },
+                    proj: &s(&ws.proj),
+                    tokens: t,
+                    y: &s(&ws.hn),
+                },
             )?;
             ops::matmul(pb, ops, &hn, t, &block.out_proj, &x, RESIDUAL)?;
-            ops::rms_norm(pb, ops, &x, &s(&block.norm_ffn), e, eps, t, &xn)?;
+            ops::rms_norm(
+                pb,
+                ops,
+                &x,
+                ops::Norm {
+                    weight: &s(&block.norm_ffn),
+                    eps,
+                },
+                e,
+                t,
+                &xn,
+            )?;
             ops::matmul(pb, ops, &xn, t, &block.ffn_up, &ffn_u, Epilogue::default())?;
             ops::swiglu(pb, ops, &s(&ws.ffn_u), t, cfg.ffn_dim, &s(&ws.ffn_a))?;
             ops::matmul(pb, ops, &ffn_a, t, &block.ffn_down, &x, RESIDUAL)?;
@@ -92,15 +114,28 @@ impl LargeNet<'_> {
                 pb,
                 ops,
                 &last,
-                &Slice::all(norm),
-                cfg.norm_eps,
+                ops::Norm {
+                    weight: &Slice::all(norm),
+                    eps: cfg.norm_eps,
+                },
                 &w.lm_head,
                 &logits,
                 cap,
             ),
             Some(norm) => {
                 let e = cfg.embedding_dim;
-                ops::rms_norm(pb, ops, &last, &Slice::all(norm), e, cfg.norm_eps, rows, xn)?;
+                ops::rms_norm(
+                    pb,
+                    ops,
+                    &last,
+                    ops::Norm {
+                        weight: &Slice::all(norm),
+                        eps: cfg.norm_eps,
+                    },
+                    e,
+                    rows,
+                    xn,
+                )?;
                 ops::matmul(pb, ops, xn, rows, &w.lm_head, &logits, cap)
             }
             None => ops::matmul(pb, ops, &last, rows, &w.lm_head, &logits, cap),

@@ -13,23 +13,30 @@ fn add_bias(pb: &mut PlanBuilder, ops: &Ops, y: &Rows, bias: &Option<GpuBuffer>,
     }
 }
 
+/// The original xLSTM as one forward pass sees it: the compiled kernels, the configuration and
+/// the weights on the GPU.
+#[derive(Clone, Copy)]
+pub struct V1Net<'a> {
+    pub ops: &'a Ops,
+    pub cfg: &'a V1Config,
+    pub w: &'a Weights,
+}
+
 /// Appends one forward pass over `ws.tokens` tokens (ids in `ws.ids` at `ids_offset`): embedding,
 /// every block, post norm and lm_head for the last `ws.logit_rows` tokens. `pass` says how the
 /// mLSTM cells run: a prompt segment by the prefill schedule, or one decode step (a one-token
 /// workspace; the matrix products of one row run the GEMV kernel). `parity` is the mLSTM states'
 /// n/m parity before the segment; returns the parity after it.
-#[allow(clippy::too_many_arguments)]
 pub fn record_forward(
     pb: &mut PlanBuilder,
-    ops: &Ops,
-    cfg: &V1Config,
-    w: &Weights,
+    net: &V1Net,
     state: &[BlockState],
     ws: &Workspace,
     ids_offset: usize,
     parity: u32,
     pass: CellPass,
 ) -> Result<u32> {
+    let V1Net { ops, cfg, w } = *net;
     let t = ws.tokens;
     let d = Dims::of(cfg, w);
     let e = d.e;
@@ -55,7 +62,20 @@ pub fn record_forward(
                 let h = Rows::new(&s(&ws.h), i);
                 let hg = Rows::new(&s(&ws.hg), i);
                 let m = mlstm_of(cfg)?;
-                v1ops::layer_norm(pb, ops, &x, Some(&s(&b.norm)), t, e, 1, eps, &xn, NormOut::Write)?;
+                v1ops::layer_norm(
+                    pb,
+                    ops,
+                    &x,
+                    t,
+                    &v1ops::LayerNorm {
+                        weight: Some(&s(&b.norm)),
+                        width: e,
+                        groups: 1,
+                        eps,
+                    },
+                    &xn,
+                    NormOut::Write,
+                )?;
                 ops::matmul(pb, ops, &xn, t, &b.proj_up, &up, Epilogue::default())?;
                 add_bias(pb, ops, &up, &b.proj_up_bias, t, 2 * i)?;
                 v1ops::conv_silu(
@@ -63,11 +83,13 @@ pub fn record_forward(
                     ops,
                     &up,
                     t,
-                    i,
-                    m.conv1d_kernel_size,
-                    &s(&b.conv_weight),
-                    &s(&b.conv_bias),
-                    &s(conv),
+                    &v1ops::Conv {
+                        width: i,
+                        ks: m.conv1d_kernel_size,
+                        weight: &s(&b.conv_weight),
+                        bias: &s(&b.conv_bias),
+                        state: &s(conv),
+                    },
                     &xc,
                 )?;
                 let qkv_bias = b.qkv_bias.as_ref().map(s);
@@ -76,25 +98,29 @@ pub fn record_forward(
                     ops,
                     &xc,
                     &up,
-                    2,
-                    3,
                     t,
-                    i,
-                    m.qkv_proj_blocksize,
-                    &s(&b.qkv),
-                    qkv_bias.as_ref(),
+                    &v1ops::Headwise {
+                        split: 2,
+                        groups: 3,
+                        width: i,
+                        bs: m.qkv_proj_blocksize,
+                        w: &s(&b.qkv),
+                        bias: qkv_bias.as_ref(),
+                    },
                     &proj,
                 )?;
                 mlstm_v1::gates(
                     pb,
                     ops,
-                    &s(&b.gates),
-                    &s(&ws.proj),
-                    t,
-                    2 * d.nh,
-                    3 * i,
-                    layout.proj_stride,
-                    layout.i_col,
+                    &mlstm_v1::Gates {
+                        w: &s(&b.gates),
+                        proj: &s(&ws.proj),
+                        tokens: t,
+                        rows: 2 * d.nh,
+                        k: 3 * i,
+                        stride: layout.proj_stride,
+                        gate_col: layout.i_col,
+                    },
                 )?;
                 let scratch = CellScratch {
                     tokens: t,
@@ -102,60 +128,136 @@ pub fn record_forward(
                     cell: &ws.cell,
                     h: &ws.h,
                 };
-                parity_out = record_cell(pb, ops, &layout, &s(&b.gate_bias), cell, &scratch, parity, pass)?;
+                let cell = Cell {
+                    l: &layout,
+                    gate_bias: &s(&b.gate_bias),
+                    state: cell,
+                };
+                parity_out = record_cell(pb, ops, &cell, &scratch, parity, pass)?;
                 let gate = NormOut::MlstmGate {
                     skip: &s(&b.skip),
                     xc: &xc,
                     z: &up.col(i),
                 };
-                v1ops::layer_norm(pb, ops, &h, Some(&s(&b.outnorm)), t, i, d.nh, eps, &hg, gate)?;
+                v1ops::layer_norm(
+                    pb,
+                    ops,
+                    &h,
+                    t,
+                    &v1ops::LayerNorm {
+                        weight: Some(&s(&b.outnorm)),
+                        width: i,
+                        groups: d.nh,
+                        eps,
+                    },
+                    &hg,
+                    gate,
+                )?;
                 ops::matmul(pb, ops, &hg, t, &b.proj_down, &x, residual)?;
                 add_bias(pb, ops, &x, &b.proj_down_bias, t, e)?;
             }
             (Block::Slstm(b), BlockState::Slstm { conv, state, scratch }) => {
                 let l = slstm_of(cfg)?;
-                v1ops::layer_norm(pb, ops, &x, Some(&s(&b.norm)), t, e, 1, eps, &xn, NormOut::Write)?;
+                v1ops::layer_norm(
+                    pb,
+                    ops,
+                    &x,
+                    t,
+                    &v1ops::LayerNorm {
+                        weight: Some(&s(&b.norm)),
+                        width: e,
+                        groups: 1,
+                        eps,
+                    },
+                    &xn,
+                    NormOut::Write,
+                )?;
                 let xc = Rows::new(&s(&ws.xc), e);
                 let gate_in = match (&b.conv, conv) {
                     (Some((cw, cb)), Some(cs)) => {
-                        v1ops::conv_silu(pb, ops, &xn, t, e, l.conv1d_kernel_size, &s(cw), &s(cb), &s(cs), &xc)?;
+                        v1ops::conv_silu(
+                            pb,
+                            ops,
+                            &xn,
+                            t,
+                            &v1ops::Conv {
+                                width: e,
+                                ks: l.conv1d_kernel_size,
+                                weight: &s(cw),
+                                bias: &s(cb),
+                                state: &s(cs),
+                            },
+                            &xc,
+                        )?;
                         &xc
                     }
                     _ => &xn,
                 };
                 let wx = Rows::new(&s(&ws.wx), 4 * e);
-                v1ops::headwise(pb, ops, gate_in, &xn, 2, 4, t, e, l.head_dim, &s(&b.gates), None, &wx)?;
+                v1ops::headwise(
+                    pb,
+                    ops,
+                    gate_in,
+                    &xn,
+                    t,
+                    &v1ops::Headwise {
+                        split: 2,
+                        groups: 4,
+                        width: e,
+                        bs: l.head_dim,
+                        w: &s(&b.gates),
+                        bias: None,
+                    },
+                    &wx,
+                )?;
                 slstm::slstm(
                     pb,
                     ops,
-                    &s(&ws.wx),
-                    &s(&b.bias),
-                    &s(&b.recurrent),
-                    &s(state),
-                    &s(scratch),
-                    &s(&ws.h),
-                    t,
-                    l.num_heads,
-                    l.head_dim,
-                    SlstmMode::Auto,
+                    &slstm::Slstm {
+                        wx: &s(&ws.wx),
+                        bias: &s(&b.bias),
+                        r: &s(&b.recurrent),
+                        state: &s(state),
+                        scratch: &s(scratch),
+                        h: &s(&ws.h),
+                        tokens: t,
+                        num_heads: l.num_heads,
+                        head_dim: l.head_dim,
+                        mode: SlstmMode::Auto,
+                    },
                 )?;
                 let h = Rows::new(&s(&ws.h), e);
                 v1ops::layer_norm(
                     pb,
                     ops,
                     &h,
-                    Some(&s(&b.group_norm)),
                     t,
-                    e,
-                    l.num_heads,
-                    eps,
+                    &v1ops::LayerNorm {
+                        weight: Some(&s(&b.group_norm)),
+                        width: e,
+                        groups: l.num_heads,
+                        eps,
+                    },
                     &x,
                     NormOut::Accumulate,
                 )?;
                 if let Some(f) = &b.ffn {
                     let up = Rows::new(&s(&ws.up), 2 * f.dim);
                     let hid = Rows::new(&s(&ws.hg), f.dim);
-                    v1ops::layer_norm(pb, ops, &x, Some(&s(&f.norm)), t, e, 1, eps, &xn, NormOut::Write)?;
+                    v1ops::layer_norm(
+                        pb,
+                        ops,
+                        &x,
+                        t,
+                        &v1ops::LayerNorm {
+                            weight: Some(&s(&f.norm)),
+                            width: e,
+                            groups: 1,
+                            eps,
+                        },
+                        &xn,
+                        NormOut::Write,
+                    )?;
                     ops::matmul(pb, ops, &xn, t, &f.proj_up, &up, Epilogue::default())?;
                     add_bias(pb, ops, &up, &f.proj_up_bias, t, 2 * f.dim)?;
                     v1ops::gated_act(pb, ops, w.act, &up, t, f.dim, &hid)?;
@@ -173,7 +275,20 @@ pub fn record_forward(
         let head = w.lm_head.as_ref().unwrap_or(&w.embedding);
         match &w.post_norm {
             Some(norm) => {
-                v1ops::layer_norm(pb, ops, &last, Some(&s(norm)), rows, e, 1, eps, &xn, NormOut::Write)?;
+                v1ops::layer_norm(
+                    pb,
+                    ops,
+                    &last,
+                    rows,
+                    &v1ops::LayerNorm {
+                        weight: Some(&s(norm)),
+                        width: e,
+                        groups: 1,
+                        eps,
+                    },
+                    &xn,
+                    NormOut::Write,
+                )?;
                 ops::matmul(pb, ops, &xn, rows, head, &logits, Epilogue::default())?;
             }
             None => ops::matmul(pb, ops, &last, rows, head, &logits, Epilogue::default())?,

@@ -17,10 +17,10 @@
 mod forward;
 mod load;
 
-pub use forward::record_forward;
+pub use forward::{record_forward, V1Net};
 
 use super::checkpoint::Checkpoint;
-use super::mlstm_cell::{record_cell, CellBuffers, CellPass, CellScratch, CellState};
+use super::mlstm_cell::{record_cell, Cell, CellBuffers, CellPass, CellScratch, CellState};
 use super::state::StateTensor;
 use super::v1_config::{Activation, BlockKind, MlstmLayerConfig, SlstmLayerConfig, V1Config, V1_NORM_EPS};
 use super::weights::{GpuMatrix, WeightDtype};

@@ -47,6 +47,13 @@ pub(super) fn linear<S: Real>(x: &[S], w: &[f32], bias: Option<&Vec<f32>>, n: us
         .collect()
 }
 
+/// The v1 mLSTM's gate projection of one row: `w` [n, len(x)] (input-gate rows, then forget-gate
+/// rows) times concat(q, k, v), f64 accumulation, without the gate bias (the GPU's
+/// `mlstm_v1_gates` leaves the bias to the gate kernel; [`super::forward`] adds it here).
+pub fn gate_projection(x: &[f32], w: &[f32], n: usize) -> Vec<f32> {
+    linear(x, w, None, n)
+}
+
 /// Block-diagonal projection (`LinearHeadwiseExpand`, expand 1): `w` is `[nb, bs, bs]` and
 /// `y[b·bs + o] = Σ_d x[b·bs + d] · w[b, o, d]` (+ bias).
 pub fn headwise<S: Real>(x: &[S], w: &[f32], bias: Option<&Vec<f32>>, bs: usize) -> Vec<S> {

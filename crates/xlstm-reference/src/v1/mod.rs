@@ -39,7 +39,7 @@ mod math;
 mod state;
 mod weights;
 
-pub use math::{activation, conv_silu_step, gelu, group_norm, headwise};
+pub use math::{activation, conv_silu_step, gate_projection, gelu, group_norm, headwise};
 pub use state::{BlockState, MlstmState, Real, SlstmState, V1State};
 pub use weights::V1Weights;
 pub use xlstm_wgpu::model::v1::MLSTM_CELL_EPS;
