@@ -1,5 +1,6 @@
 //! Everything that talks to wgpu: the device, the buffer pool, kernels and plans.
 
+pub mod caps;
 pub mod device;
 pub mod kernels;
 pub mod matrix;
