@@ -307,11 +307,11 @@ var<workgroup> ar: array<f16, 384>;
 var<workgroup> ac: array<f16, 384>;
 var<workgroup> br: array<f16, 384>;
 var<workgroup> bc: array<f16, 384>;
-pub(crate) fn st(m: coop_mat16x16<f32, C>, o: u32, stride: u32) {
+fn st(m: coop_mat16x16<f32, C>, o: u32, stride: u32) {
     coopStoreT(m, &outp[o], stride);
 }
 @compute @workgroup_size(32)
-pub(crate) fn main(@builtin(local_invocation_index) lid: u32) {
+fn main(@builtin(local_invocation_index) lid: u32) {
     for (var e = lid; e < 256u; e += 32u) {
         let r = e / 16u;
         let k = e % 16u;
