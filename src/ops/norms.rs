@@ -62,6 +62,12 @@ pub struct Norm<'a> {
     pub eps: f32,
 }
 
+impl<'a> Norm<'a> {
+    pub fn new(weight: &'a Slice, eps: f32) -> Self {
+        Norm { weight, eps }
+    }
+}
+
 /// y = x / sqrt(mean(x^2) + eps) * weight, per row, for `rows` rows of `dim` values.
 pub fn rms_norm(
     pb: &mut PlanBuilder,

@@ -8,7 +8,7 @@ use super::{LargeBlock, LargeNet, Workspace, RESIDUAL};
 use crate::error::Result;
 use crate::gpu::{GpuBuffer, PlanBuilder, Slice};
 use crate::model::mlstm_cell::CellState;
-use crate::ops::{self, CellLayout, Epilogue, Rows};
+use crate::ops::{self, CellLayout, Epilogue, Norm, Rows};
 
 impl LargeNet<'_> {
     /// Appends one step: the token id at `ws.ids[step]` in, its logits out in `ws.logits` (when
@@ -30,49 +30,28 @@ impl LargeNet<'_> {
         let x = Rows::new(&s(&ws.x), cfg.embedding_dim);
         let proj = Rows::new(&s(&ws.proj), layout.proj_stride);
         let ffn_u = Rows::new(&s(&ws.ffn_u), 2 * cfg.ffn_dim);
+        let h = s(&ws.h);
         let none = Epilogue::default();
 
         ops::embed(pb, ops, &s(&ws.ids), step, 1, &w.embedding, &s(&ws.x))?;
         for (block, st) in w.blocks.iter().zip(state) {
-            ops::gemv_rms_norm(
-                pb,
-                ops,
-                &x,
-                ops::Norm {
-                    weight: &s(&block.norm_mlstm),
-                    eps,
-                },
-                &block.proj,
-                &proj,
-                none,
-            )?;
-            ops::mlstm_step(
-                pb,
-                ops,
-                &ops::MlstmStep {
-                    l: &layout,
-                    proj: &s(&ws.proj),
-                    bias: &s(&block.gate_bias),
-                    row: 0,
-                    state: &st.buffers(),
-                    parity,
-                    h: &s(&ws.h),
-                    h_offset: 0,
-                },
-            )?;
+            let (norm_mlstm, norm_ffn, gate_bias) = (s(&block.norm_mlstm), s(&block.norm_ffn), s(&block.gate_bias));
+            let cell = st.buffers();
+            let step_in = ops::MlstmStep {
+                l: &layout,
+                proj: &proj.buf,
+                bias: &gate_bias,
+                row: 0,
+                state: &cell,
+                parity,
+                h: &h,
+                h_offset: 0,
+            };
+
+            ops::gemv_rms_norm(pb, ops, &x, Norm::new(&norm_mlstm, eps), &block.proj, &proj, none)?;
+            ops::mlstm_step(pb, ops, &step_in)?;
             self.record_out_proj(pb, block, &layout, ws, &x)?;
-            ops::gemv_rms_norm(
-                pb,
-                ops,
-                &x,
-                ops::Norm {
-                    weight: &s(&block.norm_ffn),
-                    eps,
-                },
-                &block.ffn_up,
-                &ffn_u,
-                none,
-            )?;
+            ops::gemv_rms_norm(pb, ops, &x, Norm::new(&norm_ffn, eps), &block.ffn_up, &ffn_u, none)?;
             ops::gemv_swiglu(pb, ops, &ffn_u, &block.ffn_down, &x, RESIDUAL)?;
         }
         if ws.logit_rows > 0 {
@@ -82,15 +61,7 @@ impl LargeNet<'_> {
             };
             let logits = Rows::new(&s(&ws.logits), cfg.vocab_size);
             match &w.out_norm {
-                Some(norm) => ops::gemv_rms_norm(
-                    pb,
-                    ops,
-                    &x,
-                    ops::Norm { weight: &s(norm), eps },
-                    &w.lm_head,
-                    &logits,
-                    cap,
-                )?,
+                Some(norm) => ops::gemv_rms_norm(pb, ops, &x, Norm::new(&s(norm), eps), &w.lm_head, &logits, cap)?,
                 None => ops::matmul(pb, ops, &x, 1, &w.lm_head, &logits, cap)?,
             }
         }
@@ -119,10 +90,7 @@ impl LargeNet<'_> {
                 &ops::HeadNormInput {
                     h: &h,
                     head_dim: layout.dv,
-                    norm: ops::Norm {
-                        weight: &norm,
-                        eps: cfg.norm_eps,
-                    },
+                    norm: Norm::new(&norm, cfg.norm_eps),
                     gate: &gate,
                 },
                 &block.out_proj,
