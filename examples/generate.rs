@@ -128,9 +128,8 @@ fn run(a: &Args) -> Result<()> {
             .join("models")
             .join("xlstm-large-mini")
     });
-    if a.prompt.is_empty() {
-        return Err(Error::Input("the prompt is empty".into()));
-    }
+    // An empty prompt is checked once the model is loaded: BOS alone starts an unconditional
+    // generation, and only a model without a BOS id has nothing to start from.
     if a.max_new_tokens > MAX_NEW_TOKENS {
         return Err(Error::Input(format!(
             "--max-new-tokens {} is more than the {MAX_NEW_TOKENS} tokens a run may generate",
@@ -165,6 +164,11 @@ fn run(a: &Args) -> Result<()> {
     let mut prompt = Vec::new();
     prompt.extend(model.bos_token_id());
     prompt.extend(tok.encode(&a.prompt)?);
+    if prompt.is_empty() {
+        return Err(Error::Input(
+            "the prompt is empty and the model has no BOS token to start from".into(),
+        ));
+    }
     let mut sampler = Sampler::new(SamplerConfig {
         temperature: a.temperature,
         top_k: a.top_k,

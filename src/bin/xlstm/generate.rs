@@ -44,9 +44,8 @@ pub struct GenerateArgs {
 /// Prints the generated text as it comes and a one-line summary at the end.
 pub fn generate(a: &GenerateArgs) -> Result<()> {
     let dir = a.model.clone().unwrap_or_else(default_model_dir);
-    if a.prompt.is_empty() {
-        return Err(Error::Input("the prompt is empty".into()));
-    }
+    // An empty prompt is checked once the model is loaded: BOS alone starts an unconditional
+    // generation, and only a model without a BOS id has nothing to start from.
     check_new_tokens("--max-new-tokens", a.max_new_tokens)?;
     // telemetry: watchdog, status record, pre-load estimate (src/telemetry); SIGINT/SIGTERM stop
     // the run at the next token with the summary so far.
@@ -80,7 +79,9 @@ pub fn generate(a: &GenerateArgs) -> Result<()> {
     }
     prompt.extend(tok.encode(&a.prompt)?);
     if prompt.is_empty() {
-        return Err(Error::Input("the prompt is empty".into()));
+        return Err(Error::Input(
+            "the prompt is empty and the model has no BOS token to start from".into(),
+        ));
     }
     let mut sampler = Sampler::new(SamplerConfig {
         temperature: a.temperature,
