@@ -6,7 +6,7 @@
 //!         [--chunk-size N] [--heads-per-band N] [--dtype f16|f32]
 //!
 //! Without --model it runs the small xLSTM Large model shipped in models/xlstm-large-mini.
-//! Text streams as it is produced; one summary line ends the run. `xlstm generate` does the same
+//! Text streams to stdout as it is produced; one summary line on stderr ends the run. `xlstm generate` does the same
 //! with every scheduler flag, tuned defaults from `xlstm tune` and a compile-progress line.
 
 use clap::Parser;
@@ -212,7 +212,8 @@ fn run(a: &Args) -> Result<()> {
             ..so_far
         },
     };
-    println!(
+    // The summary goes to stderr so that redirecting stdout captures the generated text alone.
+    eprintln!(
         "prompt tokens {} | prefill {:.1} tok/s | decode {:.1} tok/s ({} tokens) | peak GPU pool {:.1} MiB | {} weights, {}",
         stats.prompt_tokens,
         stats.prefill_tok_per_s(),

@@ -882,6 +882,17 @@ fn v1_generate_with_the_shipped_model() {
         stdout.starts_with("Elizabeth") && stdout.len() > "Elizabeth".len(),
         "{stdout}"
     );
+    // stdout holds the text alone (`> story.txt`); the summary line is on stderr.
+    assert!(
+        !stdout.contains("prompt tokens") && !stdout.contains("tok/s"),
+        "{stdout}"
+    );
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let summary = stderr
+        .lines()
+        .find(|l| l.starts_with("prompt tokens "))
+        .unwrap_or_default();
+    assert!(summary.contains("decode") && summary.contains("tok/s"), "{stderr}");
 }
 
 /// `--prompt ""` generates from BOS alone when the model has one; without a BOS id the empty
@@ -907,13 +918,9 @@ fn generate_from_an_empty_prompt_starts_at_bos() {
     };
     let o = output_within(args(&mini), std::time::Duration::from_secs(120));
     assert_succeeded("generate --prompt \"\"", &o);
-    let all = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    assert!(all.contains("prompt tokens 1 "), "{all}");
-    assert!(all.contains("(4 tokens)"), "{all}");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("prompt tokens 1 "), "{stderr}");
+    assert!(stderr.contains("(4 tokens)"), "{stderr}");
 
     // The same model without a BOS id has nothing to start from.
     let s = Scratch::new();

@@ -1,4 +1,5 @@
-//! `xlstm generate`: text from a prompt, streamed as it comes, with a one-line summary; a
+//! `xlstm generate`: text from a prompt, streamed to stdout as it comes, with a one-line summary on
+//! stderr; a
 //! progress line covers kernel compiles and the first pass when they take noticeable time.
 
 use crate::cli::{check_new_tokens, default_model_dir, GpuArgs, RunArgs};
@@ -41,7 +42,7 @@ pub struct GenerateArgs {
     pub mem: xlstm_wgpu::telemetry::MemArgs,
 }
 
-/// Prints the generated text as it comes and a one-line summary at the end.
+/// Prints the generated text to stdout as it comes and a one-line summary to stderr at the end.
 pub fn generate(a: &GenerateArgs) -> Result<()> {
     let dir = a.model.clone().unwrap_or_else(default_model_dir);
     // An empty prompt is checked once the model is loaded: BOS alone starts an unconditional
@@ -144,7 +145,8 @@ pub fn generate(a: &GenerateArgs) -> Result<()> {
         },
     };
     let tuned = tuned.map_or(String::new(), |t| format!(" | tuned (cache): {t}"));
-    println!(
+    // The summary goes to stderr so that redirecting stdout captures the generated text alone.
+    eprintln!(
         "prompt tokens {} | prefill {:.1} tok/s | decode {:.1} tok/s ({} tokens) | peak GPU pool {:.1} MiB | {} weights, {}{tuned}",
         stats.prompt_tokens,
         stats.prefill_tok_per_s(),
