@@ -6,7 +6,7 @@
 //!         [--chunk-size N] [--heads-per-band N] [--dtype f16|f32]
 //!
 //! Without --model it runs the small xLSTM Large model shipped in models/xlstm-large-mini.
-//! Text streams as it is produced; one summary line ends the run. `xlstm generate` does the same
+//! Text streams to stdout as it is produced; one summary line on stderr ends the run. `xlstm generate` does the same
 //! with every scheduler flag, tuned defaults from `xlstm tune` and a compile-progress line.
 
 use clap::Parser;
@@ -128,9 +128,8 @@ fn run(a: &Args) -> Result<()> {
             .join("models")
             .join("xlstm-large-mini")
     });
-    if a.prompt.is_empty() {
-        return Err(Error::Input("the prompt is empty".into()));
-    }
+    // An empty prompt is checked once the model is loaded: BOS alone starts an unconditional
+    // generation, and only a model without a BOS id has nothing to start from.
     if a.max_new_tokens > MAX_NEW_TOKENS {
         return Err(Error::Input(format!(
             "--max-new-tokens {} is more than the {MAX_NEW_TOKENS} tokens a run may generate",
@@ -165,6 +164,11 @@ fn run(a: &Args) -> Result<()> {
     let mut prompt = Vec::new();
     prompt.extend(model.bos_token_id());
     prompt.extend(tok.encode(&a.prompt)?);
+    if prompt.is_empty() {
+        return Err(Error::Input(
+            "the prompt is empty and the model has no BOS token to start from".into(),
+        ));
+    }
     let mut sampler = Sampler::new(SamplerConfig {
         temperature: a.temperature,
         top_k: a.top_k,
@@ -208,7 +212,8 @@ fn run(a: &Args) -> Result<()> {
             ..so_far
         },
     };
-    println!(
+    // The summary goes to stderr so that redirecting stdout captures the generated text alone.
+    eprintln!(
         "prompt tokens {} | prefill {:.1} tok/s | decode {:.1} tok/s ({} tokens) | peak GPU pool {:.1} MiB | {} weights, {}",
         stats.prompt_tokens,
         stats.prefill_tok_per_s(),

@@ -882,6 +882,66 @@ fn v1_generate_with_the_shipped_model() {
         stdout.starts_with("Elizabeth") && stdout.len() > "Elizabeth".len(),
         "{stdout}"
     );
+    // stdout holds the text alone (`> story.txt`); the summary line is on stderr.
+    assert!(
+        !stdout.contains("prompt tokens") && !stdout.contains("tok/s"),
+        "{stdout}"
+    );
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let summary = stderr
+        .lines()
+        .find(|l| l.starts_with("prompt tokens "))
+        .unwrap_or_default();
+    assert!(summary.contains("decode") && summary.contains("tok/s"), "{stderr}");
+}
+
+/// `--prompt ""` generates from BOS alone when the model has one; without a BOS id the empty
+/// prompt is refused with one line (exit code 1).
+#[test]
+fn generate_from_an_empty_prompt_starts_at_bos() {
+    let mini = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("models")
+        .join("xlstm-large-mini");
+    let args = |m: &Path| {
+        let mut cmd = Command::new(BIN);
+        cmd.args([
+            "generate",
+            "--prompt",
+            "",
+            "--max-new-tokens",
+            "4",
+            "--ignore-eos",
+            "--model",
+        ])
+        .arg(m);
+        cmd
+    };
+    let o = output_within(args(&mini), std::time::Duration::from_secs(120));
+    assert_succeeded("generate --prompt \"\"", &o);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("prompt tokens 1 "), "{stderr}");
+    assert!(stderr.contains("(4 tokens)"), "{stderr}");
+
+    // The same model without a BOS id has nothing to start from.
+    let s = Scratch::new();
+    let dir = s.path("no-bos");
+    std::fs::create_dir(&dir).unwrap();
+    for entry in std::fs::read_dir(&mini).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+    }
+    let config = dir.join("config.json");
+    let mut c: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+    c.remove("bos_token_id");
+    std::fs::write(&config, serde_json::to_vec(&c).unwrap()).unwrap();
+    let o = output_within(args(&dir), std::time::Duration::from_secs(120));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(lines[0].contains("the prompt is empty"), "{stderr}");
 }
 
 /// `xlstm bench` on a checkpoint and on a preset: a JSON report with every field filled, and a

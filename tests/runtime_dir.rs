@@ -211,6 +211,54 @@ fn the_default_runtime_dir_is_created_private() {
     assert_eq!(meta.uid(), xlstm_wgpu::files::current_uid());
 }
 
+/// Without `$XLSTM_RUNTIME_DIR` and `$XDG_RUNTIME_DIR` the directory is `<temp dir>/xlstm-<uid>`:
+/// named after the real user, not after `$USER` (which anyone can set or unset), so a run and
+/// `xltop` meet in the same place whatever the environment says.
+#[test]
+fn the_fallback_runtime_dir_is_named_after_the_uid_not_the_user_variable() {
+    use std::os::unix::fs::MetadataExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let expected = tmp.path().join(format!("xlstm-{}", xlstm_wgpu::files::current_uid()));
+    let fallback = |cmd: &mut Command| {
+        cmd.env_remove("XLSTM_RUNTIME_DIR")
+            .env_remove("XDG_RUNTIME_DIR")
+            .env("TMPDIR", tmp.path());
+    };
+    for user in [None, Some("someone-else"), Some("")] {
+        let mut cmd = Command::new(XLTOP);
+        cmd.arg("--json");
+        fallback(&mut cmd);
+        match user {
+            None => cmd.env_remove("USER").env_remove("LOGNAME").env_remove("USERNAME"),
+            Some(u) => cmd.env("USER", u).env("LOGNAME", u),
+        };
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let o = wait_bounded(child, "xltop --json");
+        assert!(o.status.success(), "USER {user:?}: {}", text(&o.stderr));
+        let snap: Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(snap["dir"].as_str(), Some(expected.to_str().unwrap()), "USER {user:?}");
+    }
+    // A run without USER creates that same directory, private to us.
+    let mut cmd = Command::new(XLSTM);
+    cmd.args(["generate", "--prompt", "hi", "--max-new-tokens", "2", "--model"])
+        .arg(model())
+        .env_remove("USER")
+        .env_remove("LOGNAME");
+    fallback(&mut cmd);
+    let child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let o = wait_bounded(child, "xlstm generate");
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let meta = std::fs::symlink_metadata(&expected).unwrap();
+    assert!(meta.is_dir());
+    assert_eq!(meta.mode() & 0o777, 0o700);
+    assert!(!tmp.path().join("xlstm-user").exists());
+}
+
 #[test]
 fn xltop_refuses_to_read_or_act_on_an_unsafe_runtime_dir() {
     let root = tempfile::tempdir().unwrap();

@@ -297,6 +297,22 @@ fn plain_and_stream_outputs_and_stale_records() {
     let snap: Value = serde_json::from_slice(&xltop(rt, &["--json", "--clean"]).stdout).unwrap();
     assert!(snap["processes"].as_array().unwrap().is_empty());
     assert!(!rt.join("4000000000.json").exists());
+
+    // --clean alone is a one-shot: it cleans and exits without a terminal (stdin, stdout and
+    // stderr are not TTYs here) and writes no terminal control sequences.
+    write_record(rt, &dead).unwrap();
+    let o = xltop(rt, &["--clean"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(o.stdout.is_empty(), "{}", String::from_utf8_lossy(&o.stdout));
+    assert_eq!(err.trim(), "xltop: removed 1 stale record", "{err}");
+    assert!(!rt.join("4000000000.json").exists());
+    let o = xltop(rt, &["--clean"]);
+    assert!(o.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr).trim(),
+        "xltop: removed 0 stale records"
+    );
 }
 
 fn tmux_available() -> bool {

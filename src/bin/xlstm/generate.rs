@@ -1,4 +1,5 @@
-//! `xlstm generate`: text from a prompt, streamed as it comes, with a one-line summary; a
+//! `xlstm generate`: text from a prompt, streamed to stdout as it comes, with a one-line summary on
+//! stderr; a
 //! progress line covers kernel compiles and the first pass when they take noticeable time.
 
 use crate::cli::{check_new_tokens, default_model_dir, GpuArgs, RunArgs};
@@ -41,12 +42,11 @@ pub struct GenerateArgs {
     pub mem: xlstm_wgpu::telemetry::MemArgs,
 }
 
-/// Prints the generated text as it comes and a one-line summary at the end.
+/// Prints the generated text to stdout as it comes and a one-line summary to stderr at the end.
 pub fn generate(a: &GenerateArgs) -> Result<()> {
     let dir = a.model.clone().unwrap_or_else(default_model_dir);
-    if a.prompt.is_empty() {
-        return Err(Error::Input("the prompt is empty".into()));
-    }
+    // An empty prompt is checked once the model is loaded: BOS alone starts an unconditional
+    // generation, and only a model without a BOS id has nothing to start from.
     check_new_tokens("--max-new-tokens", a.max_new_tokens)?;
     // telemetry: watchdog, status record, pre-load estimate (src/telemetry); SIGINT/SIGTERM stop
     // the run at the next token with the summary so far.
@@ -80,7 +80,9 @@ pub fn generate(a: &GenerateArgs) -> Result<()> {
     }
     prompt.extend(tok.encode(&a.prompt)?);
     if prompt.is_empty() {
-        return Err(Error::Input("the prompt is empty".into()));
+        return Err(Error::Input(
+            "the prompt is empty and the model has no BOS token to start from".into(),
+        ));
     }
     let mut sampler = Sampler::new(SamplerConfig {
         temperature: a.temperature,
@@ -143,7 +145,8 @@ pub fn generate(a: &GenerateArgs) -> Result<()> {
         },
     };
     let tuned = tuned.map_or(String::new(), |t| format!(" | tuned (cache): {t}"));
-    println!(
+    // The summary goes to stderr so that redirecting stdout captures the generated text alone.
+    eprintln!(
         "prompt tokens {} | prefill {:.1} tok/s | decode {:.1} tok/s ({} tokens) | peak GPU pool {:.1} MiB | {} weights, {}{tuned}",
         stats.prompt_tokens,
         stats.prefill_tok_per_s(),

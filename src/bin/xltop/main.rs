@@ -8,6 +8,7 @@
 //!     xltop --no-curses --poll 2             plain text, one table per refresh
 //!     xltop --json                           one JSON snapshot
 //!     xltop --json-stream --poll 1 --count 10    NDJSON, one snapshot per refresh
+//!     xltop --clean                          remove stale records and exit
 //!     xltop --stdin-commands                 also read `kill <pid>`, `empty_cache <pid>`,
 //!                                            `interval <sec>`, `quit` from standard input
 //!
@@ -24,9 +25,9 @@ mod tui;
 use clap::Parser;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use stream::{snapshot, stream};
+use stream::{remove_stale, snapshot, stream};
 use text::sanitize;
-use xlstm_wgpu::telemetry::status::check_runtime_dir;
+use xlstm_wgpu::telemetry::status::{check_runtime_dir, read_records};
 
 /// Refresh intervals accepted (--poll, `interval`), in seconds: short enough to follow a run,
 /// long enough not to spin.
@@ -92,7 +93,9 @@ struct Args {
     /// (0 ..= 3600).
     #[arg(long, value_name = "SEC", default_value_t = 5.0, value_parser = grace_seconds)]
     kill_grace: f64,
-    /// Remove the records of processes that ended without cleaning up (stale records).
+    /// Remove the records of processes that ended without cleaning up (stale records). Alone it
+    /// cleans and exits; with --json, --json-stream, --no-curses or --stdin-commands it cleans
+    /// before every refresh.
     #[arg(long)]
     clean: bool,
 }
@@ -112,6 +115,12 @@ fn main() -> ExitCode {
         Ok(())
     } else if args.json_stream || args.no_curses || args.stdin_commands {
         stream(&args, &dir)
+    } else if args.clean {
+        // A clean-up is a one-shot, also from a script or cron where there is no terminal to
+        // start the monitor on.
+        let n = remove_stale(&dir, &read_records(&dir));
+        eprintln!("xltop: removed {n} stale record{}", if n == 1 { "" } else { "s" });
+        Ok(())
     } else {
         tui::run(&args, &dir)
     };

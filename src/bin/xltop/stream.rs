@@ -14,12 +14,19 @@ use xlstm_wgpu::telemetry::status::{read_records, remove_record, unix_now, Statu
 pub fn records(dir: &Path, clean: bool) -> Vec<StatusRecord> {
     let mut recs = read_records(dir);
     if clean {
-        for r in recs.iter().filter(|r| r.stale) {
-            remove_record(dir, r.pid);
-        }
+        remove_stale(dir, &recs);
         recs.retain(|r| !r.stale);
     }
     recs
+}
+
+/// Removes the stale records among `recs`; returns how many there were.
+pub fn remove_stale(dir: &Path, recs: &[StatusRecord]) -> usize {
+    let stale: Vec<u32> = recs.iter().filter(|r| r.stale).map(|r| r.pid).collect();
+    for &pid in &stale {
+        remove_record(dir, pid);
+    }
+    stale.len()
 }
 
 fn snapshot_of(dir: &Path, recs: &[StatusRecord]) -> serde_json::Value {
