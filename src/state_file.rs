@@ -60,6 +60,51 @@ fn state_lens(model: &Model) -> Result<Vec<usize>> {
     Ok(state.tensors().iter().map(|t| t.len).collect())
 }
 
+/// The shape of every state tensor, from the model's config in the order of
+/// [`SavedState::tensors`]: xLSTM Large blocks C [NH, DHQK, DHV], n [NH, DHQK], m [NH];
+/// original-xLSTM mLSTM blocks the conv window [KS, I] then C [NH, DH, DH], n [NH, DH], m [NH];
+/// sLSTM blocks the conv window [KS, E] (with a conv) then (y, c, n, m) [4, E]. Any tensor whose
+/// element count the config does not explain is stored flat ([len]) rather than mislabelled.
+fn state_shapes(model: &Model, lens: &[usize]) -> Vec<Vec<usize>> {
+    use crate::model::v1_config::BlockKind;
+    let mut want: Vec<Vec<usize>> = Vec::new();
+    if let Some(c) = model.large_config() {
+        let (nh, dqk, dv) = (c.num_heads, c.head_dim_qk(), c.head_dim_v());
+        for _ in 0..c.num_blocks {
+            want.extend([vec![nh, dqk, dv], vec![nh, dqk], vec![nh]]);
+        }
+    } else if let Some(c) = model.v1_config() {
+        for kind in &c.blocks {
+            match (kind, &c.mlstm, &c.slstm) {
+                (BlockKind::Mlstm, Some(m), _) => {
+                    let (nh, dh) = (m.num_heads, m.head_dim());
+                    want.extend([
+                        vec![m.conv1d_kernel_size, m.inner_dim],
+                        vec![nh, dh, dh],
+                        vec![nh, dh],
+                        vec![nh],
+                    ]);
+                }
+                (BlockKind::Slstm, _, Some(sl)) => {
+                    if sl.conv1d_kernel_size > 0 {
+                        want.push(vec![sl.conv1d_kernel_size, c.embedding_dim]);
+                    }
+                    want.push(vec![4, c.embedding_dim]);
+                }
+                _ => {}
+            }
+        }
+    }
+    let explained = want.len() == lens.len();
+    lens.iter()
+        .enumerate()
+        .map(|(i, &n)| match want.get(i) {
+            Some(s) if explained && s.iter().product::<usize>() == n => s.clone(),
+            _ => vec![n],
+        })
+        .collect()
+}
+
 fn metadata(model: &Model, lens: &[usize], position: usize) -> HashMap<String, String> {
     let desc = model_description(model, lens);
     HashMap::from([
@@ -91,11 +136,13 @@ impl SavedState {
             .iter()
             .map(|t| t.iter().flat_map(|v| v.to_le_bytes()).collect())
             .collect();
+        let shapes = state_shapes(model, &lens);
         let views = bytes
             .iter()
+            .zip(shapes)
             .enumerate()
-            .map(|(i, b)| {
-                let view = TensorView::new(Dtype::F32, vec![b.len() / 4], b)
+            .map(|(i, (b, shape))| {
+                let view = TensorView::new(Dtype::F32, shape, b)
                     .map_err(|e| Error::Input(format!("{}: state tensor {i}: {e}", path.display())))?;
                 Ok((format!("state.{i}"), view))
             })
@@ -156,15 +203,16 @@ impl SavedState {
                 lens.len()
             )));
         }
-        let tensors = lens
+        let shapes = state_shapes(model, &lens);
+        let tensors = shapes
             .iter()
             .enumerate()
-            .map(|(i, &n)| {
+            .map(|(i, shape)| {
                 let name = format!("state.{i}");
                 let t = st.tensor(&name).map_err(|_| bad(format!("tensor {name} is missing")))?;
-                if t.dtype() != Dtype::F32 || t.shape() != [n] {
+                if t.dtype() != Dtype::F32 || t.shape() != shape.as_slice() {
                     return Err(bad(format!(
-                        "tensor {name} is {:?} {:?}, expected F32 [{n}]",
+                        "tensor {name} is {:?} {:?}, expected F32 {shape:?}",
                         t.dtype(),
                         t.shape()
                     )));

@@ -89,6 +89,19 @@ fn continues_in_a_new_process(name: &str) {
         assert_eq!(argmax(g), argmax(w), "{name}: greedy ids differ");
     }
 
+    // The tensors carry the state layout's shapes (not only flat lengths).
+    let bytes = std::fs::read(p("a.state")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let flat = (0..st.len())
+        .filter(|i| st.tensor(&format!("state.{i}")).unwrap().shape().len() < 2)
+        .count();
+    // Only the m vectors [NH] are one-dimensional: at most one tensor in three.
+    assert!(
+        flat * 3 <= st.len(),
+        "{name}: {flat} of {} state tensors are flat",
+        st.len()
+    );
+
     // The library reads the file the CLI wrote, and its own round trip is exact.
     let saved = SavedState::read(&p("a.state"), &model).unwrap();
     assert_eq!(saved.position, a.len());
@@ -121,6 +134,7 @@ fn v1_state_continues_in_a_new_process() {
 fn read_error(path: &Path, model: &Model) -> String {
     let e = SavedState::read(path, model).unwrap_err().to_string();
     assert!(!e.contains('\n'), "{e}");
+    eprintln!("{e}");
     e
 }
 
