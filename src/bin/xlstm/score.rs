@@ -45,6 +45,13 @@ pub fn score(a: ScoreArgs) -> Result<()> {
     files::check_output_path(&a.out)?;
     if let Some(p) = &a.save_state {
         files::check_output_path(p)?;
+        // The output is committed after the state is written and would silently replace it.
+        if p == &a.out {
+            return Err(Error::Input(format!(
+                "--save-state and --out are the same file ({})",
+                p.display()
+            )));
+        }
     }
     check_new_tokens("--generate", a.generate)?;
     let ids = read_ids(&a.input_ids)?;
