@@ -32,6 +32,7 @@ pub mod ops;
 pub mod rng;
 pub mod sample;
 pub mod session;
+pub mod state_file;
 pub mod telemetry;
 pub mod tokenizer;
 

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use xlstm_wgpu::files;
 use xlstm_wgpu::sample::argmax;
 use xlstm_wgpu::telemetry::{signals, Estimate, MemArgs, Watchdog};
-use xlstm_wgpu::{Error, Logits, Result, Session};
+use xlstm_wgpu::{Error, Logits, Result, SavedState, Session};
 
 #[derive(clap::Args)]
 pub struct ScoreArgs {
@@ -25,6 +25,14 @@ pub struct ScoreArgs {
     /// Greedy tokens to generate through the decode step path (at most 1048576).
     #[arg(long, default_value_t = 0)]
     generate: usize,
+    /// Start from the recurrent state in this file (written by --save-state with the same model
+    /// and --dtype) instead of the zero state: the prompt continues that sequence.
+    #[arg(long)]
+    load_state: Option<PathBuf>,
+    /// Write the recurrent state after the prompt (before any --generate tokens) to this file
+    /// (safetensors), to continue from it later with --load-state.
+    #[arg(long)]
+    save_state: Option<PathBuf>,
     #[command(flatten)]
     run: RunArgs,
     #[command(flatten)]
@@ -35,6 +43,16 @@ pub struct ScoreArgs {
 
 pub fn score(a: ScoreArgs) -> Result<()> {
     files::check_output_path(&a.out)?;
+    if let Some(p) = &a.save_state {
+        files::check_output_path(p)?;
+        // The output is committed after the state is written and would silently replace it.
+        if p == &a.out {
+            return Err(Error::Input(format!(
+                "--save-state and --out are the same file ({})",
+                p.display()
+            )));
+        }
+    }
     check_new_tokens("--generate", a.generate)?;
     let ids = read_ids(&a.input_ids)?;
     if ids.is_empty() {
@@ -102,7 +120,13 @@ pub fn score(a: ScoreArgs) -> Result<()> {
     let header = safetensors_header(&tensors, &meta)?;
 
     let mut session = Session::new(&model, a.run.session_options()?)?;
+    if let Some(p) = &a.load_state {
+        session.restore_state(&SavedState::read(p, &model)?)?;
+    }
     let logits = session.prefill(&ids, Logits::All)?;
+    if let Some(p) = &a.save_state {
+        session.save_state()?.write(p, &model)?;
+    }
     progress.set_phase("writing");
     let mut out = files::AtomicFile::create(&a.out, files::Visibility::Shared)?;
     // An immediate exit (a second signal) skips destructors: the partial file is removed then.
