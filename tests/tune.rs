@@ -174,8 +174,9 @@ fn tune_stores_the_best_and_generate_uses_it() {
             "Once",
         ];
         args.extend_from_slice(extra);
-        let (out, _) = ok(&xlstm(dir.path(), &cache, &args));
-        out.lines().last().unwrap_or_default().to_string()
+        // The summary line is generate's last line on stderr (stdout holds the text alone).
+        let (_, err) = ok(&xlstm(dir.path(), &cache, &args));
+        err.lines().last().unwrap_or_default().to_string()
     };
     let line = generate(&[]);
     assert!(
@@ -316,7 +317,7 @@ fn original_xlstm_models_tune_and_pick_the_settings_up() {
         out.contains("v1 e128 blocksmsmm vocab4096 mlstm4x64 slstm4x32"),
         "{out}"
     );
-    let (out, _) = ok(&xlstm(
+    let (_, err) = ok(&xlstm(
         dir.path(),
         &cache,
         &[
@@ -329,6 +330,6 @@ fn original_xlstm_models_tune_and_pick_the_settings_up() {
             "Emma",
         ],
     ));
-    let line = out.lines().last().unwrap_or_default();
+    let line = err.lines().last().unwrap_or_default();
     assert!(line.contains("tuned (cache):"), "{line}");
 }
