@@ -169,7 +169,7 @@ fn v1_b_mlstm_only_tied() {
 #[test]
 fn v1_c_slstm_only_no_conv_f16() {
     let (cfg, w) = V1Weights::load_dir(&fixture("v1_c")).unwrap();
-    assert!(cfg.mlstm.is_none() && cfg.slstm_layer().conv1d_kernel_size == 0);
+    assert!(cfg.mlstm.is_none() && cfg.slstm_layer().unwrap().conv1d_kernel_size == 0);
     assert!(w
         .blocks
         .iter()
@@ -182,7 +182,7 @@ fn v1_d_cuda_layout_equals_vanilla() {
     let (cfg_a, w_a) = V1Weights::load_dir(&fixture("v1_a")).unwrap();
     let (cfg_d, w_d) = V1Weights::load_dir(&fixture("v1_d")).unwrap();
     assert_eq!(
-        cfg_d.slstm_layer().backend,
+        cfg_d.slstm_layer().unwrap().backend,
         xlstm_wgpu::model::v1_config::SlstmBackend::Cuda
     );
     assert_eq!(cfg_a.blocks, cfg_d.blocks);
@@ -229,14 +229,14 @@ fn block_loader_refuses_what_the_config_lacks() {
 fn v1_e_biases_no_post_norm_swish() {
     let (cfg, w) = V1Weights::load_dir(&fixture("v1_e")).unwrap();
     assert!(cfg.bias && !cfg.add_post_blocks_norm && w.post_norm.is_none());
-    assert!(!cfg.slstm_layer().group_norm_weight);
+    assert!(!cfg.slstm_layer().unwrap().group_norm_weight);
     check_case("v1_e", &load_case("v1_e", "t20"));
 }
 
 #[test]
 fn v1_f_wide_slstm_head_bf16_cuda_layout() {
     let (cfg, _) = V1Weights::load_dir(&fixture("v1_f")).unwrap();
-    assert_eq!(cfg.slstm_layer().head_dim, 128);
+    assert_eq!(cfg.slstm_layer().unwrap().head_dim, 128);
     check_case("v1_f", &load_case("v1_f", "t50"));
 }
 

@@ -8,7 +8,7 @@
 //! `xlstm.igate` the FORGET gate; [`SlstmBlockWeights`] names fields by role.
 
 use super::checkpoint::Checkpoint;
-use super::v1_config::{BlockKind, MlstmLayerConfig, SlstmBackend, SlstmLayerConfig, V1Config};
+use super::v1_config::{BlockKind, SlstmBackend, V1Config};
 use crate::error::{Error, Result};
 
 /// The name prefix of block `i`'s tensors is `{BLOCK_PREFIX}{i}.`.
@@ -128,7 +128,7 @@ impl BlockReader<'_> {
 }
 
 fn load_mlstm(cfg: &V1Config, r: &BlockReader) -> Result<MlstmBlockWeights> {
-    let m = mlstm_of(cfg)?;
+    let m = cfg.mlstm_layer()?;
     let (e, i, nh, bs, ks) = (
         cfg.embedding_dim,
         m.inner_dim,
@@ -161,7 +161,7 @@ fn load_mlstm(cfg: &V1Config, r: &BlockReader) -> Result<MlstmBlockWeights> {
 }
 
 fn load_slstm(cfg: &V1Config, r: &BlockReader) -> Result<SlstmBlockWeights> {
-    let s = slstm_of(cfg)?;
+    let s = cfg.slstm_layer()?;
     let (e, nh, dh, ks) = (cfg.embedding_dim, s.num_heads, s.head_dim, s.conv1d_kernel_size);
     let conv = if ks > 0 {
         Some((
@@ -282,19 +282,4 @@ pub fn load_block(cfg: &V1Config, ckpt: &Checkpoint, index: usize) -> Result<Blo
         BlockKind::Mlstm => BlockWeights::Mlstm(load_mlstm(cfg, &reader)?),
         BlockKind::Slstm => BlockWeights::Slstm(load_slstm(cfg, &reader)?),
     })
-}
-
-/// The mLSTM layer config (`V1Config::validate` guarantees it for a model with mLSTM blocks; a
-/// config built in code without it is an error here rather than a panic).
-fn mlstm_of(cfg: &V1Config) -> Result<&MlstmLayerConfig> {
-    cfg.mlstm
-        .as_ref()
-        .ok_or_else(|| Error::Config("mLSTM blocks without an mLSTM layer config".into()))
-}
-
-/// The sLSTM layer config of a model with sLSTM blocks.
-fn slstm_of(cfg: &V1Config) -> Result<&SlstmLayerConfig> {
-    cfg.slstm
-        .as_ref()
-        .ok_or_else(|| Error::Config("sLSTM blocks without an sLSTM layer config".into()))
 }

@@ -61,7 +61,7 @@ pub fn record_forward(
                 let proj = Rows::new(&s(&ws.proj), layout.proj_stride);
                 let h = Rows::new(&s(&ws.h), i);
                 let hg = Rows::new(&s(&ws.hg), i);
-                let m = mlstm_of(cfg)?;
+                let m = cfg.mlstm_layer()?;
                 v1ops::layer_norm(
                     pb,
                     ops,
@@ -157,7 +157,7 @@ pub fn record_forward(
                 add_bias(pb, ops, &x, &b.proj_down_bias, t, e)?;
             }
             (Block::Slstm(b), BlockState::Slstm { conv, state, scratch }) => {
-                let l = slstm_of(cfg)?;
+                let l = cfg.slstm_layer()?;
                 v1ops::layer_norm(
                     pb,
                     ops,

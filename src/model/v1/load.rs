@@ -41,7 +41,7 @@ impl Weights {
             let tensor = |s: &str| format!("{BLOCK_PREFIX}{index}.{s}");
             blocks.push(match load_block(cfg, ckpt, index)? {
                 BlockWeights::Mlstm(b) => {
-                    let i = mlstm_of(cfg)?.inner_dim;
+                    let i = cfg.mlstm_layer()?.inner_dim;
                     let qkv_bias = match (&b.q_bias, &b.k_bias, &b.v_bias) {
                         (Some(q), Some(k), Some(v)) => Some(concat(&[q, k, v])),
                         _ => None,

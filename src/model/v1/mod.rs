@@ -22,7 +22,7 @@ pub use forward::{record_forward, V1Net};
 use super::checkpoint::Checkpoint;
 use super::mlstm_cell::{record_cell, Cell, CellBuffers, CellPass, CellScratch, CellState};
 use super::state::StateTensor;
-use super::v1_config::{Activation, BlockKind, MlstmLayerConfig, SlstmLayerConfig, V1Config, V1_NORM_EPS};
+use super::v1_config::{Activation, BlockKind, V1Config, V1_NORM_EPS};
 use super::weights::{GpuMatrix, WeightDtype};
 use crate::error::{Error, Result};
 use crate::gpu::{BufferPool, Category, Gpu, GpuBuffer, PlanBuilder, Slice};
@@ -92,21 +92,6 @@ pub struct Weights {
     /// `None` with tied embeddings: the embedding matrix is the output projection.
     pub lm_head: Option<GpuMatrix>,
     pub act: Activation,
-}
-
-/// The mLSTM layer config of a model with mLSTM blocks (`validate` guarantees it; a config built
-/// in code without it is an error here rather than a panic).
-fn mlstm_of(cfg: &V1Config) -> Result<&MlstmLayerConfig> {
-    cfg.mlstm
-        .as_ref()
-        .ok_or_else(|| Error::Config("mLSTM blocks without an mLSTM layer config".into()))
-}
-
-/// The sLSTM layer config of a model with sLSTM blocks.
-fn slstm_of(cfg: &V1Config) -> Result<&SlstmLayerConfig> {
-    cfg.slstm
-        .as_ref()
-        .ok_or_else(|| Error::Config("sLSTM blocks without an sLSTM layer config".into()))
 }
 
 /// The widths a segment's buffers are sized by.
@@ -203,14 +188,14 @@ impl BlockState {
         let e = cfg.embedding_dim;
         Ok(match kind {
             BlockKind::Mlstm => {
-                let m = mlstm_of(cfg)?;
+                let m = cfg.mlstm_layer()?;
                 BlockState::Mlstm {
                     conv: pool.storage(f(m.conv1d_kernel_size * m.inner_dim), Category::State, "conv state")?,
                     cell: CellState::with_dims(pool, m.num_heads, m.head_dim(), m.head_dim())?,
                 }
             }
             BlockKind::Slstm => {
-                let ks = slstm_of(cfg)?.conv1d_kernel_size;
+                let ks = cfg.slstm_layer()?.conv1d_kernel_size;
                 BlockState::Slstm {
                     conv: if ks > 0 {
                         Some(pool.storage(f(ks * e), Category::State, "conv state")?)

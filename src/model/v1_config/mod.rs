@@ -388,13 +388,18 @@ impl V1Config {
         self.blocks[index]
     }
 
-    /// The mLSTM layer config; panics if the model has no mLSTM blocks (checked by `validate`).
-    pub fn mlstm_layer(&self) -> &MlstmLayerConfig {
-        self.mlstm.as_ref().expect("config has no mLSTM layer config")
+    /// The mLSTM layer config (`validate` guarantees it where there are mLSTM blocks; a config
+    /// built in code without it is an error here rather than a panic).
+    pub fn mlstm_layer(&self) -> Result<&MlstmLayerConfig> {
+        self.mlstm
+            .as_ref()
+            .ok_or_else(|| Error::Config("mLSTM blocks without an mLSTM layer config".into()))
     }
 
-    /// The sLSTM layer config; panics if the model has no sLSTM blocks (checked by `validate`).
-    pub fn slstm_layer(&self) -> &SlstmLayerConfig {
-        self.slstm.as_ref().expect("config has no sLSTM layer config")
+    /// The sLSTM layer config (as [`mlstm_layer`](Self::mlstm_layer)).
+    pub fn slstm_layer(&self) -> Result<&SlstmLayerConfig> {
+        self.slstm
+            .as_ref()
+            .ok_or_else(|| Error::Config("sLSTM blocks without an sLSTM layer config".into()))
     }
 }

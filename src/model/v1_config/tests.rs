@@ -25,9 +25,9 @@ fn parses_the_package_dump() {
     let cfg = V1Config::from_json(&mini()).unwrap();
     use BlockKind::*;
     assert_eq!(cfg.blocks, vec![Mlstm, Slstm, Mlstm, Mlstm]);
-    assert_eq!(cfg.mlstm_layer().inner_dim, 256);
-    assert_eq!(cfg.mlstm_layer().head_dim(), 64);
-    assert_eq!(cfg.slstm_layer().head_dim, 32);
+    assert_eq!(cfg.mlstm_layer().unwrap().inner_dim, 256);
+    assert_eq!(cfg.mlstm_layer().unwrap().head_dim(), 64);
+    assert_eq!(cfg.slstm_layer().unwrap().head_dim, 32);
     assert_eq!(cfg.feedforward.as_ref().unwrap().nominal_dim, 192);
     assert_eq!(cfg.context_length, Some(512));
     assert_eq!(detect_family(&mini()), Family::V1);

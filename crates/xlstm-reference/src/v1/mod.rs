@@ -54,7 +54,9 @@ use xlstm_wgpu::model::v1_config::V1Config;
 
 /// The v1 mLSTM layer on one normalised row `xn [E]`; returns its output `[E]`.
 fn mlstm_layer<S: Real>(cfg: &V1Config, w: &MlstmBlockWeights, xn: &[S], st: &mut MlstmState<S>) -> Vec<S> {
-    let m = cfg.mlstm_layer();
+    let m = cfg
+        .mlstm_layer()
+        .expect("validated config: mLSTM blocks have a layer config");
     let (e, i, nh, dh, bs) = (
         cfg.embedding_dim,
         m.inner_dim,
@@ -123,7 +125,9 @@ fn mlstm_layer<S: Real>(cfg: &V1Config, w: &MlstmBlockWeights, xn: &[S], st: &mu
 /// The sLSTM layer on one normalised row `xn [E]`; returns the GroupNorm'd output `[E]`.
 #[allow(clippy::needless_range_loop)] // u indexes five parallel arrays
 fn slstm_layer<S: Real>(cfg: &V1Config, w: &SlstmBlockWeights, xn: &[S], st: &mut SlstmState<S>) -> Vec<S> {
-    let s = cfg.slstm_layer();
+    let s = cfg
+        .slstm_layer()
+        .expect("validated config: sLSTM blocks have a layer config");
     let (e, nh, dh) = (cfg.embedding_dim, s.num_heads, s.head_dim);
     let x_c: Vec<S> = match &w.conv {
         Some((cw, cb)) => conv_silu_step(&mut st.conv, xn, cw, cb),

@@ -84,7 +84,9 @@ impl<S: Real> V1State<S> {
             .iter()
             .map(|kind| match kind {
                 BlockKind::Mlstm => {
-                    let m = cfg.mlstm_layer();
+                    let m = cfg
+                        .mlstm_layer()
+                        .expect("validated config: mLSTM blocks have a layer config");
                     let (nh, dh) = (m.num_heads, m.head_dim());
                     BlockState::Mlstm(MlstmState {
                         conv: zeros(m.conv1d_kernel_size * m.inner_dim),
@@ -94,7 +96,12 @@ impl<S: Real> V1State<S> {
                     })
                 }
                 BlockKind::Slstm => BlockState::Slstm(SlstmState {
-                    conv: zeros(cfg.slstm_layer().conv1d_kernel_size * e),
+                    conv: zeros(
+                        cfg.slstm_layer()
+                            .expect("validated config: sLSTM blocks have a layer config")
+                            .conv1d_kernel_size
+                            * e,
+                    ),
                     y: zeros(e),
                     c: zeros(e),
                     n: zeros(e),
