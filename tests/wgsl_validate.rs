@@ -40,8 +40,13 @@ fn every_kernel_validates_and_translates_to_spirv_and_msl() {
     let mut on_disk = Vec::new();
     wgsl_files(&dir, &dir, &mut on_disk);
     on_disk.sort();
-    let mut registered: Vec<String> = SOURCES.iter().map(|k| k.file.to_string()).collect();
+    let mut registered: Vec<String> = SOURCES
+        .iter()
+        .flat_map(|k| std::iter::once(k.file).chain(k.library))
+        .map(String::from)
+        .collect();
     registered.sort();
+    registered.dedup();
     assert_eq!(
         on_disk, registered,
         "every file under wgsl/ must be registered in gpu::kernels::SOURCES"

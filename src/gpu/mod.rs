@@ -4,6 +4,7 @@ pub mod caps;
 pub mod device;
 pub mod kernels;
 pub mod matrix;
+pub mod quant;
 pub mod pool;
 pub mod readback;
 pub mod scheduler;

@@ -1,16 +1,19 @@
-//! Loading weight matrices from a checkpoint into the GPU's format (`gpu::matrix`): rows converted
-//! on all cores a staging buffer at a time, non-finite and out-of-range values refused.
+//! Loading weight matrices from a checkpoint into the GPU's format (`gpu::matrix`, `gpu::quant`):
+//! rows converted (or quantized) on all cores a staging buffer at a time, non-finite and
+//! out-of-range values refused.
 
 use super::checkpoint::{Checkpoint, TensorEntry};
 use crate::error::{Error, Result};
-use crate::gpu::matrix::{flush, to_f16};
+use crate::gpu::matrix::{flush, rows_per_part, write_padded, PartLayout};
+use crate::gpu::quant::encode_row;
 pub use crate::gpu::matrix::{GpuMatrix, WeightDtype, WeightPart};
 use crate::gpu::{BufferPool, Category, Gpu, GpuBuffer};
 
 /// Bytes staged on the host before they are flushed to the GPU.
 const STAGING_BYTES: usize = 32 << 20;
 
-/// Uploads the row-wise concatenation of `sources` (each [rows_i, cols]) as one matrix.
+/// Uploads the row-wise concatenation of `sources` (each [rows_i, cols]) as one matrix in
+/// `dtype`, quantizing on the way for the quantized formats.
 pub fn upload_matrix(
     gpu: &Gpu,
     pool: &BufferPool,
@@ -21,14 +24,9 @@ pub fn upload_matrix(
     label: &str,
 ) -> Result<GpuMatrix> {
     let rows: usize = sources.iter().map(|e| e.shape[0]).sum();
-    let kp = cols.next_multiple_of(8);
-    let row_bytes = kp * dtype.bytes();
-    let max_rows = (gpu.caps.max_binding() as usize / row_bytes).max(1);
-    if row_bytes as u64 > gpu.caps.max_binding() {
-        return Err(Error::Limit(format!(
-            "{label}: one row of {row_bytes} bytes exceeds the storage binding limit"
-        )));
-    }
+    let kp = dtype.padded_cols(cols);
+    let max_rows = rows_per_part(gpu, dtype, kp, label)?;
+    let (vb, sb) = dtype.row_layout(kp);
     // Rows across sources in order.
     let src_rows: Vec<(&TensorEntry, usize)> = sources
         .iter()
@@ -37,19 +35,24 @@ pub fn upload_matrix(
     if src_rows.len() != rows {
         return Err(Error::Checkpoint(format!("{label}: fewer rows than expected")));
     }
-    let batch_rows = (STAGING_BYTES / row_bytes).max(1);
-    let mut staged: Vec<u8> = Vec::new();
+    // A multiple of 8 rows, so every batch but a part's last starts its scales on a whole word.
+    let batch_rows = (STAGING_BYTES / (vb + sb)).max(8).next_multiple_of(8);
+    let mut values: Vec<u8> = Vec::new();
+    let mut scales: Vec<u8> = Vec::new();
     let mut parts = Vec::new();
     let mut row0 = 0;
     while row0 < rows {
         let n = max_rows.min(rows - row0);
-        let buf = pool.storage((n * row_bytes) as u64, Category::Weights, label)?;
+        let layout = PartLayout::new(dtype, kp, n);
+        let buf = pool.storage(layout.bytes(), Category::Weights, label)?;
         // Convert a staging buffer's worth of rows at a time, on all cores, then hand it over.
         for b0 in (0..n).step_by(batch_rows) {
             let b = batch_rows.min(n - b0);
-            staged.resize(b * row_bytes, 0);
-            convert_rows(ckpt, &src_rows[row0 + b0..row0 + b0 + b], cols, kp, dtype, &mut staged)?;
-            gpu.queue.write_buffer(buf.raw(), (b0 * row_bytes) as u64, &staged);
+            values.resize(b * vb, 0);
+            scales.resize(b * sb, 0);
+            convert_rows(ckpt, &src_rows[row0 + b0..row0 + b0 + b], cols, kp, dtype, &mut values, &mut scales)?;
+            write_padded(gpu, &buf, layout.values_at(b0), &mut values);
+            write_padded(gpu, &buf, layout.scales_at(b0), &mut scales);
             flush(gpu)?;
         }
         parts.push(WeightPart { buf, row0, rows: n });
@@ -67,39 +70,44 @@ pub fn upload_matrix(
     })
 }
 
-/// Converts rows to the GPU format (zero padded to `kp`) into `out`, splitting the rows across
-/// the machine's cores: BF16/F32 to f16 conversion is the CPU cost of loading a checkpoint.
-/// Refuses non-finite values, and for f16 storage values beyond the f16 range, naming the tensor.
+/// Converts rows to the GPU format (zero padded to `kp`) into `values` and `scales` (the
+/// layout of `gpu::quant`), splitting the rows across the machine's cores: conversion and
+/// quantization are the CPU cost of loading a checkpoint. Refuses non-finite values, and values
+/// the format cannot hold, naming the tensor.
 fn convert_rows(
     ckpt: &Checkpoint,
     rows: &[(&TensorEntry, usize)],
     cols: usize,
     kp: usize,
     dtype: WeightDtype,
-    out: &mut [u8],
+    values: &mut [u8],
+    scales: &mut [u8],
 ) -> Result<()> {
-    let row_bytes = kp * dtype.bytes();
+    let (vb, sb) = dtype.row_layout(kp);
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(16);
     let per = rows.len().div_ceil(threads).max(1);
+    // Each worker's rows with their value and scale bytes (split by hand: a format without
+    // scales has zero-length scale rows, which `chunks_mut` refuses).
+    let mut jobs = Vec::new();
+    let (mut values, mut scales) = (values, scales);
+    for chunk in rows.chunks(per) {
+        let (v, v_rest) = values.split_at_mut(chunk.len() * vb);
+        let (s, s_rest) = scales.split_at_mut(chunk.len() * sb);
+        jobs.push((chunk, v, s));
+        (values, scales) = (v_rest, s_rest);
+    }
     std::thread::scope(|scope| {
-        let workers: Vec<_> = rows
-            .chunks(per)
-            .zip(out.chunks_mut(per * row_bytes))
-            .map(|(rows, out)| {
+        let workers: Vec<_> = jobs
+            .into_iter()
+            .map(|(rows, values, scales)| {
                 scope.spawn(move || -> Result<()> {
                     let mut row_f32 = Vec::with_capacity(kp);
-                    for (&(entry, r), dst) in rows.iter().zip(out.chunks_exact_mut(row_bytes)) {
+                    for (i, &(entry, r)) in rows.iter().enumerate() {
                         row_f32.clear();
                         ckpt.read_f32_into(entry, r * cols, cols, &mut row_f32)?;
                         row_f32.resize(kp, 0.0);
-                        match dtype {
-                            WeightDtype::F32 => dst.copy_from_slice(bytemuck::cast_slice(&row_f32)),
-                            WeightDtype::F16 => {
-                                for (c, (v, d)) in row_f32.iter().zip(dst.chunks_exact_mut(2)).enumerate() {
-                                    d.copy_from_slice(&to_f16(*v, &entry.name, r * cols + c)?.to_le_bytes());
-                                }
-                            }
-                        }
+                        let (v, s) = (&mut values[i * vb..(i + 1) * vb], &mut scales[i * sb..(i + 1) * sb]);
+                        encode_row(dtype, &row_f32, cols, v, s, &entry.name, r * cols)?;
                     }
                     Ok(())
                 })

@@ -48,7 +48,7 @@ pub fn embed(
         };
         pb.dispatch(
             "embed",
-            &ops.embed,
+            &ops.weight_kernels(table.dtype)?.embed,
             &p,
             &[ids.clone(), table.part_slice(i), out.clone()],
             [groups(table.cols, 512), u(tokens), 1],
@@ -93,7 +93,7 @@ params! {
         kp: u32,
         cols: u32,
         first_element: u32,
-        _pad0: u32,
+        values_words: u32,
         _pad1: u32,
     }
 }
@@ -101,9 +101,11 @@ params! {
 /// Fills every part of `w` with uniform values in [-scale, scale] (zero padding columns).
 pub fn fill_random(pb: &mut PlanBuilder, ops: &Ops, w: &GpuMatrix, seed: u32, scale: f32) -> Result<()> {
     check_weights("fill_random", w)?;
-    let per_word = if w.dtype.is_f16() { 2 } else { 1 };
+    let pipeline = &ops.weight_kernels(w.dtype)?.fill_random;
     for (i, part) in w.parts.iter().enumerate() {
-        let words = part.rows * w.kp / per_word;
+        let layout = w.part_layout(i);
+        let values_words = layout.scales_at(0) as usize / 4;
+        let words = values_words + (part.rows * layout.scales).div_ceil(4);
         let p = FillParams {
             words: u(words),
             seed,
@@ -111,12 +113,12 @@ pub fn fill_random(pb: &mut PlanBuilder, ops: &Ops, w: &GpuMatrix, seed: u32, sc
             kp: u(w.kp),
             cols: u(w.cols),
             first_element: u(part.row0 * w.kp),
-            _pad0: 0,
+            values_words: u(values_words),
             _pad1: 0,
         };
         let wg = words.div_ceil(256);
         let grid = [wg.min(65535) as u32, wg.div_ceil(65535) as u32, 1];
-        pb.dispatch("fill_random", &ops.fill_random, &p, &[w.part_slice(i)], grid)?;
+        pb.dispatch("fill_random", pipeline, &p, &[w.part_slice(i)], grid)?;
     }
     Ok(())
 }

@@ -86,11 +86,12 @@ pub fn matmul(
     check_rows("matmul x", x, tokens, w.cols)?;
     check_out_rows("matmul y", y, tokens, w.rows)?;
     check_weights("matmul", w)?;
+    let wk = ops.weight_kernels(w.dtype)?;
     for (i, part) in w.parts.iter().enumerate() {
         if tokens == 1 {
             let v = GemvVariant {
                 rows_per_group: ops.gemv_rows,
-                pipeline: &ops.gemv,
+                pipeline: &wk.gemv,
                 label: "gemv",
             };
             gemv_part(
@@ -109,9 +110,9 @@ pub fn matmul(
             continue;
         }
         // The matrix-unit GEMM where the adapter has one (128 x 128 tiles), else the tiled one.
-        let (label, pipeline, tile) = match &ops.gemm_coop {
+        let (label, pipeline, tile) = match &wk.gemm_coop {
             Some(coop) => ("gemm_coop", coop, 128),
-            None => ("gemm", &ops.gemm, 64),
+            None => ("gemm", &wk.gemm, 64),
         };
         let p = GemmParams {
             tokens: u(tokens),
@@ -131,7 +132,7 @@ pub fn matmul(
         };
         let bufs = [x.buf.clone(), w.part_slice(i), y.buf.clone()];
         // gemm_coop walks token tiles first (neighbouring workgroups share weight tiles).
-        let grid = if ops.gemm_coop.is_some() {
+        let grid = if wk.gemm_coop.is_some() {
             [groups(tokens, tile), groups(part.rows, tile), 1]
         } else {
             [groups(part.rows, tile), groups(tokens, tile), 1]
@@ -211,7 +212,7 @@ pub fn gemv_rms_norm(
     check_weights("gemv+norm", w)?;
     let v = GemvVariant {
         rows_per_group: ops.gemv_rows,
-        pipeline: &ops.gemv_norm,
+        pipeline: &ops.weight_kernels(w.dtype)?.gemv_norm,
         label: "gemv+norm",
     };
     let input = GemvInput {
@@ -249,7 +250,7 @@ params! {
 pub fn gemv_head_norm_fits(ops: &Ops, num_heads: usize, head_dim: usize, kp: usize) -> bool {
     let width = num_heads * head_dim;
     let per = (width / 256).max(1);
-    ops.gemv_head_norm.is_some()
+    ops.weights[0].gemv_head_norm.is_some()
         && kp <= GEMV_HEAD_NORM_MAX_INPUTS
         && (1..=256).contains(&num_heads)
         && head_dim.is_multiple_of(4)
@@ -286,7 +287,7 @@ pub fn gemv_head_norm_gate(
         gate,
     } = *input;
     let heads = w.cols / head_dim.max(1);
-    let pipeline = match &ops.gemv_head_norm {
+    let pipeline = match &ops.weight_kernels(w.dtype)?.gemv_head_norm {
         Some(p) if heads * head_dim == w.cols && gemv_head_norm_fits(ops, heads, head_dim, w.kp) => p,
         _ => {
             return Err(Error::Gpu(format!(
@@ -344,7 +345,7 @@ pub fn gemv_swiglu(pb: &mut PlanBuilder, ops: &Ops, u_in: &Rows, w: &GpuMatrix, 
     check_weights("gemv+swiglu", w)?;
     let v = GemvVariant {
         rows_per_group: ops.gemv_rows,
-        pipeline: &ops.gemv_swiglu,
+        pipeline: &ops.weight_kernels(w.dtype)?.gemv_swiglu,
         label: "gemv+swiglu",
     };
     let input = GemvInput {

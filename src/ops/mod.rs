@@ -71,33 +71,41 @@ pub use mlstm_step::{mlstm_step, CellStateBuffers, MlstmStep};
 pub use norms::{head_norm_gate, rms_norm, HeadNormGate, Norm, Rows};
 pub use sampling::{argmax, argmax_prefix, sample, TokenOut, NON_FINITE_ID};
 
-/// Compiled pipelines for one weight format.
-pub struct Ops<P = wgpu::ComputePipeline> {
+/// The pipelines that read weight matrices, compiled for one storage format.
+pub(crate) struct WeightKernels<P> {
+    pub(crate) dtype: WeightDtype,
     embed: P,
-    rms_norm: P,
     gemm: P,
+    /// The matrix-unit GEMM, where the adapter offers it and the format is not f32.
+    gemm_coop: Option<P>,
     gemv: P,
     gemv_norm: P,
     gemv_swiglu: P,
     /// The out-projection GEMV with the head norm and output gate fused (where the adapter has
     /// the workgroup memory for its staged input).
     gemv_head_norm: Option<P>,
+    fill_random: P,
+}
+
+/// Compiled pipelines for a model loaded with one `--dtype`: the weight kernels for every matrix
+/// format it holds (`WeightDtype::formats`), everything else once.
+pub struct Ops<P = wgpu::ComputePipeline> {
+    /// One entry per format, the `--dtype`'s own first.
+    weights: Vec<WeightKernels<P>>,
+    rms_norm: P,
     /// Rows per GEMV workgroup (256 / lanes).
     gemv_rows: usize,
-    /// The matrix-unit GEMM, where the adapter offers it and weights are f16.
-    gemm_coop: Option<P>,
     gates: P,
     chunk_state: P,
     chunk_out: P,
-    /// The chunkwise kernels on the matrix units, where the adapter offers them and weights are
-    /// f16 (the same condition as `gemm_coop`).
+    /// The chunkwise kernels on the matrix units, where the adapter offers them and the
+    /// `--dtype` is not f32 (the same condition as `gemm_coop`).
     chunk_state_coop: Option<P>,
     chunk_out_coop: Option<P>,
     step: P,
     head_norm_gate: P,
     swiglu: P,
     argmax: P,
-    fill_random: P,
     sample: P,
     /// Original-xLSTM kernels (norms, conv, headwise projections, gated FFN).
     pub(crate) v1: v1::V1Pipelines<P>,
@@ -143,15 +151,27 @@ impl KernelShapes {
 }
 
 impl<P> Ops<P> {
+    /// The weight kernels for matrices stored as `dtype`; an error for a format this model's
+    /// pipelines were not compiled for.
+    pub(crate) fn weight_kernels(&self, dtype: WeightDtype) -> Result<&WeightKernels<P>> {
+        self.weights.iter().find(|k| k.dtype == dtype).ok_or_else(|| {
+            Error::Input(format!(
+                "a {} matrix, but the kernels were compiled for {}",
+                dtype.name(),
+                self.weights.iter().map(|k| k.dtype.name()).collect::<Vec<_>>().join(", ")
+            ))
+        })
+    }
+
     /// Whether the chunkwise mLSTM phases run on the matrix units
     /// ([`mlstm_chunk_state_coop`], [`mlstm_chunk_out_coop`]).
     pub fn uses_coop_chunk(&self) -> bool {
         self.chunk_state_coop.is_some() && self.chunk_out_coop.is_some()
     }
 
-    /// Whether prefill GEMMs run on the matrix units.
+    /// Whether prefill GEMMs of the `--dtype`'s own format run on the matrix units.
     pub fn uses_coop_gemm(&self) -> bool {
-        self.gemm_coop.is_some()
+        self.weights[0].gemm_coop.is_some()
     }
 }
 
@@ -199,39 +219,49 @@ impl Support {
 impl<P> Ops<P> {
     fn build(c: &impl Compile<P>, dtype: WeightDtype, shapes: KernelShapes, support: Support) -> Result<Self> {
         shapes.validate()?;
-        let w = [("WEIGHT_F16", ConstValue::Bool(dtype.is_f16()))];
         let lanes = shapes.gemv_lanes;
-        let gemv = |mode: u32| {
-            c(
-                "gemv",
-                "main",
-                &[
-                    w[0].clone(),
-                    ("X_MODE", ConstValue::U32(mode)),
-                    ("LANES", ConstValue::U32(lanes)),
-                    ("ROWS", ConstValue::U32(256 / lanes)),
-                ],
-            )
+        let weight_kernels = |format: WeightDtype| -> Result<WeightKernels<P>> {
+            let f = ("WEIGHT_FORMAT", ConstValue::U32(format.wgsl_format()));
+            let gemv = |mode: u32| {
+                c(
+                    "gemv",
+                    "main",
+                    &[
+                        f.clone(),
+                        ("X_MODE", ConstValue::U32(mode)),
+                        ("LANES", ConstValue::U32(lanes)),
+                        ("ROWS", ConstValue::U32(256 / lanes)),
+                    ],
+                )
+            };
+            let w = std::slice::from_ref(&f);
+            Ok(WeightKernels {
+                dtype: format,
+                embed: c("embed", "main", w)?,
+                gemm: c("gemm", "main", w)?,
+                gemm_coop: if format != WeightDtype::F32 && support.coop_gemm {
+                    Some(c("gemm_coop", "main", w)?)
+                } else {
+                    None
+                },
+                gemv: gemv(0)?,
+                gemv_norm: gemv(1)?,
+                gemv_swiglu: gemv(2)?,
+                gemv_head_norm: if shapes.fused_head_norm && support.gemv_head_norm {
+                    Some(c("gemv_head_norm", "main", w)?)
+                } else {
+                    None
+                },
+                fill_random: c("fill_random", "main", w)?,
+            })
         };
-        let coop_chunk = dtype.is_f16() && support.coop_chunk;
+        // f32 keeps every product in f32; the other formats accept f16 activations on the
+        // matrix units.
+        let coop_chunk = dtype != WeightDtype::F32 && support.coop_chunk;
         Ok(Ops {
-            embed: c("embed", "main", &w)?,
+            weights: dtype.formats().iter().map(|f| weight_kernels(*f)).collect::<Result<_>>()?,
             rms_norm: c("rms_norm", "main", &[])?,
-            gemm: c("gemm", "main", &w)?,
-            gemv: gemv(0)?,
-            gemv_norm: gemv(1)?,
-            gemv_swiglu: gemv(2)?,
-            gemv_head_norm: if shapes.fused_head_norm && support.gemv_head_norm {
-                Some(c("gemv_head_norm", "main", &w)?)
-            } else {
-                None
-            },
             gemv_rows: (256 / lanes) as usize,
-            gemm_coop: if dtype.is_f16() && support.coop_gemm {
-                Some(c("gemm_coop", "main", &[])?)
-            } else {
-                None
-            },
             gates: c("mlstm_gates", "main", &[])?,
             chunk_state: c("mlstm_chunk_state", "main", &[])?,
             chunk_out: c("mlstm_chunk_out", "main", &[])?,
@@ -249,7 +279,6 @@ impl<P> Ops<P> {
             head_norm_gate: c("head_norm_gate", "main", &[])?,
             swiglu: c("swiglu", "main", &[])?,
             argmax: c("argmax", "main", &[])?,
-            fill_random: c("fill_random", "main", &w)?,
             sample: c("sample", "main", &[])?,
             v1: v1::V1Pipelines::build(c)?,
             mlstm_v1: mlstm_v1::MlstmV1Pipelines::build(c)?,
@@ -258,7 +287,7 @@ impl<P> Ops<P> {
     }
 }
 
-/// Every (kernel, entry point, specialisation) the host can compile, on any adapter, for either
+/// Every (kernel, entry point, specialisation) the host can compile, on any adapter, for every
 /// weight format and every valid [`KernelShapes`]: produced by the same constructors that
 /// compile the pipelines, so `tests/wgsl_validate.rs` checks exactly what can run.
 pub fn variants() -> Vec<crate::gpu::kernels::Variant> {
@@ -276,7 +305,7 @@ pub fn variants() -> Vec<crate::gpu::kernels::Variant> {
         }
         Ok(())
     };
-    for dtype in [WeightDtype::F32, WeightDtype::F16] {
+    for dtype in [WeightDtype::F32, WeightDtype::F16, WeightDtype::Q8, WeightDtype::Q4] {
         for gemv_lanes in GEMV_LANES {
             for fused_head_norm in [false, true] {
                 let shapes = KernelShapes {
@@ -372,7 +401,15 @@ pub(crate) fn check_weights(what: &str, w: &crate::gpu::GpuMatrix) -> Result<()>
                 w.rows
             )));
         }
-        let bytes = part.rows.saturating_mul(w.kp).saturating_mul(w.dtype.bytes());
+        if w.kp != w.dtype.padded_cols(w.cols) {
+            return Err(Error::Input(format!(
+                "{what}: row stride {} for {} columns in {}",
+                w.kp,
+                w.cols,
+                w.dtype.name()
+            )));
+        }
+        let bytes = w.part_layout(i).bytes() as usize;
         check_len(&format!("{what} weight part {i}"), &w.part_slice(i), bytes.div_ceil(4))?;
     }
     Ok(())

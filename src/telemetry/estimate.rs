@@ -28,7 +28,8 @@ const MIB: f64 = (1u64 << 20) as f64;
 /// Bytes of a weight matrix: rows padded to 8 elements, allocations to 256 bytes. Sizes are
 /// computed in f64 so absurd shapes saturate instead of overflowing.
 fn matrix(rows: f64, cols: f64, dtype: WeightDtype) -> f64 {
-    (rows * (cols / 8.0).ceil() * 8.0 * dtype.bytes() as f64 / 256.0).ceil() * 256.0
+    let row = dtype.row_bytes(dtype.padded_cols(cols as usize)) as f64;
+    (rows * row / 256.0).ceil() * 256.0
 }
 
 fn vector(n: f64) -> f64 {
@@ -66,7 +67,7 @@ impl Estimate {
             + vector(e)
             + matrix(2.0 * f, e, dtype)
             + matrix(e, f, dtype);
-        let weights = 2.0 * matrix(v, e, dtype) + blocks * per_block + if cfg.add_out_norm { vector(e) } else { 0.0 };
+        let weights = 2.0 * matrix(v, e, dtype.head_format()) + blocks * per_block + if cfg.add_out_norm { vector(e) } else { 0.0 };
         let state = blocks * (nh * dqk * dv * 4.0 + 2.0 * nh * dqk * 4.0 + 2.0 * nh * 4.0);
 
         // One workspace, as large as `Workspace::new` makes it (f32 everywhere).
@@ -162,8 +163,9 @@ impl Estimate {
         for name in ckpt.names() {
             let shape = ckpt.shape(name).unwrap_or(&[]);
             let n: f64 = shape.iter().map(|&d| d as f64).product();
+            let head = name.ends_with("token_embedding.weight") || name.ends_with("lm_head.weight");
             weights += if big.iter().any(|b| name.ends_with(b)) && shape.len() == 2 {
-                matrix(shape[0] as f64, shape[1] as f64, dtype)
+                matrix(shape[0] as f64, shape[1] as f64, if head { dtype.head_format() } else { dtype })
             } else {
                 vector(n)
             };

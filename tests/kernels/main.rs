@@ -11,7 +11,7 @@
 //!   they cover the default policy, which compiles each kernel one way or the other;
 //! - matrix units on and off, where the adapter has them (a second device with `coop-matrix`
 //!   masked; lavapipe has none, so there it is one mode);
-//! - weight format f32 and f16 ([`DTYPES`]) for the kernels that read weights (each such case
+//! - weight formats f32, f16, q8 and q4 ([`DTYPES`]) for the kernels that read weights (each such case
 //!   loops over it; f16 is compared against the reference on the f16-rounded weights, so it gets
 //!   the same tight tolerance as f32).
 //!
@@ -58,6 +58,7 @@ use std::sync::{Arc, OnceLock};
 use xlstm_reference::mlstm::{self, CellShape, CellState};
 use xlstm_reference::ops as cpu;
 use xlstm_reference::v1 as cpu_v1;
+use xlstm_wgpu::gpu::quant::EncodedMatrix;
 use xlstm_wgpu::gpu::readback::{read_f32, read_u32};
 use xlstm_wgpu::gpu::{BufferPool, Category, Gpu, GpuBuffer, KernelChecks, Kernels, PlanBuilder, Slice, SubmitBudget};
 use xlstm_wgpu::model::v1_config::Activation;
@@ -71,7 +72,7 @@ use xlstm_wgpu::{Error, GpuOptions, Result};
 // ---------------------------------------------------------------------------------------------
 
 /// The weight formats the weight-reading kernels' cases run in.
-const DTYPES: [WeightDtype; 2] = [WeightDtype::F32, WeightDtype::F16];
+const DTYPES: [WeightDtype; 4] = [WeightDtype::F32, WeightDtype::F16, WeightDtype::Q8, WeightDtype::Q4];
 
 /// What a [`Ctx`]'s pipelines were built with.
 #[derive(Clone, Copy)]
@@ -97,12 +98,14 @@ impl std::fmt::Debug for Mode {
     }
 }
 
-/// One device with its pool and the pipelines of both weight formats, in one [`Mode`].
+/// One device with its pool and the pipelines of every weight format, in one [`Mode`].
 struct Ctx {
     gpu: Arc<Gpu>,
     pool: BufferPool,
     ops_f32: Ops,
     ops_f16: Ops,
+    ops_q8: Ops,
+    ops_q4: Ops,
     mode: Mode,
 }
 
@@ -123,6 +126,8 @@ impl Ctx {
             pool: BufferPool::new(gpu.device.clone()),
             ops_f32: Ops::new(&kernels, WeightDtype::F32).expect("f32 pipelines"),
             ops_f16: Ops::new(&kernels, WeightDtype::F16).expect("f16 pipelines"),
+            ops_q8: Ops::new(&kernels, WeightDtype::Q8).expect("q8 pipelines"),
+            ops_q4: Ops::new(&kernels, WeightDtype::Q4).expect("q4 pipelines"),
             gpu,
             mode,
         }
@@ -132,6 +137,8 @@ impl Ctx {
         match dtype {
             WeightDtype::F32 => &self.ops_f32,
             WeightDtype::F16 => &self.ops_f16,
+            WeightDtype::Q8 => &self.ops_q8,
+            WeightDtype::Q4 => &self.ops_q4,
         }
     }
 
@@ -282,10 +289,16 @@ fn f16_round(x: &[f32]) -> Vec<f32> {
     x.iter().map(|&v| half::f16::from_f32(v).to_f32()).collect()
 }
 
-fn weights_as_stored(w: &[f32], dtype: WeightDtype) -> Vec<f32> {
+/// The `[rows, cols]` weights `w` as the GPU holds them in `dtype`: f16-rounded, or quantized by
+/// the library and read back by the reference's own decoder (`xlstm_reference::quant`).
+fn weights_as_stored(w: &[f32], rows: usize, cols: usize, dtype: WeightDtype) -> Vec<f32> {
     match dtype {
         WeightDtype::F32 => w.to_vec(),
         WeightDtype::F16 => f16_round(w),
+        WeightDtype::Q8 | WeightDtype::Q4 => {
+            let m = EncodedMatrix::encode(dtype, w, rows, cols, "test weight").expect("quantizing");
+            xlstm_reference::quant::dequantize(dtype, &m.values, &m.scales, rows, cols, m.kp)
+        }
     }
 }
 

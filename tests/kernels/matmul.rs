@@ -66,12 +66,12 @@ pub(crate) fn check_matmul_at(c: &Ctx, case: &MatCase, xl: (usize, usize), yl: (
     assert_untouched(&what, &got_all, tokens, n, y_off, y_stride);
     let got = gather_rows(&got_all, tokens, n, y_off, y_stride);
 
-    let ws = weights_as_stored(&w, dtype);
+    let ws = weights_as_stored(&w, n, k, dtype);
     // The matrix-unit GEMM (adapters with 16x16 f16 cooperative matrices, f16 weights, more than
     // one token) multiplies f16 activations: compare against activations rounded the same way.
     let coop = tokens > 1 && c.ops(dtype).uses_coop_gemm();
     let x = if coop {
-        weights_as_stored(&x, WeightDtype::F16)
+        f16_round(&x)
     } else {
         x
     };
@@ -219,7 +219,7 @@ pub(crate) fn matmul_gemv_path() {
 }
 
 #[test]
-pub(crate) fn f16_weights_without_shader_f16_or_subgroups() {
+pub(crate) fn f16_and_quantized_weights_without_shader_f16_or_subgroups() {
     let gpu = Arc::new(
         Gpu::new(&GpuOptions {
             disable: vec!["f16".into(), "subgroup".into()],
@@ -231,25 +231,27 @@ pub(crate) fn f16_weights_without_shader_f16_or_subgroups() {
     assert!(!gpu.caps.subgroup, "subgroups still enabled: {}", gpu.caps);
     let c = Ctx::new(gpu);
     let mut worst = Worst("masked f16 gemv/gemm", 0.0, "x scale");
-    for (tokens, k, n) in [(1, 37, 70), (1, 300, 9), (65, 37, 9)] {
-        for epi in [
-            Epilogue::default(),
-            Epilogue {
-                accumulate: true,
-                soft_cap: 2.5,
-            },
-        ] {
-            worst.add(check_matmul(
-                &c,
-                &MatCase {
-                    tokens,
-                    k,
-                    n,
-                    dtype: WeightDtype::F16,
-                    epi,
-                    part_rows: Some(8),
+    for dtype in [WeightDtype::F16, WeightDtype::Q8, WeightDtype::Q4] {
+        for (tokens, k, n) in [(1, 37, 70), (1, 300, 9), (65, 37, 9)] {
+            for epi in [
+                Epilogue::default(),
+                Epilogue {
+                    accumulate: true,
+                    soft_cap: 2.5,
                 },
-            ));
+            ] {
+                worst.add(check_matmul(
+                    &c,
+                    &MatCase {
+                        tokens,
+                        k,
+                        n,
+                        dtype,
+                        epi,
+                        part_rows: Some(8),
+                    },
+                ));
+            }
         }
     }
 }
@@ -266,7 +268,7 @@ pub(crate) fn fused_gemv_transforms_match_reference() {
                     let mut r = rng(&[k, n, x_off, dtype as usize, epi.accumulate as usize, 77]);
                     let w = r.uniform_vec(n * k, -1.0, 1.0);
                     let m = c.matrix(&w, n, k, dtype, Some(8));
-                    let ws = weights_as_stored(&w, dtype);
+                    let ws = weights_as_stored(&w, n, k, dtype);
                     let y0 = r.uniform_vec(n, -2.0, 2.0);
                     let finish = |prod: Vec<f32>| -> Vec<f32> {
                         prod.iter()
@@ -351,7 +353,7 @@ pub(crate) fn gemv_head_norm_gate_matches_reference() {
                     let mut r = rng(&[nh, dv, n, dtype as usize, epi.accumulate as usize, 91]);
                     let w = r.uniform_vec(n * k, -1.0, 1.0);
                     let m = c.matrix(&w, n, k, dtype, Some(8));
-                    let ws = weights_as_stored(&w, dtype);
+                    let ws = weights_as_stored(&w, n, k, dtype);
                     let y0 = r.uniform_vec(n, -2.0, 2.0);
                     let h: Vec<f32> = r.uniform_vec(k, -2.0, 3.0).iter().map(|v| v + mean).collect();
                     let norm = r.uniform_vec(k, 0.5, 1.5);

@@ -1,17 +1,16 @@
 // gemm.wgsl — prefill projections: y[t, y_col + n] (+)= sum_k x[t, k] * W[n, k]  (nn.Linear, y = x W^T)
 //
 // Bindings (group 0): 0 uniform Params; 1 x: array<f32> rows at x_offset + t * x_stride (read);
-//   2 w: packed weight rows of one row-part, row stride kp elements, zero padded (read);
+//   2 w: one row-part of the matrix in any weight format (weight_formats.wgsl, appended; dequantized
+//   while staging) (read);
 //   3 y: array<f32> rows at y_offset + t * y_stride (read_write).
 // Workgroup: 256 invocations computing a 64 (tokens) x 64 (rows) tile, 4 x 4 per invocation,
 //   K staged through workgroup memory in slices of 32 (16 KiB).
 // Grid: (ceil(n / 64), ceil(tokens / 64), 1).
 // Epilogue: accumulate != 0 adds into y (residual connections); soft_cap > 0 applies
 //   cap * tanh(v / cap) (the output logit cap).
-// Precision: weights f32 or f16 (WEIGHT_F16), activations and accumulation f32.
+// Precision: weights in any format (WEIGHT_FORMAT), dequantized to f32; activations and accumulation f32.
 // This is the portable tiled path that every adapter runs.
-
-const WEIGHT_F16: bool = false;
 
 struct Params {
     tokens: u32,
@@ -30,24 +29,12 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> w: array<vec4<u32>>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 
 // Workgroup tiles hold 4 consecutive tokens (xs) or rows (ws) per vec4, so the inner loop reads
 // two vec4s and does 16 FMAs with no dynamic indexing (which would spill to local memory).
 var<workgroup> xs: array<array<vec4<f32>, 16>, 32>; // [k][token / 4]
 var<workgroup> ws: array<array<vec4<f32>, 16>, 32>; // [k][row / 4]
-
-fn load_w8(e: u32) -> mat2x4<f32> {
-    if (WEIGHT_F16) {
-        let u = w[e / 8u];
-        return mat2x4<f32>(
-            vec4<f32>(unpack2x16float(u.x), unpack2x16float(u.y)),
-            vec4<f32>(unpack2x16float(u.z), unpack2x16float(u.w)));
-    }
-    let i = e / 4u;
-    return mat2x4<f32>(bitcast<vec4<f32>>(w[i]), bitcast<vec4<f32>>(w[i + 1u]));
-}
 
 fn load_x(t: u32, k: u32) -> f32 {
     if (t < p.tokens && k < p.k) {
@@ -108,7 +95,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         let r = row0 + load_r;
         var m = mat2x4<f32>();
         if (r < p.n && kb < p.kp) {
-            m = load_w8(r * p.kp + kb);
+            m = weights8(r * p.kp + kb, p.n, p.kp);
         }
         ws[load_k][lq][lc] = m[0].x;
         ws[load_k + 1u][lq][lc] = m[0].y;

@@ -2,9 +2,9 @@
 //   y[t, n] (+)= sum_k x[t, k] * W[n, k]   (nn.Linear, y = x W^T)
 //
 // Bindings (group 0): 0 uniform Params; 1 x: array<vec4<f32>>, rows at x_offset + t * x_stride
-//   elements (read); 2 w: array<vec4<f16>>, f16 weight rows of one row-part, row stride kp
-//   elements (a multiple of 8), zero padded (read); 3 y: array<f32> rows at y_offset + t * y_stride
-//   (read_write).
+//   elements (read); 2 w: one row-part of the matrix in any weight format (weight_formats.wgsl,
+//   appended; f16 staged as stored, the other formats dequantized to f16 while staging) (read);
+//   3 y: array<f32> rows at y_offset + t * y_stride (read_write).
 // Workgroup: 256 invocations = 8 subgroups of 32 (the host uses this kernel only where the
 //   subgroup size is 32). The workgroup computes a 128 (tokens) x 128 (rows) tile; subgroup s owns
 //   64 tokens x 32 rows = 4 x 2 fragments of 16x16 with f32 accumulators. K is staged through
@@ -17,7 +17,8 @@
 //   a per-subgroup 16x16 scratch tile. Workgroup memory: 44 KiB (45,056 bytes).
 // Grid: (ceil(tokens / 128), ceil(n / 128), 1): token tiles first.
 // Epilogue: accumulate != 0 adds into y (residuals); soft_cap > 0 applies cap * tanh(v / cap).
-// Precision: f16 x f16 products accumulated in f32 (the f16-weight mode; --dtype f32 uses gemm.wgsl).
+// Precision: f16 x f16 products accumulated in f32 (f16 and quantized weights; --dtype f32 uses
+//   gemm.wgsl).
 // Requires: SHADER_F16, SUBGROUP, EXPERIMENTAL_COOPERATIVE_MATRIX with 16x16x16 f16 -> f32, and
 //   45,056 bytes of workgroup memory.
 
@@ -43,7 +44,6 @@ const LDS: u32 = 72u; // 64 + 8 padding halves per staged row
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> w: array<vec4<f16>>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 
 var<workgroup> xa: array<f16, 9216>; // [128 tokens][LDS]
@@ -68,12 +68,22 @@ fn load_x4(t: u32, k: u32) -> vec4<f32> {
     return v;
 }
 
-// Four f16 weights W[r, k .. k + 4] (zero outside the part), k a multiple of 4.
-fn load_w4(r: u32, k: u32) -> vec4<f16> {
-    if (r < p.n && k < p.kp) {
-        return w[(r * p.kp + k) / 4u];
+// Eight weights from element e of the part as four f16 pairs (e a multiple of 8): f16 weights
+// as stored, the other formats dequantized (weight_formats.wgsl).
+fn fetch_w8(e: u32) -> vec4<u32> {
+    if (WEIGHT_FORMAT == 1u) {
+        return w[e / 8u];
     }
-    return vec4<f16>();
+    let m = weights8(e, p.n, p.kp);
+    return vec4<u32>(pack2x16float(m[0].xy), pack2x16float(m[0].zw), pack2x16float(m[1].xy), pack2x16float(m[1].zw));
+}
+
+// Eight weights W[r, k .. k + 8] (zero outside the part), k a multiple of 8.
+fn load_w8(r: u32, k: u32) -> vec4<u32> {
+    if (r < p.n && k < p.kp) {
+        return fetch_w8(r * p.kp + k);
+    }
+    return vec4<u32>();
 }
 
 fn put_x(r: u32, c: u32, v: vec4<f16>) {
@@ -83,11 +93,19 @@ fn put_x(r: u32, c: u32, v: vec4<f16>) {
     xa[r * LDS + c + 3u] = v.w;
 }
 
-fn put_w(r: u32, c: u32, v: vec4<f16>) {
-    wb[r * LDS + c] = v.x;
-    wb[r * LDS + c + 1u] = v.y;
-    wb[r * LDS + c + 2u] = v.z;
-    wb[r * LDS + c + 3u] = v.w;
+fn put_w(r: u32, c: u32, v: vec4<u32>) {
+    let a = vec2<f16>(unpack2x16float(v.x));
+    let b = vec2<f16>(unpack2x16float(v.y));
+    let d = vec2<f16>(unpack2x16float(v.z));
+    let e = vec2<f16>(unpack2x16float(v.w));
+    wb[r * LDS + c] = a.x;
+    wb[r * LDS + c + 1u] = a.y;
+    wb[r * LDS + c + 2u] = b.x;
+    wb[r * LDS + c + 3u] = b.y;
+    wb[r * LDS + c + 4u] = d.x;
+    wb[r * LDS + c + 5u] = d.y;
+    wb[r * LDS + c + 6u] = e.x;
+    wb[r * LDS + c + 7u] = e.y;
 }
 
 fn store_frag(c: coop_mat16x16<f32, C>, base: u32) {
@@ -162,10 +180,13 @@ fn main(
     var c21 = coop_mat16x16<f32, C>();
     var c30 = coop_mat16x16<f32, C>();
     var c31 = coop_mat16x16<f32, C>();
-    // Each invocation stages rows lr + 16 i (i < 8) at columns lc .. lc + 3 of both tiles. The
+    // Each invocation stages activation rows lr + 16 i (i < 8) at columns lc .. lc + 3, and
+    // weight rows lrw + 32 i (i < 4) at columns lcw .. lcw + 7 (one 16-byte load of f16). The
     // next slice is fetched into registers while the current one is multiplied.
     let lr = lid / 16u;
     let lc = (lid % 16u) * 4u;
+    let lrw = lid / 8u;
+    let lcw = (lid % 8u) * 8u;
     var xr0 = load_x4(tok0 + lr + 0u, lc);
     var xr1 = load_x4(tok0 + lr + 16u, lc);
     var xr2 = load_x4(tok0 + lr + 32u, lc);
@@ -174,22 +195,18 @@ fn main(
     var xr5 = load_x4(tok0 + lr + 80u, lc);
     var xr6 = load_x4(tok0 + lr + 96u, lc);
     var xr7 = load_x4(tok0 + lr + 112u, lc);
-    var wr0 = load_w4(row0 + lr + 0u, lc);
-    var wr1 = load_w4(row0 + lr + 16u, lc);
-    var wr2 = load_w4(row0 + lr + 32u, lc);
-    var wr3 = load_w4(row0 + lr + 48u, lc);
-    var wr4 = load_w4(row0 + lr + 64u, lc);
-    var wr5 = load_w4(row0 + lr + 80u, lc);
-    var wr6 = load_w4(row0 + lr + 96u, lc);
-    var wr7 = load_w4(row0 + lr + 112u, lc);
+    var wr0 = load_w8(row0 + lrw + 0u, lcw);
+    var wr1 = load_w8(row0 + lrw + 32u, lcw);
+    var wr2 = load_w8(row0 + lrw + 64u, lcw);
+    var wr3 = load_w8(row0 + lrw + 96u, lcw);
     // Interior tiles with aligned rows and whole K slices load without per-element checks
     // (non-short-circuit `&`: naga lowers `&&` through a local variable).
     let interior = (tok0 + 128u <= p.tokens) & (row0 + 128u <= p.n) & (p.x_offset % 4u == 0u)
         & (p.x_stride % 4u == 0u) & (p.k == p.kp) & (p.k % 64u == 0u);
     let xb = (p.x_offset + (tok0 + lr) * p.x_stride + lc) / 4u;
     let xs = 16u * p.x_stride / 4u;
-    let wbase = ((row0 + lr) * p.kp + lc) / 4u;
-    let ws = 16u * p.kp / 4u;
+    let wbase = (row0 + lrw) * p.kp + lcw;
+    let ws = 32u * p.kp;
     for (var k0 = 0u; k0 < p.kp; k0 += 64u) {
         put_x(lr + 0u, lc, vec4<f16>(xr0));
         put_x(lr + 16u, lc, vec4<f16>(xr1));
@@ -199,14 +216,10 @@ fn main(
         put_x(lr + 80u, lc, vec4<f16>(xr5));
         put_x(lr + 96u, lc, vec4<f16>(xr6));
         put_x(lr + 112u, lc, vec4<f16>(xr7));
-        put_w(lr + 0u, lc, wr0);
-        put_w(lr + 16u, lc, wr1);
-        put_w(lr + 32u, lc, wr2);
-        put_w(lr + 48u, lc, wr3);
-        put_w(lr + 64u, lc, wr4);
-        put_w(lr + 80u, lc, wr5);
-        put_w(lr + 96u, lc, wr6);
-        put_w(lr + 112u, lc, wr7);
+        put_w(lrw + 0u, lcw, wr0);
+        put_w(lrw + 32u, lcw, wr1);
+        put_w(lrw + 64u, lcw, wr2);
+        put_w(lrw + 96u, lcw, wr3);
         workgroupBarrier();
         let kn = k0 + 64u;
         if (kn < p.kp) {
@@ -219,14 +232,10 @@ fn main(
                 xr5 = x[xb + 5u * xs + kn / 4u];
                 xr6 = x[xb + 6u * xs + kn / 4u];
                 xr7 = x[xb + 7u * xs + kn / 4u];
-                wr0 = w[wbase + 0u * ws + kn / 4u];
-                wr1 = w[wbase + 1u * ws + kn / 4u];
-                wr2 = w[wbase + 2u * ws + kn / 4u];
-                wr3 = w[wbase + 3u * ws + kn / 4u];
-                wr4 = w[wbase + 4u * ws + kn / 4u];
-                wr5 = w[wbase + 5u * ws + kn / 4u];
-                wr6 = w[wbase + 6u * ws + kn / 4u];
-                wr7 = w[wbase + 7u * ws + kn / 4u];
+                wr0 = fetch_w8(wbase + 0u * ws + kn);
+                wr1 = fetch_w8(wbase + 1u * ws + kn);
+                wr2 = fetch_w8(wbase + 2u * ws + kn);
+                wr3 = fetch_w8(wbase + 3u * ws + kn);
             } else {
                 xr0 = load_x4(tok0 + lr + 0u, kn + lc);
                 xr1 = load_x4(tok0 + lr + 16u, kn + lc);
@@ -236,14 +245,10 @@ fn main(
                 xr5 = load_x4(tok0 + lr + 80u, kn + lc);
                 xr6 = load_x4(tok0 + lr + 96u, kn + lc);
                 xr7 = load_x4(tok0 + lr + 112u, kn + lc);
-                wr0 = load_w4(row0 + lr + 0u, kn + lc);
-                wr1 = load_w4(row0 + lr + 16u, kn + lc);
-                wr2 = load_w4(row0 + lr + 32u, kn + lc);
-                wr3 = load_w4(row0 + lr + 48u, kn + lc);
-                wr4 = load_w4(row0 + lr + 64u, kn + lc);
-                wr5 = load_w4(row0 + lr + 80u, kn + lc);
-                wr6 = load_w4(row0 + lr + 96u, kn + lc);
-                wr7 = load_w4(row0 + lr + 112u, kn + lc);
+                wr0 = load_w8(row0 + lrw + 0u, kn + lcw);
+                wr1 = load_w8(row0 + lrw + 32u, kn + lcw);
+                wr2 = load_w8(row0 + lrw + 64u, kn + lcw);
+                wr3 = load_w8(row0 + lrw + 96u, kn + lcw);
             }
         }
         let a0_0 = coopLoadT<coop_mat16x16<f16, A>>(&xa[(wm + 0u) * LDS + 0u], LDS);

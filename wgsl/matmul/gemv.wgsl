@@ -6,18 +6,18 @@
 //      norm of x itself (k floats from cache), and the 1/rms factor is applied after the dot;
 //   2: SwiGLU: silu(x[k']) * x[k + k'] for k' < k (x holds the fused [gate | up] projection).
 // Bindings (group 0): 0 uniform Params; 1 x: array<vec4<f32>> (read; read as vec4 when x_offset
-//   and k are multiples of 4, element by element otherwise); 2 w: packed weight rows of one
-//   row-part, row stride kp elements, zero padded (read); 3 y: array<f32> (read_write);
+//   and k are multiples of 4, element by element otherwise); 2 w: one row-part of the matrix in
+//   any weight format (weight_formats.wgsl, appended) (read); 3 y: array<f32> (read_write);
 //   4 aux: array<vec4<f32>> (read; the RMSNorm weight in mode 1, otherwise any buffer).
-// Workgroup: 256 invocations = ROWS rows x LANES lanes. Each lane reads 8 weights (16 bytes in f16,
-//   32 in f32) per load, four loads in flight per iteration, strided across the row so loads
-//   coalesce; lanes reduce through workgroup memory, so the kernel needs no subgroup support and
-//   works for any subgroup size.
+// Workgroup: 256 invocations = ROWS rows x LANES lanes. Each lane reads one 16-byte block per
+//   load (8 weights in f16, 16 in q8, 32 in q4, 4 in f32) and dequantizes it in registers, four
+//   loads in flight per iteration, strided across the row so loads coalesce; lanes reduce
+//   through workgroup memory, so the kernel needs no subgroup support and works for any
+//   subgroup size.
 // Grid: (ceil(n / ROWS), 1, 1).
 // Epilogue: accumulate != 0 adds into y (residuals); soft_cap > 0 applies cap * tanh(v / cap).
-// Precision: weights f32 or f16 (WEIGHT_F16), accumulation f32.
+// Precision: weights in any format (WEIGHT_FORMAT), dequantized and accumulated in f32.
 
-const WEIGHT_F16: bool = false;
 const LANES: u32 = 64u;
 const ROWS: u32 = 4u; // 256 / LANES
 const X_MODE: u32 = 0u;
@@ -35,22 +35,10 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> w: array<vec4<u32>>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 @group(0) @binding(4) var<storage, read> aux: array<vec4<f32>>;
 
 var<workgroup> partial: array<f32, 256>;
-
-fn load_w8(e: u32) -> mat2x4<f32> {
-    if (WEIGHT_F16) {
-        let u = w[e / 8u];
-        return mat2x4<f32>(
-            vec4<f32>(unpack2x16float(u.x), unpack2x16float(u.y)),
-            vec4<f32>(unpack2x16float(u.z), unpack2x16float(u.w)));
-    }
-    let i = e / 4u;
-    return mat2x4<f32>(bitcast<vec4<f32>>(w[i]), bitcast<vec4<f32>>(w[i + 1u]));
-}
 
 // raw x[at .. at + 4] relative to x_offset (zero at or past `end`), for `at` a multiple of 4
 // relative to the start of the input row.
@@ -94,9 +82,28 @@ fn load_x4(k: u32) -> vec4<f32> {
     return raw_x4(k, p.k);
 }
 
-fn dot8(r: u32, k: u32) -> f32 {
-    let m = load_w8(r * p.kp + k);
-    return dot(m[0], load_x4(k)) + dot(m[1], load_x4(k + 4u));
+// The block of row r at column k times the (transformed) input: the codes are multiplied
+// first and the group's scale (and q4 bias, times the input sum) applied once.
+fn dot_block(r: u32, k: u32) -> f32 {
+    let e = r * p.kp + k;
+    let b = block_at(e);
+    var acc = 0.0;
+    var sum = 0.0;
+    for (var j = 0u; j < block_elems() / 4u; j++) {
+        let xv = load_x4(k + 4u * j);
+        acc += dot(block_codes4(b, j), xv);
+        if (WEIGHT_FORMAT == 3u) {
+            sum += dot(xv, vec4<f32>(1.0));
+        }
+    }
+    if (WEIGHT_FORMAT == 2u) {
+        return acc * group_scale(e, p.n, p.kp).x;
+    }
+    if (WEIGHT_FORMAT == 3u) {
+        let s = group_scale(e, p.n, p.kp);
+        return acc * s.x + sum * s.y;
+    }
+    return acc;
 }
 
 // 1 / sqrt(mean(x^2) + eps) over the raw input row (mode 1), reduced by the whole workgroup.
@@ -132,17 +139,17 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     var s2 = 0.0;
     var s3 = 0.0;
     if (r < p.n) {
-        // Four independent 8-weight loads in flight per lane per iteration.
-        let stride = 8u * LANES;
-        var k = lane * 8u;
+        // Four independent 16-byte loads in flight per lane per iteration.
+        let stride = block_elems() * LANES;
+        var k = lane * block_elems();
         for (; k + 3u * stride < p.kp; k += 4u * stride) {
-            s0 += dot8(r, k);
-            s1 += dot8(r, k + stride);
-            s2 += dot8(r, k + 2u * stride);
-            s3 += dot8(r, k + 3u * stride);
+            s0 += dot_block(r, k);
+            s1 += dot_block(r, k + stride);
+            s2 += dot_block(r, k + 2u * stride);
+            s3 += dot_block(r, k + 3u * stride);
         }
         for (; k < p.kp; k += stride) {
-            s0 += dot8(r, k);
+            s0 += dot_block(r, k);
         }
     }
     partial[lid] = (s0 + s1) + (s2 + s3);

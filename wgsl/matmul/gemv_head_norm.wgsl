@@ -5,20 +5,20 @@
 // mean/var (biased) over head h = k / head_dim of the 1-token mLSTM output x.
 //
 // Bindings (group 0): 0 uniform Params; 1 x: array<f32> (read; the row at x_offset);
-//   2 w: packed weight rows of one row-part, row stride kp elements, zero padded (read);
+//   2 w: one row-part of the matrix in any weight format (weight_formats.wgsl, appended) (read);
 //   3 y: array<f32> (read_write); 4 norm: array<f32> [k] (read); 5 gate: array<f32> (read).
 // Workgroup: 256 invocations. The workgroup first stages the transformed input once in workgroup
 //   memory (KMAX floats, zero padded to kp): invocation i sums the max(1, k / 256) consecutive
 //   inputs from i * that, shifted by its head's first value for a stable variance, and one
 //   invocation per head adds its head's partial sums (the host uses this kernel only where those
 //   runs stay within one head, head_dim % 4 == 0 and kp <= KMAX). Then 4 lane groups of 64
-//   multiply ROWS / 4 rows each (8 weights per 16-byte load in f16, four loads in flight), keep
-//   one partial sum per row and lane, and the workgroup reduces all rows at once.
+//   multiply ROWS / 4 rows each (one 16-byte block per load: 8 weights in f16, 16 in q8, 32 in
+//   q4; four loads in flight), keep one partial sum per row and lane, and the workgroup reduces
+//   all rows at once.
 // Grid: (ceil(n / ROWS), 1, 1).
 // Epilogue: accumulate != 0 adds into y (the residual); soft_cap > 0 applies cap * tanh(v / cap).
-// Precision: weights f32 or f16 (WEIGHT_F16), everything else f32.
+// Precision: weights in any format (WEIGHT_FORMAT), dequantized in registers; everything else f32.
 
-const WEIGHT_F16: bool = false;
 const KMAX: u32 = 4096u;
 const ROWS: u32 = 16u;
 
@@ -39,7 +39,6 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> w: array<vec4<u32>>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 @group(0) @binding(4) var<storage, read> norm: array<f32>;
 @group(0) @binding(5) var<storage, read> gate: array<f32>;
@@ -49,20 +48,27 @@ var<workgroup> red: array<f32, 1024>; // [ROWS][64] row partials; [2][256] stati
 var<workgroup> head_mean: array<f32, 256>;
 var<workgroup> head_inv: array<f32, 256>;
 
-fn load_w8(e: u32) -> mat2x4<f32> {
-    if (WEIGHT_F16) {
-        let u = w[e / 8u];
-        return mat2x4<f32>(
-            vec4<f32>(unpack2x16float(u.x), unpack2x16float(u.y)),
-            vec4<f32>(unpack2x16float(u.z), unpack2x16float(u.w)));
+// The block of row r at column k times the staged input (see gemv.wgsl's dot_block).
+fn dot_block(r: u32, k: u32) -> f32 {
+    let e = r * p.kp + k;
+    let b = block_at(e);
+    var acc = 0.0;
+    var sum = 0.0;
+    for (var j = 0u; j < block_elems() / 4u; j++) {
+        let xv = xs[k / 4u + j];
+        acc += dot(block_codes4(b, j), xv);
+        if (WEIGHT_FORMAT == 3u) {
+            sum += dot(xv, vec4<f32>(1.0));
+        }
     }
-    let i = e / 4u;
-    return mat2x4<f32>(bitcast<vec4<f32>>(w[i]), bitcast<vec4<f32>>(w[i + 1u]));
-}
-
-fn dot8(r: u32, k: u32) -> f32 {
-    let m = load_w8(r * p.kp + k);
-    return dot(m[0], xs[k / 4u]) + dot(m[1], xs[k / 4u + 1u]);
+    if (WEIGHT_FORMAT == 2u) {
+        return acc * group_scale(e, p.n, p.kp).x;
+    }
+    if (WEIGHT_FORMAT == 3u) {
+        let s = group_scale(e, p.n, p.kp);
+        return acc * s.x + sum * s.y;
+    }
+    return acc;
 }
 
 // Stages the raw input, computes the per-head statistics, then transforms the staged input.
@@ -124,7 +130,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     stage_input(lid);
     let g = lid / 64u;
     let lane = lid % 64u;
-    let stride = 512u; // 64 lanes x 8 weights
+    let stride = 64u * block_elems(); // 64 lanes x one block
     for (var j = 0u; j < ROWS / 4u; j++) {
         let r = wid.x * ROWS + j * 4u + g;
         var s0 = 0.0;
@@ -132,15 +138,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         var s2 = 0.0;
         var s3 = 0.0;
         if (r < p.n) {
-            var k = lane * 8u;
+            var k = lane * block_elems();
             for (; k + 3u * stride < p.kp; k += 4u * stride) {
-                s0 += dot8(r, k);
-                s1 += dot8(r, k + stride);
-                s2 += dot8(r, k + 2u * stride);
-                s3 += dot8(r, k + 3u * stride);
+                s0 += dot_block(r, k);
+                s1 += dot_block(r, k + stride);
+                s2 += dot_block(r, k + 2u * stride);
+                s3 += dot_block(r, k + 3u * stride);
             }
             for (; k < p.kp; k += stride) {
-                s0 += dot8(r, k);
+                s0 += dot_block(r, k);
             }
         }
         red[(j * 4u + g) * 64u + lane] = (s0 + s1) + (s2 + s3);

@@ -17,5 +17,6 @@
 pub mod large;
 pub mod mlstm;
 pub mod ops;
+pub mod quant;
 pub mod slstm;
 pub mod v1;

@@ -34,7 +34,7 @@ impl LargeWeights {
             ckpt,
             &[ckpt.entry(emb_name, &[v, e])?],
             e,
-            dtype,
+            dtype.head_format(),
             "embedding",
         )?;
 
@@ -115,7 +115,7 @@ impl LargeWeights {
             ckpt,
             &[ckpt.entry("lm_head.weight", &[v, e])?],
             e,
-            dtype,
+            dtype.head_format(),
             "lm_head",
         )?;
         Ok(LargeWeights {
@@ -144,7 +144,12 @@ impl LargeWeights {
         let mut pb = PlanBuilder::new(gpu.clone());
         let mut next_seed = seed;
         let mut matrix = |pb: &mut PlanBuilder, rows: usize, cols: usize, label: &str| -> Result<GpuMatrix> {
-            let m = GpuMatrix::allocate(gpu, pool, rows, cols, dtype, label)?;
+            let format = if label == "embedding" || label == "lm_head" {
+                dtype.head_format()
+            } else {
+                dtype
+            };
+            let m = GpuMatrix::allocate(gpu, pool, rows, cols, format, label)?;
             next_seed = next_seed.wrapping_add(0x9e37_79b9);
             // Uniform in [-a, a] has variance a^2 / 3.
             ops::fill_random(pb, ops, &m, next_seed, (3.0 / cols as f32).sqrt())?;

@@ -30,7 +30,7 @@ impl Weights {
             ckpt,
             &[ckpt.entry("token_embedding.weight", &[v, e])?],
             e,
-            dtype,
+            dtype.head_format(),
             "embedding",
         )?;
         let mut blocks = Vec::with_capacity(cfg.num_blocks);
@@ -105,7 +105,7 @@ impl Weights {
                 ckpt,
                 &[ckpt.entry("lm_head.weight", &[v, e])?],
                 e,
-                dtype,
+                dtype.head_format(),
                 "lm_head",
             )?)
         };

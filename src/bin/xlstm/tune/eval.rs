@@ -37,11 +37,11 @@ pub struct Measure {
 
 impl Measure {
     /// Largest |difference| of logits a correct setting may show: 1e-3 with f32 weights; 0.25
-    /// with f16 weights (on matrix units prefill activations go through f16).
+    /// with f16 or quantized weights (on matrix units prefill activations go through f16).
     pub fn tolerance(&self) -> f32 {
         if let Some(t) = self.tolerance {
             t
-        } else if self.dtype.is_f16() {
+        } else if self.dtype != WeightDtype::F32 {
             0.25
         } else {
             1e-3
