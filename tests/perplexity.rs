@@ -1,6 +1,7 @@
 //! `xlstm perplexity` on the shipped models' held-out passage (eval.json): with f32 weights the
 //! mean NLL equals the official implementation's recorded loss on the same tokens within 1e-3;
-//! f16 weights stay within 0.5% of it; windows, JSON fields and bad input.
+//! f16 weights stay within 0.5% of it, q8 and q4 within their targets of f16; windows, JSON
+//! fields and bad input.
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -70,6 +71,27 @@ fn f32_matches_the_official_loss_and_f16_is_close() {
         eprintln!("{name}: perplexity f32 {ppl:.5}, f16 {ppl16:.5} ({:+.4}%)", 100.0 * rel);
         assert!(rel.abs() < 0.005, "{name}: f16 perplexity {ppl16} vs f32 {ppl}");
         assert_eq!(f16["dtype"], "f16");
+    }
+}
+
+/// The quantized formats' published accuracy targets, measured: q8 within +0.5% of the f16
+/// perplexity, q4 within +3%, on both shipped models' held-out passage.
+#[test]
+fn quantized_perplexity_is_within_its_targets() {
+    for name in MODELS {
+        let (_dir, text) = passage_file(name);
+        let ppl = |dtype: &str| {
+            let out = json(&run(&model_dir(name), &text, &["--dtype", dtype, "--json"]));
+            assert_eq!(out["dtype"], dtype);
+            out["perplexity"].as_f64().unwrap()
+        };
+        let f16 = ppl("f16");
+        for (dtype, limit) in [("q8", 0.005), ("q4", 0.03)] {
+            let q = ppl(dtype);
+            let rel = q / f16 - 1.0;
+            eprintln!("{name}: perplexity f16 {f16:.5}, {dtype} {q:.5} ({:+.3}%)", 100.0 * rel);
+            assert!(rel < limit, "{name}: {dtype} perplexity {q} is {:+.3}% of f16 {f16}", 100.0 * rel);
+        }
     }
 }
 

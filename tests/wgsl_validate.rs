@@ -42,7 +42,7 @@ fn every_kernel_validates_and_translates_to_spirv_and_msl() {
     on_disk.sort();
     let mut registered: Vec<String> = SOURCES
         .iter()
-        .flat_map(|k| std::iter::once(k.file).chain(k.library))
+        .flat_map(|k| std::iter::once(k.file).chain(k.libraries.iter().copied()))
         .map(String::from)
         .collect();
     registered.sort();

@@ -12,36 +12,28 @@ use std::sync::{Arc, Mutex};
 
 /// One kernel: its name (what [`Kernels::pipeline`] is asked for), its file under `wgsl/` (the
 /// folder is the kernel family, whose host module is `crate::ops::<family>`), the shared
-/// library file appended to it, if any (`matmul/weight_formats.wgsl`: how every weight kernel
-/// reads each storage format), and the text compiled: the file, then the library.
+/// library files appended to it (`matmul/weight_formats.wgsl`: how every weight kernel reads
+/// each storage format; `matmul/gemv_rows.wgsl`: the GEMVs' inner step), and the text
+/// compiled: the file, then the libraries.
 #[derive(Clone, Copy, Debug)]
 pub struct KernelSource {
     pub name: &'static str,
     pub file: &'static str,
-    pub library: Option<&'static str>,
+    pub libraries: &'static [&'static str],
     pub text: &'static str,
 }
 
-/// Names a kernel and embeds `wgsl/<file>` (and `wgsl/<library>` after it); each path is
+/// Names a kernel and embeds `wgsl/<file>` (and each `wgsl/<library>` after it); each path is
 /// written once, so the table cannot disagree with what is compiled.
 macro_rules! wgsl {
-    ($name:literal, $file:literal) => {
+    ($name:literal, $file:literal $(+ $library:literal)*) => {
         KernelSource {
             name: $name,
             file: $file,
-            library: None,
-            text: include_str!(concat!("../../wgsl/", $file)),
-        }
-    };
-    ($name:literal, $file:literal + $library:literal) => {
-        KernelSource {
-            name: $name,
-            file: $file,
-            library: Some($library),
+            libraries: &[$($library),*],
             text: concat!(
-                include_str!(concat!("../../wgsl/", $file)),
-                "\n",
-                include_str!(concat!("../../wgsl/", $library))
+                include_str!(concat!("../../wgsl/", $file))
+                $(, "\n", include_str!(concat!("../../wgsl/", $library)))*
             ),
         }
     };
@@ -53,8 +45,8 @@ pub const SOURCES: &[KernelSource] = &[
     wgsl!("rms_norm", "norms/rms_norm.wgsl"),
     wgsl!("gemm", "matmul/gemm.wgsl" + "matmul/weight_formats.wgsl"),
     wgsl!("gemm_coop", "matmul/gemm_coop.wgsl" + "matmul/weight_formats.wgsl"),
-    wgsl!("gemv", "matmul/gemv.wgsl" + "matmul/weight_formats.wgsl"),
-    wgsl!("gemv_head_norm", "matmul/gemv_head_norm.wgsl" + "matmul/weight_formats.wgsl"),
+    wgsl!("gemv", "matmul/gemv.wgsl" + "matmul/weight_formats.wgsl" + "matmul/gemv_rows.wgsl"),
+    wgsl!("gemv_head_norm", "matmul/gemv_head_norm.wgsl" + "matmul/weight_formats.wgsl" + "matmul/gemv_rows.wgsl"),
     wgsl!("mlstm_gates", "mlstm_chunk/mlstm_gates.wgsl"),
     wgsl!("mlstm_chunk_state", "mlstm_chunk/mlstm_chunk_state.wgsl"),
     wgsl!("mlstm_chunk_out", "mlstm_chunk/mlstm_chunk_out.wgsl"),

@@ -93,7 +93,7 @@ pub struct Ops<P = wgpu::ComputePipeline> {
     /// One entry per format, the `--dtype`'s own first.
     weights: Vec<WeightKernels<P>>,
     rms_norm: P,
-    /// Rows per GEMV workgroup (256 / lanes).
+    /// Rows per GEMV workgroup (two per lane group: 2 * 256 / lanes).
     gemv_rows: usize,
     gates: P,
     chunk_state: P,
@@ -118,7 +118,7 @@ pub struct Ops<P = wgpu::ComputePipeline> {
 /// Workgroup shapes of the main kernels (a tuning knob: the best shape depends on the adapter).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KernelShapes {
-    /// Invocations per weight row in gemv.wgsl (8, 16, 32, 64, 128 or 256; 256 / lanes rows per
+    /// Invocations per weight row in gemv.wgsl (8, 16, 32, 64, 128 or 256; 2 * 256 / lanes rows per
     /// workgroup).
     pub gemv_lanes: u32,
     /// Decode runs the head norm and output gate inside the out-projection GEMV
@@ -126,7 +126,7 @@ pub struct KernelShapes {
     pub fused_head_norm: bool,
 }
 
-/// The `LANES` values gemv.wgsl supports (256 / lanes rows per workgroup).
+/// The `LANES` values gemv.wgsl supports (2 * 256 / lanes rows per workgroup).
 pub const GEMV_LANES: [u32; 6] = [8, 16, 32, 64, 128, 256];
 
 impl Default for KernelShapes {
@@ -261,7 +261,7 @@ impl<P> Ops<P> {
         Ok(Ops {
             weights: dtype.formats().iter().map(|f| weight_kernels(*f)).collect::<Result<_>>()?,
             rms_norm: c("rms_norm", "main", &[])?,
-            gemv_rows: (256 / lanes) as usize,
+            gemv_rows: (2 * 256 / lanes) as usize,
             gates: c("mlstm_gates", "main", &[])?,
             chunk_state: c("mlstm_chunk_state", "main", &[])?,
             chunk_out: c("mlstm_chunk_out", "main", &[])?,

@@ -75,6 +75,12 @@ pub(crate) fn check_matmul_at(c: &Ctx, case: &MatCase, xl: (usize, usize), yl: (
     } else {
         x
     };
+    // ... and stages quantized weights dequantized to f16.
+    let ws = if coop && dtype.is_quantized() {
+        f16_round(&ws)
+    } else {
+        ws
+    };
     let prod = cpu::matmul_t(&x, &ws, tokens, k, n);
     let abs_x: Vec<f32> = x.iter().map(|v| v.abs()).collect();
     let abs_w: Vec<f32> = ws.iter().map(|v| v.abs()).collect();

@@ -9,12 +9,13 @@
 //   and k are multiples of 4, element by element otherwise); 2 w: one row-part of the matrix in
 //   any weight format (weight_formats.wgsl, appended) (read); 3 y: array<f32> (read_write);
 //   4 aux: array<vec4<f32>> (read; the RMSNorm weight in mode 1, otherwise any buffer).
-// Workgroup: 256 invocations = ROWS rows x LANES lanes. Each lane reads one 16-byte block per
-//   load (8 weights in f16, 16 in q8, 32 in q4, 4 in f32) and dequantizes it in registers, four
-//   loads in flight per iteration, strided across the row so loads coalesce; lanes reduce
-//   through workgroup memory, so the kernel needs no subgroup support and works for any
+// Workgroup: 256 invocations = ROWS row pairs x LANES lanes. Each lane reads one 16-byte block
+//   per load (8 weights in f16, 16 in q8, 32 in q4, 4 in f32) of each of its two rows and
+//   dequantizes it in registers (gemv_rows.wgsl), four loads in flight per iteration, strided
+//   across the row so loads coalesce; the two rows share each input load and transform. Lanes
+//   reduce through workgroup memory, so the kernel needs no subgroup support and works for any
 //   subgroup size.
-// Grid: (ceil(n / ROWS), 1, 1).
+// Grid: (ceil(n / (2 ROWS)), 1, 1).
 // Epilogue: accumulate != 0 adds into y (residuals); soft_cap > 0 applies cap * tanh(v / cap).
 // Precision: weights in any format (WEIGHT_FORMAT), dequantized and accumulated in f32.
 
@@ -38,7 +39,7 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 @group(0) @binding(4) var<storage, read> aux: array<vec4<f32>>;
 
-var<workgroup> partial: array<f32, 256>;
+var<workgroup> partial: array<vec2<f32>, 256>;
 
 // raw x[at .. at + 4] relative to x_offset (zero at or past `end`), for `at` a multiple of 4
 // relative to the start of the input row.
@@ -82,28 +83,9 @@ fn load_x4(k: u32) -> vec4<f32> {
     return raw_x4(k, p.k);
 }
 
-// The block of row r at column k times the (transformed) input: the codes are multiplied
-// first and the group's scale (and q4 bias, times the input sum) applied once.
-fn dot_block(r: u32, k: u32) -> f32 {
-    let e = r * p.kp + k;
-    let b = block_at(e);
-    var acc = 0.0;
-    var sum = 0.0;
-    for (var j = 0u; j < block_elems() / 4u; j++) {
-        let xv = load_x4(k + 4u * j);
-        acc += dot(block_codes4(b, j), xv);
-        if (WEIGHT_FORMAT == 3u) {
-            sum += dot(xv, vec4<f32>(1.0));
-        }
-    }
-    if (WEIGHT_FORMAT == 2u) {
-        return acc * group_scale(e, p.n, p.kp).x;
-    }
-    if (WEIGHT_FORMAT == 3u) {
-        let s = group_scale(e, p.n, p.kp);
-        return acc * s.x + sum * s.y;
-    }
-    return acc;
+// The transformed input for gemv_rows.wgsl's dot_rows2.
+fn input4(k: u32) -> vec4<f32> {
+    return load_x4(k);
 }
 
 // 1 / sqrt(mean(x^2) + eps) over the raw input row (mode 1), reduced by the whole workgroup.
@@ -113,7 +95,7 @@ fn inv_rms(lid: u32) -> f32 {
         let v = raw_x4(k, p.k);
         s += dot(v, v);
     }
-    partial[lid] = s;
+    partial[lid] = vec2<f32>(s, 0.0);
     workgroupBarrier();
     for (var half = 128u; half > 0u; half /= 2u) {
         if (lid < half) {
@@ -121,38 +103,38 @@ fn inv_rms(lid: u32) -> f32 {
         }
         workgroupBarrier();
     }
-    let r = inverseSqrt(partial[0] / f32(p.k) + p.eps);
+    let r = inverseSqrt(partial[0].x / f32(p.k) + p.eps);
     workgroupBarrier();
     return r;
 }
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let lane = lid % LANES;
+    // Rows r and r + 1: the two share every input load.
+    let r = (wid.x * ROWS + lid / LANES) * 2u;
+    var s0 = vec2<f32>();
+    var s1 = vec2<f32>();
+    if (r < p.n) {
+        let r1 = min(r + 1u, p.n - 1u);
+        // Two blocks of each row (four independent 16-byte loads) in flight per iteration.
+        let stride = block_elems() * LANES;
+        var k = lane * block_elems();
+        for (; k + stride < p.kp; k += 2u * stride) {
+            s0 += dot_rows2(r, r1, k);
+            s1 += dot_rows2(r, r1, k + stride);
+        }
+        if (k < p.kp) {
+            s0 += dot_rows2(r, r1, k);
+        }
+    }
+    // The RMSNorm factor scales the whole dot product, so it is computed after the weight loads
+    // were issued (its barriers would otherwise hold them back).
     var scale = 1.0;
     if (X_MODE == 1u) {
         scale = inv_rms(lid);
     }
-    let lane = lid % LANES;
-    let r = wid.x * ROWS + lid / LANES;
-    var s0 = 0.0;
-    var s1 = 0.0;
-    var s2 = 0.0;
-    var s3 = 0.0;
-    if (r < p.n) {
-        // Four independent 16-byte loads in flight per lane per iteration.
-        let stride = block_elems() * LANES;
-        var k = lane * block_elems();
-        for (; k + 3u * stride < p.kp; k += 4u * stride) {
-            s0 += dot_block(r, k);
-            s1 += dot_block(r, k + stride);
-            s2 += dot_block(r, k + 2u * stride);
-            s3 += dot_block(r, k + 3u * stride);
-        }
-        for (; k < p.kp; k += stride) {
-            s0 += dot_block(r, k);
-        }
-    }
-    partial[lid] = (s0 + s1) + (s2 + s3);
+    partial[lid] = s0 + s1;
     workgroupBarrier();
     for (var half = LANES / 2u; half > 0u; half /= 2u) {
         if (lane < half) {
@@ -160,15 +142,19 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         }
         workgroupBarrier();
     }
-    if (lane == 0u && r < p.n) {
-        let o = p.y_offset + r;
-        var v = partial[lid] * scale;
-        if (p.accumulate != 0u) {
-            v += y[o];
+    if (lane == 0u) {
+        for (var i = 0u; i < 2u; i++) {
+            if (r + i < p.n) {
+                let o = p.y_offset + r + i;
+                var v = partial[lid][i] * scale;
+                if (p.accumulate != 0u) {
+                    v += y[o];
+                }
+                if (p.soft_cap > 0.0) {
+                    v = p.soft_cap * tanh(v / p.soft_cap);
+                }
+                y[o] = v;
+            }
         }
-        if (p.soft_cap > 0.0) {
-            v = p.soft_cap * tanh(v / p.soft_cap);
-        }
-        y[o] = v;
     }
 }

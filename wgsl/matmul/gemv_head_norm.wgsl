@@ -12,9 +12,9 @@
 //   inputs from i * that, shifted by its head's first value for a stable variance, and one
 //   invocation per head adds its head's partial sums (the host uses this kernel only where those
 //   runs stay within one head, head_dim % 4 == 0 and kp <= KMAX). Then 4 lane groups of 64
-//   multiply ROWS / 4 rows each (one 16-byte block per load: 8 weights in f16, 16 in q8, 32 in
-//   q4; four loads in flight), keep one partial sum per row and lane, and the workgroup reduces
-//   all rows at once.
+//   multiply ROWS / 4 consecutive rows each, two at a time (gemv_rows.wgsl: one 16-byte block
+//   per load, 8 weights in f16, 16 in q8, 32 in q4; four loads in flight), keep one partial sum
+//   per row and lane, and the workgroup reduces all rows at once.
 // Grid: (ceil(n / ROWS), 1, 1).
 // Epilogue: accumulate != 0 adds into y (the residual); soft_cap > 0 applies cap * tanh(v / cap).
 // Precision: weights in any format (WEIGHT_FORMAT), dequantized in registers; everything else f32.
@@ -48,27 +48,9 @@ var<workgroup> red: array<f32, 1024>; // [ROWS][64] row partials; [2][256] stati
 var<workgroup> head_mean: array<f32, 256>;
 var<workgroup> head_inv: array<f32, 256>;
 
-// The block of row r at column k times the staged input (see gemv.wgsl's dot_block).
-fn dot_block(r: u32, k: u32) -> f32 {
-    let e = r * p.kp + k;
-    let b = block_at(e);
-    var acc = 0.0;
-    var sum = 0.0;
-    for (var j = 0u; j < block_elems() / 4u; j++) {
-        let xv = xs[k / 4u + j];
-        acc += dot(block_codes4(b, j), xv);
-        if (WEIGHT_FORMAT == 3u) {
-            sum += dot(xv, vec4<f32>(1.0));
-        }
-    }
-    if (WEIGHT_FORMAT == 2u) {
-        return acc * group_scale(e, p.n, p.kp).x;
-    }
-    if (WEIGHT_FORMAT == 3u) {
-        let s = group_scale(e, p.n, p.kp);
-        return acc * s.x + sum * s.y;
-    }
-    return acc;
+// The staged, transformed input for gemv_rows.wgsl's dot_rows2 (zero padded to kp).
+fn input4(k: u32) -> vec4<f32> {
+    return xs[k / 4u];
 }
 
 // Stages the raw input, computes the per-head statistics, then transforms the staged input.
@@ -131,25 +113,25 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let g = lid / 64u;
     let lane = lid % 64u;
     let stride = 64u * block_elems(); // 64 lanes x one block
-    for (var j = 0u; j < ROWS / 4u; j++) {
-        let r = wid.x * ROWS + j * 4u + g;
-        var s0 = 0.0;
-        var s1 = 0.0;
-        var s2 = 0.0;
-        var s3 = 0.0;
+    // Each lane group takes its ROWS / 4 rows two at a time (the pair shares each input load).
+    for (var j = 0u; j < ROWS / 4u; j += 2u) {
+        let r = wid.x * ROWS + g * (ROWS / 4u) + j;
+        var s0 = vec2<f32>();
+        var s1 = vec2<f32>();
         if (r < p.n) {
+            let r1 = min(r + 1u, p.n - 1u);
             var k = lane * block_elems();
-            for (; k + 3u * stride < p.kp; k += 4u * stride) {
-                s0 += dot_block(r, k);
-                s1 += dot_block(r, k + stride);
-                s2 += dot_block(r, k + 2u * stride);
-                s3 += dot_block(r, k + 3u * stride);
+            for (; k + stride < p.kp; k += 2u * stride) {
+                s0 += dot_rows2(r, r1, k);
+                s1 += dot_rows2(r, r1, k + stride);
             }
-            for (; k < p.kp; k += stride) {
-                s0 += dot_block(r, k);
+            if (k < p.kp) {
+                s0 += dot_rows2(r, r1, k);
             }
         }
-        red[(j * 4u + g) * 64u + lane] = (s0 + s1) + (s2 + s3);
+        let row = g * (ROWS / 4u) + j;
+        red[row * 64u + lane] = s0.x + s1.x;
+        red[(row + 1u) * 64u + lane] = s0.y + s1.y;
     }
     workgroupBarrier();
     for (var half = 32u; half > 0u; half /= 2u) {

@@ -1,0 +1,38 @@
+// gemv_rows.wgsl — the inner step both GEMVs share (appended to gemv.wgsl and
+// gemv_head_norm.wgsl after weight_formats.wgsl): two rows times one block of the input.
+// The kernel defines `fn input4(k: u32) -> vec4<f32>`, its (transformed) input x[k .. k + 4]
+// (zero past its end), and its Params `p` with the part's rows `n` and row stride `kp`.
+// Two rows share each input load and transform; the q8/q4 group scale is applied once per
+// block (q4's bias times the block's input sum).
+
+// Rows r0 and r1 (r1 may repeat r0 past the part's last row; the caller discards it) times the
+// input over the block at column k (a multiple of block_elems()).
+fn dot_rows2(r0: u32, r1: u32, k: u32) -> vec2<f32> {
+    let e0 = r0 * p.kp + k;
+    let e1 = r1 * p.kp + k;
+    let b0 = block_at(e0);
+    let b1 = block_at(e1);
+    let x0 = input4(k);
+    if (WEIGHT_FORMAT == 0u) {
+        return vec2<f32>(codes_dot_f32(b0, x0), codes_dot_f32(b1, x0));
+    }
+    let x1 = input4(k + 4u);
+    if (WEIGHT_FORMAT == 1u) {
+        return vec2<f32>(codes_dot_f16(b0, x0, x1), codes_dot_f16(b1, x0, x1));
+    }
+    let x2 = input4(k + 8u);
+    let x3 = input4(k + 12u);
+    if (WEIGHT_FORMAT == 2u) {
+        let d = vec2<f32>(group_scale(e0, p.n, p.kp).x, group_scale(e1, p.n, p.kp).x);
+        return d * vec2<f32>(codes_dot_q8(b0, x0, x1, x2, x3), codes_dot_q8(b1, x0, x1, x2, x3));
+    }
+    let x4 = input4(k + 16u);
+    let x5 = input4(k + 20u);
+    let x6 = input4(k + 24u);
+    let x7 = input4(k + 28u);
+    let sum = dot(((x0 + x1) + (x2 + x3)) + ((x4 + x5) + (x6 + x7)), vec4<f32>(1.0));
+    let s0 = group_scale(e0, p.n, p.kp);
+    let s1 = group_scale(e1, p.n, p.kp);
+    let c = vec2<f32>(codes_dot_q4(b0, x0, x1, x2, x3, x4, x5, x6, x7), codes_dot_q4(b1, x0, x1, x2, x3, x4, x5, x6, x7));
+    return c * vec2<f32>(s0.x, s1.x) + sum * vec2<f32>(s0.y, s1.y);
+}
