@@ -3,12 +3,12 @@
 
 use crate::tune::store::ModelShape;
 use crate::tune::{KnobArgs, Params, Settings};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use xlstm_wgpu::error::{Error, Result};
 use xlstm_wgpu::gpu::{Gpu, GpuOptions, KernelChecks};
 use xlstm_wgpu::model::{LoadOptions, Model, WeightDtype};
-use xlstm_wgpu::session::SessionOptions;
+use xlstm_wgpu::session::{SavedState, Session, SessionOptions};
 
 /// Adapter selection flags.
 #[derive(clap::Args, Clone, Debug, Default)]
@@ -164,4 +164,33 @@ pub fn check_count(flag: &str, n: usize, max: usize, what: &str) -> Result<()> {
         return Err(Error::Input(format!("{flag} {n} is more than the {max} {what}")));
     }
     Ok(())
+}
+
+/// Checks a `--save-state` path before the run (as every output path is checked: no link, FIFO,
+/// device or directory), and that it is none of the run's other outputs (`others`: flag and
+/// path), which would silently replace it.
+pub fn check_state_output(save: Option<&Path>, others: &[(&str, &Path)]) -> Result<()> {
+    let Some(p) = save else { return Ok(()) };
+    xlstm_wgpu::files::check_output_path(p)?;
+    for (flag, other) in others {
+        if p == *other {
+            return Err(Error::Input(format!(
+                "--save-state and {flag} are the same file ({})",
+                p.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `--load-state FILE`: replaces the session's state with the one saved in `path` (a state file
+/// of another model, shape, dtype or format version is a one-line error).
+pub fn load_state(session: &mut Session, path: &Path) -> Result<()> {
+    let saved = SavedState::read(path, session.model())?;
+    session.restore_state(&saved)
+}
+
+/// `--save-state FILE`: writes the session's state to `path` (atomically).
+pub fn save_state(session: &Session, path: &Path) -> Result<()> {
+    session.save_state()?.write(path, session.model())
 }

@@ -2,7 +2,7 @@
 //! stderr; a
 //! progress line covers kernel compiles and the first pass when they take noticeable time.
 
-use crate::cli::{check_new_tokens, default_model_dir, GpuArgs, RunArgs};
+use crate::cli::{check_new_tokens, check_state_output, default_model_dir, load_state, save_state, GpuArgs, RunArgs};
 use crate::tune::store::ModelShape;
 use std::io::Write;
 use std::path::PathBuf;
@@ -34,6 +34,14 @@ pub struct GenerateArgs {
     /// Do not stop at the end-of-text token.
     #[arg(long)]
     pub ignore_eos: bool,
+    /// Continue from the recurrent state in this file (written by --save-state with the same
+    /// model and --dtype): the prompt is appended to the saved history, without a BOS token.
+    #[arg(long)]
+    pub load_state: Option<PathBuf>,
+    /// Write the recurrent state at the end of the run (after the prompt and every generated
+    /// token) to this file (safetensors), to continue from it later with --load-state.
+    #[arg(long)]
+    pub save_state: Option<PathBuf>,
     #[command(flatten)]
     pub run: RunArgs,
     #[command(flatten)]
@@ -48,6 +56,7 @@ pub fn generate(a: &GenerateArgs) -> Result<()> {
     // An empty prompt is checked once the model is loaded: BOS alone starts an unconditional
     // generation, and only a model without a BOS id has nothing to start from.
     check_new_tokens("--max-new-tokens", a.max_new_tokens)?;
+    check_state_output(a.save_state.as_deref(), &[])?;
     // telemetry: watchdog, status record, pre-load estimate (src/telemetry); SIGINT/SIGTERM stop
     // the run at the next token with the summary so far.
     let wd =
@@ -75,10 +84,16 @@ pub fn generate(a: &GenerateArgs) -> Result<()> {
         .tokenizer()
         .ok_or_else(|| Error::Tokenizer(format!("{} has no tokenizer.json", dir.display())))?;
     let mut prompt = Vec::new();
-    if let Some(bos) = model.bos_token_id() {
-        prompt.push(bos);
+    // A continued sequence (--load-state) has had its BOS already.
+    if a.load_state.is_none() {
+        prompt.extend(model.bos_token_id());
     }
     prompt.extend(tok.encode(&a.prompt)?);
+    if prompt.is_empty() && a.load_state.is_some() {
+        return Err(Error::Input(
+            "the prompt is empty: --load-state continues the saved sequence with the --prompt text".into(),
+        ));
+    }
     if prompt.is_empty() {
         return Err(Error::Input(
             "the prompt is empty and the model has no BOS token to start from".into(),
@@ -96,6 +111,10 @@ pub fn generate(a: &GenerateArgs) -> Result<()> {
         stop.extend(tok.token_id("<|endoftext|>"));
     }
     let mut session = Session::new(&model, run.session_options()?)?;
+    if let Some(p) = &a.load_state {
+        load_state(&mut session, p)?;
+    }
+    let start_position = session.position();
     // Compile the decode kernels now, while the progress line may still be drawn.
     session.prepare_decode(sampler.config())?;
     let mut stream = TextStream::default();
@@ -161,7 +180,48 @@ pub fn generate(a: &GenerateArgs) -> Result<()> {
         let at = format!("in phase {} after {} tokens", p.phase, p.tokens);
         return Err(xlstm_wgpu::telemetry::signals::interrupted_error(sig, &at));
     }
+    if let Some(p) = &a.save_state {
+        progress.set_phase("saving state");
+        catch_up(&mut session, a.load_state.as_deref(), start_position, &prompt, &stats.generated)?;
+        save_state(&session, p)?;
+    }
     progress.set_phase("done");
+    Ok(())
+}
+
+/// Brings the state to the end of the run: the saved history (`loaded`, at `start` tokens), the
+/// prompt and every generated token. `Session::generate` leaves the last generated token unfed
+/// (it is chosen, not yet consumed), so it is fed here; a stop token inside a decode batch
+/// leaves the state past the shown tokens (the batch ran on), so the state is then rebuilt from
+/// the start.
+fn catch_up(
+    session: &mut Session,
+    loaded: Option<&std::path::Path>,
+    start: usize,
+    prompt: &[u32],
+    generated: &[u32],
+) -> Result<()> {
+    let end = start + prompt.len() + generated.len();
+    let pos = session.position();
+    if pos == end {
+        return Ok(());
+    }
+    if let (Some(&last), true) = (generated.last(), pos + 1 == end) {
+        session.prefill(&[last], xlstm_wgpu::Logits::None)?;
+        return Ok(());
+    }
+    match loaded {
+        Some(p) => load_state(session, p)?,
+        None => session.reset()?,
+    }
+    let all: Vec<u32> = prompt.iter().chain(generated).copied().collect();
+    session.prefill(&all, xlstm_wgpu::Logits::None)?;
+    if session.position() != end {
+        return Err(Error::Input(format!(
+            "the state is at token {} after the run, expected {end}",
+            session.position()
+        )));
+    }
     Ok(())
 }
 

@@ -2,14 +2,14 @@
 //! continuation through the decode step path, streamed to a safetensors file (the machine
 //! interface for numerics: the reference comparisons read it).
 
-use crate::cli::{check_new_tokens, GpuArgs, RunArgs};
+use crate::cli::{check_new_tokens, check_state_output, load_state, save_state, GpuArgs, RunArgs};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use xlstm_wgpu::files;
 use xlstm_wgpu::sample::argmax;
 use xlstm_wgpu::telemetry::{signals, Estimate, MemArgs, Watchdog};
-use xlstm_wgpu::{Error, Logits, Result, SavedState, Session};
+use xlstm_wgpu::{Error, Logits, Result, Session};
 
 #[derive(clap::Args)]
 pub struct ScoreArgs {
@@ -43,16 +43,7 @@ pub struct ScoreArgs {
 
 pub fn score(a: ScoreArgs) -> Result<()> {
     files::check_output_path(&a.out)?;
-    if let Some(p) = &a.save_state {
-        files::check_output_path(p)?;
-        // The output is committed after the state is written and would silently replace it.
-        if p == &a.out {
-            return Err(Error::Input(format!(
-                "--save-state and --out are the same file ({})",
-                p.display()
-            )));
-        }
-    }
+    check_state_output(a.save_state.as_deref(), &[("--out", &a.out)])?;
     check_new_tokens("--generate", a.generate)?;
     let ids = read_ids(&a.input_ids)?;
     if ids.is_empty() {
@@ -121,11 +112,11 @@ pub fn score(a: ScoreArgs) -> Result<()> {
 
     let mut session = Session::new(&model, a.run.session_options()?)?;
     if let Some(p) = &a.load_state {
-        session.restore_state(&SavedState::read(p, &model)?)?;
+        load_state(&mut session, p)?;
     }
     let logits = session.prefill(&ids, Logits::All)?;
     if let Some(p) = &a.save_state {
-        session.save_state()?.write(p, &model)?;
+        save_state(&session, p)?;
     }
     progress.set_phase("writing");
     let mut out = files::AtomicFile::create(&a.out, files::Visibility::Shared)?;
