@@ -5,7 +5,7 @@
 //! The command (its flags, the memory checks, loading, the report) comes first, then the
 //! measurement it runs ([`run`]), which `xlstm tune` reuses.
 
-use crate::cli::{check_count, check_new_tokens, GpuArgs, RunArgs, MAX_PROMPT_TOKENS, MAX_REPEATS};
+use crate::cli::{count_in, GpuArgs, RunArgs, MAX_NEW_TOKENS, MAX_PROMPT_TOKENS, MAX_REPEATS};
 use crate::source::ModelSource;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -21,19 +21,20 @@ use xlstm_wgpu::telemetry::{MemArgs, Watchdog};
 #[derive(clap::Args)]
 pub struct BenchArgs {
     /// Model shape with random weights generated on the GPU: 7b, 1b, small, tiny.
-    #[arg(long, conflicts_with = "model")]
+    #[arg(long, conflicts_with = "model", value_parser = clap::builder::PossibleValuesParser::new(PRESETS))]
     preset: Option<String>,
     /// Benchmark a checkpoint instead of a preset.
     #[arg(long)]
     model: Option<PathBuf>,
-    /// Prompt lengths for prefill (comma separated).
-    #[arg(long, value_delimiter = ',', default_values_t = vec![512usize, 2048, 8192])]
+    /// Prompt lengths for prefill (comma separated; each 1..=16777216).
+    #[arg(long, value_delimiter = ',', default_values_t = vec![512usize, 2048, 8192],
+          value_parser = count_in(1, MAX_PROMPT_TOKENS))]
     prefill_lens: Vec<usize>,
-    /// Greedy tokens to decode.
-    #[arg(long, default_value_t = 128)]
+    /// Greedy tokens to decode (0..=1048576).
+    #[arg(long, default_value_t = 128, value_parser = count_in(0, MAX_NEW_TOKENS))]
     decode_tokens: usize,
-    /// Timed repeats per measurement (the median is reported).
-    #[arg(long, default_value_t = 3)]
+    /// Timed repeats per measurement (the median is reported; 0..=1000, 0 counts as 1).
+    #[arg(long, default_value_t = 3, value_parser = count_in(0, MAX_REPEATS))]
     repeats: usize,
     /// Also measure GPU time per kernel with timestamp queries.
     #[arg(long)]
@@ -50,14 +51,6 @@ pub struct BenchArgs {
 }
 
 pub fn bench(a: BenchArgs) -> Result<()> {
-    if a.prefill_lens.contains(&0) {
-        return Err(Error::Input("prefill lengths must be positive".into()));
-    }
-    check_new_tokens("--decode-tokens", a.decode_tokens)?;
-    for &len in &a.prefill_lens {
-        check_count("--prefill-lens", len, MAX_PROMPT_TOKENS, "tokens a prompt may have")?;
-    }
-    check_count("--repeats", a.repeats, MAX_REPEATS, "repeats accepted")?;
     let source = match (&a.model, &a.preset) {
         (Some(dir), _) => ModelSource::Dir(dir.clone()),
         (None, p) => ModelSource::Preset(p.clone().unwrap_or_else(|| "7b".into())),
@@ -117,6 +110,9 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     }
     Ok(())
 }
+
+/// The names of the preset shapes ([`preset`]).
+pub const PRESETS: [&str; 4] = ["7b", "1b", "small", "tiny"];
 
 /// Model shapes for benchmarks without a checkpoint.
 pub fn preset(name: &str) -> Result<LargeConfig> {

@@ -2,7 +2,10 @@
 //! stderr; a
 //! progress line covers kernel compiles and the first pass when they take noticeable time.
 
-use crate::cli::{check_new_tokens, check_state_output, default_model_dir, load_state, save_state, GpuArgs, RunArgs};
+use crate::cli::{
+    check_state_output, count_in, default_model_dir, load_state, non_negative_f32, save_state, unit_fraction_f32, GpuArgs,
+    RunArgs, MAX_NEW_TOKENS,
+};
 use crate::tune::store::ModelShape;
 use std::io::Write;
 use std::path::PathBuf;
@@ -20,14 +23,16 @@ pub struct GenerateArgs {
     pub model: Option<PathBuf>,
     #[arg(long, default_value = "It is a truth universally acknowledged")]
     pub prompt: String,
-    #[arg(long, default_value_t = 64)]
+    /// Tokens to generate at most (0..=1048576).
+    #[arg(long, default_value_t = 64, value_parser = count_in(0, MAX_NEW_TOKENS))]
     pub max_new_tokens: usize,
-    /// 0 = greedy.
-    #[arg(long, default_value_t = 0.0)]
+    /// Sampling temperature, a finite number >= 0 (0 = greedy).
+    #[arg(long, default_value_t = 0.0, value_parser = non_negative_f32)]
     pub temperature: f32,
     #[arg(long, default_value_t = 0)]
     pub top_k: usize,
-    #[arg(long, default_value_t = 1.0)]
+    /// Nucleus sampling: keep the most likely tokens up to this probability, in (0, 1].
+    #[arg(long, default_value_t = 1.0, value_parser = unit_fraction_f32)]
     pub top_p: f32,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -55,7 +60,6 @@ pub fn generate(a: &GenerateArgs) -> Result<()> {
     let dir = a.model.clone().unwrap_or_else(default_model_dir);
     // An empty prompt is checked once the model is loaded: BOS alone starts an unconditional
     // generation, and only a model without a BOS id has nothing to start from.
-    check_new_tokens("--max-new-tokens", a.max_new_tokens)?;
     check_state_output(a.save_state.as_deref(), &[])?;
     // telemetry: watchdog, status record, pre-load estimate (src/telemetry); SIGINT/SIGTERM stop
     // the run at the next token with the summary so far.

@@ -2,7 +2,7 @@
 //! continuation through the decode step path, streamed to a safetensors file (the machine
 //! interface for numerics: the reference comparisons read it).
 
-use crate::cli::{check_new_tokens, check_state_output, load_state, save_state, GpuArgs, RunArgs};
+use crate::cli::{check_state_output, count_in, load_state, save_state, GpuArgs, RunArgs, MAX_NEW_TOKENS};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -23,7 +23,7 @@ pub struct ScoreArgs {
     #[arg(long)]
     out: PathBuf,
     /// Greedy tokens to generate through the decode step path (at most 1048576).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = count_in(0, MAX_NEW_TOKENS))]
     generate: usize,
     /// Start from the recurrent state in this file (written by --save-state with the same model
     /// and --dtype) instead of the zero state: the prompt continues that sequence.
@@ -44,7 +44,6 @@ pub struct ScoreArgs {
 pub fn score(a: ScoreArgs) -> Result<()> {
     files::check_output_path(&a.out)?;
     check_state_output(a.save_state.as_deref(), &[("--out", &a.out)])?;
-    check_new_tokens("--generate", a.generate)?;
     let ids = read_ids(&a.input_ids)?;
     if ids.is_empty() {
         return Err(Error::Input(format!("{}: the prompt is empty", a.input_ids.display())));
