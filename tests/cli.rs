@@ -1076,6 +1076,15 @@ fn bench_reports_prefill_decode_and_a_profile() {
     assert!(phases.contains("prefill 32/40"), "{phases:?}");
     assert!(phases.iter().any(|p| p.starts_with("decode x")), "{phases:?}");
     assert!(kernels.iter().all(|k| k["ms"].as_f64().unwrap() >= 0.0));
+    // Rates come from the launchers' cost estimates: positive where one is recorded (the GEMMs
+    // record theirs), null (`-` in the table) where none is, never a made-up 0.
+    for k in kernels {
+        for rate in ["gb_per_s", "tflop_per_s"] {
+            assert!(k[rate].is_null() || k[rate].as_f64().unwrap() > 0.0, "{k}");
+        }
+    }
+    let gemm = kernels.iter().find(|k| k["kernel"] == "gemm").expect("a gemm row");
+    assert!(gemm["gb_per_s"].as_f64().unwrap() > 0.0 && gemm["tflop_per_s"].as_f64().unwrap() > 0.0);
 
     let o = run(&[
         "bench",

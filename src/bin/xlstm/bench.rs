@@ -170,8 +170,11 @@ pub struct KernelRow {
     pub kernel: String,
     pub dispatches: usize,
     pub ms: f64,
-    pub gb_per_s: f64,
-    pub tflop_per_s: f64,
+    /// Achieved bandwidth from the launchers' cost estimates (`PlanBuilder::cost`); `None`
+    /// (JSON null, `-` in the table) where the kernel's launcher records no bytes.
+    pub gb_per_s: Option<f64>,
+    /// Achieved arithmetic rate; `None` where the launcher records no flops.
+    pub tflop_per_s: Option<f64>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -225,8 +228,8 @@ fn rows(phase: &str, times: Vec<KernelTime>) -> Vec<KernelRow> {
             kernel: t.label.into(),
             dispatches: t.dispatches,
             ms: t.seconds * 1e3,
-            gb_per_s: t.gb_per_s(),
-            tflop_per_s: t.tflop_per_s(),
+            gb_per_s: (t.bytes > 0.0).then(|| t.gb_per_s()),
+            tflop_per_s: (t.flops > 0.0).then(|| t.tflop_per_s()),
         })
         .collect()
 }
@@ -324,6 +327,19 @@ pub fn run(
     })
 }
 
+/// A rate for the kernel table: `-` where no cost is recorded, else three significant digits
+/// (a slow adapter's or a small model's rates are well below 1 and would print as 0).
+fn rate(v: Option<f64>) -> String {
+    match v {
+        None => "-".into(),
+        Some(v) if v <= 0.0 || !v.is_finite() => format!("{v:.0}"),
+        Some(v) => {
+            let decimals = (2 - v.log10().floor() as i32).clamp(0, 6) as usize;
+            format!("{v:.decimals$}")
+        }
+    }
+}
+
 impl BenchReport {
     /// A table for people.
     pub fn table(&self) -> String {
@@ -366,11 +382,31 @@ impl BenchReport {
             );
             for k in &self.kernels {
                 out += &format!(
-                    "{:<17} {:<22} {:>6} {:>10.3} {:>9.0} {:>9.2}\n",
-                    k.phase, k.kernel, k.dispatches, k.ms, k.gb_per_s, k.tflop_per_s
+                    "{:<17} {:<22} {:>6} {:>10.3} {:>9} {:>9}\n",
+                    k.phase,
+                    k.kernel,
+                    k.dispatches,
+                    k.ms,
+                    rate(k.gb_per_s),
+                    rate(k.tflop_per_s)
                 );
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rate;
+
+    #[test]
+    fn rates_keep_three_significant_digits_and_unknown_is_a_dash() {
+        assert_eq!(rate(None), "-");
+        assert_eq!(rate(Some(1234.4)), "1234");
+        assert_eq!(rate(Some(12.345)), "12.3");
+        assert_eq!(rate(Some(0.5)), "0.500");
+        assert_eq!(rate(Some(0.000_123_4)), "0.000123");
+        assert_eq!(rate(Some(0.0)), "0");
     }
 }
