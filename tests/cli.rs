@@ -126,14 +126,28 @@ fn assert_clean_failure(what: &str, o: &Output, out: &Path, needles: &[&str]) {
 /// stdout.
 fn assert_usage_error(what: &str, o: &Output, flag: &str, value: &str, needles: &[&str]) {
     let stderr = String::from_utf8_lossy(&o.stderr);
-    let ctx = format!("{what}: exit {:?}, stderr:
-{stderr}", o.status.code());
-    assert_eq!(o.status.code(), Some(2), "{ctx}
-(expected exit code 2, a usage error)");
-    assert!(!stderr.contains("panicked"), "{ctx}
-(panic)");
-    assert!(o.stdout.is_empty(), "{ctx}
-(stdout: {})", String::from_utf8_lossy(&o.stdout));
+    let ctx = format!(
+        "{what}: exit {:?}, stderr:
+{stderr}",
+        o.status.code()
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{ctx}
+(expected exit code 2, a usage error)"
+    );
+    assert!(
+        !stderr.contains("panicked"),
+        "{ctx}
+(panic)"
+    );
+    assert!(
+        o.stdout.is_empty(),
+        "{ctx}
+(stdout: {})",
+        String::from_utf8_lossy(&o.stdout)
+    );
     let first = stderr.lines().next().unwrap_or_default();
     assert!(
         first.starts_with(&format!("error: invalid value '{value}' for '{flag}")),
@@ -141,8 +155,11 @@ fn assert_usage_error(what: &str, o: &Output, flag: &str, value: &str, needles: 
 (expected clap's `error: invalid value` line)"
     );
     for n in needles {
-        assert!(stderr.contains(n), "{ctx}
-(expected the message to mention `{n}`)");
+        assert!(
+            stderr.contains(n),
+            "{ctx}
+(expected the message to mention `{n}`)"
+        );
     }
 }
 
@@ -1283,7 +1300,13 @@ fn absurd_token_counts_are_refused_at_once() {
     cmd.args(["generate", "--model"]).arg(&mini);
     cmd.args(["--max-new-tokens", &huge]);
     let o = output_within(cmd, std::time::Duration::from_secs(60));
-    assert_usage_error("--max-new-tokens u64::MAX", &o, "--max-new-tokens", &huge, &["0..=1048576"]);
+    assert_usage_error(
+        "--max-new-tokens u64::MAX",
+        &o,
+        "--max-new-tokens",
+        &huge,
+        &["0..=1048576"],
+    );
 }
 
 /// A soft memory limit above the hard one is refused (exit code 1, like other bad limit values),

@@ -16,11 +16,18 @@ fn model_dir(name: &str) -> PathBuf {
 /// `xlstm generate` greedily (temperature 0, the default) in f32 on `model` with `prompt`.
 fn generate(model: &str, prompt: &str, tokens: usize, extra: &[&str], cache: &Path) -> Output {
     let mut cmd = Command::new(BIN);
-    cmd.args(["generate", "--dtype", "f32", "--no-tune-cache", "--ignore-eos", "--model"])
-        .arg(model_dir(model))
-        .args(["--prompt", prompt, "--max-new-tokens", &tokens.to_string()])
-        .args(extra)
-        .env("XLSTM_CACHE_DIR", cache);
+    cmd.args([
+        "generate",
+        "--dtype",
+        "f32",
+        "--no-tune-cache",
+        "--ignore-eos",
+        "--model",
+    ])
+    .arg(model_dir(model))
+    .args(["--prompt", prompt, "--max-new-tokens", &tokens.to_string()])
+    .args(extra)
+    .env("XLSTM_CACHE_DIR", cache);
     cmd.output().unwrap()
 }
 

@@ -149,7 +149,9 @@ fn pct_flag(text: &str) -> std::result::Result<f64, String> {
 }
 
 fn action_flag(text: &str) -> std::result::Result<String, String> {
-    unknown_action(text).map_or(Ok(text.to_string()), |a| Err(format!("unknown action `{a}` ({ACTIONS})")))
+    unknown_action(text).map_or(Ok(text.to_string()), |a| {
+        Err(format!("unknown action `{a}` ({ACTIONS})"))
+    })
 }
 
 /// The soft actions, for messages.
