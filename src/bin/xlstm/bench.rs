@@ -69,7 +69,9 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     if let Some(est) = source.estimate(a.run.dtype, &a.run.session_options()?, longest) {
         wd.check_fits(&est)?;
     }
+    // Progress on stderr from here on (a live line on a terminal, plain lines otherwise).
     progress.set_phase("loading");
+    let mut reporter = crate::progress::Reporter::start("bench", progress.clone());
     // end telemetry
     let t0 = Instant::now();
     let model = source.load(gpu, &a.run.load_options(false)?)?;
@@ -83,19 +85,11 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         profile: a.profile,
         session: a.run.session_options()?,
     };
-    let bar = indicatif::ProgressBar::new(1);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed}]")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
     let report = run(&model, &name, &opts, &mut |i, n, what| {
-        bar.set_length(n as u64);
-        bar.set_position(i as u64);
-        bar.set_message(what.to_string());
         progress.set_phase(what);
         progress.set_fraction(Some(i as f64 / n.max(1) as f64));
     })?;
-    bar.finish_and_clear();
+    reporter.finish();
     if a.json {
         let mut v = serde_json::to_value(&report).map_err(|e| Error::Input(e.to_string()))?;
         v["load_seconds"] = serde_json::json!(load_secs);

@@ -1,10 +1,10 @@
 //! `xlstm generate`: text from a prompt, streamed to stdout as it comes, with a one-line summary on
-//! stderr; a
-//! progress line covers kernel compiles and the first pass when they take noticeable time.
+//! stderr. On a terminal a progress line covers kernel compiles and the first pass when they take
+//! noticeable time; without one, plain progress lines go to stderr (see `crate::progress`).
 
 use crate::cli::{
-    check_state_output, count_in, default_model_dir, load_state, non_negative_f32, save_state, unit_fraction_f32, GpuArgs,
-    RunArgs, MAX_NEW_TOKENS,
+    check_state_output, count_in, default_model_dir, load_state, non_negative_f32, save_state, unit_fraction_f32,
+    GpuArgs, RunArgs, MAX_NEW_TOKENS,
 };
 use crate::tune::store::ModelShape;
 use std::io::Write;
@@ -79,7 +79,13 @@ pub fn generate(a: &GenerateArgs) -> Result<()> {
         wd.check_fits(&est)?;
     }
     progress.set_phase("loading");
-    let mut compiling = CompileProgress::start();
+    // On a terminal, a line covers kernel compiles and the first pass, and is cleared before the
+    // text streams; when stderr is not a terminal, plain progress lines (loading, prefill, decode
+    // tokens) go to stderr throughout, ending before the summary.
+    let mode = crate::progress::Mode::from_env();
+    let mut compiling = CompileProgress::start(mode == crate::progress::Mode::Bar);
+    let mut reporter = matches!(mode, crate::progress::Mode::Plain { .. })
+        .then(|| crate::progress::Reporter::with_mode("generate", progress.clone(), mode));
     let model = run.load(gpu, &dir, true)?;
     wd.attach(&model);
     wd.check_now()?;
@@ -155,6 +161,9 @@ pub fn generate(a: &GenerateArgs) -> Result<()> {
         Ok(wd.interrupted().is_none())
     });
     compiling.finish();
+    if let Some(r) = reporter.as_mut() {
+        r.finish();
+    }
     if !prompt_shown {
         print!("{}", a.prompt);
     }
@@ -186,7 +195,13 @@ pub fn generate(a: &GenerateArgs) -> Result<()> {
     }
     if let Some(p) = &a.save_state {
         progress.set_phase("saving state");
-        catch_up(&mut session, a.load_state.as_deref(), start_position, &prompt, &stats.generated)?;
+        catch_up(
+            &mut session,
+            a.load_state.as_deref(),
+            start_position,
+            &prompt,
+            &stats.generated,
+        )?;
         save_state(&session, p)?;
     }
     progress.set_phase("done");
@@ -237,6 +252,8 @@ struct CompileProgress {
     bar: indicatif::ProgressBar,
     state: Arc<std::sync::Mutex<CompileTime>>,
     watcher: Option<std::thread::JoinHandle<()>>,
+    /// Whether the compile observer is this line's (and so is removed by `finish`).
+    observing: bool,
 }
 
 /// How long compiling has taken so far, and whether it goes on.
@@ -265,8 +282,21 @@ impl CompileProgress {
     const SHOW_AFTER: std::time::Duration = std::time::Duration::from_millis(1500);
     const POLL: std::time::Duration = std::time::Duration::from_millis(100);
 
-    fn start() -> Self {
+    /// `enabled`: false gives a line that never shows and observes nothing (another display,
+    /// or none, covers the compiles).
+    fn start(enabled: bool) -> Self {
         let bar = indicatif::ProgressBar::hidden();
+        if !enabled {
+            return CompileProgress {
+                bar,
+                state: Arc::new(std::sync::Mutex::new(CompileTime {
+                    finished: true,
+                    ..Default::default()
+                })),
+                watcher: None,
+                observing: false,
+            };
+        }
         bar.set_style(
             indicatif::ProgressStyle::with_template("{spinner} {msg} [{elapsed}]")
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
@@ -307,6 +337,7 @@ impl CompileProgress {
             bar,
             state,
             watcher: Some(watcher),
+            observing: true,
         }
     }
 
@@ -319,7 +350,9 @@ impl CompileProgress {
 
     /// Removes the observer, stops the watcher and clears the line.
     fn finish(&mut self) {
-        xlstm_wgpu::gpu::kernels::set_compile_observer(None);
+        if std::mem::take(&mut self.observing) {
+            xlstm_wgpu::gpu::kernels::set_compile_observer(None);
+        }
         self.state.lock().unwrap_or_else(|p| p.into_inner()).finished = true;
         if let Some(w) = self.watcher.take() {
             w.thread().unpark();

@@ -2,15 +2,17 @@
 //! the GPU.
 //!
 //! One module per subcommand, each holding its flags and its entry point: [`generate`],
-//! [`score`], [`perplexity`], [`bench`] (with the benchmark itself) and [`tune`] (the autotuner; its command in
-//! `tune/command.rs`). [`cli`] holds the flags they share (adapter, weight format, scheduler and
-//! kernel-shape knobs) and the limits on counts; [`source`] the checkpoint-or-preset model of
-//! bench and tune. `info` is short enough to live here.
+//! [`score`], [`perplexity`], [`bench`] (with the benchmark itself) and [`tune`] (the autotuner;
+//! its command in `tune/command.rs`). [`cli`] holds the flags they share (adapter, weight format,
+//! scheduler and kernel-shape knobs), the limits on counts and the value parsers; [`source`] the
+//! checkpoint-or-preset model of bench and tune; [`progress`] the progress shown on stderr.
+//! `info` is short enough to live here.
 
 mod bench;
 mod cli;
 mod generate;
 mod perplexity;
+mod progress;
 mod score;
 mod source;
 mod tune;

@@ -64,11 +64,13 @@ pub fn score(a: ScoreArgs) -> Result<()> {
     if let Ok(est) = Estimate::for_dir(&a.model, a.run.dtype, &a.run.session_options()?, ids.len(), true) {
         wd.check_fits(&est)?;
     }
+    // Progress on stderr from here on: loading (kernel compiles), prefill and decode tokens.
     progress.set_phase("loading");
+    let mut reporter = crate::progress::Reporter::start("score", progress.clone());
     let model = a.run.load(gpu, &a.model, false)?;
     wd.attach(&model);
     wd.check_now()?;
-    progress.set_total(Some(a.generate as u64));
+    progress.set_total(Some((ids.len() + a.generate) as u64));
     progress.set_phase("prefill");
     // end telemetry
     let v = model.vocab_size();
@@ -113,7 +115,13 @@ pub fn score(a: ScoreArgs) -> Result<()> {
     if let Some(p) = &a.load_state {
         load_state(&mut session, p)?;
     }
-    let logits = session.prefill(&ids, Logits::All)?;
+    // A segment at a time (as `prefill` runs them anyway), so the progress counts tokens.
+    let piece = a.run.session_options()?.max_segment_tokens.max(1);
+    let mut logits = Vec::with_capacity(t * v);
+    for part in ids.chunks(piece) {
+        logits.extend(session.prefill(part, Logits::All)?);
+        progress.add_tokens(part.len() as u64);
+    }
     if let Some(p) = &a.save_state {
         save_state(&session, p)?;
     }
@@ -144,6 +152,7 @@ pub fn score(a: ScoreArgs) -> Result<()> {
     }
     wd.check_now()?;
     out.commit()?;
+    reporter.finish();
     // The summary: score prints nothing else, and only says where tuned defaults applied.
     if let Some(t) = tuned {
         eprintln!("xlstm: tuned (cache): {t}");

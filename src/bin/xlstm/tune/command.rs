@@ -135,13 +135,10 @@ pub fn tune(a: TuneArgs) -> Result<()> {
         first,
         run_dir,
     };
-    let bar = indicatif::ProgressBar::new(a.trials as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} trials {msg} [{elapsed} < {eta}]")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
+    // Progress on stderr from the first trial on: a live line on a terminal (its elapsed time
+    // keeps moving), plain lines otherwise.
     let mut obs = TuneProgress {
-        bar: bar.clone(),
+        reporter: crate::progress::Reporter::start("tune", progress.clone()),
         progress: progress.clone(),
         interrupted: interrupt_flag(),
         watchdog: wd.clone(),
@@ -149,7 +146,7 @@ pub fn tune(a: TuneArgs) -> Result<()> {
         json: a.json,
     };
     let report = super::run(gpu, &opts, &mut obs)?;
-    bar.finish_and_clear();
+    obs.reporter.finish();
     progress.set_phase("done");
     let stored = if a.run.no_tune_cache || report.abort.is_some() {
         None
@@ -174,10 +171,16 @@ const MAX_POPULATION: usize = 10_000;
 /// `--budget-seconds` as a Duration: a positive number of seconds that a Duration can hold
 /// (1e308 cannot: it would panic).
 fn budget_seconds(text: &str) -> std::result::Result<Duration, String> {
-    let b: f64 = text.trim().parse().map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    let b: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
     match Duration::try_from_secs_f64(b) {
         Ok(d) if b > 0.0 => Ok(d),
-        _ => Err(format!("must be a positive number of seconds below {}, got {b}", u64::MAX)),
+        _ => Err(format!(
+            "must be a positive number of seconds below {}, got {b}",
+            u64::MAX
+        )),
     }
 }
 
@@ -231,7 +234,7 @@ fn interrupt_flag() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
 }
 
 struct TuneProgress {
-    bar: indicatif::ProgressBar,
+    reporter: crate::progress::Reporter,
     progress: std::sync::Arc<xlstm_wgpu::telemetry::Progress>,
     interrupted: std::sync::Arc<std::sync::atomic::AtomicBool>,
     watchdog: std::sync::Arc<Watchdog>,
@@ -252,10 +255,11 @@ impl Observer for TuneProgress {
         self.watchdog.attach(model);
     }
     fn trial_done(&mut self, t: &Trial, best: Option<&Trial>) {
-        self.bar.inc(1);
+        self.progress
+            .set_fraction(Some((t.index + 1) as f64 / self.trials.max(1) as f64));
         if let Some(b) = best {
             let f = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.0}"));
-            self.bar.set_message(format!(
+            self.reporter.set_detail(format!(
                 "best #{}: prefill {} tok/s, decode {} tok/s",
                 b.index,
                 f(b.prefill_tok_s),
@@ -263,7 +267,8 @@ impl Observer for TuneProgress {
             ));
         }
         if !t.ok() && !self.json {
-            self.bar.println(format!("trial {} {}: {}", t.index, t.status, t.error));
+            self.reporter
+                .println(&format!("trial {} {}: {}", t.index, t.status, t.error));
         }
     }
 }
