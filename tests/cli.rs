@@ -88,9 +88,6 @@ fn score(model: &Path, ids: &Path, out: &Path, extra: &[&str]) -> Output {
     run(&refs)
 }
 
-/// Asserts a clean failure: exit code 1-ish (not a panic, not a signal), exactly one non-empty
-/// stderr line starting with `xlstm: error:` that contains every `needle`, and no output or
-/// temporary output file.
 /// A command that must succeed; its stderr is the failure message.
 fn assert_succeeded(what: &str, o: &Output) {
     assert!(
@@ -100,6 +97,9 @@ fn assert_succeeded(what: &str, o: &Output) {
     );
 }
 
+/// Asserts a clean failure: exit code 1-ish (not a panic, not a signal), exactly one non-empty
+/// stderr line starting with `xlstm: error:` that contains every `needle`, and no output or
+/// temporary output file.
 fn assert_clean_failure(what: &str, o: &Output, out: &Path, needles: &[&str]) {
     let stderr = String::from_utf8_lossy(&o.stderr);
     let ctx = format!("{what}: exit {:?}, stderr:\n{stderr}", o.status.code());
@@ -119,6 +119,48 @@ fn assert_clean_failure(what: &str, o: &Output, out: &Path, needles: &[&str]) {
         assert!(line.contains(n), "{ctx}\n(expected the message to mention `{n}`)");
     }
     assert_no_output(what, out);
+}
+
+/// Asserts a usage error: exit code 2 and clap's message, `error: invalid value 'VALUE' for
+/// '--FLAG ...'`, naming `flag` and `value` and holding every `needle`; no panic, nothing on
+/// stdout.
+fn assert_usage_error(what: &str, o: &Output, flag: &str, value: &str, needles: &[&str]) {
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let ctx = format!(
+        "{what}: exit {:?}, stderr:
+{stderr}",
+        o.status.code()
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{ctx}
+(expected exit code 2, a usage error)"
+    );
+    assert!(
+        !stderr.contains("panicked"),
+        "{ctx}
+(panic)"
+    );
+    assert!(
+        o.stdout.is_empty(),
+        "{ctx}
+(stdout: {})",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let first = stderr.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with(&format!("error: invalid value '{value}' for '{flag}")),
+        "{ctx}
+(expected clap's `error: invalid value` line)"
+    );
+    for n in needles {
+        assert!(
+            stderr.contains(n),
+            "{ctx}
+(expected the message to mention `{n}`)"
+        );
+    }
 }
 
 /// The output file does not exist, and neither does a temporary `.NAME.tmp*` next to it.
@@ -598,39 +640,105 @@ fn out_is_a_directory() {
     assert_no_temp("--out is a directory", &out);
 }
 
-fn check_flag_failure(what: &str, flags: &[&str], needles: &[&str]) {
+/// Flags of `score` whose values are each valid but together bad input: one `xlstm: error:` line
+/// (exit code 1), no output.
+fn check_input_failure(what: &str, flags: &[&str], needles: &[&str]) {
     let s = Scratch::new();
     let out = s.out();
     let o = score(&fixture("large_a"), &s.good_ids(), &out, flags);
     assert_clean_failure(what, &o, &out, needles);
 }
 
+/// A bad flag value of `score` is a usage error (exit code 2) and writes nothing.
+fn check_flag_failure(flag: &str, value: &str, needles: &[&str]) {
+    let s = Scratch::new();
+    let out = s.out();
+    let o = score(&fixture("large_a"), &s.good_ids(), &out, &[flag, value]);
+    assert_usage_error(&format!("{flag} {value}"), &o, flag, value, needles);
+    assert_no_output(flag, &out);
+}
+
 #[test]
 fn bad_dtype() {
-    check_flag_failure("--dtype bf8", &["--dtype", "bf8"], &["invalid input", "--dtype", "bf8"]);
+    check_flag_failure("--dtype", "bf8", &["possible values: f32, f16"]);
 }
 
 #[test]
 fn bad_prefill() {
-    check_flag_failure(
-        "--prefill nonsense",
-        &["--prefill", "nonsense"],
-        &["invalid input", "prefill", "nonsense"],
-    );
+    check_flag_failure("--prefill", "nonsense", &["possible values: scheduled"]);
 }
 
 #[test]
 fn bad_chunk_size() {
-    check_flag_failure(
-        "--chunk-size 0",
-        &["--chunk-size", "0"],
-        &["invalid input", "chunk size", "got 0"],
-    );
-    check_flag_failure(
-        "--chunk-size 65",
-        &["--chunk-size", "65"],
-        &["invalid input", "chunk size", "got 65"],
-    );
+    check_flag_failure("--chunk-size", "0", &["chunk_size 0 is outside 1..=64"]);
+    check_flag_failure("--chunk-size", "65", &["chunk_size 65 is outside 1..=64"]);
+}
+
+/// Every value outside a flag's range or choices is a usage error like an unknown flag: clap's
+/// `error: invalid value` message and exit code 2 (README: "2 bad command line"), before any
+/// model is loaded. The values the issue listed, and the other constrained flags, on each
+/// command that takes them.
+#[test]
+fn invalid_flag_values_exit_with_code_2() {
+    let s = Scratch::new();
+    let model = fixture("large_a").display().to_string();
+    let ids = s.good_ids().display().to_string();
+    let out = s.out().display().to_string();
+    let score = ["score", "--model", &model, "--input-ids", &ids, "--out", &out];
+    let generate = ["generate", "--model", &model];
+    let bench = ["bench", "--preset", "tiny"];
+    let tune = ["tune", "--preset", "tiny"];
+    let perplexity = ["perplexity", "--model", &model, "--text", &ids];
+    let cases: &[(&[&str], &str, &str, &str)] = &[
+        // The issue's examples.
+        (&score, "--mem-action", "explode", "unknown action `explode`"),
+        (&score, "--prefill", "bogus", "possible values"),
+        (&score, "--chunk-size", "100", "outside 1..=64"),
+        (&score, "--gemv-lanes", "7", "gemv lanes must be"),
+        (&score, "--mem-every", "5", "10..=60000"),
+        (&generate, "--temperature", "-1", ">= 0"),
+        // The other constrained flags.
+        (&generate, "--top-p", "1.5", "(0, 1]"),
+        (&generate, "--max-new-tokens", "1048577", "0..=1048576"),
+        (&generate, "--mem-hard-pct", "150", "(0, 100]"),
+        (&generate, "--mem-soft-mb", "0", "not in 1.."),
+        (&generate, "--backend", "glide", "names no backend"),
+        (&score, "--generate", "1048577", "0..=1048576"),
+        (&score, "--decode-batch", "0", "decode_batch 0"),
+        (&score, "--submit-dispatches", "0", "submit_dispatches 0"),
+        (&score, "--record-threads", "1000", "record_threads 1000"),
+        (&perplexity, "--dtype", "f8", "possible values"),
+        (&bench, "--prefill-lens", "0", "not in 1..="),
+        (&bench, "--repeats", "1001", "0..=1000"),
+        (&bench, "--decode-tokens", "1048577", "0..=1048576"),
+        (&bench[..1], "--preset", "huge", "possible values: 7b, 1b, small, tiny"),
+        (&tune[..1], "--preset", "huge", "possible values: 7b, 1b, small, tiny"),
+        (&tune, "--target", "speed", "possible values"),
+        (&tune, "--mode", "annealing", "possible values"),
+        (&tune, "--trials", "0", "not in 1..="),
+        (&tune, "--seq", "0", "not in 1..="),
+        (&tune, "--check-tokens", "1", "not in 2..="),
+        (&tune, "--decode-tokens", "0", "not in 1..="),
+        (&tune, "--population", "10001", "0..=10000"),
+        (&tune, "--budget-seconds", "0", "positive number of seconds"),
+        (&tune, "--check-tolerance", "NaN", ">= 0"),
+    ];
+    for (base, flag, value, needle) in cases {
+        let mut args = base.to_vec();
+        let joined = format!("{flag}={value}");
+        // `--temperature=-1`: a negative value needs the `=` form.
+        args.push(&joined);
+        let o = output_within(
+            {
+                let mut c = Command::new(BIN);
+                c.args(&args).env("XLSTM_CACHE_DIR", s.path("cache"));
+                c
+            },
+            std::time::Duration::from_secs(30),
+        );
+        assert_usage_error(&format!("{} {flag} {value}", base[0]), &o, flag, value, &[needle]);
+    }
+    assert_no_output("bad flag values", &s.out());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -985,6 +1093,15 @@ fn bench_reports_prefill_decode_and_a_profile() {
     assert!(phases.contains("prefill 32/40"), "{phases:?}");
     assert!(phases.iter().any(|p| p.starts_with("decode x")), "{phases:?}");
     assert!(kernels.iter().all(|k| k["ms"].as_f64().unwrap() >= 0.0));
+    // Rates come from the launchers' cost estimates: positive where one is recorded (the GEMMs
+    // record theirs), null (`-` in the table) where none is, never a made-up 0.
+    for k in kernels {
+        for rate in ["gb_per_s", "tflop_per_s"] {
+            assert!(k[rate].is_null() || k[rate].as_f64().unwrap() > 0.0, "{k}");
+        }
+    }
+    let gemm = kernels.iter().find(|k| k["kernel"] == "gemm").expect("a gemm row");
+    assert!(gemm["gb_per_s"].as_f64().unwrap() > 0.0 && gemm["tflop_per_s"].as_f64().unwrap() > 0.0);
 
     let o = run(&[
         "bench",
@@ -1165,16 +1282,17 @@ fn mem_log_refuses_links_fifos_and_devices() {
 // Sizes from user input.
 
 /// Token counts that would overflow the size arithmetic (and once ran forever) are refused at
-/// once with a one-line error naming the flag.
+/// once, as usage errors naming the flag and the range.
 #[test]
 fn absurd_token_counts_are_refused_at_once() {
     let s = Scratch::new();
     let out = s.out();
     let huge = u64::MAX.to_string();
     let o = score(&fixture("large_a"), &s.good_ids(), &out, &["--generate", &huge]);
-    assert_clean_failure("--generate u64::MAX", &o, &out, &["--generate", &huge, "1048576"]);
+    assert_usage_error("--generate u64::MAX", &o, "--generate", &huge, &["0..=1048576"]);
     let o = score(&fixture("large_a"), &s.good_ids(), &out, &["--generate", "1048577"]);
-    assert_clean_failure("--generate 2^20 + 1", &o, &out, &["--generate 1048577"]);
+    assert_usage_error("--generate 2^20 + 1", &o, "--generate", "1048577", &["0..=1048576"]);
+    assert_no_output("--generate", &out);
     let mini = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("models")
         .join("xlstm-large-mini");
@@ -1182,15 +1300,20 @@ fn absurd_token_counts_are_refused_at_once() {
     cmd.args(["generate", "--model"]).arg(&mini);
     cmd.args(["--max-new-tokens", &huge]);
     let o = output_within(cmd, std::time::Duration::from_secs(60));
-    assert_clean_failure("--max-new-tokens u64::MAX", &o, &out, &["--max-new-tokens", &huge]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_usage_error(
+        "--max-new-tokens u64::MAX",
+        &o,
+        "--max-new-tokens",
+        &huge,
+        &["0..=1048576"],
+    );
 }
 
 /// A soft memory limit above the hard one is refused (exit code 1, like other bad limit values),
 /// naming both values and where each came from.
 #[test]
 fn soft_memory_limit_above_the_hard_limit_is_refused() {
-    check_flag_failure(
+    check_input_failure(
         "--mem-soft-mb 2000 --mem-hard-mb 1500",
         &["--mem-soft-mb", "2000", "--mem-hard-mb", "1500"],
         &[
@@ -1267,7 +1390,7 @@ fn tune_refuses_a_planted_run_directory_or_trials_file() {
 }
 
 /// Benchmark and tuning sizes that once overflowed an allocation (a panic) or ran for ever are
-/// refused at once, naming the flag.
+/// refused at once, as usage errors naming the flag.
 #[test]
 fn absurd_bench_and_tune_sizes_are_refused_at_once() {
     let huge = u64::MAX.to_string();
@@ -1289,13 +1412,7 @@ fn absurd_bench_and_tune_sizes_are_refused_at_once() {
             cmd.arg("--runs-dir").arg(scratch.path("runs"));
         }
         let o = output_within(cmd, std::time::Duration::from_secs(60));
-        let stderr = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(o.status.code(), Some(1), "{flag}: {stderr}");
-        assert_eq!(stderr.trim().lines().count(), 1, "{flag}: {stderr}");
-        assert!(
-            stderr.starts_with("xlstm: error: invalid input: ") && stderr.contains(&format!("{flag} {huge}")),
-            "{flag}: {stderr}"
-        );
+        assert_usage_error(flag, &o, flag, &huge, &[&format!("{huge} is not in ")]);
         assert!(!scratch.path("runs").exists(), "{flag}: a run directory was created");
     }
 }

@@ -460,13 +460,14 @@ fn xlstm(args: &[&str], env: &[(&str, &Path)]) -> std::process::Output {
 }
 
 #[test]
-fn a_budget_beyond_what_a_duration_holds_is_an_input_error() {
+fn a_budget_beyond_what_a_duration_holds_is_a_usage_error() {
     let model = shipped(LARGE);
     for budget in ["1e308", "inf", "NaN", "-5", "0"] {
         let flag = format!("--budget-seconds={budget}");
         let out = xlstm(&["tune", "--model", model.to_str().unwrap(), &flag], &[]);
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "--budget-seconds {budget}: {stderr}");
+        // A flag value out of range is clap's usage error (exit code 2).
+        assert_eq!(out.status.code(), Some(2), "--budget-seconds {budget}: {stderr}");
         assert!(
             stderr.contains("--budget-seconds"),
             "--budget-seconds {budget}: {stderr}"

@@ -179,9 +179,10 @@ fn flags_win_over_the_environment_and_the_watchdog_can_be_switched_off() {
     assert_eq!(warnings.len(), 1, "{err}");
     assert!(warnings[0].starts_with("xlstm: warning: telemetry off"), "{err}");
 
-    // Bad values are reported as input errors (exit code 1) before any work.
+    // Bad values are refused before any work: a flag's as a usage error (exit code 2), an
+    // environment variable's as an input error (exit code 1).
     let o = run(s.score(&["--mem-hard-pct", "150"]));
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("--mem-hard-pct"), "{}", stderr(&o));
     let mut c = s.score(&[]);
     c.env("XLSTM_MEM_ACTION", "explode");

@@ -257,12 +257,23 @@ fn ctrl_c_keeps_every_finished_trial() {
 #[test]
 fn tune_errors_are_one_line() {
     let dir = tempfile::tempdir().unwrap();
+    // A value outside a flag's range or choices is clap's usage error (exit code 2).
     for (args, needle) in [
-        (vec!["tune"], "--model DIR or --preset NAME"),
         (vec!["tune", "--preset", "tiny", "--target", "speed"], "--target"),
         (vec!["tune", "--preset", "tiny", "--mode", "annealing"], "--mode"),
-        (vec!["tune", "--preset", "huge"], "preset"),
+        (vec!["tune", "--preset", "huge"], "--preset"),
         (vec!["tune", "--preset", "tiny", "--gemv-lanes", "3"], "gemv lanes"),
+    ] {
+        let o = xlstm(dir.path(), &dir.path().join("cache"), &args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.starts_with("error: invalid value ") && err.contains(needle),
+            "{args:?}: {err}"
+        );
+    }
+    for (args, needle) in [
+        (vec!["tune"], "--model DIR or --preset NAME"),
         (vec!["tune", "--preset", "tiny", "--run-name", "a/b"], "--run-name"),
     ] {
         let o = xlstm(dir.path(), &dir.path().join("cache"), &args);

@@ -20,23 +20,23 @@ pub const DEFAULT_POLL_MS: u64 = 200;
 #[command(next_help_heading = "Memory watchdog")]
 pub struct MemArgs {
     /// Soft limit as percent of RAM [env XLSTM_MEM_SOFT_PCT; default 85].
-    #[arg(long, value_name = "PCT")]
+    #[arg(long, value_name = "PCT", value_parser = pct_flag)]
     pub mem_soft_pct: Option<f64>,
     /// Hard limit as percent of RAM [env XLSTM_MEM_HARD_PCT; default 92].
-    #[arg(long, value_name = "PCT")]
+    #[arg(long, value_name = "PCT", value_parser = pct_flag)]
     pub mem_hard_pct: Option<f64>,
     /// Soft limit in MiB (wins over a percentage) [env XLSTM_MEM_SOFT_MB].
-    #[arg(long, value_name = "MB")]
+    #[arg(long, value_name = "MB", value_parser = clap::value_parser!(u64).range(1..))]
     pub mem_soft_mb: Option<u64>,
     /// Hard limit in MiB (wins over a percentage) [env XLSTM_MEM_HARD_MB].
-    #[arg(long, value_name = "MB")]
+    #[arg(long, value_name = "MB", value_parser = clap::value_parser!(u64).range(1..))]
     pub mem_hard_mb: Option<u64>,
     /// What crossing the soft limit does, comma separated: warn, empty_cache, or none
     /// [env XLSTM_MEM_ACTION; default warn,empty_cache].
-    #[arg(long, value_name = "LIST")]
+    #[arg(long, value_name = "LIST", value_parser = action_flag)]
     pub mem_action: Option<String>,
     /// Sampling period in milliseconds [env XLSTM_MEM_POLL_MS; default 200].
-    #[arg(long, value_name = "MS")]
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(POLL_MS_RANGE))]
     pub mem_every: Option<u64>,
     /// Write one CSV row per sample to this file (time, rss_mb, sys_avail_mb, gpu_live_mb,
     /// gpu_pooled_mb, gpu_peak_mb, phase, tokens). Written as the run goes (kept if it fails); an
@@ -134,18 +134,46 @@ fn check_mb(what: &str, mb: u64) -> Result<u64> {
     }
 }
 
+// The flags' values are checked by clap as they are parsed (a bad one is a usage error, exit
+// code 2); the same checks below apply to the environment variables (exit code 1).
+
+/// The sampling periods accepted, in milliseconds.
+const POLL_MS_RANGE: std::ops::RangeInclusive<u64> = 10..=60_000;
+
+fn pct_flag(text: &str) -> std::result::Result<f64, String> {
+    let p: f64 = text.trim().parse().map_err(|_| format!("`{text}` is not a number"))?;
+    check_pct("the limit", p).map_err(|e| match e {
+        Error::Input(m) => m,
+        e => e.to_string(),
+    })
+}
+
+fn action_flag(text: &str) -> std::result::Result<String, String> {
+    unknown_action(text).map_or(Ok(text.to_string()), |a| {
+        Err(format!("unknown action `{a}` ({ACTIONS})"))
+    })
+}
+
+/// The soft actions, for messages.
+const ACTIONS: &str = "warn, empty_cache, none";
+
+/// The first entry of an action list that is not an action.
+fn unknown_action(list: &str) -> Option<&str> {
+    list.split(',')
+        .map(str::trim)
+        .find(|a| !matches!(*a, "" | "warn" | "empty_cache" | "empty-cache" | "none"))
+}
+
 fn parse_actions(what: &str, list: &str) -> Result<(bool, bool)> {
+    if let Some(a) = unknown_action(list) {
+        return Err(Error::Input(format!("{what}: unknown action `{a}` ({ACTIONS})")));
+    }
     let (mut warn, mut empty) = (false, false);
     for a in list.split(',').map(str::trim).filter(|a| !a.is_empty()) {
         match a {
             "warn" => warn = true,
             "empty_cache" | "empty-cache" => empty = true,
-            "none" => {}
-            _ => {
-                return Err(Error::Input(format!(
-                    "{what}: unknown action `{a}` (warn, empty_cache, none)"
-                )))
-            }
+            _ => {}
         }
     }
     Ok((warn, empty))
@@ -231,7 +259,7 @@ impl MemArgs {
             }
         };
         let poll_ms = match poll_ms {
-            Some((what, ms)) if !(10..=60_000).contains(&ms) => {
+            Some((what, ms)) if !POLL_MS_RANGE.contains(&ms) => {
                 return Err(Error::Input(format!(
                     "{what} must be between 10 and 60000 ms, got {ms}"
                 )))

@@ -5,7 +5,7 @@
 //! The command (its flags, the memory checks, loading, the report) comes first, then the
 //! measurement it runs ([`run`]), which `xlstm tune` reuses.
 
-use crate::cli::{check_count, check_new_tokens, GpuArgs, RunArgs, MAX_PROMPT_TOKENS, MAX_REPEATS};
+use crate::cli::{count_in, GpuArgs, RunArgs, MAX_NEW_TOKENS, MAX_PROMPT_TOKENS, MAX_REPEATS};
 use crate::source::ModelSource;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -21,19 +21,20 @@ use xlstm_wgpu::telemetry::{MemArgs, Watchdog};
 #[derive(clap::Args)]
 pub struct BenchArgs {
     /// Model shape with random weights generated on the GPU: 7b, 1b, small, tiny.
-    #[arg(long, conflicts_with = "model")]
+    #[arg(long, conflicts_with = "model", value_parser = clap::builder::PossibleValuesParser::new(PRESETS))]
     preset: Option<String>,
     /// Benchmark a checkpoint instead of a preset.
     #[arg(long)]
     model: Option<PathBuf>,
-    /// Prompt lengths for prefill (comma separated).
-    #[arg(long, value_delimiter = ',', default_values_t = vec![512usize, 2048, 8192])]
+    /// Prompt lengths for prefill (comma separated; each 1..=16777216).
+    #[arg(long, value_delimiter = ',', default_values_t = vec![512usize, 2048, 8192],
+          value_parser = count_in(1, MAX_PROMPT_TOKENS))]
     prefill_lens: Vec<usize>,
-    /// Greedy tokens to decode.
-    #[arg(long, default_value_t = 128)]
+    /// Greedy tokens to decode (0..=1048576).
+    #[arg(long, default_value_t = 128, value_parser = count_in(0, MAX_NEW_TOKENS))]
     decode_tokens: usize,
-    /// Timed repeats per measurement (the median is reported).
-    #[arg(long, default_value_t = 3)]
+    /// Timed repeats per measurement (the median is reported; 0..=1000, 0 counts as 1).
+    #[arg(long, default_value_t = 3, value_parser = count_in(0, MAX_REPEATS))]
     repeats: usize,
     /// Also measure GPU time per kernel with timestamp queries.
     #[arg(long)]
@@ -50,14 +51,6 @@ pub struct BenchArgs {
 }
 
 pub fn bench(a: BenchArgs) -> Result<()> {
-    if a.prefill_lens.contains(&0) {
-        return Err(Error::Input("prefill lengths must be positive".into()));
-    }
-    check_new_tokens("--decode-tokens", a.decode_tokens)?;
-    for &len in &a.prefill_lens {
-        check_count("--prefill-lens", len, MAX_PROMPT_TOKENS, "tokens a prompt may have")?;
-    }
-    check_count("--repeats", a.repeats, MAX_REPEATS, "repeats accepted")?;
     let source = match (&a.model, &a.preset) {
         (Some(dir), _) => ModelSource::Dir(dir.clone()),
         (None, p) => ModelSource::Preset(p.clone().unwrap_or_else(|| "7b".into())),
@@ -76,7 +69,9 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     if let Some(est) = source.estimate(a.run.dtype, &a.run.session_options()?, longest) {
         wd.check_fits(&est)?;
     }
+    // Progress on stderr from here on (a live line on a terminal, plain lines otherwise).
     progress.set_phase("loading");
+    let mut reporter = crate::progress::Reporter::start("bench", progress.clone());
     // end telemetry
     let t0 = Instant::now();
     let model = source.load(gpu, &a.run.load_options(false)?)?;
@@ -90,19 +85,11 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         profile: a.profile,
         session: a.run.session_options()?,
     };
-    let bar = indicatif::ProgressBar::new(1);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed}]")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
     let report = run(&model, &name, &opts, &mut |i, n, what| {
-        bar.set_length(n as u64);
-        bar.set_position(i as u64);
-        bar.set_message(what.to_string());
         progress.set_phase(what);
         progress.set_fraction(Some(i as f64 / n.max(1) as f64));
     })?;
-    bar.finish_and_clear();
+    reporter.finish();
     if a.json {
         let mut v = serde_json::to_value(&report).map_err(|e| Error::Input(e.to_string()))?;
         v["load_seconds"] = serde_json::json!(load_secs);
@@ -117,6 +104,9 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     }
     Ok(())
 }
+
+/// The names of the preset shapes ([`preset`]).
+pub const PRESETS: [&str; 4] = ["7b", "1b", "small", "tiny"];
 
 /// Model shapes for benchmarks without a checkpoint.
 pub fn preset(name: &str) -> Result<LargeConfig> {
@@ -174,8 +164,11 @@ pub struct KernelRow {
     pub kernel: String,
     pub dispatches: usize,
     pub ms: f64,
-    pub gb_per_s: f64,
-    pub tflop_per_s: f64,
+    /// Achieved bandwidth from the launchers' cost estimates (`PlanBuilder::cost`); `None`
+    /// (JSON null, `-` in the table) where the kernel's launcher records no bytes.
+    pub gb_per_s: Option<f64>,
+    /// Achieved arithmetic rate; `None` where the launcher records no flops.
+    pub tflop_per_s: Option<f64>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -229,8 +222,8 @@ fn rows(phase: &str, times: Vec<KernelTime>) -> Vec<KernelRow> {
             kernel: t.label.into(),
             dispatches: t.dispatches,
             ms: t.seconds * 1e3,
-            gb_per_s: t.gb_per_s(),
-            tflop_per_s: t.tflop_per_s(),
+            gb_per_s: (t.bytes > 0.0).then(|| t.gb_per_s()),
+            tflop_per_s: (t.flops > 0.0).then(|| t.tflop_per_s()),
         })
         .collect()
 }
@@ -328,6 +321,19 @@ pub fn run(
     })
 }
 
+/// A rate for the kernel table: `-` where no cost is recorded, else three significant digits
+/// (a slow adapter's or a small model's rates are well below 1 and would print as 0).
+fn rate(v: Option<f64>) -> String {
+    match v {
+        None => "-".into(),
+        Some(v) if v <= 0.0 || !v.is_finite() => format!("{v:.0}"),
+        Some(v) => {
+            let decimals = (2 - v.log10().floor() as i32).clamp(0, 6) as usize;
+            format!("{v:.decimals$}")
+        }
+    }
+}
+
 impl BenchReport {
     /// A table for people.
     pub fn table(&self) -> String {
@@ -370,11 +376,31 @@ impl BenchReport {
             );
             for k in &self.kernels {
                 out += &format!(
-                    "{:<17} {:<22} {:>6} {:>10.3} {:>9.0} {:>9.2}\n",
-                    k.phase, k.kernel, k.dispatches, k.ms, k.gb_per_s, k.tflop_per_s
+                    "{:<17} {:<22} {:>6} {:>10.3} {:>9} {:>9}\n",
+                    k.phase,
+                    k.kernel,
+                    k.dispatches,
+                    k.ms,
+                    rate(k.gb_per_s),
+                    rate(k.tflop_per_s)
                 );
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rate;
+
+    #[test]
+    fn rates_keep_three_significant_digits_and_unknown_is_a_dash() {
+        assert_eq!(rate(None), "-");
+        assert_eq!(rate(Some(1234.4)), "1234");
+        assert_eq!(rate(Some(12.345)), "12.3");
+        assert_eq!(rate(Some(0.5)), "0.500");
+        assert_eq!(rate(Some(0.000_123_4)), "0.000123");
+        assert_eq!(rate(Some(0.0)), "0");
     }
 }

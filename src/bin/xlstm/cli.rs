@@ -3,18 +3,18 @@
 
 use crate::tune::store::ModelShape;
 use crate::tune::{KnobArgs, Params, Settings};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use xlstm_wgpu::error::{Error, Result};
 use xlstm_wgpu::gpu::{Gpu, GpuOptions, KernelChecks};
 use xlstm_wgpu::model::{LoadOptions, Model, WeightDtype};
-use xlstm_wgpu::session::SessionOptions;
+use xlstm_wgpu::session::{SavedState, Session, SessionOptions};
 
 /// Adapter selection flags.
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct GpuArgs {
     /// Backends to use (vulkan, metal, dx12, gl; comma separated). Default: WGPU_BACKEND or all.
-    #[arg(long)]
+    #[arg(long, value_parser = backend_list)]
     pub backend: Option<String>,
     /// Adapter index as listed by `xlstm info`.
     #[arg(long)]
@@ -141,6 +141,44 @@ pub fn default_model_dir() -> PathBuf {
         .join("xlstm-large-mini")
 }
 
+// --- value parsers: a value outside a flag's range or choices is a usage error (clap's message,
+// exit code 2), like an unknown flag.
+
+/// `--backend`: a comma-separated list that names at least one backend.
+fn backend_list(text: &str) -> std::result::Result<String, String> {
+    if wgpu::Backends::from_comma_list(text).is_empty() {
+        return Err("names no backend (one or more of vulkan, metal, dx12, gl, comma separated)".into());
+    }
+    Ok(text.to_string())
+}
+
+/// A count flag accepting `lo..=hi` (clap's range check; `hi` keeps sizes computed from the count
+/// finite and runs finite).
+pub fn count_in(lo: usize, hi: usize) -> impl clap::builder::TypedValueParser<Value = usize> {
+    use clap::builder::TypedValueParser;
+    clap::value_parser!(u64)
+        .range(lo as u64..=hi as u64)
+        .map(|v| v as usize)
+}
+
+/// A finite number `>= 0` (f32).
+pub fn non_negative_f32(text: &str) -> std::result::Result<f32, String> {
+    match text.trim().parse::<f32>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        Ok(v) => Err(format!("must be a finite number >= 0, got {v}")),
+        Err(_) => Err(format!("`{text}` is not a number")),
+    }
+}
+
+/// A number in (0, 1] (f32).
+pub fn unit_fraction_f32(text: &str) -> std::result::Result<f32, String> {
+    match text.trim().parse::<f32>() {
+        Ok(v) if v > 0.0 && v <= 1.0 => Ok(v),
+        Ok(v) => Err(format!("must be in (0, 1], got {v}")),
+        Err(_) => Err(format!("`{text}` is not a number")),
+    }
+}
+
 /// The most tokens `--max-new-tokens` (generate) and `--generate` (score) accept: far beyond any
 /// useful run, small enough that every size computed from it stays finite.
 pub const MAX_NEW_TOKENS: usize = 1 << 20;
@@ -152,16 +190,31 @@ pub const MAX_PROMPT_TOKENS: usize = 1 << 24;
 /// The most timed repeats `--repeats` accepts.
 pub const MAX_REPEATS: usize = 1000;
 
-/// Refuses a token count above [`MAX_NEW_TOKENS`], naming the flag.
-pub fn check_new_tokens(flag: &str, n: usize) -> Result<()> {
-    check_count(flag, n, MAX_NEW_TOKENS, "tokens a run may generate")
-}
-
-/// Refuses a count from the command line above `max` (`what` says what is counted), so sizes
-/// computed from it cannot overflow and a run cannot be asked to go on for ever.
-pub fn check_count(flag: &str, n: usize, max: usize, what: &str) -> Result<()> {
-    if n > max {
-        return Err(Error::Input(format!("{flag} {n} is more than the {max} {what}")));
+/// Checks a `--save-state` path before the run (as every output path is checked: no link, FIFO,
+/// device or directory), and that it is none of the run's other outputs (`others`: flag and
+/// path), which would silently replace it.
+pub fn check_state_output(save: Option<&Path>, others: &[(&str, &Path)]) -> Result<()> {
+    let Some(p) = save else { return Ok(()) };
+    xlstm_wgpu::files::check_output_path(p)?;
+    for (flag, other) in others {
+        if p == *other {
+            return Err(Error::Input(format!(
+                "--save-state and {flag} are the same file ({})",
+                p.display()
+            )));
+        }
     }
     Ok(())
+}
+
+/// `--load-state FILE`: replaces the session's state with the one saved in `path` (a state file
+/// of another model, shape, dtype or format version is a one-line error).
+pub fn load_state(session: &mut Session, path: &Path) -> Result<()> {
+    let saved = SavedState::read(path, session.model())?;
+    session.restore_state(&saved)
+}
+
+/// `--save-state FILE`: writes the session's state to `path` (atomically).
+pub fn save_state(session: &Session, path: &Path) -> Result<()> {
+    session.save_state()?.write(path, session.model())
 }

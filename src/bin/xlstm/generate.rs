@@ -1,8 +1,11 @@
 //! `xlstm generate`: text from a prompt, streamed to stdout as it comes, with a one-line summary on
-//! stderr; a
-//! progress line covers kernel compiles and the first pass when they take noticeable time.
+//! stderr. On a terminal a progress line covers kernel compiles and the first pass when they take
+//! noticeable time; without one, plain progress lines go to stderr (see `crate::progress`).
 
-use crate::cli::{check_new_tokens, default_model_dir, GpuArgs, RunArgs};
+use crate::cli::{
+    check_state_output, count_in, default_model_dir, load_state, non_negative_f32, save_state, unit_fraction_f32,
+    GpuArgs, RunArgs, MAX_NEW_TOKENS,
+};
 use crate::tune::store::ModelShape;
 use std::io::Write;
 use std::path::PathBuf;
@@ -20,20 +23,30 @@ pub struct GenerateArgs {
     pub model: Option<PathBuf>,
     #[arg(long, default_value = "It is a truth universally acknowledged")]
     pub prompt: String,
-    #[arg(long, default_value_t = 64)]
+    /// Tokens to generate at most (0..=1048576).
+    #[arg(long, default_value_t = 64, value_parser = count_in(0, MAX_NEW_TOKENS))]
     pub max_new_tokens: usize,
-    /// 0 = greedy.
-    #[arg(long, default_value_t = 0.0)]
+    /// Sampling temperature, a finite number >= 0 (0 = greedy).
+    #[arg(long, default_value_t = 0.0, value_parser = non_negative_f32)]
     pub temperature: f32,
     #[arg(long, default_value_t = 0)]
     pub top_k: usize,
-    #[arg(long, default_value_t = 1.0)]
+    /// Nucleus sampling: keep the most likely tokens up to this probability, in (0, 1].
+    #[arg(long, default_value_t = 1.0, value_parser = unit_fraction_f32)]
     pub top_p: f32,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Do not stop at the end-of-text token.
     #[arg(long)]
     pub ignore_eos: bool,
+    /// Continue from the recurrent state in this file (written by --save-state with the same
+    /// model and --dtype): the prompt is appended to the saved history, without a BOS token.
+    #[arg(long)]
+    pub load_state: Option<PathBuf>,
+    /// Write the recurrent state at the end of the run (after the prompt and every generated
+    /// token) to this file (safetensors), to continue from it later with --load-state.
+    #[arg(long)]
+    pub save_state: Option<PathBuf>,
     #[command(flatten)]
     pub run: RunArgs,
     #[command(flatten)]
@@ -47,7 +60,7 @@ pub fn generate(a: &GenerateArgs) -> Result<()> {
     let dir = a.model.clone().unwrap_or_else(default_model_dir);
     // An empty prompt is checked once the model is loaded: BOS alone starts an unconditional
     // generation, and only a model without a BOS id has nothing to start from.
-    check_new_tokens("--max-new-tokens", a.max_new_tokens)?;
+    check_state_output(a.save_state.as_deref(), &[])?;
     // telemetry: watchdog, status record, pre-load estimate (src/telemetry); SIGINT/SIGTERM stop
     // the run at the next token with the summary so far.
     let wd =
@@ -66,7 +79,13 @@ pub fn generate(a: &GenerateArgs) -> Result<()> {
         wd.check_fits(&est)?;
     }
     progress.set_phase("loading");
-    let mut compiling = CompileProgress::start();
+    // On a terminal, a line covers kernel compiles and the first pass, and is cleared before the
+    // text streams; when stderr is not a terminal, plain progress lines (loading, prefill, decode
+    // tokens) go to stderr throughout, ending before the summary.
+    let mode = crate::progress::Mode::from_env();
+    let mut compiling = CompileProgress::start(mode == crate::progress::Mode::Bar);
+    let mut reporter = matches!(mode, crate::progress::Mode::Plain { .. })
+        .then(|| crate::progress::Reporter::with_mode("generate", progress.clone(), mode));
     let model = run.load(gpu, &dir, true)?;
     wd.attach(&model);
     wd.check_now()?;
@@ -75,10 +94,16 @@ pub fn generate(a: &GenerateArgs) -> Result<()> {
         .tokenizer()
         .ok_or_else(|| Error::Tokenizer(format!("{} has no tokenizer.json", dir.display())))?;
     let mut prompt = Vec::new();
-    if let Some(bos) = model.bos_token_id() {
-        prompt.push(bos);
+    // A continued sequence (--load-state) has had its BOS already.
+    if a.load_state.is_none() {
+        prompt.extend(model.bos_token_id());
     }
     prompt.extend(tok.encode(&a.prompt)?);
+    if prompt.is_empty() && a.load_state.is_some() {
+        return Err(Error::Input(
+            "the prompt is empty: --load-state continues the saved sequence with the --prompt text".into(),
+        ));
+    }
     if prompt.is_empty() {
         return Err(Error::Input(
             "the prompt is empty and the model has no BOS token to start from".into(),
@@ -96,6 +121,10 @@ pub fn generate(a: &GenerateArgs) -> Result<()> {
         stop.extend(tok.token_id("<|endoftext|>"));
     }
     let mut session = Session::new(&model, run.session_options()?)?;
+    if let Some(p) = &a.load_state {
+        load_state(&mut session, p)?;
+    }
+    let start_position = session.position();
     // Compile the decode kernels now, while the progress line may still be drawn.
     session.prepare_decode(sampler.config())?;
     let mut stream = TextStream::default();
@@ -132,6 +161,9 @@ pub fn generate(a: &GenerateArgs) -> Result<()> {
         Ok(wd.interrupted().is_none())
     });
     compiling.finish();
+    if let Some(r) = reporter.as_mut() {
+        r.finish();
+    }
     if !prompt_shown {
         print!("{}", a.prompt);
     }
@@ -161,7 +193,54 @@ pub fn generate(a: &GenerateArgs) -> Result<()> {
         let at = format!("in phase {} after {} tokens", p.phase, p.tokens);
         return Err(xlstm_wgpu::telemetry::signals::interrupted_error(sig, &at));
     }
+    if let Some(p) = &a.save_state {
+        progress.set_phase("saving state");
+        catch_up(
+            &mut session,
+            a.load_state.as_deref(),
+            start_position,
+            &prompt,
+            &stats.generated,
+        )?;
+        save_state(&session, p)?;
+    }
     progress.set_phase("done");
+    Ok(())
+}
+
+/// Brings the state to the end of the run: the saved history (`loaded`, at `start` tokens), the
+/// prompt and every generated token. `Session::generate` leaves the last generated token unfed
+/// (it is chosen, not yet consumed), so it is fed here; a stop token inside a decode batch
+/// leaves the state past the shown tokens (the batch ran on), so the state is then rebuilt from
+/// the start.
+fn catch_up(
+    session: &mut Session,
+    loaded: Option<&std::path::Path>,
+    start: usize,
+    prompt: &[u32],
+    generated: &[u32],
+) -> Result<()> {
+    let end = start + prompt.len() + generated.len();
+    let pos = session.position();
+    if pos == end {
+        return Ok(());
+    }
+    if let (Some(&last), true) = (generated.last(), pos + 1 == end) {
+        session.prefill(&[last], xlstm_wgpu::Logits::None)?;
+        return Ok(());
+    }
+    match loaded {
+        Some(p) => load_state(session, p)?,
+        None => session.reset()?,
+    }
+    let all: Vec<u32> = prompt.iter().chain(generated).copied().collect();
+    session.prefill(&all, xlstm_wgpu::Logits::None)?;
+    if session.position() != end {
+        return Err(Error::Input(format!(
+            "the state is at token {} after the run, expected {end}",
+            session.position()
+        )));
+    }
     Ok(())
 }
 
@@ -173,6 +252,8 @@ struct CompileProgress {
     bar: indicatif::ProgressBar,
     state: Arc<std::sync::Mutex<CompileTime>>,
     watcher: Option<std::thread::JoinHandle<()>>,
+    /// Whether the compile observer is this line's (and so is removed by `finish`).
+    observing: bool,
 }
 
 /// How long compiling has taken so far, and whether it goes on.
@@ -201,8 +282,21 @@ impl CompileProgress {
     const SHOW_AFTER: std::time::Duration = std::time::Duration::from_millis(1500);
     const POLL: std::time::Duration = std::time::Duration::from_millis(100);
 
-    fn start() -> Self {
+    /// `enabled`: false gives a line that never shows and observes nothing (another display,
+    /// or none, covers the compiles).
+    fn start(enabled: bool) -> Self {
         let bar = indicatif::ProgressBar::hidden();
+        if !enabled {
+            return CompileProgress {
+                bar,
+                state: Arc::new(std::sync::Mutex::new(CompileTime {
+                    finished: true,
+                    ..Default::default()
+                })),
+                watcher: None,
+                observing: false,
+            };
+        }
         bar.set_style(
             indicatif::ProgressStyle::with_template("{spinner} {msg} [{elapsed}]")
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
@@ -243,6 +337,7 @@ impl CompileProgress {
             bar,
             state,
             watcher: Some(watcher),
+            observing: true,
         }
     }
 
@@ -255,7 +350,9 @@ impl CompileProgress {
 
     /// Removes the observer, stops the watcher and clears the line.
     fn finish(&mut self) {
-        xlstm_wgpu::gpu::kernels::set_compile_observer(None);
+        if std::mem::take(&mut self.observing) {
+            xlstm_wgpu::gpu::kernels::set_compile_observer(None);
+        }
         self.state.lock().unwrap_or_else(|p| p.into_inner()).finished = true;
         if let Some(w) = self.watcher.take() {
             w.thread().unpark();

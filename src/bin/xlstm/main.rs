@@ -2,15 +2,17 @@
 //! the GPU.
 //!
 //! One module per subcommand, each holding its flags and its entry point: [`generate`],
-//! [`score`], [`perplexity`], [`bench`] (with the benchmark itself) and [`tune`] (the autotuner; its command in
-//! `tune/command.rs`). [`cli`] holds the flags they share (adapter, weight format, scheduler and
-//! kernel-shape knobs) and the limits on counts; [`source`] the checkpoint-or-preset model of
-//! bench and tune. `info` is short enough to live here.
+//! [`score`], [`perplexity`], [`bench`] (with the benchmark itself) and [`tune`] (the autotuner;
+//! its command in `tune/command.rs`). [`cli`] holds the flags they share (adapter, weight format,
+//! scheduler and kernel-shape knobs), the limits on counts and the value parsers; [`source`] the
+//! checkpoint-or-preset model of bench and tune; [`progress`] the progress shown on stderr.
+//! `info` is short enough to live here.
 
 mod bench;
 mod cli;
 mod generate;
 mod perplexity;
+mod progress;
 mod score;
 mod source;
 mod tune;
@@ -20,7 +22,7 @@ use cli::GpuArgs;
 use std::process::ExitCode;
 use xlstm_wgpu::gpu::device::list_adapters;
 use xlstm_wgpu::telemetry::exit_code;
-use xlstm_wgpu::{Error, Result};
+use xlstm_wgpu::Result;
 
 #[derive(Parser)]
 #[command(name = "xlstm", version, about = "xLSTM language models on any GPU through wgpu")]
@@ -52,39 +54,10 @@ struct InfoArgs {
     gpu: GpuArgs,
 }
 
-/// A value outside a flag's fixed choices (`--dtype`, `--prefill`, `--target`, `--mode`) is bad
-/// input like any other: one `xlstm: error:` line and exit code 1, as when these flags were
-/// parsed by hand. Every other command-line error stays clap's (usage, exit code 2).
-fn unknown_choice(e: &clap::Error) -> Option<Error> {
-    use clap::error::{ContextKind, ContextValue, ErrorKind};
-    if e.kind() != ErrorKind::InvalidValue {
-        return None;
-    }
-    let Some(ContextValue::Strings(valid)) = e.get(ContextKind::ValidValue) else {
-        return None;
-    };
-    let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg) else {
-        return None;
-    };
-    let Some(ContextValue::String(value)) = e.get(ContextKind::InvalidValue) else {
-        return None;
-    };
-    // `--dtype <DTYPE>`: the flag without its value name.
-    let flag = arg.split_whitespace().next().unwrap_or(arg);
-    Some(Error::Input(format!("unknown {flag} `{value}` ({})", valid.join(", "))))
-}
-
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
-        Err(e) => match unknown_choice(&e) {
-            Some(err) => {
-                eprintln!("xlstm: error: {err}");
-                return ExitCode::from(exit_code(&err));
-            }
-            None => e.exit(),
-        },
-    };
+    // A bad command line (an unknown flag, a value outside a flag's range or choices) is clap's
+    // usage error: its message and exit code 2.
+    let cli = Cli::parse();
     let result = match cli.cmd {
         Cmd::Generate(a) => generate::generate(&a),
         Cmd::Score(a) => score::score(a),

@@ -9,7 +9,7 @@
 use crate::cli::{GpuArgs, RunArgs};
 use crate::tune::store::ModelShape;
 use std::path::PathBuf;
-use xlstm_wgpu::telemetry::{Estimate, MemArgs, Watchdog};
+use xlstm_wgpu::telemetry::{Estimate, MemArgs, Progress, Watchdog};
 use xlstm_wgpu::{files, Error, Logits, Result, Session};
 
 /// The largest text read (the tokenizer holds it in memory several times over).
@@ -84,6 +84,7 @@ pub fn perplexity(a: PerplexityArgs) -> Result<()> {
         wd.check_fits(&est)?;
     }
     progress.set_phase("loading");
+    let mut reporter = crate::progress::Reporter::start("perplexity", progress.clone());
     let model = run.load(gpu, &a.model, true)?;
     wd.attach(&model);
     wd.check_now()?;
@@ -104,9 +105,9 @@ pub fn perplexity(a: PerplexityArgs) -> Result<()> {
     let n_windows = windows.len();
     for window in windows {
         session.reset()?;
-        total.add(window_nll(&mut session, bos, window)?);
-        progress.add_tokens(window.len() as u64);
+        total.add(window_nll(&mut session, bos, window, &progress)?);
     }
+    reporter.finish();
     let (nll, ppl) = (total.mean(), total.mean().exp());
     if !nll.is_finite() {
         return Err(Error::Numeric("the mean negative log-likelihood is not finite".into()));
@@ -134,8 +135,8 @@ pub fn perplexity(a: PerplexityArgs) -> Result<()> {
 }
 
 /// BOS then `window`, prefilled a piece at a time (the state carries across pieces); each
-/// position's logits score the token after it.
-fn window_nll(session: &mut Session, bos: u32, window: &[u32]) -> Result<NllSum> {
+/// position's logits score the token after it. Each piece's tokens count as done in `progress`.
+fn window_nll(session: &mut Session, bos: u32, window: &[u32], progress: &Progress) -> Result<NllSum> {
     let mut input = Vec::with_capacity(window.len() + 1);
     input.push(bos);
     input.extend_from_slice(window);
@@ -149,6 +150,7 @@ fn window_nll(session: &mut Session, bos: u32, window: &[u32]) -> Result<NllSum>
             sum.nll += token_nll(row, input[first + r + 1])?;
             sum.tokens += 1;
         }
+        progress.add_tokens(piece.len() as u64);
     }
     Ok(sum)
 }

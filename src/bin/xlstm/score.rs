@@ -2,14 +2,14 @@
 //! continuation through the decode step path, streamed to a safetensors file (the machine
 //! interface for numerics: the reference comparisons read it).
 
-use crate::cli::{check_new_tokens, GpuArgs, RunArgs};
+use crate::cli::{check_state_output, count_in, load_state, save_state, GpuArgs, RunArgs, MAX_NEW_TOKENS};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use xlstm_wgpu::files;
 use xlstm_wgpu::sample::argmax;
 use xlstm_wgpu::telemetry::{signals, Estimate, MemArgs, Watchdog};
-use xlstm_wgpu::{Error, Logits, Result, SavedState, Session};
+use xlstm_wgpu::{Error, Logits, Result, Session};
 
 #[derive(clap::Args)]
 pub struct ScoreArgs {
@@ -23,7 +23,7 @@ pub struct ScoreArgs {
     #[arg(long)]
     out: PathBuf,
     /// Greedy tokens to generate through the decode step path (at most 1048576).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = count_in(0, MAX_NEW_TOKENS))]
     generate: usize,
     /// Start from the recurrent state in this file (written by --save-state with the same model
     /// and --dtype) instead of the zero state: the prompt continues that sequence.
@@ -43,17 +43,7 @@ pub struct ScoreArgs {
 
 pub fn score(a: ScoreArgs) -> Result<()> {
     files::check_output_path(&a.out)?;
-    if let Some(p) = &a.save_state {
-        files::check_output_path(p)?;
-        // The output is committed after the state is written and would silently replace it.
-        if p == &a.out {
-            return Err(Error::Input(format!(
-                "--save-state and --out are the same file ({})",
-                p.display()
-            )));
-        }
-    }
-    check_new_tokens("--generate", a.generate)?;
+    check_state_output(a.save_state.as_deref(), &[("--out", &a.out)])?;
     let ids = read_ids(&a.input_ids)?;
     if ids.is_empty() {
         return Err(Error::Input(format!("{}: the prompt is empty", a.input_ids.display())));
@@ -74,11 +64,13 @@ pub fn score(a: ScoreArgs) -> Result<()> {
     if let Ok(est) = Estimate::for_dir(&a.model, a.run.dtype, &a.run.session_options()?, ids.len(), true) {
         wd.check_fits(&est)?;
     }
+    // Progress on stderr from here on: loading (kernel compiles), prefill and decode tokens.
     progress.set_phase("loading");
+    let mut reporter = crate::progress::Reporter::start("score", progress.clone());
     let model = a.run.load(gpu, &a.model, false)?;
     wd.attach(&model);
     wd.check_now()?;
-    progress.set_total(Some(a.generate as u64));
+    progress.set_total(Some((ids.len() + a.generate) as u64));
     progress.set_phase("prefill");
     // end telemetry
     let v = model.vocab_size();
@@ -121,11 +113,17 @@ pub fn score(a: ScoreArgs) -> Result<()> {
 
     let mut session = Session::new(&model, a.run.session_options()?)?;
     if let Some(p) = &a.load_state {
-        session.restore_state(&SavedState::read(p, &model)?)?;
+        load_state(&mut session, p)?;
     }
-    let logits = session.prefill(&ids, Logits::All)?;
+    // A segment at a time (as `prefill` runs them anyway), so the progress counts tokens.
+    let piece = a.run.session_options()?.max_segment_tokens.max(1);
+    let mut logits = Vec::with_capacity(t * v);
+    for part in ids.chunks(piece) {
+        logits.extend(session.prefill(part, Logits::All)?);
+        progress.add_tokens(part.len() as u64);
+    }
     if let Some(p) = &a.save_state {
-        session.save_state()?.write(p, &model)?;
+        save_state(&session, p)?;
     }
     progress.set_phase("writing");
     let mut out = files::AtomicFile::create(&a.out, files::Visibility::Shared)?;
@@ -154,6 +152,7 @@ pub fn score(a: ScoreArgs) -> Result<()> {
     }
     wd.check_now()?;
     out.commit()?;
+    reporter.finish();
     // The summary: score prints nothing else, and only says where tuned defaults applied.
     if let Some(t) = tuned {
         eprintln!("xlstm: tuned (cache): {t}");

@@ -3,7 +3,8 @@
 //! report at the end.
 
 use super::{store, Knob, Measure, Mode, ModelSource, Observer, Params, Target, Trial, TuneOptions, TuneReport};
-use crate::cli::{check_count, check_new_tokens, GpuArgs, RunArgs, MAX_PROMPT_TOKENS, MAX_REPEATS};
+use crate::bench::PRESETS;
+use crate::cli::{count_in, non_negative_f32, GpuArgs, RunArgs, MAX_NEW_TOKENS, MAX_PROMPT_TOKENS, MAX_REPEATS};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use xlstm_wgpu::telemetry::{MemArgs, Watchdog};
@@ -12,7 +13,7 @@ use xlstm_wgpu::{Error, Result};
 #[derive(clap::Args)]
 pub struct TuneArgs {
     /// Model shape with random weights generated on the GPU: 7b, 1b, small, tiny.
-    #[arg(long, conflicts_with = "model")]
+    #[arg(long, conflicts_with = "model", value_parser = clap::builder::PossibleValuesParser::new(PRESETS))]
     preset: Option<String>,
     /// Tune for a checkpoint instead of a preset.
     #[arg(long)]
@@ -24,32 +25,32 @@ pub struct TuneArgs {
     #[arg(long, value_enum, default_value_t = Mode::Ga)]
     mode: Mode,
     /// Trials at most; trial 0 is the default configuration.
-    #[arg(long, default_value_t = 24)]
+    #[arg(long, default_value_t = 24, value_parser = count_in(1, MAX_TRIALS))]
     trials: usize,
     /// Prompt length of the timed prefill.
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = 1024, value_parser = count_in(1, MAX_PROMPT_TOKENS))]
     seq: usize,
-    /// Start no trial after this many seconds.
-    #[arg(long)]
-    budget_seconds: Option<f64>,
+    /// Start no trial after this many seconds (a positive number).
+    #[arg(long, value_parser = budget_seconds)]
+    budget_seconds: Option<Duration>,
     /// Seed of the search's random choices.
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Timed repeats per measurement (the median counts).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = count_in(0, MAX_REPEATS))]
     repeats: usize,
     /// Tokens per timed decode repeat.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = count_in(1, MAX_NEW_TOKENS))]
     decode_tokens: usize,
-    /// Prompt length of each trial's correctness check against the recurrent path.
-    #[arg(long, default_value_t = 80)]
+    /// Prompt length of each trial's correctness check against the recurrent path (at least 2).
+    #[arg(long, default_value_t = 80, value_parser = count_in(2, MAX_PROMPT_TOKENS))]
     check_tokens: usize,
     /// Largest |logit difference| from the recurrent path a trial may show (default: 1e-3 with
     /// f32 weights, 0.25 with f16 weights).
-    #[arg(long)]
+    #[arg(long, value_parser = non_negative_f32)]
     check_tolerance: Option<f32>,
     /// GA members per generation (default: about twice the square root of --trials).
-    #[arg(long)]
+    #[arg(long, value_parser = count_in(0, MAX_POPULATION))]
     population: Option<usize>,
     /// Name of the run directory (default: the UTC time).
     #[arg(long)]
@@ -82,23 +83,10 @@ pub fn tune(a: TuneArgs) -> Result<()> {
         (None, Some(p)) => ModelSource::Preset(p.clone()),
         (None, None) => return Err(Error::Input("xlstm tune needs --model DIR or --preset NAME".into())),
     };
-    check_count("--seq", a.seq, MAX_PROMPT_TOKENS, "tokens a prompt may have")?;
-    check_count(
-        "--check-tokens",
-        a.check_tokens,
-        MAX_PROMPT_TOKENS,
-        "tokens a prompt may have",
-    )?;
-    check_new_tokens("--decode-tokens", a.decode_tokens)?;
-    check_count("--repeats", a.repeats, MAX_REPEATS, "repeats accepted")?;
-    check_count("--trials", a.trials, 1_000_000, "trials accepted")?;
-    if let Some(p) = a.population {
-        check_count("--population", p, 10_000, "members a generation may have")?;
-    }
     let (target, mode) = (a.target, a.mode);
     let dtype = a.run.dtype;
     let shape = source.shape()?;
-    let budget = budget(a.budget_seconds)?;
+    let budget = a.budget_seconds;
     let explicit = a.run.explicit();
     let base = Params::default().overlay(&explicit)?;
     let pinned: Vec<Knob> = explicit.knobs();
@@ -147,13 +135,10 @@ pub fn tune(a: TuneArgs) -> Result<()> {
         first,
         run_dir,
     };
-    let bar = indicatif::ProgressBar::new(a.trials as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} trials {msg} [{elapsed} < {eta}]")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
+    // Progress on stderr from the first trial on: a live line on a terminal (its elapsed time
+    // keeps moving), plain lines otherwise.
     let mut obs = TuneProgress {
-        bar: bar.clone(),
+        reporter: crate::progress::Reporter::start("tune", progress.clone()),
         progress: progress.clone(),
         interrupted: interrupt_flag(),
         watchdog: wd.clone(),
@@ -161,7 +146,7 @@ pub fn tune(a: TuneArgs) -> Result<()> {
         json: a.json,
     };
     let report = super::run(gpu, &opts, &mut obs)?;
-    bar.finish_and_clear();
+    obs.reporter.finish();
     progress.set_phase("done");
     let stored = if a.run.no_tune_cache || report.abort.is_some() {
         None
@@ -178,18 +163,24 @@ pub fn tune(a: TuneArgs) -> Result<()> {
     }
 }
 
+/// The most trials `--trials` accepts.
+const MAX_TRIALS: usize = 1_000_000;
+/// The most members per generation `--population` accepts.
+const MAX_POPULATION: usize = 10_000;
+
 /// `--budget-seconds` as a Duration: a positive number of seconds that a Duration can hold
 /// (1e308 cannot: it would panic).
-fn budget(seconds: Option<f64>) -> Result<Option<Duration>> {
-    match seconds {
-        None => Ok(None),
-        Some(b) => match Duration::try_from_secs_f64(b) {
-            Ok(d) if b > 0.0 => Ok(Some(d)),
-            _ => Err(Error::Input(format!(
-                "--budget-seconds must be a positive number of seconds below {}, got {b}",
-                u64::MAX
-            ))),
-        },
+fn budget_seconds(text: &str) -> std::result::Result<Duration, String> {
+    let b: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    match Duration::try_from_secs_f64(b) {
+        Ok(d) if b > 0.0 => Ok(d),
+        _ => Err(format!(
+            "must be a positive number of seconds below {}, got {b}",
+            u64::MAX
+        )),
     }
 }
 
@@ -243,7 +234,7 @@ fn interrupt_flag() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
 }
 
 struct TuneProgress {
-    bar: indicatif::ProgressBar,
+    reporter: crate::progress::Reporter,
     progress: std::sync::Arc<xlstm_wgpu::telemetry::Progress>,
     interrupted: std::sync::Arc<std::sync::atomic::AtomicBool>,
     watchdog: std::sync::Arc<Watchdog>,
@@ -264,10 +255,11 @@ impl Observer for TuneProgress {
         self.watchdog.attach(model);
     }
     fn trial_done(&mut self, t: &Trial, best: Option<&Trial>) {
-        self.bar.inc(1);
+        self.progress
+            .set_fraction(Some((t.index + 1) as f64 / self.trials.max(1) as f64));
         if let Some(b) = best {
             let f = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.0}"));
-            self.bar.set_message(format!(
+            self.reporter.set_detail(format!(
                 "best #{}: prefill {} tok/s, decode {} tok/s",
                 b.index,
                 f(b.prefill_tok_s),
@@ -275,7 +267,8 @@ impl Observer for TuneProgress {
             ));
         }
         if !t.ok() && !self.json {
-            self.bar.println(format!("trial {} {}: {}", t.index, t.status, t.error));
+            self.reporter
+                .println(&format!("trial {} {}: {}", t.index, t.status, t.error));
         }
     }
 }

@@ -280,7 +280,7 @@ macro_rules! knobs {
         #[derive(clap::Args, Clone, Debug, Default)]
         pub struct KnobArgs {
             $(
-                #[arg(long, help = Knob::$variant.help())]
+                #[arg(long, help = Knob::$variant.help(), value_parser = <$ty as KnobFlag>::parser(Knob::$variant))]
                 pub $field: Option<$ty>,
             )+
         }
@@ -365,6 +365,53 @@ knobs! {
         affects (prefill false, decode true),
         values |_| vec![8, 16, 32, 64, 128, 256],
         help "Invocations per weight row in the decode GEMV (8, 16, 32, 64, 128, 256).";
+}
+
+/// How a knob's flag parses its value, so that a value a run would refuse is a usage error
+/// (clap's message, exit code 2): the strategy by clap's choices, numbers checked as
+/// [`Params::validate`] and [`Params::session_options`] check them.
+trait KnobFlag {
+    fn parser(k: Knob) -> clap::builder::ValueParser;
+}
+
+impl KnobFlag for PrefillStrategy {
+    fn parser(_: Knob) -> clap::builder::ValueParser {
+        clap::value_parser!(PrefillStrategy).into()
+    }
+}
+
+impl KnobFlag for usize {
+    fn parser(k: Knob) -> clap::builder::ValueParser {
+        checked_number::<usize>(k)
+    }
+}
+
+impl KnobFlag for u32 {
+    fn parser(k: Knob) -> clap::builder::ValueParser {
+        checked_number::<u32>(k)
+    }
+}
+
+/// A whole number that the documented defaults with this knob set to it accept.
+fn checked_number<T>(k: Knob) -> clap::builder::ValueParser
+where
+    T: KnobValue + std::str::FromStr + Clone + Send + Sync + 'static,
+{
+    clap::builder::ValueParser::new(move |text: &str| -> std::result::Result<T, String> {
+        let v: T = text
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{text}` is not a whole number in range"))?;
+        let mut p = Params::default();
+        p.set(k, v.code());
+        p.validate()
+            .and_then(|()| p.session_options().map(drop))
+            .map_err(|e| match e {
+                Error::Input(m) => m,
+                e => e.to_string(),
+            })?;
+        Ok(v)
+    })
 }
 
 /// The documented defaults (the values `--help` shows): the library's.
