@@ -45,6 +45,7 @@ pub const SOURCES: &[KernelSource] = &[
     wgsl!("rms_norm", "norms/rms_norm.wgsl"),
     wgsl!("gemm", "matmul/gemm.wgsl" + "matmul/weight_formats.wgsl"),
     wgsl!("gemm_coop", "matmul/gemm_coop.wgsl" + "matmul/weight_formats.wgsl"),
+    wgsl!("dequant_f16", "matmul/dequant_f16.wgsl" + "matmul/weight_formats.wgsl"),
     wgsl!("gemv", "matmul/gemv.wgsl" + "matmul/weight_formats.wgsl" + "matmul/gemv_rows.wgsl"),
     wgsl!("gemv_head_norm", "matmul/gemv_head_norm.wgsl" + "matmul/weight_formats.wgsl" + "matmul/gemv_rows.wgsl"),
     wgsl!("mlstm_gates", "mlstm_chunk/mlstm_gates.wgsl"),

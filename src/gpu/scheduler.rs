@@ -103,6 +103,7 @@ pub struct PlanBuilder {
     params: Vec<u8>,
     items: Vec<Pending>,
     keep: Vec<Arc<GpuBuffer>>,
+    weight_staging: Option<Slice>,
 }
 
 impl PlanBuilder {
@@ -112,7 +113,19 @@ impl PlanBuilder {
             params: Vec::new(),
             items: Vec::new(),
             keep: Vec::new(),
+            weight_staging: None,
         }
+    }
+
+    /// Where the plan's long GEMMs over quantized weights may expand them to f16 first
+    /// (`ops::matmul`): a scratch buffer the caller keeps alive as long as the plan.
+    pub fn stage_weights_in(&mut self, staging: Slice) {
+        self.weight_staging = Some(staging);
+    }
+
+    /// The buffer set by [`stage_weights_in`](Self::stage_weights_in), if any.
+    pub fn weight_staging(&self) -> Option<&Slice> {
+        self.weight_staging.as_ref()
     }
 
     /// Adds a dispatch. `params` is bound at binding 0 (uniform), `buffers` at 1, 2, ...

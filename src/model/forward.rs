@@ -9,7 +9,8 @@ use super::schedule::PrefillSchedule;
 use super::state::StateTensor;
 use super::{v1, Arch, ModelInner};
 use crate::error::{Error, Result};
-use crate::gpu::{GpuBuffer, PlanBuilder};
+use crate::gpu::{GpuBuffer, GpuMatrix, PlanBuilder};
+use crate::ops;
 
 /// The recurrent state of every block of one sequence.
 pub enum State {
@@ -92,14 +93,45 @@ impl ModelInner {
         logit_rows: usize,
         ids_len: usize,
     ) -> Result<Workspace> {
+        // Long segments over quantized weights expand them to f16 rows here first (ops::matmul).
+        let staging = if tokens >= ops::STAGED_MIN_TOKENS && self.ops.stages_quantized_weights() {
+            Some(self.pool.storage(
+                self.weight_staging_bytes() as u64,
+                crate::gpu::Category::Scratch,
+                "weight staging",
+            )?)
+        } else {
+            None
+        };
         Ok(match &self.arch {
             Arch::Large { cfg, .. } => Workspace::Large(large::Workspace::new(
-                &self.pool, cfg, tokens, chunk, logit_rows, ids_len,
+                &self.pool, cfg, tokens, chunk, logit_rows, ids_len, staging,
             )?),
             Arch::V1 { cfg, weights } => Workspace::V1(v1::Workspace::new(
-                &self.pool, cfg, weights, tokens, chunk, logit_rows, ids_len,
+                &self.pool, cfg, weights, tokens, chunk, logit_rows, ids_len, staging,
             )?),
         })
+    }
+
+    /// The weight staging buffer's size: the largest block matrix as f16 rows (so each is one
+    /// GEMM), at least `ops::WEIGHT_STAGING_BYTES` and at most one storage binding (the lm_head
+    /// and larger matrices go through in bands of rows).
+    fn weight_staging_bytes(&self) -> usize {
+        let matrices: Vec<&GpuMatrix> = match &self.arch {
+            Arch::Large { weights, .. } => weights
+                .blocks
+                .iter()
+                .flat_map(|b| [&b.proj, &b.out_proj, &b.ffn_up, &b.ffn_down])
+                .collect(),
+            Arch::V1 { weights, .. } => weights.block_matrices(),
+        };
+        let largest = matrices
+            .iter()
+            .flat_map(|m| m.parts.iter().map(|p| p.rows * m.kp * 2))
+            .max()
+            .unwrap_or(0);
+        let binding = self.gpu.caps.max_binding() as usize;
+        largest.max(ops::WEIGHT_STAGING_BYTES).min(binding)
     }
 
     /// The longest segment whose activations and chunk boundaries fit a binding of `cap` bytes.

@@ -109,27 +109,16 @@ pub fn matmul(
             )?;
             continue;
         }
+        if let Some(staged) = staged_gemm(pb, ops, w, tokens) {
+            staged_part(pb, &staged, x, tokens, w, i, y, epi)?;
+            continue;
+        }
         // The matrix-unit GEMM where the adapter has one (128 x 128 tiles), else the tiled one.
         let (label, pipeline, tile) = match &wk.gemm_coop {
             Some(coop) => ("gemm_coop", coop, 128),
             None => ("gemm", &wk.gemm, 64),
         };
-        let p = GemmParams {
-            tokens: u(tokens),
-            n: u(part.rows),
-            k: u(w.cols),
-            kp: u(w.kp),
-            x_stride: u(x.stride),
-            x_offset: u(x.offset),
-            y_stride: u(y.stride),
-            y_offset: u(y.offset + part.row0),
-            accumulate: epi.accumulate as u32,
-            soft_cap: epi.soft_cap,
-            // gemm_coop: whether y's binding starts 16-byte aligned (its direct fragment stores
-            // need aligned rows); the tiled kernel ignores it.
-            y_aligned: y.buf.offset.is_multiple_of(16) as u32,
-            _pad1: 0,
-        };
+        let p = gemm_params(x, tokens, w, part.rows, y, part.row0, epi);
         let bufs = [x.buf.clone(), w.part_slice(i), y.buf.clone()];
         // gemm_coop walks token tiles first (neighbouring workgroups share weight tiles).
         let grid = if wk.gemm_coop.is_some() {
@@ -140,6 +129,110 @@ pub fn matmul(
         pb.dispatch(label, pipeline, &p, &bufs, grid)?;
         let io = 4.0 * (tokens * (w.cols + 2 * part.rows)) as f64;
         pb.cost(part.buf.len() as f64 + io, 2.0 * (tokens * part.rows * w.cols) as f64);
+    }
+    Ok(())
+}
+
+/// The parameters of a GEMM over `rows` rows of `w` whose outputs start at column `col` of y.
+fn gemm_params(x: &Rows, tokens: usize, w: &GpuMatrix, rows: usize, y: &Rows, col: usize, epi: Epilogue) -> GemmParams {
+    GemmParams {
+        tokens: u(tokens),
+        n: u(rows),
+        k: u(w.cols),
+        kp: u(w.kp),
+        x_stride: u(x.stride),
+        x_offset: u(x.offset),
+        y_stride: u(y.stride),
+        y_offset: u(y.offset + col),
+        accumulate: epi.accumulate as u32,
+        soft_cap: epi.soft_cap,
+        // gemm_coop: whether y's binding starts 16-byte aligned (its direct fragment stores
+        // need aligned rows); the tiled kernel ignores it.
+        y_aligned: y.buf.offset.is_multiple_of(16) as u32,
+        _pad1: 0,
+    }
+}
+
+/// Segments at least this long multiply quantized weights expanded to f16 rows first
+/// (`dequant_f16.wgsl`, then the f16 matrix-unit GEMM): the expansion reads the weights once
+/// and writes 2 bytes a weight, while gemm_coop dequantizing in its staging does the work again
+/// for every 128-token tile.
+pub const STAGED_MIN_TOKENS: usize = 512;
+
+/// Bytes of the staging buffer a long segment over quantized weights uses (a part is expanded
+/// a band of rows at a time, so any matrix fits).
+pub const WEIGHT_STAGING_BYTES: usize = 64 << 20;
+
+/// How a long GEMM over quantized weights runs staged: the expansion and f16 GEMM pipelines and
+/// the staging buffer.
+struct Staged<'a> {
+    dequant: &'a wgpu::ComputePipeline,
+    gemm: &'a wgpu::ComputePipeline,
+    staging: Slice,
+}
+
+/// The staged path, where it applies: quantized weights, a long segment, the adapter's
+/// matrix-unit GEMM, and a staging buffer that holds at least one 128-row tile band of `w`.
+fn staged_gemm<'a>(pb: &PlanBuilder, ops: &'a Ops, w: &GpuMatrix, tokens: usize) -> Option<Staged<'a>> {
+    let staging = pb.weight_staging()?;
+    let dequant = ops.weight_kernels(w.dtype).ok()?.dequant_f16.as_ref()?;
+    let gemm = ops.gemm_coop_f16.as_ref()?;
+    let band = staging.size as usize / (w.kp * 2) / 128 * 128;
+    (tokens >= STAGED_MIN_TOKENS && band > 0).then(|| Staged {
+        dequant,
+        gemm,
+        staging: staging.clone(),
+    })
+}
+
+params! {
+    struct DequantParams for ["dequant_f16"] {
+        n: u32,
+        kp: u32,
+        row0: u32,
+        rows: u32,
+    }
+}
+
+/// Part `i` of quantized `w` through the staging buffer: each band of rows is expanded to f16
+/// rows, then multiplied on the matrix units.
+#[allow(clippy::too_many_arguments)]
+fn staged_part(
+    pb: &mut PlanBuilder,
+    st: &Staged,
+    x: &Rows,
+    tokens: usize,
+    w: &GpuMatrix,
+    i: usize,
+    y: &Rows,
+    epi: Epilogue,
+) -> Result<()> {
+    let part = &w.parts[i];
+    let band = st.staging.size as usize / (w.kp * 2) / 128 * 128;
+    for r0 in (0..part.rows).step_by(band) {
+        let rows = band.min(part.rows - r0);
+        let f16_bytes = (rows * w.kp * 2) as u64;
+        let staged = Slice {
+            size: f16_bytes,
+            ..st.staging.clone()
+        };
+        let p = DequantParams {
+            n: u(part.rows),
+            kp: u(w.kp),
+            row0: u(r0),
+            rows: u(rows),
+        };
+        let words = rows * w.kp / 8;
+        let wg = words.div_ceil(256);
+        let grid = [wg.min(65535) as u32, wg.div_ceil(65535) as u32, 1];
+        pb.dispatch("dequant_f16", st.dequant, &p, &[staged.clone(), w.part_slice(i)], grid)?;
+        let layout = w.part_layout(i);
+        pb.cost((rows * (layout.values + layout.scales)) as f64 + f16_bytes as f64, 0.0);
+        let p = gemm_params(x, tokens, w, rows, y, part.row0 + r0, epi);
+        let grid = [groups(tokens, 128), groups(rows, 128), 1];
+        pb.dispatch("gemm_coop", st.gemm, &p, &[x.buf.clone(), staged, y.buf.clone()], grid)?;
+        let io = 4.0 * (tokens * (w.cols + 2 * rows)) as f64;
+        pb.cost(f16_bytes as f64 + io, 2.0 * (tokens * rows * w.cols) as f64);
     }
     Ok(())
 }

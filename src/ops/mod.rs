@@ -61,7 +61,7 @@ mod layout_tests;
 pub use elementwise::{embed, fill_random, swiglu};
 pub use matmul::{
     coop_gemm_supported, gemv_head_norm_fits, gemv_head_norm_gate, gemv_rms_norm, gemv_swiglu, matmul, Epilogue,
-    HeadNormInput,
+    HeadNormInput, STAGED_MIN_TOKENS, WEIGHT_STAGING_BYTES,
 };
 pub use mlstm_chunk::{
     coop_chunk_supported, mlstm_chunk_out, mlstm_chunk_out_coop, mlstm_chunk_state, mlstm_chunk_state_coop,
@@ -85,6 +85,9 @@ pub(crate) struct WeightKernels<P> {
     /// the workgroup memory for its staged input).
     gemv_head_norm: Option<P>,
     fill_random: P,
+    /// Expands a quantized part to f16 rows for `gemm_coop_f16` (quantized formats on
+    /// adapters with the matrix-unit GEMM).
+    dequant_f16: Option<P>,
 }
 
 /// Compiled pipelines for a model loaded with one `--dtype`: the weight kernels for every matrix
@@ -92,6 +95,9 @@ pub(crate) struct WeightKernels<P> {
 pub struct Ops<P = wgpu::ComputePipeline> {
     /// One entry per format, the `--dtype`'s own first.
     weights: Vec<WeightKernels<P>>,
+    /// The f16 matrix-unit GEMM over quantized weights expanded to f16 rows (`dequant_f16`),
+    /// for long segments (`matmul::STAGED_MIN_TOKENS`).
+    gemm_coop_f16: Option<P>,
     rms_norm: P,
     /// Rows per GEMV workgroup (two per lane group: 2 * 256 / lanes).
     gemv_rows: usize,
@@ -167,6 +173,12 @@ impl<P> Ops<P> {
     /// ([`mlstm_chunk_state_coop`], [`mlstm_chunk_out_coop`]).
     pub fn uses_coop_chunk(&self) -> bool {
         self.chunk_state_coop.is_some() && self.chunk_out_coop.is_some()
+    }
+
+    /// Whether long segments expand quantized weights to f16 rows before the matrix-unit GEMM
+    /// (and so want a weight staging buffer: `PlanBuilder::stage_weights_in`).
+    pub fn stages_quantized_weights(&self) -> bool {
+        self.gemm_coop_f16.is_some()
     }
 
     /// Whether prefill GEMMs of the `--dtype`'s own format run on the matrix units.
@@ -253,6 +265,11 @@ impl<P> Ops<P> {
                     None
                 },
                 fill_random: c("fill_random", "main", w)?,
+                dequant_f16: if format.is_quantized() && support.coop_gemm {
+                    Some(c("dequant_f16", "main", w)?)
+                } else {
+                    None
+                },
             })
         };
         // f32 keeps every product in f32; the other formats accept f16 activations on the
@@ -260,6 +277,12 @@ impl<P> Ops<P> {
         let coop_chunk = dtype != WeightDtype::F32 && support.coop_chunk;
         Ok(Ops {
             weights: dtype.formats().iter().map(|f| weight_kernels(*f)).collect::<Result<_>>()?,
+            gemm_coop_f16: if dtype.is_quantized() && support.coop_gemm {
+                let f16 = ("WEIGHT_FORMAT", ConstValue::U32(WeightDtype::F16.wgsl_format()));
+                Some(c("gemm_coop", "main", &[f16])?)
+            } else {
+                None
+            },
             rms_norm: c("rms_norm", "main", &[])?,
             gemv_rows: (2 * 256 / lanes) as usize,
             gates: c("mlstm_gates", "main", &[])?,

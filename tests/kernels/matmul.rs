@@ -21,6 +21,17 @@ pub(crate) fn check_matmul(c: &Ctx, case: &MatCase) -> f32 {
 
 /// `check_matmul` with the input and output rows at (offset, stride) `xl` and `yl`.
 pub(crate) fn check_matmul_at(c: &Ctx, case: &MatCase, xl: (usize, usize), yl: (usize, usize)) -> f32 {
+    check_matmul_with(c, case, xl, yl, None)
+}
+
+/// `check_matmul_at` with a weight staging buffer of `staging` bytes set on the plan.
+pub(crate) fn check_matmul_with(
+    c: &Ctx,
+    case: &MatCase,
+    xl: (usize, usize),
+    yl: (usize, usize),
+    staging: Option<usize>,
+) -> f32 {
     let MatCase {
         tokens,
         k,
@@ -60,7 +71,13 @@ pub(crate) fn check_matmul_at(c: &Ctx, case: &MatCase, xl: (usize, usize), yl: (
         offset: y_off,
         stride: y_stride,
     };
-    c.run(|pb| ops::matmul(pb, c.ops(dtype), &xr, tokens, &m, &yr, epi));
+    let staging = staging.map(|bytes| c.pool.storage(bytes as u64, Category::Scratch, "staging").unwrap());
+    c.run(|pb| {
+        if let Some(b) = &staging {
+            pb.stage_weights_in(s(b));
+        }
+        ops::matmul(pb, c.ops(dtype), &xr, tokens, &m, &yr, epi)
+    });
     let got_all = c.read(&yb, 0, y_init.len());
     let what = format!("matmul tokens {tokens} k {k} n {n} {dtype:?} {epi:?} parts {part_rows:?}");
     assert_untouched(&what, &got_all, tokens, n, y_off, y_stride);
@@ -257,6 +274,43 @@ pub(crate) fn f16_and_quantized_weights_without_shader_f16_or_subgroups() {
                         part_rows: Some(8),
                     },
                 ));
+            }
+        }
+    }
+}
+
+/// Long segments over quantized weights on the matrix units expand the weights to f16 rows in
+/// a staging buffer first, a band of 128-row tiles at a time: bands smaller than a part, a part
+/// split, ragged k and n, every epilogue.
+#[test]
+pub(crate) fn matmul_staged_quantized_weights() {
+    for c in modes() {
+        if !c.ops(WeightDtype::Q8).stages_quantized_weights() {
+            eprintln!("[kernels] no matrix-unit GEMM on this adapter: staged path skipped");
+            continue;
+        }
+        let mut worst = Worst("matmul staged quantized", 0.0, "x scale");
+        let t = ops::STAGED_MIN_TOKENS;
+        for dtype in [WeightDtype::Q8, WeightDtype::Q4] {
+            for (i, (tokens, k, n, band_rows, part_rows)) in [
+                (t, 64, 300, 128, None),
+                (t + 37, 100, 130, 256, None),
+                (t + 130, 256, 520, 128, Some(200)),
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                let epi = epilogues()[i % 4];
+                let case = MatCase {
+                    tokens,
+                    k,
+                    n,
+                    dtype,
+                    epi,
+                    part_rows,
+                };
+                let kp = dtype.padded_cols(k);
+                worst.add(check_matmul_with(c, &case, (4, k + 4), (8, n + 4), Some(band_rows * kp * 2)));
             }
         }
     }

@@ -73,6 +73,8 @@ pub struct Workspace {
     pub ffn_a: GpuBuffer,
     pub logits: GpuBuffer,
     pub logit_rows: usize,
+    /// Where long GEMMs over quantized weights expand them to f16 (`ops::matmul`), if they do.
+    pub weight_staging: Option<GpuBuffer>,
 }
 
 /// Bytes of the largest single activation row set, used to bound the segment length.
@@ -96,6 +98,7 @@ impl Workspace {
         chunk: usize,
         logit_rows: usize,
         ids_len: usize,
+        weight_staging: Option<GpuBuffer>,
     ) -> Result<Self> {
         let f = |n: usize| (n * 4) as u64;
         let nh = cfg.num_heads;
@@ -114,6 +117,7 @@ impl Workspace {
             ffn_a: pool.storage(f(tokens * cfg.ffn_dim), a, "ffn act")?,
             logits: pool.storage(f(logit_rows.max(1) * cfg.vocab_size), a, "logits")?,
             logit_rows,
+            weight_staging,
         })
     }
 }

@@ -35,6 +35,9 @@ impl LargeNet<'_> {
         let ffn_u = Rows::new(&s(&ws.ffn_u), 2 * cfg.ffn_dim);
         let ffn_a = Rows::new(&s(&ws.ffn_a), cfg.ffn_dim);
         let mut parity_out = parity;
+        if let Some(staging) = &ws.weight_staging {
+            pb.stage_weights_in(s(staging));
+        }
 
         ops::embed(pb, ops, &s(&ws.ids), 0, t, &w.embedding, &s(&ws.x))?;
         for (block, st) in w.blocks.iter().zip(state) {

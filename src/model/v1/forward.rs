@@ -38,6 +38,9 @@ pub fn record_forward(
 ) -> Result<u32> {
     let V1Net { ops, cfg, w } = *net;
     let t = ws.tokens;
+    if let Some(staging) = &ws.weight_staging {
+        pb.stage_weights_in(Slice::all(staging));
+    }
     let d = Dims::of(cfg, w);
     let e = d.e;
     let eps = V1_NORM_EPS as f32;

@@ -119,6 +119,17 @@ impl Weights {
         })
     }
 
+    /// The blocks' projection and feed-forward matrices (not the embedding or lm_head).
+    pub(crate) fn block_matrices(&self) -> Vec<&GpuMatrix> {
+        self.blocks
+            .iter()
+            .flat_map(|b| match b {
+                Block::Mlstm(m) => vec![&m.proj_up, &m.proj_down],
+                Block::Slstm(s) => s.ffn.iter().flat_map(|f| [&f.proj_up, &f.proj_down]).collect(),
+            })
+            .collect()
+    }
+
     /// The widest feed-forward (0 without any).
     pub(super) fn ffn_dim(&self) -> usize {
         self.blocks

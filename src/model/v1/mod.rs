@@ -255,6 +255,8 @@ pub struct Workspace {
     pub wx: GpuBuffer,
     pub logits: GpuBuffer,
     pub logit_rows: usize,
+    /// Where long GEMMs over quantized weights expand them to f16 (`ops::matmul`), if they do.
+    pub weight_staging: Option<GpuBuffer>,
 }
 
 impl Workspace {
@@ -267,6 +269,7 @@ impl Workspace {
         chunk: usize,
         logit_rows: usize,
         ids_len: usize,
+        weight_staging: Option<GpuBuffer>,
     ) -> Result<Self> {
         let d = Dims::of(cfg, w);
         let f = |n: usize| (n.max(1) * 4) as u64;
@@ -286,6 +289,7 @@ impl Workspace {
             wx: pool.storage(f(t * 4 * d.e), a, "sLSTM wx")?,
             logits: pool.storage(f(logit_rows.max(1) * d.v), a, "logits")?,
             logit_rows,
+            weight_staging,
         })
     }
 }
