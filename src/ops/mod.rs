@@ -158,7 +158,11 @@ impl<P> Ops<P> {
             Error::Input(format!(
                 "a {} matrix, but the kernels were compiled for {}",
                 dtype.name(),
-                self.weights.iter().map(|k| k.dtype.name()).collect::<Vec<_>>().join(", ")
+                self.weights
+                    .iter()
+                    .map(|k| k.dtype.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ))
         })
     }
@@ -259,7 +263,11 @@ impl<P> Ops<P> {
         // matrix units.
         let coop_chunk = dtype != WeightDtype::F32 && support.coop_chunk;
         Ok(Ops {
-            weights: dtype.formats().iter().map(|f| weight_kernels(*f)).collect::<Result<_>>()?,
+            weights: dtype
+                .formats()
+                .iter()
+                .map(|f| weight_kernels(*f))
+                .collect::<Result<_>>()?,
             rms_norm: c("rms_norm", "main", &[])?,
             gemv_rows: (256 / lanes) as usize,
             gates: c("mlstm_gates", "main", &[])?,

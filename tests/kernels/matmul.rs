@@ -70,11 +70,7 @@ pub(crate) fn check_matmul_at(c: &Ctx, case: &MatCase, xl: (usize, usize), yl: (
     // The matrix-unit GEMM (adapters with 16x16 f16 cooperative matrices, f16 weights, more than
     // one token) multiplies f16 activations: compare against activations rounded the same way.
     let coop = tokens > 1 && c.ops(dtype).uses_coop_gemm();
-    let x = if coop {
-        f16_round(&x)
-    } else {
-        x
-    };
+    let x = if coop { f16_round(&x) } else { x };
     let prod = cpu::matmul_t(&x, &ws, tokens, k, n);
     let abs_x: Vec<f32> = x.iter().map(|v| v.abs()).collect();
     let abs_w: Vec<f32> = ws.iter().map(|v| v.abs()).collect();
