@@ -96,6 +96,8 @@ pub fn tune(a: TuneArgs) -> Result<()> {
         check_count("--population", p, 10_000, "members a generation may have")?;
     }
     let (target, mode) = (a.target, a.mode);
+    let mut a = a;
+    a.run.resolve_dtype(source.dir())?;
     let dtype = a.run.dtype;
     let shape = source.shape()?;
     let budget = budget(a.budget_seconds)?;
