@@ -4,7 +4,7 @@
 //! matrices are quantized, `model::weights::encode_tensor` encodes them exactly as a load would.
 //!
 //! The output is written into a hidden temporary directory next to `--out` and renamed at the
-//! end (`files::AtomicDir`); model.safetensors streams one tensor at a time, each encoded on all
+//! end (`files::AtomicDir`; a SIGINT or SIGTERM removes it before exiting); model.safetensors streams one tensor at a time, each encoded on all
 //! cores when the writer asks for its bytes.
 
 use safetensors::tensor::{Dtype, View};
@@ -19,6 +19,7 @@ use xlstm_wgpu::model::checkpoint::{Checkpoint, TensorEntry};
 use xlstm_wgpu::model::quantized::{quantized_matrices, Quantization, CONFIG_FIELD};
 use xlstm_wgpu::model::weights::encode_tensor;
 use xlstm_wgpu::model::WeightDtype;
+use xlstm_wgpu::telemetry::signals;
 
 #[derive(clap::Args)]
 pub struct QuantizeArgs {
@@ -57,6 +58,12 @@ pub fn quantize(a: QuantizeArgs) -> Result<()> {
         return Err(Error::Checkpoint(format!("missing tensor `{missing}`")));
     }
     let out = AtomicDir::create(&a.out)?;
+    // SIGINT/SIGTERM exit at once, removing the temporary directory first.
+    signals::install()?;
+    let tmp = out.path().to_path_buf();
+    let _remove_on_signal = signals::on_exit(move || {
+        let _ = std::fs::remove_dir_all(&tmp);
+    });
 
     // config.json with the quantization field; every other field as it was.
     json.as_object_mut()
