@@ -3,7 +3,7 @@
 //!
 //!     cargo run --release --example generate -- [--model DIR] [--prompt TEXT] [--max-new-tokens N]
 //!         [--temperature T --top-k K --top-p P --seed S] [--prefill scheduled|queued|fused|recurrent]
-//!         [--chunk-size N] [--heads-per-band N] [--dtype f16|f32]
+//!         [--chunk-size N] [--heads-per-band N] [--dtype f16|f32|q8|q4]
 //!
 //! Without --model it runs the small xLSTM Large model shipped in models/xlstm-large-mini.
 //! Text streams to stdout as it is produced; one summary line on stderr ends the run. `xlstm generate` does the same
@@ -14,6 +14,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use xlstm_wgpu::model::quantized::{stored_quantization, Quantization};
 use xlstm_wgpu::telemetry::{signals, Estimate, MemArgs, Watchdog};
 use xlstm_wgpu::tokenizer::TextStream;
 use xlstm_wgpu::{
@@ -47,9 +48,10 @@ struct Args {
     /// Do not stop at the end-of-text token.
     #[arg(long)]
     ignore_eos: bool,
-    /// Weight format on the GPU (f32 is the mode that matches the reference to 1e-3).
-    #[arg(long, value_enum, default_value_t = WeightDtype::F16)]
-    dtype: WeightDtype,
+    /// Weight format on the GPU (f32 is the mode that matches the reference to 1e-3). [default:
+    /// f16, or a quantized checkpoint's own format]
+    #[arg(long, value_enum)]
+    dtype: Option<WeightDtype>,
     /// Prefill strategy. [default: the library's]
     #[arg(long, value_enum)]
     prefill: Option<PrefillStrategy>,
@@ -146,12 +148,14 @@ fn run(a: &Args) -> Result<()> {
         ..GpuOptions::default()
     })?);
     wd.set_gpu(&gpu);
+    // The weight format: the flag, else a quantized checkpoint's own, else f16.
+    let dtype = Quantization::resolve(a.dtype, stored_quantization(&dir).ok().flatten())?;
     // A prompt has at most one token per byte, plus BOS.
-    if let Ok(est) = Estimate::for_dir(&dir, a.dtype, &opts, a.prompt.len().saturating_add(1), false) {
+    if let Ok(est) = Estimate::for_dir(&dir, dtype, &opts, a.prompt.len().saturating_add(1), false) {
         wd.check_fits(&est)?;
     }
     let load = LoadOptions {
-        dtype: Some(a.dtype),
+        dtype: Some(dtype),
         tokenizer: true,
         ..LoadOptions::default()
     };

@@ -170,6 +170,90 @@ pub fn create_streamed(path: &Path, visibility: Visibility) -> Result<std::fs::F
     Ok(file)
 }
 
+/// A directory being written (`xlstm quantize`'s output): a hidden temporary directory next to
+/// the target until [`AtomicDir::commit`] renames it to the target, so the target holds either
+/// nothing or everything. Dropped without a commit, it is removed with everything in it.
+pub struct AtomicDir {
+    target: PathBuf,
+    tmp: tempfile::TempDir,
+}
+
+impl AtomicDir {
+    /// Starts writing directory `path`, which must not exist or be an empty directory (a
+    /// symbolic link, a file or a directory with entries is refused).
+    pub fn create(path: &Path) -> Result<Self> {
+        check_empty_dir_target(path)?;
+        let dir = parent_dir(path);
+        let name = path
+            .file_name()
+            .ok_or_else(|| Error::Input(format!("{} is not a directory path", path.display())))?;
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!(".{}.", name.to_string_lossy()))
+            .suffix(".tmp")
+            .tempdir_in(dir)
+            .map_err(|e| Error::io(dir, e))?;
+        Ok(AtomicDir {
+            target: path.to_path_buf(),
+            tmp,
+        })
+    }
+
+    /// The temporary directory to write into.
+    pub fn path(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    /// Flushes every file in the directory to disk, makes the directory readable by others
+    /// (mode 0755), and renames it to the target (which must still be absent or empty).
+    pub fn commit(self) -> Result<()> {
+        let dir = self.tmp.path();
+        for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+            let path = entry.map_err(|e| Error::io(dir, e))?.path();
+            if path.is_file() {
+                std::fs::File::open(&path)
+                    .and_then(|f| f.sync_all())
+                    .map_err(|e| Error::io(&path, e))?;
+            }
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).map_err(|e| Error::io(dir, e))?;
+        }
+        check_empty_dir_target(&self.target)?;
+        std::fs::rename(dir, &self.target).map_err(|e| Error::io(&self.target, e))?;
+        // Renamed away: nothing is left for the guard to remove.
+        let _ = self.tmp.keep();
+        if let Ok(parent) = std::fs::File::open(parent_dir(&self.target)) {
+            let _ = parent.sync_all();
+        }
+        Ok(())
+    }
+}
+
+/// Refuses a directory target that exists and is anything but an empty directory.
+fn check_empty_dir_target(path: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(path, e)),
+        Ok(m) if !m.file_type().is_dir() => Err(Error::Input(format!(
+            "{} exists and is {}, not an empty directory",
+            path.display(),
+            describe(&m.file_type())
+        ))),
+        Ok(_) => {
+            let mut entries = std::fs::read_dir(path).map_err(|e| Error::io(path, e))?;
+            if entries.next().is_some() {
+                return Err(Error::Input(format!(
+                    "{} exists and is not empty (the output directory must not exist or be empty)",
+                    path.display()
+                )));
+            }
+            Ok(())
+        }
+    }
+}
+
 /// The directory a file path lives in (`.` for a bare name).
 pub fn parent_dir(path: &Path) -> &Path {
     path.parent()

@@ -90,7 +90,11 @@ fn quantized_perplexity_is_within_its_targets() {
             let q = ppl(dtype);
             let rel = q / f16 - 1.0;
             eprintln!("{name}: perplexity f16 {f16:.5}, {dtype} {q:.5} ({:+.3}%)", 100.0 * rel);
-            assert!(rel < limit, "{name}: {dtype} perplexity {q} is {:+.3}% of f16 {f16}", 100.0 * rel);
+            assert!(
+                rel < limit,
+                "{name}: {dtype} perplexity {q} is {:+.3}% of f16 {f16}",
+                100.0 * rel
+            );
         }
     }
 }

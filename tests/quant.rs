@@ -81,5 +81,8 @@ fn unrepresentable_scales_are_refused() {
         let text = e.to_string();
         assert!(text.contains("blocks.0.proj") && text.contains("f16"), "{text}");
     }
-    assert!(EncodedMatrix::encode(WeightDtype::Q8, &w, 2, 40, "t").is_err(), "wrong length accepted");
+    assert!(
+        EncodedMatrix::encode(WeightDtype::Q8, &w, 2, 40, "t").is_err(),
+        "wrong length accepted"
+    );
 }

@@ -46,8 +46,14 @@ pub const SOURCES: &[KernelSource] = &[
     wgsl!("gemm", "matmul/gemm.wgsl" + "matmul/weight_formats.wgsl"),
     wgsl!("gemm_coop", "matmul/gemm_coop.wgsl" + "matmul/weight_formats.wgsl"),
     wgsl!("dequant_f16", "matmul/dequant_f16.wgsl" + "matmul/weight_formats.wgsl"),
-    wgsl!("gemv", "matmul/gemv.wgsl" + "matmul/weight_formats.wgsl" + "matmul/gemv_rows.wgsl"),
-    wgsl!("gemv_head_norm", "matmul/gemv_head_norm.wgsl" + "matmul/weight_formats.wgsl" + "matmul/gemv_rows.wgsl"),
+    wgsl!(
+        "gemv",
+        "matmul/gemv.wgsl" + "matmul/weight_formats.wgsl" + "matmul/gemv_rows.wgsl"
+    ),
+    wgsl!(
+        "gemv_head_norm",
+        "matmul/gemv_head_norm.wgsl" + "matmul/weight_formats.wgsl" + "matmul/gemv_rows.wgsl"
+    ),
     wgsl!("mlstm_gates", "mlstm_chunk/mlstm_gates.wgsl"),
     wgsl!("mlstm_chunk_state", "mlstm_chunk/mlstm_chunk_state.wgsl"),
     wgsl!("mlstm_chunk_out", "mlstm_chunk/mlstm_chunk_out.wgsl"),

@@ -227,7 +227,12 @@ impl GpuMatrix {
             let layout = PartLayout::new(m.dtype, m.kp, n);
             let buf = pool.storage(layout.bytes(), Category::Weights, label)?;
             write_padded(gpu, &buf, 0, &mut m.values[row0 * vb..(row0 + n) * vb].to_vec());
-            write_padded(gpu, &buf, layout.scales_at(0), &mut m.scales[row0 * sb..(row0 + n) * sb].to_vec());
+            write_padded(
+                gpu,
+                &buf,
+                layout.scales_at(0),
+                &mut m.scales[row0 * sb..(row0 + n) * sb].to_vec(),
+            );
             parts.push(WeightPart { buf, row0, rows: n });
             row0 += n;
         }

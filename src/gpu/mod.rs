@@ -4,8 +4,8 @@ pub mod caps;
 pub mod device;
 pub mod kernels;
 pub mod matrix;
-pub mod quant;
 pub mod pool;
+pub mod quant;
 pub mod readback;
 pub mod scheduler;
 

@@ -61,7 +61,11 @@ pub(crate) fn encode_row(
             }
         }
         WeightDtype::Q4 => {
-            for (g, (group, out)) in row.chunks_exact(GROUP).zip(values.chunks_exact_mut(GROUP / 2)).enumerate() {
+            for (g, (group, out)) in row
+                .chunks_exact(GROUP)
+                .zip(values.chunks_exact_mut(GROUP / 2))
+                .enumerate()
+            {
                 let real = &group[..cols.saturating_sub(g * GROUP).min(GROUP)];
                 let (d, b) = encode_q4(real, out).map_err(|v| out_of_range(tensor, first + g * GROUP, v))?;
                 scales[4 * g..4 * g + 2].copy_from_slice(&d.to_le_bytes());
@@ -144,7 +148,10 @@ impl EncodedMatrix {
     /// Encodes a row-major `[rows, cols]` matrix.
     pub fn encode(dtype: WeightDtype, data: &[f32], rows: usize, cols: usize, label: &str) -> Result<Self> {
         if data.len() != rows * cols {
-            return Err(Error::Input(format!("{label}: {} values are not [{rows}, {cols}]", data.len())));
+            return Err(Error::Input(format!(
+                "{label}: {} values are not [{rows}, {cols}]",
+                data.len()
+            )));
         }
         let kp = dtype.padded_cols(cols);
         let (vb, sb) = dtype.row_layout(kp);

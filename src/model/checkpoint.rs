@@ -2,8 +2,15 @@
 //! `model.safetensors.index.json`, or the xlstm package's `model_0.safetensors`, `model_1...`.
 //! Files are memory-mapped and headers validated up front; tensor data is converted to the GPU
 //! format a row range at a time, so host memory does not grow with model size.
+//!
+//! A quantized checkpoint (`model::quantized`) stores a matrix `NAME` as U8 value bytes with its
+//! F16 group scales in `NAME.scales`; opening pairs the two into one [`TensorEntry`] whose
+//! [`quant`](TensorEntry::quant) says the format, after checking that their shapes fit together.
 
+use super::quantized::Quantization;
 use crate::error::{Error, Result};
+use crate::gpu::quant::GROUP;
+use crate::gpu::WeightDtype;
 use memmap2::Mmap;
 use safetensors::tensor::{Dtype, SafeTensorError, SafeTensors};
 use std::collections::HashMap;
@@ -20,12 +27,35 @@ pub struct TensorEntry {
     /// Byte range inside the memory-mapped file.
     start: usize,
     end: usize,
+    /// For a quantized matrix (U8 values, `shape` `[rows, value bytes per row]`): its format and
+    /// where its scales (`NAME.scales`) lie.
+    pub quant: Option<QuantizedEntry>,
+}
+
+/// The group scales of a quantized matrix.
+#[derive(Clone, Debug)]
+pub struct QuantizedEntry {
+    /// q8 (scales `[rows, groups]`) or q4 (scales `[rows, groups, 2]`).
+    pub format: WeightDtype,
+    /// Quantization groups per row: the row stride is `32 * groups` elements.
+    pub groups: usize,
+    file: usize,
+    start: usize,
+    end: usize,
+}
+
+impl TensorEntry {
+    /// The stored format of a quantized matrix (`None` for a float tensor).
+    pub fn quantized_format(&self) -> Option<WeightDtype> {
+        self.quant.as_ref().map(|q| q.format)
+    }
 }
 
 /// An opened checkpoint directory.
 pub struct Checkpoint {
     files: Vec<(PathBuf, Mmap)>,
     tensors: HashMap<String, TensorEntry>,
+    quantization: Option<Quantization>,
 }
 
 /// Element types a tensor can be converted from.
@@ -118,6 +148,8 @@ impl Checkpoint {
 
         let mut files = Vec::new();
         let mut tensors = HashMap::new();
+        // Each file's declared quantization, if any.
+        let mut declared: Vec<Option<Quantization>> = Vec::new();
         for (fi, path) in names.iter().enumerate() {
             // Non-blocking and type-checked: a FIFO swapped in after the listing cannot hang the load.
             let (file, _) =
@@ -128,6 +160,12 @@ impl Checkpoint {
             // Full validation: header JSON, offsets within the file, no overlaps, exact length.
             let st = SafeTensors::deserialize(&mmap)
                 .map_err(|e| Error::Checkpoint(format!("{}: {}", path.display(), describe(&e, mmap.len()))))?;
+            let (_, meta) = SafeTensors::read_metadata(&mmap)
+                .map_err(|e| Error::Checkpoint(format!("{}: {}", path.display(), describe(&e, mmap.len()))))?;
+            declared.push(
+                Quantization::from_metadata(meta.metadata().as_ref())
+                    .map_err(|e| Error::Checkpoint(format!("{}: {e}", path.display())))?,
+            );
             let base = mmap.as_ptr() as usize;
             for (name, view) in st.tensors() {
                 let start = view.data().as_ptr() as usize - base;
@@ -138,6 +176,7 @@ impl Checkpoint {
                     file: fi,
                     start,
                     end: start + view.data().len(),
+                    quant: None,
                 };
                 if tensors.insert(name.clone(), entry).is_some() {
                     return Err(Error::Checkpoint(format!(
@@ -147,7 +186,18 @@ impl Checkpoint {
             }
             files.push((path.clone(), mmap));
         }
-        Ok(Checkpoint { files, tensors })
+        let quantization = pair_quantized(&mut tensors, &names, &declared)?;
+        Ok(Checkpoint {
+            files,
+            tensors,
+            quantization,
+        })
+    }
+
+    /// The quantization the files declare in their metadata (`model::quantized`), when they
+    /// hold quantized matrices.
+    pub fn quantization(&self) -> Option<Quantization> {
+        self.quantization
     }
 
     pub fn contains(&self, name: &str) -> bool {
@@ -164,6 +214,9 @@ impl Checkpoint {
             .tensors
             .get(name)
             .ok_or_else(|| Error::Checkpoint(format!("missing tensor `{name}`")))?;
+        if let Some(q) = &e.quant {
+            return check_quantized_shape(e, q, shape).map(|()| e);
+        }
         if e.shape != shape {
             return Err(Error::Checkpoint(format!(
                 "tensor `{name}` has shape {:?}, expected {shape:?}",
@@ -179,7 +232,13 @@ impl Checkpoint {
         Ok(e)
     }
 
-    /// The shape of a tensor, if present.
+    /// A tensor's entry, if present (unchecked: [`entry`](Self::entry) checks shape and dtype).
+    pub fn tensor(&self, name: &str) -> Option<&TensorEntry> {
+        self.tensors.get(name)
+    }
+
+    /// The shape of a tensor, if present (as stored: `[rows, value bytes per row]` for a
+    /// quantized matrix).
     pub fn shape(&self, name: &str) -> Option<&[usize]> {
         self.tensors.get(name).map(|e| e.shape.as_slice())
     }
@@ -210,6 +269,13 @@ impl Checkpoint {
     /// Converts elements [first, first + count) of a tensor to f32, appending to `out`. A NaN or
     /// infinite value is an error naming the tensor: such weights would make every logit NaN.
     pub fn read_f32_into(&self, e: &TensorEntry, first: usize, count: usize, out: &mut Vec<f32>) -> Result<()> {
+        if let Some(q) = &e.quant {
+            return Err(Error::Checkpoint(format!(
+                "tensor `{}` is stored quantized ({}), where this model holds a float tensor",
+                e.name,
+                q.format.name()
+            )));
+        }
         let size = element_size(e.dtype).unwrap_or(4);
         let end = (e.start + (first + count) * size).min(e.end);
         let bytes = &self.files[e.file].1[(e.start + first * size).min(end)..end];
@@ -278,8 +344,139 @@ impl Checkpoint {
         let _ = e;
     }
 
+    /// A tensor's stored bytes (for a quantized matrix, its value bytes).
+    pub fn bytes(&self, e: &TensorEntry) -> &[u8] {
+        &self.files[e.file].1[e.start..e.end]
+    }
+
+    /// A quantized matrix's scale bytes (`None` for a float tensor).
+    pub fn scale_bytes(&self, e: &TensorEntry) -> Option<&[u8]> {
+        e.quant.as_ref().map(|q| &self.files[q.file].1[q.start..q.end])
+    }
+
+    /// Whether tensor `name` is there and holds a `[rows, cols]` matrix (stored quantized or not)
+    /// or, for other shapes, has exactly `shape`.
+    pub fn has_shape(&self, name: &str, shape: &[usize]) -> bool {
+        self.entry(name, shape).is_ok()
+    }
+
     /// The files this checkpoint was read from.
     pub fn paths(&self) -> impl Iterator<Item = &Path> {
         self.files.iter().map(|(p, _)| p.as_path())
     }
+}
+
+/// Pairs every `NAME.scales` with its U8 tensor `NAME` into one quantized entry, checking their
+/// dtypes and shapes (`model::quantized`), and the files' declared quantization; returns it.
+fn pair_quantized(
+    tensors: &mut HashMap<String, TensorEntry>,
+    paths: &[PathBuf],
+    declared: &[Option<Quantization>],
+) -> Result<Option<Quantization>> {
+    let bad = |m: String| Err(Error::Checkpoint(m));
+    let scale_names: Vec<String> = tensors.keys().filter(|n| n.ends_with(".scales")).cloned().collect();
+    for sname in scale_names {
+        let name = &sname[..sname.len() - ".scales".len()];
+        let s = tensors.remove(&sname).expect("listed above");
+        let Some(v) = tensors.get_mut(name) else {
+            return bad(format!("`{sname}` has no tensor `{name}` whose scales it would be"));
+        };
+        if let Some(f) = [v.file, s.file].into_iter().find(|&f| declared[f].is_none()) {
+            return bad(format!(
+                "{} holds the quantized tensor `{name}` but its metadata does not declare a quantization (`{}`)",
+                paths[f].display(),
+                super::quantized::META_FORMAT
+            ));
+        }
+        if s.dtype != Dtype::F16 {
+            return bad(format!(
+                "`{sname}` has dtype {:?}; quantization scales are F16",
+                s.dtype
+            ));
+        }
+        if v.dtype != Dtype::U8 {
+            return bad(format!(
+                "`{name}` has dtype {:?} but has scales `{sname}`; quantized values are U8",
+                v.dtype
+            ));
+        }
+        let format = match s.shape.as_slice() {
+            [_, _] => WeightDtype::Q8,
+            [_, _, 2] => WeightDtype::Q4,
+            other => {
+                return bad(format!(
+                    "`{sname}` has shape {other:?}; scales are [rows, groups] (q8) or [rows, groups, 2] (q4)"
+                ))
+            }
+        };
+        let (rows, groups) = (s.shape[0], s.shape[1]);
+        if v.shape.len() != 2 || v.shape[0] != rows {
+            return bad(format!(
+                "`{name}` has shape {:?}, which does not match its scales `{sname}` {:?} (expected [{rows}, value bytes per row])",
+                v.shape, s.shape
+            ));
+        }
+        let kp = groups
+            .checked_mul(GROUP)
+            .ok_or_else(|| Error::Checkpoint(format!("`{sname}`: too many groups")))?;
+        let want = format.row_layout(kp).0;
+        if v.shape[1] != want {
+            return bad(format!(
+                "`{name}` holds {} bytes per row, but {groups} groups of {} weights take {want} (truncated or mispacked values?)",
+                v.shape[1],
+                format.name()
+            ));
+        }
+        v.quant = Some(QuantizedEntry {
+            format,
+            groups,
+            file: s.file,
+            start: s.start,
+            end: s.end,
+        });
+    }
+    if let Some(v) = tensors.values().find(|e| e.dtype == Dtype::U8 && e.quant.is_none()) {
+        return bad(format!(
+            "`{}` is a U8 tensor without its scales `{}.scales`",
+            v.name, v.name
+        ));
+    }
+    // The declared quantization of the files that hold quantized tensors; all must agree.
+    let mut found: Option<Quantization> = None;
+    for e in tensors.values().filter(|e| e.quant.is_some()) {
+        let q = declared[e.file];
+        match (found, q) {
+            (Some(a), Some(b)) if a != b => {
+                return bad(format!(
+                    "the checkpoint's files declare different quantizations ({} and {})",
+                    a.format.name(),
+                    b.format.name()
+                ))
+            }
+            _ => found = found.or(q),
+        }
+    }
+    Ok(found)
+}
+
+/// Checks that a quantized matrix holds a `[rows, cols]` matrix in its format.
+fn check_quantized_shape(e: &TensorEntry, q: &QuantizedEntry, shape: &[usize]) -> Result<()> {
+    let [rows, cols] = shape else {
+        return Err(Error::Checkpoint(format!(
+            "tensor `{}` is a quantized matrix, where this model holds a tensor of shape {shape:?}",
+            e.name
+        )));
+    };
+    let kp = q.format.padded_cols(*cols);
+    if e.shape[0] != *rows || q.groups * GROUP != kp {
+        return Err(Error::Checkpoint(format!(
+            "tensor `{}` holds a {} matrix of {} rows of {} groups, expected [{rows}, {cols}] ({} groups a row)",
+            e.name,
+            q.format.name(),
+            e.shape[0],
+            q.groups,
+            kp / GROUP
+        )));
+    }
+    Ok(())
 }

@@ -5,6 +5,7 @@ pub mod config;
 pub mod forward;
 pub mod large;
 pub mod mlstm_cell;
+pub mod quantized;
 pub mod schedule;
 pub mod state;
 pub mod v1;
@@ -27,7 +28,8 @@ pub use weights::WeightDtype;
 /// How to load a model.
 #[derive(Clone, Debug)]
 pub struct LoadOptions {
-    /// Weight format on the GPU; `None` picks f16.
+    /// Weight format on the GPU; `None` picks the checkpoint's own for a quantized checkpoint
+    /// (`model::quantized`), else f16. A quantized checkpoint loads only in its own format.
     pub dtype: Option<WeightDtype>,
     /// Load tokenizer.json when present (needed for text in and out, not for token ids).
     pub tokenizer: bool,
@@ -105,7 +107,8 @@ impl Model {
                 Config::V1(cfg)
             }
         };
-        let dtype = opts.dtype.unwrap_or(WeightDtype::F16);
+        let dtype =
+            quantized::Quantization::resolve(opts.dtype, quantized::Quantization::of_checkpoint(&json, &ckpt)?)?;
         let tokenizer = if opts.tokenizer && dir.join("tokenizer.json").is_file() {
             Some(Tokenizer::from_dir(dir)?)
         } else {

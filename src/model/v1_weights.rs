@@ -104,6 +104,9 @@ pub enum BlockWeights {
 struct BlockReader<'a> {
     ckpt: &'a Checkpoint,
     prefix: String,
+    /// Read the projection matrices (`proj_up`, `proj_down` of the mLSTM layer and the FFN);
+    /// otherwise they are left empty (the GPU loader uploads them from the checkpoint itself).
+    matrices: bool,
 }
 
 impl BlockReader<'_> {
@@ -118,6 +121,15 @@ impl BlockReader<'_> {
             self.get(suffix, shape).map(Some)
         } else {
             Ok(None)
+        }
+    }
+    /// A projection matrix: read, or left empty when the caller uploads them itself (after the
+    /// shape check).
+    fn matrix(&self, suffix: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        if self.matrices {
+            self.get(suffix, shape)
+        } else {
+            self.ckpt.entry(&self.name(suffix), shape).map(|_| Vec::new())
         }
     }
     fn shape(&self, suffix: &str) -> Result<&[usize]> {
@@ -139,7 +151,7 @@ fn load_mlstm(cfg: &V1Config, r: &BlockReader) -> Result<MlstmBlockWeights> {
     let b = cfg.bias;
     Ok(MlstmBlockWeights {
         norm: r.get("xlstm_norm.weight", &[e])?,
-        proj_up: r.get("xlstm.proj_up.weight", &[2 * i, e])?,
+        proj_up: r.matrix("xlstm.proj_up.weight", &[2 * i, e])?,
         proj_up_bias: r.get_if(b, "xlstm.proj_up.bias", &[2 * i])?,
         conv_weight: r.get("xlstm.conv1d.conv.weight", &[i, 1, ks])?,
         conv_bias: r.get("xlstm.conv1d.conv.bias", &[i])?,
@@ -155,7 +167,7 @@ fn load_mlstm(cfg: &V1Config, r: &BlockReader) -> Result<MlstmBlockWeights> {
         fgate_bias: r.get("xlstm.mlstm_cell.fgate.bias", &[nh])?,
         outnorm: r.get("xlstm.mlstm_cell.outnorm.weight", &[i])?,
         learnable_skip: r.get("xlstm.learnable_skip", &[i])?,
-        proj_down: r.get("xlstm.proj_down.weight", &[e, i])?,
+        proj_down: r.matrix("xlstm.proj_down.weight", &[e, i])?,
         proj_down_bias: r.get_if(b, "xlstm.proj_down.bias", &[e])?,
     })
 }
@@ -239,13 +251,19 @@ fn load_slstm(cfg: &V1Config, r: &BlockReader) -> Result<SlstmBlockWeights> {
                     r.name("ffn.proj_down.weight")
                 )));
             }
-            let f = down_shape[1];
+            // A quantized proj_down's rows are padded to whole groups; proj_up's row count
+            // [2F, E] gives F exactly then (the shape checks below confirm both).
+            let quantized = r.ckpt.quantization().is_some();
+            let f = match r.ckpt.shape(&r.name("ffn.proj_up.weight")) {
+                Some(&[up, _]) if quantized => up / 2,
+                _ => down_shape[1],
+            };
             Some(FfnWeights {
                 dim: f,
                 norm: r.get("ffn_norm.weight", &[e])?,
-                proj_up: r.get("ffn.proj_up.weight", &[2 * f, e])?,
+                proj_up: r.matrix("ffn.proj_up.weight", &[2 * f, e])?,
                 proj_up_bias: r.get_if(ff.bias, "ffn.proj_up.bias", &[2 * f])?,
-                proj_down: r.get("ffn.proj_down.weight", &[e, f])?,
+                proj_down: r.matrix("ffn.proj_down.weight", &[e, f])?,
                 proj_down_bias: r.get_if(ff.bias, "ffn.proj_down.bias", &[e])?,
             })
         }
@@ -268,6 +286,13 @@ fn load_slstm(cfg: &V1Config, r: &BlockReader) -> Result<SlstmBlockWeights> {
 /// cuda-layout sLSTM tensors. Missing tensors and wrong shapes are `Error::Checkpoint`; an index
 /// beyond the config's blocks, or a block kind without its layer config, is `Error::Config`.
 pub fn load_block(cfg: &V1Config, ckpt: &Checkpoint, index: usize) -> Result<BlockWeights> {
+    load_block_with(cfg, ckpt, index, true)
+}
+
+/// [`load_block`], reading the projection matrices only when `matrices` (otherwise their
+/// fields are empty, their shapes checked: the GPU loader uploads them from the checkpoint,
+/// stored quantized or not).
+pub fn load_block_with(cfg: &V1Config, ckpt: &Checkpoint, index: usize, matrices: bool) -> Result<BlockWeights> {
     let kind = *cfg.blocks.get(index).ok_or_else(|| {
         Error::Config(format!(
             "block {index} requested from a config of {} blocks",
@@ -277,6 +302,7 @@ pub fn load_block(cfg: &V1Config, ckpt: &Checkpoint, index: usize) -> Result<Blo
     let reader = BlockReader {
         ckpt,
         prefix: format!("{BLOCK_PREFIX}{index}."),
+        matrices,
     };
     Ok(match kind {
         BlockKind::Mlstm => BlockWeights::Mlstm(load_mlstm(cfg, &reader)?),

@@ -1,19 +1,22 @@
 //! Loading weight matrices from a checkpoint into the GPU's format (`gpu::matrix`, `gpu::quant`):
 //! rows converted (or quantized) on all cores a staging buffer at a time, non-finite and
-//! out-of-range values refused.
+//! out-of-range values refused. The matrices of a quantized checkpoint (`model::quantized`) are
+//! uploaded as stored, without re-quantizing.
 
 use super::checkpoint::{Checkpoint, TensorEntry};
 use crate::error::{Error, Result};
 use crate::gpu::matrix::{flush, rows_per_part, write_padded, PartLayout};
-use crate::gpu::quant::encode_row;
 pub use crate::gpu::matrix::{GpuMatrix, WeightDtype, WeightPart};
+use crate::gpu::quant::{encode_row, EncodedMatrix};
 use crate::gpu::{BufferPool, Category, Gpu, GpuBuffer};
 
 /// Bytes staged on the host before they are flushed to the GPU.
 const STAGING_BYTES: usize = 32 << 20;
 
 /// Uploads the row-wise concatenation of `sources` (each [rows_i, cols]) as one matrix in
-/// `dtype`, quantizing on the way for the quantized formats.
+/// `dtype`, quantizing on the way for the quantized formats. Sources stored quantized (a
+/// quantized checkpoint) are copied as they are; they must be in `dtype`, and in a quantized
+/// checkpoint every matrix of a quantized `dtype` must be stored quantized.
 pub fn upload_matrix(
     gpu: &Gpu,
     pool: &BufferPool,
@@ -35,6 +38,7 @@ pub fn upload_matrix(
     if src_rows.len() != rows {
         return Err(Error::Checkpoint(format!("{label}: fewer rows than expected")));
     }
+    let stored = check_stored(ckpt, sources, kp, dtype)?;
     // A multiple of 8 rows, so every batch but a part's last starts its scales on a whole word.
     let batch_rows = (STAGING_BYTES / (vb + sb)).max(8).next_multiple_of(8);
     let mut values: Vec<u8> = Vec::new();
@@ -50,7 +54,12 @@ pub fn upload_matrix(
             let b = batch_rows.min(n - b0);
             values.resize(b * vb, 0);
             scales.resize(b * sb, 0);
-            convert_rows(ckpt, &src_rows[row0 + b0..row0 + b0 + b], cols, kp, dtype, &mut values, &mut scales)?;
+            let batch = &src_rows[row0 + b0..row0 + b0 + b];
+            if stored {
+                copy_stored(ckpt, batch, vb, sb, &mut values, &mut scales);
+            } else {
+                convert_rows(ckpt, batch, cols, kp, dtype, &mut values, &mut scales)?;
+            }
             write_padded(gpu, &buf, layout.values_at(b0), &mut values);
             write_padded(gpu, &buf, layout.scales_at(b0), &mut scales);
             flush(gpu)?;
@@ -67,6 +76,94 @@ pub fn upload_matrix(
         cols,
         kp,
         dtype,
+    })
+}
+
+/// Whether the sources are stored quantized (and so are uploaded as stored), after checking
+/// that they are all in `dtype` with rows of `kp` elements, and that a quantized checkpoint
+/// stores every matrix of a quantized format quantized.
+fn check_stored(ckpt: &Checkpoint, sources: &[&TensorEntry], kp: usize, dtype: WeightDtype) -> Result<bool> {
+    let quantized_ckpt = ckpt.quantization().is_some() && dtype.is_quantized();
+    if !quantized_ckpt && sources.iter().all(|e| e.quant.is_none()) {
+        return Ok(false);
+    }
+    for e in sources {
+        match &e.quant {
+            None => {
+                return Err(Error::Checkpoint(format!(
+                    "tensor `{}` is not quantized, but this quantized checkpoint must hold it in {}",
+                    e.name,
+                    dtype.name()
+                )))
+            }
+            Some(q) if q.format != dtype => {
+                return Err(Error::Checkpoint(format!(
+                    "tensor `{}` is stored as {}, but a model of this format holds it in {}",
+                    e.name,
+                    q.format.name(),
+                    dtype.name()
+                )))
+            }
+            Some(q) => {
+                let (vb, sb) = dtype.row_layout(kp);
+                let scale_bytes = ckpt.scale_bytes(e).map_or(0, <[u8]>::len);
+                if e.shape[1] != vb || q.groups * crate::gpu::quant::GROUP != kp || scale_bytes != e.shape[0] * sb {
+                    return Err(Error::Checkpoint(format!(
+                        "tensor `{}` ({}) has rows of {} value bytes and {} groups; this matrix needs {vb} bytes and {} groups",
+                        e.name,
+                        q.format.name(),
+                        e.shape[1],
+                        q.groups,
+                        kp / crate::gpu::quant::GROUP
+                    )));
+                }
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// Copies stored quantized rows (checked by [`check_stored`]) into `values` and `scales`.
+fn copy_stored(
+    ckpt: &Checkpoint,
+    rows: &[(&TensorEntry, usize)],
+    vb: usize,
+    sb: usize,
+    values: &mut [u8],
+    scales: &mut [u8],
+) {
+    for (i, &(e, r)) in rows.iter().enumerate() {
+        values[i * vb..(i + 1) * vb].copy_from_slice(&ckpt.bytes(e)[r * vb..(r + 1) * vb]);
+        if let Some(s) = ckpt.scale_bytes(e) {
+            scales[i * sb..(i + 1) * sb].copy_from_slice(&s[r * sb..(r + 1) * sb]);
+        }
+    }
+}
+
+/// Encodes a float matrix tensor of the checkpoint (`[rows, cols]`) in `dtype` on the host, on
+/// all cores, exactly as [`upload_matrix`] would on its way to the GPU (what `xlstm quantize`
+/// writes).
+pub fn encode_tensor(ckpt: &Checkpoint, entry: &TensorEntry, dtype: WeightDtype) -> Result<EncodedMatrix> {
+    let [rows, cols] = entry.shape[..] else {
+        return Err(Error::Checkpoint(format!(
+            "tensor `{}` has shape {:?}, expected a matrix [rows, cols]",
+            entry.name, entry.shape
+        )));
+    };
+    let e = ckpt.entry(&entry.name, &[rows, cols])?;
+    let kp = dtype.padded_cols(cols);
+    let (vb, sb) = dtype.row_layout(kp);
+    let src_rows: Vec<(&TensorEntry, usize)> = (0..rows).map(|r| (e, r)).collect();
+    let mut values = vec![0u8; rows * vb];
+    let mut scales = vec![0u8; rows * sb];
+    convert_rows(ckpt, &src_rows, cols, kp, dtype, &mut values, &mut scales)?;
+    Ok(EncodedMatrix {
+        dtype,
+        rows,
+        cols,
+        kp,
+        values,
+        scales,
     })
 }
 

@@ -164,7 +164,11 @@ impl<P> Ops<P> {
             Error::Input(format!(
                 "a {} matrix, but the kernels were compiled for {}",
                 dtype.name(),
-                self.weights.iter().map(|k| k.dtype.name()).collect::<Vec<_>>().join(", ")
+                self.weights
+                    .iter()
+                    .map(|k| k.dtype.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ))
         })
     }
@@ -276,7 +280,11 @@ impl<P> Ops<P> {
         // matrix units.
         let coop_chunk = dtype != WeightDtype::F32 && support.coop_chunk;
         Ok(Ops {
-            weights: dtype.formats().iter().map(|f| weight_kernels(*f)).collect::<Result<_>>()?,
+            weights: dtype
+                .formats()
+                .iter()
+                .map(|f| weight_kernels(*f))
+                .collect::<Result<_>>()?,
             gemm_coop_f16: if dtype.is_quantized() && support.coop_gemm {
                 let f16 = ("WEIGHT_FORMAT", ConstValue::U32(WeightDtype::F16.wgsl_format()));
                 Some(c("gemm_coop", "main", &[f16])?)

@@ -6,6 +6,7 @@ use crate::error::{Error, Result};
 use crate::model::checkpoint::Checkpoint;
 use crate::model::config::LargeConfig;
 use crate::model::large::ffn_dim_from_checkpoint;
+use crate::model::quantized::Quantization;
 use crate::model::v1_config::{detect_family, BlockKind, Family, V1Config};
 use crate::model::WeightDtype;
 use crate::session::SessionOptions;
@@ -67,7 +68,9 @@ impl Estimate {
             + vector(e)
             + matrix(2.0 * f, e, dtype)
             + matrix(e, f, dtype);
-        let weights = 2.0 * matrix(v, e, dtype.head_format()) + blocks * per_block + if cfg.add_out_norm { vector(e) } else { 0.0 };
+        let weights = 2.0 * matrix(v, e, dtype.head_format())
+            + blocks * per_block
+            + if cfg.add_out_norm { vector(e) } else { 0.0 };
         let state = blocks * (nh * dqk * dv * 4.0 + 2.0 * nh * dqk * 4.0 + 2.0 * nh * 4.0);
 
         // One workspace, as large as `Workspace::new` makes it (f32 everywhere).
@@ -105,7 +108,8 @@ impl Estimate {
     }
 
     /// The estimate for the checkpoint in `dir` (reads config.json and the checkpoint headers).
-    /// An error when they disagree on the main sizes (loading then reports the real problem).
+    /// An error when they disagree on the main sizes (loading then reports the real problem),
+    /// or when `dir` is a quantized checkpoint of another format than `dtype`.
     pub fn for_dir(
         dir: &Path,
         dtype: WeightDtype,
@@ -114,12 +118,14 @@ impl Estimate {
         all_logits: bool,
     ) -> Result<Estimate> {
         let json = crate::model::read_config_json(dir)?;
+        let ckpt = Checkpoint::open(dir)?;
+        let stored = Quantization::of_checkpoint(&json, &ckpt)?;
+        let dtype = Quantization::resolve(Some(dtype), stored)?;
         if detect_family(&json) == Family::V1 {
             let cfg = V1Config::from_json(&json)?;
-            return Self::for_v1(&cfg, &Checkpoint::open(dir)?, dtype, opts, prompt_tokens, all_logits);
+            return Self::for_v1(&cfg, &ckpt, dtype, opts, prompt_tokens, all_logits);
         }
         let mut cfg = LargeConfig::from_json(&json)?;
-        let ckpt = Checkpoint::open(dir)?;
         if let Some(f) = ffn_dim_from_checkpoint(&ckpt) {
             cfg.ffn_dim = f;
         }
@@ -128,10 +134,10 @@ impl Estimate {
         let (v, e, last) = (cfg.vocab_size, cfg.embedding_dim, cfg.num_blocks.saturating_sub(1));
         let emb = ["backbone.embeddings.weight", "embedding.weight"]
             .into_iter()
-            .find_map(|n| ckpt.shape(n));
-        let consistent = emb == Some(&[v, e][..])
-            && ckpt.shape("lm_head.weight") == Some(&[v, e][..])
-            && ckpt.shape(&format!("backbone.blocks.{last}.norm_mlstm.weight")) == Some(&[e][..]);
+            .find(|n| ckpt.contains(n));
+        let consistent = emb.is_some_and(|n| ckpt.has_shape(n, &[v, e]))
+            && ckpt.has_shape("lm_head.weight", &[v, e])
+            && ckpt.has_shape(&format!("backbone.blocks.{last}.norm_mlstm.weight"), &[e]);
         if !consistent {
             return Err(Error::Checkpoint("the config does not match the checkpoint".into()));
         }
@@ -150,7 +156,7 @@ impl Estimate {
         all_logits: bool,
     ) -> Result<Estimate> {
         let (e, v) = (cfg.embedding_dim as f64, cfg.vocab_size as f64);
-        if ckpt.shape("token_embedding.weight") != Some(&[cfg.vocab_size, cfg.embedding_dim][..]) {
+        if !ckpt.has_shape("token_embedding.weight", &[cfg.vocab_size, cfg.embedding_dim]) {
             return Err(Error::Checkpoint("the config does not match the checkpoint".into()));
         }
         let big = [
@@ -164,8 +170,16 @@ impl Estimate {
             let shape = ckpt.shape(name).unwrap_or(&[]);
             let n: f64 = shape.iter().map(|&d| d as f64).product();
             let head = name.ends_with("token_embedding.weight") || name.ends_with("lm_head.weight");
-            weights += if big.iter().any(|b| name.ends_with(b)) && shape.len() == 2 {
-                matrix(shape[0] as f64, shape[1] as f64, if head { dtype.head_format() } else { dtype })
+            let stored = ckpt.tensor(name).and_then(|t| Some((t, ckpt.scale_bytes(t)?)));
+            weights += if let Some((t, scales)) = stored {
+                // Stored quantized: uploaded as stored.
+                ((ckpt.bytes(t).len() + scales.len()) as f64 / 256.0).ceil() * 256.0
+            } else if big.iter().any(|b| name.ends_with(b)) && shape.len() == 2 {
+                matrix(
+                    shape[0] as f64,
+                    shape[1] as f64,
+                    if head { dtype.head_format() } else { dtype },
+                )
             } else {
                 vector(n)
             };
@@ -189,9 +203,10 @@ impl Estimate {
             })
             .sum();
         let ffn = cfg.feedforward.as_ref().map_or(0.0, |_| {
+            // proj_up is [2F, E] (proj_down's rows are padded when stored quantized).
             ckpt.names()
-                .filter(|n| n.ends_with("ffn.proj_down.weight"))
-                .filter_map(|n| ckpt.shape(n).and_then(|s| s.get(1)).map(|&f| f as f64))
+                .filter(|n| n.ends_with("ffn.proj_up.weight"))
+                .filter_map(|n| ckpt.shape(n).and_then(|s| s.first()).map(|&f| (f / 2) as f64))
                 .fold(0.0, f64::max)
         });
         // Per-token widths of `model::v1::Workspace`.

@@ -87,11 +87,7 @@ pub(crate) fn check_matmul_with(
     // The matrix-unit GEMM (adapters with 16x16 f16 cooperative matrices, f16 weights, more than
     // one token) multiplies f16 activations: compare against activations rounded the same way.
     let coop = tokens > 1 && c.ops(dtype).uses_coop_gemm();
-    let x = if coop {
-        f16_round(&x)
-    } else {
-        x
-    };
+    let x = if coop { f16_round(&x) } else { x };
     // ... and stages quantized weights dequantized to f16.
     let ws = if coop && dtype.is_quantized() {
         f16_round(&ws)
@@ -310,7 +306,13 @@ pub(crate) fn matmul_staged_quantized_weights() {
                     part_rows,
                 };
                 let kp = dtype.padded_cols(k);
-                worst.add(check_matmul_with(c, &case, (4, k + 4), (8, n + 4), Some(band_rows * kp * 2)));
+                worst.add(check_matmul_with(
+                    c,
+                    &case,
+                    (4, k + 4),
+                    (8, n + 4),
+                    Some(band_rows * kp * 2),
+                ));
             }
         }
     }

@@ -64,6 +64,7 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     wd.set_gpu(&gpu);
     // Tuned defaults for this adapter and model shape (flags win).
     let mut a = a;
+    a.run.resolve_dtype(source.dir())?;
     let tuned = a.run.apply_tune_cache(&gpu, source.shape().ok().as_ref());
     let longest = a.prefill_lens.iter().copied().max().unwrap_or(1);
     if let Some(est) = source.estimate(a.run.dtype, &a.run.session_options()?, longest) {

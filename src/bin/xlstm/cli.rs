@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use xlstm_wgpu::error::{Error, Result};
 use xlstm_wgpu::gpu::{Gpu, GpuOptions, KernelChecks};
+use xlstm_wgpu::model::quantized::{stored_quantization, Quantization};
 use xlstm_wgpu::model::{LoadOptions, Model, WeightDtype};
 use xlstm_wgpu::session::{SavedState, Session, SessionOptions};
 
@@ -42,8 +43,13 @@ impl GpuArgs {
 /// model shape (see [`RunArgs::apply_tune_cache`]), else the documented default shown by `--help`.
 #[derive(clap::Args, Clone, Debug)]
 pub struct RunArgs {
-    /// Weight format on the GPU: f16 (default) or f32 (the mode that matches the reference to 1e-3).
-    #[arg(long, value_enum, default_value_t = WeightDtype::F16)]
+    /// Weight format on the GPU: f16 (default), f32 (the mode that matches the reference to
+    /// 1e-3), or q8 / q4 (quantized at load). A checkpoint written by `xlstm quantize` loads in
+    /// its own format, the default for it.
+    #[arg(long = "dtype", value_enum, value_name = "DTYPE")]
+    pub dtype_flag: Option<WeightDtype>,
+    /// The weight format in force: `--dtype`, else the checkpoint's ([`RunArgs::resolve_dtype`]).
+    #[arg(skip = WeightDtype::F16)]
     pub dtype: WeightDtype,
     #[command(flatten)]
     pub knobs: KnobArgs,
@@ -63,6 +69,15 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
+    /// Settles the weight format: `--dtype`, else the format of the quantized checkpoint in
+    /// `dir`, else f16. A `--dtype` other than a quantized checkpoint's own is refused here; a
+    /// directory whose config cannot be read is left for the load to report.
+    pub fn resolve_dtype(&mut self, dir: Option<&Path>) -> Result<()> {
+        let stored = dir.and_then(|d| stored_quantization(d).ok().flatten());
+        self.dtype = Quantization::resolve(self.dtype_flag, stored)?;
+        Ok(())
+    }
+
     /// The tunable values given as flags.
     pub fn explicit(&self) -> Settings {
         self.knobs.settings()

@@ -70,6 +70,7 @@ pub fn generate(a: &GenerateArgs) -> Result<()> {
     wd.set_gpu(&gpu);
     // Tuned defaults for this adapter and model shape (flags win).
     let mut run = a.run.clone();
+    run.resolve_dtype(Some(&dir))?;
     let tuned = run.apply_tune_cache(&gpu, ModelShape::of_dir(&dir).ok().as_ref());
     // A prompt has at most one token per byte, plus BOS.
     let est_tokens = a.prompt.len().saturating_add(1);

@@ -13,6 +13,7 @@ mod cli;
 mod generate;
 mod perplexity;
 mod progress;
+mod quantize;
 mod score;
 mod source;
 mod tune;
@@ -43,6 +44,8 @@ enum Cmd {
     Info(InfoArgs),
     /// Prefill and decode throughput, time to first token, memory, and per-kernel GPU time.
     Bench(bench::BenchArgs),
+    /// Write a copy of a checkpoint with its weight matrices stored in q8 or q4.
+    Quantize(quantize::QuantizeArgs),
     /// Search the scheduler and kernel-shape settings for the fastest on this adapter and store
     /// the best as its defaults (used by generate, score and bench unless flags override).
     Tune(tune::TuneArgs),
@@ -65,6 +68,7 @@ fn main() -> ExitCode {
         Cmd::Info(a) => info(a),
         Cmd::Bench(a) => bench::bench(a),
         Cmd::Tune(a) => tune::tune(a),
+        Cmd::Quantize(a) => quantize::quantize(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -79,6 +79,7 @@ pub fn perplexity(a: PerplexityArgs) -> Result<()> {
     let gpu = a.gpu.open()?;
     wd.set_gpu(&gpu);
     let mut run = a.run;
+    run.resolve_dtype(Some(&a.model))?;
     run.apply_tune_cache(&gpu, ModelShape::of_dir(&a.model).ok().as_ref());
     if let Ok(est) = Estimate::for_dir(&a.model, run.dtype, &run.session_options()?, PIECE_TOKENS, false) {
         wd.check_fits(&est)?;

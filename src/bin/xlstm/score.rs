@@ -56,6 +56,7 @@ pub fn score(a: ScoreArgs) -> Result<()> {
     wd.set_gpu(&gpu);
     // Tuned defaults for this adapter and model shape (flags win).
     let mut a = a;
+    a.run.resolve_dtype(Some(&a.model))?;
     let tuned = a
         .run
         .apply_tune_cache(&gpu, crate::tune::store::ModelShape::of_dir(&a.model).ok().as_ref());

@@ -30,6 +30,14 @@ impl ModelSource {
         }
     }
 
+    /// The checkpoint directory (`None` for a preset).
+    pub fn dir(&self) -> Option<&std::path::Path> {
+        match self {
+            ModelSource::Dir(d) => Some(d),
+            ModelSource::Preset(_) => None,
+        }
+    }
+
     /// The model's shape, read without loading it.
     pub fn shape(&self) -> Result<ModelShape> {
         match self {

@@ -2,7 +2,7 @@
 //! checkpoint's block tensors) and uploading them in the kernels' layout.
 
 use super::*;
-use crate::model::v1_weights::{load_block, BlockWeights, BLOCK_PREFIX};
+use crate::model::v1_weights::{load_block_with, BlockWeights, BLOCK_PREFIX};
 use crate::model::weights::{upload_f32, upload_matrix};
 
 fn upload_opt(gpu: &Gpu, pool: &BufferPool, data: &Option<Vec<f32>>, label: &str) -> Result<Option<GpuBuffer>> {
@@ -22,7 +22,10 @@ impl Weights {
         cfg.validate()?;
         ckpt.check_block_count(BLOCK_PREFIX, cfg.num_blocks)?;
         let (e, v) = (cfg.embedding_dim, cfg.vocab_size);
-        let w = |rows, cols, data: &[f32], label: &str| GpuMatrix::from_f32(gpu, pool, data, rows, cols, dtype, label);
+        // The projections go from the checkpoint straight to the GPU (as stored, when quantized).
+        let w = |rows: usize, cols: usize, name: &str| {
+            upload_matrix(gpu, pool, ckpt, &[ckpt.entry(name, &[rows, cols])?], cols, dtype, name)
+        };
         let f32buf = |data: &[f32], label: &str| upload_f32(gpu, pool, data, Category::Weights, label);
         let embedding = upload_matrix(
             gpu,
@@ -39,7 +42,7 @@ impl Weights {
             // The matrices converted to the device format are labelled with their tensor names,
             // which errors about out-of-range values give.
             let tensor = |s: &str| format!("{BLOCK_PREFIX}{index}.{s}");
-            blocks.push(match load_block(cfg, ckpt, index)? {
+            blocks.push(match load_block_with(cfg, ckpt, index, false)? {
                 BlockWeights::Mlstm(b) => {
                     let i = cfg.mlstm_layer()?.inner_dim;
                     let qkv_bias = match (&b.q_bias, &b.k_bias, &b.v_bias) {
@@ -48,7 +51,7 @@ impl Weights {
                     };
                     Block::Mlstm(MlstmBlock {
                         norm: f32buf(&b.norm, &label("norm"))?,
-                        proj_up: w(2 * i, e, &b.proj_up, &tensor("xlstm.proj_up.weight"))?,
+                        proj_up: w(2 * i, e, &tensor("xlstm.proj_up.weight"))?,
                         proj_up_bias: upload_opt(gpu, pool, &b.proj_up_bias, &label("proj_up bias"))?,
                         conv_weight: f32buf(&b.conv_weight, &label("conv"))?,
                         conv_bias: f32buf(&b.conv_bias, &label("conv bias"))?,
@@ -58,7 +61,7 @@ impl Weights {
                         gate_bias: f32buf(&concat(&[&b.igate_bias, &b.fgate_bias]), &label("gate bias"))?,
                         outnorm: f32buf(&b.outnorm, &label("outnorm"))?,
                         skip: f32buf(&b.learnable_skip, &label("skip"))?,
-                        proj_down: w(e, i, &b.proj_down, &tensor("xlstm.proj_down.weight"))?,
+                        proj_down: w(e, i, &tensor("xlstm.proj_down.weight"))?,
                         proj_down_bias: upload_opt(gpu, pool, &b.proj_down_bias, &label("proj_down bias"))?,
                     })
                 }
@@ -71,9 +74,9 @@ impl Weights {
                         Some(f) => Some(Ffn {
                             dim: f.dim,
                             norm: f32buf(&f.norm, &label("ffn norm"))?,
-                            proj_up: w(2 * f.dim, e, &f.proj_up, &tensor("ffn.proj_up.weight"))?,
+                            proj_up: w(2 * f.dim, e, &tensor("ffn.proj_up.weight"))?,
                             proj_up_bias: upload_opt(gpu, pool, &f.proj_up_bias, &label("ffn up bias"))?,
-                            proj_down: w(e, f.dim, &f.proj_down, &tensor("ffn.proj_down.weight"))?,
+                            proj_down: w(e, f.dim, &tensor("ffn.proj_down.weight"))?,
                             proj_down_bias: upload_opt(gpu, pool, &f.proj_down_bias, &label("ffn down bias"))?,
                         }),
                         None => None,

@@ -84,6 +84,8 @@ pub fn tune(a: TuneArgs) -> Result<()> {
         (None, None) => return Err(Error::Input("xlstm tune needs --model DIR or --preset NAME".into())),
     };
     let (target, mode) = (a.target, a.mode);
+    let mut a = a;
+    a.run.resolve_dtype(source.dir())?;
     let dtype = a.run.dtype;
     let shape = source.shape()?;
     let budget = a.budget_seconds;
