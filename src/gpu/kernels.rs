@@ -1,9 +1,9 @@
 //! Kernels: the WGSL sources in `wgsl/`, their specialisation, and a cache of compiled pipelines.
 //!
-//! Specialisation is deliberately plain: a kernel file is complete, valid WGSL with defaults
-//! such as `const WEIGHT_F16: bool = false;`, and a variant rewrites the value of named `const`
-//! declarations. Every file therefore validates on its own, and the tests validate every
-//! variant the host can produce.
+//! Specialisation is deliberately plain: a kernel (its file followed by the library files it
+//! names) is complete, valid WGSL with defaults such as `const WEIGHT_FORMAT: u32 = 1u;`, and a
+//! variant rewrites the value of named `const` declarations. Every kernel therefore validates on
+//! its own, and the tests validate every variant the host can produce.
 
 use super::device::Gpu;
 use crate::error::{Error, Result};

@@ -21,6 +21,7 @@ const MIRRORS: &[Mirror] = mirrors![
     super::matmul::GemmParams,
     super::matmul::GemvParams,
     super::matmul::GemvHeadNormParams,
+    super::matmul::DequantParams,
     super::mlstm_chunk::GatesParams,
     super::mlstm_chunk::ChunkStateParams,
     super::mlstm_chunk::ChunkOutParams,

@@ -1,10 +1,13 @@
-//! Matrix products: the tiled GEMM (`wgsl/matmul/gemm.wgsl`), the matrix-unit GEMM
-//! (`wgsl/matmul/gemm_coop.wgsl`), the one-token GEMV with its fused input transforms
-//! (`wgsl/matmul/gemv.wgsl`: plain, RMSNorm, SwiGLU) and the GEMV with the head norm and output
-//! gate fused in (`wgsl/matmul/gemv_head_norm.wgsl`).
+//! Matrix products over weights in any format (`wgsl/matmul/weight_formats.wgsl`): the tiled GEMM
+//! (`wgsl/matmul/gemm.wgsl`), the matrix-unit GEMM (`wgsl/matmul/gemm_coop.wgsl`, over quantized
+//! weights of long segments after `wgsl/matmul/dequant_f16.wgsl`), the one-token GEMV with its
+//! fused input transforms (`wgsl/matmul/gemv.wgsl`: plain, RMSNorm, SwiGLU) and the GEMV with the
+//! head norm and output gate fused in (`wgsl/matmul/gemv_head_norm.wgsl`), both two rows at a
+//! time (`wgsl/matmul/gemv_rows.wgsl`).
 //!
 //! Reference: `xlstm_reference::ops::matmul_t` (with `rms_norm`, `swiglu`, `head_layer_norm`
-//! for the fused inputs); tests: `tests/kernels/matmul.rs`.
+//! for the fused inputs) over `xlstm_reference::quant`'s decoding of the stored weights; tests:
+//! `tests/kernels/matmul.rs`, `tests/quant.rs`.
 
 use super::{check_len, check_out_rows, check_rows, check_weights, groups, u, Norm, Ops, Rows};
 use crate::error::{Error, Result};
@@ -159,8 +162,9 @@ fn gemm_params(x: &Rows, tokens: usize, w: &GpuMatrix, rows: usize, y: &Rows, co
 /// for every 128-token tile.
 pub const STAGED_MIN_TOKENS: usize = 512;
 
-/// Bytes of the staging buffer a long segment over quantized weights uses (a part is expanded
-/// a band of rows at a time, so any matrix fits).
+/// The smallest weight staging buffer: a model's is sized for its largest block matrix (one
+/// band per GEMM), at least this; larger matrices (an lm_head over every token) are expanded a
+/// band of 128-row tiles at a time.
 pub const WEIGHT_STAGING_BYTES: usize = 64 << 20;
 
 /// How a long GEMM over quantized weights runs staged: the expansion and f16 GEMM pipelines and

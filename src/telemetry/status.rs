@@ -30,6 +30,10 @@ pub struct StatusRecord {
     /// generate, score, bench.
     pub command: String,
     pub model: String,
+    /// The weight format (`f16`, `q4`, ...), once the model is loaded.
+    pub dtype: String,
+    /// GPU bytes the weights take (live buffers of the weights category).
+    pub weight_bytes: u64,
     pub adapter: String,
     pub backend: String,
     /// starting, loading, prefill, decode, writing, stopping, or a bench step.

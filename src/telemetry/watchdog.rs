@@ -7,7 +7,7 @@ use super::signals;
 use super::status::{self, StatusRecord};
 use super::sys::{MemReader, MemSample};
 use crate::error::{Error, Result};
-use crate::gpu::{BufferPool, Gpu, PoolStats};
+use crate::gpu::{BufferPool, Category, Gpu, PoolStats};
 use crate::model::Model;
 use crate::session::{set_global_stop_hook, StopHook};
 use std::collections::VecDeque;
@@ -65,6 +65,7 @@ impl Progress {
 #[derive(Clone, Debug, Default)]
 struct Info {
     model: String,
+    dtype: String,
     adapter: String,
     backend: String,
 }
@@ -356,6 +357,7 @@ impl Watchdog {
     /// Starts watching the model's buffer pool.
     pub fn attach(&self, model: &Model) {
         self.set_gpu(model.gpu());
+        lock(&self.shared.info).dtype = model.dtype().name().to_string();
         *lock(&self.shared.pool) = Some(model.pool().clone());
     }
 
@@ -519,6 +521,8 @@ fn run(s: Arc<Shared>, mut reader: MemReader, mut log: Option<std::io::BufWriter
                     pid: s.pid,
                     command: s.command.clone(),
                     model: info.model,
+                    dtype: info.dtype,
+                    weight_bytes: pool.live[Category::Weights as usize],
                     adapter: info.adapter,
                     backend: info.backend,
                     phase,

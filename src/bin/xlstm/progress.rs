@@ -128,6 +128,7 @@ impl Reporter {
             phase_tokens: 0,
             last_line: None,
             last_text: String::new(),
+            last_phase: String::new(),
             bar_shown: false,
         };
         let stopped = stop.clone();
@@ -203,6 +204,8 @@ struct Display {
     phase_tokens: u64,
     last_line: Option<Instant>,
     last_text: String,
+    /// The phase of the last plain line.
+    last_phase: String,
     bar_shown: bool,
 }
 
@@ -241,8 +244,11 @@ impl Display {
                 if !from_start && elapsed < PLAIN_AFTER {
                     return;
                 }
+                // A new phase is shown at once (a short run still names each of its phases);
+                // within a phase, at most a line every LINE_EVERY, at least every HEARTBEAT.
                 let due = match self.last_line {
                     None => true,
+                    Some(_) if p.phase != self.last_phase => true,
                     Some(t) => {
                         let since = now - t;
                         since >= HEARTBEAT || (since >= LINE_EVERY && text != self.last_text)
@@ -252,6 +258,7 @@ impl Display {
                     eprintln!("{}: {text} [elapsed {}]", self.command, duration(elapsed));
                     self.last_line = Some(now);
                     self.last_text = text;
+                    self.last_phase.clone_from(&p.phase);
                 }
             }
         }

@@ -50,6 +50,7 @@ pub fn displayable(r: &StatusRecord) -> StatusRecord {
     StatusRecord {
         command: sanitize_field(&r.command),
         model: sanitize_field(&r.model),
+        dtype: sanitize_field(&r.dtype),
         adapter: sanitize_field(&r.adapter),
         backend: sanitize_field(&r.backend),
         phase: sanitize_field(&r.phase),
@@ -72,6 +73,16 @@ pub fn fmt_progress(r: &StatusRecord) -> String {
         (Some(t), _) if t > 0 => format!("{}/{}", r.tokens, t),
         (_, Some(p)) => format!("{:.0}%", p * 100.0),
         _ => r.tokens.to_string(),
+    }
+}
+
+/// The model column: its short name, then the weight format and its GPU size once loaded.
+pub fn model_label(r: &StatusRecord) -> String {
+    let name = short_model(&r.model);
+    if r.dtype.is_empty() {
+        name
+    } else {
+        format!("{name} [{} {:.0} MiB]", r.dtype, mib(r.weight_bytes))
     }
 }
 
@@ -118,7 +129,7 @@ pub fn table(dir: &Path, recs: &[StatusRecord]) -> String {
             mib(r.gpu_pooled_bytes),
             mib(r.gpu_peak_bytes),
             fmt_age(now - r.started_unix),
-            short_model(&r.model),
+            model_label(&r),
             r.adapter
         );
     }

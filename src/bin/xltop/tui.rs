@@ -3,7 +3,7 @@
 
 use crate::control::Control;
 use crate::stream::records;
-use crate::text::{displayable, fmt_age, fmt_progress, mib, sanitize, short_model};
+use crate::text::{displayable, fmt_age, fmt_progress, mib, model_label, sanitize};
 use crate::Args;
 use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -241,7 +241,7 @@ fn draw_table(f: &mut Frame, app: &App, area: Rect) {
                 format!("{:.2}", mib(r.gpu_pooled_bytes)),
                 format!("{:.1}", mib(r.gpu_peak_bytes)),
                 fmt_age(now - r.started_unix),
-                short_model(&r.model),
+                model_label(r),
                 r.adapter.clone(),
             ])
             .style(style)
