@@ -99,7 +99,7 @@ pub struct Ops<P = wgpu::ComputePipeline> {
     /// for long segments (`matmul::STAGED_MIN_TOKENS`).
     gemm_coop_f16: Option<P>,
     rms_norm: P,
-    /// Rows per GEMV workgroup (two per lane group: 2 * 256 / lanes).
+    /// Rows per GEMV workgroup (four per lane group: 4 * 256 / lanes).
     gemv_rows: usize,
     gates: P,
     chunk_state: P,
@@ -124,7 +124,7 @@ pub struct Ops<P = wgpu::ComputePipeline> {
 /// Workgroup shapes of the main kernels (a tuning knob: the best shape depends on the adapter).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KernelShapes {
-    /// Invocations per weight row in gemv.wgsl (8, 16, 32, 64, 128 or 256; 2 * 256 / lanes rows per
+    /// Invocations per weight row in gemv.wgsl (8, 16, 32, 64, 128 or 256; 4 * 256 / lanes rows per
     /// workgroup).
     pub gemv_lanes: u32,
     /// Decode runs the head norm and output gate inside the out-projection GEMV
@@ -132,7 +132,7 @@ pub struct KernelShapes {
     pub fused_head_norm: bool,
 }
 
-/// The `LANES` values gemv.wgsl supports (2 * 256 / lanes rows per workgroup).
+/// The `LANES` values gemv.wgsl supports (4 * 256 / lanes rows per workgroup).
 pub const GEMV_LANES: [u32; 6] = [8, 16, 32, 64, 128, 256];
 
 impl Default for KernelShapes {
@@ -292,7 +292,7 @@ impl<P> Ops<P> {
                 None
             },
             rms_norm: c("rms_norm", "main", &[])?,
-            gemv_rows: (2 * 256 / lanes) as usize,
+            gemv_rows: (4 * 256 / lanes) as usize,
             gates: c("mlstm_gates", "main", &[])?,
             chunk_state: c("mlstm_chunk_state", "main", &[])?,
             chunk_out: c("mlstm_chunk_out", "main", &[])?,

@@ -9,13 +9,13 @@
 //   and k are multiples of 4, element by element otherwise); 2 w: one row-part of the matrix in
 //   any weight format (weight_formats.wgsl, appended) (read); 3 y: array<f32> (read_write);
 //   4 aux: array<vec4<f32>> (read; the RMSNorm weight in mode 1, otherwise any buffer).
-// Workgroup: 256 invocations = ROWS row pairs x LANES lanes. Each lane reads one 16-byte block
-//   per load (8 weights in f16, 16 in q8, 32 in q4, 4 in f32) of each of its two rows and
-//   dequantizes it in registers (gemv_rows.wgsl), four loads in flight per iteration, strided
-//   across the row so loads coalesce; the two rows share each input load and transform. Lanes
-//   reduce through workgroup memory, so the kernel needs no subgroup support and works for any
-//   subgroup size.
-// Grid: (ceil(n / (2 ROWS)), 1, 1).
+// Workgroup: 256 invocations = ROWS groups of four rows x LANES lanes. Each lane reads one
+//   16-byte block per load (8 weights in f16, 16 in q8, 32 in q4, 4 in f32) of each of its four
+//   rows and dequantizes it in registers (gemv_rows.wgsl), eight loads in flight per iteration,
+//   strided across the row so loads coalesce; the four rows share each input load and
+//   transform. Lanes reduce through workgroup memory, so the kernel needs no subgroup support
+//   and works for any subgroup size.
+// Grid: (ceil(n / (4 ROWS)), 1, 1).
 // Epilogue: accumulate != 0 adds into y (residuals); soft_cap > 0 applies cap * tanh(v / cap).
 // Precision: weights in any format (WEIGHT_FORMAT), dequantized and accumulated in f32.
 
@@ -39,7 +39,7 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 @group(0) @binding(4) var<storage, read> aux: array<vec4<f32>>;
 
-var<workgroup> partial: array<vec2<f32>, 256>;
+var<workgroup> partial: array<vec4<f32>, 256>;
 
 // raw x[at .. at + 4] relative to x_offset (zero at or past `end`), for `at` a multiple of 4
 // relative to the start of the input row.
@@ -83,7 +83,7 @@ fn load_x4(k: u32) -> vec4<f32> {
     return raw_x4(k, p.k);
 }
 
-// The transformed input for gemv_rows.wgsl's dot_rows2.
+// The transformed input for gemv_rows.wgsl's dot_rows4.
 fn input4(k: u32) -> vec4<f32> {
     return load_x4(k);
 }
@@ -95,7 +95,7 @@ fn inv_rms(lid: u32) -> f32 {
         let v = raw_x4(k, p.k);
         s += dot(v, v);
     }
-    partial[lid] = vec2<f32>(s, 0.0);
+    partial[lid] = vec4<f32>(s, 0.0, 0.0, 0.0);
     workgroupBarrier();
     for (var half = 128u; half > 0u; half /= 2u) {
         if (lid < half) {
@@ -111,21 +111,19 @@ fn inv_rms(lid: u32) -> f32 {
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let lane = lid % LANES;
-    // Rows r and r + 1: the two share every input load.
-    let r = (wid.x * ROWS + lid / LANES) * 2u;
-    var s0 = vec2<f32>();
-    var s1 = vec2<f32>();
+    // Rows r .. r + 3: the four share every input load.
+    let r = (wid.x * ROWS + lid / LANES) * 4u;
+    var s0 = vec4<f32>();
+    var s1 = vec4<f32>();
     if (r < p.n) {
-        let r1 = min(r + 1u, p.n - 1u);
-        // Two blocks of each row (four independent 16-byte loads) in flight per iteration.
         let stride = block_elems() * LANES;
         var k = lane * block_elems();
         for (; k + stride < p.kp; k += 2u * stride) {
-            s0 += dot_rows2(r, r1, k);
-            s1 += dot_rows2(r, r1, k + stride);
+            s0 += dot_rows4(r, k);
+            s1 += dot_rows4(r, k + stride);
         }
         if (k < p.kp) {
-            s0 += dot_rows2(r, r1, k);
+            s0 += dot_rows4(r, k);
         }
     }
     // The RMSNorm factor scales the whole dot product, so it is computed after the weight loads
@@ -143,7 +141,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         workgroupBarrier();
     }
     if (lane == 0u) {
-        for (var i = 0u; i < 2u; i++) {
+        for (var i = 0u; i < 4u; i++) {
             if (r + i < p.n) {
                 let o = p.y_offset + r + i;
                 var v = partial[lid][i] * scale;

@@ -12,9 +12,9 @@
 //   inputs from i * that, shifted by its head's first value for a stable variance, and one
 //   invocation per head adds its head's partial sums (the host uses this kernel only where those
 //   runs stay within one head, head_dim % 4 == 0 and kp <= KMAX). Then 4 lane groups of 64
-//   multiply ROWS / 4 consecutive rows each, two at a time (gemv_rows.wgsl: one 16-byte block
-//   per load, 8 weights in f16, 16 in q8, 32 in q4; four loads in flight), keep one partial sum
-//   per row and lane, and the workgroup reduces all rows at once.
+//   multiply 4 consecutive rows each at once (gemv_rows.wgsl: one 16-byte block per load, 8
+//   weights in f16, 16 in q8, 32 in q4; eight loads in flight), keep one partial sum per row and
+//   lane, and the workgroup reduces all rows at once.
 // Grid: (ceil(n / ROWS), 1, 1).
 // Epilogue: accumulate != 0 adds into y (the residual); soft_cap > 0 applies cap * tanh(v / cap).
 // Precision: weights in any format (WEIGHT_FORMAT), dequantized in registers; everything else f32.
@@ -48,7 +48,7 @@ var<workgroup> red: array<f32, 1024>; // [ROWS][64] row partials; [2][256] stati
 var<workgroup> head_mean: array<f32, 256>;
 var<workgroup> head_inv: array<f32, 256>;
 
-// The staged, transformed input for gemv_rows.wgsl's dot_rows2 (zero padded to kp).
+// The staged, transformed input for gemv_rows.wgsl's dot_rows4 (zero padded to kp).
 fn input4(k: u32) -> vec4<f32> {
     return xs[k / 4u];
 }
@@ -113,26 +113,26 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let g = lid / 64u;
     let lane = lid % 64u;
     let stride = 64u * block_elems(); // 64 lanes x one block
-    // Each lane group takes its ROWS / 4 rows two at a time (the pair shares each input load).
-    for (var j = 0u; j < ROWS / 4u; j += 2u) {
-        let r = wid.x * ROWS + g * (ROWS / 4u) + j;
-        var s0 = vec2<f32>();
-        var s1 = vec2<f32>();
-        if (r < p.n) {
-            let r1 = min(r + 1u, p.n - 1u);
-            var k = lane * block_elems();
-            for (; k + stride < p.kp; k += 2u * stride) {
-                s0 += dot_rows2(r, r1, k);
-                s1 += dot_rows2(r, r1, k + stride);
-            }
-            if (k < p.kp) {
-                s0 += dot_rows2(r, r1, k);
-            }
+    // Each lane group takes its ROWS / 4 = 4 consecutive rows at once (they share each input load).
+    let row = g * 4u;
+    let r = wid.x * ROWS + row;
+    var s0 = vec4<f32>();
+    var s1 = vec4<f32>();
+    if (r < p.n) {
+        var k = lane * block_elems();
+        for (; k + stride < p.kp; k += 2u * stride) {
+            s0 += dot_rows4(r, k);
+            s1 += dot_rows4(r, k + stride);
         }
-        let row = g * (ROWS / 4u) + j;
-        red[row * 64u + lane] = s0.x + s1.x;
-        red[(row + 1u) * 64u + lane] = s0.y + s1.y;
+        if (k < p.kp) {
+            s0 += dot_rows4(r, k);
+        }
     }
+    let t = s0 + s1;
+    red[row * 64u + lane] = t.x;
+    red[(row + 1u) * 64u + lane] = t.y;
+    red[(row + 2u) * 64u + lane] = t.z;
+    red[(row + 3u) * 64u + lane] = t.w;
     workgroupBarrier();
     for (var half = 32u; half > 0u; half /= 2u) {
         for (var e = lid; e < ROWS * half; e += 256u) {
