@@ -44,7 +44,8 @@ var<workgroup> partial: array<vec4<f32>, 256>;
 // raw x[at .. at + 4] relative to x_offset (zero at or past `end`), for `at` a multiple of 4
 // relative to the start of the input row.
 fn raw_x4(at: u32, end: u32) -> vec4<f32> {
-    if ((p.x_offset + at) % 4u == 0u && at + 4u <= end) {
+    // `&`, not `&&`: naga lowers a short-circuit through a local variable and a branch.
+    if (((p.x_offset + at) % 4u == 0u) & (at + 4u <= end)) {
         return x[(p.x_offset + at) / 4u];
     }
     var v = vec4<f32>();
