@@ -37,11 +37,11 @@ struct Args {
     #[arg(long, default_value_t = 64)]
     max_new_tokens: usize,
     /// 0 = greedy.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = temperature)]
     temperature: f32,
     #[arg(long, default_value_t = 0)]
     top_k: usize,
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = top_p)]
     top_p: f32,
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -71,35 +71,25 @@ struct Args {
     mem: MemArgs,
 }
 
-/// A value outside a flag's choices (`--dtype`, `--prefill`) is bad input like any other (one
-/// error line, exit code 1, as `xlstm` reports it); every other command-line error stays clap's.
-fn unknown_choice(e: &clap::Error) -> Option<Error> {
-    use clap::error::{ContextKind, ContextValue, ErrorKind};
-    if e.kind() != ErrorKind::InvalidValue {
-        return None;
+/// `--temperature`: a finite number >= 0 (checked by clap, so a bad value is a usage error).
+fn temperature(text: &str) -> std::result::Result<f32, String> {
+    match text.trim().parse::<f32>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!("`{text}` is not a finite number >= 0")),
     }
-    let (Some(ContextValue::Strings(valid)), Some(ContextValue::String(arg)), Some(ContextValue::String(value))) = (
-        e.get(ContextKind::ValidValue),
-        e.get(ContextKind::InvalidArg),
-        e.get(ContextKind::InvalidValue),
-    ) else {
-        return None;
-    };
-    let flag = arg.split_whitespace().next().unwrap_or(arg);
-    Some(Error::Input(format!("unknown {flag} `{value}` ({})", valid.join(", "))))
+}
+
+/// `--top-p`: a probability in (0, 1].
+fn top_p(text: &str) -> std::result::Result<f32, String> {
+    match text.trim().parse::<f32>() {
+        Ok(v) if v > 0.0 && v <= 1.0 => Ok(v),
+        _ => Err(format!("`{text}` is not in (0, 1]")),
+    }
 }
 
 fn main() -> ExitCode {
-    let args = match Args::try_parse() {
-        Ok(args) => args,
-        Err(e) => match unknown_choice(&e) {
-            Some(err) => {
-                eprintln!("generate: error: {err}");
-                return ExitCode::from(xlstm_wgpu::telemetry::exit_code(&err));
-            }
-            None => e.exit(),
-        },
-    };
+    // Usage errors (an unknown flag, a value outside its choices or range) are clap's: exit 2.
+    let args = Args::parse();
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -7,7 +7,7 @@ use super::large::{self, LargeNet, LargeWeights};
 use super::mlstm_cell::CellPass;
 use super::schedule::PrefillSchedule;
 use super::state::StateTensor;
-use super::{v1, Arch, ModelInner};
+use super::{v1, Arch, ModelInner, SegmentShape};
 use crate::error::{Error, Result};
 use crate::gpu::{GpuBuffer, GpuMatrix, PlanBuilder};
 use crate::ops;
@@ -103,13 +103,15 @@ impl ModelInner {
         } else {
             None
         };
+        let shape = SegmentShape {
+            tokens,
+            chunk,
+            logit_rows,
+            ids_len,
+        };
         Ok(match &self.arch {
-            Arch::Large { cfg, .. } => Workspace::Large(large::Workspace::new(
-                &self.pool, cfg, tokens, chunk, logit_rows, ids_len, staging,
-            )?),
-            Arch::V1 { cfg, weights } => Workspace::V1(v1::Workspace::new(
-                &self.pool, cfg, weights, tokens, chunk, logit_rows, ids_len, staging,
-            )?),
+            Arch::Large { cfg, .. } => Workspace::Large(large::Workspace::new(&self.pool, cfg, &shape, staging)?),
+            Arch::V1 { cfg, weights } => Workspace::V1(v1::Workspace::new(&self.pool, cfg, weights, &shape, staging)?),
         })
     }
 

@@ -57,6 +57,17 @@ enum Config {
 }
 
 /// The model family with its configuration and GPU weights.
+/// The sizes of one segment's buffers: `tokens` tokens in chunks of `chunk`, `logit_rows` rows of
+/// logits (all tokens, or just the last), an id buffer of at least `ids_len` entries (decode keeps
+/// the ids of several steps there).
+#[derive(Clone, Copy, Debug)]
+pub struct SegmentShape {
+    pub tokens: usize,
+    pub chunk: usize,
+    pub logit_rows: usize,
+    pub ids_len: usize,
+}
+
 pub(crate) enum Arch {
     Large { cfg: LargeConfig, weights: LargeWeights },
     V1 { cfg: V1Config, weights: v1::Weights },

@@ -11,6 +11,7 @@ use super::checkpoint::Checkpoint;
 use super::config::LargeConfig;
 use super::mlstm_cell::{CellBuffers, CellScratch};
 use super::weights::GpuMatrix;
+use super::SegmentShape;
 use crate::error::Result;
 use crate::gpu::{BufferPool, Category, GpuBuffer};
 use crate::ops::{CellLayout, Epilogue, Ops};
@@ -89,17 +90,19 @@ pub fn max_row_bytes(cfg: &LargeConfig) -> usize {
 }
 
 impl Workspace {
-    /// `logit_rows`: how many rows of logits the segment produces (all tokens, or just one).
-    /// `ids_len`: length of the id buffer (decode keeps the ids of several steps there).
+    /// The buffers of a segment of `shape`; `weight_staging` as `Model::workspace` decides.
     pub fn new(
         pool: &BufferPool,
         cfg: &LargeConfig,
-        tokens: usize,
-        chunk: usize,
-        logit_rows: usize,
-        ids_len: usize,
+        shape: &SegmentShape,
         weight_staging: Option<GpuBuffer>,
     ) -> Result<Self> {
+        let SegmentShape {
+            tokens,
+            chunk,
+            logit_rows,
+            ids_len,
+        } = *shape;
         let f = |n: usize| (n * 4) as u64;
         let nh = cfg.num_heads;
         let (dqk, dv) = (cfg.head_dim_qk(), cfg.head_dim_v());

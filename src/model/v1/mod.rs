@@ -24,6 +24,7 @@ use super::mlstm_cell::{record_cell, Cell, CellBuffers, CellPass, CellScratch, C
 use super::state::StateTensor;
 use super::v1_config::{Activation, BlockKind, V1Config, V1_NORM_EPS};
 use super::weights::{GpuMatrix, WeightDtype};
+use super::SegmentShape;
 use crate::error::{Error, Result};
 use crate::gpu::{BufferPool, Category, Gpu, GpuBuffer, PlanBuilder, Slice};
 use crate::ops::{self, CellLayout, Ops};
@@ -260,17 +261,20 @@ pub struct Workspace {
 }
 
 impl Workspace {
-    /// `logit_rows`: rows of logits the segment produces; `ids_len`: length of the id buffer.
+    /// The buffers of a segment of `shape`; `weight_staging` as `Model::workspace` decides.
     pub fn new(
         pool: &BufferPool,
         cfg: &V1Config,
         w: &Weights,
-        tokens: usize,
-        chunk: usize,
-        logit_rows: usize,
-        ids_len: usize,
+        shape: &SegmentShape,
         weight_staging: Option<GpuBuffer>,
     ) -> Result<Self> {
+        let SegmentShape {
+            tokens,
+            chunk,
+            logit_rows,
+            ids_len,
+        } = *shape;
         let d = Dims::of(cfg, w);
         let f = |n: usize| (n.max(1) * 4) as u64;
         let a = Category::Activations;
