@@ -11,7 +11,7 @@
 //   4 aux: array<vec4<f32>> (read; the RMSNorm weight in mode 1, otherwise any buffer).
 // Workgroup: 256 invocations = ROWS groups of four rows x LANES lanes. Each lane reads one
 //   16-byte block per load (8 weights in f16, 16 in q8, 32 in q4, 4 in f32) of each of its four
-//   rows and dequantizes it in registers (gemv_rows.wgsl), eight loads in flight per iteration,
+//   rows and dequantizes it in registers (gemv_rows.wgsl), four or eight loads in flight per iteration,
 //   strided across the row so loads coalesce; the four rows share each input load and
 //   transform. Lanes reduce through workgroup memory, so the kernel needs no subgroup support
 //   and works for any subgroup size.
@@ -114,18 +114,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let lane = lid % LANES;
     // Rows r .. r + 3: the four share every input load.
     let r = (wid.x * ROWS + lid / LANES) * 4u;
-    var s0 = vec4<f32>();
-    var s1 = vec4<f32>();
+    var acc = vec4<f32>();
     if (r < p.n) {
-        let stride = block_elems() * LANES;
-        var k = lane * block_elems();
-        for (; k + stride < p.kp; k += 2u * stride) {
-            s0 += dot_rows4(r, k);
-            s1 += dot_rows4(r, k + stride);
-        }
-        if (k < p.kp) {
-            s0 += dot_rows4(r, k);
-        }
+        acc = rows4_over_k(r, lane * block_elems(), block_elems() * LANES);
     }
     // The RMSNorm factor scales the whole dot product, so it is computed after the weight loads
     // were issued (its barriers would otherwise hold them back).
@@ -133,7 +124,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     if (X_MODE == 1u) {
         scale = inv_rms(lid);
     }
-    partial[lid] = s0 + s1;
+    partial[lid] = acc;
     workgroupBarrier();
     for (var half = LANES / 2u; half > 0u; half /= 2u) {
         if (lane < half) {

@@ -116,19 +116,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     // Each lane group takes its ROWS / 4 = 4 consecutive rows at once (they share each input load).
     let row = g * 4u;
     let r = wid.x * ROWS + row;
-    var s0 = vec4<f32>();
-    var s1 = vec4<f32>();
+    var t = vec4<f32>();
     if (r < p.n) {
-        var k = lane * block_elems();
-        for (; k + stride < p.kp; k += 2u * stride) {
-            s0 += dot_rows4(r, k);
-            s1 += dot_rows4(r, k + stride);
-        }
-        if (k < p.kp) {
-            s0 += dot_rows4(r, k);
-        }
+        t = rows4_over_k(r, lane * block_elems(), stride);
     }
-    let t = s0 + s1;
     red[row * 64u + lane] = t.x;
     red[(row + 1u) * 64u + lane] = t.y;
     red[(row + 2u) * 64u + lane] = t.z;
