@@ -2,7 +2,7 @@
 //! (`wgsl/matmul/gemm.wgsl`), the matrix-unit GEMM (`wgsl/matmul/gemm_coop.wgsl`, over quantized
 //! weights of long segments after `wgsl/matmul/dequant_f16.wgsl`), the one-token GEMV with its
 //! fused input transforms (`wgsl/matmul/gemv.wgsl`: plain, RMSNorm, SwiGLU) and the GEMV with the
-//! head norm and output gate fused in (`wgsl/matmul/gemv_head_norm.wgsl`), both two rows at a
+//! head norm and output gate fused in (`wgsl/matmul/gemv_head_norm.wgsl`), both four rows at a
 //! time (`wgsl/matmul/gemv_rows.wgsl`).
 //!
 //! Reference: `xlstm_reference::ops::matmul_t` (with `rms_norm`, `swiglu`, `head_layer_norm`
