@@ -104,6 +104,8 @@ pub struct PlanBuilder {
     items: Vec<Pending>,
     keep: Vec<Arc<GpuBuffer>>,
     weight_staging: Option<Slice>,
+    /// The last `dispatch` call was skipped (an empty grid): the `cost` that follows is its.
+    skipped_last: bool,
 }
 
 impl PlanBuilder {
@@ -114,6 +116,7 @@ impl PlanBuilder {
             items: Vec::new(),
             keep: Vec::new(),
             weight_staging: None,
+            skipped_last: false,
         }
     }
 
@@ -138,7 +141,8 @@ impl PlanBuilder {
         buffers: &[Slice],
         groups: [u32; 3],
     ) -> Result<()> {
-        if groups.contains(&0) {
+        self.skipped_last = groups.contains(&0);
+        if self.skipped_last {
             return Ok(());
         }
         let max = self.gpu.device.limits().max_compute_workgroups_per_dimension;
@@ -170,8 +174,11 @@ impl PlanBuilder {
         Ok(())
     }
 
-    /// Sets the cost estimate of the dispatch added last.
+    /// Sets the cost estimate of the dispatch added last (nothing, if that one was skipped).
     pub fn cost(&mut self, bytes: f64, flops: f64) {
+        if self.skipped_last {
+            return;
+        }
         if let Some(Pending::Dispatch { cost, .. }) = self.items.last_mut() {
             *cost = Cost { bytes, flops };
         }

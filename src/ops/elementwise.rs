@@ -53,6 +53,9 @@ pub fn embed(
             &[ids.clone(), table.part_slice(i), out.clone()],
             [groups(table.cols, 512), u(tokens), 1],
         )?;
+        // The tokens' rows, spread over the parts; the output rows in f32.
+        let row = table.dtype.row_bytes(table.kp);
+        pb.cost((tokens * (row + 4 * table.cols)) as f64 / table.parts.len() as f64, 0.0);
     }
     Ok(())
 }
@@ -82,7 +85,10 @@ pub fn swiglu(pb: &mut PlanBuilder, ops: &Ops, u_in: &Slice, tokens: usize, ffn:
         &p,
         &[u_in.clone(), y.clone()],
         [groups(ffn, 256), u(tokens), 1],
-    )
+    )?;
+    // Two inputs and one output per value; silu is an exp, an add, a divide and two multiplies.
+    pb.cost(12.0 * (tokens * ffn) as f64, 5.0 * (tokens * ffn) as f64);
+    Ok(())
 }
 
 params! {
@@ -119,6 +125,7 @@ pub fn fill_random(pb: &mut PlanBuilder, ops: &Ops, w: &GpuMatrix, seed: u32, sc
         let wg = words.div_ceil(256);
         let grid = [wg.min(65535) as u32, wg.div_ceil(65535) as u32, 1];
         pb.dispatch("fill_random", pipeline, &p, &[w.part_slice(i)], grid)?;
+        pb.cost(4.0 * words as f64, 0.0);
     }
     Ok(())
 }

@@ -131,7 +131,10 @@ pub fn mlstm_gates(pb: &mut PlanBuilder, ops: &Ops, a: &MlstmGates) -> Result<()
         &p,
         &[proj.clone(), bias.clone(), gi.clone(), gb.clone()],
         [groups(tokens, chunk), u(l.num_heads), 1],
-    )
+    )?;
+    // Two gate pre-activations in, two gate values out per head and token.
+    pb.cost(16.0 * (tokens * nh) as f64, 8.0 * (tokens * nh) as f64);
+    Ok(())
 }
 
 fn check_chunk(chunk: usize) -> Result<()> {
@@ -272,7 +275,19 @@ fn chunk_state_with(
         &p,
         &bufs,
         [groups(l.dqk, 64), groups(l.dv, 64), u(heads.len())],
-    )
+    )?;
+    // Per head: the tile's k and v rows and gates, and one C (with n, m) per boundary written
+    // (plus the one read); per chunk C += k^T (v * decay).
+    let t = tile_tokens(tokens, chunk, &chunks) as f64;
+    let (nh, dqk, dv) = (heads.len() as f64, l.dqk as f64, l.dv as f64);
+    let states = (chunks.len() + 1) as f64 * (dqk * dv + dqk + 1.0) * 4.0;
+    pb.cost(nh * (t * (dqk + dv + 2.0) * 4.0 + states), nh * 2.0 * t * dqk * dv);
+    Ok(())
+}
+
+/// Tokens the chunks `chunks` of a segment of `tokens` tokens cover.
+fn tile_tokens(tokens: usize, chunk: usize, chunks: &Range<usize>) -> usize {
+    (chunks.end * chunk).min(tokens).saturating_sub(chunks.start * chunk)
 }
 
 params! {
@@ -369,7 +384,15 @@ fn chunk_out_with(
         &p,
         &bufs,
         [groups(l.dv, 64), u(chunks.len()), u(heads.len())],
-    )
+    )?;
+    // Per head and chunk: q, k, v rows and gates in, the boundary state C_prev in, h out; the
+    // intra-chunk scores q k^T and their product with v, and q C_prev.
+    let t = tile_tokens(tokens, chunk, &chunks) as f64;
+    let (nh, dqk, dv, len) = (heads.len() as f64, l.dqk as f64, l.dv as f64, chunk as f64);
+    let states = chunks.len() as f64 * (dqk * dv + dqk + 1.0) * 4.0;
+    let bytes = nh * (t * (2.0 * dqk + 2.0 * dv + 2.0) * 4.0 + states);
+    pb.cost(bytes, nh * 2.0 * t * (len * (dqk + dv) + dqk * dv));
+    Ok(())
 }
 
 /// The bindings of a chunkwise phase hold what a tile of chunks `chunks` and heads `heads`

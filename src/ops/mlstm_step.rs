@@ -98,7 +98,14 @@ pub fn mlstm_step(pb: &mut PlanBuilder, ops: &Ops, a: &MlstmStep) -> Result<()> 
         &p,
         &bufs,
         [groups(l.dv, STEP_TILE_V), u(l.num_heads), 1],
-    )
+    )?;
+    // Per head: C (dqk x dv) read and written, q, k, v and h; C = f C + i k v^T and h = q^T C.
+    let (nh, dqk, dv) = (l.num_heads as f64, l.dqk as f64, l.dv as f64);
+    pb.cost(
+        nh * (8.0 * dqk * dv + 4.0 * (2.0 * dqk + 2.0 * dv)),
+        nh * 5.0 * dqk * dv,
+    );
+    Ok(())
 }
 
 /// mlstm_step.wgsl runs without runtime checks (`gpu::kernels::TRUSTED`): every binding must hold

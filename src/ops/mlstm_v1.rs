@@ -90,5 +90,10 @@ pub fn gates(pb: &mut PlanBuilder, ops: &Ops, a: &Gates) -> Result<()> {
         &p,
         &[w.clone(), proj.clone()],
         [rows as u32, tokens as u32, 1],
-    )
+    )?;
+    pb.cost(
+        4.0 * (rows * k + tokens * (k + rows)) as f64,
+        2.0 * (tokens * rows * k) as f64,
+    );
+    Ok(())
 }

@@ -98,7 +98,10 @@ pub fn rms_norm(
         &p,
         &[x.buf.clone(), weight.clone(), y.buf.clone()],
         [u(rows), 1, 1],
-    )
+    )?;
+    // Each row is read twice (statistics, then the scaling) and written once.
+    pb.cost(4.0 * (3 * rows * dim + dim) as f64, 4.0 * (rows * dim) as f64);
+    Ok(())
 }
 
 params! {
@@ -158,5 +161,11 @@ pub fn head_norm_gate(pb: &mut PlanBuilder, ops: &Ops, a: &HeadNormGate) -> Resu
         &p,
         &[h.clone(), weight.clone(), proj.clone(), y.clone()],
         [u(l.num_heads), u(tokens), 1],
-    )
+    )?;
+    // h, the output gates and y per value; mean, variance, scale and the sigmoid gate.
+    pb.cost(
+        4.0 * (3 * tokens * width + width) as f64,
+        12.0 * (tokens * width) as f64,
+    );
+    Ok(())
 }

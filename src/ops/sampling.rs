@@ -78,7 +78,9 @@ pub fn argmax_prefix(
         &p,
         &[logits.clone(), out.clone()],
         [u(rows), 1, 1],
-    )
+    )?;
+    pb.cost(4.0 * (rows * count) as f64, (rows * count) as f64);
+    Ok(())
 }
 
 params! {
@@ -136,7 +138,10 @@ pub fn sample(
         &p,
         &[logits.clone(), out.clone(), counter.clone()],
         [1, 1, 1],
-    )
+    )?;
+    // The row is read a few times (maximum, softmax sums, the nucleus search); an exp a logit.
+    pb.cost(12.0 * count as f64, 4.0 * count as f64);
+    Ok(())
 }
 
 /// `rows` ids fit at `first` (and at `second`, if given) of `out`.
