@@ -88,7 +88,15 @@ impl Estimate {
             floats * 4.0
         };
         let seg = prompt_tokens.clamp(1, opts.max_segment_tokens.max(1));
-        let prefill = workspace(seg, if all_logits { seg } else { 1 }, seg);
+        // Long segments over quantized weights expand the largest block matrix to f16 rows
+        // (`Model::workspace`; counted whether or not the adapter has the matrix units).
+        let staging = if dtype.is_quantized() && seg >= crate::ops::STAGED_MIN_TOKENS {
+            let largest = [proj_rows * e, e * vd, 2.0 * f * e, e * f].into_iter().fold(0.0, f64::max);
+            (2.0 * largest).max(crate::ops::WEIGHT_STAGING_BYTES as f64)
+        } else {
+            0.0
+        };
+        let prefill = workspace(seg, if all_logits { seg } else { 1 }, seg) + staging;
         let decode = workspace(1, 1, 65);
         // The pool rounds to size classes (under 25% waste) and keeps released buffers for reuse.
         let activations = (prefill + decode) * 1.25;
@@ -220,7 +228,15 @@ impl Estimate {
             floats * 4.0
         };
         let seg = prompt_tokens.clamp(1, opts.max_segment_tokens.max(1));
-        let prefill = workspace(seg, if all_logits { seg } else { 1 }, seg);
+        // Long segments over quantized weights expand the largest block matrix to f16 rows
+        // (`Model::workspace`; counted whether or not the adapter has the matrix units).
+        let staging = if dtype.is_quantized() && seg >= crate::ops::STAGED_MIN_TOKENS {
+            let largest = [2.0 * i * e, 2.0 * ffn * e].into_iter().fold(0.0, f64::max);
+            (2.0 * largest).max(crate::ops::WEIGHT_STAGING_BYTES as f64)
+        } else {
+            0.0
+        };
+        let prefill = workspace(seg, if all_logits { seg } else { 1 }, seg) + staging;
         let decode = workspace(1, 1, 65);
         // Every position's logits, plus the segment being read back and appended to them.
         let host = if all_logits {
