@@ -91,7 +91,9 @@ impl Estimate {
         // Long segments over quantized weights expand the largest block matrix to f16 rows
         // (`Model::workspace`; counted whether or not the adapter has the matrix units).
         let staging = if dtype.is_quantized() && seg >= crate::ops::STAGED_MIN_TOKENS {
-            let largest = [proj_rows * e, e * vd, 2.0 * f * e, e * f].into_iter().fold(0.0, f64::max);
+            let largest = [proj_rows * e, e * vd, 2.0 * f * e, e * f]
+                .into_iter()
+                .fold(0.0, f64::max);
             (2.0 * largest).max(crate::ops::WEIGHT_STAGING_BYTES as f64)
         } else {
             0.0
