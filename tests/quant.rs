@@ -86,3 +86,35 @@ fn unrepresentable_scales_are_refused() {
         "wrong length accepted"
     );
 }
+
+/// q4's least-squares refinement only ever lowers a group's squared error against the plain
+/// min/max grid (computed here from its definition), and on groups with outliers it lowers it.
+#[test]
+fn q4_refinement_never_does_worse_than_min_max() {
+    use half::f16;
+    let mut r = SplitMix64::new(11);
+    let (mut total_lib, mut total_minmax) = (0.0f64, 0.0f64);
+    for g in 0..400 {
+        let mut w = r.uniform_vec(GROUP, -1.0, 1.0);
+        if g % 3 == 0 {
+            w[g % GROUP] *= 6.0; // an outlier
+        }
+        let got = roundtrip(WeightDtype::Q4, &w, 1, GROUP);
+        let (lo, hi) = w.iter().fold((f32::MAX, f32::MIN), |(a, b), v| (a.min(*v), b.max(*v)));
+        let b = f16::from_f32(lo).to_f32();
+        let d = f16::from_f32((hi - b) / 15.0).to_f32();
+        let minmax: Vec<f32> = w
+            .iter()
+            .map(|v| d * ((v - b) / d).round().clamp(0.0, 15.0) + b)
+            .collect();
+        let sse = |x: &[f32]| x.iter().zip(&w).map(|(a, v)| ((a - v) as f64).powi(2)).sum::<f64>();
+        let (lib, mm) = (sse(&got), sse(&minmax));
+        assert!(lib <= mm * (1.0 + 1e-5) + 1e-12, "group {g}: {lib} > min/max {mm}");
+        total_lib += lib;
+        total_minmax += mm;
+    }
+    assert!(
+        total_lib < 0.95 * total_minmax,
+        "refinement gained nothing: {total_lib} vs {total_minmax}"
+    );
+}
