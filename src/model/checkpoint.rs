@@ -377,7 +377,8 @@ fn pair_quantized(
     let scale_names: Vec<String> = tensors.keys().filter(|n| n.ends_with(".scales")).cloned().collect();
     for sname in scale_names {
         let name = &sname[..sname.len() - ".scales".len()];
-        let s = tensors.remove(&sname).expect("listed above");
+        // The names were just read from the map itself.
+        let Some(s) = tensors.remove(&sname) else { continue };
         let Some(v) = tensors.get_mut(name) else {
             return bad(format!("`{sname}` has no tensor `{name}` whose scales it would be"));
         };

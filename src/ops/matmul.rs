@@ -90,6 +90,7 @@ pub fn matmul(
     check_out_rows("matmul y", y, tokens, w.rows)?;
     check_weights("matmul", w)?;
     let wk = ops.weight_kernels(w.dtype)?;
+    let staged = staged_gemm(pb, ops, w, tokens);
     for (i, part) in w.parts.iter().enumerate() {
         if tokens == 1 {
             let v = GemvVariant {
@@ -112,8 +113,8 @@ pub fn matmul(
             )?;
             continue;
         }
-        if let Some(staged) = staged_gemm(pb, ops, w, tokens) {
-            staged_part(pb, &staged, x, tokens, w, i, y, epi)?;
+        if let Some(staged) = &staged {
+            staged_part(pb, staged, x, tokens, w, i, y, epi)?;
             continue;
         }
         // The matrix-unit GEMM where the adapter has one (128 x 128 tiles), else the tiled one.
@@ -167,12 +168,13 @@ pub const STAGED_MIN_TOKENS: usize = 512;
 /// band of 128-row tiles at a time.
 pub const WEIGHT_STAGING_BYTES: usize = 64 << 20;
 
-/// How a long GEMM over quantized weights runs staged: the expansion and f16 GEMM pipelines and
-/// the staging buffer.
+/// How a long GEMM over quantized weights runs staged: the expansion and f16 GEMM pipelines,
+/// the staging buffer and the rows it holds (whole 128-row tiles).
 struct Staged<'a> {
     dequant: &'a wgpu::ComputePipeline,
     gemm: &'a wgpu::ComputePipeline,
     staging: Slice,
+    band: usize,
 }
 
 /// The staged path, where it applies: quantized weights, a long segment, the adapter's
@@ -186,6 +188,7 @@ fn staged_gemm<'a>(pb: &PlanBuilder, ops: &'a Ops, w: &GpuMatrix, tokens: usize)
         dequant,
         gemm,
         staging: staging.clone(),
+        band,
     })
 }
 
@@ -212,9 +215,8 @@ fn staged_part(
     epi: Epilogue,
 ) -> Result<()> {
     let part = &w.parts[i];
-    let band = st.staging.size as usize / (w.kp * 2) / 128 * 128;
-    for r0 in (0..part.rows).step_by(band) {
-        let rows = band.min(part.rows - r0);
+    for r0 in (0..part.rows).step_by(st.band) {
+        let rows = st.band.min(part.rows - r0);
         let f16_bytes = (rows * w.kp * 2) as u64;
         let staged = Slice {
             size: f16_bytes,

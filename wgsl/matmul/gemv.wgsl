@@ -71,8 +71,9 @@ fn aux4(k: u32) -> vec4<f32> {
     return v;
 }
 
-// The (transformed) input x[k .. k + 4], zero past p.k, for k a multiple of 4.
-fn load_x4(k: u32) -> vec4<f32> {
+// The (transformed) input x[k .. k + 4], zero past p.k, for k a multiple of 4 (what
+// gemv_rows.wgsl's dot_rows4 reads).
+fn input4(k: u32) -> vec4<f32> {
     if (X_MODE == 1u) {
         return raw_x4(k, p.k) * aux4(k);
     }
@@ -82,11 +83,6 @@ fn load_x4(k: u32) -> vec4<f32> {
         return g / (vec4<f32>(1.0) + exp(-g)) * u;
     }
     return raw_x4(k, p.k);
-}
-
-// The transformed input for gemv_rows.wgsl's dot_rows4.
-fn input4(k: u32) -> vec4<f32> {
-    return load_x4(k);
 }
 
 // 1 / sqrt(mean(x^2) + eps) over the raw input row (mode 1), reduced by the whole workgroup.
