@@ -48,7 +48,14 @@ pub const SOURCES: &[KernelSource] = &[
     wgsl!("dequant_f16", "matmul/dequant_f16.wgsl" + "matmul/weight_formats.wgsl"),
     wgsl!(
         "gemv",
-        "matmul/gemv.wgsl" + "matmul/weight_formats.wgsl" + "matmul/gemv_rows.wgsl"
+        "matmul/gemv.wgsl" + "matmul/weight_formats.wgsl" + "matmul/gemv_rows.wgsl" + "matmul/gemv_reduce_shared.wgsl"
+    ),
+    wgsl!(
+        "gemv_subgroup",
+        "matmul/gemv.wgsl"
+            + "matmul/weight_formats.wgsl"
+            + "matmul/gemv_rows.wgsl"
+            + "matmul/gemv_reduce_subgroup.wgsl"
     ),
     wgsl!(
         "gemv_head_norm",
@@ -93,7 +100,14 @@ pub enum KernelChecks {
 /// mode; and each is where the checks cost the most (on an H100 they took the matrix-unit GEMM
 /// from 204 to 123 TFLOP/s and `mlstm_step` from 3.2 to 4.8 ms per 8 decode steps:
 /// BENCHMARKS.md). Buffers are sized by the host from the same shapes the parameters carry.
-pub const TRUSTED: &[&str] = &["gemm_coop", "gemv", "gemv_head_norm", "mlstm_step", "argmax"];
+pub const TRUSTED: &[&str] = &[
+    "gemm_coop",
+    "gemv",
+    "gemv_subgroup",
+    "gemv_head_norm",
+    "mlstm_step",
+    "argmax",
+];
 
 impl KernelChecks {
     /// Whether `kernel` keeps naga's runtime checks under this policy.

@@ -94,7 +94,7 @@ pub fn matmul(
     for (i, part) in w.parts.iter().enumerate() {
         if tokens == 1 {
             let v = GemvVariant {
-                rows_per_group: ops.gemv_rows,
+                rows_per_group: wk.gemv_rows,
                 pipeline: &wk.gemv,
                 label: "gemv",
             };
@@ -309,9 +309,10 @@ pub fn gemv_rms_norm(
     check_len("gemv+norm weight", norm.weight, w.cols)?;
     check_out_rows("gemv+norm y", y, 1, w.rows)?;
     check_weights("gemv+norm", w)?;
+    let wk = ops.weight_kernels(w.dtype)?;
     let v = GemvVariant {
-        rows_per_group: ops.gemv_rows,
-        pipeline: &ops.weight_kernels(w.dtype)?.gemv_norm,
+        rows_per_group: wk.gemv_rows,
+        pipeline: &wk.gemv_norm,
         label: "gemv+norm",
     };
     let input = GemvInput {
@@ -442,9 +443,10 @@ pub fn gemv_swiglu(pb: &mut PlanBuilder, ops: &Ops, u_in: &Rows, w: &GpuMatrix, 
     check_rows("gemv+swiglu x", u_in, 1, w.cols.saturating_mul(2))?;
     check_out_rows("gemv+swiglu y", y, 1, w.rows)?;
     check_weights("gemv+swiglu", w)?;
+    let wk = ops.weight_kernels(w.dtype)?;
     let v = GemvVariant {
-        rows_per_group: ops.gemv_rows,
-        pipeline: &ops.weight_kernels(w.dtype)?.gemv_swiglu,
+        rows_per_group: wk.gemv_rows,
+        pipeline: &wk.gemv_swiglu,
         label: "gemv+swiglu",
     };
     let input = GemvInput {

@@ -78,9 +78,12 @@ pub(crate) struct WeightKernels<P> {
     gemm: P,
     /// The matrix-unit GEMM, where the adapter offers it and the format is not f32.
     gemm_coop: Option<P>,
+    /// The one-token GEMVs (gemv.wgsl: plain, RMSNorm, SwiGLU input) and their rows per
+    /// workgroup.
     gemv: P,
     gemv_norm: P,
     gemv_swiglu: P,
+    gemv_rows: usize,
     /// The out-projection GEMV with the head norm and output gate fused (where the adapter has
     /// the workgroup memory for its staged input).
     gemv_head_norm: Option<P>,
@@ -99,8 +102,6 @@ pub struct Ops<P = wgpu::ComputePipeline> {
     /// for long segments (`matmul::STAGED_MIN_TOKENS`).
     gemm_coop_f16: Option<P>,
     rms_norm: P,
-    /// Rows per GEMV workgroup (four per lane group: 4 * 256 / lanes).
-    gemv_rows: usize,
     gates: P,
     chunk_state: P,
     chunk_out: P,
@@ -124,21 +125,21 @@ pub struct Ops<P = wgpu::ComputePipeline> {
 /// Workgroup shapes of the main kernels (a tuning knob: the best shape depends on the adapter).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KernelShapes {
-    /// Invocations per weight row in gemv.wgsl (8, 16, 32, 64, 128 or 256; 4 * 256 / lanes rows per
-    /// workgroup).
+    /// Invocations per weight row in gemv.wgsl (8, 16, 32, 64, 128 or 256; each lane group
+    /// multiplies eight rows).
     pub gemv_lanes: u32,
     /// Decode runs the head norm and output gate inside the out-projection GEMV
     /// (gemv_head_norm.wgsl) where the shapes and the adapter allow it; off: the two kernels.
     pub fused_head_norm: bool,
 }
 
-/// The `LANES` values gemv.wgsl supports (4 * 256 / lanes rows per workgroup).
+/// The `LANES` values gemv.wgsl supports.
 pub const GEMV_LANES: [u32; 6] = [8, 16, 32, 64, 128, 256];
 
 impl Default for KernelShapes {
     fn default() -> Self {
         KernelShapes {
-            gemv_lanes: 64,
+            gemv_lanes: 128,
             fused_head_norm: true,
         }
     }
@@ -214,6 +215,47 @@ pub(crate) struct Support {
     coop_gemm: bool,
     coop_chunk: bool,
     gemv_head_norm: bool,
+    /// The subgroup size where the adapter has subgroups of one fixed size.
+    subgroup_size: Option<u32>,
+}
+
+/// How gemv.wgsl is compiled: `wg` invocations in lane groups of `lanes`, each multiplying
+/// eight rows; `prefetch`: each lane loads its next blocks before multiplying the current ones;
+/// `subgroup`: lane groups are whole subgroups and reduce by subgroup operations
+/// (gemv_reduce_subgroup.wgsl), else through workgroup memory (gemv_reduce_shared.wgsl).
+#[derive(Clone, Copy, Debug)]
+struct GemvShape {
+    wg: u32,
+    lanes: u32,
+    prefetch: bool,
+    subgroup: Option<u32>,
+}
+
+/// Rows each lane group of gemv.wgsl multiplies (its RPL).
+const GEMV_ROWS_PER_LANE: u32 = 8;
+
+impl GemvShape {
+    /// The shape for weights stored as `format`. Measured on the H200 (BENCHMARKS.md,
+    /// 2026-12-03 GEMV shapes): eight rows per lane group against four took q4 decode from 173
+    /// to 206 tok/s at 128 lanes; quantized formats run best in workgroups of 128 invocations
+    /// (more workgroups resident: q8 239 against 222), the float formats in 256 with the next
+    /// blocks prefetched (f16 199 against 191); subgroup sums against workgroup-memory ones
+    /// q4 206 against 184.
+    fn of(shapes: KernelShapes, format: WeightDtype, support: Support) -> Self {
+        let lanes = shapes.gemv_lanes;
+        let base = if format.is_quantized() { 128 } else { 256 };
+        GemvShape {
+            wg: base.max(lanes),
+            lanes,
+            prefetch: !format.is_quantized(),
+            subgroup: support.subgroup_size.filter(|s| lanes.is_multiple_of(*s)),
+        }
+    }
+
+    /// Rows per workgroup.
+    fn rows(&self) -> usize {
+        (self.wg / self.lanes * GEMV_ROWS_PER_LANE) as usize
+    }
 }
 
 impl Support {
@@ -222,6 +264,8 @@ impl Support {
             coop_gemm: coop_gemm_supported(caps),
             coop_chunk: coop_chunk_supported(caps),
             gemv_head_norm: caps.max_workgroup_storage >= matmul::GEMV_HEAD_NORM_WORKGROUP_BYTES,
+            subgroup_size: (caps.subgroup && caps.subgroup_min_size == caps.subgroup_max_size)
+                .then_some(caps.subgroup_min_size),
         }
     }
     /// An adapter with every optional kernel (the variant list covers them all).
@@ -229,26 +273,32 @@ impl Support {
         coop_gemm: true,
         coop_chunk: true,
         gemv_head_norm: true,
+        subgroup_size: None,
     };
 }
 
 impl<P> Ops<P> {
     fn build(c: &impl Compile<P>, dtype: WeightDtype, shapes: KernelShapes, support: Support) -> Result<Self> {
         shapes.validate()?;
-        let lanes = shapes.gemv_lanes;
         let weight_kernels = |format: WeightDtype| -> Result<WeightKernels<P>> {
             let f = ("WEIGHT_FORMAT", ConstValue::U32(format.wgsl_format()));
+            let shape = GemvShape::of(shapes, format, support);
             let gemv = |mode: u32| {
-                c(
-                    "gemv",
-                    "main",
-                    &[
-                        f.clone(),
-                        ("X_MODE", ConstValue::U32(mode)),
-                        ("LANES", ConstValue::U32(lanes)),
-                        ("ROWS", ConstValue::U32(256 / lanes)),
-                    ],
-                )
+                let mut consts = vec![
+                    f.clone(),
+                    ("X_MODE", ConstValue::U32(mode)),
+                    ("WG", ConstValue::U32(shape.wg)),
+                    ("LANES", ConstValue::U32(shape.lanes)),
+                    ("RPL", ConstValue::U32(GEMV_ROWS_PER_LANE)),
+                    ("PREFETCH", ConstValue::U32(shape.prefetch as u32)),
+                ];
+                match shape.subgroup {
+                    Some(size) => {
+                        consts.push(("SG", ConstValue::U32(size)));
+                        c("gemv_subgroup", "main", &consts)
+                    }
+                    None => c("gemv", "main", &consts),
+                }
             };
             let w = std::slice::from_ref(&f);
             Ok(WeightKernels {
@@ -261,6 +311,7 @@ impl<P> Ops<P> {
                     None
                 },
                 gemv: gemv(0)?,
+                gemv_rows: shape.rows(),
                 gemv_norm: gemv(1)?,
                 gemv_swiglu: gemv(2)?,
                 gemv_head_norm: if shapes.fused_head_norm && support.gemv_head_norm {
@@ -292,7 +343,6 @@ impl<P> Ops<P> {
                 None
             },
             rms_norm: c("rms_norm", "main", &[])?,
-            gemv_rows: (4 * 256 / lanes) as usize,
             gates: c("mlstm_gates", "main", &[])?,
             chunk_state: c("mlstm_chunk_state", "main", &[])?,
             chunk_out: c("mlstm_chunk_out", "main", &[])?,
@@ -339,12 +389,20 @@ pub fn variants() -> Vec<crate::gpu::kernels::Variant> {
     for dtype in [WeightDtype::F32, WeightDtype::F16, WeightDtype::Q8, WeightDtype::Q4] {
         for gemv_lanes in GEMV_LANES {
             for fused_head_norm in [false, true] {
-                let shapes = KernelShapes {
-                    gemv_lanes,
-                    fused_head_norm,
-                };
-                // Recording cannot fail and the shapes are valid by construction.
-                let _ = Ops::build(&record, dtype, shapes, Support::ALL);
+                // Lane groups reduced in workgroup memory, and by subgroup operations for each
+                // subgroup size an adapter can have.
+                for subgroup_size in [None, Some(8), Some(16), Some(32), Some(64), Some(128)] {
+                    let shapes = KernelShapes {
+                        gemv_lanes,
+                        fused_head_norm,
+                    };
+                    let support = Support {
+                        subgroup_size,
+                        ..Support::ALL
+                    };
+                    // Recording cannot fail and the shapes are valid by construction.
+                    let _ = Ops::build(&record, dtype, shapes, support);
+                }
             }
         }
     }

@@ -133,6 +133,24 @@ impl Ctx {
         }
     }
 
+    /// The pipelines of every weight format with `shapes`, compiled through `kernels` (whose
+    /// cache keeps what the shapes do not change), under the default check policy.
+    fn with_shapes(gpu: Arc<Gpu>, kernels: &Kernels, shapes: ops::KernelShapes) -> Ctx {
+        let ops = |dtype| Ops::with_shapes(kernels, dtype, shapes).expect("pipelines");
+        Ctx {
+            pool: BufferPool::new(gpu.device.clone()),
+            ops_f32: ops(WeightDtype::F32),
+            ops_f16: ops(WeightDtype::F16),
+            ops_q8: ops(WeightDtype::Q8),
+            ops_q4: ops(WeightDtype::Q4),
+            mode: Mode {
+                checks: KernelChecks::default(),
+                coop: gpu.caps.cooperative_matrix,
+            },
+            gpu,
+        }
+    }
+
     fn ops(&self, dtype: WeightDtype) -> &Ops {
         match dtype {
             WeightDtype::F32 => &self.ops_f32,

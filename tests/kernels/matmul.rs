@@ -327,65 +327,118 @@ pub(crate) fn fused_gemv_transforms_match_reference() {
         for dtype in DTYPES {
             for (k, n, x_off) in [(5usize, 9usize, 0usize), (37, 70, 3), (300, 21, 4), (1000, 13, 1)] {
                 for epi in epilogues() {
-                    let mut r = rng(&[k, n, x_off, dtype as usize, epi.accumulate as usize, 77]);
-                    let w = r.uniform_vec(n * k, -1.0, 1.0);
-                    let m = c.matrix(&w, n, k, dtype, Some(8));
-                    let ws = weights_as_stored(&w, n, k, dtype);
-                    let y0 = r.uniform_vec(n, -2.0, 2.0);
-                    let finish = |prod: Vec<f32>| -> Vec<f32> {
-                        prod.iter()
-                            .zip(&y0)
-                            .map(|(&p, &y)| cpu::soft_cap(if epi.accumulate { p + y } else { p }, epi.soft_cap))
-                            .collect()
-                    };
-                    // RMSNorm transform.
-                    let x = r.uniform_vec(k, -3.0, 3.0);
-                    let g = r.uniform_vec(k, 0.5, 1.5);
-                    let mut xin = vec![f32::NAN; x_off];
-                    xin.extend(&x);
-                    let (xb, gb, yb) = (c.buf(&xin), c.buf(&g), c.buf(&y0));
-                    let xr = Rows {
-                        buf: s(&xb),
-                        offset: x_off,
-                        stride: k,
-                    };
-                    c.run(|pb| {
-                        ops::gemv_rms_norm(
-                            pb,
-                            c.ops(dtype),
-                            &xr,
-                            ops::Norm {
-                                weight: &s(&gb),
-                                eps: 1e-6,
-                            },
-                            &m,
-                            &Rows::new(&s(&yb), n),
-                            epi,
-                        )
-                    });
-                    let want = finish(cpu::matmul_t(&cpu::rms_norm(&x, &g, 1e-6), &ws, 1, k, n));
-                    let scale = max_abs(&want) + 1.0;
-                    let what = format!("gemv+norm k {k} n {n} off {x_off} {dtype:?} {epi:?}");
-                    worst.add(check(&what, &c.read(&yb, 0, n), &want, 2e-5 * scale, 2e-5) / scale);
-                    // SwiGLU transform.
-                    let u = r.uniform_vec(2 * k, -3.0, 3.0);
-                    let mut uin = vec![f32::NAN; x_off];
-                    uin.extend(&u);
-                    let (ub, yb) = (c.buf(&uin), c.buf(&y0));
-                    let ur = Rows {
-                        buf: s(&ub),
-                        offset: x_off,
-                        stride: 2 * k,
-                    };
-                    c.run(|pb| ops::gemv_swiglu(pb, c.ops(dtype), &ur, &m, &Rows::new(&s(&yb), n), epi));
-                    let want = finish(cpu::matmul_t(&cpu::swiglu(&u[..k], &u[k..]), &ws, 1, k, n));
-                    let scale = max_abs(&want) + 1.0;
-                    let what = format!("gemv+swiglu k {k} n {n} off {x_off} {dtype:?} {epi:?}");
-                    worst.add(check(&what, &c.read(&yb, 0, n), &want, 2e-5 * scale, 2e-5) / scale);
+                    worst.add(check_fused_gemv(c, dtype, k, n, x_off, epi));
                 }
             }
         }
     }
+}
+
+/// Every lane count the decode GEMV supports (`ops::GEMV_LANES`, the tuner's knob), with lane
+/// groups summed by subgroup operations (where the adapter's subgroup size divides the lane
+/// count) and through workgroup memory (subgroups masked): all three input transforms, rows that
+/// leave a partial workgroup and a partial lane group, split weights, each weight format.
+#[test]
+pub(crate) fn gemv_every_lane_count_and_reduction() {
+    for disable in [vec![], vec!["subgroup".to_string()]] {
+        let gpu = Arc::new(
+            Gpu::new(&GpuOptions {
+                disable: disable.clone(),
+                ..Default::default()
+            })
+            .expect("a GPU adapter"),
+        );
+        let kernels = Kernels::new(gpu.clone());
+        let mut worst = Worst("gemv lanes", 0.0, "x scale");
+        for gemv_lanes in ops::GEMV_LANES {
+            let shapes = ops::KernelShapes {
+                gemv_lanes,
+                ..Default::default()
+            };
+            let c = Ctx::with_shapes(gpu.clone(), &kernels, shapes);
+            for dtype in DTYPES {
+                let (k, n) = (300, 37);
+                let epi = epilogues()[gemv_lanes.trailing_zeros() as usize % 4];
+                worst.add(check_fused_gemv(&c, dtype, k, n, 1, epi));
+                worst.add(check_matmul(
+                    &c,
+                    &MatCase {
+                        tokens: 1,
+                        k,
+                        n,
+                        dtype,
+                        epi,
+                        part_rows: Some(20),
+                    },
+                ));
+            }
+        }
+        eprintln!(
+            "[kernels] gemv lanes with {disable:?} masked (subgroups: {})",
+            gpu.caps.subgroup
+        );
+    }
+}
+
+/// One case of the fused GEMVs (RMSNorm and SwiGLU input) against rms_norm / swiglu then the
+/// reference matmul; returns the worst error over the output's scale.
+fn check_fused_gemv(c: &Ctx, dtype: WeightDtype, k: usize, n: usize, x_off: usize, epi: Epilogue) -> f32 {
+    let mut r = rng(&[k, n, x_off, dtype as usize, epi.accumulate as usize, 77]);
+    let w = r.uniform_vec(n * k, -1.0, 1.0);
+    let m = c.matrix(&w, n, k, dtype, Some(8));
+    let ws = weights_as_stored(&w, n, k, dtype);
+    let y0 = r.uniform_vec(n, -2.0, 2.0);
+    let finish = |prod: Vec<f32>| -> Vec<f32> {
+        prod.iter()
+            .zip(&y0)
+            .map(|(&p, &y)| cpu::soft_cap(if epi.accumulate { p + y } else { p }, epi.soft_cap))
+            .collect()
+    };
+    // RMSNorm transform.
+    let x = r.uniform_vec(k, -3.0, 3.0);
+    let g = r.uniform_vec(k, 0.5, 1.5);
+    let mut xin = vec![f32::NAN; x_off];
+    xin.extend(&x);
+    let (xb, gb, yb) = (c.buf(&xin), c.buf(&g), c.buf(&y0));
+    let xr = Rows {
+        buf: s(&xb),
+        offset: x_off,
+        stride: k,
+    };
+    c.run(|pb| {
+        ops::gemv_rms_norm(
+            pb,
+            c.ops(dtype),
+            &xr,
+            ops::Norm {
+                weight: &s(&gb),
+                eps: 1e-6,
+            },
+            &m,
+            &Rows::new(&s(&yb), n),
+            epi,
+        )
+    });
+    let want = finish(cpu::matmul_t(&cpu::rms_norm(&x, &g, 1e-6), &ws, 1, k, n));
+    let scale = max_abs(&want) + 1.0;
+    let what = format!("gemv+norm k {k} n {n} off {x_off} {dtype:?} {epi:?}");
+    let norm_err = check(&what, &c.read(&yb, 0, n), &want, 2e-5 * scale, 2e-5) / scale;
+    // SwiGLU transform.
+    let u = r.uniform_vec(2 * k, -3.0, 3.0);
+    let mut uin = vec![f32::NAN; x_off];
+    uin.extend(&u);
+    let (ub, yb) = (c.buf(&uin), c.buf(&y0));
+    let ur = Rows {
+        buf: s(&ub),
+        offset: x_off,
+        stride: 2 * k,
+    };
+    c.run(|pb| ops::gemv_swiglu(pb, c.ops(dtype), &ur, &m, &Rows::new(&s(&yb), n), epi));
+    let want = finish(cpu::matmul_t(&cpu::swiglu(&u[..k], &u[k..]), &ws, 1, k, n));
+    let scale = max_abs(&want) + 1.0;
+    let what = format!("gemv+swiglu k {k} n {n} off {x_off} {dtype:?} {epi:?}");
+    let swiglu_err = check(&what, &c.read(&yb, 0, n), &want, 2e-5 * scale, 2e-5) / scale;
+    norm_err.max(swiglu_err)
 }
 
 /// The decode GEMV with xLSTM Large's head norm and output gate as its input transform equals

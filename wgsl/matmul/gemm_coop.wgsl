@@ -93,19 +93,16 @@ fn put_x(r: u32, c: u32, v: vec4<f16>) {
     xa[r * LDS + c + 3u] = v.w;
 }
 
+// Eight f16 weights (four words) into row r of the tile at column c. Eight invocations share a
+// row and a subgroup covers four rows 36 words apart, so storing the words in the same order
+// would make the four rows' stores meet in one bank; each row starts at another word instead.
 fn put_w(r: u32, c: u32, v: vec4<u32>) {
-    let a = vec2<f16>(unpack2x16float(v.x));
-    let b = vec2<f16>(unpack2x16float(v.y));
-    let d = vec2<f16>(unpack2x16float(v.z));
-    let e = vec2<f16>(unpack2x16float(v.w));
-    wb[r * LDS + c] = a.x;
-    wb[r * LDS + c + 1u] = a.y;
-    wb[r * LDS + c + 2u] = b.x;
-    wb[r * LDS + c + 3u] = b.y;
-    wb[r * LDS + c + 4u] = d.x;
-    wb[r * LDS + c + 5u] = d.y;
-    wb[r * LDS + c + 6u] = e.x;
-    wb[r * LDS + c + 7u] = e.y;
+    for (var i = 0u; i < 4u; i++) {
+        let j = (i + r) % 4u;
+        let h = vec2<f16>(unpack2x16float(v[j]));
+        wb[r * LDS + c + 2u * j] = h.x;
+        wb[r * LDS + c + 2u * j + 1u] = h.y;
+    }
 }
 
 fn store_frag(c: coop_mat16x16<f32, C>, base: u32) {

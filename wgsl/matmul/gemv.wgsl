@@ -2,25 +2,30 @@
 //
 // The input can be transformed on the fly so decode needs fewer dispatches (X_MODE):
 //   0: x as is;
-//   1: RMSNorm: x * g / sqrt(mean(x^2) + eps), g = aux[0 .. k]; every workgroup computes the
-//      norm of x itself (k floats from cache), and the 1/rms factor is applied after the dot;
+//   1: RMSNorm: x * g / sqrt(mean(x^2) + eps), g = aux[0 .. k]; every lane group sees the whole
+//      input row once, so it sums x^2 along with its dot products and applies the 1/rms factor
+//      to the reduced sums (no separate pass over x, no extra barrier);
 //   2: SwiGLU: silu(x[k']) * x[k + k'] for k' < k (x holds the fused [gate | up] projection).
 // Bindings (group 0): 0 uniform Params; 1 x: array<vec4<f32>> (read; read as vec4 when x_offset
 //   and k are multiples of 4, element by element otherwise); 2 w: one row-part of the matrix in
 //   any weight format (weight_formats.wgsl, appended) (read); 3 y: array<f32> (read_write);
 //   4 aux: array<vec4<f32>> (read; the RMSNorm weight in mode 1, otherwise any buffer).
-// Workgroup: 256 invocations = ROWS groups of four rows x LANES lanes. Each lane reads one
-//   16-byte block per load (8 weights in f16, 16 in q8, 32 in q4, 4 in f32) of each of its four
-//   rows and dequantizes it in registers (gemv_rows.wgsl), four or eight loads in flight per iteration,
-//   strided across the row so loads coalesce; the four rows share each input load and
-//   transform. Lanes reduce through workgroup memory, so the kernel needs no subgroup support
-//   and works for any subgroup size.
-// Grid: (ceil(n / (4 ROWS)), 1, 1).
+// Workgroup: WG invocations = WG / LANES lane groups of LANES lanes; each lane group multiplies
+//   RPL (4 or 8) consecutive rows. Each lane reads one 16-byte block per load (8 weights in f16,
+//   16 in q8, 32 in q4, 4 in f32) of each of its rows, strided across the row so loads
+//   coalesce, and dequantizes them in registers (gemv_rows.wgsl); the rows share each input
+//   load and transform. PREFETCH: each iteration loads the next blocks before multiplying
+//   these (the float formats: more bytes in flight per lane). The lanes' partial sums are reduced by the
+//   appended library: gemv_reduce_shared.wgsl (workgroup memory, any adapter) or
+//   gemv_reduce_subgroup.wgsl (one lane group per subgroup, where the subgroup size is LANES).
+// Grid: (ceil(n / (RPL * WG / LANES)), 1, 1).
 // Epilogue: accumulate != 0 adds into y (residuals); soft_cap > 0 applies cap * tanh(v / cap).
 // Precision: weights in any format (WEIGHT_FORMAT), dequantized and accumulated in f32.
 
+const WG: u32 = 256u;
 const LANES: u32 = 64u;
-const ROWS: u32 = 4u; // 256 / LANES
+const RPL: u32 = 8u;
+const PREFETCH: u32 = 0u;
 const X_MODE: u32 = 0u;
 
 struct Params {
@@ -39,7 +44,9 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 @group(0) @binding(4) var<storage, read> aux: array<vec4<f32>>;
 
-var<workgroup> partial: array<vec4<f32>, 256>;
+// Mode 1: this lane's share of sum(x^2) over the raw input (each element is read once per lane
+// group).
+var<private> sum_sq: f32;
 
 // raw x[at .. at + 4] relative to x_offset (zero at or past `end`), for `at` a multiple of 4
 // relative to the start of the input row.
@@ -72,10 +79,12 @@ fn aux4(k: u32) -> vec4<f32> {
 }
 
 // The (transformed) input x[k .. k + 4], zero past p.k, for k a multiple of 4 (what
-// gemv_rows.wgsl's dot_rows4 reads).
+// gemv_rows.wgsl's block_inputs reads).
 fn input4(k: u32) -> vec4<f32> {
     if (X_MODE == 1u) {
-        return raw_x4(k, p.k) * aux4(k);
+        let v = raw_x4(k, p.k);
+        sum_sq += dot(v, v);
+        return v * aux4(k);
     }
     if (X_MODE == 2u) {
         let g = raw_x4(k, p.k);
@@ -85,54 +94,65 @@ fn input4(k: u32) -> vec4<f32> {
     return raw_x4(k, p.k);
 }
 
-// 1 / sqrt(mean(x^2) + eps) over the raw input row (mode 1), reduced by the whole workgroup.
-fn inv_rms(lid: u32) -> f32 {
-    var s = 0.0;
-    for (var k = lid * 4u; k < p.k; k += 1024u) {
-        let v = raw_x4(k, p.k);
-        s += dot(v, v);
-    }
-    partial[lid] = vec4<f32>(s, 0.0, 0.0, 0.0);
-    workgroupBarrier();
-    for (var half = 128u; half > 0u; half /= 2u) {
-        if (lid < half) {
-            partial[lid] += partial[lid + half];
-        }
-        workgroupBarrier();
-    }
-    let r = inverseSqrt(partial[0].x / f32(p.k) + p.eps);
-    workgroupBarrier();
-    return r;
+// One lane's partial sums: rows r .. r + 3 in `lo`, r + 4 .. r + 7 in `hi` (RPL 8), and its share
+// of sum(x^2) (mode 1).
+struct LaneSums {
+    lo: vec4<f32>,
+    hi: vec4<f32>,
+    sum_sq: f32,
 }
 
-@compute @workgroup_size(256)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let lane = lid % LANES;
-    // Rows r .. r + 3: the four share every input load.
-    let r = (wid.x * ROWS + lid / LANES) * 4u;
-    var acc = vec4<f32>();
+// The GEMV of invocation `lid`, lane `lane` of lane group `group`, in workgroup `wg` (the
+// reduction library's entry point numbers the lanes).
+fn gemv(wg: u32, lid: u32, lane: u32, group: u32) {
+    let r = (wg * (WG / LANES) + group) * RPL;
+    let stride = LANES * block_elems();
+    var s = LaneSums();
     if (r < p.n) {
-        acc = rows4_over_k(r, lane * block_elems(), block_elems() * LANES);
-    }
-    // The RMSNorm factor scales the whole dot product, so it is computed after the weight loads
-    // were issued (its barriers would otherwise hold them back).
-    var scale = 1.0;
-    if (X_MODE == 1u) {
-        scale = inv_rms(lid);
-    }
-    partial[lid] = acc;
-    workgroupBarrier();
-    for (var half = LANES / 2u; half > 0u; half /= 2u) {
-        if (lane < half) {
-            partial[lid] += partial[lid + half];
+        var k = lane * block_elems();
+        if (PREFETCH == 1u) {
+            // Each iteration loads the next block's weights before multiplying this one's, so
+            // a lane keeps loads in flight while it computes.
+            var wa = load_rows4(r, k);
+            var wb = wa;
+            if (RPL == 8u) {
+                wb = load_rows4(r + 4u, k);
+            }
+            for (; k < p.kp; k += stride) {
+                let kn = min(k + stride, p.kp - block_elems());
+                let na = load_rows4(r, kn);
+                var nb = wb;
+                if (RPL == 8u) {
+                    nb = load_rows4(r + 4u, kn);
+                }
+                let xa = block_inputs(k);
+                s.lo += dot_loaded4(wa, xa);
+                if (RPL == 8u) {
+                    s.hi += dot_loaded4(wb, xa);
+                }
+                wa = na;
+                wb = nb;
+            }
         }
-        workgroupBarrier();
+        for (; k < p.kp; k += stride) {
+            let xa = block_inputs(k);
+            s.lo += dot_rows4(r, k, xa);
+            if (RPL == 8u) {
+                s.hi += dot_rows4(r + 4u, k, xa);
+            }
+        }
+        s.sum_sq = sum_sq;
     }
+    let t = lane_sums(lid, s);
     if (lane == 0u) {
-        for (var i = 0u; i < 4u; i++) {
+        var scale = 1.0;
+        if (X_MODE == 1u) {
+            scale = inverseSqrt(t.sum_sq / f32(p.k) + p.eps);
+        }
+        for (var i = 0u; i < RPL; i++) {
             if (r + i < p.n) {
                 let o = p.y_offset + r + i;
-                var v = partial[lid][i] * scale;
+                var v = select(t.lo[i % 4u], t.hi[i % 4u], i >= 4u) * scale;
                 if (p.accumulate != 0u) {
                     v += y[o];
                 }

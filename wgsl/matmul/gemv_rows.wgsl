@@ -2,51 +2,88 @@
 // gemv_head_norm.wgsl after weight_formats.wgsl): four rows times one block of the input.
 // The kernel defines `fn input4(k: u32) -> vec4<f32>`, its (transformed) input x[k .. k + 4]
 // (zero past its end), and its Params `p` with the part's rows `n` and row stride `kp`.
-// Four rows share each input load and transform (on the H200 that took q4 decode from 110 to
-// 150 tok/s over two rows); the q8/q4 group scale is applied once per block (q4's bias times
-// the block's input sum).
+// The rows a lane multiplies share each input load and transform (on the H200 four rows instead
+// of two took q4 decode from 110 to 150 tok/s); the q8/q4 group scale is applied once per block
+// (q4's bias times the block's input sum).
 
-// Rows r .. r + 3 (clamped to the part's last row; the caller discards repeats) times the input
-// over the block at column k: four rows share each input load and transform.
-fn dot_rows4(r: u32, k: u32) -> vec4<f32> {
+// The inputs of one 16-byte block in column order, four per vector: x0 in f32, x0..x1 in f16,
+// x0..x3 in q8, x0..x7 in q4 (the rest unused).
+struct BlockInputs {
+    x0: vec4<f32>,
+    x1: vec4<f32>,
+    x2: vec4<f32>,
+    x3: vec4<f32>,
+    x4: vec4<f32>,
+    x5: vec4<f32>,
+    x6: vec4<f32>,
+    x7: vec4<f32>,
+    // q4: the sum of the block's inputs (its bias term), 0 otherwise.
+    sum: f32,
+}
+
+fn block_inputs(k: u32) -> BlockInputs {
+    var b: BlockInputs;
+    b.x0 = input4(k);
+    if (WEIGHT_FORMAT >= 1u) {
+        b.x1 = input4(k + 4u);
+    }
+    if (WEIGHT_FORMAT >= 2u) {
+        b.x2 = input4(k + 8u);
+        b.x3 = input4(k + 12u);
+    }
+    if (WEIGHT_FORMAT == 3u) {
+        b.x4 = input4(k + 16u);
+        b.x5 = input4(k + 20u);
+        b.x6 = input4(k + 24u);
+        b.x7 = input4(k + 28u);
+        b.sum = dot(((b.x0 + b.x1) + (b.x2 + b.x3)) + ((b.x4 + b.x5) + (b.x6 + b.x7)), vec4<f32>(1.0));
+    }
+    return b;
+}
+
+// One block's codes times its inputs; `s` is the block's group (d, b).
+fn block_dot(c: vec4<u32>, x: BlockInputs, s: vec2<f32>) -> f32 {
+    switch (WEIGHT_FORMAT) {
+        case 0u: { return codes_dot_f32(c, x.x0); }
+        case 1u: { return codes_dot_f16(c, x.x0, x.x1); }
+        case 2u: { return s.x * codes_dot_q8(c, x.x0, x.x1, x.x2, x.x3); }
+        default: {
+            return s.x * codes_dot_q4(c, x.x0, x.x1, x.x2, x.x3, x.x4, x.x5, x.x6, x.x7) + s.y * x.sum;
+        }
+    }
+}
+
+// The blocks at column k of rows r .. r + 3 (clamped to the part's last row; the caller
+// discards repeats) and their group scales, loaded before any is used.
+struct Rows4 {
+    c0: vec4<u32>,
+    c1: vec4<u32>,
+    c2: vec4<u32>,
+    c3: vec4<u32>,
+    s0: vec2<f32>,
+    s1: vec2<f32>,
+    s2: vec2<f32>,
+    s3: vec2<f32>,
+}
+
+fn load_rows4(r: u32, k: u32) -> Rows4 {
     let last = p.n - 1u;
-    let e0 = r * p.kp + k;
+    let e0 = min(r, last) * p.kp + k;
     let e1 = min(r + 1u, last) * p.kp + k;
     let e2 = min(r + 2u, last) * p.kp + k;
     let e3 = min(r + 3u, last) * p.kp + k;
-    let b0 = block_at(e0);
-    let b1 = block_at(e1);
-    let b2 = block_at(e2);
-    let b3 = block_at(e3);
-    let x0 = input4(k);
-    if (WEIGHT_FORMAT == 0u) {
-        return vec4<f32>(codes_dot_f32(b0, x0), codes_dot_f32(b1, x0), codes_dot_f32(b2, x0), codes_dot_f32(b3, x0));
-    }
-    let x1 = input4(k + 4u);
-    if (WEIGHT_FORMAT == 1u) {
-        return vec4<f32>(codes_dot_f16(b0, x0, x1), codes_dot_f16(b1, x0, x1), codes_dot_f16(b2, x0, x1),
-            codes_dot_f16(b3, x0, x1));
-    }
-    let x2 = input4(k + 8u);
-    let x3 = input4(k + 12u);
-    if (WEIGHT_FORMAT == 2u) {
-        let d = vec4<f32>(group_scale(e0, p.n, p.kp).x, group_scale(e1, p.n, p.kp).x, group_scale(e2, p.n, p.kp).x,
-            group_scale(e3, p.n, p.kp).x);
-        return d * vec4<f32>(codes_dot_q8(b0, x0, x1, x2, x3), codes_dot_q8(b1, x0, x1, x2, x3),
-            codes_dot_q8(b2, x0, x1, x2, x3), codes_dot_q8(b3, x0, x1, x2, x3));
-    }
-    let x4 = input4(k + 16u);
-    let x5 = input4(k + 20u);
-    let x6 = input4(k + 24u);
-    let x7 = input4(k + 28u);
-    let sum = dot(((x0 + x1) + (x2 + x3)) + ((x4 + x5) + (x6 + x7)), vec4<f32>(1.0));
-    let s0 = group_scale(e0, p.n, p.kp);
-    let s1 = group_scale(e1, p.n, p.kp);
-    let s2 = group_scale(e2, p.n, p.kp);
-    let s3 = group_scale(e3, p.n, p.kp);
-    let c = vec4<f32>(codes_dot_q4(b0, x0, x1, x2, x3, x4, x5, x6, x7), codes_dot_q4(b1, x0, x1, x2, x3, x4, x5, x6, x7),
-        codes_dot_q4(b2, x0, x1, x2, x3, x4, x5, x6, x7), codes_dot_q4(b3, x0, x1, x2, x3, x4, x5, x6, x7));
-    return c * vec4<f32>(s0.x, s1.x, s2.x, s3.x) + sum * vec4<f32>(s0.y, s1.y, s2.y, s3.y);
+    return Rows4(block_at(e0), block_at(e1), block_at(e2), block_at(e3), group_scale(e0, p.n, p.kp),
+        group_scale(e1, p.n, p.kp), group_scale(e2, p.n, p.kp), group_scale(e3, p.n, p.kp));
+}
+
+fn dot_loaded4(w: Rows4, x: BlockInputs) -> vec4<f32> {
+    return vec4<f32>(block_dot(w.c0, x, w.s0), block_dot(w.c1, x, w.s1), block_dot(w.c2, x, w.s2),
+        block_dot(w.c3, x, w.s3));
+}
+
+// Rows r .. r + 3 times the inputs `x` of the block at column k.
+fn dot_rows4(r: u32, k: u32, x: BlockInputs) -> vec4<f32> {
+    return dot_loaded4(load_rows4(r, k), x);
 }
 
 // Rows r .. r + 3 times the input over the blocks k0, k0 + stride, ... of the row. The float
@@ -59,12 +96,12 @@ fn rows4_over_k(r: u32, k0: u32, stride: u32) -> vec4<f32> {
     var k = k0;
     if (WEIGHT_FORMAT <= 1u) {
         for (; k + stride < p.kp; k += 2u * stride) {
-            s0 += dot_rows4(r, k);
-            s1 += dot_rows4(r, k + stride);
+            s0 += dot_rows4(r, k, block_inputs(k));
+            s1 += dot_rows4(r, k + stride, block_inputs(k + stride));
         }
     }
     for (; k < p.kp; k += stride) {
-        s0 += dot_rows4(r, k);
+        s0 += dot_rows4(r, k, block_inputs(k));
     }
     return s0 + s1;
 }

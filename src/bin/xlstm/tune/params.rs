@@ -590,7 +590,7 @@ mod tests {
         assert_eq!(s.submit, d.submit);
         assert_eq!(s.max_segment_tokens, d.max_segment_tokens);
         assert_eq!(s.decode_batch, d.decode_batch);
-        assert_eq!(p.gemv_lanes, 64);
+        assert_eq!(p.gemv_lanes, KernelShapes::default().gemv_lanes);
     }
 
     #[test]
@@ -598,7 +598,7 @@ mod tests {
         let p = Params {
             prefill: PrefillStrategy::Queued,
             chunk_size: 32,
-            gemv_lanes: 128,
+            gemv_lanes: 32,
             ..Default::default()
         };
         let s = p.settings(&[Knob::Prefill, Knob::ChunkSize]);
@@ -606,8 +606,8 @@ mod tests {
         let q = Params::default().overlay(&s).unwrap();
         assert_eq!(q.prefill, PrefillStrategy::Queued);
         assert_eq!(q.chunk_size, 32);
-        assert_eq!(q.gemv_lanes, 64);
+        assert_eq!(q.gemv_lanes, KernelShapes::default().gemv_lanes);
         let m = s.merged(&p.settings(&[Knob::GemvLanes, Knob::ChunkSize]));
-        assert_eq!(m.describe(), "prefill=queued, chunk_size=32, gemv_lanes=128");
+        assert_eq!(m.describe(), "prefill=queued, chunk_size=32, gemv_lanes=32");
     }
 }
