@@ -20,7 +20,7 @@
 //! has them, and the weights: `model.safetensors.index.json` with every shard it names, else
 //! `model.safetensors`, else the `xlstm` package's `model_0.safetensors`, `model_1...`.
 //!
-//! A path that exists as a directory always wins over an id ([`ModelRef::parse`]).
+//! A path that exists always wins over an id ([`ModelRef::parse`]).
 
 use crate::error::{Error, Result};
 use std::cell::Cell;
@@ -132,17 +132,18 @@ pub fn is_commit_hash(s: &str) -> bool {
 /// What a `--model` argument names.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ModelRef {
-    /// A checkpoint directory (or a path that names nothing and is not shaped like an id: the
-    /// loader then reports that it does not exist).
+    /// A checkpoint directory (or a path that is not one, or names nothing and is not shaped like
+    /// an id: the loader then reports it).
     Dir(PathBuf),
     /// A model on the Hub.
     Hub(HubId),
 }
 
 impl ModelRef {
-    /// A directory that exists wins; else a Hub id; else the path as given.
+    /// A path that exists wins (a directory, or a file the loader then refuses as one); else a
+    /// Hub id; else the path as given.
     pub fn parse(arg: &Path) -> ModelRef {
-        if arg.is_dir() {
+        if arg.exists() {
             return ModelRef::Dir(arg.to_path_buf());
         }
         match arg.to_str().and_then(HubId::parse) {
@@ -223,7 +224,10 @@ impl Hub {
         let offline = std::env::var("HF_HUB_OFFLINE")
             .map(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
             .unwrap_or(false);
-        Ok(Hub::new(cache).with_endpoint(endpoint).with_token(token).with_offline(offline))
+        Ok(Hub::new(cache)
+            .with_endpoint(endpoint)
+            .with_token(token)
+            .with_offline(offline))
     }
 
     /// A cache at `cache`, the public Hub, no token, online.
@@ -513,12 +517,16 @@ fn retryable(e: &hf_hub::api::sync::ApiError) -> bool {
 /// The client's error as one line, with what to do about the common answers.
 fn describe_api_error(endpoint: &str, e: hf_hub::api::sync::ApiError) -> Error {
     use hf_hub::api::sync::ApiError;
-    let text = one_line(&e.to_string());
+    // The client's own wording ("request error: ...") adds nothing to the request's.
+    let text = match &e {
+        ApiError::RequestError(inner) => one_line(&inner.to_string()),
+        _ => one_line(&e.to_string()),
+    };
     let msg = match &e {
         ApiError::RequestError(inner) => match &**inner {
-            ureq::Error::Status(401 | 403, _) => format!(
-                "{text} (a gated or private repository: accept its terms on the Hub and set HF_TOKEN)"
-            ),
+            ureq::Error::Status(401 | 403, _) => {
+                format!("{text} (a gated or private repository: accept its terms on the Hub and set HF_TOKEN)")
+            }
             ureq::Error::Status(404, _) => format!("{text} (no such repository, revision or file)"),
             ureq::Error::Status(..) => text,
             ureq::Error::Transport(_) => format!("cannot reach {endpoint}: {text}"),
@@ -676,7 +684,7 @@ impl DownloadProgress for StderrProgress {
                 let bar = indicatif::ProgressBar::new(total);
                 bar.set_style(
                     indicatif::ProgressStyle::with_template(
-                        "downloading {msg} [{bar:30}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} ETA {eta}",
+                        "downloading {msg} [{wide_bar}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} ETA {eta}",
                     )
                     .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
                     .progress_chars("=> "),
@@ -709,7 +717,7 @@ impl DownloadProgress for StderrProgress {
                 self.last_line = now;
                 let secs = (now - self.started).as_secs_f64().max(1e-3);
                 let rate = (done.saturating_sub(self.first_done)) as f64 / secs;
-                let pct = if self.total > 0 { 100 * done / self.total } else { 0 };
+                let pct = (100 * done).checked_div(self.total).unwrap_or(0);
                 let eta = if rate > 0.0 {
                     format!("{:.0}s", self.total.saturating_sub(done) as f64 / rate)
                 } else {
