@@ -210,6 +210,7 @@ impl Hub {
             })?;
         let token = std::env::var("HF_TOKEN")
             .ok()
+            .filter(|t| !t.trim().is_empty())
             .or_else(|| {
                 let file = var("HF_TOKEN_PATH").or_else(|| hf_home.as_ref().map(|h| h.join("token")))?;
                 let bytes = crate::files::read_input(&file, 64 << 10).ok()?;
@@ -306,8 +307,9 @@ impl Hub {
     }
 
     /// The directory of `id`: the cached snapshot when complete, else (online) the snapshot after
-    /// downloading what it lacks, reported to `progress`. Offline, a snapshot that lacks only
-    /// tokenizer.json is used as it is (a repository may have none; `generate` then says so).
+    /// downloading what it lacks, reported to `progress`. A snapshot that lacks only
+    /// tokenizer.json is used as it is when offline or when the download fails (a repository may
+    /// have none; `generate` then says so).
     pub fn resolve(&self, id: &HubId, progress: &mut dyn DownloadProgress) -> Result<PathBuf> {
         let snapshot = self.cached_snapshot(id)?;
         if let Some(snap) = &snapshot {
@@ -329,12 +331,23 @@ impl Hub {
                 ),
             }));
         }
-        self.download(id, progress).map_err(|e| match e {
-            Error::Hub(msg) => Error::Hub(format!(
+        let result = self.download(id, progress);
+        if let (Err(_), Some(snap)) = (&result, &snapshot) {
+            // Loadable without the tokenizer the repository may not have: as offline.
+            if missing_files(snap)? == [TOKENIZER] {
+                return Ok(snap.clone());
+            }
+        }
+        result.map_err(|e| match (e, &snapshot) {
+            (Error::Hub(msg), None) => Error::Hub(format!(
                 "{id} is not a directory and not in the Hugging Face cache (looked in {}), and downloading it failed: {msg}",
                 self.repo_dir(id).display()
             )),
-            other => other,
+            (Error::Hub(msg), Some(snap)) => Error::Hub(format!(
+                "{id} is only partly in the Hugging Face cache ({}), and downloading the rest failed: {msg}",
+                snap.display()
+            )),
+            (other, _) => other,
         })
     }
 
@@ -524,9 +537,10 @@ fn describe_api_error(endpoint: &str, e: hf_hub::api::sync::ApiError) -> Error {
     };
     let msg = match &e {
         ApiError::RequestError(inner) => match &**inner {
-            ureq::Error::Status(401 | 403, _) => {
-                format!("{text} (a gated or private repository: accept its terms on the Hub and set HF_TOKEN)")
-            }
+            // The Hub answers 401 for a repository that does not exist, too.
+            ureq::Error::Status(401 | 403, _) => format!(
+                "{text} (no such repository, or a gated or private one: check the id; for a gated one accept its terms on the Hub and set HF_TOKEN)"
+            ),
             ureq::Error::Status(404, _) => format!("{text} (no such repository, revision or file)"),
             ureq::Error::Status(..) => text,
             ureq::Error::Transport(_) => format!("cannot reach {endpoint}: {text}"),

@@ -611,6 +611,39 @@ fn a_partial_download_from_an_earlier_run_is_resumed() {
 }
 
 #[test]
+fn an_incomplete_snapshot_online_downloads_only_what_it_lacks() {
+    let s = Scratch::new();
+    let repo = "test-org/half";
+    let files = sharded_files("xlstm-v1-mini");
+    let lacking = "model-00002-of-00002.safetensors";
+    let mut cached = files.clone();
+    cached.remove(lacking);
+    s.cache.snapshot(repo, COMMIT_REMOTE, &cached);
+    s.cache.set_ref(repo, "main", COMMIT_REMOTE);
+    let server = HubServer::start(Served {
+        repo: repo.into(),
+        commit: COMMIT_REMOTE.into(),
+        files: files.clone(),
+        listed_only: vec![],
+        break_off: None,
+    });
+    let reference = reference_text(&s, "xlstm-v1-mini");
+    let mut cmd = s.xlstm(&generate_args(repo));
+    cmd.env("HF_ENDPOINT", &server.endpoint).env("HF_TOKEN", TOKEN);
+    assert_eq!(stdout(&ok(cmd)), reference);
+    assert_cache_layout(&s.cache, repo, &files);
+    let fetched: Vec<String> = server
+        .requests()
+        .iter()
+        .filter_map(|r| r.path.split("/resolve/main/").nth(1).map(str::to_string))
+        .collect();
+    assert!(
+        !fetched.is_empty() && fetched.iter().all(|f| f == lacking),
+        "{fetched:?}"
+    );
+}
+
+#[test]
 fn a_gated_repository_without_a_token_is_one_line() {
     let s = Scratch::new();
     let server = HubServer::start(Served {
