@@ -21,7 +21,8 @@ use xlstm_wgpu::{Error, Gpu, LoadOptions, Model, Result, Sampler, SamplerConfig,
 #[derive(Parser)]
 #[command(name = "chat", about = "Generate text with an xLSTM model in a window")]
 struct Args {
-    /// Model directory (config.json, safetensors, tokenizer.json).
+    /// Model directory (config.json, safetensors, tokenizer.json), or Hugging Face Hub id
+    /// ORG/NAME[@REVISION] (from the Hugging Face cache, downloaded into it when absent).
     #[arg(long, default_value = "models/xlstm-large-mini")]
     model: String,
     /// Prompt to start with.
@@ -106,7 +107,8 @@ impl Chat {
         self.model = None;
         self.busy = true;
         std::thread::spawn(move || {
-            let model = Model::load(gpu, std::path::Path::new(&dir), &LoadOptions::default());
+            let model = xlstm_wgpu::hub::resolve_model(std::path::Path::new(&dir))
+                .and_then(|dir| Model::load(gpu, &dir, &LoadOptions::default()));
             let _ = tx.send(Msg::Loaded(model));
             ctx.request_repaint();
         });

@@ -29,7 +29,9 @@ const MAX_NEW_TOKENS: usize = 1 << 20;
 #[derive(Parser)]
 #[command(name = "generate", about = "Generate text with an xLSTM model on the GPU")]
 struct Args {
-    /// Model directory (config.json, model.safetensors, tokenizer.json). Default: the shipped model.
+    /// Model directory (config.json, model.safetensors, tokenizer.json), or Hugging Face Hub id
+    /// ORG/NAME[@REVISION] (from the Hugging Face cache, downloaded into it when absent).
+    /// Default: the shipped model.
     #[arg(long)]
     model: Option<PathBuf>,
     #[arg(long, default_value = "It is a truth universally acknowledged")]
@@ -129,6 +131,8 @@ fn run(a: &Args) -> Result<()> {
         )));
     }
     let opts = session_options(a);
+    // A Hub id becomes its snapshot in the Hugging Face cache (downloaded first when absent).
+    let dir = xlstm_wgpu::hub::resolve_model(&dir)?;
     // The memory watchdog and status record; SIGINT/SIGTERM stop the run at the next token with
     // the summary so far.
     let wd = Watchdog::start_interruptible(a.mem.resolve()?, "generate", &dir.display().to_string())?;

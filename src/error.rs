@@ -45,6 +45,10 @@ pub enum Error {
     /// computation overflowed. The session's state is not meaningful afterwards (reset it).
     #[error("numeric: {0}")]
     Numeric(String),
+    /// A model named by its Hugging Face Hub id could not be resolved: it is not in the cache and
+    /// cannot be downloaded (offline, unreachable, refused), or the cache holds something invalid.
+    #[error("model hub: {0}")]
+    Hub(String),
     /// The run was stopped on request (a `stop` command, e.g. from `xltop`) at a safe point.
     /// The `xlstm` binary exits with code 4 (`telemetry::EXIT_STOPPED`).
     #[error("stopped: {0}")]

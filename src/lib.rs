@@ -27,6 +27,7 @@
 pub mod error;
 pub mod files;
 pub mod gpu;
+pub mod hub;
 pub mod model;
 pub mod ops;
 pub mod rng;

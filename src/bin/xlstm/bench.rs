@@ -23,7 +23,8 @@ pub struct BenchArgs {
     /// Model shape with random weights generated on the GPU: 7b, 1b, small, tiny.
     #[arg(long, conflicts_with = "model", value_parser = clap::builder::PossibleValuesParser::new(PRESETS))]
     preset: Option<String>,
-    /// Benchmark a checkpoint instead of a preset.
+    /// Benchmark a checkpoint instead of a preset: a directory, or a Hugging Face Hub id
+    /// ORG/NAME[@REVISION] (see `xlstm generate --help`).
     #[arg(long)]
     model: Option<PathBuf>,
     /// Prompt lengths for prefill (comma separated; each 1..=16777216).
@@ -52,7 +53,7 @@ pub struct BenchArgs {
 
 pub fn bench(a: BenchArgs) -> Result<()> {
     let source = match (&a.model, &a.preset) {
-        (Some(dir), _) => ModelSource::Dir(dir.clone()),
+        (Some(dir), _) => ModelSource::Dir(xlstm_wgpu::hub::resolve_model(dir)?),
         (None, p) => ModelSource::Preset(p.clone().unwrap_or_else(|| "7b".into())),
     };
     let name = source.label();

@@ -18,7 +18,9 @@ use xlstm_wgpu::tokenizer::TextStream;
 /// Flags of `xlstm generate` and the generate example.
 #[derive(clap::Args, Clone, Debug)]
 pub struct GenerateArgs {
-    /// Model directory (config.json, model.safetensors, tokenizer.json). Default: the shipped model.
+    /// Model directory (config.json, model.safetensors, tokenizer.json), or Hugging Face Hub id
+    /// ORG/NAME[@REVISION] (from the Hugging Face cache, downloaded into it when absent).
+    /// Default: the shipped model.
     #[arg(long)]
     pub model: Option<PathBuf>,
     #[arg(long, default_value = "It is a truth universally acknowledged")]
@@ -61,6 +63,7 @@ pub fn generate(a: &GenerateArgs) -> Result<()> {
     // An empty prompt is checked once the model is loaded: BOS alone starts an unconditional
     // generation, and only a model without a BOS id has nothing to start from.
     check_state_output(a.save_state.as_deref(), &[])?;
+    let dir = xlstm_wgpu::hub::resolve_model(&dir)?;
     // telemetry: watchdog, status record, pre-load estimate (src/telemetry); SIGINT/SIGTERM stop
     // the run at the next token with the summary so far.
     let wd =

@@ -19,6 +19,7 @@ const PIECE_TOKENS: usize = 256;
 
 #[derive(clap::Args)]
 pub struct PerplexityArgs {
+    /// Model directory, or Hugging Face Hub id ORG/NAME[@REVISION] (see `xlstm generate --help`).
     #[arg(long)]
     model: PathBuf,
     /// UTF-8 text to score.
@@ -70,10 +71,11 @@ pub fn token_nll(row: &[f32], target: u32) -> Result<f64> {
     Ok(max + sum.ln() - row[t] as f64)
 }
 
-pub fn perplexity(a: PerplexityArgs) -> Result<()> {
+pub fn perplexity(mut a: PerplexityArgs) -> Result<()> {
     let bytes = files::read_input(&a.text, MAX_TEXT_BYTES).map_err(|e| Error::io(&a.text, e))?;
     let text = String::from_utf8(bytes)
         .map_err(|_| Error::Input(format!("{}: the text is not valid UTF-8", a.text.display())))?;
+    a.model = xlstm_wgpu::hub::resolve_model(&a.model)?;
     let wd = Watchdog::start_interruptible(a.mem.resolve()?, "perplexity", &a.model.display().to_string())?;
     let progress = wd.progress();
     let gpu = a.gpu.open()?;

@@ -23,7 +23,8 @@ use xlstm_wgpu::telemetry::signals;
 
 #[derive(clap::Args)]
 pub struct QuantizeArgs {
-    /// Checkpoint directory to read (config.json, safetensors, tokenizer.json).
+    /// Checkpoint directory to read (config.json, safetensors, tokenizer.json), or Hugging Face
+    /// Hub id ORG/NAME[@REVISION] (see `xlstm generate --help`).
     #[arg(long)]
     model: PathBuf,
     /// Directory to write; it must not exist or be empty.
@@ -37,8 +38,9 @@ pub struct QuantizeArgs {
 /// Seconds between progress lines.
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 
-pub fn quantize(a: QuantizeArgs) -> Result<()> {
+pub fn quantize(mut a: QuantizeArgs) -> Result<()> {
     let q = Quantization::new(a.dtype)?;
+    a.model = xlstm_wgpu::hub::resolve_model(&a.model)?;
     let mut json = xlstm_wgpu::model::read_config_json(&a.model)?;
     if json.get(CONFIG_FIELD).is_some() {
         return Err(Error::Input(format!(

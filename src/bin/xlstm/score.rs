@@ -13,6 +13,7 @@ use xlstm_wgpu::{Error, Logits, Result, Session};
 
 #[derive(clap::Args)]
 pub struct ScoreArgs {
+    /// Model directory, or Hugging Face Hub id ORG/NAME[@REVISION] (see `xlstm generate --help`).
     #[arg(long)]
     model: PathBuf,
     /// JSON array of token ids, used as given (no BOS added).
@@ -41,13 +42,14 @@ pub struct ScoreArgs {
     mem: MemArgs,
 }
 
-pub fn score(a: ScoreArgs) -> Result<()> {
+pub fn score(mut a: ScoreArgs) -> Result<()> {
     files::check_output_path(&a.out)?;
     check_state_output(a.save_state.as_deref(), &[("--out", &a.out)])?;
     let ids = read_ids(&a.input_ids)?;
     if ids.is_empty() {
         return Err(Error::Input(format!("{}: the prompt is empty", a.input_ids.display())));
     }
+    a.model = xlstm_wgpu::hub::resolve_model(&a.model)?;
     // telemetry: watchdog and pre-load estimate; SIGINT/SIGTERM stop the run at a safe point and
     // remove the partial output.
     let wd = Watchdog::start_interruptible(a.mem.resolve()?, "score", &a.model.display().to_string())?;
@@ -55,7 +57,6 @@ pub fn score(a: ScoreArgs) -> Result<()> {
     let gpu = a.gpu.open()?;
     wd.set_gpu(&gpu);
     // Tuned defaults for this adapter and model shape (flags win).
-    let mut a = a;
     a.run.resolve_dtype(Some(&a.model))?;
     let tuned = a
         .run

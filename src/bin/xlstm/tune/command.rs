@@ -15,7 +15,8 @@ pub struct TuneArgs {
     /// Model shape with random weights generated on the GPU: 7b, 1b, small, tiny.
     #[arg(long, conflicts_with = "model", value_parser = clap::builder::PossibleValuesParser::new(PRESETS))]
     preset: Option<String>,
-    /// Tune for a checkpoint instead of a preset.
+    /// Tune for a checkpoint instead of a preset: a directory, or a Hugging Face Hub id
+    /// ORG/NAME[@REVISION] (see `xlstm generate --help`).
     #[arg(long)]
     model: Option<PathBuf>,
     /// What to make fast: prefill, decode, or both (the geometric mean of both speed-ups).
@@ -79,7 +80,7 @@ pub fn tune(a: TuneArgs) -> Result<()> {
         return Ok(());
     }
     let source = match (&a.model, &a.preset) {
-        (Some(dir), _) => ModelSource::Dir(dir.clone()),
+        (Some(dir), _) => ModelSource::Dir(xlstm_wgpu::hub::resolve_model(dir)?),
         (None, Some(p)) => ModelSource::Preset(p.clone()),
         (None, None) => return Err(Error::Input("xlstm tune needs --model DIR or --preset NAME".into())),
     };
