@@ -199,7 +199,11 @@ fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)]) -> (u16, 
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
     let (head, body) = out.split_once("\r\n\r\n").expect("an HTTP response");
-    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).expect("a status");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("a status");
     (status, body.to_string())
 }
 
@@ -403,7 +407,7 @@ fn the_dashboard_shows_a_running_generate_in_a_real_browser() {
     wait_decoding(&serve, pid);
 
     let mut browser = Browser::start(&exe);
-    let (width, height) = (1440, 1000);
+    let (width, height) = (1440, 900);
     browser.open(&format!("{}#token={}", serve.url(), serve.token), width, height);
     let row = format!("document.querySelector('#process-rows tr[data-pid=\"{pid}\"]')");
     let charts = "[...document.querySelectorAll('svg.chart')].map(c => Number(c.dataset.points))";
@@ -419,7 +423,10 @@ fn the_dashboard_shows_a_running_generate_in_a_real_browser() {
     assert!(cells[3].ends_with("/1000000"), "{cells:?}");
     assert!(cells[10].starts_with("xlstm-large-mini ["), "{cells:?}");
     // The token came in the URL fragment, which the page then removed from the address.
-    assert_eq!(browser.eval("document.getElementById('token-state').textContent"), "actions unlocked");
+    assert_eq!(
+        browser.eval("document.getElementById('token-state').textContent"),
+        "actions unlocked"
+    );
     assert_eq!(browser.eval("location.hash"), "");
     assert_eq!(
         browser.eval("document.getElementById('sel-title').textContent"),
@@ -431,10 +438,7 @@ fn the_dashboard_shows_a_running_generate_in_a_real_browser() {
         "more points from the stream",
         &format!("{charts}.every(n => n > {points})"),
     );
-    assert_eq!(
-        browser.eval("document.getElementById('conn-text').textContent"),
-        "live"
-    );
+    assert_eq!(browser.eval("document.getElementById('conn-text').textContent"), "live");
 
     // The page's Empty-cache button posts with the token; the run handles the command.
     browser.eval("document.getElementById('btn-empty-cache').click(), true");
@@ -494,7 +498,10 @@ fn actions_need_the_token_and_this_servers_origin_and_kill_works_with_it() {
     let history: Value = serde_json::from_str(&history).unwrap();
     let h = &history["processes"][pid.to_string()];
     assert!(h["time"].as_array().unwrap().len() >= 2, "{h}");
-    assert_eq!(h["time"].as_array().unwrap().len(), h["rss_bytes"].as_array().unwrap().len());
+    assert_eq!(
+        h["time"].as_array().unwrap().len(),
+        h["rss_bytes"].as_array().unwrap().len()
+    );
 
     let kill = format!("/api/processes/{pid}/kill");
     let own_origin = format!("http://127.0.0.1:{}", serve.port);
@@ -505,7 +512,10 @@ fn actions_need_the_token_and_this_servers_origin_and_kill_works_with_it() {
         ("a shorter token", vec![("X-Xltop-Token", &serve.token[..10])]),
         (
             "a foreign Origin",
-            vec![("X-Xltop-Token", serve.token.as_str()), ("Origin", "http://evil.example")],
+            vec![
+                ("X-Xltop-Token", serve.token.as_str()),
+                ("Origin", "http://evil.example"),
+            ],
         ),
         (
             "the null Origin",
@@ -513,10 +523,7 @@ fn actions_need_the_token_and_this_servers_origin_and_kill_works_with_it() {
         ),
         (
             "a rebound Host",
-            vec![
-                ("X-Xltop-Token", serve.token.as_str()),
-                ("Host", "evil.example"),
-            ],
+            vec![("X-Xltop-Token", serve.token.as_str()), ("Host", "evil.example")],
         ),
     ];
     for (what, headers) in &refused {
@@ -553,7 +560,10 @@ fn actions_need_the_token_and_this_servers_origin_and_kill_works_with_it() {
     let answer: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(answer["ok"], true);
     assert!(
-        answer["message"].as_str().unwrap().starts_with(&format!("stop sent to {pid}")),
+        answer["message"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("stop sent to {pid}")),
         "{answer}"
     );
     let (code, err) = run.wait();
@@ -573,7 +583,11 @@ fn actions_need_the_token_and_this_servers_origin_and_kill_works_with_it() {
 fn read_events(port: u16, n: usize) -> Vec<Value> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(TIMEOUT)).unwrap();
-    write!(s, "GET /api/stream HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: text/event-stream\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET /api/stream HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: text/event-stream\r\n\r\n"
+    )
+    .unwrap();
     let mut lines = BufReader::new(s).lines();
     let status = lines.next().unwrap().unwrap();
     assert!(status.starts_with("HTTP/1.1 200"), "{status}");
@@ -585,7 +599,10 @@ fn read_events(port: u16, n: usize) -> Vec<Value> {
         }
         head.push(l.to_ascii_lowercase());
     }
-    assert!(head.iter().any(|h| h.starts_with("content-type: text/event-stream")), "{head:?}");
+    assert!(
+        head.iter().any(|h| h.starts_with("content-type: text/event-stream")),
+        "{head:?}"
+    );
     let mut events = Vec::new();
     for l in lines {
         let l = l.unwrap();

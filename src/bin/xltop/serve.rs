@@ -69,9 +69,8 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
 /// other than localhost is refused: the server only answers requests addressed to its own IP (or
 /// localhost), see [`Authority`].
 pub fn parse_addr(text: &str) -> Result<SocketAddr, String> {
-    let bad = || {
-        format!("--serve: `{text}` is not an address to listen on (IP:PORT, e.g. {DEFAULT_ADDR} or 0.0.0.0:8265)")
-    };
+    let bad =
+        || format!("--serve: `{text}` is not an address to listen on (IP:PORT, e.g. {DEFAULT_ADDR} or 0.0.0.0:8265)");
     if let Ok(a) = text.parse::<SocketAddr>() {
         return Ok(a);
     }
@@ -221,7 +220,8 @@ impl State {
         let shared = lock(&self.shared);
         let mut procs = serde_json::Map::new();
         for (pid, h) in &shared.history {
-            let col = |f: &dyn Fn(&Sample) -> serde_json::Value| -> Vec<serde_json::Value> { h.iter().map(f).collect() };
+            let col =
+                |f: &dyn Fn(&Sample) -> serde_json::Value| -> Vec<serde_json::Value> { h.iter().map(f).collect() };
             procs.insert(
                 pid.to_string(),
                 serde_json::json!({
@@ -309,9 +309,14 @@ pub fn run(args: &Args, dir: &Path, addr: &str) -> Result<(), String> {
         .to_ip()
         .ok_or_else(|| format!("cannot listen on {wanted}: not an IP socket"))?;
     let stop = Arc::new(AtomicBool::new(false));
+    // The first Ctrl-C (or SIGTERM) ends the loop below; a second one, should the server not have
+    // stopped, ends the process at once with the shell's code for the signal.
     #[cfg(unix)]
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(|e| format!("handling Ctrl-C: {e}"))?;
+        let code = xlstm_wgpu::telemetry::signals::exit_code_for(sig) as i32;
+        signal_hook::flag::register_conditional_shutdown(sig, code, Arc::clone(&stop))
+            .and_then(|_| signal_hook::flag::register(sig, Arc::clone(&stop)))
+            .map_err(|e| format!("handling Ctrl-C: {e}"))?;
     }
     let state = Arc::new(State {
         dir: dir.to_path_buf(),
@@ -387,7 +392,10 @@ fn sample_loop(state: &State) {
             state.sample();
             next = now + state.poll;
         }
-        std::thread::sleep(next.saturating_duration_since(Instant::now()).min(Duration::from_millis(100)));
+        std::thread::sleep(
+            next.saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(100)),
+        );
     }
 }
 
@@ -503,7 +511,10 @@ fn start_stream(state: &Arc<State>, req: Request) {
         let mut out = req.into_writer();
         // A reconnecting page waits a refresh, not the browser's default of several seconds.
         let retry_ms = (state.poll.as_millis() as u64).clamp(500, 5000);
-        if write!(out, "{head}retry: {retry_ms}\n\n").and_then(|_| out.flush()).is_err() {
+        if write!(out, "{head}retry: {retry_ms}\n\n")
+            .and_then(|_| out.flush())
+            .is_err()
+        {
             return;
         }
         let _ = stream_events(&state, &mut out);
@@ -521,8 +532,14 @@ fn stream_events(state: &State, out: &mut dyn Write) -> std::io::Result<()> {
         let mut shared = lock(&state.shared);
         let deadline = Instant::now() + KEEPALIVE;
         while shared.seq == seen && !state.stop.load(Ordering::SeqCst) && Instant::now() < deadline {
-            let wait = deadline.saturating_duration_since(Instant::now()).min(Duration::from_millis(500));
-            shared = state.updated.wait_timeout(shared, wait).map(|(g, _)| g).unwrap_or_else(|p| p.into_inner().0);
+            let wait = deadline
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(500));
+            shared = state
+                .updated
+                .wait_timeout(shared, wait)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|p| p.into_inner().0);
         }
         if state.stop.load(Ordering::SeqCst) {
             return Ok(());
@@ -556,7 +573,14 @@ mod tests {
         assert_eq!(parse_addr("127.0.0.1:8265").unwrap().port(), 8265);
         assert!(parse_addr("[::1]:80").unwrap().ip().is_loopback());
         assert!(parse_addr("localhost:9000").unwrap().ip().is_loopback());
-        for bad in ["", "8265", "example.com:80", "127.0.0.1", "127.0.0.1:99999", "localhost:x"] {
+        for bad in [
+            "",
+            "8265",
+            "example.com:80",
+            "127.0.0.1",
+            "127.0.0.1:99999",
+            "localhost:x",
+        ] {
             assert!(parse_addr(bad).is_err(), "{bad}");
         }
     }
@@ -580,7 +604,12 @@ mod tests {
         ] {
             assert!(!a.allows(bad), "{bad}");
         }
-        for bad in ["null", "https://127.0.0.1:8265", "http://evil.example:8265", "http://127.0.0.1:8265/x"] {
+        for bad in [
+            "null",
+            "https://127.0.0.1:8265",
+            "http://evil.example:8265",
+            "http://127.0.0.1:8265/x",
+        ] {
             assert!(!a.allows_origin(bad), "{bad}");
         }
         let any = at("0.0.0.0:80");

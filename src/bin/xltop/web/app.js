@@ -233,7 +233,7 @@ function renderDetail() {
     ["running for", fmtAge(state.snapshot.time - r.started_unix)],
     ["memory use", fmtBytes(memoryUse(r))],
     ["soft / hard limit", r.hard_limit_bytes ? `${fmtBytes(r.soft_limit_bytes)} / ${fmtBytes(r.hard_limit_bytes)}` : "watchdog off"],
-    ["system", `${fmtBytes(sysUsed)} of ${fmtBytes(r.sys_total_bytes)} used`],
+    ["system memory used", `${fmtBytes(sysUsed)} / ${fmtBytes(r.sys_total_bytes)}`],
     ["commands handled", r.commands_handled ? `${r.commands_handled} (last: ${r.last_command})` : "0"],
   ];
   const dl = $("sel-facts");
@@ -264,9 +264,9 @@ function fmtAxisBytes(b, step) {
 }
 
 function fmtAxisSeconds(s) {
-  if (s === 0) return "now";
-  if (s % 60 === 0) return `-${s / 60}m`;
-  return `-${s}s`;
+  if (s < 1e-6) return "now";
+  if (s >= 60 && Math.abs(s % 60) < 1e-6) return `-${Math.round(s / 60)}m`;
+  return `-${+s.toFixed(1)}s`;
 }
 
 // The y ticks for [0, max]: on bytes, steps of powers of two MiB read better than decimal ones.
@@ -278,8 +278,9 @@ function yTicks(max, bytes) {
   } else {
     step = niceStep(max || 1, 4);
   }
-  const ticks = [];
-  for (let v = 0; v <= max * 1.0001; v += step) ticks.push(v);
+  // Up to the first tick at or above `max`, which becomes the top of the scale.
+  const ticks = [0];
+  while (ticks[ticks.length - 1] < max) ticks.push(ticks.length * step);
   return { ticks, step };
 }
 
@@ -301,10 +302,11 @@ function drawChart(node, times, series, opts) {
   for (const l of opts.limits || []) if (l.value != null && l.value <= max * 3) max = Math.max(max, l.value);
   max = max > 0 ? max * 1.12 : opts.bytes ? MIB : 1;
   const { ticks, step } = yTicks(max, opts.bytes);
-  max = ticks[ticks.length - 1] + (ticks.length > 1 && ticks[ticks.length - 1] < max ? step : 0);
+  max = ticks[ticks.length - 1];
 
+  // The time axis spans the history (at least a few refreshes), so a young run fills the chart.
   const tEnd = n ? times[n - 1] : 0;
-  const window = Math.max(60, n ? tEnd - times[0] : 0);
+  const window = Math.max(5, 5 * state.interval, n ? tEnd - times[0] : 0);
   const x = (t) => m.left + w - ((tEnd - t) / window) * w;
   const y = (v) => m.top + h - (v / max) * h;
 
@@ -317,7 +319,10 @@ function drawChart(node, times, series, opts) {
   for (let s = 0; s <= window + 1e-9; s += xStep) {
     const xx = x(tEnd - s);
     grid.append(svg("line", { class: "x", x1: xx, x2: xx, y1: m.top, y2: m.top + h }));
-    grid.append(svg("text", { x: xx, y: height - 6, "text-anchor": s === 0 ? "end" : "middle" }, fmtAxisSeconds(Math.round(s))));
+    // A label at the left edge would run into the y axis's.
+    if (xx - m.left > 16 || s === 0) {
+      grid.append(svg("text", { x: xx, y: height - 6, "text-anchor": s === 0 ? "end" : "middle" }, fmtAxisSeconds(s)));
+    }
   }
   node.append(grid);
 
