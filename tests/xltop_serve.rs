@@ -453,7 +453,11 @@ fn the_dashboard_shows_a_running_generate_in_a_real_browser() {
         std::thread::sleep(Duration::from_millis(100));
     }
 
-    // A picture with a few seconds of history.
+    // The page shows it handled, and a few seconds of history: the picture.
+    browser.wait_for(
+        "the page to show the command handled",
+        "document.getElementById('sel-facts').textContent.includes('1 (last: empty_cache)')",
+    );
     browser.wait_for("ten points", &format!("{charts}.every(n => n >= 10)"));
     let png = browser.screenshot_png();
     let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("xltop-dashboard.png");

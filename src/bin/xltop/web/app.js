@@ -326,6 +326,12 @@ function drawChart(node, times, series, opts) {
   }
   node.append(grid);
 
+  // Limits far above the data would flatten it: they are named at the top instead of drawn.
+  const above = (opts.limits || []).filter((l) => l.value != null && l.value > max);
+  if (above.length) {
+    const text = "↑ " + above.map((l) => `${l.label} ${fmtBytes(l.value)}`).join(" · ");
+    node.append(svg("text", { class: "above", x: m.left + w - 6, y: m.top + 14, "text-anchor": "end" }, text));
+  }
   for (const l of opts.limits || []) {
     if (l.value == null || l.value > max) continue;
     const g = svg("g", { class: "limit" });
