@@ -423,7 +423,9 @@ fn handle(state: &Arc<State>, req: Request) {
             let body = state.history_json();
             respond_json(req, 200, body)
         }
-        "/api/stream" if is_get => start_stream(state, req),
+        "/api/stream" if method == Method::Get => start_stream(state, req),
+        // A stream has no end to answer a HEAD with.
+        "/api/stream" if method == Method::Head => respond_message(req, 405, "the event stream is GET only"),
         _ => match action_of(&path) {
             Some(_) if method != Method::Post => respond_message(req, 405, "an action is a POST"),
             Some(Ok((pid, action))) => act(state, req, pid, action),
