@@ -9,15 +9,18 @@
 //!     xltop --json                           one JSON snapshot
 //!     xltop --json-stream --poll 1 --count 10    NDJSON, one snapshot per refresh
 //!     xltop --clean                          remove stale records and exit
+//!     xltop --serve [ADDR]                   the dashboard in a browser (default 127.0.0.1:8265)
 //!     xltop --stdin-commands                 also read `kill <pid>`, `empty_cache <pid>`,
 //!                                            `interval <sec>`, `quit` from standard input
 //!
 //! The source reads top to bottom: this file (flags, the choice of mode), [`stream`] (the records,
 //! the JSON snapshot, the plain-text and NDJSON loop with its stdin commands), [`tui`] (the
-//! full-screen monitor), [`control`] (stopping a process and emptying its cache, with the checks
+//! full-screen monitor), [`serve`] (the web dashboard and its JSON and event-stream endpoints;
+//! the page itself is in `web/`), [`control`] (stopping a process and emptying its cache, with the checks
 //! that the pid is still the run of its record) and [`text`] (terminal-safe text and the table).
 
 mod control;
+mod serve;
 mod stream;
 mod text;
 mod tui;
@@ -98,6 +101,17 @@ struct Args {
     /// before every refresh.
     #[arg(long)]
     clean: bool,
+    /// Serve the dashboard (a web page with the processes, live charts and the Kill and Empty-cache
+    /// actions, plus JSON and event-stream endpoints) on ADDR, IP:PORT [default: 127.0.0.1:8265,
+    /// loopback only]. The actions need the token it prints.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        num_args = 0..=1,
+        default_missing_value = serve::DEFAULT_ADDR,
+        conflicts_with_all = ["json", "json_stream", "no_curses", "stdin_commands", "count"]
+    )]
+    serve: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -109,7 +123,9 @@ fn main() -> ExitCode {
         eprintln!("xltop: error: {}", sanitize(&e.to_string()));
         return ExitCode::FAILURE;
     }
-    let result = if args.json {
+    let result = if let Some(addr) = &args.serve {
+        serve::run(&args, &dir, addr)
+    } else if args.json {
         let snap = snapshot(&dir, args.clean);
         println!("{snap}");
         Ok(())

@@ -29,7 +29,7 @@ pub fn remove_stale(dir: &Path, recs: &[StatusRecord]) -> usize {
     stale.len()
 }
 
-fn snapshot_of(dir: &Path, recs: &[StatusRecord]) -> serde_json::Value {
+pub fn snapshot_of(dir: &Path, recs: &[StatusRecord]) -> serde_json::Value {
     serde_json::json!({
         "time": unix_now(),
         "dir": dir.display().to_string(),
