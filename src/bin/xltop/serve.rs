@@ -190,6 +190,8 @@ struct State {
     shared: Mutex<Shared>,
     updated: Condvar,
     streams: AtomicUsize,
+    /// Request threads running (`dispatch`).
+    handlers: AtomicUsize,
     stop: Arc<AtomicBool>,
 }
 
@@ -332,6 +334,7 @@ pub fn run(args: &Args, dir: &Path, addr: &str) -> Result<(), String> {
         }),
         updated: Condvar::new(),
         streams: AtomicUsize::new(0),
+        handlers: AtomicUsize::new(0),
         stop: Arc::clone(&stop),
     });
     state.sample();
@@ -358,7 +361,7 @@ pub fn run(args: &Args, dir: &Path, addr: &str) -> Result<(), String> {
     };
     while !stop.load(Ordering::SeqCst) {
         match server.recv_timeout(Duration::from_millis(200)) {
-            Ok(Some(req)) => handle(&state, req),
+            Ok(Some(req)) => dispatch(&state, req),
             Ok(None) => {}
             Err(e) => {
                 stop.store(true, Ordering::SeqCst);
@@ -396,6 +399,26 @@ fn sample_loop(state: &State) {
             next.saturating_duration_since(Instant::now())
                 .min(Duration::from_millis(100)),
         );
+    }
+}
+
+/// Requests answered at once, each on its own thread, so a client that stops reading its answer
+/// holds up only itself; past this many, a request gets a 503.
+const MAX_HANDLERS: usize = 32;
+
+fn dispatch(state: &Arc<State>, req: Request) {
+    if state.handlers.fetch_add(1, Ordering::SeqCst) >= MAX_HANDLERS {
+        state.handlers.fetch_sub(1, Ordering::SeqCst);
+        return respond_message(req, 503, "busy: too many requests at once");
+    }
+    let st = Arc::clone(state);
+    let spawned = std::thread::Builder::new().name("xltop-request".into()).spawn(move || {
+        handle(&st, req);
+        st.handlers.fetch_sub(1, Ordering::SeqCst);
+    });
+    if spawned.is_err() {
+        // The request went with the closure; its client sees the connection close.
+        state.handlers.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
