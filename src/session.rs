@@ -4,7 +4,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::readback::{read_f32, read_u32};
-use crate::gpu::{KernelTime, Plan, PlanBuilder, Slice, SubmitBudget};
+use crate::gpu::{Plan, PlanBuilder, Profile, Slice, SubmitBudget};
 use crate::model::forward::{State, Workspace};
 use crate::model::schedule::{PrefillSchedule, PrefillStrategy};
 use crate::model::Model;
@@ -298,32 +298,50 @@ impl Session {
         Ok((ws, pb.finish(&m.pool)?, parity))
     }
 
-    /// GPU time per kernel of one forward pass over the first segment of `ids` (prefill runs
-    /// long prompts a segment at a time: `SessionOptions::max_segment_tokens`), measured with
-    /// timestamp queries. Returns how many tokens the pass covered and the times; the state
-    /// advances over those tokens as in `prefill`.
-    pub fn profile_prefill(&mut self, ids: &[u32]) -> Result<(usize, Vec<KernelTime>)> {
+    /// Time per kernel of one forward pass over the first segment of `ids` (prefill runs long
+    /// prompts a segment at a time: `SessionOptions::max_segment_tokens`), measured with
+    /// timestamp queries where the adapter has them (`gpu::ProfileClock`). Returns how many
+    /// tokens the pass covered and the profile; the state advances over those tokens as in
+    /// `prefill`, except where the adapter's timestamps read zero: the pass then runs a second
+    /// time, timed by submissions, and the session is reset afterwards (its state would have
+    /// advanced twice).
+    pub fn profile_prefill(&mut self, ids: &[u32]) -> Result<(usize, Profile)> {
         self.check_ids(ids)?;
         let m = self.model.inner.clone();
         let (pool, gpu) = (&m.pool, &m.gpu);
         let n = ids.len().min(self.segment_len());
         let (_ws, plan, parity) = self.segment_plan(&ids[..n], 1)?;
-        let times = plan.run_profiled(gpu, pool)?;
+        let mut reran = false;
+        let profile = plan.run_profiled(gpu, pool, &mut || {
+            reran = true;
+            Ok(())
+        })?;
         self.parity = parity;
         self.position += n;
-        Ok((n, times))
+        if reran {
+            self.reset()?;
+        }
+        Ok((n, profile))
     }
 
-    /// GPU time per kernel of `steps` greedy decode steps starting from token `first`.
-    pub fn profile_decode(&mut self, first: u32, steps: usize) -> Result<Vec<KernelTime>> {
+    /// Time per kernel of `steps` greedy decode steps starting from token `first` (as
+    /// [`Session::profile_prefill`]: reset afterwards where the timestamps read zero).
+    pub fn profile_decode(&mut self, first: u32, steps: usize) -> Result<Profile> {
         self.check_ids(&[first])?;
         let key = self.decode_plan(steps, None)?;
         let m = self.model.inner.clone();
         let decode = self.decode_input(first)?;
-        let times = decode.plans[&key].run_profiled(&m.gpu, &m.pool)?;
+        let mut reran = false;
+        let profile = decode.plans[&key].run_profiled(&m.gpu, &m.pool, &mut || {
+            reran = true;
+            Ok(())
+        })?;
         self.parity ^= (steps % 2) as u32;
         self.position += steps;
-        Ok(times)
+        if reran {
+            self.reset()?;
+        }
+        Ok(profile)
     }
 
     /// The decode workspace, with `id` written as the first step's input token.

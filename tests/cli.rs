@@ -1102,6 +1102,51 @@ fn bench_reports_prefill_decode_and_a_profile() {
     }
     let gemm = kernels.iter().find(|k| k["kernel"] == "gemm").expect("a gemm row");
     assert!(gemm["gb_per_s"].as_f64().unwrap() > 0.0 && gemm["tflop_per_s"].as_f64().unwrap() > 0.0);
+    assert_eq!(r["profile_clock"], "timestamps", "{r}");
+    assert!(r["profile_note"].is_null(), "{r}");
+
+    // Without timestamp queries (masked, as on an adapter that has none) every dispatch is timed
+    // by its own submission, and the report says so, in the JSON and above the table.
+    let args = [
+        "bench",
+        "--model",
+        &model.display().to_string(),
+        "--prefill-lens",
+        "24",
+        "--decode-tokens",
+        "4",
+        "--repeats",
+        "1",
+        "--profile",
+        "--no-tune-cache",
+    ];
+    let masked = |json: bool| {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args).env("XLSTM_DISABLE_FEATURES", "timestamp");
+        if json {
+            cmd.arg("--json");
+        }
+        cmd.output().expect("running the xlstm binary")
+    };
+    let o = masked(true);
+    assert_succeeded("bench --profile without timestamps", &o);
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).expect("bench --json prints JSON");
+    assert_eq!(r["profile_clock"], "submissions", "{r}");
+    assert!(
+        r["profile_note"].as_str().unwrap().contains("no timestamp queries"),
+        "{r}"
+    );
+    let kernels = r["kernels"].as_array().expect("kernel rows");
+    assert!(kernels.iter().any(|k| k["phase"] == "prefill 24"), "{r}");
+    assert!(kernels.iter().any(|k| k["kernel"] == "gemm"), "{r}");
+    assert!(kernels.iter().all(|k| k["ms"].as_f64().unwrap() > 0.0), "{r}");
+    let o = masked(false);
+    assert_succeeded("bench --profile without timestamps", &o);
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        table.contains("note: per-kernel times are wall times of one dispatch per submission"),
+        "{table}"
+    );
 
     let o = run(&[
         "bench",

@@ -13,4 +13,6 @@ pub use device::{Caps, Gpu, GpuOptions};
 pub use kernels::{ConstValue, KernelChecks, Kernels};
 pub use matrix::{GpuMatrix, WeightDtype};
 pub use pool::{BufferPool, Category, GpuBuffer, PoolStats};
-pub use scheduler::{Cost, KernelTime, Plan, PlanBuilder, Slice, SubmitBudget};
+pub use scheduler::{
+    timestamps_usable, Cost, KernelTime, Plan, PlanBuilder, Profile, ProfileClock, Slice, SubmitBudget,
+};

@@ -485,14 +485,113 @@ impl KernelTime {
     }
 }
 
-impl Plan {
-    /// Runs the plan with every dispatch in its own compute pass bracketed by timestamp writes
-    /// (this works on every adapter with TIMESTAMP_QUERY, including Apple GPUs, which have no
-    /// timestamps inside passes) and returns GPU time per kernel label, slowest first.
-    pub fn run_profiled(&self, gpu: &Gpu, pool: &BufferPool) -> Result<Vec<KernelTime>> {
-        if !gpu.caps.timestamp {
-            return Err(Error::Gpu("profiling needs the TIMESTAMP_QUERY feature".into()));
+/// How a profile timed its dispatches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProfileClock {
+    /// GPU timestamps written at the start and end of each dispatch's own compute pass.
+    Timestamps,
+    /// The wall time of each dispatch submitted on its own and waited for, where the adapter
+    /// has no timestamp queries or its timestamps read zero (some macOS versions): it includes
+    /// the submission and wake-up latency (tens of microseconds a dispatch), so short kernels
+    /// read slower than they run. The reason is given.
+    Submissions(&'static str),
+}
+
+impl ProfileClock {
+    /// One line for the profile's reader, where the times are not the GPU's own.
+    pub fn note(&self) -> Option<String> {
+        match self {
+            ProfileClock::Timestamps => None,
+            ProfileClock::Submissions(why) => Some(format!(
+                "per-kernel times are wall times of one dispatch per submission ({why}): each includes \
+                 the submission latency, so short kernels read slower than they run"
+            )),
         }
+    }
+}
+
+/// A profiled run: time per kernel label, slowest first, and how it was measured.
+#[derive(Clone, Debug)]
+pub struct Profile {
+    pub kernels: Vec<KernelTime>,
+    pub clock: ProfileClock,
+}
+
+/// Adds one dispatch's time to its label's entry.
+fn add_time(times: &mut Vec<KernelTime>, label: &'static str, cost: Cost, seconds: f64) {
+    match times.iter_mut().find(|t| t.label == label) {
+        Some(t) => {
+            t.dispatches += 1;
+            t.seconds += seconds;
+            t.bytes += cost.bytes;
+            t.flops += cost.flops;
+        }
+        None => times.push(KernelTime {
+            label,
+            dispatches: 1,
+            seconds,
+            bytes: cost.bytes,
+            flops: cost.flops,
+        }),
+    }
+}
+
+/// Whether timestamps measured anything: some drivers return zeros for every query.
+pub fn timestamps_usable(times: &[KernelTime]) -> bool {
+    times.is_empty() || times.iter().any(|t| t.seconds > 0.0)
+}
+
+impl Plan {
+    /// Runs the plan once, timing every dispatch: by GPU timestamps where the adapter has them
+    /// ([`ProfileClock::Timestamps`]), else by submitting each dispatch alone
+    /// ([`ProfileClock::Submissions`]). Where the timestamps all read zero, `rerun` is called
+    /// (to put back what the first run changed) and the plan runs again timed by submissions.
+    pub fn run_profiled(&self, gpu: &Gpu, pool: &BufferPool, rerun: &mut dyn FnMut() -> Result<()>) -> Result<Profile> {
+        if !gpu.caps.timestamp {
+            return Ok(Profile {
+                kernels: self.run_by_submissions(gpu)?,
+                clock: ProfileClock::Submissions("the adapter has no timestamp queries"),
+            });
+        }
+        let kernels = self.run_timestamped(gpu, pool)?;
+        if timestamps_usable(&kernels) {
+            return Ok(Profile {
+                kernels,
+                clock: ProfileClock::Timestamps,
+            });
+        }
+        rerun()?;
+        Ok(Profile {
+            kernels: self.run_by_submissions(gpu)?,
+            clock: ProfileClock::Submissions("the adapter's timestamps read zero"),
+        })
+    }
+
+    /// Every dispatch submitted in its own command buffer and waited for, timed on the host.
+    fn run_by_submissions(&self, gpu: &Gpu) -> Result<Vec<KernelTime>> {
+        gpu.wait()?;
+        let mut times: Vec<KernelTime> = Vec::new();
+        for (i, item) in self.items.iter().enumerate() {
+            let Item::Dispatch { label, cost, .. } = item else {
+                if matches!(item, Item::Copy { .. }) {
+                    gpu.queue.submit([self.record_range(gpu, i..i + 1)]);
+                }
+                continue;
+            };
+            let t0 = std::time::Instant::now();
+            gpu.queue.submit([self.record_range(gpu, i..i + 1)]);
+            gpu.wait()?;
+            add_time(&mut times, label, *cost, t0.elapsed().as_secs_f64());
+        }
+        gpu.wait()?;
+        times.sort_by(|a, b| b.seconds.total_cmp(&a.seconds));
+        Ok(times)
+    }
+
+    /// Every dispatch in its own compute pass bracketed by timestamp writes (this works on every
+    /// adapter with TIMESTAMP_QUERY, including Apple GPUs, which have no timestamps inside
+    /// passes).
+    fn run_timestamped(&self, gpu: &Gpu, pool: &BufferPool) -> Result<Vec<KernelTime>> {
         // One query set holds at most 4096 queries: profile in batches of 2048 dispatches.
         const BATCH: usize = 2048;
         let period = gpu.queue.get_timestamp_period() as f64 * 1e-9;
@@ -557,24 +656,28 @@ impl Plan {
             let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&raw);
             for (k, (label, cost)) in labels.iter().enumerate() {
                 let dt = ticks[2 * k + 1].saturating_sub(ticks[2 * k]) as f64 * period;
-                match times.iter_mut().find(|t| t.label == *label) {
-                    Some(t) => {
-                        t.dispatches += 1;
-                        t.seconds += dt;
-                        t.bytes += cost.bytes;
-                        t.flops += cost.flops;
-                    }
-                    None => times.push(KernelTime {
-                        label,
-                        dispatches: 1,
-                        seconds: dt,
-                        bytes: cost.bytes,
-                        flops: cost.flops,
-                    }),
-                }
+                add_time(&mut times, label, *cost, dt);
             }
         }
         times.sort_by(|a, b| b.seconds.total_cmp(&a.seconds));
         Ok(times)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{timestamps_usable, KernelTime};
+
+    #[test]
+    fn all_zero_timestamps_are_unusable() {
+        let t = |seconds| KernelTime {
+            label: "k",
+            dispatches: 1,
+            seconds,
+            ..Default::default()
+        };
+        assert!(!timestamps_usable(&[t(0.0), t(0.0)]));
+        assert!(timestamps_usable(&[t(0.0), t(1e-6)]));
+        assert!(timestamps_usable(&[]));
     }
 }

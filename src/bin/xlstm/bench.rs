@@ -11,7 +11,7 @@ use serde::Serialize;
 use std::path::PathBuf;
 use std::time::Instant;
 use xlstm_wgpu::error::{Error, Result};
-use xlstm_wgpu::gpu::{Gpu, KernelTime};
+use xlstm_wgpu::gpu::{Gpu, KernelTime, ProfileClock};
 use xlstm_wgpu::model::config::LargeConfig;
 use xlstm_wgpu::model::Model;
 use xlstm_wgpu::sample::argmax;
@@ -189,6 +189,12 @@ pub struct BenchReport {
     pub peak_pool_bytes_decode: u64,
     pub peak_pool_bytes: u64,
     pub kernels: Vec<KernelRow>,
+    /// How the kernel times were measured: `timestamps` (the GPU's), or `submissions` (one
+    /// dispatch per submission timed on the host: the adapter has no usable timestamps); null
+    /// without `--profile`.
+    pub profile_clock: Option<&'static str>,
+    /// Why the times are not the GPU's own, where they are not.
+    pub profile_note: Option<String>,
 }
 
 /// The median of timed repeats (`v` is not empty: every measurement repeats at least once).
@@ -289,20 +295,27 @@ pub fn run(
     let peak_pool_bytes_decode = model.pool_stats().peak;
 
     let mut kernels = Vec::new();
-    if opts.profile && gpu.caps.timestamp {
+    let mut clock = None;
+    if opts.profile {
         progress(total - 1, total, "profile");
         if let Some(&len) = opts.prefill_lens.first() {
             s.reset()?;
             // Profiles one segment: a longer prompt's label says how much of it was covered.
-            let (n, times) = s.profile_prefill(&prompt(len, v, 0))?;
+            let (n, profile) = s.profile_prefill(&prompt(len, v, 0))?;
             let phase = if n < len {
                 format!("prefill {n}/{len}")
             } else {
                 format!("prefill {len}")
             };
-            kernels.extend(rows(&phase, times));
+            kernels.extend(rows(&phase, profile.kernels));
+            clock = Some(profile.clock);
         }
-        kernels.extend(rows(&format!("decode x{batch}"), s.profile_decode(id, batch)?));
+        let profile = s.profile_decode(id, batch)?;
+        kernels.extend(rows(&format!("decode x{batch}"), profile.kernels));
+        // A zero-timestamp fallback in either phase is the one to report.
+        if clock.is_none_or(|c| c == ProfileClock::Timestamps) {
+            clock = Some(profile.clock);
+        }
     }
     progress(total, total, "done");
     Ok(BenchReport {
@@ -320,6 +333,11 @@ pub fn run(
         peak_pool_bytes_decode,
         peak_pool_bytes: peak_pool_bytes.max(peak_pool_bytes_decode),
         kernels,
+        profile_clock: clock.map(|c| match c {
+            ProfileClock::Timestamps => "timestamps",
+            ProfileClock::Submissions(_) => "submissions",
+        }),
+        profile_note: clock.and_then(|c| c.note()),
     })
 }
 
@@ -371,6 +389,9 @@ impl BenchReport {
             mib(self.peak_pool_bytes_decode),
             mib(self.peak_pool_bytes)
         );
+        if let Some(note) = &self.profile_note {
+            out += &format!("note: {note}\n");
+        }
         if !self.kernels.is_empty() {
             out += &format!(
                 "{:<17} {:<22} {:>6} {:>10} {:>9} {:>9}\n",
