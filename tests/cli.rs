@@ -1103,6 +1103,9 @@ fn bench_reports_prefill_decode_and_a_profile() {
     let gemm = kernels.iter().find(|k| k["kernel"] == "gemm").expect("a gemm row");
     assert!(gemm["gb_per_s"].as_f64().unwrap() > 0.0 && gemm["tflop_per_s"].as_f64().unwrap() > 0.0);
     assert_eq!(r["profile_clock"], "timestamps", "{r}");
+    // The load's pipeline compiles, counted and timed (a cold start's cost without a cache).
+    assert!(r["kernel_compile"]["pipelines"].as_u64().unwrap() > 10, "{r}");
+    assert!(r["kernel_compile"]["seconds"].as_f64().unwrap() > 0.0, "{r}");
     assert!(r["profile_note"].is_null(), "{r}");
 
     // Without timestamp queries (masked, as on an adapter that has none) every dispatch is timed

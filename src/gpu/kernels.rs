@@ -224,6 +224,19 @@ pub type CompileObserver = Arc<dyn Fn(&CompileEvent<'_>) + Send + Sync>;
 
 static COMPILE_OBSERVER: std::sync::RwLock<Option<CompileObserver>> = std::sync::RwLock::new(None);
 static COMPILED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+/// Nanoseconds this process spent creating pipelines (shader translation and the driver's
+/// compile, or its cache lookup).
+static COMPILE_NANOS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Pipelines this process has compiled and the time that took: what a cold start costs where
+/// there is no pipeline cache (Metal in wgpu, or a first run).
+pub fn compile_totals() -> (usize, std::time::Duration) {
+    use std::sync::atomic::Ordering::Relaxed;
+    (
+        COMPILED.load(Relaxed),
+        std::time::Duration::from_nanos(COMPILE_NANOS.load(Relaxed)),
+    )
+}
 
 /// Installs (or with `None` removes) the process's compile observer; returns the previous one.
 pub fn set_compile_observer(observer: Option<CompileObserver>) -> Option<CompileObserver> {
@@ -360,6 +373,7 @@ impl Kernels {
             text = params_in_storage(kernel, &text)?;
         }
         report_compile(kernel, entry, false);
+        let started = std::time::Instant::now();
         let device = &self.gpu.device;
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let desc = wgpu::ShaderModuleDescriptor {
@@ -382,6 +396,10 @@ impl Kernels {
             cache: self.disk.as_ref().map(|d| &d.cache),
         });
         let failed = pollster::block_on(scope.pop());
+        COMPILE_NANOS.fetch_add(
+            started.elapsed().as_nanos() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         report_compile(kernel, entry, true);
         if let Some(e) = failed {
             return Err(Error::Kernel {

@@ -11,6 +11,7 @@ use serde::Serialize;
 use std::path::PathBuf;
 use std::time::Instant;
 use xlstm_wgpu::error::{Error, Result};
+use xlstm_wgpu::gpu::kernels::compile_totals;
 use xlstm_wgpu::gpu::{Gpu, KernelTime, ProfileClock};
 use xlstm_wgpu::model::config::LargeConfig;
 use xlstm_wgpu::model::Model;
@@ -76,8 +77,10 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     let mut reporter = crate::progress::Reporter::start("bench", progress.clone());
     // end telemetry
     let t0 = Instant::now();
+    let compiled_before = compile_totals();
     let model = source.load(gpu, &a.run.load_options(false)?)?;
     let load_secs = t0.elapsed().as_secs_f64();
+    let compiled = compile_totals();
     wd.attach(&model);
     wd.check_now()?;
     let opts = BenchOptions {
@@ -95,6 +98,12 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     if a.json {
         let mut v = serde_json::to_value(&report).map_err(|e| Error::Input(e.to_string()))?;
         v["load_seconds"] = serde_json::json!(load_secs);
+        // The pipelines the load compiled and their time (a cold start's cost where no pipeline
+        // cache holds them: XLSTM_DISABLE_FEATURES=pipeline-cache measures it on Vulkan).
+        v["kernel_compile"] = serde_json::json!({
+            "pipelines": compiled.0 - compiled_before.0,
+            "seconds": (compiled.1 - compiled_before.1).as_secs_f64(),
+        });
         v["tuned_from_cache"] = serde_json::json!(tuned);
         println!("{v}");
     } else {
