@@ -1,5 +1,5 @@
-//! Matrix products over weights in any format (`wgsl/matmul/weight_formats.wgsl`): the tiled GEMM
-//! (`wgsl/matmul/gemm.wgsl`), the matrix-unit GEMM (`wgsl/matmul/gemm_coop.wgsl`, over quantized
+//! Matrix products over weights in any format (`wgsl/matmul/weight_formats.wgsl`): the tiled GEMMs
+//! (`wgsl/matmul/gemm.wgsl`, and `gemm_8x8.wgsl` for long segments), the matrix-unit GEMM (`wgsl/matmul/gemm_coop.wgsl`, over quantized
 //! weights of long segments after `wgsl/matmul/dequant_f16.wgsl`), the one-token GEMV with its
 //! fused input transforms (`wgsl/matmul/gemv.wgsl`: plain, RMSNorm, SwiGLU) and the GEMV with the
 //! head norm and output gate fused in (`wgsl/matmul/gemv_head_norm.wgsl`), both four rows at a
@@ -117,9 +117,10 @@ pub fn matmul(
             staged_part(pb, staged, x, tokens, w, i, y, epi)?;
             continue;
         }
-        // The matrix-unit GEMM where the adapter has one (128 x 128 tiles), else the tiled one.
+        // The matrix-unit GEMM where the adapter has one (128 x 128 tiles), else a tiled one.
         let (label, pipeline, tile) = match &wk.gemm_coop {
             Some(coop) => ("gemm_coop", coop, 128),
+            None if tokens >= GEMM_8X8_MIN_TOKENS => ("gemm_8x8", &wk.gemm_8x8, 128),
             None => ("gemm", &wk.gemm, 64),
         };
         let p = gemm_params(x, tokens, w, part.rows, y, part.row0, epi);
@@ -156,6 +157,11 @@ fn gemm_params(x: &Rows, tokens: usize, w: &GpuMatrix, rows: usize, y: &Rows, co
         _pad1: 0,
     }
 }
+
+/// Segments at least this long run the tiled GEMM with 128 x 128 tiles and 8 x 8 outputs an
+/// invocation (`gemm_8x8.wgsl`) where there are no matrix units; shorter ones the 64 x 64 tiles,
+/// which waste less of a partial tile.
+pub const GEMM_8X8_MIN_TOKENS: usize = 128;
 
 /// Segments at least this long multiply quantized weights expanded to f16 rows first
 /// (`dequant_f16.wgsl`, then the f16 matrix-unit GEMM): the expansion reads the weights once

@@ -61,7 +61,7 @@ mod layout_tests;
 pub use elementwise::{embed, fill_random, swiglu};
 pub use matmul::{
     coop_gemm_supported, gemv_head_norm_fits, gemv_head_norm_gate, gemv_rms_norm, gemv_swiglu, matmul, Epilogue,
-    HeadNormInput, STAGED_MIN_TOKENS, WEIGHT_STAGING_BYTES,
+    HeadNormInput, GEMM_8X8_MIN_TOKENS, STAGED_MIN_TOKENS, WEIGHT_STAGING_BYTES,
 };
 pub use mlstm_chunk::{
     coop_chunk_supported, mlstm_chunk_out, mlstm_chunk_out_coop, mlstm_chunk_state, mlstm_chunk_state_coop,
@@ -75,7 +75,10 @@ pub use sampling::{argmax, argmax_prefix, sample, TokenOut, NON_FINITE_ID};
 pub(crate) struct WeightKernels<P> {
     pub(crate) dtype: WeightDtype,
     embed: P,
+    /// The tiled GEMMs (no matrix units): 64 x 64 tiles, and 128 x 128 with 8 x 8 outputs an
+    /// invocation for long segments (`matmul::GEMM_8X8_MIN_TOKENS`).
     gemm: P,
+    gemm_8x8: P,
     /// The matrix-unit GEMM, where the adapter offers it and the format is not f32.
     gemm_coop: Option<P>,
     /// The one-token GEMVs (gemv.wgsl: plain, RMSNorm, SwiGLU input) and their rows per
@@ -305,6 +308,7 @@ impl<P> Ops<P> {
                 dtype: format,
                 embed: c("embed", "main", w)?,
                 gemm: c("gemm", "main", w)?,
+                gemm_8x8: c("gemm_8x8", "main", w)?,
                 gemm_coop: if format != WeightDtype::F32 && support.coop_gemm {
                     Some(c("gemm_coop", "main", w)?)
                 } else {

@@ -174,9 +174,26 @@ pub(crate) fn matmul_sweep(name: &'static str, tokens_list: &[usize]) {
 #[test]
 pub(crate) fn matmul_gemm_path() {
     matmul_sweep("matmul gemm", &cases::GEMM_TOKENS);
-    if ctx().ops(WeightDtype::F16).uses_coop_gemm() {
-        // Tiles of 128 x 128: cover several tiles in both directions with ragged edges.
-        matmul_sweep("matmul gemm coop", &cases::GEMM_COOP_TOKENS);
+    // Tiles of 128 x 128 (gemm_coop, and gemm_8x8 from GEMM_8X8_MIN_TOKENS without matrix
+    // units): several tiles in both directions with ragged edges.
+    matmul_sweep("matmul gemm 128-tiles", &cases::GEMM_COOP_TOKENS);
+    for c in modes() {
+        let mut worst = Worst("matmul gemm 128-tiles, 300 x 300", 0.0, "x scale");
+        for (i, dtype) in DTYPES.into_iter().enumerate() {
+            for tokens in [ops::GEMM_8X8_MIN_TOKENS, 300] {
+                worst.add(check_matmul(
+                    c,
+                    &MatCase {
+                        tokens,
+                        k: 300,
+                        n: 300,
+                        dtype,
+                        epi: epilogues()[i],
+                        part_rows: Some(200),
+                    },
+                ));
+            }
+        }
     }
 }
 

@@ -1,0 +1,153 @@
+// gemm_8x8.wgsl — prefill projections on adapters without matrix units, for long segments:
+//   y[t, y_col + n] (+)= sum_k x[t, k] * W[n, k]  (nn.Linear, y = x W^T), as gemm.wgsl.
+//
+// Bindings, parameters and epilogue: those of gemm.wgsl (the host's GemmParams).
+// Workgroup: 256 invocations computing a 128 (tokens) x 128 (rows) tile, 8 x 8 outputs per
+//   invocation (tokens ty*4 .. +3 and 64 + ty*4 .. +3, rows tx*4 .. +3 and 64 + tx*4 .. +3, so
+//   the four workgroup-memory vector loads of a step fall in distinct banks); per step of k that
+//   is 64 FMAs for four 16-byte loads (gemm.wgsl's 4 x 4: 16 for two). K is staged through
+//   workgroup memory in slices of 16 (16 KiB); the next slice is read into registers while the
+//   current one is multiplied.
+// Grid: (ceil(n / 128), ceil(tokens / 128), 1).
+// Precision: weights in any format (WEIGHT_FORMAT), dequantized to f32; activations and
+//   accumulation f32 (the same products and order within each output as gemm.wgsl, k ascending).
+
+struct Params {
+    tokens: u32,
+    n: u32,
+    k: u32,
+    kp: u32,
+    x_stride: u32,
+    x_offset: u32,
+    y_stride: u32,
+    y_offset: u32,
+    accumulate: u32,
+    soft_cap: f32,
+    y_aligned: u32, // read by gemm_coop.wgsl only (the GEMMs share the host's GemmParams)
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+
+// Four consecutive tokens (xs) or rows (ws) per vector: [k][token / 4], [k][row / 4].
+var<workgroup> xs: array<array<vec4<f32>, 32>, 16>;
+var<workgroup> ws: array<array<vec4<f32>, 32>, 16>;
+
+// Eight activations x[t, k .. k + 8] (zero outside the input), k a multiple of 8.
+fn load_x8(t: u32, k: u32) -> mat2x4<f32> {
+    var m = mat2x4<f32>();
+    if (t < p.tokens) {
+        let e = p.x_offset + t * p.x_stride + k;
+        for (var j = 0u; j < 8u; j++) {
+            if (k + j < p.k) {
+                m[j / 4u][j % 4u] = x[e + j];
+            }
+        }
+    }
+    return m;
+}
+
+// Eight weights W[r, k .. k + 8] (zero outside the part), dequantized.
+fn load_w8(r: u32, k: u32) -> mat2x4<f32> {
+    if (r < p.n && k < p.kp) {
+        return weights8(r * p.kp + k, p.n, p.kp);
+    }
+    return mat2x4<f32>();
+}
+
+fn store_y(t: u32, r: u32, acc: f32) {
+    if (t >= p.tokens || r >= p.n) {
+        return;
+    }
+    let o = p.y_offset + t * p.y_stride + r;
+    var v = acc;
+    if (p.accumulate != 0u) {
+        v += y[o];
+    }
+    if (p.soft_cap > 0.0) {
+        v = p.soft_cap * tanh(v / p.soft_cap);
+    }
+    y[o] = v;
+}
+
+fn store_row(t: u32, r0: u32, acc: vec4<f32>) {
+    store_y(t, r0, acc.x);
+    store_y(t, r0 + 1u, acc.y);
+    store_y(t, r0 + 2u, acc.z);
+    store_y(t, r0 + 3u, acc.w);
+}
+
+// Stages one token's (or row's) eight values at k .. k + 8 of the slice, transposed.
+fn put_x(i: u32, kk: u32, m: mat2x4<f32>) {
+    for (var j = 0u; j < 8u; j++) {
+        xs[kk + j][i / 4u][i % 4u] = m[j / 4u][j % 4u];
+    }
+}
+
+fn put_w(i: u32, kk: u32, m: mat2x4<f32>) {
+    for (var j = 0u; j < 8u; j++) {
+        ws[kk + j][i / 4u][i % 4u] = m[j / 4u][j % 4u];
+    }
+}
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let row0 = wid.x * 128u;
+    let tok0 = wid.y * 128u;
+    let tx = lid % 16u;
+    let ty = lid / 16u;
+    // Each invocation stages eight k values of one token and of one row.
+    let li = lid / 2u;
+    let lk = (lid % 2u) * 8u;
+    var xr = load_x8(tok0 + li, lk);
+    var wr = load_w8(row0 + li, lk);
+
+    // acc_<token><row half>: tokens ty*4 + i (i < 4) and 64 + ty*4 + i (i >= 4).
+    var a00 = vec4<f32>(); var a01 = vec4<f32>();
+    var a10 = vec4<f32>(); var a11 = vec4<f32>();
+    var a20 = vec4<f32>(); var a21 = vec4<f32>();
+    var a30 = vec4<f32>(); var a31 = vec4<f32>();
+    var a40 = vec4<f32>(); var a41 = vec4<f32>();
+    var a50 = vec4<f32>(); var a51 = vec4<f32>();
+    var a60 = vec4<f32>(); var a61 = vec4<f32>();
+    var a70 = vec4<f32>(); var a71 = vec4<f32>();
+    for (var k0 = 0u; k0 < p.kp; k0 += 16u) {
+        put_x(li, lk, xr);
+        put_w(li, lk, wr);
+        workgroupBarrier();
+        let kn = k0 + 16u;
+        if (kn < p.kp) {
+            xr = load_x8(tok0 + li, kn + lk);
+            wr = load_w8(row0 + li, kn + lk);
+        }
+        for (var kk = 0u; kk < 16u; kk++) {
+            let x0 = xs[kk][ty];
+            let x1 = xs[kk][16u + ty];
+            let w0 = ws[kk][tx];
+            let w1 = ws[kk][16u + tx];
+            a00 = fma(vec4<f32>(x0.x), w0, a00); a01 = fma(vec4<f32>(x0.x), w1, a01);
+            a10 = fma(vec4<f32>(x0.y), w0, a10); a11 = fma(vec4<f32>(x0.y), w1, a11);
+            a20 = fma(vec4<f32>(x0.z), w0, a20); a21 = fma(vec4<f32>(x0.z), w1, a21);
+            a30 = fma(vec4<f32>(x0.w), w0, a30); a31 = fma(vec4<f32>(x0.w), w1, a31);
+            a40 = fma(vec4<f32>(x1.x), w0, a40); a41 = fma(vec4<f32>(x1.x), w1, a41);
+            a50 = fma(vec4<f32>(x1.y), w0, a50); a51 = fma(vec4<f32>(x1.y), w1, a51);
+            a60 = fma(vec4<f32>(x1.z), w0, a60); a61 = fma(vec4<f32>(x1.z), w1, a61);
+            a70 = fma(vec4<f32>(x1.w), w0, a70); a71 = fma(vec4<f32>(x1.w), w1, a71);
+        }
+        workgroupBarrier();
+    }
+    let t0 = tok0 + ty * 4u;
+    let t1 = tok0 + 64u + ty * 4u;
+    let r0 = row0 + tx * 4u;
+    let r1 = row0 + 64u + tx * 4u;
+    store_row(t0, r0, a00); store_row(t0, r1, a01);
+    store_row(t0 + 1u, r0, a10); store_row(t0 + 1u, r1, a11);
+    store_row(t0 + 2u, r0, a20); store_row(t0 + 2u, r1, a21);
+    store_row(t0 + 3u, r0, a30); store_row(t0 + 3u, r1, a31);
+    store_row(t1, r0, a40); store_row(t1, r1, a41);
+    store_row(t1 + 1u, r0, a50); store_row(t1 + 1u, r1, a51);
+    store_row(t1 + 2u, r0, a60); store_row(t1 + 2u, r1, a61);
+    store_row(t1 + 3u, r0, a70); store_row(t1 + 3u, r1, a71);
+}
