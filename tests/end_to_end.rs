@@ -131,9 +131,8 @@ fn f16_weights_stay_within_documented_tolerance() {
     }
 }
 
-/// f16 weights with chunks past one 64-row block (where the adapter has matrix units, the
-/// chunkwise phases of such chunks take the tiled kernels while the GEMMs stay on the matrix
-/// units): within the same documented tolerance.
+/// f16 weights with chunks past one 64-row block (on the matrix-unit chunkwise kernels where the
+/// adapter has them): within the same documented tolerance.
 #[test]
 fn f16_weights_with_long_chunks_stay_within_documented_tolerance() {
     let model = load_model("large_a", WeightDtype::F16);

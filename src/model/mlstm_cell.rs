@@ -195,9 +195,8 @@ pub fn record_cell(
                 pb.split();
             }
             // The matrix-unit variants wherever the prefill GEMMs use the matrix units (f16
-            // weights on an adapter with 16x16 f16 cooperative matrices) and the chunk fits
-            // their one 64 x 64 score block; same buffers.
-            match (phase, ops.coop_chunk_for(chunk)) {
+            // weights on an adapter with 16x16 f16 cooperative matrices); same buffers and grid.
+            match (phase, ops.uses_coop_chunk()) {
                 (1, false) => ops::mlstm_chunk_state(pb, ops, &inputs, range, heads)?,
                 (1, true) => ops::mlstm_chunk_state_coop(pb, ops, &inputs, range, heads)?,
                 (_, false) => ops::mlstm_chunk_out(pb, ops, &inputs, range, heads, &s(ws.h))?,

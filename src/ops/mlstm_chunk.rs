@@ -9,18 +9,15 @@ use crate::error::{Error, Result};
 use crate::gpu::{PlanBuilder, Slice};
 use std::ops::Range;
 
-/// Largest chunk the tiled chunkwise kernels take: phase 2 cuts a chunk into blocks of 64 rows
-/// and walks the causal 64-position key blocks, phase 1 keeps one decay factor per invocation of
-/// its 256.
+/// Largest chunk the chunkwise kernels take (tiled and matrix-unit alike): phase 2 cuts a chunk
+/// into blocks of 64 rows and walks the causal 64-position key blocks, phase 1 keeps one gate
+/// per invocation of its 256 and walks the chunk in slices. Their workgroup memory does not
+/// depend on the chunk size.
 pub const MAX_CHUNK: usize = 256;
 
-/// Largest chunk the matrix-unit chunkwise kernels take (one 64 x 64 score block per chunk);
-/// longer chunks run on the tiled kernels, see [`Ops::coop_chunk_for`].
-pub const COOP_MAX_CHUNK: usize = 64;
-
 /// Workgroup memory mlstm_chunk_state_coop.wgsl declares (two 64 x 72 f16 staging tiles, a
-/// 64 x 68 f32 product tile, the chunk's n sums, the gates).
-const COOP_CHUNK_STATE_WORKGROUP_BYTES: u32 = 2 * 64 * 72 * 2 + 64 * 68 * 4 + 64 * 4 + 64 * 4 + 16;
+/// 64 x 68 f32 product tile, the chunk's n sums, the gates of up to 256 positions).
+const COOP_CHUNK_STATE_WORKGROUP_BYTES: u32 = 2 * 64 * 72 * 2 + 64 * 68 * 4 + 64 * 4 + 256 * 4 + 16;
 /// Workgroup memory mlstm_chunk_out_coop.wgsl declares (three 64 x 72 f16 staging tiles, a
 /// 64 x 68 f32 score tile, four 64-entry and two 256-entry f32 arrays).
 const COOP_CHUNK_OUT_WORKGROUP_BYTES: u32 = 3 * 64 * 72 * 2 + 64 * 68 * 4 + 4 * 64 * 4 + 2 * 256 * 4;
@@ -30,15 +27,6 @@ const COOP_CHUNK_OUT_WORKGROUP_BYTES: u32 = 3 * 64 * 72 * 2 + 64 * 68 * 4 + 4 * 
 pub fn coop_chunk_supported(caps: &crate::gpu::Caps) -> bool {
     super::coop_gemm_supported(caps)
         && caps.max_workgroup_storage >= COOP_CHUNK_STATE_WORKGROUP_BYTES.max(COOP_CHUNK_OUT_WORKGROUP_BYTES)
-}
-
-impl Ops {
-    /// Whether the chunkwise mLSTM phases of chunks of `chunk` run on the matrix units
-    /// ([`mlstm_chunk_state_coop`], [`mlstm_chunk_out_coop`]): where [`Ops::uses_coop_chunk`]
-    /// and the chunk fits their single 64 x 64 score block; longer chunks take the tiled kernels.
-    pub fn coop_chunk_for(&self, chunk: usize) -> bool {
-        self.uses_coop_chunk() && chunk <= COOP_MAX_CHUNK
-    }
 }
 
 /// Column layout of the fused q|k|v|o|i|f projection output, and the cell's dimensions.
@@ -210,7 +198,7 @@ pub fn mlstm_chunk_state(
 
 /// [`mlstm_chunk_state`] with the chunk's (K ⊙ ā)^T V on the matrix units (f16 operands, f32
 /// accumulation and state): same buffers, layout and grid. Only where
-/// [`Ops::coop_chunk_for`] the chunk size; an error elsewhere.
+/// [`Ops::uses_coop_chunk`]; an error elsewhere.
 pub fn mlstm_chunk_state_coop(
     pb: &mut PlanBuilder,
     ops: &Ops,
@@ -235,12 +223,6 @@ fn coop_pipeline<'a>(p: &'a Option<wgpu::ComputePipeline>, name: &str) -> Result
 fn check_chunk_range(x: &ChunkInputs, chunks: &Range<usize>, heads: &Range<usize>) -> Result<()> {
     let (l, tokens, chunk) = (x.l, x.tokens, x.chunk);
     check_chunk(chunk)?;
-    if chunk > COOP_MAX_CHUNK {
-        return Err(Error::Input(format!(
-            "the matrix-unit chunkwise kernels take chunks of at most {COOP_MAX_CHUNK}, got {chunk} \
-             (longer chunks run on the tiled kernels)"
-        )));
-    }
     if chunks.is_empty() || chunks.end > tokens.div_ceil(chunk) || heads.is_empty() || heads.end > l.num_heads {
         return Err(Error::Input(format!(
             "chunk tile {chunks:?} / head band {heads:?} outside {tokens} tokens in chunks of {chunk}, {} heads",
@@ -346,7 +328,7 @@ pub fn mlstm_chunk_out(
 
 /// [`mlstm_chunk_out`] with Q^ K^T, (S ⊙ D) V and Q^ C_prev on the matrix units (f16 operands,
 /// f32 accumulation, stabiliser and normaliser in f32): same buffers, layout and grid. Only
-/// where [`Ops::coop_chunk_for`] the chunk size; an error elsewhere.
+/// where [`Ops::uses_coop_chunk`]; an error elsewhere.
 pub fn mlstm_chunk_out_coop(
     pb: &mut PlanBuilder,
     ops: &Ops,
@@ -404,7 +386,8 @@ fn chunk_out_with(
         pipeline,
         &p,
         &bufs,
-        [groups(l.dv, 64), u(chunks.len() * out_row_blocks(label, chunk)), u(heads.len())],
+        // One workgroup per 64-row block of every chunk.
+        [groups(l.dv, 64), u(chunks.len() * chunk.div_ceil(64)), u(heads.len())],
     )?;
     // Per head and chunk: q, k, v rows and gates in, the boundary state C_prev in, h out; the
     // intra-chunk scores q k^T and their product with v, and q C_prev.
@@ -414,16 +397,6 @@ fn chunk_out_with(
     let bytes = nh * (t * (2.0 * dqk + 2.0 * dv + 2.0) * 4.0 + states);
     pb.cost(bytes, nh * 2.0 * t * (len * (dqk + dv) + dqk * dv));
     Ok(())
-}
-
-/// Workgroups of phase 2 per chunk: the tiled kernel takes a chunk in blocks of 64 rows, the
-/// matrix-unit kernel a chunk of at most 64 in one.
-fn out_row_blocks(label: &str, chunk: usize) -> usize {
-    if label == "mlstm_chunk_out_coop" {
-        1
-    } else {
-        chunk.div_ceil(64)
-    }
 }
 
 /// The bindings of a chunkwise phase hold what a tile of chunks `chunks` and heads `heads`
