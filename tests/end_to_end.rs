@@ -144,8 +144,15 @@ fn f16_weights_with_long_chunks_stay_within_documented_tolerance() {
         let (logits, _, gl) = run(&model, opts, &case);
         let d = max_abs_diff(&logits, &case.logits);
         let dg = max_abs_diff(&gl, &case.generated_logits);
-        eprintln!("{} [{label}] f16: prompt logits max|diff| {d:.2e}, generated {dg:.2e}", case.name);
-        assert!(d < 0.25 && dg < 0.25, "{} [{label}]: f16 logits differ by {d} / {dg}", case.name);
+        eprintln!(
+            "{} [{label}] f16: prompt logits max|diff| {d:.2e}, generated {dg:.2e}",
+            case.name
+        );
+        assert!(
+            d < 0.25 && dg < 0.25,
+            "{} [{label}]: f16 logits differ by {d} / {dg}",
+            case.name
+        );
     }
 }
 
