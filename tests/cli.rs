@@ -670,8 +670,8 @@ fn bad_prefill() {
 
 #[test]
 fn bad_chunk_size() {
-    check_flag_failure("--chunk-size", "0", &["chunk_size 0 is outside 1..=64"]);
-    check_flag_failure("--chunk-size", "65", &["chunk_size 65 is outside 1..=64"]);
+    check_flag_failure("--chunk-size", "0", &["chunk_size 0 is outside 1..=256"]);
+    check_flag_failure("--chunk-size", "257", &["chunk_size 257 is outside 1..=256"]);
 }
 
 /// Every value outside a flag's range or choices is a usage error like an unknown flag: clap's
@@ -693,7 +693,7 @@ fn invalid_flag_values_exit_with_code_2() {
         // The examples.
         (&score, "--mem-action", "explode", "unknown action `explode`"),
         (&score, "--prefill", "bogus", "possible values"),
-        (&score, "--chunk-size", "100", "outside 1..=64"),
+        (&score, "--chunk-size", "300", "outside 1..=256"),
         (&score, "--gemv-lanes", "7", "gemv lanes must be"),
         (&score, "--mem-every", "5", "10..=60000"),
         (&generate, "--temperature", "-1", ">= 0"),

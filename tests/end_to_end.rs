@@ -48,6 +48,15 @@ fn f32_variants() -> Vec<(&'static str, SessionOptions)> {
         ),
         ("fused c7", schedule(PrefillStrategy::Fused, 7, 0, 0)),
         ("fused c64", schedule(PrefillStrategy::Fused, 64, 0, 0)),
+        // Chunks past one 64-row block: the same fixtures (the math does not depend on the
+        // chunk size), on every chunkwise strategy, at a length that is not a power of two too.
+        (
+            "scheduled c128 band1 tile2",
+            schedule(PrefillStrategy::Scheduled, 128, 1, 2),
+        ),
+        ("queued c256 band1 tile1", schedule(PrefillStrategy::Queued, 256, 1, 1)),
+        ("fused c256", schedule(PrefillStrategy::Fused, 256, 0, 0)),
+        ("fused c100", schedule(PrefillStrategy::Fused, 100, 0, 0)),
         ("recurrent", schedule(PrefillStrategy::Recurrent, 64, 0, 0)),
     ]
 }
@@ -119,6 +128,31 @@ fn f16_weights_stay_within_documented_tolerance() {
                 assert_eq!(ids[i], case.generated[i], "{}: f16 greedy id {i}", case.name);
             }
         }
+    }
+}
+
+/// f16 weights with chunks past one 64-row block (on the matrix-unit chunkwise kernels where the
+/// adapter has them): within the same documented tolerance.
+#[test]
+fn f16_weights_with_long_chunks_stay_within_documented_tolerance() {
+    let model = load_model("large_a", WeightDtype::F16);
+    let case = load_case("large_a", "t1000");
+    for (label, opts) in [
+        ("scheduled c128", schedule(PrefillStrategy::Scheduled, 128, 4, 16)),
+        ("fused c256", schedule(PrefillStrategy::Fused, 256, 0, 0)),
+    ] {
+        let (logits, _, gl) = run(&model, opts, &case);
+        let d = max_abs_diff(&logits, &case.logits);
+        let dg = max_abs_diff(&gl, &case.generated_logits);
+        eprintln!(
+            "{} [{label}] f16: prompt logits max|diff| {d:.2e}, generated {dg:.2e}",
+            case.name
+        );
+        assert!(
+            d < 0.25 && dg < 0.25,
+            "{} [{label}]: f16 logits differ by {d} / {dg}",
+            case.name
+        );
     }
 }
 

@@ -32,7 +32,8 @@ fn options(strategy: PrefillStrategy, chunk_size: usize) -> SessionOptions {
     }
 }
 
-/// Every prefill strategy (and two chunk sizes) against the official logits and greedy ids.
+/// Every prefill strategy (and several chunk sizes, up to the largest) against the official
+/// logits and greedy ids.
 fn check(model_dir: &str, case_dir: &str, label: &str) {
     let case = load_case(case_dir, label);
     let model = load_model(model_dir, WeightDtype::F32);
@@ -40,6 +41,9 @@ fn check(model_dir: &str, case_dir: &str, label: &str) {
         (PrefillStrategy::Scheduled, 16),
         (PrefillStrategy::Fused, 64),
         (PrefillStrategy::Queued, 7),
+        (PrefillStrategy::Scheduled, 128),
+        (PrefillStrategy::Fused, 256),
+        (PrefillStrategy::Queued, 37),
         (PrefillStrategy::Recurrent, 64),
     ] {
         let (logits, ids, gl) = run(&model, options(strategy, chunk), &case);

@@ -9,12 +9,15 @@ use crate::error::{Error, Result};
 use crate::gpu::{PlanBuilder, Slice};
 use std::ops::Range;
 
-/// Largest chunk the chunkwise kernels' workgroup memory is laid out for.
-pub const MAX_CHUNK: usize = 64;
+/// Largest chunk the chunkwise kernels take (tiled and matrix-unit alike): phase 2 cuts a chunk
+/// into blocks of 64 rows and walks the causal 64-position key blocks, phase 1 keeps one gate
+/// per invocation of its 256 and walks the chunk in slices. Their workgroup memory does not
+/// depend on the chunk size.
+pub const MAX_CHUNK: usize = 256;
 
 /// Workgroup memory mlstm_chunk_state_coop.wgsl declares (two 64 x 72 f16 staging tiles, a
-/// 64 x 68 f32 product tile, the chunk's n sums, the gates).
-const COOP_CHUNK_STATE_WORKGROUP_BYTES: u32 = 2 * 64 * 72 * 2 + 64 * 68 * 4 + 64 * 4 + 64 * 4 + 16;
+/// 64 x 68 f32 product tile, the chunk's n sums, the gates of up to 256 positions).
+const COOP_CHUNK_STATE_WORKGROUP_BYTES: u32 = 2 * 64 * 72 * 2 + 64 * 68 * 4 + 64 * 4 + 256 * 4 + 16;
 /// Workgroup memory mlstm_chunk_out_coop.wgsl declares (three 64 x 72 f16 staging tiles, a
 /// 64 x 68 f32 score tile, four 64-entry and two 256-entry f32 arrays).
 const COOP_CHUNK_OUT_WORKGROUP_BYTES: u32 = 3 * 64 * 72 * 2 + 64 * 68 * 4 + 4 * 64 * 4 + 2 * 256 * 4;
@@ -383,7 +386,8 @@ fn chunk_out_with(
         pipeline,
         &p,
         &bufs,
-        [groups(l.dv, 64), u(chunks.len()), u(heads.len())],
+        // One workgroup per 64-row block of every chunk.
+        [groups(l.dv, 64), u(chunks.len() * chunk.div_ceil(64)), u(heads.len())],
     )?;
     // Per head and chunk: q, k, v rows and gates in, the boundary state C_prev in, h out; the
     // intra-chunk scores q k^T and their product with v, and q C_prev.

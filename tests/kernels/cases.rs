@@ -72,3 +72,19 @@ pub const MATMUL_N: [usize; 3] = [1, 9, 70];
 /// tiles in both directions with ragged edges).
 pub const GEMM_TOKENS: [usize; 4] = [2, 63, 65, 130];
 pub const GEMM_COOP_TOKENS: [usize; 2] = [129, 300];
+
+/// Chunkwise mLSTM chunk sizes and segment lengths (chunk, tokens): every power of two up to
+/// the largest chunk and lengths between, each with a segment that is not a multiple of the chunk
+/// (a short last chunk; for 256 also a segment shorter than one chunk, where the 64-row blocks
+/// past its end do nothing).
+pub const MLSTM_CHUNK_SIZES: &[(usize, usize)] = &[
+    (1, 7),
+    (37, 100),
+    (64, 150),
+    (65, 140),
+    (100, 230),
+    (128, 300),
+    (200, 430),
+    (256, 300),
+    (256, 131),
+];

@@ -200,12 +200,80 @@ pub(crate) fn mlstm_chunkwise_matches_reference() {
     }
 }
 
+/// Chunks beyond one 64 x 64 block (phase 2 in 64-row blocks walking the causal key blocks,
+/// phase 1 in 32-position slices), every size of `cases::MLSTM_CHUNK_SIZES`, against the
+/// reference: the gates, h and the final state.
+#[test]
+pub(crate) fn mlstm_chunkwise_long_chunks_match_reference() {
+    for c in modes() {
+        let mut worst = Worst("mlstm chunkwise long chunks", 0.0, "x u*cond");
+        let mut gates = Worst("mlstm gates long chunks", 0.0, "x cap");
+        // (NH, dqk, dv): widths that are not multiples of 4 or 64, a dv over two tiles.
+        let shapes = [(2, 33, 70), (1, 20, 7), (3, 16, 64), (1, 5, 130)];
+        for (i, &(chunk, t)) in cases::MLSTM_CHUNK_SIZES.iter().enumerate() {
+            let (nh, dqk, dv) = shapes[i % shapes.len()];
+            let x = cell_inputs(nh, dqk, dv, t, 700 + i);
+            let chunks = t.div_ceil(chunk);
+            let run = gpu_chunkwise(c, &x, chunk, &whole(0..nh), &whole(0..chunks));
+            let what = format!("long chunks NH {nh} dqk {dqk} dv {dv} T {t} chunk {chunk}");
+            gates.add(check_gates(&what, &x, chunk, &run));
+            worst.add(compare_cell(
+                &what,
+                &x,
+                Some(chunk),
+                &run.out,
+                &cpu_chunkwise(&x, chunk),
+            ));
+        }
+    }
+}
+
+/// The chunk sizes the kernels refuse: 0 and past `ops::MAX_CHUNK`, with an error naming the
+/// limit and nothing recorded.
+#[test]
+pub(crate) fn mlstm_chunkwise_refuses_chunk_sizes_out_of_range() {
+    for c in modes() {
+        let x = cell_inputs(1, 8, 8, 600, 2);
+        let buf = c.buf(&vec![0.0; 1 << 16]);
+        let b = Boundaries {
+            c: s(&buf),
+            n: s(&buf),
+            m: s(&buf),
+        };
+        let mut pb = PlanBuilder::new(c.gpu.clone());
+        let ops = &c.ops_f32;
+        for chunk in [0, ops::MAX_CHUNK + 1, 512] {
+            let inputs = ops::ChunkInputs {
+                l: &x.l,
+                proj: &s(&buf),
+                gi: &s(&buf),
+                gb: &s(&buf),
+                b: &b,
+                tokens: 600,
+                chunk,
+            };
+            let errs = [
+                ops::mlstm_chunk_state(&mut pb, ops, &inputs, 0..1, 0..1).err(),
+                ops::mlstm_chunk_out(&mut pb, ops, &inputs, 0..1, 0..1, &s(&buf)).err(),
+            ];
+            for e in errs {
+                let e = e.unwrap_or_else(|| panic!("chunk {chunk} accepted")).to_string();
+                assert!(
+                    e.contains(&format!("between 1 and {}", ops::MAX_CHUNK)),
+                    "chunk {chunk}: {e}"
+                );
+            }
+        }
+        assert_eq!(pb.dispatch_count(), 0);
+    }
+}
+
 #[test]
 pub(crate) fn mlstm_chunkwise_schedules_agree() {
     for c in modes() {
         let mut worst = Worst("mlstm chunkwise schedules", 0.0, "x u*cond");
         // 5 chunks (the last one short), 3 heads, split into head bands and chunk tiles.
-        for (dqk, dv, chunk) in [(20, 70, 4), (33, 7, 16)] {
+        for (dqk, dv, chunk) in [(20, 70, 4), (33, 7, 16), (20, 70, 128), (16, 9, 100)] {
             let t = 4 * chunk + 3;
             let x = cell_inputs(3, dqk, dv, t, 99);
             let one = gpu_chunkwise(c, &x, chunk, &whole(0..3), &whole(0..5));
@@ -235,7 +303,7 @@ pub(crate) fn mlstm_chunkwise_schedules_agree() {
 /// matrices), `coop` = (phase 1, phase 2) on the matrix units, against the reference within the
 /// f16 bound. Shapes: odd widths (unaligned rows), dqk over several 64-wide slices with a ragged
 /// last one, dv tiles with ragged edges, aligned rows (the vector loads), short last chunks,
-/// chunk 1, several heads.
+/// chunk 1, several heads, and every chunk size of `cases::MLSTM_CHUNK_SIZES` past 64.
 pub(crate) fn coop_chunkwise_cases(name: &'static str, coop: (bool, bool)) {
     for c in modes() {
         if !c.ops(WeightDtype::F16).uses_coop_chunk() {
@@ -254,6 +322,15 @@ pub(crate) fn coop_chunkwise_cases(name: &'static str, coop: (bool, bool)) {
             (2, 256, 160, 150, 64),
             (1, 16, 16, 33, 1),
             (3, 48, 80, 45, 7),
+            (2, 40, 72, 100, 37),
+            // Chunks past one 64-row block (phase 2 walks the causal key blocks, phase 1 the
+            // chunk's 64-position slices), with short last chunks and dqk over two slices.
+            (1, 20, 70, 140, 65),
+            (2, 96, 72, 230, 100),
+            (2, 33, 130, 300, 128),
+            (1, 130, 64, 430, 200),
+            (3, 64, 40, 300, 256),
+            (1, 16, 16, 131, 256),
         ];
         for (i, &(nh, dqk, dv, t, chunk)) in cases.iter().enumerate() {
             let x = cell_inputs(nh, dqk, dv, t, 500 + i);
@@ -407,7 +484,7 @@ pub(crate) fn mlstm_chunkwise_coop_schedules_agree() {
             continue;
         }
         let mut worst = Worst("mlstm chunkwise coop schedules", 0.0, "x u16*cond");
-        for (dqk, dv, chunk) in [(20, 70, 4), (64, 130, 16), (33, 7, 64)] {
+        for (dqk, dv, chunk) in [(20, 70, 4), (64, 130, 16), (33, 7, 64), (20, 70, 128)] {
             let t = 4 * chunk + 3;
             let x = cell_inputs(3, dqk, dv, t, 98);
             let one = gpu_chunkwise_with(c, &x, chunk, &whole(0..3), &whole(0..5), (true, true));

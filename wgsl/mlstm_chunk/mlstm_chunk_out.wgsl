@@ -8,15 +8,24 @@
 // exp(logD[s,j] - m[s]) = exp(g_j - max(m_prev, P[s])) and the inter-chunk factor is
 // exp(m_prev - max(m_prev, P[s])).
 //
+// A chunk of up to 256 positions is cut into blocks of 64 rows (s-blocks): a workgroup computes
+// one s-block sb and walks the 64-position key blocks jb = 0 ..= sb (the causal ones). The
+// stabiliser of a row needs the prefix maximum over all earlier key positions, so it is computed
+// first (a workgroup max over the earlier blocks' g, then the prefix inside the s-block) and the
+// decayed scores of every key block are final when formed: no rescaling across key blocks.
+// Q^ C_prev and q^ . n_prev are formed with the first key block. A chunk of <= 64 is one s-block
+// and one key block: the same work as a kernel for 64 x 64 blocks only.
+//
 // Bindings (group 0): 0 uniform Params; 1 proj: array<f32> [tokens, proj_stride] with q, k, v at
 //   q_col/k_col/v_col + head offset (read); 2 gi, 3 gb: array<f32> [num_heads, tokens] (read);
 //   4 cb, 5 nb, 6 mb: boundary states from mlstm_chunk_state (read);
 //   7 hout: array<f32> [tokens, num_heads * dv] (read_write).
-// Workgroup: 256 invocations for one (chunk, head, 64-wide dv tile); invocation (ti = lid / 16,
-//   tj = lid % 16) owns rows 4ti..4ti+3 and columns 4tj..4tj+3 of the 64 x 64 score block and of
-//   the 64 x 64 output tile, accumulated in vec4 registers. q, k and C are staged in 8-wide dqk
-//   slices, v in halves of 32 positions. Workgroup memory: 25 KiB (chunk <= 64).
-// Grid: (ceil(dv / 64), chunks in the tile, heads in the band); chunk = c_begin + y, head = head0 + z.
+// Workgroup: 256 invocations for one (chunk, s-block, head, 64-wide dv tile); invocation
+//   (ti = lid / 16, tj = lid % 16) owns rows 4ti..4ti+3 and columns 4tj..4tj+3 of the 64 x 64
+//   score block and of the 64 x 64 output tile, accumulated in vec4 registers. q, k and C are
+//   staged in 8-wide dqk slices, v in halves of 32 positions. Workgroup memory: 25 KiB (any chunk).
+// Grid: (ceil(dv / 64), chunks in the tile x ceil(chunk / 64), heads in the band);
+//   chunk = c_begin + y / ceil(chunk / 64), s-block = y % ceil(chunk / 64), head = head0 + z.
 // Precision: f32.
 
 struct Params {
@@ -59,147 +68,241 @@ fn stage_set(i: u32, c: u32, v: f32) {
     stage[i][c] = v;
 }
 
+// The four lanes of the score block row r0 + i (i < 4) masked to the causal part: key positions
+// j (chunk-relative, four from jpos) up to the row's position spos, rows inside the chunk.
+fn decayed(sv: vec4<f32>, gv: vec4<f32>, gm: f32, jpos: u32, spos: u32, row_ok: bool) -> vec4<f32> {
+    let jidx = vec4<u32>(jpos, jpos + 1u, jpos + 2u, jpos + 3u);
+    return select(vec4<f32>(), sv * exp(gv - gm), jidx <= vec4<u32>(spos) & vec4<bool>(row_ok));
+}
+
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let h = p.head0 + wid.z;
-    let ci = p.c_begin + wid.y;
+    let blocks = (p.chunk + 63u) / 64u; // s-blocks per chunk
+    let ci = p.c_begin + wid.y / blocks;
+    let sb = wid.y % blocks;
     let v0 = wid.x * 64u;
     let t0 = ci * p.chunk;
     let len = min(p.chunk, p.tokens - t0);
+    let sfirst = sb * 64u; // chunk-relative position of this s-block's first row
+    if (sfirst >= len) {
+        return; // an s-block past the end of a short last chunk
+    }
+    let slen = min(64u, len - sfirst);
     let ti = lid / 16u;
     let tj = lid % 16u;
     let cbase = (ci * p.num_heads + h) * p.dqk;
     let m_prev = mb[ci * p.num_heads + h];
+    let gbase = h * p.tokens + t0;
 
-    // Scores S = Q^ K^T (rows s, columns j) and the inter-chunk part Q^ C_prev.
-    var s0 = vec4<f32>();
-    var s1 = vec4<f32>();
-    var s2 = vec4<f32>();
-    var s3 = vec4<f32>();
-    var h0 = vec4<f32>();
-    var h1 = vec4<f32>();
-    var h2 = vec4<f32>();
-    var h3 = vec4<f32>();
-    var qdotn = 0.0;
-    for (var d0 = 0u; d0 < p.dqk; d0 += 8u) {
-        // 8 x 64 of q and of k (2 + 2 per invocation), 8 x 64 of C (2 per invocation).
-        for (var e = lid; e < 512u; e += 256u) {
-            let d = e / 64u;
-            let r = e % 64u;
-            var qv = 0.0;
-            var kv = 0.0;
-            if (r < len && d0 + d < p.dqk) {
-                let row = (t0 + r) * p.proj_stride + h * p.dqk + d0 + d;
-                qv = proj[row + p.q_col] * p.scale;
-                kv = proj[row + p.k_col];
-            }
-            stage_set(d * 16u + r / 4u, r % 4u, qv);
-            stage_set(128u + d * 16u + r / 4u, r % 4u, kv);
-            var cv = 0.0;
-            if (d0 + d < p.dqk && v0 + r < p.dv) {
-                cv = cb[(cbase + d0 + d) * p.dv + v0 + r];
-            }
-            stage_set(256u + d * 16u + r / 4u, r % 4u, cv);
+    // max(m_prev, maximum of g over the earlier s-blocks) (at most 192 positions: one per
+    // invocation), reduced in the staging area.
+    var gfloor = m_prev;
+    if (sb > 0u) {
+        var g = -3.4e38;
+        if (lid < sfirst) {
+            g = gi[gbase + lid] - gb[gbase + lid];
         }
+        stage_set(lid / 4u, lid % 4u, g);
         workgroupBarrier();
-        for (var d = 0u; d < 8u; d++) {
-            let a = stage[d * 16u + ti];          // q^ of rows 4ti..4ti+3 at d
-            let bk = stage[128u + d * 16u + tj];  // k of positions 4tj..4tj+3 at d
-            let bc = stage[256u + d * 16u + tj];  // C_prev[d, columns 4tj..4tj+3]
-            s0 = fma(vec4<f32>(a.x), bk, s0);
-            s1 = fma(vec4<f32>(a.y), bk, s1);
-            s2 = fma(vec4<f32>(a.z), bk, s2);
-            s3 = fma(vec4<f32>(a.w), bk, s3);
-            h0 = fma(vec4<f32>(a.x), bc, h0);
-            h1 = fma(vec4<f32>(a.y), bc, h1);
-            h2 = fma(vec4<f32>(a.z), bc, h2);
-            h3 = fma(vec4<f32>(a.w), bc, h3);
-        }
-        if (lid < 64u) {
-            for (var d = 0u; d < 8u; d++) {
-                if (d0 + d < p.dqk) {
-                    qdotn = fma(stage[d * 16u + lid / 4u][lid % 4u], nb[cbase + d0 + d], qdotn);
-                }
+        for (var w = 128u; w > 0u; w /= 2u) {
+            if (lid < w) {
+                stage_set(lid / 4u, lid % 4u, max(stage[lid / 4u][lid % 4u], stage[(lid + w) / 4u][(lid + w) % 4u]));
             }
+            workgroupBarrier();
         }
+        gfloor = max(m_prev, stage[0][0]);
         workgroupBarrier();
     }
 
-    // Gate statistics: g_j and the prefix maximum, by one invocation (at most 64 steps).
-    let gbase = h * p.tokens + t0;
+    // Gate statistics of the s-block: g_s and the stabiliser gmax[s] = max(gfloor, prefix max),
+    // by one invocation (at most 64 steps). gj holds the s-block's g for the diagonal key block.
     if (lid < 64u) {
-        qn[lid] = qdotn;
         var g = -3.4e38;
-        if (lid < len) {
-            g = gi[gbase + lid] - gb[gbase + lid];
+        if (lid < slen) {
+            g = gi[gbase + sfirst + lid] - gb[gbase + sfirst + lid];
         }
         gj[lid] = g;
     }
     workgroupBarrier();
     if (lid == 0u) {
-        var run = -3.4e38;
-        for (var s = 0u; s < len; s++) {
+        var run = gfloor;
+        for (var s = 0u; s < slen; s++) {
             run = max(run, gj[s]);
-            gmax[s] = max(m_prev, run);
+            gmax[s] = run;
         }
     }
     workgroupBarrier();
 
-    // Decay-weighted scores M[s, j] = S[s, j] exp(g_j - gmax[s]) for j <= s, into workgroup memory.
     let r0 = ti * 4u;
     let j0 = tj * 4u;
-    var gv = vec4<f32>(-3.4e38);
-    for (var c = 0u; c < 4u; c++) {
-        gv[c] = gj[j0 + c];
-    }
-    let jidx = vec4<u32>(j0, j0 + 1u, j0 + 2u, j0 + 3u);
-    mm[r0][tj] = select(vec4<f32>(), s0 * exp(gv - gmax[min(r0, 63u)]), jidx <= vec4<u32>(r0) & vec4<u32>(r0) < vec4<u32>(len));
-    mm[r0 + 1u][tj] = select(vec4<f32>(), s1 * exp(gv - gmax[r0 + 1u]), jidx <= vec4<u32>(r0 + 1u) & vec4<u32>(r0 + 1u) < vec4<u32>(len));
-    mm[r0 + 2u][tj] = select(vec4<f32>(), s2 * exp(gv - gmax[r0 + 2u]), jidx <= vec4<u32>(r0 + 2u) & vec4<u32>(r0 + 2u) < vec4<u32>(len));
-    mm[r0 + 3u][tj] = select(vec4<f32>(), s3 * exp(gv - gmax[r0 + 3u]), jidx <= vec4<u32>(r0 + 3u) & vec4<u32>(r0 + 3u) < vec4<u32>(len));
-    workgroupBarrier();
-
-    // Intra-chunk part M V and the row sums of M, v staged in halves of 32 positions.
+    // The inter-chunk part Q^ C_prev (with the first key block), the intra-chunk part M V and the
+    // row sums of M, over the key blocks.
+    var h0 = vec4<f32>();
+    var h1 = vec4<f32>();
+    var h2 = vec4<f32>();
+    var h3 = vec4<f32>();
+    var qdotn = 0.0;
     var n0 = vec4<f32>();
     var n1 = vec4<f32>();
     var n2 = vec4<f32>();
     var n3 = vec4<f32>();
     var rs = vec4<f32>();
-    for (var jh = 0u; jh < 64u; jh += 32u) {
-        for (var e = lid; e < 32u * 64u; e += 256u) {
-            let j = e / 64u;
-            let vv = e % 64u;
-            var val = 0.0;
-            if (jh + j < len && v0 + vv < p.dv) {
-                val = proj[(t0 + jh + j) * p.proj_stride + p.v_col + h * p.dv + v0 + vv];
+    for (var jb = 0u; jb <= sb; jb++) {
+        let jfirst = jb * 64u;
+        let jlen = min(64u, len - jfirst);
+        // Scores S = Q^ K^T of the block (rows s, columns j).
+        var s0 = vec4<f32>();
+        var s1 = vec4<f32>();
+        var s2 = vec4<f32>();
+        var s3 = vec4<f32>();
+        if (jb == 0u) {
+            for (var d0 = 0u; d0 < p.dqk; d0 += 8u) {
+                // 8 x 64 of q and of k (2 + 2 per invocation), 8 x 64 of C (2 per invocation).
+                for (var e = lid; e < 512u; e += 256u) {
+                    let d = e / 64u;
+                    let r = e % 64u;
+                    var qv = 0.0;
+                    var kv = 0.0;
+                    if (d0 + d < p.dqk) {
+                        let col = h * p.dqk + d0 + d;
+                        if (r < slen) {
+                            qv = proj[(t0 + sfirst + r) * p.proj_stride + col + p.q_col] * p.scale;
+                        }
+                        if (r < jlen) {
+                            kv = proj[(t0 + r) * p.proj_stride + col + p.k_col];
+                        }
+                    }
+                    stage_set(d * 16u + r / 4u, r % 4u, qv);
+                    stage_set(128u + d * 16u + r / 4u, r % 4u, kv);
+                    var cv = 0.0;
+                    if (d0 + d < p.dqk && v0 + r < p.dv) {
+                        cv = cb[(cbase + d0 + d) * p.dv + v0 + r];
+                    }
+                    stage_set(256u + d * 16u + r / 4u, r % 4u, cv);
+                }
+                workgroupBarrier();
+                for (var d = 0u; d < 8u; d++) {
+                    let a = stage[d * 16u + ti];          // q^ of rows 4ti..4ti+3 at d
+                    let bk = stage[128u + d * 16u + tj];  // k of positions 4tj..4tj+3 at d
+                    let bc = stage[256u + d * 16u + tj];  // C_prev[d, columns 4tj..4tj+3]
+                    s0 = fma(vec4<f32>(a.x), bk, s0);
+                    s1 = fma(vec4<f32>(a.y), bk, s1);
+                    s2 = fma(vec4<f32>(a.z), bk, s2);
+                    s3 = fma(vec4<f32>(a.w), bk, s3);
+                    h0 = fma(vec4<f32>(a.x), bc, h0);
+                    h1 = fma(vec4<f32>(a.y), bc, h1);
+                    h2 = fma(vec4<f32>(a.z), bc, h2);
+                    h3 = fma(vec4<f32>(a.w), bc, h3);
+                }
+                if (lid < 64u) {
+                    for (var d = 0u; d < 8u; d++) {
+                        if (d0 + d < p.dqk) {
+                            qdotn = fma(stage[d * 16u + lid / 4u][lid % 4u], nb[cbase + d0 + d], qdotn);
+                        }
+                    }
+                }
+                workgroupBarrier();
             }
-            stage_set(j * 16u + vv / 4u, vv % 4u, val);
+            if (lid < 64u) {
+                qn[lid] = qdotn;
+            }
+        } else {
+            // A key block below the diagonal: the scores only.
+            for (var d0 = 0u; d0 < p.dqk; d0 += 8u) {
+                for (var e = lid; e < 512u; e += 256u) {
+                    let d = e / 64u;
+                    let r = e % 64u;
+                    var qv = 0.0;
+                    var kv = 0.0;
+                    if (d0 + d < p.dqk) {
+                        let col = h * p.dqk + d0 + d;
+                        if (r < slen) {
+                            qv = proj[(t0 + sfirst + r) * p.proj_stride + col + p.q_col] * p.scale;
+                        }
+                        if (r < jlen) {
+                            kv = proj[(t0 + jfirst + r) * p.proj_stride + col + p.k_col];
+                        }
+                    }
+                    stage_set(d * 16u + r / 4u, r % 4u, qv);
+                    stage_set(128u + d * 16u + r / 4u, r % 4u, kv);
+                }
+                workgroupBarrier();
+                for (var d = 0u; d < 8u; d++) {
+                    let a = stage[d * 16u + ti];
+                    let bk = stage[128u + d * 16u + tj];
+                    s0 = fma(vec4<f32>(a.x), bk, s0);
+                    s1 = fma(vec4<f32>(a.y), bk, s1);
+                    s2 = fma(vec4<f32>(a.z), bk, s2);
+                    s3 = fma(vec4<f32>(a.w), bk, s3);
+                }
+                workgroupBarrier();
+            }
         }
-        workgroupBarrier();
-        for (var jq = 0u; jq < 8u; jq++) {
-            let m0 = mm[r0][jh / 4u + jq];
-            let m1 = mm[r0 + 1u][jh / 4u + jq];
-            let m2 = mm[r0 + 2u][jh / 4u + jq];
-            let m3 = mm[r0 + 3u][jh / 4u + jq];
-            rs += vec4<f32>(m0.x + m0.y + m0.z + m0.w, m1.x + m1.y + m1.z + m1.w,
-                            m2.x + m2.y + m2.z + m2.w, m3.x + m3.y + m3.z + m3.w);
-            let base = (jq * 4u) * 16u + tj;
-            let b0 = stage[base];
-            let b1 = stage[base + 16u];
-            let b2 = stage[base + 32u];
-            let b3 = stage[base + 48u];
-            n0 = fma(vec4<f32>(m0.x), b0, fma(vec4<f32>(m0.y), b1, fma(vec4<f32>(m0.z), b2, fma(vec4<f32>(m0.w), b3, n0))));
-            n1 = fma(vec4<f32>(m1.x), b0, fma(vec4<f32>(m1.y), b1, fma(vec4<f32>(m1.z), b2, fma(vec4<f32>(m1.w), b3, n1))));
-            n2 = fma(vec4<f32>(m2.x), b0, fma(vec4<f32>(m2.y), b1, fma(vec4<f32>(m2.z), b2, fma(vec4<f32>(m2.w), b3, n2))));
-            n3 = fma(vec4<f32>(m3.x), b0, fma(vec4<f32>(m3.y), b1, fma(vec4<f32>(m3.z), b2, fma(vec4<f32>(m3.w), b3, n3))));
+
+        // g of the key block: a chunk of one s-block keeps its own, loaded above; otherwise every
+        // key block loads its g over the previous one's (the diagonal block's is the s-block's).
+        if (sb > 0u) {
+            if (lid < 64u) {
+                var g = -3.4e38;
+                if (lid < jlen) {
+                    g = gi[gbase + jfirst + lid] - gb[gbase + jfirst + lid];
+                }
+                gj[lid] = g;
+            }
+            workgroupBarrier();
         }
+        // Decay-weighted scores M[s, j] = S[s, j] exp(g_j - gmax[s]) for j <= s, into workgroup
+        // memory (positions chunk-relative).
+        var gv = vec4<f32>(-3.4e38);
+        for (var c = 0u; c < 4u; c++) {
+            gv[c] = gj[j0 + c];
+        }
+        let jpos = jfirst + j0;
+        let spos = sfirst + r0;
+        mm[r0][tj] = decayed(s0, gv, gmax[r0], jpos, spos, r0 < slen);
+        mm[r0 + 1u][tj] = decayed(s1, gv, gmax[r0 + 1u], jpos, spos + 1u, r0 + 1u < slen);
+        mm[r0 + 2u][tj] = decayed(s2, gv, gmax[r0 + 2u], jpos, spos + 2u, r0 + 2u < slen);
+        mm[r0 + 3u][tj] = decayed(s3, gv, gmax[r0 + 3u], jpos, spos + 3u, r0 + 3u < slen);
         workgroupBarrier();
+
+        // M V and the row sums of M, v staged in halves of 32 positions.
+        for (var jh = 0u; jh < 64u; jh += 32u) {
+            for (var e = lid; e < 32u * 64u; e += 256u) {
+                let j = e / 64u;
+                let vv = e % 64u;
+                var val = 0.0;
+                if (jh + j < jlen && v0 + vv < p.dv) {
+                    val = proj[(t0 + jfirst + jh + j) * p.proj_stride + p.v_col + h * p.dv + v0 + vv];
+                }
+                stage_set(j * 16u + vv / 4u, vv % 4u, val);
+            }
+            workgroupBarrier();
+            for (var jq = 0u; jq < 8u; jq++) {
+                let m0 = mm[r0][jh / 4u + jq];
+                let m1 = mm[r0 + 1u][jh / 4u + jq];
+                let m2 = mm[r0 + 2u][jh / 4u + jq];
+                let m3 = mm[r0 + 3u][jh / 4u + jq];
+                rs += vec4<f32>(m0.x + m0.y + m0.z + m0.w, m1.x + m1.y + m1.z + m1.w,
+                                m2.x + m2.y + m2.z + m2.w, m3.x + m3.y + m3.z + m3.w);
+                let base = (jq * 4u) * 16u + tj;
+                let b0 = stage[base];
+                let b1 = stage[base + 16u];
+                let b2 = stage[base + 32u];
+                let b3 = stage[base + 48u];
+                n0 = fma(vec4<f32>(m0.x), b0, fma(vec4<f32>(m0.y), b1, fma(vec4<f32>(m0.z), b2, fma(vec4<f32>(m0.w), b3, n0))));
+                n1 = fma(vec4<f32>(m1.x), b0, fma(vec4<f32>(m1.y), b1, fma(vec4<f32>(m1.z), b2, fma(vec4<f32>(m1.w), b3, n1))));
+                n2 = fma(vec4<f32>(m2.x), b0, fma(vec4<f32>(m2.y), b1, fma(vec4<f32>(m2.z), b2, fma(vec4<f32>(m2.w), b3, n2))));
+                n3 = fma(vec4<f32>(m3.x), b0, fma(vec4<f32>(m3.y), b1, fma(vec4<f32>(m3.z), b2, fma(vec4<f32>(m3.w), b3, n3))));
+            }
+            workgroupBarrier();
+        }
     }
 
     // Combine and normalise the four rows.
     for (var i = 0u; i < 4u; i++) {
         let s = r0 + i;
-        if (s >= len) {
+        if (s >= slen) {
             break;
         }
         var hi = h0;
@@ -214,7 +317,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             hi = h3;
             ni = n3;
         }
-        let bs = gb[gbase + s];
+        let bs = gb[gbase + sfirst + s];
         let gm = gmax[s];
         let beta = exp(m_prev - gm);
         let m = bs + gm;
@@ -224,7 +327,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         for (var c = 0u; c < 4u; c++) {
             let vv = v0 + j0 + c;
             if (vv < p.dv) {
-                hout[(t0 + s) * p.out_stride + h * p.dv + vv] = out[c];
+                hout[(t0 + sfirst + s) * p.out_stride + h * p.dv + vv] = out[c];
             }
         }
     }

@@ -5,6 +5,14 @@
 //   S = Q^ K^T,  M[s,j] = S[s,j] exp(g_j - gmax[s]) (j <= s),  q^ = q / sqrt(dqk)
 //   h[s] = (beta[s] (Q^ C_prev)[s] + (M V)[s]) / (max(|beta[s] q^_s . n_prev + sum_j M[s,j]|,
 //          exp(-b_s - gmax[s])) + eps)
+// A chunk of up to 256 positions is cut into blocks of 64 rows (s-blocks), as in
+// mlstm_chunk_out.wgsl: a workgroup computes one s-block sb and walks the 64-position key blocks
+// jb = 0 ..= sb, each through the whole pipeline below (dqk slices, S, M, M V accumulated over the
+// key blocks). Every row's stabiliser is known before the first key block (the maximum of g over
+// the earlier s-blocks, by subgroup maxima, then the prefix scan inside the s-block), so nothing is
+// rescaled across key blocks. C_prev and n_prev are loaded with the first key block only (the
+// later ones stage zeros in their place, so their inter-chunk products add nothing). A chunk of
+// <= 64 is one s-block and one key block.
 //
 // Bindings (group 0): 0 uniform Params; 1 proj: array<vec4<f32>> [tokens, proj_stride] with q, k, v
 //   at q_col/k_col/v_col + head offset (read; any alignment: unaligned rows load per element);
@@ -13,7 +21,8 @@
 //   [.., num_heads] boundary states from phase 1 (read; any alignment); 7 hout: array<f32>
 //   [tokens, num_heads * dv] (read_write).
 // Workgroup: 256 invocations = 8 subgroups of 32 (the host uses this kernel only where the
-//   subgroup size is 32) for one (chunk, head, 64-wide dv tile). dqk is walked in slices of 64:
+//   subgroup size is 32) for one (chunk, s-block, head, 64-wide dv tile). dqk is walked in slices
+//   of 64 for every key block:
 //   q^ [64 s][64 d] and k [64 j][64 d] row by row, and the C_prev slice transposed
 //   ([64 v][64 d], staged by subgroup: columns 8 sg .. + 7 of rows lane and lane + 32), are
 //   converted to f16 into workgroup memory (rows padded by 8 halves), so every product loads its
@@ -27,8 +36,8 @@
 //   scratch tile. Workgroup memory: 48,128 bytes; every workgroup variable is a multiple of 16
 //   bytes (the driver may lay them out in any order; the matrix loads and stores need 16-byte
 //   aligned rows).
-// Grid: (ceil(dv / 64), chunks in the tile, heads in the band); chunk = c_begin + y,
-//   head = head0 + z.
+// Grid: (ceil(dv / 64), chunks in the tile x ceil(chunk / 64), heads in the band);
+//   chunk = c_begin + y / ceil(chunk / 64), s-block = y % ceil(chunk / 64), head = head0 + z.
 // Precision: q^, k, v, M and C_prev rounded to f16 for the products (C_prev scaled by 2^-4 first,
 //   against f16 overflow; undone in f32), f32 accumulation; gates, stabiliser, q^ . n (from the
 //   f32 q), row sums and the normalisation in f32. Only the f16-weight mode uses it.
@@ -173,6 +182,14 @@ fn emit(x: coop_mat16x16<f32, C>, y: coop_mat16x16<f32, C>, sg: u32, lane: u32, 
     workgroupBarrier();
 }
 
+// g_j = i~_j - b_j at chunk-relative position j of the chunk at gbase, NEG at or past `limit`.
+fn gval(gbase: u32, j: u32, limit: u32) -> f32 {
+    if (j < limit) {
+        return gi[gbase + j] - gb[gbase + j];
+    }
+    return NEG;
+}
+
 @compute @workgroup_size(256)
 fn main(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -181,29 +198,46 @@ fn main(
     @builtin(subgroup_invocation_id) lane: u32,
 ) {
     let h = p.head0 + wid.z;
-    let ci = p.c_begin + wid.y;
+    let blocks = (p.chunk + 63u) / 64u; // s-blocks per chunk
+    let ci = p.c_begin + wid.y / blocks;
+    let sb = wid.y % blocks;
     let v0 = wid.x * 64u;
     let t0 = ci * p.chunk;
     let len = min(p.chunk, p.tokens - t0);
+    let sfirst = sb * 64u; // chunk-relative position of this s-block's first row
+    if (sfirst >= len) {
+        return; // an s-block past the end of a short last chunk
+    }
+    let slen = min(64u, len - sfirst);
     let cbase = (ci * p.num_heads + h) * p.dqk;
     let m_prev = mb[ci * p.num_heads + h];
     let gbase = h * p.tokens + t0;
 
-    if (lid < 64u) {
-        var g = NEG;
-        if (lid < len) {
-            g = gi[gbase + lid] - gb[gbase + lid];
+    // The stabiliser's floor: max(m_prev, maximum of g over the earlier s-blocks, at most 192
+    // positions, one per invocation), by subgroup maxima through red_q.
+    var gfloor = m_prev;
+    if (sb > 0u) {
+        let part = subgroupMax(gval(gbase, lid, sfirst));
+        if (lane == 0u) {
+            red_q[sg] = part;
         }
-        gj[lid] = g;
+        workgroupBarrier();
+        for (var e = 0u; e < 8u; e++) {
+            gfloor = max(gfloor, red_q[e]);
+        }
+        workgroupBarrier();
     }
+    // This invocation's g for the prefix scan below: position (sg % 2) * 32 + lane of the
+    // s-block, and position lane (the first half's maximum, carried into the second).
+    let hj = (sg % 2u) * 32u + lane;
+    let g_scan = gval(gbase + sfirst, hj, slen);
+    let g_carry = gval(gbase + sfirst, lane, slen);
 
     // Staging role of q and k: row r (position), columns c .. c + 15 of a 64-wide dqk slice.
     let r = lid / 4u;
     let c = (lid % 4u) * 16u;
-    let row_ok = r < len;
-    let prow = (t0 + r) * p.proj_stride;
-    let qe = prow + p.q_col + h * p.dqk + c;
-    let ke = prow + p.k_col + h * p.dqk + c;
+    let row_ok = r < slen;
+    let qe = (t0 + sfirst + r) * p.proj_stride + p.q_col + h * p.dqk + c;
     let so = r * LDS + c;
     // Staging role of C_prev and v (by subgroup): rows lane and lane + 32 (d, or position j),
     // columns cg .. cg + 7 of the dv tile (two vec4 each).
@@ -214,213 +248,242 @@ fn main(
     let ce0 = (cbase + lane) * p.dv + v0 + cg;
     let ce1 = (cbase + r1) * p.dv + v0 + cg;
     let vcol = p.v_col + h * p.dv + v0 + cg;
-    let ve0 = (t0 + lane) * p.proj_stride + vcol;
-    let ve1 = (t0 + r1) * p.proj_stride + vcol;
-
-    // Slice 0 into registers.
-    var nq0 = select(0u, cnt(p.dqk, c), row_ok);
-    var nq1 = select(0u, cnt(p.dqk, c + 4u), row_ok);
-    var nq2 = select(0u, cnt(p.dqk, c + 8u), row_ok);
-    var nq3 = select(0u, cnt(p.dqk, c + 12u), row_ok);
-    var qr0 = ld_proj(qe, nq0);
-    var qr1 = ld_proj(qe + 4u, nq1);
-    var qr2 = ld_proj(qe + 8u, nq2);
-    var qr3 = ld_proj(qe + 12u, nq3);
-    var kr0 = ld_proj(ke, nq0);
-    var kr1 = ld_proj(ke + 4u, nq1);
-    var kr2 = ld_proj(ke + 8u, nq2);
-    var kr3 = ld_proj(ke + 12u, nq3);
-    var nr0 = ld_n(cbase + c, nq0);
-    var nr1 = ld_n(cbase + c + 4u, nq1);
-    var nr2 = ld_n(cbase + c + 8u, nq2);
-    var nr3 = ld_n(cbase + c + 12u, nq3);
-    var cr0 = ld_c(ce0, select(0u, nv0, lane < p.dqk));
-    var cr1 = ld_c(ce0 + 4u, select(0u, nv1, lane < p.dqk));
-    var cr2 = ld_c(ce1, select(0u, nv0, r1 < p.dqk));
-    var cr3 = ld_c(ce1 + 4u, select(0u, nv1, r1 < p.dqk));
-    var vr0 = vec4<f32>();
-    var vr1 = vec4<f32>();
-    var vr2 = vec4<f32>();
-    var vr3 = vec4<f32>();
 
     let rb = (sg % 4u) * 16u; // this subgroup's rows
     let cp = (sg / 4u) * 32u; // and columns
-    var s0 = coop_mat16x16<f32, C>();
-    var s1 = coop_mat16x16<f32, C>();
+    let sc = p.scale;
+    let cq = lid % 4u;
+    // The inter-chunk fragments (Q^ C_prev, with the first key block), the intra-chunk ones (M V)
+    // and the row sums of M, over the causal key blocks.
     var i0 = coop_mat16x16<f32, C>();
     var i1 = coop_mat16x16<f32, C>();
-    var qn = 0.0;
-    let sc = p.scale;
-    for (var d0 = 0u; d0 < p.dqk; d0 += 64u) {
-        put_q(so, qr0 * sc);
-        put_q(so + 4u, qr1 * sc);
-        put_q(so + 8u, qr2 * sc);
-        put_q(so + 12u, qr3 * sc);
-        put_k(so, kr0);
-        put_k(so + 4u, kr1);
-        put_k(so + 8u, kr2);
-        put_k(so + 12u, kr3);
-        put_ct(cg, lane, cr0 * CSCALE);
-        put_ct(cg + 4u, lane, cr1 * CSCALE);
-        put_ct(cg, r1, cr2 * CSCALE);
-        put_ct(cg + 4u, r1, cr3 * CSCALE);
-        qn += dot(qr0, nr0) + dot(qr1, nr1) + dot(qr2, nr2) + dot(qr3, nr3);
-        workgroupBarrier();
-        let dn = d0 + 64u;
-        if (dn < p.dqk) {
-            // The next slice.
-            nq0 = select(0u, cnt(p.dqk, dn + c), row_ok);
-            nq1 = select(0u, cnt(p.dqk, dn + c + 4u), row_ok);
-            nq2 = select(0u, cnt(p.dqk, dn + c + 8u), row_ok);
-            nq3 = select(0u, cnt(p.dqk, dn + c + 12u), row_ok);
-            qr0 = ld_proj(qe + dn, nq0);
-            qr1 = ld_proj(qe + dn + 4u, nq1);
-            qr2 = ld_proj(qe + dn + 8u, nq2);
-            qr3 = ld_proj(qe + dn + 12u, nq3);
-            kr0 = ld_proj(ke + dn, nq0);
-            kr1 = ld_proj(ke + dn + 4u, nq1);
-            kr2 = ld_proj(ke + dn + 8u, nq2);
-            kr3 = ld_proj(ke + dn + 12u, nq3);
-            nr0 = ld_n(cbase + dn + c, nq0);
-            nr1 = ld_n(cbase + dn + c + 4u, nq1);
-            nr2 = ld_n(cbase + dn + c + 8u, nq2);
-            nr3 = ld_n(cbase + dn + c + 12u, nq3);
-            let ok0 = dn + lane < p.dqk;
-            let ok1 = dn + r1 < p.dqk;
-            cr0 = ld_c(ce0 + dn * p.dv, select(0u, nv0, ok0));
-            cr1 = ld_c(ce0 + dn * p.dv + 4u, select(0u, nv1, ok0));
-            cr2 = ld_c(ce1 + dn * p.dv, select(0u, nv0, ok1));
-            cr3 = ld_c(ce1 + dn * p.dv + 4u, select(0u, nv1, ok1));
-        } else {
-            // After the last slice: the v block of the chunk.
-            vr0 = ld_proj(ve0, select(0u, nv0, lane < len));
-            vr1 = ld_proj(ve0 + 4u, select(0u, nv1, lane < len));
-            vr2 = ld_proj(ve1, select(0u, nv0, r1 < len));
-            vr3 = ld_proj(ve1 + 4u, select(0u, nv1, r1 < len));
-        }
-        let a0 = coopLoadT<coop_mat16x16<f16, A>>(&qs[rb * LDS + 0u], LDS);
-        let bk00 = coopLoad<coop_mat16x16<f16, B>>(&ks[cp * LDS + 0u], LDS);
-        let bk10 = coopLoad<coop_mat16x16<f16, B>>(&ks[(cp + 16u) * LDS + 0u], LDS);
-        let bc00 = coopLoad<coop_mat16x16<f16, B>>(&cst[cp * LDS + 0u], LDS);
-        let bc10 = coopLoad<coop_mat16x16<f16, B>>(&cst[(cp + 16u) * LDS + 0u], LDS);
-        s0 = coopMultiplyAdd(a0, bk00, s0);
-        s1 = coopMultiplyAdd(a0, bk10, s1);
-        i0 = coopMultiplyAdd(a0, bc00, i0);
-        i1 = coopMultiplyAdd(a0, bc10, i1);
-        let a1 = coopLoadT<coop_mat16x16<f16, A>>(&qs[rb * LDS + 16u], LDS);
-        let bk01 = coopLoad<coop_mat16x16<f16, B>>(&ks[cp * LDS + 16u], LDS);
-        let bk11 = coopLoad<coop_mat16x16<f16, B>>(&ks[(cp + 16u) * LDS + 16u], LDS);
-        let bc01 = coopLoad<coop_mat16x16<f16, B>>(&cst[cp * LDS + 16u], LDS);
-        let bc11 = coopLoad<coop_mat16x16<f16, B>>(&cst[(cp + 16u) * LDS + 16u], LDS);
-        s0 = coopMultiplyAdd(a1, bk01, s0);
-        s1 = coopMultiplyAdd(a1, bk11, s1);
-        i0 = coopMultiplyAdd(a1, bc01, i0);
-        i1 = coopMultiplyAdd(a1, bc11, i1);
-        let a2 = coopLoadT<coop_mat16x16<f16, A>>(&qs[rb * LDS + 32u], LDS);
-        let bk02 = coopLoad<coop_mat16x16<f16, B>>(&ks[cp * LDS + 32u], LDS);
-        let bk12 = coopLoad<coop_mat16x16<f16, B>>(&ks[(cp + 16u) * LDS + 32u], LDS);
-        let bc02 = coopLoad<coop_mat16x16<f16, B>>(&cst[cp * LDS + 32u], LDS);
-        let bc12 = coopLoad<coop_mat16x16<f16, B>>(&cst[(cp + 16u) * LDS + 32u], LDS);
-        s0 = coopMultiplyAdd(a2, bk02, s0);
-        s1 = coopMultiplyAdd(a2, bk12, s1);
-        i0 = coopMultiplyAdd(a2, bc02, i0);
-        i1 = coopMultiplyAdd(a2, bc12, i1);
-        let a3 = coopLoadT<coop_mat16x16<f16, A>>(&qs[rb * LDS + 48u], LDS);
-        let bk03 = coopLoad<coop_mat16x16<f16, B>>(&ks[cp * LDS + 48u], LDS);
-        let bk13 = coopLoad<coop_mat16x16<f16, B>>(&ks[(cp + 16u) * LDS + 48u], LDS);
-        let bc03 = coopLoad<coop_mat16x16<f16, B>>(&cst[cp * LDS + 48u], LDS);
-        let bc13 = coopLoad<coop_mat16x16<f16, B>>(&cst[(cp + 16u) * LDS + 48u], LDS);
-        s0 = coopMultiplyAdd(a3, bk03, s0);
-        s1 = coopMultiplyAdd(a3, bk13, s1);
-        i0 = coopMultiplyAdd(a3, bc03, i0);
-        i1 = coopMultiplyAdd(a3, bc13, i1);
-        workgroupBarrier();
-    }
-
-    // Scores to workgroup memory; the v block transposed over the C_prev slice; the stabiliser's
-    // prefix maximum.
-    store_sf(s0, rb * SLD + cp, SLD);
-    store_sf(s1, rb * SLD + cp + 16u, SLD);
-    put_ct(cg, lane, vr0);
-    put_ct(cg + 4u, lane, vr1);
-    put_ct(cg, r1, vr2);
-    put_ct(cg + 4u, r1, vr3);
-    red_q[lid] = qn * sc;
-    // Prefix maximum of g by subgroup scans: every subgroup scans half (sg % 2) of the chunk, the
-    // second half adds the maximum of the first; subgroups 0 and 1 store.
-    let hj = (sg % 2u) * 32u + lane;
-    var run = gj[hj];
-    for (var d = 1u; d < 32u; d *= 2u) {
-        let up = subgroupShuffleUp(run, d);
-        run = select(run, max(run, up), lane >= d);
-    }
-    var carry = subgroupMax(gj[lane]);
-    if (sg % 2u == 0u) {
-        carry = NEG;
-    }
-    run = max(max(run, carry), m_prev);
-    if (sg < 2u) {
-        gmax[hj] = run;
-        beta[hj] = exp(m_prev - run);
-    }
-    workgroupBarrier();
-
-    // M = S exp(g_j - gmax[s]) on and below the diagonal (f16 into qs), and its row sums. This
-    // invocation: row r, columns (lid % 4) + 4 e.
-    let cq = lid % 4u;
-    let gm = gmax[r];
-    var rs = 0.0;
-    for (var e = 0u; e < 16u; e++) {
-        let j = cq + 4u * e;
-        var mv = 0.0;
-        if ((j <= r) & row_ok) {
-            mv = sf[r * SLD + j] * exp(gj[j] - gm);
-        }
-        rs += mv;
-        qs[r * LDS + j] = f16(mv);
-    }
-    red_r[lid] = rs;
-    workgroupBarrier();
-
-    // Intra-chunk part M V: A[s][j] = qs[s][j] (row-major), B[j][v] = cst[v][j] (column-major).
     var n0 = coop_mat16x16<f32, C>();
     var n1 = coop_mat16x16<f32, C>();
-    let m0 = coopLoadT<coop_mat16x16<f16, A>>(&qs[rb * LDS + 0u], LDS);
-    let v00 = coopLoad<coop_mat16x16<f16, B>>(&cst[cp * LDS + 0u], LDS);
-    let v10 = coopLoad<coop_mat16x16<f16, B>>(&cst[(cp + 16u) * LDS + 0u], LDS);
-    n0 = coopMultiplyAdd(m0, v00, n0);
-    n1 = coopMultiplyAdd(m0, v10, n1);
-    let m1 = coopLoadT<coop_mat16x16<f16, A>>(&qs[rb * LDS + 16u], LDS);
-    let v01 = coopLoad<coop_mat16x16<f16, B>>(&cst[cp * LDS + 16u], LDS);
-    let v11 = coopLoad<coop_mat16x16<f16, B>>(&cst[(cp + 16u) * LDS + 16u], LDS);
-    n0 = coopMultiplyAdd(m1, v01, n0);
-    n1 = coopMultiplyAdd(m1, v11, n1);
-    let m2 = coopLoadT<coop_mat16x16<f16, A>>(&qs[rb * LDS + 32u], LDS);
-    let v02 = coopLoad<coop_mat16x16<f16, B>>(&cst[cp * LDS + 32u], LDS);
-    let v12 = coopLoad<coop_mat16x16<f16, B>>(&cst[(cp + 16u) * LDS + 32u], LDS);
-    n0 = coopMultiplyAdd(m2, v02, n0);
-    n1 = coopMultiplyAdd(m2, v12, n1);
-    let m3 = coopLoadT<coop_mat16x16<f16, A>>(&qs[rb * LDS + 48u], LDS);
-    let v03 = coopLoad<coop_mat16x16<f16, B>>(&cst[cp * LDS + 48u], LDS);
-    let v13 = coopLoad<coop_mat16x16<f16, B>>(&cst[(cp + 16u) * LDS + 48u], LDS);
-    n0 = coopMultiplyAdd(m3, v03, n0);
-    n1 = coopMultiplyAdd(m3, v13, n1);
+    var qn = 0.0;
+    var rs = 0.0;
+    for (var jb = 0u; jb <= sb; jb++) {
+        let jfirst = jb * 64u;
+        let jlen = min(64u, len - jfirst);
+        // C_prev and n_prev only with the first key block: the later ones load none (zeros),
+        // so their inter-chunk products add nothing.
+        let first = jb == 0u;
+        let key_ok = r < jlen;
+        let ke = (t0 + jfirst + r) * p.proj_stride + p.k_col + h * p.dqk + c;
+        let ve0 = (t0 + jfirst + lane) * p.proj_stride + vcol;
+        let ve1 = (t0 + jfirst + r1) * p.proj_stride + vcol;
+        if (lid < 64u) {
+            gj[lid] = gval(gbase + jfirst, lid, jlen);
+        }
+
+        // Slice 0 into registers.
+        var nq0 = select(0u, cnt(p.dqk, c), row_ok);
+        var nq1 = select(0u, cnt(p.dqk, c + 4u), row_ok);
+        var nq2 = select(0u, cnt(p.dqk, c + 8u), row_ok);
+        var nq3 = select(0u, cnt(p.dqk, c + 12u), row_ok);
+        var nk0 = select(0u, cnt(p.dqk, c), key_ok);
+        var nk1 = select(0u, cnt(p.dqk, c + 4u), key_ok);
+        var nk2 = select(0u, cnt(p.dqk, c + 8u), key_ok);
+        var nk3 = select(0u, cnt(p.dqk, c + 12u), key_ok);
+        var qr0 = ld_proj(qe, nq0);
+        var qr1 = ld_proj(qe + 4u, nq1);
+        var qr2 = ld_proj(qe + 8u, nq2);
+        var qr3 = ld_proj(qe + 12u, nq3);
+        var kr0 = ld_proj(ke, nk0);
+        var kr1 = ld_proj(ke + 4u, nk1);
+        var kr2 = ld_proj(ke + 8u, nk2);
+        var kr3 = ld_proj(ke + 12u, nk3);
+        var nr0 = ld_n(cbase + c, select(0u, nq0, first));
+        var nr1 = ld_n(cbase + c + 4u, select(0u, nq1, first));
+        var nr2 = ld_n(cbase + c + 8u, select(0u, nq2, first));
+        var nr3 = ld_n(cbase + c + 12u, select(0u, nq3, first));
+        var cr0 = ld_c(ce0, select(0u, nv0, (lane < p.dqk) & first));
+        var cr1 = ld_c(ce0 + 4u, select(0u, nv1, (lane < p.dqk) & first));
+        var cr2 = ld_c(ce1, select(0u, nv0, (r1 < p.dqk) & first));
+        var cr3 = ld_c(ce1 + 4u, select(0u, nv1, (r1 < p.dqk) & first));
+        var vr0 = vec4<f32>();
+        var vr1 = vec4<f32>();
+        var vr2 = vec4<f32>();
+        var vr3 = vec4<f32>();
+
+        var s0 = coop_mat16x16<f32, C>();
+        var s1 = coop_mat16x16<f32, C>();
+        for (var d0 = 0u; d0 < p.dqk; d0 += 64u) {
+            put_q(so, qr0 * sc);
+            put_q(so + 4u, qr1 * sc);
+            put_q(so + 8u, qr2 * sc);
+            put_q(so + 12u, qr3 * sc);
+            put_k(so, kr0);
+            put_k(so + 4u, kr1);
+            put_k(so + 8u, kr2);
+            put_k(so + 12u, kr3);
+            put_ct(cg, lane, cr0 * CSCALE);
+            put_ct(cg + 4u, lane, cr1 * CSCALE);
+            put_ct(cg, r1, cr2 * CSCALE);
+            put_ct(cg + 4u, r1, cr3 * CSCALE);
+            qn += dot(qr0, nr0) + dot(qr1, nr1) + dot(qr2, nr2) + dot(qr3, nr3);
+            workgroupBarrier();
+            let dn = d0 + 64u;
+            if (dn < p.dqk) {
+                // The next slice.
+                nq0 = select(0u, cnt(p.dqk, dn + c), row_ok);
+                nq1 = select(0u, cnt(p.dqk, dn + c + 4u), row_ok);
+                nq2 = select(0u, cnt(p.dqk, dn + c + 8u), row_ok);
+                nq3 = select(0u, cnt(p.dqk, dn + c + 12u), row_ok);
+                nk0 = select(0u, cnt(p.dqk, dn + c), key_ok);
+                nk1 = select(0u, cnt(p.dqk, dn + c + 4u), key_ok);
+                nk2 = select(0u, cnt(p.dqk, dn + c + 8u), key_ok);
+                nk3 = select(0u, cnt(p.dqk, dn + c + 12u), key_ok);
+                qr0 = ld_proj(qe + dn, nq0);
+                qr1 = ld_proj(qe + dn + 4u, nq1);
+                qr2 = ld_proj(qe + dn + 8u, nq2);
+                qr3 = ld_proj(qe + dn + 12u, nq3);
+                kr0 = ld_proj(ke + dn, nk0);
+                kr1 = ld_proj(ke + dn + 4u, nk1);
+                kr2 = ld_proj(ke + dn + 8u, nk2);
+                kr3 = ld_proj(ke + dn + 12u, nk3);
+                nr0 = ld_n(cbase + dn + c, select(0u, nq0, first));
+                nr1 = ld_n(cbase + dn + c + 4u, select(0u, nq1, first));
+                nr2 = ld_n(cbase + dn + c + 8u, select(0u, nq2, first));
+                nr3 = ld_n(cbase + dn + c + 12u, select(0u, nq3, first));
+                let ok0 = (dn + lane < p.dqk) & first;
+                let ok1 = (dn + r1 < p.dqk) & first;
+                cr0 = ld_c(ce0 + dn * p.dv, select(0u, nv0, ok0));
+                cr1 = ld_c(ce0 + dn * p.dv + 4u, select(0u, nv1, ok0));
+                cr2 = ld_c(ce1 + dn * p.dv, select(0u, nv0, ok1));
+                cr3 = ld_c(ce1 + dn * p.dv + 4u, select(0u, nv1, ok1));
+            } else {
+                // After the last slice: the v block of the key block.
+                vr0 = ld_proj(ve0, select(0u, nv0, lane < jlen));
+                vr1 = ld_proj(ve0 + 4u, select(0u, nv1, lane < jlen));
+                vr2 = ld_proj(ve1, select(0u, nv0, r1 < jlen));
+                vr3 = ld_proj(ve1 + 4u, select(0u, nv1, r1 < jlen));
+            }
+            let a0 = coopLoadT<coop_mat16x16<f16, A>>(&qs[rb * LDS + 0u], LDS);
+            let bk00 = coopLoad<coop_mat16x16<f16, B>>(&ks[cp * LDS + 0u], LDS);
+            let bk10 = coopLoad<coop_mat16x16<f16, B>>(&ks[(cp + 16u) * LDS + 0u], LDS);
+            let bc00 = coopLoad<coop_mat16x16<f16, B>>(&cst[cp * LDS + 0u], LDS);
+            let bc10 = coopLoad<coop_mat16x16<f16, B>>(&cst[(cp + 16u) * LDS + 0u], LDS);
+            s0 = coopMultiplyAdd(a0, bk00, s0);
+            s1 = coopMultiplyAdd(a0, bk10, s1);
+            i0 = coopMultiplyAdd(a0, bc00, i0);
+            i1 = coopMultiplyAdd(a0, bc10, i1);
+            let a1 = coopLoadT<coop_mat16x16<f16, A>>(&qs[rb * LDS + 16u], LDS);
+            let bk01 = coopLoad<coop_mat16x16<f16, B>>(&ks[cp * LDS + 16u], LDS);
+            let bk11 = coopLoad<coop_mat16x16<f16, B>>(&ks[(cp + 16u) * LDS + 16u], LDS);
+            let bc01 = coopLoad<coop_mat16x16<f16, B>>(&cst[cp * LDS + 16u], LDS);
+            let bc11 = coopLoad<coop_mat16x16<f16, B>>(&cst[(cp + 16u) * LDS + 16u], LDS);
+            s0 = coopMultiplyAdd(a1, bk01, s0);
+            s1 = coopMultiplyAdd(a1, bk11, s1);
+            i0 = coopMultiplyAdd(a1, bc01, i0);
+            i1 = coopMultiplyAdd(a1, bc11, i1);
+            let a2 = coopLoadT<coop_mat16x16<f16, A>>(&qs[rb * LDS + 32u], LDS);
+            let bk02 = coopLoad<coop_mat16x16<f16, B>>(&ks[cp * LDS + 32u], LDS);
+            let bk12 = coopLoad<coop_mat16x16<f16, B>>(&ks[(cp + 16u) * LDS + 32u], LDS);
+            let bc02 = coopLoad<coop_mat16x16<f16, B>>(&cst[cp * LDS + 32u], LDS);
+            let bc12 = coopLoad<coop_mat16x16<f16, B>>(&cst[(cp + 16u) * LDS + 32u], LDS);
+            s0 = coopMultiplyAdd(a2, bk02, s0);
+            s1 = coopMultiplyAdd(a2, bk12, s1);
+            i0 = coopMultiplyAdd(a2, bc02, i0);
+            i1 = coopMultiplyAdd(a2, bc12, i1);
+            let a3 = coopLoadT<coop_mat16x16<f16, A>>(&qs[rb * LDS + 48u], LDS);
+            let bk03 = coopLoad<coop_mat16x16<f16, B>>(&ks[cp * LDS + 48u], LDS);
+            let bk13 = coopLoad<coop_mat16x16<f16, B>>(&ks[(cp + 16u) * LDS + 48u], LDS);
+            let bc03 = coopLoad<coop_mat16x16<f16, B>>(&cst[cp * LDS + 48u], LDS);
+            let bc13 = coopLoad<coop_mat16x16<f16, B>>(&cst[(cp + 16u) * LDS + 48u], LDS);
+            s0 = coopMultiplyAdd(a3, bk03, s0);
+            s1 = coopMultiplyAdd(a3, bk13, s1);
+            i0 = coopMultiplyAdd(a3, bc03, i0);
+            i1 = coopMultiplyAdd(a3, bc13, i1);
+            workgroupBarrier();
+        }
+
+        // Scores to workgroup memory; the v block transposed over the C_prev slice; with the
+        // first key block, the stabiliser's prefix maximum.
+        store_sf(s0, rb * SLD + cp, SLD);
+        store_sf(s1, rb * SLD + cp + 16u, SLD);
+        put_ct(cg, lane, vr0);
+        put_ct(cg + 4u, lane, vr1);
+        put_ct(cg, r1, vr2);
+        put_ct(cg + 4u, r1, vr3);
+        red_q[lid] = qn * sc;
+        if (first) {
+            // Prefix maximum of the s-block's g by subgroup scans: every subgroup scans half
+            // (sg % 2) of the block, the second half adds the maximum of the first; subgroups 0
+            // and 1 store.
+            var run = g_scan;
+            for (var d = 1u; d < 32u; d *= 2u) {
+                let up = subgroupShuffleUp(run, d);
+                run = select(run, max(run, up), lane >= d);
+            }
+            var carry = subgroupMax(g_carry);
+            if (sg % 2u == 0u) {
+                carry = NEG;
+            }
+            run = max(max(run, carry), gfloor);
+            if (sg < 2u) {
+                gmax[hj] = run;
+                beta[hj] = exp(m_prev - run);
+            }
+        }
+        workgroupBarrier();
+
+        // M = S exp(g_j - gmax[s]) on and below the diagonal (chunk-relative positions; f16 into
+        // qs), and its row sums. This invocation: row r, columns (lid % 4) + 4 e.
+        let gm = gmax[r];
+        for (var e = 0u; e < 16u; e++) {
+            let j = cq + 4u * e;
+            var mv = 0.0;
+            if ((jfirst + j <= sfirst + r) & row_ok) {
+                mv = sf[r * SLD + j] * exp(gj[j] - gm);
+            }
+            rs += mv;
+            qs[r * LDS + j] = f16(mv);
+        }
+        red_r[lid] = rs;
+        workgroupBarrier();
+
+        // Intra-chunk part M V: A[s][j] = qs[s][j] (row-major), B[j][v] = cst[v][j] (column-major).
+        let m0 = coopLoadT<coop_mat16x16<f16, A>>(&qs[rb * LDS + 0u], LDS);
+        let v00 = coopLoad<coop_mat16x16<f16, B>>(&cst[cp * LDS + 0u], LDS);
+        let v10 = coopLoad<coop_mat16x16<f16, B>>(&cst[(cp + 16u) * LDS + 0u], LDS);
+        n0 = coopMultiplyAdd(m0, v00, n0);
+        n1 = coopMultiplyAdd(m0, v10, n1);
+        let m1 = coopLoadT<coop_mat16x16<f16, A>>(&qs[rb * LDS + 16u], LDS);
+        let v01 = coopLoad<coop_mat16x16<f16, B>>(&cst[cp * LDS + 16u], LDS);
+        let v11 = coopLoad<coop_mat16x16<f16, B>>(&cst[(cp + 16u) * LDS + 16u], LDS);
+        n0 = coopMultiplyAdd(m1, v01, n0);
+        n1 = coopMultiplyAdd(m1, v11, n1);
+        let m2 = coopLoadT<coop_mat16x16<f16, A>>(&qs[rb * LDS + 32u], LDS);
+        let v02 = coopLoad<coop_mat16x16<f16, B>>(&cst[cp * LDS + 32u], LDS);
+        let v12 = coopLoad<coop_mat16x16<f16, B>>(&cst[(cp + 16u) * LDS + 32u], LDS);
+        n0 = coopMultiplyAdd(m2, v02, n0);
+        n1 = coopMultiplyAdd(m2, v12, n1);
+        let m3 = coopLoadT<coop_mat16x16<f16, A>>(&qs[rb * LDS + 48u], LDS);
+        let v03 = coopLoad<coop_mat16x16<f16, B>>(&cst[cp * LDS + 48u], LDS);
+        let v13 = coopLoad<coop_mat16x16<f16, B>>(&cst[(cp + 16u) * LDS + 48u], LDS);
+        n0 = coopMultiplyAdd(m3, v03, n0);
+        n1 = coopMultiplyAdd(m3, v13, n1);
+        if (jb < sb) {
+            // The next key block restages q, k, v and g over what M V has just read.
+            workgroupBarrier();
+        }
+    }
 
     // Per-row normaliser.
     if (lid < 64u) {
         var iv = 0.0;
-        if (lid < len) {
+        if (lid < slen) {
             let b4 = lid * 4u;
             let qdn = red_q[b4] + red_q[b4 + 1u] + red_q[b4 + 2u] + red_q[b4 + 3u];
             let rsum = red_r[b4] + red_r[b4 + 1u] + red_r[b4 + 2u] + red_r[b4 + 3u];
             let den = beta[lid] * qdn + rsum;
-            let m = gb[gbase + lid] + gmax[lid];
+            let m = gb[gbase + sfirst + lid] + gmax[lid];
             iv = 1.0 / (max(abs(den), exp(-m)) + p.eps);
         }
         inv[lid] = iv;
     }
     workgroupBarrier();
 
-    emit(i0, n0, sg, lane, t0, len, h, rb, v0 + cp);
-    emit(i1, n1, sg, lane, t0, len, h, rb, v0 + cp + 16u);
+    emit(i0, n0, sg, lane, t0 + sfirst, slen, h, rb, v0 + cp);
+    emit(i1, n1, sg, lane, t0 + sfirst, slen, h, rb, v0 + cp + 16u);
 }

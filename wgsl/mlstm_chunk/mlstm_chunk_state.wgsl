@@ -12,7 +12,8 @@
 //   index c_begin and writes c_begin + 1 ..= c_end.
 // Workgroup: 256 invocations own a 64 (dqk) x 64 (dv) tile of C in registers for the whole chunk
 //   range: invocation (tq = lid / 16, tv = lid % 16) holds rows 4tq..4tq+3 x columns 4tv..4tv+3
-//   as four vec4. k and v of the chunk are staged in halves of 32 positions (16 KiB).
+//   as four vec4. k and v of the chunk are staged in slices of 32 positions (16 KiB), so any chunk
+//   length up to 256 (one decay factor per invocation) walks the same loop.
 // Grid: (ceil(dqk / 64), ceil(dv / 64), heads in the band); head = head0 + z.
 // Precision: f32.
 
@@ -41,7 +42,7 @@ struct Params {
 
 var<workgroup> ks: array<array<vec4<f32>, 16>, 32>; // [s][q / 4], weighted by exp(a_s - m_k)
 var<workgroup> vs: array<array<vec4<f32>, 16>, 32>; // [s][v / 4]
-var<workgroup> abar: array<f32, 64>;
+var<workgroup> abar: array<f32, 256>; // exp(a_s - m_k), one per invocation: chunk <= 256
 var<workgroup> stat: array<f32, 2>; // max_s a_s, g
 
 fn c_index(c: u32, h: u32, q: u32, v: u32) -> u32 {

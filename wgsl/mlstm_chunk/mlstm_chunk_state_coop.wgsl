@@ -13,23 +13,25 @@
 //   is the state before chunk c; this dispatch reads index c_begin and writes c_begin + 1 ..= c_end.
 // Workgroup: 256 invocations = 8 subgroups of 32 (the host uses this kernel only where the
 //   subgroup size is 32) own a 64 (dqk) x 64 (dv) tile of C for the whole chunk range, in f32
-//   registers: invocation lid holds column lid % 64 of rows lid / 64 + 4 e (e < 16). Per chunk,
+//   registers: invocation lid holds column lid % 64 of rows lid / 64 + 4 e (e < 16). A chunk (up
+//   to 256 positions, one gate per invocation) is walked in slices of 64 positions: per slice,
 //   subgroup sg stages columns 8 sg .. 8 sg + 7 of k ⊙ exp(a - m_k) and of v for positions
 //   lane and lane + 32, transposed and converted to f16 ([64 columns][64 positions + 8]), so the
 //   product loads its A operand row-major and its B operand column-major (the layouts
-//   gemm_coop.wgsl uses); the next chunk's k, v and gates are fetched into registers meanwhile.
+//   gemm_coop.wgsl uses); the next slice's k and v (with the next chunk's first, its gates) are
+//   fetched into registers meanwhile. A chunk of <= 64 is one slice.
 //   Subgroup sg multiplies rows 16 (sg % 4) .. + 16 x columns 32 (sg / 4) .. + 32 of
-//   (K ⊙ ā)^T V (2 f32 accumulator fragments of 16x16, 4 steps of 16 positions). The product
+//   (K ⊙ ā)^T V (2 f32 accumulator fragments of 16x16, 4 steps of 16 positions per slice). The product
 //   goes through f32 workgroup memory into the registers: C = exp(g + m_prev - m) C + P, stored
 //   to the boundary. n sums the f32 k ⊙ ā over positions (subgroupAdd per column). Workgroup
-//   memory: 36,368 bytes. Every workgroup variable is a multiple of 16 bytes: the driver may lay
+//   memory: 37,136 bytes. Every workgroup variable is a multiple of 16 bytes: the driver may lay
 //   them out in any order, and the matrix loads and stores need 16-byte aligned rows (a 4-byte
 //   variable placed first shifted the stored product by one column on the H100).
 // Grid: (ceil(dqk / 64), ceil(dv / 64), heads in the band); head = head0 + z.
 // Precision: k ⊙ ā and v rounded to f16 for the product, f32 accumulation; C, n, m, the gates
 //   and the decay in f32. Only the f16-weight mode uses it.
 // Requires: SHADER_F16, SUBGROUP, EXPERIMENTAL_COOPERATIVE_MATRIX with 16x16x16 f16 -> f32, and
-//   36,368 bytes of workgroup memory.
+//   37,136 bytes of workgroup memory.
 
 enable f16;
 enable wgpu_cooperative_matrix;
@@ -65,7 +67,7 @@ var<workgroup> kst: array<f16, 4608>; // [64 q][LDS]: (k ⊙ ā)^T (this tile's 
 var<workgroup> vst: array<f16, 4608>; // [64 v][LDS]: v^T (this tile's dv columns x positions)
 var<workgroup> pf: array<f32, 4352>; // [64 q][SLD]: the chunk's product
 var<workgroup> nsum: array<f32, 64>; // sum over the chunk of k ⊙ ā, per q
-var<workgroup> av: array<f32, 64>;   // i~_s - b_s (NEG past the chunk)
+var<workgroup> av: array<f32, 256>;  // i~_s - b_s (NEG past the chunk; chunk <= 256)
 var<workgroup> glast: array<f32, 4>; // [0]: b at the chunk's last position (16 bytes, see above)
 
 // Number of valid elements (0..4) of the four starting at idx below limit.
@@ -135,6 +137,37 @@ fn update4(c: vec4<f32>, gbar: f32, out: u32, h: u32, q: u32, ql: u32, v: u32, v
     return r;
 }
 
+// One 64-position slice of k and v in registers (the staging role below): positions lane and
+// lane + 32 of the slice, columns cg .. cg + 7 of both tiles.
+struct Slice64 {
+    k0: vec4<f32>,
+    k1: vec4<f32>,
+    k2: vec4<f32>,
+    k3: vec4<f32>,
+    v0: vec4<f32>,
+    v1: vec4<f32>,
+    v2: vec4<f32>,
+    v3: vec4<f32>,
+}
+
+// The slice of positions t .. t + 64 of which the first `valid` exist; kc / vc the columns, nk* /
+// nv* their counts.
+fn fetch(t: u32, valid: u32, lane: u32, kc: u32, vc: u32, nk0: u32, nk1: u32, nv0: u32, nv1: u32) -> Slice64 {
+    let s1 = lane + 32u;
+    let e0 = (t + lane) * p.proj_stride;
+    let e1 = (t + s1) * p.proj_stride;
+    var r: Slice64;
+    r.k0 = ld_proj(e0 + kc, select(0u, nk0, lane < valid));
+    r.k1 = ld_proj(e0 + kc + 4u, select(0u, nk1, lane < valid));
+    r.k2 = ld_proj(e1 + kc, select(0u, nk0, s1 < valid));
+    r.k3 = ld_proj(e1 + kc + 4u, select(0u, nk1, s1 < valid));
+    r.v0 = ld_proj(e0 + vc, select(0u, nv0, lane < valid));
+    r.v1 = ld_proj(e0 + vc + 4u, select(0u, nv1, lane < valid));
+    r.v2 = ld_proj(e1 + vc, select(0u, nv0, s1 < valid));
+    r.v3 = ld_proj(e1 + vc + 4u, select(0u, nv1, s1 < valid));
+    return r;
+}
+
 @compute @workgroup_size(256)
 fn main(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -166,8 +199,8 @@ fn main(
     }
     var m_prev = mb[p.c_begin * p.num_heads + h];
 
-    // Staging role (by subgroup): positions lane and lane + 32, columns cg .. cg + 7 of both
-    // tiles (two vec4 each: kr0/kr1 at lane, kr2/kr3 at lane + 32).
+    // Staging role (by subgroup): positions lane and lane + 32 of a 64-position slice, columns
+    // cg .. cg + 7 of both tiles (two vec4 each: k0/k1 at lane, k2/k3 at lane + 32).
     let cg = sg * 8u;
     let nk0 = cnt(p.dqk, qt + cg);
     let nk1 = cnt(p.dqk, qt + cg + 4u);
@@ -177,17 +210,11 @@ fn main(
     let vc = p.v_col + h * p.dv + vt + cg;
     let s1 = lane + 32u;
 
-    // The first chunk into registers.
+    // The first slice of the first chunk into registers, and that chunk's gates (one position
+    // per invocation: chunk <= 256).
     var t0 = p.c_begin * p.chunk;
     var len = min(p.chunk, p.tokens - t0);
-    var kr0 = ld_proj((t0 + lane) * p.proj_stride + kc, select(0u, nk0, lane < len));
-    var kr1 = ld_proj((t0 + lane) * p.proj_stride + kc + 4u, select(0u, nk1, lane < len));
-    var kr2 = ld_proj((t0 + s1) * p.proj_stride + kc, select(0u, nk0, s1 < len));
-    var kr3 = ld_proj((t0 + s1) * p.proj_stride + kc + 4u, select(0u, nk1, s1 < len));
-    var vr0 = ld_proj((t0 + lane) * p.proj_stride + vc, select(0u, nv0, lane < len));
-    var vr1 = ld_proj((t0 + lane) * p.proj_stride + vc + 4u, select(0u, nv1, lane < len));
-    var vr2 = ld_proj((t0 + s1) * p.proj_stride + vc, select(0u, nv0, s1 < len));
-    var vr3 = ld_proj((t0 + s1) * p.proj_stride + vc + 4u, select(0u, nv1, s1 < len));
+    var nx = fetch(t0, len, lane, kc, vc, nk0, nk1, nv0, nv1);
     var gbv = 0.0;
     var giv = 0.0;
     if (lid < len) {
@@ -198,35 +225,90 @@ fn main(
     let qb = (sg % 4u) * 16u; // this subgroup's dqk rows
     let vp = (sg / 4u) * 32u; // and dv columns
     for (var ci = p.c_begin; ci < p.c_end; ci++) {
+        let clen = len; // this chunk's length (len moves on to the next chunk's while fetching)
+        let ct0 = t0;
         // Gate statistics of the chunk.
-        if (lid < 64u) {
-            av[lid] = select(NEG, giv - gbv, lid < len);
-            if (lid + 1u == len) {
-                glast[0] = gbv;
-            }
+        av[lid] = select(NEG, giv - gbv, lid < clen);
+        if (lid + 1u == clen) {
+            glast[0] = gbv;
         }
         workgroupBarrier();
         let g = glast[0];
-        let amax = subgroupMax(max(av[lane], av[lane + 32u]));
+        var amax_part = max(av[lane], av[s1]);
+        for (var e = 64u; e < clen; e += 32u) {
+            amax_part = max(amax_part, av[e + lane]);
+        }
+        let amax = subgroupMax(amax_part);
         let m_new = max(g + m_prev, g + amax);
         let gbar = exp(g + m_prev - m_new);
-        let a0 = exp(g + av[lane] - m_new);
-        let a1 = exp(g + av[s1] - m_new);
-        let k0 = kr0 * a0;
-        let k1 = kr1 * a0;
-        let k2 = kr2 * a1;
-        let k3 = kr3 * a1;
-        put_kt(cg, lane, k0);
-        put_kt(cg + 4u, lane, k1);
-        put_kt(cg, s1, k2);
-        put_kt(cg + 4u, s1, k3);
-        put_vt(cg, lane, vr0);
-        put_vt(cg + 4u, lane, vr1);
-        put_vt(cg, s1, vr2);
-        put_vt(cg + 4u, s1, vr3);
-        // n: the f32 column sums over the chunk's positions (this subgroup holds all 64).
-        let ns0 = subgroupAdd(k0 + k2);
-        let ns1 = subgroupAdd(k1 + k3);
+
+        // P = (K ⊙ ā)^T V over the chunk's 64-position slices: A[q][s] = kst[q][s] (row-major),
+        // B[s][v] = vst[v][s] (column-major); n sums the f32 k ⊙ ā (subgroupAdd per column).
+        var p0 = coop_mat16x16<f32, C>();
+        var p1 = coop_mat16x16<f32, C>();
+        var ns0 = vec4<f32>();
+        var ns1 = vec4<f32>();
+        for (var sl = 0u; sl < clen; sl += 64u) {
+            if (sl > 0u) {
+                // The previous slice's product has read kst and vst.
+                workgroupBarrier();
+            }
+            let cur = nx;
+            let a0 = exp(g + av[sl + lane] - m_new);
+            let a1 = exp(g + av[sl + s1] - m_new);
+            let k0 = cur.k0 * a0;
+            let k1 = cur.k1 * a0;
+            let k2 = cur.k2 * a1;
+            let k3 = cur.k3 * a1;
+            put_kt(cg, lane, k0);
+            put_kt(cg + 4u, lane, k1);
+            put_kt(cg, s1, k2);
+            put_kt(cg + 4u, s1, k3);
+            put_vt(cg, lane, cur.v0);
+            put_vt(cg + 4u, lane, cur.v1);
+            put_vt(cg, s1, cur.v2);
+            put_vt(cg + 4u, s1, cur.v3);
+            ns0 += subgroupAdd(k0 + k2);
+            ns1 += subgroupAdd(k1 + k3);
+            workgroupBarrier();
+
+            // The next slice (of this chunk, or the next chunk's first with its gates) into
+            // registers while this one is multiplied.
+            let sn = sl + 64u;
+            if (sn < clen) {
+                nx = fetch(ct0 + sn, clen - sn, lane, kc, vc, nk0, nk1, nv0, nv1);
+            } else if (ci + 1u < p.c_end) {
+                t0 = (ci + 1u) * p.chunk;
+                len = min(p.chunk, p.tokens - t0);
+                nx = fetch(t0, len, lane, kc, vc, nk0, nk1, nv0, nv1);
+                if (lid < len) {
+                    gbv = gb[h * p.tokens + t0 + lid];
+                    giv = gi[h * p.tokens + t0 + lid];
+                }
+            }
+
+            let x0 = coopLoadT<coop_mat16x16<f16, A>>(&kst[qb * LDS + 0u], LDS);
+            let y00 = coopLoad<coop_mat16x16<f16, B>>(&vst[vp * LDS + 0u], LDS);
+            let y10 = coopLoad<coop_mat16x16<f16, B>>(&vst[(vp + 16u) * LDS + 0u], LDS);
+            p0 = coopMultiplyAdd(x0, y00, p0);
+            p1 = coopMultiplyAdd(x0, y10, p1);
+            let x1 = coopLoadT<coop_mat16x16<f16, A>>(&kst[qb * LDS + 16u], LDS);
+            let y01 = coopLoad<coop_mat16x16<f16, B>>(&vst[vp * LDS + 16u], LDS);
+            let y11 = coopLoad<coop_mat16x16<f16, B>>(&vst[(vp + 16u) * LDS + 16u], LDS);
+            p0 = coopMultiplyAdd(x1, y01, p0);
+            p1 = coopMultiplyAdd(x1, y11, p1);
+            let x2 = coopLoadT<coop_mat16x16<f16, A>>(&kst[qb * LDS + 32u], LDS);
+            let y02 = coopLoad<coop_mat16x16<f16, B>>(&vst[vp * LDS + 32u], LDS);
+            let y12 = coopLoad<coop_mat16x16<f16, B>>(&vst[(vp + 16u) * LDS + 32u], LDS);
+            p0 = coopMultiplyAdd(x2, y02, p0);
+            p1 = coopMultiplyAdd(x2, y12, p1);
+            let x3 = coopLoadT<coop_mat16x16<f16, A>>(&kst[qb * LDS + 48u], LDS);
+            let y03 = coopLoad<coop_mat16x16<f16, B>>(&vst[vp * LDS + 48u], LDS);
+            let y13 = coopLoad<coop_mat16x16<f16, B>>(&vst[(vp + 16u) * LDS + 48u], LDS);
+            p0 = coopMultiplyAdd(x3, y03, p0);
+            p1 = coopMultiplyAdd(x3, y13, p1);
+        }
+        // n: the column sums (this subgroup holds all the chunk's positions of its 8 columns).
         if (lane == 0u) {
             nsum[cg] = ns0.x;
             nsum[cg + 1u] = ns0.y;
@@ -237,50 +319,6 @@ fn main(
             nsum[cg + 6u] = ns1.z;
             nsum[cg + 7u] = ns1.w;
         }
-        workgroupBarrier();
-
-        // The next chunk into registers while this one is multiplied.
-        let cn = ci + 1u;
-        if (cn < p.c_end) {
-            t0 = cn * p.chunk;
-            len = min(p.chunk, p.tokens - t0);
-            kr0 = ld_proj((t0 + lane) * p.proj_stride + kc, select(0u, nk0, lane < len));
-            kr1 = ld_proj((t0 + lane) * p.proj_stride + kc + 4u, select(0u, nk1, lane < len));
-            kr2 = ld_proj((t0 + s1) * p.proj_stride + kc, select(0u, nk0, s1 < len));
-            kr3 = ld_proj((t0 + s1) * p.proj_stride + kc + 4u, select(0u, nk1, s1 < len));
-            vr0 = ld_proj((t0 + lane) * p.proj_stride + vc, select(0u, nv0, lane < len));
-            vr1 = ld_proj((t0 + lane) * p.proj_stride + vc + 4u, select(0u, nv1, lane < len));
-            vr2 = ld_proj((t0 + s1) * p.proj_stride + vc, select(0u, nv0, s1 < len));
-            vr3 = ld_proj((t0 + s1) * p.proj_stride + vc + 4u, select(0u, nv1, s1 < len));
-            if (lid < len) {
-                gbv = gb[h * p.tokens + t0 + lid];
-                giv = gi[h * p.tokens + t0 + lid];
-            }
-        }
-
-        // P = (K ⊙ ā)^T V: A[q][s] = kst[q][s] (row-major), B[s][v] = vst[v][s] (column-major).
-        var p0 = coop_mat16x16<f32, C>();
-        var p1 = coop_mat16x16<f32, C>();
-        let x0 = coopLoadT<coop_mat16x16<f16, A>>(&kst[qb * LDS + 0u], LDS);
-        let y00 = coopLoad<coop_mat16x16<f16, B>>(&vst[vp * LDS + 0u], LDS);
-        let y10 = coopLoad<coop_mat16x16<f16, B>>(&vst[(vp + 16u) * LDS + 0u], LDS);
-        p0 = coopMultiplyAdd(x0, y00, p0);
-        p1 = coopMultiplyAdd(x0, y10, p1);
-        let x1 = coopLoadT<coop_mat16x16<f16, A>>(&kst[qb * LDS + 16u], LDS);
-        let y01 = coopLoad<coop_mat16x16<f16, B>>(&vst[vp * LDS + 16u], LDS);
-        let y11 = coopLoad<coop_mat16x16<f16, B>>(&vst[(vp + 16u) * LDS + 16u], LDS);
-        p0 = coopMultiplyAdd(x1, y01, p0);
-        p1 = coopMultiplyAdd(x1, y11, p1);
-        let x2 = coopLoadT<coop_mat16x16<f16, A>>(&kst[qb * LDS + 32u], LDS);
-        let y02 = coopLoad<coop_mat16x16<f16, B>>(&vst[vp * LDS + 32u], LDS);
-        let y12 = coopLoad<coop_mat16x16<f16, B>>(&vst[(vp + 16u) * LDS + 32u], LDS);
-        p0 = coopMultiplyAdd(x2, y02, p0);
-        p1 = coopMultiplyAdd(x2, y12, p1);
-        let x3 = coopLoadT<coop_mat16x16<f16, A>>(&kst[qb * LDS + 48u], LDS);
-        let y03 = coopLoad<coop_mat16x16<f16, B>>(&vst[vp * LDS + 48u], LDS);
-        let y13 = coopLoad<coop_mat16x16<f16, B>>(&vst[(vp + 16u) * LDS + 48u], LDS);
-        p0 = coopMultiplyAdd(x3, y03, p0);
-        p1 = coopMultiplyAdd(x3, y13, p1);
         store_pf(p0, qb * SLD + vp, SLD);
         store_pf(p1, qb * SLD + vp + 16u, SLD);
         workgroupBarrier();

@@ -7,8 +7,8 @@
 // Bindings (group 0): 0 uniform Params; 1 proj: array<f32> [tokens, proj_stride] (read);
 //   2 bias: array<f32> [2 * num_heads], input-gate biases then forget-gate biases (read);
 //   3 gi: array<f32> [num_heads, tokens] (read_write); 4 gb: array<f32> [num_heads, tokens] (read_write).
-// Workgroup: 64 invocations, one per chunk position (chunk <= 64); the cumsum is a serial loop of
-//   at most 64 adds by one invocation, which is negligible next to the chunk kernels.
+// Workgroup: 256 invocations, one per chunk position (chunk <= 256); the cumsum is a serial loop
+//   of at most 256 adds by one invocation, which is negligible next to the chunk kernels.
 // Grid: (number of chunks, num_heads, 1).
 // Precision: f32.
 
@@ -29,7 +29,7 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> gi: array<f32>;
 @group(0) @binding(4) var<storage, read_write> gb: array<f32>;
 
-var<workgroup> flog: array<f32, 64>;
+var<workgroup> flog: array<f32, 256>;
 
 fn soft_cap(v: f32, cap: f32) -> f32 {
     if (cap <= 0.0) {
@@ -50,7 +50,7 @@ fn log_sigmoid(v: f32) -> f32 {
     return min(v, 0.0) - log1p_small(exp(-abs(v)));
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) s: u32) {
     let c = wid.x;
     let h = wid.y;

@@ -310,8 +310,8 @@ knobs! {
         at session.schedule.chunk_size,
         bounds Some((1, xlstm_wgpu::ops::MAX_CHUNK)),
         affects (prefill true, decode false),
-        values |_| vec![8, 16, 32, 64],
-        help "Chunk length of the chunkwise mLSTM prefill (1..=64).";
+        values |_| vec![8, 16, 32, 64, 128, 256],
+        help "Chunk length of the chunkwise mLSTM prefill (1..=256).";
     HeadsPerBand heads_per_band: usize, short "band",
         at session.schedule.heads_per_band,
         bounds Some((0, 1 << 16)),
