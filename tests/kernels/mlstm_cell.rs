@@ -197,6 +197,15 @@ pub(crate) fn chunk_gate_magnitude(x: &CellInputs, chunk: Option<usize>) -> f32 
     worst
 }
 
+/// The absolute tolerance of the final stabiliser m: it carries a chunk's sum of log forget gates,
+/// summed in f32 over up to `chunk` terms (in any order: a scan on one adapter, a loop on
+/// another), so its rounding bound is (terms) * u * sum|log f| (first order), plus 1e-5. At chunk
+/// 256 (131 tokens) the H200 differed from the f64 reference by 4e-5 there, beyond a fixed 1e-5.
+pub(crate) fn m_tolerance(x: &CellInputs, chunk: Option<usize>) -> f32 {
+    let terms = chunk.unwrap_or(1).min(x.t) as f32;
+    1e-5 + terms * U * chunk_gate_magnitude(x, chunk)
+}
+
 /// |got - want| <= 1e-6 * max|want| + k * u * cond, elementwise; returns max err / (u * cond).
 #[track_caller]
 pub(crate) fn check_cond(what: &str, got: &[f32], want: &[f32], cond: &[f32], k: f32) -> f32 {
@@ -259,7 +268,13 @@ pub(crate) fn compare_cell(what: &str, x: &CellInputs, chunk: Option<usize>, got
         k,
     ));
     // m is a log-space stabiliser: compare absolutely (an offset of d rescales C and n by e^-d).
-    check(&format!("{what}: m"), &got.state.m, &want.state.m, 1e-5, 1e-6);
+    check(
+        &format!("{what}: m"),
+        &got.state.m,
+        &want.state.m,
+        m_tolerance(x, chunk),
+        1e-6,
+    );
     if std::env::var_os("KERNELS_VERBOSE").is_some() {
         eprintln!("[kernels]   {what}: max err / (u * cond) = {r:.1} (allowed {k:.0})");
     }
@@ -280,7 +295,13 @@ pub(crate) fn compare_cell_f16(what: &str, x: &CellInputs, chunk: Option<usize>,
     let k = CELL_K16 + (CELL_K + chunk_gate_magnitude(x, chunk)) * U / U16;
     let mut r = 0.0f32;
     // The final state first: a wrong state shows there before it spoils h.
-    check(&format!("{what}: m"), &got.state.m, &want.state.m, 1e-5, 1e-6);
+    check(
+        &format!("{what}: m"),
+        &got.state.m,
+        &want.state.m,
+        m_tolerance(x, chunk),
+        1e-6,
+    );
     for (name, g, w, cd) in [
         ("C", &got.state.c, &want.state.c, &cond.c),
         ("n", &got.state.n, &want.state.n, &cond.n),

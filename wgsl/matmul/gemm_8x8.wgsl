@@ -35,18 +35,23 @@ struct Params {
 var<workgroup> xs: array<array<vec4<f32>, 32>, 16>;
 var<workgroup> ws: array<array<vec4<f32>, 32>, 16>;
 
-// Eight activations x[t, k .. k + 8] (zero outside the input), k a multiple of 8.
-fn load_x8(t: u32, k: u32) -> mat2x4<f32> {
-    var m = mat2x4<f32>();
-    if (t < p.tokens) {
-        let e = p.x_offset + t * p.x_stride + k;
-        for (var j = 0u; j < 8u; j++) {
-            if (k + j < p.k) {
-                m[j / 4u][j % 4u] = x[e + j];
-            }
-        }
+fn load_x1(e: u32, k: u32) -> f32 {
+    if (k < p.k) {
+        return x[e];
     }
-    return m;
+    return 0.0;
+}
+
+// Eight activations x[t, k .. k + 8] (zero outside the input), k a multiple of 8. Written out
+// element by element: a dynamically indexed local would live in slow local memory.
+fn load_x8(t: u32, k: u32) -> mat2x4<f32> {
+    if (t >= p.tokens) {
+        return mat2x4<f32>();
+    }
+    let e = p.x_offset + t * p.x_stride + k;
+    return mat2x4<f32>(
+        vec4<f32>(load_x1(e, k), load_x1(e + 1u, k + 1u), load_x1(e + 2u, k + 2u), load_x1(e + 3u, k + 3u)),
+        vec4<f32>(load_x1(e + 4u, k + 4u), load_x1(e + 5u, k + 5u), load_x1(e + 6u, k + 6u), load_x1(e + 7u, k + 7u)));
 }
 
 // Eight weights W[r, k .. k + 8] (zero outside the part), dequantized.
@@ -81,15 +86,29 @@ fn store_row(t: u32, r0: u32, acc: vec4<f32>) {
 
 // Stages one token's (or row's) eight values at k .. k + 8 of the slice, transposed.
 fn put_x(i: u32, kk: u32, m: mat2x4<f32>) {
-    for (var j = 0u; j < 8u; j++) {
-        xs[kk + j][i / 4u][i % 4u] = m[j / 4u][j % 4u];
-    }
+    let q = i / 4u;
+    let c = i % 4u;
+    xs[kk][q][c] = m[0].x;
+    xs[kk + 1u][q][c] = m[0].y;
+    xs[kk + 2u][q][c] = m[0].z;
+    xs[kk + 3u][q][c] = m[0].w;
+    xs[kk + 4u][q][c] = m[1].x;
+    xs[kk + 5u][q][c] = m[1].y;
+    xs[kk + 6u][q][c] = m[1].z;
+    xs[kk + 7u][q][c] = m[1].w;
 }
 
 fn put_w(i: u32, kk: u32, m: mat2x4<f32>) {
-    for (var j = 0u; j < 8u; j++) {
-        ws[kk + j][i / 4u][i % 4u] = m[j / 4u][j % 4u];
-    }
+    let q = i / 4u;
+    let c = i % 4u;
+    ws[kk][q][c] = m[0].x;
+    ws[kk + 1u][q][c] = m[0].y;
+    ws[kk + 2u][q][c] = m[0].z;
+    ws[kk + 3u][q][c] = m[0].w;
+    ws[kk + 4u][q][c] = m[1].x;
+    ws[kk + 5u][q][c] = m[1].y;
+    ws[kk + 6u][q][c] = m[1].z;
+    ws[kk + 7u][q][c] = m[1].w;
 }
 
 @compute @workgroup_size(256)
