@@ -38,7 +38,7 @@ pub(super) const GEMV_HEAD_NORM_WORKGROUP_BYTES: u32 = (GEMV_HEAD_NORM_MAX_INPUT
 const GEMV_HEAD_NORM_ROWS: usize = 16;
 
 params! {
-    struct GemmParams for ["gemm", "gemm_coop"] {
+    struct GemmParams for ["gemm", "gemm_8x8", "gemm_coop"] {
         tokens: u32,
         n: u32,
         k: u32,
@@ -55,7 +55,7 @@ params! {
 }
 
 params! {
-    struct GemvParams for ["gemv"] {
+    struct GemvParams for ["gemv", "gemv_subgroup"] {
         n: u32,
         k: u32,
         kp: u32,
