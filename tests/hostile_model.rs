@@ -558,12 +558,12 @@ fn an_out_of_range_tuned_entry_is_ignored_with_a_warning() {
     );
     assert!(out.status.success(), "tune: {}", String::from_utf8_lossy(&out.stderr));
     let mut store: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
-    store["entries"][0]["settings"]["chunk_size"] = json!(65);
+    store["entries"][0]["settings"]["chunk_size"] = json!(300);
     std::fs::write(&file, serde_json::to_vec(&store).unwrap()).unwrap();
     let out = generate_with_cache(cache.path());
-    assert_ignored_with_one_warning(&out, &file, "chunk_size 65");
+    assert_ignored_with_one_warning(&out, &file, "chunk_size 300");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("chunk_size 65"), "{stderr}");
+    assert!(stderr.contains("chunk_size 300"), "{stderr}");
 }
 
 #[cfg(unix)]
