@@ -1,7 +1,8 @@
 // gemm_8x8.wgsl — prefill projections on adapters without matrix units, for long segments:
 //   y[t, y_col + n] (+)= sum_k x[t, k] * W[n, k]  (nn.Linear, y = x W^T), as gemm.wgsl.
 //
-// Bindings, parameters and epilogue: those of gemm.wgsl (the host's GemmParams).
+// Bindings, parameters and epilogue: those of gemm.wgsl (the host's GemmParams), except that x is
+//   bound as array<vec4<f32>> (read in 16-byte loads where its rows are aligned).
 // Workgroup: 256 invocations computing a 128 (tokens) x 128 (rows) tile, 8 x 8 outputs per
 //   invocation (tokens ty*4 .. +3 and 64 + ty*4 .. +3, rows tx*4 .. +3 and 64 + tx*4 .. +3, so
 //   the four workgroup-memory vector loads of a step fall in distinct banks); per step of k that
@@ -28,7 +29,7 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 
 // Four consecutive tokens (xs) or rows (ws) per vector: [k][token / 4], [k][row / 4].
@@ -37,18 +38,23 @@ var<workgroup> ws: array<array<vec4<f32>, 32>, 16>;
 
 fn load_x1(e: u32, k: u32) -> f32 {
     if (k < p.k) {
-        return x[e];
+        return x[e / 4u][e % 4u];
     }
     return 0.0;
 }
 
-// Eight activations x[t, k .. k + 8] (zero outside the input), k a multiple of 8. Written out
-// element by element: a dynamically indexed local would live in slow local memory.
+// Eight activations x[t, k .. k + 8] (zero outside the input), k a multiple of 8: two 16-byte
+// loads where the row is 16-byte aligned and the eight lie inside it, else element by element
+// (written out: a dynamically indexed local would live in slow local memory).
 fn load_x8(t: u32, k: u32) -> mat2x4<f32> {
     if (t >= p.tokens) {
         return mat2x4<f32>();
     }
     let e = p.x_offset + t * p.x_stride + k;
+    // `&`, not `&&`: naga lowers a short-circuit through a local variable and a branch.
+    if ((e % 4u == 0u) & (k + 8u <= p.k)) {
+        return mat2x4<f32>(x[e / 4u], x[e / 4u + 1u]);
+    }
     return mat2x4<f32>(
         vec4<f32>(load_x1(e, k), load_x1(e + 1u, k + 1u), load_x1(e + 2u, k + 2u), load_x1(e + 3u, k + 3u)),
         vec4<f32>(load_x1(e + 4u, k + 4u), load_x1(e + 5u, k + 5u), load_x1(e + 6u, k + 6u), load_x1(e + 7u, k + 7u)));
