@@ -7,79 +7,19 @@
 //!
 //! The TUI test needs tmux (ci/setup installs it); without it the test is skipped outside CI.
 
+mod common;
+
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
-use tempfile::TempDir;
 use xlstm_wgpu::telemetry::status::{write_record, StatusRecord};
 
-const XLSTM: &str = env!("CARGO_BIN_EXE_xlstm");
 const XLTOP: &str = env!("CARGO_BIN_EXE_xltop");
 const TIMEOUT: Duration = Duration::from_secs(120);
 
-/// A long `xlstm generate` in its own runtime directory, killed if the test fails.
-struct Run {
-    child: Child,
-    dir: TempDir,
-}
-
-impl Run {
-    fn start() -> Run {
-        let dir = tempfile::tempdir().unwrap();
-        let model = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("models")
-            .join("xlstm-large-mini");
-        let child = Command::new(XLSTM)
-            .args([
-                "generate",
-                "--max-new-tokens",
-                "1000000",
-                "--ignore-eos",
-                "--mem-every",
-                "100",
-                "--model",
-            ])
-            .arg(&model)
-            .env("XLSTM_RUNTIME_DIR", dir.path())
-            .env_remove("XLSTM_MEM_WATCHDOG")
-            .env_remove("XLSTM_TELEMETRY")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting xlstm generate");
-        Run { child, dir }
-    }
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-    fn rt(&self) -> &Path {
-        self.dir.path()
-    }
-    /// Waits for the process to exit; returns its exit code and stderr.
-    fn wait(mut self) -> (Option<i32>, String) {
-        let t0 = Instant::now();
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                let mut err = String::new();
-                if let Some(mut e) = self.child.stderr.take() {
-                    let _ = std::io::Read::read_to_string(&mut e, &mut err);
-                }
-                return (st.code(), err);
-            }
-            assert!(t0.elapsed() < TIMEOUT, "xlstm generate did not stop");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Run {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+type Run = common::generate_run::GenerateRun;
 
 fn xltop(rt: &Path, args: &[&str]) -> Output {
     Command::new(XLTOP)
@@ -191,7 +131,7 @@ fn json_lists_a_running_generate_and_stdin_commands_reach_it() {
     writeln!(stdin, "bogus 1").unwrap();
     writeln!(stdin, "kill {pid}").unwrap();
     stdin.flush().unwrap();
-    let (code, err) = run.wait();
+    let (code, err) = run.wait(TIMEOUT);
     assert_eq!(code, Some(4), "{err}");
     assert!(
         err.contains("xlstm: error: stopped: stop requested (xltop); stopped at a safe point"),
@@ -427,7 +367,7 @@ fn the_tui_renders_in_a_real_terminal_and_its_keys_work() {
     tmux.keys(&["K"]);
     tmux.wait_screen("the kill prompt", |s| s.contains("Kill pid:"));
     tmux.keys(&["Enter"]);
-    let (code, err) = run.wait();
+    let (code, err) = run.wait(TIMEOUT);
     assert_eq!(code, Some(4), "{err}");
     tmux.wait_screen("the process to go", |s| {
         s.contains("no xlstm process running") && s.contains("0 running")

@@ -10,6 +10,8 @@
 //! it the test is skipped outside CI. The screenshot is written to
 //! `<target>/tmp/xltop-dashboard.png`.
 
+mod common;
+
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -19,74 +21,10 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
-const XLSTM: &str = env!("CARGO_BIN_EXE_xlstm");
 const XLTOP: &str = env!("CARGO_BIN_EXE_xltop");
 const TIMEOUT: Duration = Duration::from_secs(40);
 
-/// A long `xlstm generate` in its own runtime directory, killed if the test fails.
-struct Run {
-    child: Child,
-    dir: TempDir,
-}
-
-impl Run {
-    fn start() -> Run {
-        let dir = tempfile::tempdir().unwrap();
-        let model = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("models")
-            .join("xlstm-large-mini");
-        let child = Command::new(XLSTM)
-            .args([
-                "generate",
-                "--max-new-tokens",
-                "1000000",
-                "--ignore-eos",
-                "--mem-every",
-                "100",
-                "--model",
-            ])
-            .arg(&model)
-            .env("XLSTM_RUNTIME_DIR", dir.path())
-            .env_remove("XLSTM_MEM_WATCHDOG")
-            .env_remove("XLSTM_TELEMETRY")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting xlstm generate");
-        Run { child, dir }
-    }
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-    fn rt(&self) -> &Path {
-        self.dir.path()
-    }
-    fn running(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
-    /// Waits for the process to exit; returns its exit code and stderr.
-    fn wait(mut self) -> (Option<i32>, String) {
-        let t0 = Instant::now();
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                let mut err = String::new();
-                if let Some(mut e) = self.child.stderr.take() {
-                    let _ = e.read_to_string(&mut err);
-                }
-                return (st.code(), err);
-            }
-            assert!(t0.elapsed() < TIMEOUT, "xlstm generate did not stop");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Run {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+type Run = common::generate_run::GenerateRun;
 
 /// A running `xltop --serve` on a port the system picked, with the token it printed.
 struct Serve {
@@ -570,7 +508,7 @@ fn actions_need_the_token_and_this_servers_origin_and_kill_works_with_it() {
             .starts_with(&format!("stop sent to {pid}")),
         "{answer}"
     );
-    let (code, err) = run.wait();
+    let (code, err) = run.wait(TIMEOUT);
     assert_eq!(code, Some(4), "{err}");
     serve.wait_line(&format!("stop sent to {pid}"));
     let t0 = Instant::now();

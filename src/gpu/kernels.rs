@@ -43,8 +43,14 @@ macro_rules! wgsl {
 pub const SOURCES: &[KernelSource] = &[
     wgsl!("embed", "elementwise/embed.wgsl" + "matmul/weight_formats.wgsl"),
     wgsl!("rms_norm", "norms/rms_norm.wgsl"),
-    wgsl!("gemm", "matmul/gemm.wgsl" + "matmul/weight_formats.wgsl"),
-    wgsl!("gemm_8x8", "matmul/gemm_8x8.wgsl" + "matmul/weight_formats.wgsl"),
+    wgsl!(
+        "gemm",
+        "matmul/gemm.wgsl" + "matmul/weight_formats.wgsl" + "matmul/gemm_store.wgsl"
+    ),
+    wgsl!(
+        "gemm_8x8",
+        "matmul/gemm_8x8.wgsl" + "matmul/weight_formats.wgsl" + "matmul/gemm_store.wgsl"
+    ),
     wgsl!("gemm_coop", "matmul/gemm_coop.wgsl" + "matmul/weight_formats.wgsl"),
     wgsl!("dequant_f16", "matmul/dequant_f16.wgsl" + "matmul/weight_formats.wgsl"),
     wgsl!(

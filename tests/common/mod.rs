@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod compare;
+pub mod generate_run;
 pub mod score;
 pub mod strided;
 

@@ -7,7 +7,7 @@
 // Workgroup: 256 invocations computing a 64 (tokens) x 64 (rows) tile, 4 x 4 per invocation,
 //   K staged through workgroup memory in slices of 32 (16 KiB).
 // Grid: (ceil(n / 64), ceil(tokens / 64), 1).
-// Epilogue: accumulate != 0 adds into y (residual connections); soft_cap > 0 applies
+// Epilogue (gemm_store.wgsl, appended): accumulate != 0 adds into y (residual connections); soft_cap > 0 applies
 //   cap * tanh(v / cap) (the output logit cap).
 // Precision: weights in any format (WEIGHT_FORMAT), dequantized to f32; activations and accumulation f32.
 // This is the portable tiled path that every adapter runs.
@@ -41,28 +41,6 @@ fn load_x(t: u32, k: u32) -> f32 {
         return x[p.x_offset + t * p.x_stride + k];
     }
     return 0.0;
-}
-
-fn store_y(t: u32, r: u32, acc: f32) {
-    if (t >= p.tokens || r >= p.n) {
-        return;
-    }
-    let o = p.y_offset + t * p.y_stride + r;
-    var v = acc;
-    if (p.accumulate != 0u) {
-        v += y[o];
-    }
-    if (p.soft_cap > 0.0) {
-        v = p.soft_cap * tanh(v / p.soft_cap);
-    }
-    y[o] = v;
-}
-
-fn store_row(t: u32, r0: u32, acc: vec4<f32>) {
-    store_y(t, r0, acc.x);
-    store_y(t, r0 + 1u, acc.y);
-    store_y(t, r0 + 2u, acc.z);
-    store_y(t, r0 + 3u, acc.w);
 }
 
 @compute @workgroup_size(256)

@@ -1,7 +1,7 @@
 // gemm_8x8.wgsl — prefill projections on adapters without matrix units, for long segments:
 //   y[t, y_col + n] (+)= sum_k x[t, k] * W[n, k]  (nn.Linear, y = x W^T), as gemm.wgsl.
 //
-// Bindings, parameters and epilogue: those of gemm.wgsl (the host's GemmParams), except that x is
+// Bindings, parameters and epilogue (gemm_store.wgsl, appended): those of gemm.wgsl (the host's GemmParams), except that x is
 //   bound as array<vec4<f32>> (read in 16-byte loads where its rows are aligned).
 // Workgroup: 256 invocations computing a 128 (tokens) x 128 (rows) tile, 8 x 8 outputs per
 //   invocation (tokens ty*4 .. +3 and 64 + ty*4 .. +3, rows tx*4 .. +3 and 64 + tx*4 .. +3, so
@@ -66,28 +66,6 @@ fn load_w8(r: u32, k: u32) -> mat2x4<f32> {
         return weights8(r * p.kp + k, p.n, p.kp);
     }
     return mat2x4<f32>();
-}
-
-fn store_y(t: u32, r: u32, acc: f32) {
-    if (t >= p.tokens || r >= p.n) {
-        return;
-    }
-    let o = p.y_offset + t * p.y_stride + r;
-    var v = acc;
-    if (p.accumulate != 0u) {
-        v += y[o];
-    }
-    if (p.soft_cap > 0.0) {
-        v = p.soft_cap * tanh(v / p.soft_cap);
-    }
-    y[o] = v;
-}
-
-fn store_row(t: u32, r0: u32, acc: vec4<f32>) {
-    store_y(t, r0, acc.x);
-    store_y(t, r0 + 1u, acc.y);
-    store_y(t, r0 + 2u, acc.z);
-    store_y(t, r0 + 3u, acc.w);
 }
 
 // Stages one token's (or row's) eight values at k .. k + 8 of the slice, transposed.
