@@ -80,21 +80,33 @@ fn f32_matches_the_official_loss_and_f16_is_close() {
 fn quantized_perplexity_is_within_its_targets() {
     for name in MODELS {
         let (_dir, text) = passage_file(name);
-        let ppl = |dtype: &str| {
-            let out = json(&run(&model_dir(name), &text, &["--dtype", dtype, "--json"]));
-            assert_eq!(out["dtype"], dtype);
-            out["perplexity"].as_f64().unwrap()
-        };
-        let f16 = ppl("f16");
-        for (dtype, limit) in [("q8", 0.005), ("q4", 0.03)] {
-            let q = ppl(dtype);
-            let rel = q / f16 - 1.0;
-            eprintln!("{name}: perplexity f16 {f16:.5}, {dtype} {q:.5} ({:+.3}%)", 100.0 * rel);
-            assert!(
-                rel < limit,
-                "{name}: {dtype} perplexity {q} is {:+.3}% of f16 {f16}",
-                100.0 * rel
-            );
+        // Both the prefill kernels and the decode step (integer dot products where the
+        // adapter has them), each against f16 on the same path.
+        for path in ["prefill", "decode"] {
+            let ppl = |dtype: &str| {
+                let mut args = vec!["--dtype", dtype, "--json"];
+                if path == "decode" {
+                    args.push("--decode");
+                }
+                let out = json(&run(&model_dir(name), &text, &args));
+                assert_eq!(out["dtype"], dtype);
+                assert_eq!(out["path"], path);
+                out["perplexity"].as_f64().unwrap()
+            };
+            let f16 = ppl("f16");
+            for (dtype, limit) in [("q8", 0.005), ("q4", 0.03)] {
+                let q = ppl(dtype);
+                let rel = q / f16 - 1.0;
+                eprintln!(
+                    "{name} {path}: perplexity f16 {f16:.5}, {dtype} {q:.5} ({:+.3}%)",
+                    100.0 * rel
+                );
+                assert!(
+                    rel < limit,
+                    "{name} {path}: {dtype} perplexity {q} is {:+.3}% of f16 {f16}",
+                    100.0 * rel
+                );
+            }
         }
     }
 }

@@ -25,6 +25,10 @@ pub struct Caps {
     /// The adapter offers 16x16x16 cooperative matrices with f16 inputs and f32 accumulators
     /// (NVIDIA and AMD through Vulkan; Apple GPUs offer only 8x8).
     pub coop_16x16_f16: bool,
+    /// Packed 4 x 8-bit integer dot products run as one instruction (Vulkan and DX12 drivers
+    /// expose them on NVIDIA, AMD and Intel GPUs; Metal has none, so naga emulates them there
+    /// and the float path is faster). The quantized decode GEMVs use them (`int-dot` masks it).
+    pub int_dot: bool,
     /// Largest range one storage binding may cover: tensors above it are split.
     pub max_storage_binding: u64,
     pub max_buffer_size: u64,
@@ -82,6 +86,7 @@ impl fmt::Display for Caps {
             yes(self.cooperative_matrix),
             yes(self.coop_16x16_f16)
         )?;
+        writeln!(f, "integer dot    {}", yes(self.int_dot))?;
         writeln!(f, "max storage binding    {} bytes", self.max_storage_binding)?;
         writeln!(f, "max buffer size        {} bytes", self.max_buffer_size)?;
         writeln!(f, "max workgroup storage  {} bytes", self.max_workgroup_storage)?;
@@ -116,7 +121,14 @@ pub(crate) const FEATURE_NAMES: &[&str] = &[
     "pipeline-cache",
     "immediates",
     "coop-matrix",
+    // Not a wgpu feature: the quantized GEMVs' integer dot products (`Caps::int_dot`).
+    "int-dot",
 ];
+
+/// Whether the backend runs WGSL's packed integer dot products natively where the GPU has them.
+fn native_int_dot(backend: wgpu::Backend) -> bool {
+    matches!(backend, wgpu::Backend::Vulkan | wgpu::Backend::Dx12)
+}
 
 pub(crate) fn feature_bits(name: &str) -> wgpu::Features {
     use wgpu::Features as F;
@@ -225,9 +237,10 @@ pub(crate) fn caps_of(
     let info = adapter.get_info();
     let offered = adapter.features();
     let coop = features.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX);
+    let int_dot = native_int_dot(info.backend);
     let disabled = disable
         .iter()
-        .filter(|n| offered.intersects(feature_bits(n)))
+        .filter(|n| offered.intersects(feature_bits(n)) || (n.as_str() == "int-dot" && int_dot))
         .cloned()
         .collect();
     let has = |f: wgpu::Features| features.contains(f);
@@ -254,6 +267,7 @@ pub(crate) fn caps_of(
                     && c.ab_type == wgpu::CooperativeScalarType::F16
                     && c.cr_type == wgpu::CooperativeScalarType::F32
             }),
+        int_dot: int_dot && !disable.iter().any(|n| n == "int-dot"),
         max_storage_binding: binding_limit.map_or(limits.max_storage_buffer_binding_size, |l| {
             l.min(limits.max_storage_buffer_binding_size)
         }),

@@ -46,6 +46,16 @@ impl WeightDtype {
             WeightDtype::Q4 => 3,
         }
     }
+    /// Elements in one 16-byte block of a row (`block_elems()` in weight_formats.wgsl): what a
+    /// weight kernel reads a load.
+    pub fn block_elems(self) -> u32 {
+        match self {
+            WeightDtype::F32 => 4,
+            WeightDtype::F16 => 8,
+            WeightDtype::Q8 => 16,
+            WeightDtype::Q4 => 32,
+        }
+    }
     /// Row stride in elements for `cols` inputs: 8 for the float formats (kernels read 8
     /// weights a load), a whole number of quantization groups for the quantized ones.
     pub fn padded_cols(self, cols: usize) -> usize {

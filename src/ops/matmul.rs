@@ -94,8 +94,8 @@ pub fn matmul(
     for (i, part) in w.parts.iter().enumerate() {
         if tokens == 1 {
             let v = GemvVariant {
-                rows_per_group: wk.gemv_rows,
-                pipeline: &wk.gemv,
+                shape: &wk.gemv_shape,
+                pipelines: &wk.gemv,
                 label: "gemv",
             };
             gemv_part(
@@ -251,8 +251,8 @@ fn staged_part(
 
 /// One of gemv.wgsl's input transforms (plain, RMSNorm, SwiGLU) as compiled.
 struct GemvVariant<'a> {
-    rows_per_group: usize,
-    pipeline: &'a wgpu::ComputePipeline,
+    shape: &'a super::GemvShape,
+    pipelines: &'a super::GemvPipelines<wgpu::ComputePipeline>,
     label: &'static str,
 }
 
@@ -287,12 +287,13 @@ fn gemv_part(
         eps,
     };
     let bufs = [x.buf.clone(), w.part_slice(i), y.buf.clone(), aux.clone()];
+    let (pipeline, row_groups) = v.pipelines.pick(v.shape, w.kp, part.rows);
     pb.dispatch(
         v.label,
-        v.pipeline,
+        pipeline,
         &p,
         &bufs,
-        [groups(part.rows, v.rows_per_group), 1, 1],
+        [groups(part.rows, v.shape.rows(row_groups)), 1, 1],
     )?;
     pb.cost(
         part.buf.len() as f64 + 4.0 * (w.cols + 2 * part.rows) as f64,
@@ -317,8 +318,8 @@ pub fn gemv_rms_norm(
     check_weights("gemv+norm", w)?;
     let wk = ops.weight_kernels(w.dtype)?;
     let v = GemvVariant {
-        rows_per_group: wk.gemv_rows,
-        pipeline: &wk.gemv_norm,
+        shape: &wk.gemv_shape,
+        pipelines: &wk.gemv_norm,
         label: "gemv+norm",
     };
     let input = GemvInput {
@@ -451,8 +452,8 @@ pub fn gemv_swiglu(pb: &mut PlanBuilder, ops: &Ops, u_in: &Rows, w: &GpuMatrix, 
     check_weights("gemv+swiglu", w)?;
     let wk = ops.weight_kernels(w.dtype)?;
     let v = GemvVariant {
-        rows_per_group: wk.gemv_rows,
-        pipeline: &wk.gemv_swiglu,
+        shape: &wk.gemv_shape,
+        pipelines: &wk.gemv_swiglu,
         label: "gemv+swiglu",
     };
     let input = GemvInput {

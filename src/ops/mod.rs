@@ -81,12 +81,11 @@ pub(crate) struct WeightKernels<P> {
     gemm_8x8: P,
     /// The matrix-unit GEMM, where the adapter offers it and the format is not f32.
     gemm_coop: Option<P>,
-    /// The one-token GEMVs (gemv.wgsl: plain, RMSNorm, SwiGLU input) and their rows per
-    /// workgroup.
-    gemv: P,
-    gemv_norm: P,
-    gemv_swiglu: P,
-    gemv_rows: usize,
+    /// The one-token GEMVs (gemv.wgsl: plain, RMSNorm, SwiGLU input) and how they are shaped.
+    gemv: GemvPipelines<P>,
+    gemv_norm: GemvPipelines<P>,
+    gemv_swiglu: GemvPipelines<P>,
+    gemv_shape: GemvShape,
     /// The out-projection GEMV with the head norm and output gate fused (where the adapter has
     /// the workgroup memory for its staged input).
     gemv_head_norm: Option<P>,
@@ -94,6 +93,14 @@ pub(crate) struct WeightKernels<P> {
     /// Expands a quantized part to f16 rows for `gemm_coop_f16` (quantized formats on
     /// adapters with the matrix-unit GEMM).
     dequant_f16: Option<P>,
+}
+
+/// gemv.wgsl compiled for one input transform: `any` takes rows of any width; `streamed`
+/// (quantized formats) holds the variants whose lane groups multiply several row groups in turn,
+/// for rows of at most one block a lane ([`GemvShape::streamed_kp`]), fewest row groups first.
+pub(crate) struct GemvPipelines<P> {
+    any: P,
+    streamed: Vec<(u32, P)>,
 }
 
 /// Compiled pipelines for a model loaded with one `--dtype`: the weight kernels for every matrix
@@ -218,6 +225,8 @@ pub(crate) struct Support {
     coop_gemm: bool,
     coop_chunk: bool,
     gemv_head_norm: bool,
+    /// Native packed integer dot products (`Caps::int_dot`).
+    int_dot: bool,
     /// The subgroup size where the adapter has subgroups of one fixed size.
     subgroup_size: Option<u32>,
 }
@@ -226,13 +235,25 @@ pub(crate) struct Support {
 /// eight rows; `prefetch`: each lane loads its next blocks before multiplying the current ones;
 /// `subgroup`: lane groups are whole subgroups and reduce by subgroup operations
 /// (gemv_reduce_subgroup.wgsl), else through workgroup memory (gemv_reduce_shared.wgsl).
+/// `int_dot`: q8/q4 inputs are rounded to int8 and multiplied by packed integer dot products
+/// (gemv_rows.wgsl's INT_DOT).
 #[derive(Clone, Copy, Debug)]
-struct GemvShape {
+pub(crate) struct GemvShape {
     wg: u32,
     lanes: u32,
     prefetch: bool,
     subgroup: Option<u32>,
+    int_dot: bool,
+    block_elems: u32,
 }
+
+/// Row groups of the streamed GEMV variants (gemv.wgsl's GROUPS).
+const GEMV_STREAM_GROUPS: [u32; 2] = [4, 8];
+/// A streamed variant of G row groups runs on parts of at least G times this many rows (fewer
+/// would leave too few workgroups to fill the GPU). On the H200 in q4 (BENCHMARKS.md,
+/// 2026-12-03 "integer dot products"): 12,304 rows best at 4 groups (1.58 TB/s against 1.03 at
+/// one, 1.21 at eight), 21,888 rows at 8 (1.92 against 1.67 at four).
+const GEMV_STREAM_ROWS_PER_GROUP: usize = 2048;
 
 /// Rows each lane group of gemv.wgsl multiplies (its RPL).
 const GEMV_ROWS_PER_LANE: u32 = 8;
@@ -252,12 +273,36 @@ impl GemvShape {
             lanes,
             prefetch: !format.is_quantized(),
             subgroup: support.subgroup_size.filter(|s| lanes.is_multiple_of(*s)),
+            int_dot: format.is_quantized() && support.int_dot,
+            block_elems: format.block_elems(),
         }
     }
 
-    /// Rows per workgroup.
-    fn rows(&self) -> usize {
-        (self.wg / self.lanes * GEMV_ROWS_PER_LANE) as usize
+    /// Rows per workgroup of a variant with `groups` row groups.
+    pub(crate) fn rows(&self, groups: u32) -> usize {
+        (self.wg / self.lanes * GEMV_ROWS_PER_LANE * groups) as usize
+    }
+
+    /// The widest rows (padded columns) the streamed variants take: one block a lane.
+    pub(crate) fn streamed_kp(&self) -> usize {
+        (self.lanes * self.block_elems) as usize
+    }
+}
+
+impl<P> GemvPipelines<P> {
+    /// The pipeline for a part of `rows` rows of `kp` padded columns, and its row groups.
+    pub(crate) fn pick(&self, shape: &GemvShape, kp: usize, rows: usize) -> (&P, u32) {
+        if kp <= shape.streamed_kp() {
+            if let Some((g, p)) = self
+                .streamed
+                .iter()
+                .rev()
+                .find(|(g, _)| rows >= *g as usize * GEMV_STREAM_ROWS_PER_GROUP)
+            {
+                return (p, *g);
+            }
+        }
+        (&self.any, 1)
     }
 }
 
@@ -267,6 +312,7 @@ impl Support {
             coop_gemm: coop_gemm_supported(caps),
             coop_chunk: coop_chunk_supported(caps),
             gemv_head_norm: caps.max_workgroup_storage >= matmul::GEMV_HEAD_NORM_WORKGROUP_BYTES,
+            int_dot: caps.int_dot,
             subgroup_size: (caps.subgroup && caps.subgroup_min_size == caps.subgroup_max_size)
                 .then_some(caps.subgroup_min_size),
         }
@@ -276,6 +322,7 @@ impl Support {
         coop_gemm: true,
         coop_chunk: true,
         gemv_head_norm: true,
+        int_dot: true,
         subgroup_size: None,
     };
 }
@@ -286,14 +333,17 @@ impl<P> Ops<P> {
         let weight_kernels = |format: WeightDtype| -> Result<WeightKernels<P>> {
             let f = ("WEIGHT_FORMAT", ConstValue::U32(format.wgsl_format()));
             let shape = GemvShape::of(shapes, format, support);
-            let gemv = |mode: u32| {
+            let int_dot = ("INT_DOT", ConstValue::U32(shape.int_dot as u32));
+            let gemv_groups = |mode: u32, groups: u32| {
                 let mut consts = vec![
                     f.clone(),
                     ("X_MODE", ConstValue::U32(mode)),
                     ("WG", ConstValue::U32(shape.wg)),
                     ("LANES", ConstValue::U32(shape.lanes)),
                     ("RPL", ConstValue::U32(GEMV_ROWS_PER_LANE)),
+                    ("GROUPS", ConstValue::U32(groups)),
                     ("PREFETCH", ConstValue::U32(shape.prefetch as u32)),
+                    int_dot.clone(),
                 ];
                 match shape.subgroup {
                     Some(size) => {
@@ -302,6 +352,20 @@ impl<P> Ops<P> {
                     }
                     None => c("gemv", "main", &consts),
                 }
+            };
+            let gemv = |mode: u32| -> Result<GemvPipelines<P>> {
+                let streamed = if format.is_quantized() {
+                    GEMV_STREAM_GROUPS
+                        .iter()
+                        .map(|&g| Ok((g, gemv_groups(mode, g)?)))
+                        .collect::<Result<_>>()?
+                } else {
+                    Vec::new()
+                };
+                Ok(GemvPipelines {
+                    any: gemv_groups(mode, 1)?,
+                    streamed,
+                })
             };
             let w = std::slice::from_ref(&f);
             Ok(WeightKernels {
@@ -315,11 +379,11 @@ impl<P> Ops<P> {
                     None
                 },
                 gemv: gemv(0)?,
-                gemv_rows: shape.rows(),
+                gemv_shape: shape,
                 gemv_norm: gemv(1)?,
                 gemv_swiglu: gemv(2)?,
                 gemv_head_norm: if shapes.fused_head_norm && support.gemv_head_norm {
-                    Some(c("gemv_head_norm", "main", w)?)
+                    Some(c("gemv_head_norm", "main", &[f.clone(), int_dot.clone()])?)
                 } else {
                     None
                 },
@@ -396,16 +460,19 @@ pub fn variants() -> Vec<crate::gpu::kernels::Variant> {
                 // Lane groups reduced in workgroup memory, and by subgroup operations for each
                 // subgroup size an adapter can have.
                 for subgroup_size in [None, Some(8), Some(16), Some(32), Some(64), Some(128)] {
-                    let shapes = KernelShapes {
-                        gemv_lanes,
-                        fused_head_norm,
-                    };
-                    let support = Support {
-                        subgroup_size,
-                        ..Support::ALL
-                    };
-                    // Recording cannot fail and the shapes are valid by construction.
-                    let _ = Ops::build(&record, dtype, shapes, support);
+                    for int_dot in [false, true] {
+                        let shapes = KernelShapes {
+                            gemv_lanes,
+                            fused_head_norm,
+                        };
+                        let support = Support {
+                            subgroup_size,
+                            int_dot,
+                            ..Support::ALL
+                        };
+                        // Recording cannot fail and the shapes are valid by construction.
+                        let _ = Ops::build(&record, dtype, shapes, support);
+                    }
                 }
             }
         }

@@ -18,13 +18,16 @@
 //   these (the float formats: more bytes in flight per lane). The lanes' partial sums are reduced by the
 //   appended library: gemv_reduce_shared.wgsl (workgroup memory, any adapter) or
 //   gemv_reduce_subgroup.wgsl (one lane group per subgroup, where the subgroup size is LANES).
-// Grid: (ceil(n / (RPL * WG / LANES)), 1, 1).
+//   GROUPS: each lane group multiplies that many groups of RPL rows in turn (longer-lived
+//   workgroups that keep loads in flight across the reductions).
+// Grid: (ceil(n / (GROUPS * RPL * WG / LANES)), 1, 1).
 // Epilogue: accumulate != 0 adds into y (residuals); soft_cap > 0 applies cap * tanh(v / cap).
 // Precision: weights in any format (WEIGHT_FORMAT), dequantized and accumulated in f32.
 
 const WG: u32 = 256u;
 const LANES: u32 = 64u;
 const RPL: u32 = 8u;
+const GROUPS: u32 = 1u;
 const PREFETCH: u32 = 0u;
 const X_MODE: u32 = 0u;
 
@@ -102,47 +105,51 @@ struct LaneSums {
     sum_sq: f32,
 }
 
-// The GEMV of invocation `lid`, lane `lane` of lane group `group`, in workgroup `wg` (the
-// reduction library's entry point numbers the lanes).
-fn gemv(wg: u32, lid: u32, lane: u32, group: u32) {
-    let r = (wg * (WG / LANES) + group) * RPL;
+// The sums of rows r .. r + RPL - 1 over this lane's blocks of the row (lane `lane` of its
+// group), and its share of sum(x^2) (mode 1).
+fn row_sums(r: u32, lane: u32) -> LaneSums {
     let stride = LANES * block_elems();
     var s = LaneSums();
-    if (r < p.n) {
-        var k = lane * block_elems();
-        if (PREFETCH == 1u) {
-            // Each iteration loads the next block's weights before multiplying this one's, so
-            // a lane keeps loads in flight while it computes.
-            var wa = load_rows4(r, k);
-            var wb = wa;
-            if (RPL == 8u) {
-                wb = load_rows4(r + 4u, k);
-            }
-            for (; k < p.kp; k += stride) {
-                let kn = min(k + stride, p.kp - block_elems());
-                let na = load_rows4(r, kn);
-                var nb = wb;
-                if (RPL == 8u) {
-                    nb = load_rows4(r + 4u, kn);
-                }
-                let xa = block_inputs(k);
-                s.lo += dot_loaded4(wa, xa);
-                if (RPL == 8u) {
-                    s.hi += dot_loaded4(wb, xa);
-                }
-                wa = na;
-                wb = nb;
-            }
+    sum_sq = 0.0;
+    var k = lane * block_elems();
+    if (PREFETCH == 1u) {
+        // Each iteration loads the next block's weights before multiplying this one's, so
+        // a lane keeps loads in flight while it computes.
+        var wa = load_rows4(r, k);
+        var wb = wa;
+        if (RPL == 8u) {
+            wb = load_rows4(r + 4u, k);
         }
         for (; k < p.kp; k += stride) {
-            let xa = block_inputs(k);
-            s.lo += dot_rows4(r, k, xa);
+            let kn = min(k + stride, p.kp - block_elems());
+            let na = load_rows4(r, kn);
+            var nb = wb;
             if (RPL == 8u) {
-                s.hi += dot_rows4(r + 4u, k, xa);
+                nb = load_rows4(r + 4u, kn);
             }
+            let xa = block_inputs(k);
+            s.lo += dot_loaded4(wa, xa);
+            if (RPL == 8u) {
+                s.hi += dot_loaded4(wb, xa);
+            }
+            wa = na;
+            wb = nb;
         }
-        s.sum_sq = sum_sq;
     }
+    for (; k < p.kp; k += stride) {
+        let xa = block_inputs(k);
+        s.lo += dot_rows4(r, k, xa);
+        if (RPL == 8u) {
+            s.hi += dot_rows4(r + 4u, k, xa);
+        }
+    }
+    s.sum_sq = sum_sq;
+    return s;
+}
+
+// Reduces the lanes' sums of rows r .. r + RPL - 1 and writes them (lane 0). Every invocation
+// of the workgroup calls it together (the reduction may use barriers).
+fn finish_rows(r: u32, lid: u32, lane: u32, s: LaneSums) {
     let t = lane_sums(lid, s);
     if (lane == 0u) {
         var scale = 1.0;
@@ -162,5 +169,71 @@ fn gemv(wg: u32, lid: u32, lane: u32, group: u32) {
                 y[o] = v;
             }
         }
+    }
+    if (GROUPS > 1u) {
+        // The reduction's workgroup memory is reused by the next row group.
+        workgroupBarrier();
+    }
+}
+
+// First row of row group g of lane group `group` in workgroup `wg`: the workgroup's lane groups
+// take neighbouring rows at each step.
+fn first_row(wg: u32, group: u32, g: u32) -> u32 {
+    return ((wg * GROUPS + g) * (WG / LANES) + group) * RPL;
+}
+
+// The GEMV of invocation `lid`, lane `lane` of lane group `group`, in workgroup `wg` (the
+// reduction library's entry point numbers the lanes). Each lane group multiplies GROUPS row
+// groups of RPL rows in turn.
+fn gemv(wg: u32, lid: u32, lane: u32, group: u32) {
+    let k = lane * block_elems();
+    if (GROUPS > 1u && p.kp <= LANES * block_elems()) {
+        // Rows of at most one block a lane (q4 and q8 rows of 4,096 at 128 lanes): the lane
+        // transforms its inputs once, and the next row group's blocks are loaded before this
+        // one's are reduced, so loads stay in flight across the reductions.
+        let in_row = k < p.kp;
+        var xa = BlockInputs();
+        var wa = Rows4();
+        var wb = Rows4();
+        if (in_row) {
+            xa = block_inputs(k);
+            wa = load_rows4(first_row(wg, group, 0u), k);
+            if (RPL == 8u) {
+                wb = load_rows4(first_row(wg, group, 0u) + 4u, k);
+            }
+        }
+        let ss = sum_sq;
+        for (var g = 0u; g < GROUPS; g++) {
+            let r = first_row(wg, group, g);
+            var na = wa;
+            var nb = wb;
+            if (in_row && g + 1u < GROUPS) {
+                let rn = first_row(wg, group, g + 1u);
+                na = load_rows4(rn, k);
+                if (RPL == 8u) {
+                    nb = load_rows4(rn + 4u, k);
+                }
+            }
+            var s = LaneSums();
+            if (in_row) {
+                s.lo = dot_loaded4(wa, xa);
+                if (RPL == 8u) {
+                    s.hi = dot_loaded4(wb, xa);
+                }
+            }
+            s.sum_sq = ss;
+            finish_rows(r, lid, lane, s);
+            wa = na;
+            wb = nb;
+        }
+        return;
+    }
+    for (var g = 0u; g < GROUPS; g++) {
+        let r = first_row(wg, group, g);
+        var s = LaneSums();
+        if (r < p.n) {
+            s = row_sums(r, lane);
+        }
+        finish_rows(r, lid, lane, s);
     }
 }

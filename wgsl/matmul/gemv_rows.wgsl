@@ -5,6 +5,13 @@
 // The rows a lane multiplies share each input load and transform (on the H200 four rows instead
 // of two took q4 decode from 110 to 150 tok/s); the q8/q4 group scale is applied once per block
 // (q4's bias times the block's input sum).
+// INT_DOT (q8/q4 only): the block's inputs are rounded to int8 with one scale per lane block
+// (max |x| / 127, as llama.cpp's Q8_1 activations are) and multiplied with the codes by packed
+// 4 x 8-bit integer dot products: one instruction per four weights where the GPU has them
+// (SPIR-V SDot, DXIL dot4add) instead of a shift, mask, convert and FMA per weight. The q4 bias
+// term uses the exact f32 input sum.
+
+const INT_DOT: u32 = 0u;
 
 // The inputs of one 16-byte block in column order, four per vector: x0 in f32, x0..x1 in f16,
 // x0..x3 in q8, x0..x7 in q4 (the rest unused).
@@ -19,6 +26,33 @@ struct BlockInputs {
     x7: vec4<f32>,
     // q4: the sum of the block's inputs (its bias term), 0 otherwise.
     sum: f32,
+    // INT_DOT: the inputs as int8, four per word in column order (q8 uses q0, q4 q0 and q1),
+    // and their scale.
+    q0: vec4<u32>,
+    q1: vec4<u32>,
+    sx: f32,
+}
+
+// Four inputs as int8 at 1 / scale `inv`.
+fn q8_inputs(v: vec4<f32>, inv: f32) -> u32 {
+    return pack4xI8(vec4<i32>(round(v * inv)));
+}
+
+fn quantize_inputs(b: ptr<function, BlockInputs>) {
+    var m = max(abs((*b).x0), abs((*b).x1));
+    m = max(m, max(abs((*b).x2), abs((*b).x3)));
+    if (WEIGHT_FORMAT == 3u) {
+        m = max(m, max(max(abs((*b).x4), abs((*b).x5)), max(abs((*b).x6), abs((*b).x7))));
+    }
+    let amax = max(max(m.x, m.y), max(m.z, m.w));
+    let inv = select(0.0, 127.0 / amax, amax > 0.0);
+    (*b).sx = amax / 127.0;
+    (*b).q0 = vec4<u32>(q8_inputs((*b).x0, inv), q8_inputs((*b).x1, inv), q8_inputs((*b).x2, inv),
+        q8_inputs((*b).x3, inv));
+    if (WEIGHT_FORMAT == 3u) {
+        (*b).q1 = vec4<u32>(q8_inputs((*b).x4, inv), q8_inputs((*b).x5, inv), q8_inputs((*b).x6, inv),
+            q8_inputs((*b).x7, inv));
+    }
 }
 
 fn block_inputs(k: u32) -> BlockInputs {
@@ -38,11 +72,31 @@ fn block_inputs(k: u32) -> BlockInputs {
         b.x7 = input4(k + 28u);
         b.sum = dot(((b.x0 + b.x1) + (b.x2 + b.x3)) + ((b.x4 + b.x5) + (b.x6 + b.x7)), vec4<f32>(1.0));
     }
+    if (INT_DOT == 1u && WEIGHT_FORMAT >= 2u) {
+        quantize_inputs(&b);
+    }
     return b;
 }
 
 // One block's codes times its inputs; `s` is the block's group (d, b).
 fn block_dot(c: vec4<u32>, x: BlockInputs, s: vec2<f32>) -> f32 {
+    if (INT_DOT == 1u && WEIGHT_FORMAT == 2u) {
+        let d = (dot4I8Packed(c.x, x.q0.x) + dot4I8Packed(c.y, x.q0.y))
+            + (dot4I8Packed(c.z, x.q0.z) + dot4I8Packed(c.w, x.q0.w));
+        return s.x * x.sx * f32(d);
+    }
+    if (INT_DOT == 1u && WEIGHT_FORMAT == 3u) {
+        // Low nibbles are columns 0..3 of a word, high nibbles 4..7: as bytes they are int8
+        // codes 0..15.
+        let m = vec4<u32>(0x0F0F0F0Fu);
+        let lo = c & m;
+        let hi = (c >> vec4<u32>(4u)) & m;
+        let d = ((dot4I8Packed(lo.x, x.q0.x) + dot4I8Packed(hi.x, x.q0.y))
+            + (dot4I8Packed(lo.y, x.q0.z) + dot4I8Packed(hi.y, x.q0.w)))
+            + ((dot4I8Packed(lo.z, x.q1.x) + dot4I8Packed(hi.z, x.q1.y))
+            + (dot4I8Packed(lo.w, x.q1.z) + dot4I8Packed(hi.w, x.q1.w)));
+        return s.x * x.sx * f32(d) + s.y * x.sum;
+    }
     switch (WEIGHT_FORMAT) {
         case 0u: { return codes_dot_f32(c, x.x0); }
         case 1u: { return codes_dot_f16(c, x.x0, x.x1); }

@@ -34,3 +34,69 @@ pub fn dequantize(dtype: WeightDtype, values: &[u8], scales: &[u8], rows: usize,
     }
     out
 }
+
+/// Elements of a 16-byte block of a row: the unit one GEMV lane reads (16 in q8, 32 in q4).
+fn block_elems(dtype: WeightDtype) -> usize {
+    match dtype {
+        WeightDtype::F32 => 4,
+        WeightDtype::F16 => 8,
+        WeightDtype::Q8 => 16,
+        WeightDtype::Q4 => 32,
+    }
+}
+
+/// What the quantized decode GEMV computes with integer dot products (gemv_rows.wgsl's
+/// INT_DOT), y[r] = sum over the row's 16-byte blocks of d * sx * sum(q * qx) (+ b * sum(x) in
+/// q4), where each block's inputs are rounded to int8 at sx = max |x| / 127 (ties to even, as
+/// WGSL's `round`). Also returns, per row, how far the result may move if the GPU's own
+/// transformed input rounds one value of a block the other way (an input within a rounding
+/// error of a half step): sx * max |d q| over the row's blocks.
+pub fn gemv_int_dot(
+    dtype: WeightDtype,
+    values: &[u8],
+    scales: &[u8],
+    rows: usize,
+    kp: usize,
+    x: &[f32],
+) -> (Vec<f32>, Vec<f32>) {
+    assert!(matches!(dtype, WeightDtype::Q8 | WeightDtype::Q4));
+    let be = block_elems(dtype);
+    let h = |b: &[u8], i: usize| f16::from_le_bytes([b[2 * i], b[2 * i + 1]]).to_f32();
+    let xk = |c: usize| x.get(c).copied().unwrap_or(0.0);
+    let mut y = Vec::with_capacity(rows);
+    let mut slack = Vec::with_capacity(rows);
+    for r in 0..rows {
+        let (mut acc, mut worst) = (0f64, 0f32);
+        for b0 in (0..kp).step_by(be) {
+            let amax = (b0..b0 + be).fold(0f32, |m, c| m.max(xk(c).abs()));
+            let inv = if amax > 0.0 { 127.0 / amax } else { 0.0 };
+            let sx = amax / 127.0;
+            let g = r * (kp / GROUP) + b0 / GROUP;
+            let (mut dot, mut xsum) = (0i64, 0f64);
+            let mut qmax = 0i64;
+            for c in b0..b0 + be {
+                let e = r * kp + c;
+                let q = match dtype {
+                    WeightDtype::Q8 => (values[e] as i8) as i64,
+                    _ => {
+                        let j = e % 8;
+                        let byte = values[4 * (e / 8) + j % 4];
+                        (if j >= 4 { byte >> 4 } else { byte & 15 }) as i64
+                    }
+                };
+                dot += q * (xk(c) * inv).round_ties_even() as i64;
+                xsum += xk(c) as f64;
+                qmax = qmax.max(q.abs());
+            }
+            let (d, bias) = match dtype {
+                WeightDtype::Q8 => (h(scales, g), 0.0),
+                _ => (h(scales, 2 * g), h(scales, 2 * g + 1)),
+            };
+            acc += d as f64 * sx as f64 * dot as f64 + bias as f64 * xsum;
+            worst = worst.max(sx * (d * qmax as f32).abs());
+        }
+        y.push(acc as f32);
+        slack.push(worst);
+    }
+    (y, slack)
+}

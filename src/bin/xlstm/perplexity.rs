@@ -31,6 +31,11 @@ pub struct PerplexityArgs {
     /// Print one JSON object instead of the summary line.
     #[arg(long)]
     json: bool,
+    /// Score every token through the one-token decode step, the kernels `generate` runs
+    /// (fused decode GEMVs; integer dot products for q8/q4 where the GPU has them), instead of
+    /// prefilling the window in pieces. Slower; measures the accuracy of decoding.
+    #[arg(long)]
+    decode: bool,
     #[command(flatten)]
     run: RunArgs,
     #[command(flatten)]
@@ -108,7 +113,11 @@ pub fn perplexity(mut a: PerplexityArgs) -> Result<()> {
     let n_windows = windows.len();
     for window in windows {
         session.reset()?;
-        total.add(window_nll(&mut session, bos, window, &progress)?);
+        total.add(if a.decode {
+            window_nll_decoded(&mut session, bos, window, &progress)?
+        } else {
+            window_nll(&mut session, bos, window, &progress)?
+        });
     }
     reporter.finish();
     let (nll, ppl) = (total.mean(), total.mean().exp());
@@ -124,14 +133,16 @@ pub fn perplexity(mut a: PerplexityArgs) -> Result<()> {
             "ctx": ctx,
             "bos": bos,
             "dtype": model.dtype().name(),
+            "path": if a.decode { "decode" } else { "prefill" },
             "model": a.model.display().to_string(),
         });
         println!("{out}");
     } else {
         println!(
-            "perplexity {ppl:.4} (mean NLL {nll:.5} nats) over {} tokens, {n_windows} window(s) of up to {ctx} tokens, {} weights",
+            "perplexity {ppl:.4} (mean NLL {nll:.5} nats) over {} tokens, {n_windows} window(s) of up to {ctx} tokens, {} weights{}",
             total.tokens,
-            model.dtype().name()
+            model.dtype().name(),
+            if a.decode { ", decode steps" } else { "" }
         );
     }
     Ok(())
@@ -154,6 +165,21 @@ fn window_nll(session: &mut Session, bos: u32, window: &[u32], progress: &Progre
             sum.tokens += 1;
         }
         progress.add_tokens(piece.len() as u64);
+    }
+    Ok(sum)
+}
+
+/// [`window_nll`] through the decode step: BOS then each token of `window` fed one at a time,
+/// each step's logits scoring the token after it.
+fn window_nll_decoded(session: &mut Session, bos: u32, window: &[u32], progress: &Progress) -> Result<NllSum> {
+    let mut sum = NllSum::default();
+    let mut fed = bos;
+    for &next in window {
+        let logits = session.step(fed)?;
+        sum.nll += token_nll(&logits, next)?;
+        sum.tokens += 1;
+        progress.add_tokens(1);
+        fed = next;
     }
     Ok(sum)
 }
