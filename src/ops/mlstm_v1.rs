@@ -9,7 +9,7 @@ use super::{check_len, check_strided, Ops};
 use crate::error::{Error, Result};
 use crate::gpu::{ConstValue, Kernels, LazyPipeline, PlanBuilder, Slice};
 
-/// Compiled pipeline of mlstm_v1_gates.wgsl.
+/// The pipeline of mlstm_v1_gates.wgsl.
 pub struct MlstmV1Pipelines<P = LazyPipeline> {
     gates: P,
 }

@@ -55,7 +55,7 @@ fn step_variant(head_dim: usize) -> usize {
 /// Largest workgroup count per grid dimension every adapter supports.
 const MAX_GROUPS: usize = 65535;
 
-/// Compiled sLSTM pipelines.
+/// The sLSTM pipelines.
 pub struct SlstmPipelines<P = LazyPipeline> {
     seq: P,
     step: [P; 3],

@@ -34,7 +34,7 @@ pub enum Activation {
     Selu,
 }
 
-/// Compiled pipelines of the v1 kernels.
+/// The pipelines of the v1 kernels.
 pub struct V1Pipelines<P = LazyPipeline> {
     /// layer_norm.wgsl by epilogue: Write, Accumulate, MlstmGate.
     layer_norm: [P; 3],
