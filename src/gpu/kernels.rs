@@ -275,7 +275,7 @@ fn report_compile(kernel: &str, entry: &str, finished: bool) {
     let compiled = {
         let mut clock = compile_clock();
         if finished {
-            clock.in_flight -= 1;
+            clock.in_flight = clock.in_flight.saturating_sub(1);
             if clock.in_flight == 0 {
                 if let Some(t) = clock.since.take() {
                     clock.total += t.elapsed();
