@@ -175,7 +175,7 @@ fn main() {
                     }
                     None => "gemv",
                 };
-                let pipeline = kernels.pipeline(kernel, "main", &consts).expect("compile");
+                let pipeline = kernels.lazy(kernel, "main", &consts);
                 let rows_per_group = (wg / v.lanes * 8 * v.groups) as usize;
                 let mut pb = PlanBuilder::new(gpu.clone());
                 for d in 0..dispatches {

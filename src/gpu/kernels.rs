@@ -8,7 +8,8 @@
 use super::device::Gpu;
 use crate::error::{Error, Result};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 /// One kernel: its name (what [`Kernels::pipeline`] is asked for), its file under `wgsl/` (the
 /// folder is the kernel family, whose host module is `crate::ops::<family>`), the shared
@@ -231,31 +232,63 @@ pub type CompileObserver = Arc<dyn Fn(&CompileEvent<'_>) + Send + Sync>;
 
 static COMPILE_OBSERVER: std::sync::RwLock<Option<CompileObserver>> = std::sync::RwLock::new(None);
 static COMPILED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-/// Nanoseconds this process spent creating pipelines (shader translation and the driver's
-/// compile, or its cache lookup).
-static COMPILE_NANOS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-/// Pipelines this process has compiled and the time that took: what a cold start costs where
-/// there is no pipeline cache (Metal in wgpu, or a first run).
-pub fn compile_totals() -> (usize, std::time::Duration) {
-    use std::sync::atomic::Ordering::Relaxed;
+/// Wall-clock time during which at least one pipeline was being created (shader translation
+/// and the driver's compile, or its cache lookup). Pipelines compile on several threads at once,
+/// so this is the time a cold start waits, not the sum of the compiles.
+struct CompileClock {
+    in_flight: usize,
+    since: Option<Instant>,
+    total: Duration,
+}
+
+static COMPILE_CLOCK: Mutex<CompileClock> = Mutex::new(CompileClock {
+    in_flight: 0,
+    since: None,
+    total: Duration::ZERO,
+});
+
+fn compile_clock() -> std::sync::MutexGuard<'static, CompileClock> {
+    COMPILE_CLOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Pipelines this process has compiled, and the wall-clock time during which at least one was
+/// compiling (compiles on several threads overlap and count once): what a cold start costs
+/// where there is no pipeline cache (Metal in wgpu, or a first run).
+pub fn compile_totals() -> (usize, Duration) {
+    let clock = compile_clock();
+    let running = clock.since.map_or(Duration::ZERO, |t| t.elapsed());
     (
-        COMPILED.load(Relaxed),
-        std::time::Duration::from_nanos(COMPILE_NANOS.load(Relaxed)),
+        COMPILED.load(std::sync::atomic::Ordering::Relaxed),
+        clock.total + running,
     )
 }
 
 /// Installs (or with `None` removes) the process's compile observer; returns the previous one.
+/// Compiles run on several threads at once, so the observer is called from all of them.
 pub fn set_compile_observer(observer: Option<CompileObserver>) -> Option<CompileObserver> {
     let mut o = COMPILE_OBSERVER.write().unwrap_or_else(|p| p.into_inner());
     std::mem::replace(&mut *o, observer)
 }
 
 fn report_compile(kernel: &str, entry: &str, finished: bool) {
-    let compiled = if finished {
-        COMPILED.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1
-    } else {
-        COMPILED.load(std::sync::atomic::Ordering::Relaxed)
+    let compiled = {
+        let mut clock = compile_clock();
+        if finished {
+            clock.in_flight = clock.in_flight.saturating_sub(1);
+            if clock.in_flight == 0 {
+                if let Some(t) = clock.since.take() {
+                    clock.total += t.elapsed();
+                }
+            }
+            COMPILED.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1
+        } else {
+            if clock.in_flight == 0 {
+                clock.since = Some(Instant::now());
+            }
+            clock.in_flight += 1;
+            COMPILED.load(std::sync::atomic::Ordering::Relaxed)
+        }
     };
     let observer = COMPILE_OBSERVER.read().unwrap_or_else(|p| p.into_inner()).clone();
     if let Some(o) = observer {
@@ -268,13 +301,34 @@ fn report_compile(kernel: &str, entry: &str, finished: bool) {
     }
 }
 
-/// Compiled pipelines keyed by kernel, entry point and specialisation.
+/// Compiled pipelines keyed by kernel, entry point and specialisation. A cheap handle: clones
+/// share one cache, and every [`LazyPipeline`] holds one, so the kernels live as long as any
+/// pipeline that may still be compiled from them. When the last handle goes, the driver's
+/// pipeline cache is written to disk if anything was compiled since it was last written.
+#[derive(Clone)]
 pub struct Kernels {
+    inner: Arc<KernelsInner>,
+}
+
+/// One compiled pipeline slot: a second caller asking for a pipeline being compiled waits for
+/// that compile instead of starting its own.
+type Slot = Arc<Mutex<Option<wgpu::ComputePipeline>>>;
+
+struct KernelsInner {
     gpu: Arc<Gpu>,
-    cache: Mutex<HashMap<String, wgpu::ComputePipeline>>,
+    /// By kernel, entry point and specialisation: `kernel:entry` and the pipeline's slot.
+    cache: Mutex<HashMap<String, (String, Slot)>>,
     checks: KernelChecks,
     /// The driver's pipeline cache, persisted between runs (Vulkan only).
     disk: Option<DiskCache>,
+    /// A pipeline was created since the disk cache was last written.
+    unsaved: std::sync::atomic::AtomicBool,
+}
+
+impl Drop for KernelsInner {
+    fn drop(&mut self) {
+        self.save_cache();
+    }
 }
 
 /// A driver pipeline cache backed by a file in the user's cache directory, so a warm start
@@ -347,17 +401,73 @@ impl Kernels {
     pub fn with_checks(gpu: Arc<Gpu>, checks: KernelChecks) -> Self {
         let disk = open_disk_cache(&gpu);
         Kernels {
-            gpu,
-            cache: Mutex::new(HashMap::new()),
-            checks,
-            disk,
+            inner: Arc::new(KernelsInner {
+                gpu,
+                cache: Mutex::new(HashMap::new()),
+                checks,
+                disk,
+                unsaved: std::sync::atomic::AtomicBool::new(false),
+            }),
         }
     }
 
     /// Writes the driver's pipeline cache to disk (atomically; failures only cost a slower next
-    /// start, so they are ignored).
+    /// start, so they are ignored). Also done when the last handle to these kernels goes.
     pub fn save_cache(&self) {
+        self.inner.save_cache();
+    }
+
+    pub fn caps(&self) -> &super::device::Caps {
+        &self.inner.gpu.caps
+    }
+
+    /// The pipelines compiled so far, as `kernel:entry` (once per specialisation), sorted.
+    pub fn compiled(&self) -> Vec<String> {
+        let cache = self.inner.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let mut names: Vec<String> = cache
+            .values()
+            // A slot locked by a compile in progress holds no pipeline yet.
+            .filter(|(_, slot)| match slot.try_lock() {
+                Ok(p) => p.is_some(),
+                Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner().is_some(),
+                Err(std::sync::TryLockError::WouldBlock) => false,
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// The pipeline for `kernel`'s `entry` with the given constants, compiled now if it is not
+    /// compiled yet.
+    pub fn pipeline(&self, kernel: &str, entry: &str, consts: &[(&str, ConstValue)]) -> Result<wgpu::ComputePipeline> {
+        self.inner.pipeline(kernel, entry, consts)
+    }
+
+    /// The pipeline for `kernel`'s `entry` with the given constants, compiled the first time
+    /// it is needed ([`LazyPipeline::get`]). Nothing is checked or compiled here: an error in
+    /// the kernel or its specialisation surfaces at that first use.
+    pub fn lazy(&self, kernel: &str, entry: &str, consts: &[(&str, ConstValue)]) -> LazyPipeline {
+        LazyPipeline {
+            inner: Arc::new(LazyInner {
+                kernels: self.clone(),
+                variant: Variant {
+                    kernel: kernel.to_string(),
+                    entry: entry.to_string(),
+                    consts: consts.iter().map(|(n, v)| (n.to_string(), v.clone())).collect(),
+                },
+                compiled: OnceLock::new(),
+            }),
+        }
+    }
+}
+
+impl KernelsInner {
+    fn save_cache(&self) {
         let Some(disk) = &self.disk else { return };
+        if !self.unsaved.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
         let Some(data) = disk.cache.get_data() else { return };
         if crate::files::ensure_private_dir(crate::files::parent_dir(&disk.path)).is_err() {
             return;
@@ -365,23 +475,34 @@ impl Kernels {
         let _ = crate::files::write_atomic(&disk.path, &data, crate::files::Visibility::Private);
     }
 
-    pub fn caps(&self) -> &super::device::Caps {
-        &self.gpu.caps
-    }
-
-    /// The pipeline for `kernel`'s `entry` with the given constants, compiled on first use.
-    pub fn pipeline(&self, kernel: &str, entry: &str, consts: &[(&str, ConstValue)]) -> Result<wgpu::ComputePipeline> {
+    fn pipeline(&self, kernel: &str, entry: &str, consts: &[(&str, ConstValue)]) -> Result<wgpu::ComputePipeline> {
         let key = format!("{kernel}:{entry}:{consts:?}");
-        if let Some(p) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        let slot = self
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(key)
+            .or_insert_with(|| (format!("{kernel}:{entry}"), Slot::default()))
+            .1
+            .clone();
+        // Held while compiling: another thread asking for the same pipeline waits for this one.
+        let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(p) = &*slot {
             return Ok(p.clone());
         }
+        let pipeline = self.compile(kernel, entry, consts)?;
+        *slot = Some(pipeline.clone());
+        Ok(pipeline)
+    }
+
+    fn compile(&self, kernel: &str, entry: &str, consts: &[(&str, ConstValue)]) -> Result<wgpu::ComputePipeline> {
         let mut text = specialize(kernel, source(kernel)?, consts)?;
         if self.gpu.caps.params_in_storage {
             text = params_in_storage(kernel, &text)?;
         }
         report_compile(kernel, entry, false);
-        let started = std::time::Instant::now();
         let device = &self.gpu.device;
+        // Error scopes are per thread in wgpu, so concurrent compiles each see their own errors.
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let desc = wgpu::ShaderModuleDescriptor {
             label: Some(kernel),
@@ -403,10 +524,7 @@ impl Kernels {
             cache: self.disk.as_ref().map(|d| &d.cache),
         });
         let failed = pollster::block_on(scope.pop());
-        COMPILE_NANOS.fetch_add(
-            started.elapsed().as_nanos() as u64,
-            std::sync::atomic::Ordering::Relaxed,
-        );
+        self.unsaved.store(true, std::sync::atomic::Ordering::Relaxed);
         report_compile(kernel, entry, true);
         if let Some(e) = failed {
             return Err(Error::Kernel {
@@ -414,12 +532,95 @@ impl Kernels {
                 message: e.to_string(),
             });
         }
-        self.cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key, pipeline.clone());
         Ok(pipeline)
     }
+}
+
+/// A pipeline compiled the first time it is needed: the variant it is, the kernels that compile
+/// it, and the pipeline once compiled. Clones share the compiled pipeline. `Ops` holds these, so
+/// a model compiles only the kernels its plans dispatch (and [`compile_concurrently`] those it
+/// knows it will use, at load).
+#[derive(Clone)]
+pub struct LazyPipeline {
+    inner: Arc<LazyInner>,
+}
+
+struct LazyInner {
+    kernels: Kernels,
+    variant: Variant,
+    compiled: OnceLock<wgpu::ComputePipeline>,
+}
+
+impl std::fmt::Debug for LazyPipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LazyPipeline")
+            .field("variant", &self.inner.variant)
+            .field("compiled", &self.is_compiled())
+            .finish()
+    }
+}
+
+impl LazyPipeline {
+    /// The compiled pipeline, compiling it now if this is its first use (a compile error is
+    /// the crate's [`Error::Kernel`]; a failed compile is tried again at the next use).
+    pub fn get(&self) -> Result<wgpu::ComputePipeline> {
+        if let Some(p) = self.inner.compiled.get() {
+            return Ok(p.clone());
+        }
+        let v = &self.inner.variant;
+        let consts: Vec<(&str, ConstValue)> = v.consts.iter().map(|(n, c)| (n.as_str(), c.clone())).collect();
+        let p = self.inner.kernels.pipeline(&v.kernel, &v.entry, &consts)?;
+        Ok(self.inner.compiled.get_or_init(|| p).clone())
+    }
+
+    /// Whether [`get`](Self::get) has compiled this pipeline (through this handle or a clone).
+    pub fn is_compiled(&self) -> bool {
+        self.inner.compiled.get().is_some()
+    }
+
+    /// Which kernel, entry point and specialisation this is.
+    pub fn variant(&self) -> &Variant {
+        &self.inner.variant
+    }
+
+    /// Whether `self` and `other` are the same handle (or clones of it).
+    pub fn same(&self, other: &LazyPipeline) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
+/// Compiles every pipeline of `pipelines` not compiled yet, on up to
+/// `std::thread::available_parallelism()` threads at once (wgpu creates pipelines concurrently:
+/// shader translation and the driver's compile run on the calling thread, and error scopes are
+/// per thread). Compile errors are not reported here: a failed pipeline is compiled again, and
+/// its error returned, at its first use.
+pub fn compile_concurrently(pipelines: &[LazyPipeline]) {
+    // One handle per variant: two handles of one variant would only wait for each other.
+    let mut todo: Vec<&LazyPipeline> = Vec::new();
+    for p in pipelines.iter().filter(|p| !p.is_compiled()) {
+        if !todo.iter().any(|t| t.variant() == p.variant()) {
+            todo.push(p);
+        }
+    }
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(todo.len());
+    if threads <= 1 {
+        for p in todo {
+            let _ = p.get();
+        }
+        return;
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                while let Some(p) = todo.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed)) {
+                    let _ = p.get();
+                }
+            });
+        }
+    });
 }
 
 #[cfg(test)]

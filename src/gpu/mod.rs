@@ -10,7 +10,7 @@ pub mod readback;
 pub mod scheduler;
 
 pub use device::{Caps, Gpu, GpuOptions};
-pub use kernels::{ConstValue, KernelChecks, Kernels};
+pub use kernels::{ConstValue, KernelChecks, Kernels, LazyPipeline};
 pub use matrix::{GpuMatrix, WeightDtype};
 pub use pool::{BufferPool, Category, GpuBuffer, PoolStats};
 pub use scheduler::{

@@ -1,12 +1,14 @@
 //! Plans: recorded sequences of dispatches and copies that are built once and replayed.
 //!
 //! A [`PlanBuilder`] collects dispatches (pipeline, parameters, buffer slices, grid). `finish`
-//! packs every dispatch's parameters into one uniform buffer and creates the bind groups, so
+//! compiles the plan's pipelines not compiled yet (concurrently), packs every dispatch's
+//! parameters into one uniform buffer and creates the bind groups, so
 //! replaying a plan allocates nothing. `run` records consecutive dispatches into one compute pass
 //! and splits the work into several command buffers under a [`SubmitBudget`], so a long prompt
 //! never becomes one giant submission (some drivers kill GPU work that runs too long).
 
 use super::device::Gpu;
+use super::kernels::{compile_concurrently, LazyPipeline};
 use super::pool::{BufferPool, GpuBuffer};
 use crate::error::{Error, Result};
 use std::sync::Arc;
@@ -68,7 +70,7 @@ enum Pending {
     Dispatch {
         label: &'static str,
         cost: Cost,
-        pipeline: wgpu::ComputePipeline,
+        pipeline: LazyPipeline,
         params_offset: u64,
         params_len: u64,
         buffers: Vec<Slice>,
@@ -132,11 +134,12 @@ impl PlanBuilder {
     }
 
     /// Adds a dispatch. `params` is bound at binding 0 (uniform), `buffers` at 1, 2, ...
-    /// A grid dimension of zero skips the dispatch (nothing to do).
+    /// A grid dimension of zero skips the dispatch (nothing to do). The pipeline is compiled by
+    /// [`finish`](Self::finish) if it is not compiled yet.
     pub fn dispatch<P: bytemuck::Pod>(
         &mut self,
         label: &'static str,
-        pipeline: &wgpu::ComputePipeline,
+        pipeline: &LazyPipeline,
         params: &P,
         buffers: &[Slice],
         groups: [u32; 3],
@@ -209,8 +212,35 @@ impl PlanBuilder {
             .count()
     }
 
-    /// Uploads the parameters and creates the bind groups.
+    /// The pipelines the plan dispatches so far, each once: what it will compile at
+    /// [`finish`](Self::finish) if they are not compiled by then (a model's warm set at load).
+    pub fn pipelines(&self) -> Vec<LazyPipeline> {
+        let mut out: Vec<LazyPipeline> = Vec::new();
+        for item in &self.items {
+            if let Pending::Dispatch { pipeline, .. } = item {
+                if !out.iter().any(|p| p.same(pipeline)) {
+                    out.push(pipeline.clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// Compiles the pipelines not compiled yet (on several threads; a compile error is the
+    /// crate's `Error::Kernel`), uploads the parameters and creates the bind groups.
     pub fn finish(self, pool: &BufferPool) -> Result<Plan> {
+        compile_concurrently(&self.pipelines());
+        // Resolved before the plan's error scope is pushed, so a compile error returns with no
+        // scope left open.
+        let compiled: Vec<wgpu::ComputePipeline> = self
+            .items
+            .iter()
+            .filter_map(|i| match i {
+                Pending::Dispatch { pipeline, .. } => Some(pipeline.get()),
+                _ => None,
+            })
+            .collect::<Result<_>>()?;
+        let mut compiled = compiled.into_iter();
         let device = &self.gpu.device;
         let params_bytes = self.params.len().max(16) as u64;
         let params = if self.gpu.caps.params_in_storage {
@@ -228,12 +258,15 @@ impl PlanBuilder {
                 Pending::Dispatch {
                     label,
                     cost,
-                    pipeline,
+                    pipeline: _,
                     params_offset,
                     params_len,
                     buffers,
                     groups,
                 } => {
+                    let pipeline = compiled
+                        .next()
+                        .ok_or_else(|| Error::Gpu("building a plan: fewer pipelines than dispatches".into()))?;
                     let mut entries = vec![wgpu::BindGroupEntry {
                         binding: 0,
                         resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {

@@ -7,9 +7,9 @@ use super::large::{self, LargeNet, LargeWeights};
 use super::mlstm_cell::CellPass;
 use super::schedule::PrefillSchedule;
 use super::state::StateTensor;
-use super::{v1, Arch, ModelInner, SegmentShape};
+use super::{v1, vocab_size_of, Arch, ModelInner, SegmentShape};
 use crate::error::{Error, Result};
-use crate::gpu::{GpuBuffer, GpuMatrix, PlanBuilder};
+use crate::gpu::{GpuBuffer, GpuMatrix, LazyPipeline, PlanBuilder, Slice};
 use crate::ops;
 
 /// The recurrent state of every block of one sequence.
@@ -205,10 +205,66 @@ impl ModelInner {
         }
     }
 
+    /// Compiles, several at once, the pipelines a model's first prompt and greedy decode
+    /// dispatch on this adapter ([`warm_set`](Self::warm_set)), then writes the pipeline cache.
+    /// A pipeline that fails to compile here is compiled again, and its error returned, at its
+    /// first use.
+    pub(crate) fn warm_up(&self) -> Result<()> {
+        crate::gpu::kernels::compile_concurrently(&self.warm_set()?);
+        self.kernels.save_cache();
+        Ok(())
+    }
+
+    /// The pipelines of one decode step with its token chosen by argmax (as a session decodes
+    /// greedily) and of a short and a long prompt segment under the default schedule: those
+    /// plans are built and not finished, so the code that chooses the kernels at run time is
+    /// what says which to compile. Other paths (sampling, other schedules, the staged
+    /// quantized GEMM of very long segments) compile at their first use.
+    pub(crate) fn warm_set(&self) -> Result<Vec<LazyPipeline>> {
+        let state = self.new_state()?;
+        let vocab = vocab_size_of(&self.arch);
+        let mut found: Vec<LazyPipeline> = Vec::new();
+        let mut add = |pb: &PlanBuilder| {
+            for p in pb.pipelines() {
+                if !found.iter().any(|f| f.same(&p)) {
+                    found.push(p);
+                }
+            }
+        };
+        let ws = self.workspace(1, 1, 1, 2)?;
+        let mut pb = PlanBuilder::new(self.gpu.clone());
+        self.record_decode_step(&mut pb, &state, &ws, 0, 0)?;
+        let ids = Slice::all(ws.ids());
+        let out = ops::TokenOut {
+            buf: &ids,
+            first: 1,
+            second: None,
+        };
+        ops::argmax_prefix(&mut pb, &self.ops, &Slice::all(ws.logits()), 1, vocab, vocab, &out)?;
+        add(&pb);
+        let sched = PrefillSchedule::default();
+        let longest = self.segment_limit(self.gpu.caps.max_binding() as usize, sched.chunk_size);
+        for tokens in WARM_PROMPTS {
+            let tokens = tokens.min(longest);
+            if tokens < 2 {
+                continue;
+            }
+            let ws = self.workspace(tokens, sched.chunk_size, 1, tokens)?;
+            let mut pb = PlanBuilder::new(self.gpu.clone());
+            self.record_prefill(&mut pb, &state, &ws, 0, &sched)?;
+            add(&pb);
+        }
+        Ok(found)
+    }
+
     fn large_net<'a>(&'a self, cfg: &'a LargeConfig, w: &'a LargeWeights) -> LargeNet<'a> {
         LargeNet { ops: &self.ops, cfg, w }
     }
 }
+
+/// Prompt lengths whose plans pick the prefill kernels compiled at load: a short prompt, and
+/// one long enough for the long-segment GEMM.
+const WARM_PROMPTS: [usize; 2] = [16, ops::GEMM_8X8_MIN_TOKENS];
 
 fn mismatch() -> Error {
     Error::Gpu("session state and workspace do not belong to this model".into())

@@ -81,6 +81,8 @@ pub(crate) struct ModelInner {
     pub dtype: WeightDtype,
     pub tokenizer: Option<Tokenizer>,
     pub dir: PathBuf,
+    /// The pipeline cache `ops` compiles through.
+    pub kernels: Kernels,
 }
 
 /// A loaded model. Cheap to clone; sessions keep it alive.
@@ -126,9 +128,10 @@ impl Model {
             None
         };
         let pool = BufferPool::new(gpu.device.clone());
+        // Nothing compiles here: `warm_up` compiles what this model's plans use, once the
+        // weights they read exist.
         let kernels = Kernels::with_checks(gpu.clone(), opts.kernel_checks);
         let ops = Ops::with_shapes(&kernels, dtype, opts.kernel_shapes)?;
-        kernels.save_cache();
         let arch = match config {
             Config::Large(cfg) => {
                 let weights = LargeWeights::load(&gpu, &pool, &ckpt, &cfg, dtype)?;
@@ -139,17 +142,18 @@ impl Model {
                 Arch::V1 { cfg, weights }
             }
         };
-        Ok(Model {
-            inner: Arc::new(ModelInner {
-                gpu,
-                pool,
-                ops,
-                arch,
-                dtype,
-                tokenizer,
-                dir: dir.to_path_buf(),
-            }),
-        })
+        let inner = ModelInner {
+            gpu,
+            pool,
+            ops,
+            arch,
+            dtype,
+            tokenizer,
+            dir: dir.to_path_buf(),
+            kernels,
+        };
+        inner.warm_up()?;
+        Ok(Model { inner: Arc::new(inner) })
     }
 
     /// A model of the given shape with random weights generated on the GPU (benchmarks).
@@ -160,19 +164,26 @@ impl Model {
         let pool = BufferPool::new(gpu.device.clone());
         let kernels = Kernels::with_checks(gpu.clone(), opts.kernel_checks);
         let ops = Ops::with_shapes(&kernels, dtype, opts.kernel_shapes)?;
-        kernels.save_cache();
         let weights = LargeWeights::random(&gpu, &pool, &ops, &cfg, dtype, seed)?;
-        Ok(Model {
-            inner: Arc::new(ModelInner {
-                gpu,
-                pool,
-                ops,
-                arch: Arch::Large { cfg, weights },
-                dtype,
-                tokenizer: None,
-                dir: PathBuf::new(),
-            }),
-        })
+        let inner = ModelInner {
+            gpu,
+            pool,
+            ops,
+            arch: Arch::Large { cfg, weights },
+            dtype,
+            tokenizer: None,
+            dir: PathBuf::new(),
+            kernels,
+        };
+        inner.warm_up()?;
+        Ok(Model { inner: Arc::new(inner) })
+    }
+
+    /// The pipelines compiled for this model so far, as `kernel:entry` (kernel names as in
+    /// `gpu::kernels::SOURCES`; a kernel compiled in several specialisations is listed once
+    /// for each), sorted.
+    pub fn compiled_pipelines(&self) -> Vec<String> {
+        self.inner.kernels.compiled()
     }
 
     pub fn family(&self) -> Family {

@@ -12,7 +12,7 @@
 use super::{check_len, check_out_rows, check_rows, check_weights, groups, u, Norm, Ops, Rows};
 use crate::error::{Error, Result};
 use crate::gpu::GpuMatrix;
-use crate::gpu::{PlanBuilder, Slice};
+use crate::gpu::{LazyPipeline, PlanBuilder, Slice};
 
 /// Workgroup memory gemm_coop.wgsl declares (two 128 x 72 f16 staging tiles and 8 KiB of
 /// epilogue scratch).
@@ -177,8 +177,8 @@ pub const WEIGHT_STAGING_BYTES: usize = 64 << 20;
 /// How a long GEMM over quantized weights runs staged: the expansion and f16 GEMM pipelines,
 /// the staging buffer and the rows it holds (whole 128-row tiles).
 struct Staged<'a> {
-    dequant: &'a wgpu::ComputePipeline,
-    gemm: &'a wgpu::ComputePipeline,
+    dequant: &'a LazyPipeline,
+    gemm: &'a LazyPipeline,
     staging: Slice,
     band: usize,
 }
@@ -252,7 +252,7 @@ fn staged_part(
 /// One of gemv.wgsl's input transforms (plain, RMSNorm, SwiGLU) as compiled.
 struct GemvVariant<'a> {
     shape: &'a super::GemvShape,
-    pipelines: &'a super::GemvPipelines<wgpu::ComputePipeline>,
+    pipelines: &'a super::GemvPipelines<LazyPipeline>,
     label: &'static str,
 }
 

@@ -6,7 +6,7 @@
 
 use super::{check_len, check_strided, groups, u, Ops};
 use crate::error::{Error, Result};
-use crate::gpu::{PlanBuilder, Slice};
+use crate::gpu::{LazyPipeline, PlanBuilder, Slice};
 use std::ops::Range;
 
 /// Largest chunk the chunkwise kernels take (tiled and matrix-unit alike): phase 2 cuts a chunk
@@ -211,7 +211,7 @@ pub fn mlstm_chunk_state_coop(
     chunk_state_with(pb, ("mlstm_chunk_state_coop", pipeline), x, chunks, heads)
 }
 
-fn coop_pipeline<'a>(p: &'a Option<wgpu::ComputePipeline>, name: &str) -> Result<&'a wgpu::ComputePipeline> {
+fn coop_pipeline<'a>(p: &'a Option<LazyPipeline>, name: &str) -> Result<&'a LazyPipeline> {
     p.as_ref().ok_or_else(|| Error::Kernel {
         kernel: name.into(),
         message: "needs f16 weights and 16x16 f16 cooperative matrices with subgroups of 32".into(),
@@ -234,7 +234,7 @@ fn check_chunk_range(x: &ChunkInputs, chunks: &Range<usize>, heads: &Range<usize
 
 fn chunk_state_with(
     pb: &mut PlanBuilder,
-    (label, pipeline): (&'static str, &wgpu::ComputePipeline),
+    (label, pipeline): (&'static str, &LazyPipeline),
     x: &ChunkInputs,
     chunks: Range<usize>,
     heads: Range<usize>,
@@ -344,7 +344,7 @@ pub fn mlstm_chunk_out_coop(
 
 fn chunk_out_with(
     pb: &mut PlanBuilder,
-    (label, pipeline): (&'static str, &wgpu::ComputePipeline),
+    (label, pipeline): (&'static str, &LazyPipeline),
     x: &ChunkInputs,
     chunks: Range<usize>,
     heads: Range<usize>,

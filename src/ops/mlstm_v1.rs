@@ -7,16 +7,16 @@
 use super::Compile;
 use super::{check_len, check_strided, Ops};
 use crate::error::{Error, Result};
-use crate::gpu::{ConstValue, Kernels, PlanBuilder, Slice};
+use crate::gpu::{ConstValue, Kernels, LazyPipeline, PlanBuilder, Slice};
 
-/// Compiled pipeline of mlstm_v1_gates.wgsl.
-pub struct MlstmV1Pipelines<P = wgpu::ComputePipeline> {
+/// The pipeline of mlstm_v1_gates.wgsl.
+pub struct MlstmV1Pipelines<P = LazyPipeline> {
     gates: P,
 }
 
 impl MlstmV1Pipelines {
     pub fn new(kernels: &Kernels) -> Result<Self> {
-        Self::build(&|k: &str, e: &str, c: &[(&str, ConstValue)]| kernels.pipeline(k, e, c))
+        Self::build(&|k: &str, e: &str, c: &[(&str, ConstValue)]| Ok(kernels.lazy(k, e, c)))
     }
 }
 

@@ -17,7 +17,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::WeightDtype;
-use crate::gpu::{ConstValue, Kernels, Slice};
+use crate::gpu::{ConstValue, Kernels, LazyPipeline, Slice};
 
 /// One member of a kernel's parameter block as the layout test sees it: name, byte offset and
 /// scalar type (`u32` / `f32`).
@@ -103,9 +103,10 @@ pub(crate) struct GemvPipelines<P> {
     streamed: Vec<(u32, P)>,
 }
 
-/// Compiled pipelines for a model loaded with one `--dtype`: the weight kernels for every matrix
-/// format it holds (`WeightDtype::formats`), everything else once.
-pub struct Ops<P = wgpu::ComputePipeline> {
+/// The pipelines for a model loaded with one `--dtype`: the weight kernels for every matrix
+/// format it holds (`WeightDtype::formats`), everything else once. Each compiles the first time
+/// a plan dispatches it ([`LazyPipeline`]), so a model compiles only the kernels its paths use.
+pub struct Ops<P = LazyPipeline> {
     /// One entry per format, the `--dtype`'s own first.
     weights: Vec<WeightKernels<P>>,
     /// The f16 matrix-unit GEMM over quantized weights expanded to f16 rows (`dequant_f16`),
@@ -207,13 +208,15 @@ impl Ops {
         Self::with_shapes(kernels, dtype, KernelShapes::default())
     }
 
+    /// The pipelines for `dtype` on this adapter, none compiled yet (each compiles at its first
+    /// use; a kernel error surfaces there).
     pub fn with_shapes(kernels: &Kernels, dtype: WeightDtype, shapes: KernelShapes) -> Result<Self> {
-        let compile = |k: &str, e: &str, c: &[(&str, ConstValue)]| kernels.pipeline(k, e, c);
-        Ops::build(&compile, dtype, shapes, Support::of(kernels.caps()))
+        let lazy = |k: &str, e: &str, c: &[(&str, ConstValue)]| Ok(kernels.lazy(k, e, c));
+        Ops::build(&lazy, dtype, shapes, Support::of(kernels.caps()))
     }
 }
 
-/// Compiles one pipeline: `Kernels::pipeline` on a device, or [`variants`] recording what the
+/// Makes one pipeline: `Kernels::lazy` on a device, or [`variants`] recording what the
 /// host asks for. Every family builds its pipelines through one, so the variant list is the
 /// host's own code run without a device.
 pub(crate) trait Compile<P>: Fn(&str, &str, &[(&str, ConstValue)]) -> Result<P> {}

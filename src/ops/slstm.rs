@@ -8,7 +8,7 @@
 use super::Compile;
 use super::{check_len, u, Ops};
 use crate::error::{Error, Result};
-use crate::gpu::{ConstValue, Kernels, PlanBuilder, Slice};
+use crate::gpu::{ConstValue, Kernels, LazyPipeline, PlanBuilder, Slice};
 
 /// Largest head width of the sequence kernel (slstm_seq.wgsl keeps y and the 4·DH gate
 /// pre-activations of its head in workgroup memory, and one invocation per unit).
@@ -55,15 +55,15 @@ fn step_variant(head_dim: usize) -> usize {
 /// Largest workgroup count per grid dimension every adapter supports.
 const MAX_GROUPS: usize = 65535;
 
-/// Compiled sLSTM pipelines.
-pub struct SlstmPipelines<P = wgpu::ComputePipeline> {
+/// The sLSTM pipelines.
+pub struct SlstmPipelines<P = LazyPipeline> {
     seq: P,
     step: [P; 3],
 }
 
 impl SlstmPipelines {
     pub fn new(kernels: &Kernels) -> Result<Self> {
-        Self::build(&|k: &str, e: &str, c: &[(&str, ConstValue)]| kernels.pipeline(k, e, c))
+        Self::build(&|k: &str, e: &str, c: &[(&str, ConstValue)]| Ok(kernels.lazy(k, e, c)))
     }
 }
 

@@ -18,7 +18,7 @@
 use super::Compile;
 use super::{check_len, check_out_rows, check_rows, u, Ops, Rows};
 use crate::error::{Error, Result};
-use crate::gpu::{ConstValue, Kernels, PlanBuilder, Slice};
+use crate::gpu::{ConstValue, Kernels, LazyPipeline, PlanBuilder, Slice};
 
 /// The gated feed-forward's activation (XL `components/feedforward.py` registry).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,8 +34,8 @@ pub enum Activation {
     Selu,
 }
 
-/// Compiled pipelines of the v1 kernels.
-pub struct V1Pipelines<P = wgpu::ComputePipeline> {
+/// The pipelines of the v1 kernels.
+pub struct V1Pipelines<P = LazyPipeline> {
     /// layer_norm.wgsl by epilogue: Write, Accumulate, MlstmGate.
     layer_norm: [P; 3],
     conv: P,
@@ -50,7 +50,7 @@ pub struct V1Pipelines<P = wgpu::ComputePipeline> {
 
 impl V1Pipelines {
     pub fn new(kernels: &Kernels) -> Result<Self> {
-        Self::build(&|k: &str, e: &str, c: &[(&str, ConstValue)]| kernels.pipeline(k, e, c))
+        Self::build(&|k: &str, e: &str, c: &[(&str, ConstValue)]| Ok(kernels.lazy(k, e, c)))
     }
 }
 

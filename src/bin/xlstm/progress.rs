@@ -59,9 +59,11 @@ impl Mode {
 /// What the display thread and the compile observer share.
 #[derive(Default)]
 struct Shown {
-    /// Kernel compiles: how many are built, and the one compiling now.
+    /// Kernel compiles: how many are built, and the one started last of those compiling now
+    /// (several compile at once, on several threads).
     compiled: usize,
     compiling: Option<String>,
+    in_flight: usize,
     /// Extra text after the progress (e.g. tune's best trial so far).
     detail: String,
     finished: bool,
@@ -104,8 +106,17 @@ impl Reporter {
         xlstm_wgpu::gpu::kernels::set_compile_observer(Some(Arc::new(
             move |e: &xlstm_wgpu::gpu::kernels::CompileEvent<'_>| {
                 let mut s = lock(&observed);
-                s.compiled = e.compiled;
-                s.compiling = (!e.finished).then(|| format!("{}:{}", e.kernel, e.entry));
+                // Events of concurrent compiles arrive from their threads in any order.
+                s.compiled = s.compiled.max(e.compiled);
+                if e.finished {
+                    s.in_flight = s.in_flight.saturating_sub(1);
+                    if s.in_flight == 0 {
+                        s.compiling = None;
+                    }
+                } else {
+                    s.in_flight += 1;
+                    s.compiling = Some(format!("{}:{}", e.kernel, e.entry));
+                }
             },
         )));
         let bar = (mode == Mode::Bar).then(|| {
