@@ -2,9 +2,10 @@
 //! SPIR-V and to Metal Shading Language with naga. There is no Apple hardware in CI: the MSL
 //! translation is the Metal gate.
 
-use xlstm_wgpu::gpu::kernels::{params_in_storage, SOURCES};
+use xlstm_wgpu::gpu::kernels::{params_in_storage, ConstValue, SOURCES};
 
-fn check(name: &str, text: &str) {
+/// Validates `text` and translates it; returns the MSL.
+fn check(name: &str, text: &str) -> String {
     let module =
         naga::front::wgsl::parse_str(text).unwrap_or_else(|e| panic!("{name}: parse: {}", e.emit_to_string(text)));
     let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all())
@@ -17,7 +18,9 @@ fn check(name: &str, text: &str) {
         ..Default::default()
     };
     let pipeline = naga::back::msl::PipelineOptions::default();
-    naga::back::msl::write_string(&module, &info, &options, &pipeline).unwrap_or_else(|e| panic!("{name}: MSL: {e}"));
+    naga::back::msl::write_string(&module, &info, &options, &pipeline)
+        .unwrap_or_else(|e| panic!("{name}: MSL: {e}"))
+        .0
 }
 
 /// Every `.wgsl` file under `dir`, as paths relative to `root` with `/` separators.
@@ -65,11 +68,35 @@ fn every_kernel_validates_and_translates_to_spirv_and_msl() {
             k.name
         );
     }
+    let mut eights = 0;
     for v in &variants {
         let name = format!("{}:{} {:?}", v.kernel, v.entry, v.consts);
         let text = v.source().unwrap_or_else(|e| panic!("{name}: {e}"));
-        check(&name, &text);
+        let msl = check(&name, &text);
         let storage = params_in_storage(&v.kernel, &text).unwrap_or_else(|e| panic!("{name}: {e}"));
         check(&format!("{name} (params in storage)"), &storage);
+        // Metal has only 8x8 simdgroup matrices: the 8x8 instances must use nothing else.
+        let frag = v.consts.iter().find(|(n, _)| n == "FRAG").map(|(_, c)| c.clone());
+        if frag == Some(ConstValue::U32(8)) {
+            let simdgroup_types: Vec<&str> = msl
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|w| {
+                    ["simdgroup_half", "simdgroup_float", "simdgroup_bfloat"]
+                        .iter()
+                        .any(|t| w.starts_with(t))
+                })
+                .collect();
+            assert!(
+                !simdgroup_types.is_empty(),
+                "{name}: the 8x8 instance uses no simdgroup matrix"
+            );
+            assert!(
+                simdgroup_types.iter().all(|w| w.ends_with("8x8")),
+                "{name}: the 8x8 instance's MSL uses {simdgroup_types:?}"
+            );
+            eights += 1;
+        }
     }
+    // gemm_coop over f16, q8 and q4 weights, and both chunkwise kernels.
+    assert!(eights >= 5, "only {eights} 8x8 instances among the variants");
 }

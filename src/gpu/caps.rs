@@ -25,6 +25,10 @@ pub struct Caps {
     /// The adapter offers 16x16x16 cooperative matrices with f16 inputs and f32 accumulators
     /// (NVIDIA and AMD through Vulkan; Apple GPUs offer only 8x8).
     pub coop_16x16_f16: bool,
+    /// The adapter offers 8x8x8 cooperative matrices with f16 inputs and f32 accumulators
+    /// (Apple GPUs' simdgroup matrices through Metal, M1 and later). The kernel tests cannot run
+    /// these here, so they are used only after a self-check on the GPU (`ops::coop_check`).
+    pub coop_8x8_f16: bool,
     /// Packed 4 x 8-bit integer dot products run as one instruction (Vulkan and DX12 drivers
     /// expose them on NVIDIA, AMD and Intel GPUs; Metal has none, so naga emulates them there
     /// and the float path is faster). The quantized decode GEMVs use them (`int-dot` masks it).
@@ -82,9 +86,10 @@ impl fmt::Display for Caps {
         writeln!(f, "immediates     {}", yes(self.immediates))?;
         writeln!(
             f,
-            "coop matrix    {} (16x16x16 f16->f32: {})",
+            "coop matrix    {} (16x16x16 f16->f32: {}, 8x8x8 f16->f32: {})",
             yes(self.cooperative_matrix),
-            yes(self.coop_16x16_f16)
+            yes(self.coop_16x16_f16),
+            yes(self.coop_8x8_f16)
         )?;
         writeln!(f, "integer dot    {}", yes(self.int_dot))?;
         writeln!(f, "max storage binding    {} bytes", self.max_storage_binding)?;
@@ -226,6 +231,17 @@ pub(crate) fn check_required_limits(l: &wgpu::Limits, adapter: &str) -> Result<(
     )))
 }
 
+/// Whether the adapter offers `edge`^3 cooperative matrices with f16 inputs and f32 accumulators.
+fn offers_f16_f32_fragment(adapter: &wgpu::Adapter, edge: u32) -> bool {
+    adapter.cooperative_matrix_properties().iter().any(|c| {
+        c.m_size == edge
+            && c.n_size == edge
+            && c.k_size == edge
+            && c.ab_type == wgpu::CooperativeScalarType::F16
+            && c.cr_type == wgpu::CooperativeScalarType::F32
+    })
+}
+
 /// The capability record for a device created with `features` and `limits` on `adapter`.
 pub(crate) fn caps_of(
     adapter: &wgpu::Adapter,
@@ -259,14 +275,8 @@ pub(crate) fn caps_of(
         // Immediates are only usable with room for them.
         immediates: has(wgpu::Features::IMMEDIATES) && limits.max_immediate_size > 0,
         cooperative_matrix: coop,
-        coop_16x16_f16: coop
-            && adapter.cooperative_matrix_properties().iter().any(|c| {
-                c.m_size == 16
-                    && c.n_size == 16
-                    && c.k_size == 16
-                    && c.ab_type == wgpu::CooperativeScalarType::F16
-                    && c.cr_type == wgpu::CooperativeScalarType::F32
-            }),
+        coop_16x16_f16: coop && offers_f16_f32_fragment(adapter, 16),
+        coop_8x8_f16: coop && offers_f16_f32_fragment(adapter, 8),
         int_dot: int_dot && !disable.iter().any(|n| n == "int-dot"),
         max_storage_binding: binding_limit.map_or(limits.max_storage_buffer_binding_size, |l| {
             l.min(limits.max_storage_buffer_binding_size)

@@ -157,11 +157,13 @@ impl Variant {
     }
 }
 
-/// A value for a specialisable `const`.
+/// A value for a specialisable `const`, or the type of a specialisable `alias`.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ConstValue {
     U32(u32),
     Bool(bool),
+    /// A WGSL type for `alias NAME = T;` (the matrix-unit kernels' fragment types).
+    Type(&'static str),
 }
 
 impl ConstValue {
@@ -169,19 +171,23 @@ impl ConstValue {
         match self {
             ConstValue::U32(v) => format!("{v}u"),
             ConstValue::Bool(b) => b.to_string(),
+            ConstValue::Type(t) => t.to_string(),
         }
     }
 }
 
-/// Rewrites `const NAME: T = value;` declarations. Fails if a name is not declared, so a typo
-/// cannot silently run the default.
+/// Rewrites `const NAME: T = value;` declarations, and `alias NAME = T;` for type values. Fails
+/// if a name is not declared, so a typo cannot silently run the default.
 pub fn specialize(kernel: &str, src: &str, consts: &[(&str, ConstValue)]) -> Result<String> {
     let mut out = src.to_string();
     for (name, value) in consts {
-        let decl = format!("const {name}:");
+        let (decl, what) = match value {
+            ConstValue::Type(_) => (format!("alias {name} ="), "alias"),
+            _ => (format!("const {name}:"), "const"),
+        };
         let start = out.find(&decl).ok_or_else(|| Error::Kernel {
             kernel: kernel.into(),
-            message: format!("no `const {name}` to specialise"),
+            message: format!("no `{what} {name}` to specialise"),
         })?;
         let eq = out[start..].find('=').map(|i| start + i);
         let semi = out[start..].find(';').map(|i| start + i);
@@ -192,7 +198,7 @@ pub fn specialize(kernel: &str, src: &str, consts: &[(&str, ConstValue)]) -> Res
             _ => {
                 return Err(Error::Kernel {
                     kernel: kernel.into(),
-                    message: format!("malformed `const {name}` declaration"),
+                    message: format!("malformed `{what} {name}` declaration"),
                 })
             }
         }
@@ -323,6 +329,9 @@ struct KernelsInner {
     disk: Option<DiskCache>,
     /// A pipeline was created since the disk cache was last written.
     unsaved: std::sync::atomic::AtomicBool,
+    /// Which matrix-unit kernels this device uses, settled at the first request
+    /// ([`Kernels::matrix_units`]).
+    units: OnceLock<crate::ops::MatrixUnits>,
 }
 
 impl Drop for KernelsInner {
@@ -407,6 +416,7 @@ impl Kernels {
                 checks,
                 disk,
                 unsaved: std::sync::atomic::AtomicBool::new(false),
+                units: OnceLock::new(),
             }),
         }
     }
@@ -419,6 +429,22 @@ impl Kernels {
 
     pub fn caps(&self) -> &super::device::Caps {
         &self.inner.gpu.caps
+    }
+
+    pub fn gpu(&self) -> &Arc<Gpu> {
+        &self.inner.gpu
+    }
+
+    /// Which matrix-unit kernels the pipelines built on these kernels use: the 16x16 instance
+    /// where the adapter offers it, the 8x8 one only after it passed its self-check on this GPU
+    /// (run here the first time, then remembered per adapter and driver: `ops::coop_check`), or
+    /// none. An error only for an invalid `XLSTM_SELF_CHECK`.
+    pub fn matrix_units(&self) -> Result<&crate::ops::MatrixUnits> {
+        let mode = crate::ops::SelfCheckMode::from_env()?;
+        Ok(self
+            .inner
+            .units
+            .get_or_init(|| crate::ops::coop_check::decide(self, mode)))
     }
 
     /// The pipelines compiled so far, as `kernel:entry` (once per specialisation), sorted.
@@ -678,5 +704,24 @@ mod tests {
         assert!(out.contains("const WG: u32 = 128u;"));
         assert!(out.contains("const F16: bool = true;"));
         assert!(specialize("k", src, &[("NOPE", ConstValue::U32(1))]).is_err());
+    }
+
+    #[test]
+    fn specialize_rewrites_aliases_with_types() {
+        let src = "alias FragA = coop_mat16x16<f16, A>;\nconst FRAG: u32 = 16u;";
+        let out = specialize(
+            "k",
+            src,
+            &[
+                ("FRAG", ConstValue::U32(8)),
+                ("FragA", ConstValue::Type("coop_mat8x8<f16, A>")),
+            ],
+        )
+        .unwrap();
+        assert!(out.contains("alias FragA = coop_mat8x8<f16, A>;"));
+        assert!(out.contains("const FRAG: u32 = 8u;"));
+        // A type is not a value for a const, nor a value for an alias.
+        assert!(specialize("k", src, &[("FRAG", ConstValue::Type("u32"))]).is_err());
+        assert!(specialize("k", src, &[("FragA", ConstValue::U32(1))]).is_err());
     }
 }

@@ -11,6 +11,7 @@
 
 use super::{check_len, check_out_rows, check_rows, check_weights, groups, u, Norm, Ops, Rows};
 use crate::error::{Error, Result};
+use crate::gpu::kernels::ConstValue;
 use crate::gpu::GpuMatrix;
 use crate::gpu::{LazyPipeline, PlanBuilder, Slice};
 
@@ -18,15 +19,50 @@ use crate::gpu::{LazyPipeline, PlanBuilder, Slice};
 /// epilogue scratch).
 const COOP_GEMM_WORKGROUP_BYTES: u32 = 2 * 128 * 72 * 2 + 2048 * 4;
 
-/// Whether gemm_coop.wgsl can run: 16x16 f16 cooperative matrices, f16 shaders, subgroups of
-/// exactly 32 invocations (the kernel's 256 invocations are 8 subgroups with fixed tile roles),
-/// and 44 KiB of workgroup memory.
-pub fn coop_gemm_supported(caps: &crate::gpu::Caps) -> bool {
-    caps.coop_16x16_f16
+/// Fragment edges of the matrix-unit kernels (gemm_coop and the chunkwise `_coop` kernels, one
+/// source each): 16, the instance the kernel tests run (NVIDIA and AMD through Vulkan), and 8,
+/// Apple's simdgroup matrices through Metal, used only after the self-check on the user's GPU
+/// (`ops::coop_check`).
+pub const COOP_FRAGMENTS: [u32; 2] = [16, 8];
+
+/// The specialisation of a matrix-unit kernel for `frag` x `frag` fragments: the kernel's FRAG
+/// and its three fragment type aliases, set together.
+pub(crate) fn coop_fragment(frag: u32) -> [(&'static str, ConstValue); 4] {
+    let eight = frag == 8;
+    let t = |at16: &'static str, at8: &'static str| ConstValue::Type(if eight { at8 } else { at16 });
+    [
+        ("FRAG", ConstValue::U32(frag)),
+        ("FragA", t("coop_mat16x16<f16, A>", "coop_mat8x8<f16, A>")),
+        ("FragB", t("coop_mat16x16<f16, B>", "coop_mat8x8<f16, B>")),
+        ("FragC", t("coop_mat16x16<f32, C>", "coop_mat8x8<f32, C>")),
+    ]
+}
+
+/// Whether the adapter offers `frag`^3 cooperative matrices with f16 inputs, f32 accumulators.
+pub fn coop_offered(caps: &crate::gpu::Caps, frag: u32) -> bool {
+    match frag {
+        16 => caps.coop_16x16_f16,
+        8 => caps.coop_8x8_f16,
+        _ => false,
+    }
+}
+
+/// Whether compute subgroups have exactly 32 invocations, as the matrix-unit kernels' fixed tile
+/// roles need (256 invocations = 8 subgroups): a fixed size of 32, or Metal, where every Apple
+/// GPU runs compute simdgroups of 32 but wgpu reports 4..64 for every device (the self-check
+/// on the GPU would catch another width).
+fn subgroups_of_32(caps: &crate::gpu::Caps) -> bool {
+    caps.subgroup
+        && ((caps.subgroup_min_size == 32 && caps.subgroup_max_size == 32)
+            || (caps.backend == "Metal" && (caps.subgroup_min_size..=caps.subgroup_max_size).contains(&32)))
+}
+
+/// Whether gemm_coop.wgsl can run with `frag` x `frag` fragments: the adapter offers them, f16
+/// shaders, subgroups of 32, and 44 KiB of workgroup memory.
+pub fn coop_gemm_supported(caps: &crate::gpu::Caps, frag: u32) -> bool {
+    coop_offered(caps, frag)
         && caps.f16
-        && caps.subgroup
-        && caps.subgroup_min_size == 32
-        && caps.subgroup_max_size == 32
+        && subgroups_of_32(caps)
         && caps.max_workgroup_storage >= COOP_GEMM_WORKGROUP_BYTES
 }
 

@@ -22,10 +22,11 @@ const COOP_CHUNK_STATE_WORKGROUP_BYTES: u32 = 2 * 64 * 72 * 2 + 64 * 68 * 4 + 64
 /// 64 x 68 f32 score tile, four 64-entry and two 256-entry f32 arrays).
 const COOP_CHUNK_OUT_WORKGROUP_BYTES: u32 = 3 * 64 * 72 * 2 + 64 * 68 * 4 + 4 * 64 * 4 + 2 * 256 * 4;
 
-/// Whether the matrix-unit chunkwise kernels can run: what `gemm_coop` needs (16x16 f16
-/// cooperative matrices, f16 shaders, subgroups of exactly 32) and their workgroup memory.
-pub fn coop_chunk_supported(caps: &crate::gpu::Caps) -> bool {
-    super::coop_gemm_supported(caps)
+/// Whether the matrix-unit chunkwise kernels can run with `frag` x `frag` fragments: what
+/// `gemm_coop` needs (the fragments, f16 shaders, subgroups of exactly 32) and their workgroup
+/// memory.
+pub fn coop_chunk_supported(caps: &crate::gpu::Caps, frag: u32) -> bool {
+    super::coop_gemm_supported(caps, frag)
         && caps.max_workgroup_storage >= COOP_CHUNK_STATE_WORKGROUP_BYTES.max(COOP_CHUNK_OUT_WORKGROUP_BYTES)
 }
 
@@ -214,7 +215,7 @@ pub fn mlstm_chunk_state_coop(
 fn coop_pipeline<'a>(p: &'a Option<LazyPipeline>, name: &str) -> Result<&'a LazyPipeline> {
     p.as_ref().ok_or_else(|| Error::Kernel {
         kernel: name.into(),
-        message: "needs f16 weights and 16x16 f16 cooperative matrices with subgroups of 32".into(),
+        message: "needs f16 weights and matrix units that passed their check (xlstm info), with subgroups of 32".into(),
     })
 }
 

@@ -45,6 +45,7 @@ macro_rules! params {
     };
 }
 
+pub mod coop_check;
 pub mod elementwise;
 pub mod matmul;
 pub mod mlstm_chunk;
@@ -58,10 +59,12 @@ pub mod v1;
 #[cfg(test)]
 mod layout_tests;
 
+pub use coop_check::{MatrixUnits, SelfCheck, SelfCheckMode};
 pub use elementwise::{embed, fill_random, swiglu};
+use matmul::coop_fragment;
 pub use matmul::{
-    coop_gemm_supported, gemv_head_norm_fits, gemv_head_norm_gate, gemv_rms_norm, gemv_swiglu, matmul, Epilogue,
-    HeadNormInput, GEMM_8X8_MIN_TOKENS, STAGED_MIN_TOKENS, WEIGHT_STAGING_BYTES,
+    coop_gemm_supported, coop_offered, gemv_head_norm_fits, gemv_head_norm_gate, gemv_rms_norm, gemv_swiglu, matmul,
+    Epilogue, HeadNormInput, COOP_FRAGMENTS, GEMM_8X8_MIN_TOKENS, STAGED_MIN_TOKENS, WEIGHT_STAGING_BYTES,
 };
 pub use mlstm_chunk::{
     coop_chunk_supported, mlstm_chunk_out, mlstm_chunk_out_coop, mlstm_chunk_state, mlstm_chunk_state_coop,
@@ -120,6 +123,8 @@ pub struct Ops<P = LazyPipeline> {
     /// `--dtype` is not f32 (the same condition as `gemm_coop`).
     chunk_state_coop: Option<P>,
     chunk_out_coop: Option<P>,
+    /// The fragment edge of the matrix-unit kernels above, where there are any.
+    fragment: Option<u32>,
     step: P,
     head_norm_gate: P,
     swiglu: P,
@@ -201,6 +206,11 @@ impl<P> Ops<P> {
     pub fn uses_coop_gemm(&self) -> bool {
         self.weights[0].gemm_coop.is_some()
     }
+
+    /// The fragment edge of the matrix-unit kernels these pipelines use (16 or 8), if any.
+    pub fn coop_fragment(&self) -> Option<u32> {
+        self.fragment
+    }
 }
 
 impl Ops {
@@ -209,10 +219,23 @@ impl Ops {
     }
 
     /// The pipelines for `dtype` on this adapter, none compiled yet (each compiles at its first
-    /// use; a kernel error surfaces there).
+    /// use; a kernel error surfaces there). The matrix-unit kernels are those
+    /// [`Kernels::matrix_units`] settled on (which may run their self-check on the GPU first).
     pub fn with_shapes(kernels: &Kernels, dtype: WeightDtype, shapes: KernelShapes) -> Result<Self> {
+        let fragment = kernels.matrix_units()?.fragment;
+        Self::with_fragment(kernels, dtype, shapes, fragment)
+    }
+
+    /// [`Ops::with_shapes`] with the matrix-unit kernels at fragment edge `fragment` where the
+    /// adapter can run them, none for `None` (the self-check builds both sides this way).
+    pub(crate) fn with_fragment(
+        kernels: &Kernels,
+        dtype: WeightDtype,
+        shapes: KernelShapes,
+        fragment: Option<u32>,
+    ) -> Result<Self> {
         let lazy = |k: &str, e: &str, c: &[(&str, ConstValue)]| Ok(kernels.lazy(k, e, c));
-        Ops::build(&lazy, dtype, shapes, Support::of(kernels.caps()))
+        Ops::build(&lazy, dtype, shapes, Support::of(kernels.caps(), fragment))
     }
 }
 
@@ -225,8 +248,9 @@ impl<P, F: Fn(&str, &str, &[(&str, ConstValue)]) -> Result<P>> Compile<P> for F 
 /// The optional kernels the adapter can run.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Support {
-    coop_gemm: bool,
-    coop_chunk: bool,
+    /// The fragment edge of the matrix-unit GEMM and chunkwise kernels, where they run.
+    coop_gemm: Option<u32>,
+    coop_chunk: Option<u32>,
     gemv_head_norm: bool,
     /// Native packed integer dot products (`Caps::int_dot`).
     int_dot: bool,
@@ -310,20 +334,23 @@ impl<P> GemvPipelines<P> {
 }
 
 impl Support {
-    fn of(caps: &crate::gpu::Caps) -> Self {
+    /// What `caps` can run, with the matrix-unit kernels at `fragment` (see
+    /// [`Kernels::matrix_units`]).
+    fn of(caps: &crate::gpu::Caps, fragment: Option<u32>) -> Self {
         Support {
-            coop_gemm: coop_gemm_supported(caps),
-            coop_chunk: coop_chunk_supported(caps),
+            coop_gemm: fragment.filter(|&f| coop_gemm_supported(caps, f)),
+            coop_chunk: fragment.filter(|&f| coop_chunk_supported(caps, f)),
             gemv_head_norm: caps.max_workgroup_storage >= matmul::GEMV_HEAD_NORM_WORKGROUP_BYTES,
             int_dot: caps.int_dot,
             subgroup_size: (caps.subgroup && caps.subgroup_min_size == caps.subgroup_max_size)
                 .then_some(caps.subgroup_min_size),
         }
     }
-    /// An adapter with every optional kernel (the variant list covers them all).
+    /// An adapter with every optional kernel (the variant list covers them all, for each
+    /// fragment edge in turn).
     const ALL: Support = Support {
-        coop_gemm: true,
-        coop_chunk: true,
+        coop_gemm: Some(16),
+        coop_chunk: Some(16),
         gemv_head_norm: true,
         int_dot: true,
         subgroup_size: None,
@@ -376,10 +403,13 @@ impl<P> Ops<P> {
                 embed: c("embed", "main", w)?,
                 gemm: c("gemm", "main", w)?,
                 gemm_8x8: c("gemm_8x8", "main", w)?,
-                gemm_coop: if format != WeightDtype::F32 && support.coop_gemm {
-                    Some(c("gemm_coop", "main", w)?)
-                } else {
-                    None
+                gemm_coop: match support.coop_gemm {
+                    Some(frag) if format != WeightDtype::F32 => Some(c(
+                        "gemm_coop",
+                        "main",
+                        &[&[f.clone()][..], &coop_fragment(frag)].concat(),
+                    )?),
+                    _ => None,
                 },
                 gemv: gemv(0)?,
                 gemv_shape: shape,
@@ -391,7 +421,7 @@ impl<P> Ops<P> {
                     None
                 },
                 fill_random: c("fill_random", "main", w)?,
-                dequant_f16: if format.is_quantized() && support.coop_gemm {
+                dequant_f16: if format.is_quantized() && support.coop_gemm.is_some() {
                     Some(c("dequant_f16", "main", w)?)
                 } else {
                     None
@@ -400,32 +430,32 @@ impl<P> Ops<P> {
         };
         // f32 keeps every product in f32; the other formats accept f16 activations on the
         // matrix units.
-        let coop_chunk = dtype != WeightDtype::F32 && support.coop_chunk;
+        let coop_chunk = support.coop_chunk.filter(|_| dtype != WeightDtype::F32);
         Ok(Ops {
+            fragment: support.coop_gemm.or(coop_chunk).filter(|_| dtype != WeightDtype::F32),
             weights: dtype
                 .formats()
                 .iter()
                 .map(|f| weight_kernels(*f))
                 .collect::<Result<_>>()?,
-            gemm_coop_f16: if dtype.is_quantized() && support.coop_gemm {
-                let f16 = ("WEIGHT_FORMAT", ConstValue::U32(WeightDtype::F16.wgsl_format()));
-                Some(c("gemm_coop", "main", &[f16])?)
-            } else {
-                None
+            gemm_coop_f16: match support.coop_gemm {
+                Some(frag) if dtype.is_quantized() => {
+                    let f16 = ("WEIGHT_FORMAT", ConstValue::U32(WeightDtype::F16.wgsl_format()));
+                    Some(c("gemm_coop", "main", &[&[f16][..], &coop_fragment(frag)].concat())?)
+                }
+                _ => None,
             },
             rms_norm: c("rms_norm", "main", &[])?,
             gates: c("mlstm_gates", "main", &[])?,
             chunk_state: c("mlstm_chunk_state", "main", &[])?,
             chunk_out: c("mlstm_chunk_out", "main", &[])?,
-            chunk_state_coop: if coop_chunk {
-                Some(c("mlstm_chunk_state_coop", "main", &[])?)
-            } else {
-                None
+            chunk_state_coop: match coop_chunk {
+                Some(frag) => Some(c("mlstm_chunk_state_coop", "main", &coop_fragment(frag))?),
+                None => None,
             },
-            chunk_out_coop: if coop_chunk {
-                Some(c("mlstm_chunk_out_coop", "main", &[])?)
-            } else {
-                None
+            chunk_out_coop: match coop_chunk {
+                Some(frag) => Some(c("mlstm_chunk_out_coop", "main", &coop_fragment(frag))?),
+                None => None,
             },
             step: c("mlstm_step", "main", &[])?,
             head_norm_gate: c("head_norm_gate", "main", &[])?,
@@ -468,13 +498,17 @@ pub fn variants() -> Vec<crate::gpu::kernels::Variant> {
                             gemv_lanes,
                             fused_head_norm,
                         };
-                        let support = Support {
-                            subgroup_size,
-                            int_dot,
-                            ..Support::ALL
-                        };
-                        // Recording cannot fail and the shapes are valid by construction.
-                        let _ = Ops::build(&record, dtype, shapes, support);
+                        for frag in COOP_FRAGMENTS {
+                            let support = Support {
+                                subgroup_size,
+                                int_dot,
+                                coop_gemm: Some(frag),
+                                coop_chunk: Some(frag),
+                                ..Support::ALL
+                            };
+                            // Recording cannot fail and the shapes are valid by construction.
+                            let _ = Ops::build(&record, dtype, shapes, support);
+                        }
                     }
                 }
             }

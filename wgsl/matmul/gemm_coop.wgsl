@@ -7,19 +7,20 @@
 //   3 y: array<f32> rows at y_offset + t * y_stride (read_write).
 // Workgroup: 256 invocations = 8 subgroups of 32 (the host uses this kernel only where the
 //   subgroup size is 32). The workgroup computes a 128 (tokens) x 128 (rows) tile; subgroup s owns
-//   64 tokens x 32 rows = 4 x 2 fragments of 16x16 with f32 accumulators. K is staged through
+//   64 tokens x 32 rows = FM x FN fragments of FRAG x FRAG with f32 accumulators (4 x 2 of 16x16,
+//   or 8 x 4 of 8x8: the same tile, the same staging). K is staged through
 //   workgroup memory in slices of 64, activations converted to f16 on the way, the next slice
 //   fetched into registers while the current one is multiplied (rows padded by 8 halves against
 //   bank conflicts). Tiles wholly inside the matrices with 4-aligned activation rows and K a
 //   multiple of 64 (all 7B prefill projections) fetch without per-element checks. Whole tiles
 //   without soft cap and with 16-byte aligned output rows (y_offset, y_stride multiples of 4,
 //   y_aligned set) add the residual and store straight from the fragments; the others go through
-//   a per-subgroup 16x16 scratch tile. Workgroup memory: 44 KiB (45,056 bytes).
+//   a per-subgroup FRAG x FRAG scratch tile. Workgroup memory: 44 KiB (45,056 bytes).
 // Grid: (ceil(tokens / 128), ceil(n / 128), 1): token tiles first.
 // Epilogue: accumulate != 0 adds into y (residuals); soft_cap > 0 applies cap * tanh(v / cap).
 // Precision: f16 x f16 products accumulated in f32 (f16 and quantized weights; --dtype f32 uses
 //   gemm.wgsl).
-// Requires: SHADER_F16, SUBGROUP, EXPERIMENTAL_COOPERATIVE_MATRIX with 16x16x16 f16 -> f32, and
+// Requires: SHADER_F16, SUBGROUP, EXPERIMENTAL_COOPERATIVE_MATRIX with FRAG^3 f16 -> f32, and
 //   45,056 bytes of workgroup memory.
 
 enable f16;
@@ -42,13 +43,23 @@ struct Params {
 
 const LDS: u32 = 72u; // 64 + 8 padding halves per staged row
 
+// The matrix-unit fragment: FRAG x FRAG (16: NVIDIA and AMD through Vulkan; 8: Apple's
+// simdgroup matrices). The host sets FRAG and the three aliases together
+// (ops::matmul::coop_fragment); everything below is written in fragments of FRAG.
+const FRAG: u32 = 16u;
+alias FragA = coop_mat16x16<f16, A>;
+alias FragB = coop_mat16x16<f16, B>;
+alias FragC = coop_mat16x16<f32, C>;
+const FM: u32 = 64u / FRAG; // fragments along a subgroup's 64 tokens
+const FN: u32 = 32u / FRAG; // and its 32 rows
+
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 
 var<workgroup> xa: array<f16, 9216>; // [128 tokens][LDS]
 var<workgroup> wb: array<f16, 9216>; // [128 rows][LDS]
-var<workgroup> scratch: array<f32, 2048>; // [8 subgroups][16 x 16]
+var<workgroup> scratch: array<f32, 2048>; // [8 subgroups][FRAG x FRAG]
 
 // Four activations x[t, k .. k + 4] (zero outside the matrix), k a multiple of 4.
 fn load_x4(t: u32, k: u32) -> vec4<f32> {
@@ -105,8 +116,8 @@ fn put_w(r: u32, c: u32, v: vec4<u32>) {
     }
 }
 
-fn store_frag(c: coop_mat16x16<f32, C>, base: u32) {
-    coopStoreT(c, &scratch[base], 16u);
+fn store_frag(c: FragC, base: u32) {
+    coopStoreT(c, &scratch[base], FRAG);
 }
 
 fn write_out(t: u32, r: u32, acc: f32) {
@@ -124,30 +135,31 @@ fn write_out(t: u32, r: u32, acc: f32) {
     y[o] = v;
 }
 
-// Publishes one 16x16 fragment at (t0, r0) through the subgroup's scratch tile.
-fn emit(c: coop_mat16x16<f32, C>, sg: u32, lane: u32, t0: u32, r0: u32) {
-    store_frag(c, sg * 256u);
+// Publishes one fragment at (t0, r0) through the subgroup's scratch tile.
+fn emit(c: FragC, sg: u32, lane: u32, t0: u32, r0: u32) {
+    let base = sg * FRAG * FRAG;
+    store_frag(c, base);
     workgroupBarrier();
-    for (var e = 0u; e < 8u; e++) {
-        let idx = lane * 8u + e;
-        write_out(t0 + idx / 16u, r0 + idx % 16u, scratch[sg * 256u + idx]);
+    for (var e = 0u; e < FRAG * FRAG / 32u; e++) {
+        let idx = lane * (FRAG * FRAG / 32u) + e;
+        write_out(t0 + idx / FRAG, r0 + idx % FRAG, scratch[base + idx]);
     }
     workgroupBarrier();
 }
 
-// The 16x16 output fragment at element o, row-major with the output's row stride (16-byte
+// The output fragment at element o, row-major with the output's row stride (16-byte
 // aligned: checked by the caller).
-fn load_y(o: u32, stride: u32) -> coop_mat16x16<f32, C> {
-    return coopLoadT<coop_mat16x16<f32, C>>(&y[o], stride);
+fn load_y(o: u32, stride: u32) -> FragC {
+    return coopLoadT<FragC>(&y[o], stride);
 }
 
 // (naga's SPIR-V writer needs the store's offset and stride as plain values: function arguments)
-fn store_y(c: coop_mat16x16<f32, C>, o: u32, stride: u32) {
+fn store_y(c: FragC, o: u32, stride: u32) {
     coopStoreT(c, &y[o], stride);
 }
 
 // Writes one fragment straight to y (whole tiles without soft cap): no scratch, no barriers.
-fn emit_direct(c: coop_mat16x16<f32, C>, t0: u32, r0: u32) {
+fn emit_direct(c: FragC, t0: u32, r0: u32) {
     let stride = p.y_stride;
     let o = p.y_offset + t0 * stride + r0;
     var v = c;
@@ -169,14 +181,8 @@ fn main(
     let row0 = wid.y * 128u;
     let wm = (sg % 2u) * 64u; // this subgroup's tokens within the tile
     let wn = (sg / 2u) * 32u; // and its rows
-    var c00 = coop_mat16x16<f32, C>();
-    var c01 = coop_mat16x16<f32, C>();
-    var c10 = coop_mat16x16<f32, C>();
-    var c11 = coop_mat16x16<f32, C>();
-    var c20 = coop_mat16x16<f32, C>();
-    var c21 = coop_mat16x16<f32, C>();
-    var c30 = coop_mat16x16<f32, C>();
-    var c31 = coop_mat16x16<f32, C>();
+    // The subgroup's 64 x 32 block of y as FM x FN fragments (fragment (i, j) at acc[i * FN + j]).
+    var acc: array<FragC, FM * FN>;
     // Each invocation stages activation rows lr + 16 i (i < 8) at columns lc .. lc + 3, and
     // weight rows lrw + 32 i (i < 4) at columns lcw .. lcw + 7 (one 16-byte load of f16). The
     // next slice is fetched into registers while the current one is multiplied.
@@ -248,62 +254,19 @@ fn main(
                 wr3 = load_w8(row0 + lrw + 96u, kn + lcw);
             }
         }
-        let a0_0 = coopLoadT<coop_mat16x16<f16, A>>(&xa[(wm + 0u) * LDS + 0u], LDS);
-        let a1_0 = coopLoadT<coop_mat16x16<f16, A>>(&xa[(wm + 16u) * LDS + 0u], LDS);
-        let a2_0 = coopLoadT<coop_mat16x16<f16, A>>(&xa[(wm + 32u) * LDS + 0u], LDS);
-        let a3_0 = coopLoadT<coop_mat16x16<f16, A>>(&xa[(wm + 48u) * LDS + 0u], LDS);
-        let b0_0 = coopLoad<coop_mat16x16<f16, B>>(&wb[(wn + 0u) * LDS + 0u], LDS);
-        let b1_0 = coopLoad<coop_mat16x16<f16, B>>(&wb[(wn + 16u) * LDS + 0u], LDS);
-        c00 = coopMultiplyAdd(a0_0, b0_0, c00);
-        c01 = coopMultiplyAdd(a0_0, b1_0, c01);
-        c10 = coopMultiplyAdd(a1_0, b0_0, c10);
-        c11 = coopMultiplyAdd(a1_0, b1_0, c11);
-        c20 = coopMultiplyAdd(a2_0, b0_0, c20);
-        c21 = coopMultiplyAdd(a2_0, b1_0, c21);
-        c30 = coopMultiplyAdd(a3_0, b0_0, c30);
-        c31 = coopMultiplyAdd(a3_0, b1_0, c31);
-        let a0_16 = coopLoadT<coop_mat16x16<f16, A>>(&xa[(wm + 0u) * LDS + 16u], LDS);
-        let a1_16 = coopLoadT<coop_mat16x16<f16, A>>(&xa[(wm + 16u) * LDS + 16u], LDS);
-        let a2_16 = coopLoadT<coop_mat16x16<f16, A>>(&xa[(wm + 32u) * LDS + 16u], LDS);
-        let a3_16 = coopLoadT<coop_mat16x16<f16, A>>(&xa[(wm + 48u) * LDS + 16u], LDS);
-        let b0_16 = coopLoad<coop_mat16x16<f16, B>>(&wb[(wn + 0u) * LDS + 16u], LDS);
-        let b1_16 = coopLoad<coop_mat16x16<f16, B>>(&wb[(wn + 16u) * LDS + 16u], LDS);
-        c00 = coopMultiplyAdd(a0_16, b0_16, c00);
-        c01 = coopMultiplyAdd(a0_16, b1_16, c01);
-        c10 = coopMultiplyAdd(a1_16, b0_16, c10);
-        c11 = coopMultiplyAdd(a1_16, b1_16, c11);
-        c20 = coopMultiplyAdd(a2_16, b0_16, c20);
-        c21 = coopMultiplyAdd(a2_16, b1_16, c21);
-        c30 = coopMultiplyAdd(a3_16, b0_16, c30);
-        c31 = coopMultiplyAdd(a3_16, b1_16, c31);
-        let a0_32 = coopLoadT<coop_mat16x16<f16, A>>(&xa[(wm + 0u) * LDS + 32u], LDS);
-        let a1_32 = coopLoadT<coop_mat16x16<f16, A>>(&xa[(wm + 16u) * LDS + 32u], LDS);
-        let a2_32 = coopLoadT<coop_mat16x16<f16, A>>(&xa[(wm + 32u) * LDS + 32u], LDS);
-        let a3_32 = coopLoadT<coop_mat16x16<f16, A>>(&xa[(wm + 48u) * LDS + 32u], LDS);
-        let b0_32 = coopLoad<coop_mat16x16<f16, B>>(&wb[(wn + 0u) * LDS + 32u], LDS);
-        let b1_32 = coopLoad<coop_mat16x16<f16, B>>(&wb[(wn + 16u) * LDS + 32u], LDS);
-        c00 = coopMultiplyAdd(a0_32, b0_32, c00);
-        c01 = coopMultiplyAdd(a0_32, b1_32, c01);
-        c10 = coopMultiplyAdd(a1_32, b0_32, c10);
-        c11 = coopMultiplyAdd(a1_32, b1_32, c11);
-        c20 = coopMultiplyAdd(a2_32, b0_32, c20);
-        c21 = coopMultiplyAdd(a2_32, b1_32, c21);
-        c30 = coopMultiplyAdd(a3_32, b0_32, c30);
-        c31 = coopMultiplyAdd(a3_32, b1_32, c31);
-        let a0_48 = coopLoadT<coop_mat16x16<f16, A>>(&xa[(wm + 0u) * LDS + 48u], LDS);
-        let a1_48 = coopLoadT<coop_mat16x16<f16, A>>(&xa[(wm + 16u) * LDS + 48u], LDS);
-        let a2_48 = coopLoadT<coop_mat16x16<f16, A>>(&xa[(wm + 32u) * LDS + 48u], LDS);
-        let a3_48 = coopLoadT<coop_mat16x16<f16, A>>(&xa[(wm + 48u) * LDS + 48u], LDS);
-        let b0_48 = coopLoad<coop_mat16x16<f16, B>>(&wb[(wn + 0u) * LDS + 48u], LDS);
-        let b1_48 = coopLoad<coop_mat16x16<f16, B>>(&wb[(wn + 16u) * LDS + 48u], LDS);
-        c00 = coopMultiplyAdd(a0_48, b0_48, c00);
-        c01 = coopMultiplyAdd(a0_48, b1_48, c01);
-        c10 = coopMultiplyAdd(a1_48, b0_48, c10);
-        c11 = coopMultiplyAdd(a1_48, b1_48, c11);
-        c20 = coopMultiplyAdd(a2_48, b0_48, c20);
-        c21 = coopMultiplyAdd(a2_48, b1_48, c21);
-        c30 = coopMultiplyAdd(a3_48, b0_48, c30);
-        c31 = coopMultiplyAdd(a3_48, b1_48, c31);
+        // The slice's FRAG-deep steps: each A fragment (tokens) meets every B fragment (rows).
+        for (var kk = 0u; kk < 64u; kk += FRAG) {
+            var b: array<FragB, FN>;
+            for (var j = 0u; j < FN; j++) {
+                b[j] = coopLoad<FragB>(&wb[(wn + j * FRAG) * LDS + kk], LDS);
+            }
+            for (var i = 0u; i < FM; i++) {
+                let a = coopLoadT<FragA>(&xa[(wm + i * FRAG) * LDS + kk], LDS);
+                for (var j = 0u; j < FN; j++) {
+                    acc[i * FN + j] = coopMultiplyAdd(a, b[j], acc[i * FN + j]);
+                }
+            }
+        }
         workgroupBarrier();
     }
     let t = tok0 + wm;
@@ -312,22 +275,16 @@ fn main(
     let whole = (p.soft_cap <= 0.0) & (p.y_aligned != 0u) & (tok0 + 128u <= p.tokens)
         & (row0 + 128u <= p.n) & (p.y_offset % 4u == 0u) & (p.y_stride % 4u == 0u);
     if (whole) {
-        emit_direct(c00, t + 0u, r + 0u);
-        emit_direct(c01, t + 0u, r + 16u);
-        emit_direct(c10, t + 16u, r + 0u);
-        emit_direct(c11, t + 16u, r + 16u);
-        emit_direct(c20, t + 32u, r + 0u);
-        emit_direct(c21, t + 32u, r + 16u);
-        emit_direct(c30, t + 48u, r + 0u);
-        emit_direct(c31, t + 48u, r + 16u);
+        for (var i = 0u; i < FM; i++) {
+            for (var j = 0u; j < FN; j++) {
+                emit_direct(acc[i * FN + j], t + i * FRAG, r + j * FRAG);
+            }
+        }
         return;
     }
-    emit(c00, sg, lane, t + 0u, r + 0u);
-    emit(c01, sg, lane, t + 0u, r + 16u);
-    emit(c10, sg, lane, t + 16u, r + 0u);
-    emit(c11, sg, lane, t + 16u, r + 16u);
-    emit(c20, sg, lane, t + 32u, r + 0u);
-    emit(c21, sg, lane, t + 32u, r + 16u);
-    emit(c30, sg, lane, t + 48u, r + 0u);
-    emit(c31, sg, lane, t + 48u, r + 16u);
+    for (var i = 0u; i < FM; i++) {
+        for (var j = 0u; j < FN; j++) {
+            emit(acc[i * FN + j], sg, lane, t + i * FRAG, r + j * FRAG);
+        }
+    }
 }

@@ -29,7 +29,8 @@
 //   A operand row-major and its B operand column-major (the layouts gemm_coop.wgsl uses); the
 //   next slice is fetched into registers while the current one is multiplied. Subgroup sg owns
 //   rows 16 (sg % 4) .. + 16 and columns 32 (sg / 4) .. + 32 of both the 64 x 64 score block S
-//   and the 64 x 64 output tile: 2 + 2 f32 accumulator fragments of 16x16, plus 2 for M V. S goes
+//   and the 64 x 64 output tile: FR x FC f32 accumulator fragments of FRAG x FRAG for S, as many
+//   for Q^ C_prev and for M V (1 x 2 of 16x16, or 2 x 4 of 8x8). S goes
 //   through workgroup memory (f32) where the decay mask, the stabiliser and the row sums are
 //   applied; M (f16, over q^) and the v block (f16, transposed over C_prev) then feed M V. The
 //   inter and intra fragments are combined and normalised per row through a per-subgroup f32
@@ -41,7 +42,7 @@
 // Precision: q^, k, v, M and C_prev rounded to f16 for the products (C_prev scaled by 2^-4 first,
 //   against f16 overflow; undone in f32), f32 accumulation; gates, stabiliser, q^ . n (from the
 //   f32 q), row sums and the normalisation in f32. Only the f16-weight mode uses it.
-// Requires: SHADER_F16, SUBGROUP, EXPERIMENTAL_COOPERATIVE_MATRIX with 16x16x16 f16 -> f32, and
+// Requires: SHADER_F16, SUBGROUP, EXPERIMENTAL_COOPERATIVE_MATRIX with FRAG^3 f16 -> f32, and
 //   48,128 bytes of workgroup memory.
 
 enable f16;
@@ -71,6 +72,16 @@ const SLD: u32 = 68u; // f32 row stride of the score block
 const NEG: f32 = -3.4e38;
 // C_prev is staged as C * CSCALE (f16 range), the inter-chunk product multiplied back by 1 / CSCALE.
 const CSCALE: f32 = 0.0625;
+
+// The matrix-unit fragment: FRAG x FRAG (16: NVIDIA and AMD through Vulkan; 8: Apple's
+// simdgroup matrices). The host sets FRAG and the three aliases together
+// (ops::matmul::coop_fragment); the products below are written in fragments of FRAG.
+const FRAG: u32 = 16u;
+alias FragA = coop_mat16x16<f16, A>;
+alias FragB = coop_mat16x16<f16, B>;
+alias FragC = coop_mat16x16<f32, C>;
+const FR: u32 = 16u / FRAG; // fragments along a subgroup's 16 rows
+const FC: u32 = 32u / FRAG; // and its 32 columns
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> proj: array<vec4<f32>>;
@@ -159,22 +170,23 @@ fn put_ct(c: u32, d: u32, v: vec4<f32>) {
 }
 
 // (naga's SPIR-V writer needs the store's offset and stride as plain values: function arguments)
-fn store_sf(c: coop_mat16x16<f32, C>, o: u32, stride: u32) {
+fn store_sf(c: FragC, o: u32, stride: u32) {
     coopStoreT(c, &sf[o], stride);
 }
 
-// Writes one 16x16 output fragment pair (inter x, intra y) at rows r0.., columns c0.. of the tile
+// Writes one output fragment pair (inter x, intra y) at rows r0.., columns c0.. of the tile
 // through the subgroup's scratch: h = (beta / CSCALE * x + y) * inv.
-fn emit(x: coop_mat16x16<f32, C>, y: coop_mat16x16<f32, C>, sg: u32, lane: u32, t0: u32, len: u32,
-        h: u32, r0: u32, c0: u32) {
-    store_sf(x, sg * 512u, 16u);
-    store_sf(y, sg * 512u + 256u, 16u);
+fn emit(x: FragC, y: FragC, sg: u32, lane: u32, t0: u32, len: u32, h: u32, r0: u32, c0: u32) {
+    let bx = sg * 512u;
+    let by = bx + FRAG * FRAG;
+    store_sf(x, bx, FRAG);
+    store_sf(y, by, FRAG);
     workgroupBarrier();
-    for (var e = 0u; e < 8u; e++) {
-        let idx = lane * 8u + e;
-        let s = r0 + idx / 16u;
-        let v = c0 + idx % 16u;
-        let val = (beta[s] * (1.0 / CSCALE) * sf[sg * 512u + idx] + sf[sg * 512u + 256u + idx]) * inv[s];
+    for (var e = 0u; e < FRAG * FRAG / 32u; e++) {
+        let idx = lane * (FRAG * FRAG / 32u) + e;
+        let s = r0 + idx / FRAG;
+        let v = c0 + idx % FRAG;
+        let val = (beta[s] * (1.0 / CSCALE) * sf[bx + idx] + sf[by + idx]) * inv[s];
         if ((s < len) & (v < p.dv)) {
             hout[(t0 + s) * p.out_stride + h * p.dv + v] = val;
         }
@@ -255,10 +267,8 @@ fn main(
     let cq = lid % 4u;
     // The inter-chunk fragments (Q^ C_prev, with the first key block), the intra-chunk ones (M V)
     // and the row sums of M, over the causal key blocks.
-    var i0 = coop_mat16x16<f32, C>();
-    var i1 = coop_mat16x16<f32, C>();
-    var n0 = coop_mat16x16<f32, C>();
-    var n1 = coop_mat16x16<f32, C>();
+    var iacc: array<FragC, FR * FC>;
+    var nacc: array<FragC, FR * FC>;
     var qn = 0.0;
     var rs = 0.0;
     for (var jb = 0u; jb <= sb; jb++) {
@@ -305,8 +315,7 @@ fn main(
         var vr2 = vec4<f32>();
         var vr3 = vec4<f32>();
 
-        var s0 = coop_mat16x16<f32, C>();
-        var s1 = coop_mat16x16<f32, C>();
+        var sacc: array<FragC, FR * FC>; // S, fragment (i, j) at sacc[i * FC + j]
         for (var d0 = 0u; d0 < p.dqk; d0 += 64u) {
             put_q(so, qr0 * sc);
             put_q(so + 4u, qr1 * sc);
@@ -358,49 +367,28 @@ fn main(
                 vr2 = ld_proj(ve1, select(0u, nv0, r1 < jlen));
                 vr3 = ld_proj(ve1 + 4u, select(0u, nv1, r1 < jlen));
             }
-            let a0 = coopLoadT<coop_mat16x16<f16, A>>(&qs[rb * LDS + 0u], LDS);
-            let bk00 = coopLoad<coop_mat16x16<f16, B>>(&ks[cp * LDS + 0u], LDS);
-            let bk10 = coopLoad<coop_mat16x16<f16, B>>(&ks[(cp + 16u) * LDS + 0u], LDS);
-            let bc00 = coopLoad<coop_mat16x16<f16, B>>(&cst[cp * LDS + 0u], LDS);
-            let bc10 = coopLoad<coop_mat16x16<f16, B>>(&cst[(cp + 16u) * LDS + 0u], LDS);
-            s0 = coopMultiplyAdd(a0, bk00, s0);
-            s1 = coopMultiplyAdd(a0, bk10, s1);
-            i0 = coopMultiplyAdd(a0, bc00, i0);
-            i1 = coopMultiplyAdd(a0, bc10, i1);
-            let a1 = coopLoadT<coop_mat16x16<f16, A>>(&qs[rb * LDS + 16u], LDS);
-            let bk01 = coopLoad<coop_mat16x16<f16, B>>(&ks[cp * LDS + 16u], LDS);
-            let bk11 = coopLoad<coop_mat16x16<f16, B>>(&ks[(cp + 16u) * LDS + 16u], LDS);
-            let bc01 = coopLoad<coop_mat16x16<f16, B>>(&cst[cp * LDS + 16u], LDS);
-            let bc11 = coopLoad<coop_mat16x16<f16, B>>(&cst[(cp + 16u) * LDS + 16u], LDS);
-            s0 = coopMultiplyAdd(a1, bk01, s0);
-            s1 = coopMultiplyAdd(a1, bk11, s1);
-            i0 = coopMultiplyAdd(a1, bc01, i0);
-            i1 = coopMultiplyAdd(a1, bc11, i1);
-            let a2 = coopLoadT<coop_mat16x16<f16, A>>(&qs[rb * LDS + 32u], LDS);
-            let bk02 = coopLoad<coop_mat16x16<f16, B>>(&ks[cp * LDS + 32u], LDS);
-            let bk12 = coopLoad<coop_mat16x16<f16, B>>(&ks[(cp + 16u) * LDS + 32u], LDS);
-            let bc02 = coopLoad<coop_mat16x16<f16, B>>(&cst[cp * LDS + 32u], LDS);
-            let bc12 = coopLoad<coop_mat16x16<f16, B>>(&cst[(cp + 16u) * LDS + 32u], LDS);
-            s0 = coopMultiplyAdd(a2, bk02, s0);
-            s1 = coopMultiplyAdd(a2, bk12, s1);
-            i0 = coopMultiplyAdd(a2, bc02, i0);
-            i1 = coopMultiplyAdd(a2, bc12, i1);
-            let a3 = coopLoadT<coop_mat16x16<f16, A>>(&qs[rb * LDS + 48u], LDS);
-            let bk03 = coopLoad<coop_mat16x16<f16, B>>(&ks[cp * LDS + 48u], LDS);
-            let bk13 = coopLoad<coop_mat16x16<f16, B>>(&ks[(cp + 16u) * LDS + 48u], LDS);
-            let bc03 = coopLoad<coop_mat16x16<f16, B>>(&cst[cp * LDS + 48u], LDS);
-            let bc13 = coopLoad<coop_mat16x16<f16, B>>(&cst[(cp + 16u) * LDS + 48u], LDS);
-            s0 = coopMultiplyAdd(a3, bk03, s0);
-            s1 = coopMultiplyAdd(a3, bk13, s1);
-            i0 = coopMultiplyAdd(a3, bc03, i0);
-            i1 = coopMultiplyAdd(a3, bc13, i1);
+            for (var kk = 0u; kk < 64u; kk += FRAG) {
+                for (var i = 0u; i < FR; i++) {
+                    let a = coopLoadT<FragA>(&qs[(rb + i * FRAG) * LDS + kk], LDS);
+                    for (var j = 0u; j < FC; j++) {
+                        let o = (cp + j * FRAG) * LDS + kk;
+                        let bk = coopLoad<FragB>(&ks[o], LDS);
+                        let bc = coopLoad<FragB>(&cst[o], LDS);
+                        sacc[i * FC + j] = coopMultiplyAdd(a, bk, sacc[i * FC + j]);
+                        iacc[i * FC + j] = coopMultiplyAdd(a, bc, iacc[i * FC + j]);
+                    }
+                }
+            }
             workgroupBarrier();
         }
 
         // Scores to workgroup memory; the v block transposed over the C_prev slice; with the
         // first key block, the stabiliser's prefix maximum.
-        store_sf(s0, rb * SLD + cp, SLD);
-        store_sf(s1, rb * SLD + cp + 16u, SLD);
+        for (var i = 0u; i < FR; i++) {
+            for (var j = 0u; j < FC; j++) {
+                store_sf(sacc[i * FC + j], (rb + i * FRAG) * SLD + cp + j * FRAG, SLD);
+            }
+        }
         put_ct(cg, lane, vr0);
         put_ct(cg + 4u, lane, vr1);
         put_ct(cg, r1, vr2);
@@ -443,26 +431,15 @@ fn main(
         workgroupBarrier();
 
         // Intra-chunk part M V: A[s][j] = qs[s][j] (row-major), B[j][v] = cst[v][j] (column-major).
-        let m0 = coopLoadT<coop_mat16x16<f16, A>>(&qs[rb * LDS + 0u], LDS);
-        let v00 = coopLoad<coop_mat16x16<f16, B>>(&cst[cp * LDS + 0u], LDS);
-        let v10 = coopLoad<coop_mat16x16<f16, B>>(&cst[(cp + 16u) * LDS + 0u], LDS);
-        n0 = coopMultiplyAdd(m0, v00, n0);
-        n1 = coopMultiplyAdd(m0, v10, n1);
-        let m1 = coopLoadT<coop_mat16x16<f16, A>>(&qs[rb * LDS + 16u], LDS);
-        let v01 = coopLoad<coop_mat16x16<f16, B>>(&cst[cp * LDS + 16u], LDS);
-        let v11 = coopLoad<coop_mat16x16<f16, B>>(&cst[(cp + 16u) * LDS + 16u], LDS);
-        n0 = coopMultiplyAdd(m1, v01, n0);
-        n1 = coopMultiplyAdd(m1, v11, n1);
-        let m2 = coopLoadT<coop_mat16x16<f16, A>>(&qs[rb * LDS + 32u], LDS);
-        let v02 = coopLoad<coop_mat16x16<f16, B>>(&cst[cp * LDS + 32u], LDS);
-        let v12 = coopLoad<coop_mat16x16<f16, B>>(&cst[(cp + 16u) * LDS + 32u], LDS);
-        n0 = coopMultiplyAdd(m2, v02, n0);
-        n1 = coopMultiplyAdd(m2, v12, n1);
-        let m3 = coopLoadT<coop_mat16x16<f16, A>>(&qs[rb * LDS + 48u], LDS);
-        let v03 = coopLoad<coop_mat16x16<f16, B>>(&cst[cp * LDS + 48u], LDS);
-        let v13 = coopLoad<coop_mat16x16<f16, B>>(&cst[(cp + 16u) * LDS + 48u], LDS);
-        n0 = coopMultiplyAdd(m3, v03, n0);
-        n1 = coopMultiplyAdd(m3, v13, n1);
+        for (var kk = 0u; kk < 64u; kk += FRAG) {
+            for (var i = 0u; i < FR; i++) {
+                let a = coopLoadT<FragA>(&qs[(rb + i * FRAG) * LDS + kk], LDS);
+                for (var j = 0u; j < FC; j++) {
+                    let b = coopLoad<FragB>(&cst[(cp + j * FRAG) * LDS + kk], LDS);
+                    nacc[i * FC + j] = coopMultiplyAdd(a, b, nacc[i * FC + j]);
+                }
+            }
+        }
         if (jb < sb) {
             // The next key block restages q, k, v and g over what M V has just read.
             workgroupBarrier();
@@ -484,6 +461,10 @@ fn main(
     }
     workgroupBarrier();
 
-    emit(i0, n0, sg, lane, t0 + sfirst, slen, h, rb, v0 + cp);
-    emit(i1, n1, sg, lane, t0 + sfirst, slen, h, rb, v0 + cp + 16u);
+    for (var i = 0u; i < FR; i++) {
+        for (var j = 0u; j < FC; j++) {
+            emit(iacc[i * FC + j], nacc[i * FC + j], sg, lane, t0 + sfirst, slen, h, rb + i * FRAG,
+                 v0 + cp + j * FRAG);
+        }
+    }
 }

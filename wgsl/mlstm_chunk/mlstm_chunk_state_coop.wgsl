@@ -21,7 +21,8 @@
 //   gemm_coop.wgsl uses); the next slice's k and v (with the next chunk's first, its gates) are
 //   fetched into registers meanwhile. A chunk of <= 64 is one slice.
 //   Subgroup sg multiplies rows 16 (sg % 4) .. + 16 x columns 32 (sg / 4) .. + 32 of
-//   (K ⊙ ā)^T V (2 f32 accumulator fragments of 16x16, 4 steps of 16 positions per slice). The product
+//   (K ⊙ ā)^T V (FR x FC f32 accumulator fragments of FRAG x FRAG: 1 x 2 of 16x16 or 2 x 4 of
+//   8x8, in 64 / FRAG steps per slice). The product
 //   goes through f32 workgroup memory into the registers: C = exp(g + m_prev - m) C + P, stored
 //   to the boundary. n sums the f32 k ⊙ ā over positions (subgroupAdd per column). Workgroup
 //   memory: 37,136 bytes. Every workgroup variable is a multiple of 16 bytes: the driver may lay
@@ -30,7 +31,7 @@
 // Grid: (ceil(dqk / 64), ceil(dv / 64), heads in the band); head = head0 + z.
 // Precision: k ⊙ ā and v rounded to f16 for the product, f32 accumulation; C, n, m, the gates
 //   and the decay in f32. Only the f16-weight mode uses it.
-// Requires: SHADER_F16, SUBGROUP, EXPERIMENTAL_COOPERATIVE_MATRIX with 16x16x16 f16 -> f32, and
+// Requires: SHADER_F16, SUBGROUP, EXPERIMENTAL_COOPERATIVE_MATRIX with FRAG^3 f16 -> f32, and
 //   37,136 bytes of workgroup memory.
 
 enable f16;
@@ -54,6 +55,16 @@ struct Params {
 const LDS: u32 = 72u; // f16 row stride: 64 + 8 padding halves
 const SLD: u32 = 68u; // f32 row stride of the product tile
 const NEG: f32 = -3.4e38;
+
+// The matrix-unit fragment: FRAG x FRAG (16: NVIDIA and AMD through Vulkan; 8: Apple's
+// simdgroup matrices). The host sets FRAG and the three aliases together
+// (ops::matmul::coop_fragment); the products below are written in fragments of FRAG.
+const FRAG: u32 = 16u;
+alias FragA = coop_mat16x16<f16, A>;
+alias FragB = coop_mat16x16<f16, B>;
+alias FragC = coop_mat16x16<f32, C>;
+const FR: u32 = 16u / FRAG; // fragments along a subgroup's 16 dqk rows
+const FC: u32 = 32u / FRAG; // and its 32 dv columns
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> proj: array<vec4<f32>>;
@@ -106,7 +117,7 @@ fn put_vt(c: u32, s: u32, v: vec4<f32>) {
 }
 
 // (naga's SPIR-V writer needs the store's offset and stride as plain values: function arguments)
-fn store_pf(c: coop_mat16x16<f32, C>, o: u32, stride: u32) {
+fn store_pf(c: FragC, o: u32, stride: u32) {
     coopStoreT(c, &pf[o], stride);
 }
 
@@ -244,8 +255,7 @@ fn main(
 
         // P = (K ⊙ ā)^T V over the chunk's 64-position slices: A[q][s] = kst[q][s] (row-major),
         // B[s][v] = vst[v][s] (column-major); n sums the f32 k ⊙ ā (subgroupAdd per column).
-        var p0 = coop_mat16x16<f32, C>();
-        var p1 = coop_mat16x16<f32, C>();
+        var pacc: array<FragC, FR * FC>; // fragment (i, j) at pacc[i * FC + j]
         var ns0 = vec4<f32>();
         var ns1 = vec4<f32>();
         for (var sl = 0u; sl < clen; sl += 64u) {
@@ -287,26 +297,15 @@ fn main(
                 }
             }
 
-            let x0 = coopLoadT<coop_mat16x16<f16, A>>(&kst[qb * LDS + 0u], LDS);
-            let y00 = coopLoad<coop_mat16x16<f16, B>>(&vst[vp * LDS + 0u], LDS);
-            let y10 = coopLoad<coop_mat16x16<f16, B>>(&vst[(vp + 16u) * LDS + 0u], LDS);
-            p0 = coopMultiplyAdd(x0, y00, p0);
-            p1 = coopMultiplyAdd(x0, y10, p1);
-            let x1 = coopLoadT<coop_mat16x16<f16, A>>(&kst[qb * LDS + 16u], LDS);
-            let y01 = coopLoad<coop_mat16x16<f16, B>>(&vst[vp * LDS + 16u], LDS);
-            let y11 = coopLoad<coop_mat16x16<f16, B>>(&vst[(vp + 16u) * LDS + 16u], LDS);
-            p0 = coopMultiplyAdd(x1, y01, p0);
-            p1 = coopMultiplyAdd(x1, y11, p1);
-            let x2 = coopLoadT<coop_mat16x16<f16, A>>(&kst[qb * LDS + 32u], LDS);
-            let y02 = coopLoad<coop_mat16x16<f16, B>>(&vst[vp * LDS + 32u], LDS);
-            let y12 = coopLoad<coop_mat16x16<f16, B>>(&vst[(vp + 16u) * LDS + 32u], LDS);
-            p0 = coopMultiplyAdd(x2, y02, p0);
-            p1 = coopMultiplyAdd(x2, y12, p1);
-            let x3 = coopLoadT<coop_mat16x16<f16, A>>(&kst[qb * LDS + 48u], LDS);
-            let y03 = coopLoad<coop_mat16x16<f16, B>>(&vst[vp * LDS + 48u], LDS);
-            let y13 = coopLoad<coop_mat16x16<f16, B>>(&vst[(vp + 16u) * LDS + 48u], LDS);
-            p0 = coopMultiplyAdd(x3, y03, p0);
-            p1 = coopMultiplyAdd(x3, y13, p1);
+            for (var kk = 0u; kk < 64u; kk += FRAG) {
+                for (var i = 0u; i < FR; i++) {
+                    let a = coopLoadT<FragA>(&kst[(qb + i * FRAG) * LDS + kk], LDS);
+                    for (var j = 0u; j < FC; j++) {
+                        let b = coopLoad<FragB>(&vst[(vp + j * FRAG) * LDS + kk], LDS);
+                        pacc[i * FC + j] = coopMultiplyAdd(a, b, pacc[i * FC + j]);
+                    }
+                }
+            }
         }
         // n: the column sums (this subgroup holds all the chunk's positions of its 8 columns).
         if (lane == 0u) {
@@ -319,8 +318,11 @@ fn main(
             nsum[cg + 6u] = ns1.z;
             nsum[cg + 7u] = ns1.w;
         }
-        store_pf(p0, qb * SLD + vp, SLD);
-        store_pf(p1, qb * SLD + vp + 16u, SLD);
+        for (var i = 0u; i < FR; i++) {
+            for (var j = 0u; j < FC; j++) {
+                store_pf(pacc[i * FC + j], (qb + i * FRAG) * SLD + vp + j * FRAG, SLD);
+            }
+        }
         workgroupBarrier();
 
         // C = gbar C + P, published as the state before chunk ci + 1; n and m likewise.

@@ -86,5 +86,8 @@ fn info(a: InfoArgs) -> Result<()> {
     }
     let gpu = a.gpu.open()?;
     println!("{}", gpu.caps);
+    // Runs the matrix-unit self-check where the adapter needs one and none is remembered.
+    let kernels = xlstm_wgpu::gpu::Kernels::new(gpu.clone());
+    println!("matrix units   {}", kernels.matrix_units()?);
     Ok(())
 }
