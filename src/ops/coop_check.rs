@@ -69,6 +69,8 @@ pub struct SelfCheck {
     pub detail: String,
     /// Read from `matrix-units.json` instead of run now.
     pub remembered: bool,
+    /// Every comparison of a check run now: (what, error relative to its scale, tolerance).
+    pub comparisons: Vec<(String, f32, f32)>,
 }
 
 /// Which matrix-unit kernels a device uses, and why.
@@ -138,6 +140,7 @@ pub(crate) fn decide(kernels: &Kernels, mode: SelfCheckMode) -> MatrixUnits {
             max_error: f32::INFINITY,
             detail: format!("could not run: {e}"),
             remembered: false,
+            comparisons: Vec::new(),
         });
         if let Some(k) = &key {
             k.store(&c);
@@ -235,11 +238,13 @@ pub fn run(kernels: &Kernels, fragment: Option<u32>, inject: bool) -> Result<Sel
         max_error: worst.error,
         detail: worst.detail(),
         remembered: false,
+        comparisons: worst.all,
     })
 }
 
 /// The comparisons so far: whether all passed, the first failure, the largest error.
 struct Worst {
+    all: Vec<(String, f32, f32)>,
     failure: Option<String>,
     error: f32,
     what: String,
@@ -249,6 +254,7 @@ struct Worst {
 impl Worst {
     fn new() -> Self {
         Worst {
+            all: Vec::new(),
             failure: None,
             error: 0.0,
             what: String::new(),
@@ -257,6 +263,7 @@ impl Worst {
     }
 
     fn add(&mut self, what: &str, error: f32, tolerance: f32) {
+        self.all.push((what.to_string(), error, tolerance));
         // A NaN error fails (it is not within any tolerance).
         let within = error <= tolerance;
         if !within && self.failure.is_none() {
@@ -363,10 +370,15 @@ impl CellProblem {
         let l = CellLayout::fused(heads, dqk, dv, 15.0, 1e-6);
         let mut r = SplitMix64::new(seed);
         let mut proj = Vec::with_capacity(tokens * l.proj_stride);
+        // Positive q and k (and n_prev): every score and normaliser term is positive, so h is a
+        // weighted mean of values of size ~1 and its error measures the products, not a
+        // cancellation in the normaliser.
         for _ in 0..tokens {
             for col in 0..l.proj_stride {
                 proj.push(if col >= l.i_col {
                     r.uniform(-8.0, 8.0)
+                } else if col < l.v_col {
+                    r.uniform(0.0, 1.0)
                 } else {
                     r.uniform(-1.0, 1.0)
                 });
@@ -380,7 +392,7 @@ impl CellProblem {
             proj,
             bias,
             c0: r.uniform_vec(heads * dqk * dv, -1.0, 1.0),
-            n0: r.uniform_vec(heads * dqk, -1.0, 1.0),
+            n0: r.uniform_vec(heads * dqk, 0.5, 1.0),
             m0: r.uniform_vec(heads, -1.0, 2.0),
             l,
         }
@@ -577,6 +589,7 @@ impl RecordKey {
                 max_error: r.max_error,
                 detail: r.detail,
                 remembered: true,
+                comparisons: Vec::new(),
             })
     }
 
@@ -630,6 +643,7 @@ mod tests {
             max_error,
             detail: "detail".into(),
             remembered: false,
+            comparisons: Vec::new(),
         }
     }
 

@@ -38,6 +38,11 @@ pub(crate) fn coop_fragment(frag: u32) -> [(&'static str, ConstValue); 4] {
     ]
 }
 
+/// The tile edge of gemm_coop.wgsl: 8 x 8 fragments (128 at 16x16, 64 at 8x8).
+fn coop_tile(ops: &Ops) -> usize {
+    8 * ops.coop_fragment().unwrap_or(16) as usize
+}
+
 /// Whether the adapter offers `frag`^3 cooperative matrices with f16 inputs, f32 accumulators.
 pub fn coop_offered(caps: &crate::gpu::Caps, frag: u32) -> bool {
     match frag {
@@ -153,9 +158,9 @@ pub fn matmul(
             staged_part(pb, staged, x, tokens, w, i, y, epi)?;
             continue;
         }
-        // The matrix-unit GEMM where the adapter has one (128 x 128 tiles), else a tiled one.
+        // The matrix-unit GEMM where the adapter has one, else a tiled one.
         let (label, pipeline, tile) = match &wk.gemm_coop {
-            Some(coop) => ("gemm_coop", coop, 128),
+            Some(coop) => ("gemm_coop", coop, coop_tile(ops)),
             None if tokens >= GEMM_8X8_MIN_TOKENS => ("gemm_8x8", &wk.gemm_8x8, 128),
             None => ("gemm", &wk.gemm, 64),
         };
@@ -217,6 +222,8 @@ struct Staged<'a> {
     gemm: &'a LazyPipeline,
     staging: Slice,
     band: usize,
+    /// gemm_coop's tile edge.
+    tile: usize,
 }
 
 /// The staged path, where it applies: quantized weights, a long segment, the adapter's
@@ -231,6 +238,7 @@ fn staged_gemm<'a>(pb: &PlanBuilder, ops: &'a Ops, w: &GpuMatrix, tokens: usize)
         gemm,
         staging: staging.clone(),
         band,
+        tile: coop_tile(ops),
     })
 }
 
@@ -277,7 +285,7 @@ fn staged_part(
         let layout = w.part_layout(i);
         pb.cost((rows * (layout.values + layout.scales)) as f64 + f16_bytes as f64, 0.0);
         let p = gemm_params(x, tokens, w, rows, y, part.row0 + r0, epi);
-        let grid = [groups(tokens, 128), groups(rows, 128), 1];
+        let grid = [groups(tokens, st.tile), groups(rows, st.tile), 1];
         pb.dispatch("gemm_coop", st.gemm, &p, &[x.buf.clone(), staged, y.buf.clone()], grid)?;
         let io = 4.0 * (tokens * (w.cols + 2 * rows)) as f64;
         pb.cost(f16_bytes as f64 + io, 2.0 * (tokens * rows * w.cols) as f64);

@@ -6,9 +6,9 @@
 //   appended; f16 staged as stored, the other formats dequantized to f16 while staging) (read);
 //   3 y: array<f32> rows at y_offset + t * y_stride (read_write).
 // Workgroup: 256 invocations = 8 subgroups of 32 (the host uses this kernel only where the
-//   subgroup size is 32). The workgroup computes a 128 (tokens) x 128 (rows) tile; subgroup s owns
-//   64 tokens x 32 rows = FM x FN fragments of FRAG x FRAG with f32 accumulators (4 x 2 of 16x16,
-//   or 8 x 4 of 8x8: the same tile, the same staging). K is staged through
+//   subgroup size is 32). The workgroup computes a TILE (tokens) x TILE (rows) tile, TILE = 8 FRAG
+//   (128 for 16x16 fragments, 64 for 8x8); subgroup s owns 4 x 2 fragments of FRAG x FRAG (64
+//   tokens x 32 rows at 16) with f32 accumulators. K is staged through
 //   workgroup memory in slices of 64, activations converted to f16 on the way, the next slice
 //   fetched into registers while the current one is multiplied (rows padded by 8 halves against
 //   bank conflicts). Tiles wholly inside the matrices with 4-aligned activation rows and K a
@@ -16,7 +16,7 @@
 //   without soft cap and with 16-byte aligned output rows (y_offset, y_stride multiples of 4,
 //   y_aligned set) add the residual and store straight from the fragments; the others go through
 //   a per-subgroup FRAG x FRAG scratch tile. Workgroup memory: 44 KiB (45,056 bytes).
-// Grid: (ceil(tokens / 128), ceil(n / 128), 1): token tiles first.
+// Grid: (ceil(tokens / TILE), ceil(n / TILE), 1): token tiles first.
 // Epilogue: accumulate != 0 adds into y (residuals); soft_cap > 0 applies cap * tanh(v / cap).
 // Precision: f16 x f16 products accumulated in f32 (f16 and quantized weights; --dtype f32 uses
 //   gemm.wgsl).
@@ -50,8 +50,8 @@ const FRAG: u32 = 16u;
 alias FragA = coop_mat16x16<f16, A>;
 alias FragB = coop_mat16x16<f16, B>;
 alias FragC = coop_mat16x16<f32, C>;
-const FM: u32 = 64u / FRAG; // fragments along a subgroup's 64 tokens
-const FN: u32 = 32u / FRAG; // and its 32 rows
+// The workgroup's tile edge: 8 x 8 fragments (8 subgroups of 4 x 2 fragments each).
+const TILE: u32 = 8u * FRAG;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
@@ -177,15 +177,24 @@ fn main(
     @builtin(subgroup_invocation_id) lane: u32,
 ) {
     // Token tiles vary fastest: the workgroups running together share weight tiles in L2.
-    let tok0 = wid.x * 128u;
-    let row0 = wid.y * 128u;
-    let wm = (sg % 2u) * 64u; // this subgroup's tokens within the tile
-    let wn = (sg / 2u) * 32u; // and its rows
-    // The subgroup's 64 x 32 block of y as FM x FN fragments (fragment (i, j) at acc[i * FN + j]).
-    var acc: array<FragC, FM * FN>;
-    // Each invocation stages activation rows lr + 16 i (i < 8) at columns lc .. lc + 3, and
-    // weight rows lrw + 32 i (i < 4) at columns lcw .. lcw + 7 (one 16-byte load of f16). The
-    // next slice is fetched into registers while the current one is multiplied.
+    let tok0 = wid.x * TILE;
+    let row0 = wid.y * TILE;
+    let wm = (sg % 2u) * 4u * FRAG; // this subgroup's tokens within the tile
+    let wn = (sg / 2u) * 2u * FRAG; // and its rows
+    // The subgroup's block of y: fragment cij at tokens wm + i FRAG, rows wn + j FRAG. (Named
+    // variables, not an array: drivers keep an array of fragments indexed in a loop in memory.)
+    var c00 = FragC();
+    var c01 = FragC();
+    var c10 = FragC();
+    var c11 = FragC();
+    var c20 = FragC();
+    var c21 = FragC();
+    var c30 = FragC();
+    var c31 = FragC();
+    // Each invocation stages activation rows lr + 16 i (i < TILE / 16) at columns lc .. lc + 3,
+    // and weight rows lrw + 32 i (i < TILE / 32) at columns lcw .. lcw + 7 (one 16-byte load of
+    // f16); the rows past a 64-edge tile only where TILE is 128. The next slice is fetched into
+    // registers while the current one is multiplied.
     let lr = lid / 16u;
     let lc = (lid % 16u) * 4u;
     let lrw = lid / 8u;
@@ -194,17 +203,25 @@ fn main(
     var xr1 = load_x4(tok0 + lr + 16u, lc);
     var xr2 = load_x4(tok0 + lr + 32u, lc);
     var xr3 = load_x4(tok0 + lr + 48u, lc);
-    var xr4 = load_x4(tok0 + lr + 64u, lc);
-    var xr5 = load_x4(tok0 + lr + 80u, lc);
-    var xr6 = load_x4(tok0 + lr + 96u, lc);
-    var xr7 = load_x4(tok0 + lr + 112u, lc);
+    var xr4 = vec4<f32>();
+    var xr5 = vec4<f32>();
+    var xr6 = vec4<f32>();
+    var xr7 = vec4<f32>();
     var wr0 = load_w8(row0 + lrw + 0u, lcw);
     var wr1 = load_w8(row0 + lrw + 32u, lcw);
-    var wr2 = load_w8(row0 + lrw + 64u, lcw);
-    var wr3 = load_w8(row0 + lrw + 96u, lcw);
+    var wr2 = vec4<u32>();
+    var wr3 = vec4<u32>();
+    if (TILE == 128u) {
+        xr4 = load_x4(tok0 + lr + 64u, lc);
+        xr5 = load_x4(tok0 + lr + 80u, lc);
+        xr6 = load_x4(tok0 + lr + 96u, lc);
+        xr7 = load_x4(tok0 + lr + 112u, lc);
+        wr2 = load_w8(row0 + lrw + 64u, lcw);
+        wr3 = load_w8(row0 + lrw + 96u, lcw);
+    }
     // Interior tiles with aligned rows and whole K slices load without per-element checks
     // (non-short-circuit `&`: naga lowers `&&` through a local variable).
-    let interior = (tok0 + 128u <= p.tokens) & (row0 + 128u <= p.n) & (p.x_offset % 4u == 0u)
+    let interior = (tok0 + TILE <= p.tokens) & (row0 + TILE <= p.n) & (p.x_offset % 4u == 0u)
         & (p.x_stride % 4u == 0u) & (p.k == p.kp) & (p.k % 64u == 0u);
     let xb = (p.x_offset + (tok0 + lr) * p.x_stride + lc) / 4u;
     let xs = 16u * p.x_stride / 4u;
@@ -215,14 +232,16 @@ fn main(
         put_x(lr + 16u, lc, vec4<f16>(xr1));
         put_x(lr + 32u, lc, vec4<f16>(xr2));
         put_x(lr + 48u, lc, vec4<f16>(xr3));
-        put_x(lr + 64u, lc, vec4<f16>(xr4));
-        put_x(lr + 80u, lc, vec4<f16>(xr5));
-        put_x(lr + 96u, lc, vec4<f16>(xr6));
-        put_x(lr + 112u, lc, vec4<f16>(xr7));
         put_w(lrw + 0u, lcw, wr0);
         put_w(lrw + 32u, lcw, wr1);
-        put_w(lrw + 64u, lcw, wr2);
-        put_w(lrw + 96u, lcw, wr3);
+        if (TILE == 128u) {
+            put_x(lr + 64u, lc, vec4<f16>(xr4));
+            put_x(lr + 80u, lc, vec4<f16>(xr5));
+            put_x(lr + 96u, lc, vec4<f16>(xr6));
+            put_x(lr + 112u, lc, vec4<f16>(xr7));
+            put_w(lrw + 64u, lcw, wr2);
+            put_w(lrw + 96u, lcw, wr3);
+        }
         workgroupBarrier();
         let kn = k0 + 64u;
         if (kn < p.kp) {
@@ -231,40 +250,102 @@ fn main(
                 xr1 = x[xb + 1u * xs + kn / 4u];
                 xr2 = x[xb + 2u * xs + kn / 4u];
                 xr3 = x[xb + 3u * xs + kn / 4u];
-                xr4 = x[xb + 4u * xs + kn / 4u];
-                xr5 = x[xb + 5u * xs + kn / 4u];
-                xr6 = x[xb + 6u * xs + kn / 4u];
-                xr7 = x[xb + 7u * xs + kn / 4u];
                 wr0 = fetch_w8(wbase + 0u * ws + kn);
                 wr1 = fetch_w8(wbase + 1u * ws + kn);
-                wr2 = fetch_w8(wbase + 2u * ws + kn);
-                wr3 = fetch_w8(wbase + 3u * ws + kn);
+                if (TILE == 128u) {
+                    xr4 = x[xb + 4u * xs + kn / 4u];
+                    xr5 = x[xb + 5u * xs + kn / 4u];
+                    xr6 = x[xb + 6u * xs + kn / 4u];
+                    xr7 = x[xb + 7u * xs + kn / 4u];
+                    wr2 = fetch_w8(wbase + 2u * ws + kn);
+                    wr3 = fetch_w8(wbase + 3u * ws + kn);
+                }
             } else {
                 xr0 = load_x4(tok0 + lr + 0u, kn + lc);
                 xr1 = load_x4(tok0 + lr + 16u, kn + lc);
                 xr2 = load_x4(tok0 + lr + 32u, kn + lc);
                 xr3 = load_x4(tok0 + lr + 48u, kn + lc);
-                xr4 = load_x4(tok0 + lr + 64u, kn + lc);
-                xr5 = load_x4(tok0 + lr + 80u, kn + lc);
-                xr6 = load_x4(tok0 + lr + 96u, kn + lc);
-                xr7 = load_x4(tok0 + lr + 112u, kn + lc);
                 wr0 = load_w8(row0 + lrw + 0u, kn + lcw);
                 wr1 = load_w8(row0 + lrw + 32u, kn + lcw);
-                wr2 = load_w8(row0 + lrw + 64u, kn + lcw);
-                wr3 = load_w8(row0 + lrw + 96u, kn + lcw);
+                if (TILE == 128u) {
+                    xr4 = load_x4(tok0 + lr + 64u, kn + lc);
+                    xr5 = load_x4(tok0 + lr + 80u, kn + lc);
+                    xr6 = load_x4(tok0 + lr + 96u, kn + lc);
+                    xr7 = load_x4(tok0 + lr + 112u, kn + lc);
+                    wr2 = load_w8(row0 + lrw + 64u, kn + lcw);
+                    wr3 = load_w8(row0 + lrw + 96u, kn + lcw);
+                }
             }
         }
-        // The slice's FRAG-deep steps: each A fragment (tokens) meets every B fragment (rows).
-        for (var kk = 0u; kk < 64u; kk += FRAG) {
-            var b: array<FragB, FN>;
-            for (var j = 0u; j < FN; j++) {
-                b[j] = coopLoad<FragB>(&wb[(wn + j * FRAG) * LDS + kk], LDS);
+        // The slice in FRAG-deep steps, four written out per iteration (one iteration at 16).
+        for (var k4 = 0u; k4 < 64u; k4 += 4u * FRAG) {
+            {
+                let o = k4;
+                let a0 = coopLoadT<FragA>(&xa[wm * LDS + o], LDS);
+                let a1 = coopLoadT<FragA>(&xa[(wm + FRAG) * LDS + o], LDS);
+                let a2 = coopLoadT<FragA>(&xa[(wm + 2u * FRAG) * LDS + o], LDS);
+                let a3 = coopLoadT<FragA>(&xa[(wm + 3u * FRAG) * LDS + o], LDS);
+                let b0 = coopLoad<FragB>(&wb[wn * LDS + o], LDS);
+                let b1 = coopLoad<FragB>(&wb[(wn + FRAG) * LDS + o], LDS);
+                c00 = coopMultiplyAdd(a0, b0, c00);
+                c01 = coopMultiplyAdd(a0, b1, c01);
+                c10 = coopMultiplyAdd(a1, b0, c10);
+                c11 = coopMultiplyAdd(a1, b1, c11);
+                c20 = coopMultiplyAdd(a2, b0, c20);
+                c21 = coopMultiplyAdd(a2, b1, c21);
+                c30 = coopMultiplyAdd(a3, b0, c30);
+                c31 = coopMultiplyAdd(a3, b1, c31);
             }
-            for (var i = 0u; i < FM; i++) {
-                let a = coopLoadT<FragA>(&xa[(wm + i * FRAG) * LDS + kk], LDS);
-                for (var j = 0u; j < FN; j++) {
-                    acc[i * FN + j] = coopMultiplyAdd(a, b[j], acc[i * FN + j]);
-                }
+            {
+                let o = k4 + 1u * FRAG;
+                let a0 = coopLoadT<FragA>(&xa[wm * LDS + o], LDS);
+                let a1 = coopLoadT<FragA>(&xa[(wm + FRAG) * LDS + o], LDS);
+                let a2 = coopLoadT<FragA>(&xa[(wm + 2u * FRAG) * LDS + o], LDS);
+                let a3 = coopLoadT<FragA>(&xa[(wm + 3u * FRAG) * LDS + o], LDS);
+                let b0 = coopLoad<FragB>(&wb[wn * LDS + o], LDS);
+                let b1 = coopLoad<FragB>(&wb[(wn + FRAG) * LDS + o], LDS);
+                c00 = coopMultiplyAdd(a0, b0, c00);
+                c01 = coopMultiplyAdd(a0, b1, c01);
+                c10 = coopMultiplyAdd(a1, b0, c10);
+                c11 = coopMultiplyAdd(a1, b1, c11);
+                c20 = coopMultiplyAdd(a2, b0, c20);
+                c21 = coopMultiplyAdd(a2, b1, c21);
+                c30 = coopMultiplyAdd(a3, b0, c30);
+                c31 = coopMultiplyAdd(a3, b1, c31);
+            }
+            {
+                let o = k4 + 2u * FRAG;
+                let a0 = coopLoadT<FragA>(&xa[wm * LDS + o], LDS);
+                let a1 = coopLoadT<FragA>(&xa[(wm + FRAG) * LDS + o], LDS);
+                let a2 = coopLoadT<FragA>(&xa[(wm + 2u * FRAG) * LDS + o], LDS);
+                let a3 = coopLoadT<FragA>(&xa[(wm + 3u * FRAG) * LDS + o], LDS);
+                let b0 = coopLoad<FragB>(&wb[wn * LDS + o], LDS);
+                let b1 = coopLoad<FragB>(&wb[(wn + FRAG) * LDS + o], LDS);
+                c00 = coopMultiplyAdd(a0, b0, c00);
+                c01 = coopMultiplyAdd(a0, b1, c01);
+                c10 = coopMultiplyAdd(a1, b0, c10);
+                c11 = coopMultiplyAdd(a1, b1, c11);
+                c20 = coopMultiplyAdd(a2, b0, c20);
+                c21 = coopMultiplyAdd(a2, b1, c21);
+                c30 = coopMultiplyAdd(a3, b0, c30);
+                c31 = coopMultiplyAdd(a3, b1, c31);
+            }
+            {
+                let o = k4 + 3u * FRAG;
+                let a0 = coopLoadT<FragA>(&xa[wm * LDS + o], LDS);
+                let a1 = coopLoadT<FragA>(&xa[(wm + FRAG) * LDS + o], LDS);
+                let a2 = coopLoadT<FragA>(&xa[(wm + 2u * FRAG) * LDS + o], LDS);
+                let a3 = coopLoadT<FragA>(&xa[(wm + 3u * FRAG) * LDS + o], LDS);
+                let b0 = coopLoad<FragB>(&wb[wn * LDS + o], LDS);
+                let b1 = coopLoad<FragB>(&wb[(wn + FRAG) * LDS + o], LDS);
+                c00 = coopMultiplyAdd(a0, b0, c00);
+                c01 = coopMultiplyAdd(a0, b1, c01);
+                c10 = coopMultiplyAdd(a1, b0, c10);
+                c11 = coopMultiplyAdd(a1, b1, c11);
+                c20 = coopMultiplyAdd(a2, b0, c20);
+                c21 = coopMultiplyAdd(a2, b1, c21);
+                c30 = coopMultiplyAdd(a3, b0, c30);
+                c31 = coopMultiplyAdd(a3, b1, c31);
             }
         }
         workgroupBarrier();
@@ -272,19 +353,26 @@ fn main(
     let t = tok0 + wm;
     let r = row0 + wn;
     // Whole tiles without soft cap and with 16-byte aligned output rows store fragments directly.
-    let whole = (p.soft_cap <= 0.0) & (p.y_aligned != 0u) & (tok0 + 128u <= p.tokens)
-        & (row0 + 128u <= p.n) & (p.y_offset % 4u == 0u) & (p.y_stride % 4u == 0u);
+    let whole = (p.soft_cap <= 0.0) & (p.y_aligned != 0u) & (tok0 + TILE <= p.tokens)
+        & (row0 + TILE <= p.n) & (p.y_offset % 4u == 0u) & (p.y_stride % 4u == 0u);
+    let f = FRAG;
     if (whole) {
-        for (var i = 0u; i < FM; i++) {
-            for (var j = 0u; j < FN; j++) {
-                emit_direct(acc[i * FN + j], t + i * FRAG, r + j * FRAG);
-            }
-        }
+        emit_direct(c00, t, r);
+        emit_direct(c01, t, r + f);
+        emit_direct(c10, t + f, r);
+        emit_direct(c11, t + f, r + f);
+        emit_direct(c20, t + 2u * f, r);
+        emit_direct(c21, t + 2u * f, r + f);
+        emit_direct(c30, t + 3u * f, r);
+        emit_direct(c31, t + 3u * f, r + f);
         return;
     }
-    for (var i = 0u; i < FM; i++) {
-        for (var j = 0u; j < FN; j++) {
-            emit(acc[i * FN + j], sg, lane, t + i * FRAG, r + j * FRAG);
-        }
-    }
+    emit(c00, sg, lane, t, r);
+    emit(c01, sg, lane, t, r + f);
+    emit(c10, sg, lane, t + f, r);
+    emit(c11, sg, lane, t + f, r + f);
+    emit(c20, sg, lane, t + 2u * f, r);
+    emit(c21, sg, lane, t + 2u * f, r + f);
+    emit(c30, sg, lane, t + 3u * f, r);
+    emit(c31, sg, lane, t + 3u * f, r + f);
 }

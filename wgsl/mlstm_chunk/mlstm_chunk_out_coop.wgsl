@@ -29,8 +29,8 @@
 //   A operand row-major and its B operand column-major (the layouts gemm_coop.wgsl uses); the
 //   next slice is fetched into registers while the current one is multiplied. Subgroup sg owns
 //   rows 16 (sg % 4) .. + 16 and columns 32 (sg / 4) .. + 32 of both the 64 x 64 score block S
-//   and the 64 x 64 output tile: FR x FC f32 accumulator fragments of FRAG x FRAG for S, as many
-//   for Q^ C_prev and for M V (1 x 2 of 16x16, or 2 x 4 of 8x8). S goes
+//   and the 64 x 64 output tile: f32 accumulator fragments of FRAG x FRAG for S, as many for
+//   Q^ C_prev and for M V (1 x 2 of 16x16, or 2 x 4 of 8x8). S goes
 //   through workgroup memory (f32) where the decay mask, the stabiliser and the row sums are
 //   applied; M (f16, over q^) and the v block (f16, transposed over C_prev) then feed M V. The
 //   inter and intra fragments are combined and normalised per row through a per-subgroup f32
@@ -80,8 +80,6 @@ const FRAG: u32 = 16u;
 alias FragA = coop_mat16x16<f16, A>;
 alias FragB = coop_mat16x16<f16, B>;
 alias FragC = coop_mat16x16<f32, C>;
-const FR: u32 = 16u / FRAG; // fragments along a subgroup's 16 rows
-const FC: u32 = 32u / FRAG; // and its 32 columns
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> proj: array<vec4<f32>>;
@@ -267,8 +265,26 @@ fn main(
     let cq = lid % 4u;
     // The inter-chunk fragments (Q^ C_prev, with the first key block), the intra-chunk ones (M V)
     // and the row sums of M, over the causal key blocks.
-    var iacc: array<FragC, FR * FC>;
-    var nacc: array<FragC, FR * FC>;
+    // Fragment xij at rows rb + i FRAG, columns cp + j FRAG of the subgroup's 16 x 32 block: x00
+    // and x01 cover it at 16x16, the 2 x 4 fragments x00 .. x13 at 8x8 (the others are not used
+    // there). Named variables, not arrays: drivers keep an array of fragments indexed in a loop in
+    // memory.
+    var i00 = FragC();
+    var i01 = FragC();
+    var i02 = FragC();
+    var i03 = FragC();
+    var i10 = FragC();
+    var i11 = FragC();
+    var i12 = FragC();
+    var i13 = FragC();
+    var n00 = FragC();
+    var n01 = FragC();
+    var n02 = FragC();
+    var n03 = FragC();
+    var n10 = FragC();
+    var n11 = FragC();
+    var n12 = FragC();
+    var n13 = FragC();
     var qn = 0.0;
     var rs = 0.0;
     for (var jb = 0u; jb <= sb; jb++) {
@@ -315,7 +331,14 @@ fn main(
         var vr2 = vec4<f32>();
         var vr3 = vec4<f32>();
 
-        var sacc: array<FragC, FR * FC>; // S, fragment (i, j) at sacc[i * FC + j]
+        var s00 = FragC();
+        var s01 = FragC();
+        var s02 = FragC();
+        var s03 = FragC();
+        var s10 = FragC();
+        var s11 = FragC();
+        var s12 = FragC();
+        var s13 = FragC();
         for (var d0 = 0u; d0 < p.dqk; d0 += 64u) {
             put_q(so, qr0 * sc);
             put_q(so + 4u, qr1 * sc);
@@ -367,15 +390,130 @@ fn main(
                 vr2 = ld_proj(ve1, select(0u, nv0, r1 < jlen));
                 vr3 = ld_proj(ve1 + 4u, select(0u, nv1, r1 < jlen));
             }
-            for (var kk = 0u; kk < 64u; kk += FRAG) {
-                for (var i = 0u; i < FR; i++) {
-                    let a = coopLoadT<FragA>(&qs[(rb + i * FRAG) * LDS + kk], LDS);
-                    for (var j = 0u; j < FC; j++) {
-                        let o = (cp + j * FRAG) * LDS + kk;
-                        let bk = coopLoad<FragB>(&ks[o], LDS);
-                        let bc = coopLoad<FragB>(&cst[o], LDS);
-                        sacc[i * FC + j] = coopMultiplyAdd(a, bk, sacc[i * FC + j]);
-                        iacc[i * FC + j] = coopMultiplyAdd(a, bc, iacc[i * FC + j]);
+            // FRAG-deep steps, four written out per iteration (one iteration at 16).
+            for (var k4 = 0u; k4 < 64u; k4 += 4u * FRAG) {
+                {
+                    let o = k4;
+                    let a0 = coopLoadT<FragA>(&qs[rb * LDS + o], LDS);
+                    let bk0 = coopLoad<FragB>(&ks[cp * LDS + o], LDS);
+                    let bk1 = coopLoad<FragB>(&ks[(cp + FRAG) * LDS + o], LDS);
+                    let bc0 = coopLoad<FragB>(&cst[cp * LDS + o], LDS);
+                    let bc1 = coopLoad<FragB>(&cst[(cp + FRAG) * LDS + o], LDS);
+                    s00 = coopMultiplyAdd(a0, bk0, s00);
+                    s01 = coopMultiplyAdd(a0, bk1, s01);
+                    i00 = coopMultiplyAdd(a0, bc0, i00);
+                    i01 = coopMultiplyAdd(a0, bc1, i01);
+                    if (FRAG == 8u) {
+                        let a1 = coopLoadT<FragA>(&qs[(rb + FRAG) * LDS + o], LDS);
+                        let bk2 = coopLoad<FragB>(&ks[(cp + 2u * FRAG) * LDS + o], LDS);
+                        let bk3 = coopLoad<FragB>(&ks[(cp + 3u * FRAG) * LDS + o], LDS);
+                        let bc2 = coopLoad<FragB>(&cst[(cp + 2u * FRAG) * LDS + o], LDS);
+                        let bc3 = coopLoad<FragB>(&cst[(cp + 3u * FRAG) * LDS + o], LDS);
+                        s02 = coopMultiplyAdd(a0, bk2, s02);
+                        s03 = coopMultiplyAdd(a0, bk3, s03);
+                        s10 = coopMultiplyAdd(a1, bk0, s10);
+                        s11 = coopMultiplyAdd(a1, bk1, s11);
+                        s12 = coopMultiplyAdd(a1, bk2, s12);
+                        s13 = coopMultiplyAdd(a1, bk3, s13);
+                        i02 = coopMultiplyAdd(a0, bc2, i02);
+                        i03 = coopMultiplyAdd(a0, bc3, i03);
+                        i10 = coopMultiplyAdd(a1, bc0, i10);
+                        i11 = coopMultiplyAdd(a1, bc1, i11);
+                        i12 = coopMultiplyAdd(a1, bc2, i12);
+                        i13 = coopMultiplyAdd(a1, bc3, i13);
+                    }
+                }
+                {
+                    let o = k4 + 1u * FRAG;
+                    let a0 = coopLoadT<FragA>(&qs[rb * LDS + o], LDS);
+                    let bk0 = coopLoad<FragB>(&ks[cp * LDS + o], LDS);
+                    let bk1 = coopLoad<FragB>(&ks[(cp + FRAG) * LDS + o], LDS);
+                    let bc0 = coopLoad<FragB>(&cst[cp * LDS + o], LDS);
+                    let bc1 = coopLoad<FragB>(&cst[(cp + FRAG) * LDS + o], LDS);
+                    s00 = coopMultiplyAdd(a0, bk0, s00);
+                    s01 = coopMultiplyAdd(a0, bk1, s01);
+                    i00 = coopMultiplyAdd(a0, bc0, i00);
+                    i01 = coopMultiplyAdd(a0, bc1, i01);
+                    if (FRAG == 8u) {
+                        let a1 = coopLoadT<FragA>(&qs[(rb + FRAG) * LDS + o], LDS);
+                        let bk2 = coopLoad<FragB>(&ks[(cp + 2u * FRAG) * LDS + o], LDS);
+                        let bk3 = coopLoad<FragB>(&ks[(cp + 3u * FRAG) * LDS + o], LDS);
+                        let bc2 = coopLoad<FragB>(&cst[(cp + 2u * FRAG) * LDS + o], LDS);
+                        let bc3 = coopLoad<FragB>(&cst[(cp + 3u * FRAG) * LDS + o], LDS);
+                        s02 = coopMultiplyAdd(a0, bk2, s02);
+                        s03 = coopMultiplyAdd(a0, bk3, s03);
+                        s10 = coopMultiplyAdd(a1, bk0, s10);
+                        s11 = coopMultiplyAdd(a1, bk1, s11);
+                        s12 = coopMultiplyAdd(a1, bk2, s12);
+                        s13 = coopMultiplyAdd(a1, bk3, s13);
+                        i02 = coopMultiplyAdd(a0, bc2, i02);
+                        i03 = coopMultiplyAdd(a0, bc3, i03);
+                        i10 = coopMultiplyAdd(a1, bc0, i10);
+                        i11 = coopMultiplyAdd(a1, bc1, i11);
+                        i12 = coopMultiplyAdd(a1, bc2, i12);
+                        i13 = coopMultiplyAdd(a1, bc3, i13);
+                    }
+                }
+                {
+                    let o = k4 + 2u * FRAG;
+                    let a0 = coopLoadT<FragA>(&qs[rb * LDS + o], LDS);
+                    let bk0 = coopLoad<FragB>(&ks[cp * LDS + o], LDS);
+                    let bk1 = coopLoad<FragB>(&ks[(cp + FRAG) * LDS + o], LDS);
+                    let bc0 = coopLoad<FragB>(&cst[cp * LDS + o], LDS);
+                    let bc1 = coopLoad<FragB>(&cst[(cp + FRAG) * LDS + o], LDS);
+                    s00 = coopMultiplyAdd(a0, bk0, s00);
+                    s01 = coopMultiplyAdd(a0, bk1, s01);
+                    i00 = coopMultiplyAdd(a0, bc0, i00);
+                    i01 = coopMultiplyAdd(a0, bc1, i01);
+                    if (FRAG == 8u) {
+                        let a1 = coopLoadT<FragA>(&qs[(rb + FRAG) * LDS + o], LDS);
+                        let bk2 = coopLoad<FragB>(&ks[(cp + 2u * FRAG) * LDS + o], LDS);
+                        let bk3 = coopLoad<FragB>(&ks[(cp + 3u * FRAG) * LDS + o], LDS);
+                        let bc2 = coopLoad<FragB>(&cst[(cp + 2u * FRAG) * LDS + o], LDS);
+                        let bc3 = coopLoad<FragB>(&cst[(cp + 3u * FRAG) * LDS + o], LDS);
+                        s02 = coopMultiplyAdd(a0, bk2, s02);
+                        s03 = coopMultiplyAdd(a0, bk3, s03);
+                        s10 = coopMultiplyAdd(a1, bk0, s10);
+                        s11 = coopMultiplyAdd(a1, bk1, s11);
+                        s12 = coopMultiplyAdd(a1, bk2, s12);
+                        s13 = coopMultiplyAdd(a1, bk3, s13);
+                        i02 = coopMultiplyAdd(a0, bc2, i02);
+                        i03 = coopMultiplyAdd(a0, bc3, i03);
+                        i10 = coopMultiplyAdd(a1, bc0, i10);
+                        i11 = coopMultiplyAdd(a1, bc1, i11);
+                        i12 = coopMultiplyAdd(a1, bc2, i12);
+                        i13 = coopMultiplyAdd(a1, bc3, i13);
+                    }
+                }
+                {
+                    let o = k4 + 3u * FRAG;
+                    let a0 = coopLoadT<FragA>(&qs[rb * LDS + o], LDS);
+                    let bk0 = coopLoad<FragB>(&ks[cp * LDS + o], LDS);
+                    let bk1 = coopLoad<FragB>(&ks[(cp + FRAG) * LDS + o], LDS);
+                    let bc0 = coopLoad<FragB>(&cst[cp * LDS + o], LDS);
+                    let bc1 = coopLoad<FragB>(&cst[(cp + FRAG) * LDS + o], LDS);
+                    s00 = coopMultiplyAdd(a0, bk0, s00);
+                    s01 = coopMultiplyAdd(a0, bk1, s01);
+                    i00 = coopMultiplyAdd(a0, bc0, i00);
+                    i01 = coopMultiplyAdd(a0, bc1, i01);
+                    if (FRAG == 8u) {
+                        let a1 = coopLoadT<FragA>(&qs[(rb + FRAG) * LDS + o], LDS);
+                        let bk2 = coopLoad<FragB>(&ks[(cp + 2u * FRAG) * LDS + o], LDS);
+                        let bk3 = coopLoad<FragB>(&ks[(cp + 3u * FRAG) * LDS + o], LDS);
+                        let bc2 = coopLoad<FragB>(&cst[(cp + 2u * FRAG) * LDS + o], LDS);
+                        let bc3 = coopLoad<FragB>(&cst[(cp + 3u * FRAG) * LDS + o], LDS);
+                        s02 = coopMultiplyAdd(a0, bk2, s02);
+                        s03 = coopMultiplyAdd(a0, bk3, s03);
+                        s10 = coopMultiplyAdd(a1, bk0, s10);
+                        s11 = coopMultiplyAdd(a1, bk1, s11);
+                        s12 = coopMultiplyAdd(a1, bk2, s12);
+                        s13 = coopMultiplyAdd(a1, bk3, s13);
+                        i02 = coopMultiplyAdd(a0, bc2, i02);
+                        i03 = coopMultiplyAdd(a0, bc3, i03);
+                        i10 = coopMultiplyAdd(a1, bc0, i10);
+                        i11 = coopMultiplyAdd(a1, bc1, i11);
+                        i12 = coopMultiplyAdd(a1, bc2, i12);
+                        i13 = coopMultiplyAdd(a1, bc3, i13);
                     }
                 }
             }
@@ -384,10 +522,15 @@ fn main(
 
         // Scores to workgroup memory; the v block transposed over the C_prev slice; with the
         // first key block, the stabiliser's prefix maximum.
-        for (var i = 0u; i < FR; i++) {
-            for (var j = 0u; j < FC; j++) {
-                store_sf(sacc[i * FC + j], (rb + i * FRAG) * SLD + cp + j * FRAG, SLD);
-            }
+        store_sf(s00, rb * SLD + cp, SLD);
+        store_sf(s01, rb * SLD + cp + FRAG, SLD);
+        if (FRAG == 8u) {
+            store_sf(s02, rb * SLD + cp + 2u * FRAG, SLD);
+            store_sf(s03, rb * SLD + cp + 3u * FRAG, SLD);
+            store_sf(s10, (rb + FRAG) * SLD + cp, SLD);
+            store_sf(s11, (rb + FRAG) * SLD + cp + FRAG, SLD);
+            store_sf(s12, (rb + FRAG) * SLD + cp + 2u * FRAG, SLD);
+            store_sf(s13, (rb + FRAG) * SLD + cp + 3u * FRAG, SLD);
         }
         put_ct(cg, lane, vr0);
         put_ct(cg + 4u, lane, vr1);
@@ -431,12 +574,81 @@ fn main(
         workgroupBarrier();
 
         // Intra-chunk part M V: A[s][j] = qs[s][j] (row-major), B[j][v] = cst[v][j] (column-major).
-        for (var kk = 0u; kk < 64u; kk += FRAG) {
-            for (var i = 0u; i < FR; i++) {
-                let a = coopLoadT<FragA>(&qs[(rb + i * FRAG) * LDS + kk], LDS);
-                for (var j = 0u; j < FC; j++) {
-                    let b = coopLoad<FragB>(&cst[(cp + j * FRAG) * LDS + kk], LDS);
-                    nacc[i * FC + j] = coopMultiplyAdd(a, b, nacc[i * FC + j]);
+        for (var k4 = 0u; k4 < 64u; k4 += 4u * FRAG) {
+            {
+                let o = k4;
+                let a0 = coopLoadT<FragA>(&qs[rb * LDS + o], LDS);
+                let b0 = coopLoad<FragB>(&cst[cp * LDS + o], LDS);
+                let b1 = coopLoad<FragB>(&cst[(cp + FRAG) * LDS + o], LDS);
+                n00 = coopMultiplyAdd(a0, b0, n00);
+                n01 = coopMultiplyAdd(a0, b1, n01);
+                if (FRAG == 8u) {
+                    let a1 = coopLoadT<FragA>(&qs[(rb + FRAG) * LDS + o], LDS);
+                    let b2 = coopLoad<FragB>(&cst[(cp + 2u * FRAG) * LDS + o], LDS);
+                    let b3 = coopLoad<FragB>(&cst[(cp + 3u * FRAG) * LDS + o], LDS);
+                    n02 = coopMultiplyAdd(a0, b2, n02);
+                    n03 = coopMultiplyAdd(a0, b3, n03);
+                    n10 = coopMultiplyAdd(a1, b0, n10);
+                    n11 = coopMultiplyAdd(a1, b1, n11);
+                    n12 = coopMultiplyAdd(a1, b2, n12);
+                    n13 = coopMultiplyAdd(a1, b3, n13);
+                }
+            }
+            {
+                let o = k4 + 1u * FRAG;
+                let a0 = coopLoadT<FragA>(&qs[rb * LDS + o], LDS);
+                let b0 = coopLoad<FragB>(&cst[cp * LDS + o], LDS);
+                let b1 = coopLoad<FragB>(&cst[(cp + FRAG) * LDS + o], LDS);
+                n00 = coopMultiplyAdd(a0, b0, n00);
+                n01 = coopMultiplyAdd(a0, b1, n01);
+                if (FRAG == 8u) {
+                    let a1 = coopLoadT<FragA>(&qs[(rb + FRAG) * LDS + o], LDS);
+                    let b2 = coopLoad<FragB>(&cst[(cp + 2u * FRAG) * LDS + o], LDS);
+                    let b3 = coopLoad<FragB>(&cst[(cp + 3u * FRAG) * LDS + o], LDS);
+                    n02 = coopMultiplyAdd(a0, b2, n02);
+                    n03 = coopMultiplyAdd(a0, b3, n03);
+                    n10 = coopMultiplyAdd(a1, b0, n10);
+                    n11 = coopMultiplyAdd(a1, b1, n11);
+                    n12 = coopMultiplyAdd(a1, b2, n12);
+                    n13 = coopMultiplyAdd(a1, b3, n13);
+                }
+            }
+            {
+                let o = k4 + 2u * FRAG;
+                let a0 = coopLoadT<FragA>(&qs[rb * LDS + o], LDS);
+                let b0 = coopLoad<FragB>(&cst[cp * LDS + o], LDS);
+                let b1 = coopLoad<FragB>(&cst[(cp + FRAG) * LDS + o], LDS);
+                n00 = coopMultiplyAdd(a0, b0, n00);
+                n01 = coopMultiplyAdd(a0, b1, n01);
+                if (FRAG == 8u) {
+                    let a1 = coopLoadT<FragA>(&qs[(rb + FRAG) * LDS + o], LDS);
+                    let b2 = coopLoad<FragB>(&cst[(cp + 2u * FRAG) * LDS + o], LDS);
+                    let b3 = coopLoad<FragB>(&cst[(cp + 3u * FRAG) * LDS + o], LDS);
+                    n02 = coopMultiplyAdd(a0, b2, n02);
+                    n03 = coopMultiplyAdd(a0, b3, n03);
+                    n10 = coopMultiplyAdd(a1, b0, n10);
+                    n11 = coopMultiplyAdd(a1, b1, n11);
+                    n12 = coopMultiplyAdd(a1, b2, n12);
+                    n13 = coopMultiplyAdd(a1, b3, n13);
+                }
+            }
+            {
+                let o = k4 + 3u * FRAG;
+                let a0 = coopLoadT<FragA>(&qs[rb * LDS + o], LDS);
+                let b0 = coopLoad<FragB>(&cst[cp * LDS + o], LDS);
+                let b1 = coopLoad<FragB>(&cst[(cp + FRAG) * LDS + o], LDS);
+                n00 = coopMultiplyAdd(a0, b0, n00);
+                n01 = coopMultiplyAdd(a0, b1, n01);
+                if (FRAG == 8u) {
+                    let a1 = coopLoadT<FragA>(&qs[(rb + FRAG) * LDS + o], LDS);
+                    let b2 = coopLoad<FragB>(&cst[(cp + 2u * FRAG) * LDS + o], LDS);
+                    let b3 = coopLoad<FragB>(&cst[(cp + 3u * FRAG) * LDS + o], LDS);
+                    n02 = coopMultiplyAdd(a0, b2, n02);
+                    n03 = coopMultiplyAdd(a0, b3, n03);
+                    n10 = coopMultiplyAdd(a1, b0, n10);
+                    n11 = coopMultiplyAdd(a1, b1, n11);
+                    n12 = coopMultiplyAdd(a1, b2, n12);
+                    n13 = coopMultiplyAdd(a1, b3, n13);
                 }
             }
         }
@@ -461,10 +673,16 @@ fn main(
     }
     workgroupBarrier();
 
-    for (var i = 0u; i < FR; i++) {
-        for (var j = 0u; j < FC; j++) {
-            emit(iacc[i * FC + j], nacc[i * FC + j], sg, lane, t0 + sfirst, slen, h, rb + i * FRAG,
-                 v0 + cp + j * FRAG);
-        }
+    let ts = t0 + sfirst;
+    let vc = v0 + cp;
+    emit(i00, n00, sg, lane, ts, slen, h, rb, vc);
+    emit(i01, n01, sg, lane, ts, slen, h, rb, vc + FRAG);
+    if (FRAG == 8u) {
+        emit(i02, n02, sg, lane, ts, slen, h, rb, vc + 2u * FRAG);
+        emit(i03, n03, sg, lane, ts, slen, h, rb, vc + 3u * FRAG);
+        emit(i10, n10, sg, lane, ts, slen, h, rb + FRAG, vc);
+        emit(i11, n11, sg, lane, ts, slen, h, rb + FRAG, vc + FRAG);
+        emit(i12, n12, sg, lane, ts, slen, h, rb + FRAG, vc + 2u * FRAG);
+        emit(i13, n13, sg, lane, ts, slen, h, rb + FRAG, vc + 3u * FRAG);
     }
 }

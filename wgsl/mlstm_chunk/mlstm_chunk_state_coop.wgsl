@@ -21,8 +21,8 @@
 //   gemm_coop.wgsl uses); the next slice's k and v (with the next chunk's first, its gates) are
 //   fetched into registers meanwhile. A chunk of <= 64 is one slice.
 //   Subgroup sg multiplies rows 16 (sg % 4) .. + 16 x columns 32 (sg / 4) .. + 32 of
-//   (K ⊙ ā)^T V (FR x FC f32 accumulator fragments of FRAG x FRAG: 1 x 2 of 16x16 or 2 x 4 of
-//   8x8, in 64 / FRAG steps per slice). The product
+//   (K ⊙ ā)^T V (f32 accumulator fragments of FRAG x FRAG: 1 x 2 of 16x16 or 2 x 4 of 8x8, in
+//   64 / FRAG steps per slice). The product
 //   goes through f32 workgroup memory into the registers: C = exp(g + m_prev - m) C + P, stored
 //   to the boundary. n sums the f32 k ⊙ ā over positions (subgroupAdd per column). Workgroup
 //   memory: 37,136 bytes. Every workgroup variable is a multiple of 16 bytes: the driver may lay
@@ -63,8 +63,6 @@ const FRAG: u32 = 16u;
 alias FragA = coop_mat16x16<f16, A>;
 alias FragB = coop_mat16x16<f16, B>;
 alias FragC = coop_mat16x16<f32, C>;
-const FR: u32 = 16u / FRAG; // fragments along a subgroup's 16 dqk rows
-const FC: u32 = 32u / FRAG; // and its 32 dv columns
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> proj: array<vec4<f32>>;
@@ -255,7 +253,17 @@ fn main(
 
         // P = (K ⊙ ā)^T V over the chunk's 64-position slices: A[q][s] = kst[q][s] (row-major),
         // B[s][v] = vst[v][s] (column-major); n sums the f32 k ⊙ ā (subgroupAdd per column).
-        var pacc: array<FragC, FR * FC>; // fragment (i, j) at pacc[i * FC + j]
+        // Fragment pij at dqk rows qb + i FRAG, dv columns vp + j FRAG: p00 and p01 cover the
+        // subgroup's 16 x 32 block at 16x16; at 8x8 the 2 x 4 fragments p00 .. p13 do. (Named
+        // variables, not an array: drivers keep an array of fragments indexed in a loop in memory.)
+        var p00 = FragC();
+        var p01 = FragC();
+        var p02 = FragC();
+        var p03 = FragC();
+        var p10 = FragC();
+        var p11 = FragC();
+        var p12 = FragC();
+        var p13 = FragC();
         var ns0 = vec4<f32>();
         var ns1 = vec4<f32>();
         for (var sl = 0u; sl < clen; sl += 64u) {
@@ -297,12 +305,82 @@ fn main(
                 }
             }
 
-            for (var kk = 0u; kk < 64u; kk += FRAG) {
-                for (var i = 0u; i < FR; i++) {
-                    let a = coopLoadT<FragA>(&kst[(qb + i * FRAG) * LDS + kk], LDS);
-                    for (var j = 0u; j < FC; j++) {
-                        let b = coopLoad<FragB>(&vst[(vp + j * FRAG) * LDS + kk], LDS);
-                        pacc[i * FC + j] = coopMultiplyAdd(a, b, pacc[i * FC + j]);
+            // FRAG-deep steps, four written out per iteration (one iteration at 16).
+            for (var k4 = 0u; k4 < 64u; k4 += 4u * FRAG) {
+                {
+                    let o = k4;
+                    let a0 = coopLoadT<FragA>(&kst[qb * LDS + o], LDS);
+                    let b0 = coopLoad<FragB>(&vst[vp * LDS + o], LDS);
+                    let b1 = coopLoad<FragB>(&vst[(vp + FRAG) * LDS + o], LDS);
+                    p00 = coopMultiplyAdd(a0, b0, p00);
+                    p01 = coopMultiplyAdd(a0, b1, p01);
+                    if (FRAG == 8u) {
+                        let a1 = coopLoadT<FragA>(&kst[(qb + FRAG) * LDS + o], LDS);
+                        let b2 = coopLoad<FragB>(&vst[(vp + 2u * FRAG) * LDS + o], LDS);
+                        let b3 = coopLoad<FragB>(&vst[(vp + 3u * FRAG) * LDS + o], LDS);
+                        p02 = coopMultiplyAdd(a0, b2, p02);
+                        p03 = coopMultiplyAdd(a0, b3, p03);
+                        p10 = coopMultiplyAdd(a1, b0, p10);
+                        p11 = coopMultiplyAdd(a1, b1, p11);
+                        p12 = coopMultiplyAdd(a1, b2, p12);
+                        p13 = coopMultiplyAdd(a1, b3, p13);
+                    }
+                }
+                {
+                    let o = k4 + 1u * FRAG;
+                    let a0 = coopLoadT<FragA>(&kst[qb * LDS + o], LDS);
+                    let b0 = coopLoad<FragB>(&vst[vp * LDS + o], LDS);
+                    let b1 = coopLoad<FragB>(&vst[(vp + FRAG) * LDS + o], LDS);
+                    p00 = coopMultiplyAdd(a0, b0, p00);
+                    p01 = coopMultiplyAdd(a0, b1, p01);
+                    if (FRAG == 8u) {
+                        let a1 = coopLoadT<FragA>(&kst[(qb + FRAG) * LDS + o], LDS);
+                        let b2 = coopLoad<FragB>(&vst[(vp + 2u * FRAG) * LDS + o], LDS);
+                        let b3 = coopLoad<FragB>(&vst[(vp + 3u * FRAG) * LDS + o], LDS);
+                        p02 = coopMultiplyAdd(a0, b2, p02);
+                        p03 = coopMultiplyAdd(a0, b3, p03);
+                        p10 = coopMultiplyAdd(a1, b0, p10);
+                        p11 = coopMultiplyAdd(a1, b1, p11);
+                        p12 = coopMultiplyAdd(a1, b2, p12);
+                        p13 = coopMultiplyAdd(a1, b3, p13);
+                    }
+                }
+                {
+                    let o = k4 + 2u * FRAG;
+                    let a0 = coopLoadT<FragA>(&kst[qb * LDS + o], LDS);
+                    let b0 = coopLoad<FragB>(&vst[vp * LDS + o], LDS);
+                    let b1 = coopLoad<FragB>(&vst[(vp + FRAG) * LDS + o], LDS);
+                    p00 = coopMultiplyAdd(a0, b0, p00);
+                    p01 = coopMultiplyAdd(a0, b1, p01);
+                    if (FRAG == 8u) {
+                        let a1 = coopLoadT<FragA>(&kst[(qb + FRAG) * LDS + o], LDS);
+                        let b2 = coopLoad<FragB>(&vst[(vp + 2u * FRAG) * LDS + o], LDS);
+                        let b3 = coopLoad<FragB>(&vst[(vp + 3u * FRAG) * LDS + o], LDS);
+                        p02 = coopMultiplyAdd(a0, b2, p02);
+                        p03 = coopMultiplyAdd(a0, b3, p03);
+                        p10 = coopMultiplyAdd(a1, b0, p10);
+                        p11 = coopMultiplyAdd(a1, b1, p11);
+                        p12 = coopMultiplyAdd(a1, b2, p12);
+                        p13 = coopMultiplyAdd(a1, b3, p13);
+                    }
+                }
+                {
+                    let o = k4 + 3u * FRAG;
+                    let a0 = coopLoadT<FragA>(&kst[qb * LDS + o], LDS);
+                    let b0 = coopLoad<FragB>(&vst[vp * LDS + o], LDS);
+                    let b1 = coopLoad<FragB>(&vst[(vp + FRAG) * LDS + o], LDS);
+                    p00 = coopMultiplyAdd(a0, b0, p00);
+                    p01 = coopMultiplyAdd(a0, b1, p01);
+                    if (FRAG == 8u) {
+                        let a1 = coopLoadT<FragA>(&kst[(qb + FRAG) * LDS + o], LDS);
+                        let b2 = coopLoad<FragB>(&vst[(vp + 2u * FRAG) * LDS + o], LDS);
+                        let b3 = coopLoad<FragB>(&vst[(vp + 3u * FRAG) * LDS + o], LDS);
+                        p02 = coopMultiplyAdd(a0, b2, p02);
+                        p03 = coopMultiplyAdd(a0, b3, p03);
+                        p10 = coopMultiplyAdd(a1, b0, p10);
+                        p11 = coopMultiplyAdd(a1, b1, p11);
+                        p12 = coopMultiplyAdd(a1, b2, p12);
+                        p13 = coopMultiplyAdd(a1, b3, p13);
                     }
                 }
             }
@@ -318,10 +396,15 @@ fn main(
             nsum[cg + 6u] = ns1.z;
             nsum[cg + 7u] = ns1.w;
         }
-        for (var i = 0u; i < FR; i++) {
-            for (var j = 0u; j < FC; j++) {
-                store_pf(pacc[i * FC + j], (qb + i * FRAG) * SLD + vp + j * FRAG, SLD);
-            }
+        store_pf(p00, qb * SLD + vp, SLD);
+        store_pf(p01, qb * SLD + vp + FRAG, SLD);
+        if (FRAG == 8u) {
+            store_pf(p02, qb * SLD + vp + 2u * FRAG, SLD);
+            store_pf(p03, qb * SLD + vp + 3u * FRAG, SLD);
+            store_pf(p10, (qb + FRAG) * SLD + vp, SLD);
+            store_pf(p11, (qb + FRAG) * SLD + vp + FRAG, SLD);
+            store_pf(p12, (qb + FRAG) * SLD + vp + 2u * FRAG, SLD);
+            store_pf(p13, (qb + FRAG) * SLD + vp + 3u * FRAG, SLD);
         }
         workgroupBarrier();
 
