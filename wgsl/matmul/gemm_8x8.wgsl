@@ -8,7 +8,7 @@
 //   the four workgroup-memory vector loads of a step fall in distinct banks); per step of k that
 //   is 64 FMAs for four 16-byte loads (gemm.wgsl's 4 x 4: 16 for two). K is staged through
 //   workgroup memory in slices of 16 (16 KiB); the next slice is read into registers while the
-//   current one is multiplied.
+//   current one is multiplied, whose 16 steps are written out.
 // Grid: (ceil(n / 128), ceil(tokens / 128), 1).
 // Precision: weights in any format (WEIGHT_FORMAT), dequantized to f32; activations and
 //   accumulation f32 (the same products and order within each output as gemm.wgsl, k ascending).
@@ -125,11 +125,223 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             xr = load_x8(tok0 + li, kn + lk);
             wr = load_w8(row0 + li, kn + lk);
         }
-        for (var kk = 0u; kk < 16u; kk++) {
-            let x0 = xs[kk][ty];
-            let x1 = xs[kk][16u + ty];
-            let w0 = ws[kk][tx];
-            let w1 = ws[kk][16u + tx];
+        // The slice's 16 steps of k, written out: naga emits loops without unroll hints, and as a
+        // loop this ran at 32.1 TFLOP/s on the H200, written out at 38.2 (BENCHMARKS.md 2026-12-04).
+        {
+            let x0 = xs[0u][ty];
+            let x1 = xs[0u][16u + ty];
+            let w0 = ws[0u][tx];
+            let w1 = ws[0u][16u + tx];
+            a00 = fma(vec4<f32>(x0.x), w0, a00); a01 = fma(vec4<f32>(x0.x), w1, a01);
+            a10 = fma(vec4<f32>(x0.y), w0, a10); a11 = fma(vec4<f32>(x0.y), w1, a11);
+            a20 = fma(vec4<f32>(x0.z), w0, a20); a21 = fma(vec4<f32>(x0.z), w1, a21);
+            a30 = fma(vec4<f32>(x0.w), w0, a30); a31 = fma(vec4<f32>(x0.w), w1, a31);
+            a40 = fma(vec4<f32>(x1.x), w0, a40); a41 = fma(vec4<f32>(x1.x), w1, a41);
+            a50 = fma(vec4<f32>(x1.y), w0, a50); a51 = fma(vec4<f32>(x1.y), w1, a51);
+            a60 = fma(vec4<f32>(x1.z), w0, a60); a61 = fma(vec4<f32>(x1.z), w1, a61);
+            a70 = fma(vec4<f32>(x1.w), w0, a70); a71 = fma(vec4<f32>(x1.w), w1, a71);
+        }
+        {
+            let x0 = xs[1u][ty];
+            let x1 = xs[1u][16u + ty];
+            let w0 = ws[1u][tx];
+            let w1 = ws[1u][16u + tx];
+            a00 = fma(vec4<f32>(x0.x), w0, a00); a01 = fma(vec4<f32>(x0.x), w1, a01);
+            a10 = fma(vec4<f32>(x0.y), w0, a10); a11 = fma(vec4<f32>(x0.y), w1, a11);
+            a20 = fma(vec4<f32>(x0.z), w0, a20); a21 = fma(vec4<f32>(x0.z), w1, a21);
+            a30 = fma(vec4<f32>(x0.w), w0, a30); a31 = fma(vec4<f32>(x0.w), w1, a31);
+            a40 = fma(vec4<f32>(x1.x), w0, a40); a41 = fma(vec4<f32>(x1.x), w1, a41);
+            a50 = fma(vec4<f32>(x1.y), w0, a50); a51 = fma(vec4<f32>(x1.y), w1, a51);
+            a60 = fma(vec4<f32>(x1.z), w0, a60); a61 = fma(vec4<f32>(x1.z), w1, a61);
+            a70 = fma(vec4<f32>(x1.w), w0, a70); a71 = fma(vec4<f32>(x1.w), w1, a71);
+        }
+        {
+            let x0 = xs[2u][ty];
+            let x1 = xs[2u][16u + ty];
+            let w0 = ws[2u][tx];
+            let w1 = ws[2u][16u + tx];
+            a00 = fma(vec4<f32>(x0.x), w0, a00); a01 = fma(vec4<f32>(x0.x), w1, a01);
+            a10 = fma(vec4<f32>(x0.y), w0, a10); a11 = fma(vec4<f32>(x0.y), w1, a11);
+            a20 = fma(vec4<f32>(x0.z), w0, a20); a21 = fma(vec4<f32>(x0.z), w1, a21);
+            a30 = fma(vec4<f32>(x0.w), w0, a30); a31 = fma(vec4<f32>(x0.w), w1, a31);
+            a40 = fma(vec4<f32>(x1.x), w0, a40); a41 = fma(vec4<f32>(x1.x), w1, a41);
+            a50 = fma(vec4<f32>(x1.y), w0, a50); a51 = fma(vec4<f32>(x1.y), w1, a51);
+            a60 = fma(vec4<f32>(x1.z), w0, a60); a61 = fma(vec4<f32>(x1.z), w1, a61);
+            a70 = fma(vec4<f32>(x1.w), w0, a70); a71 = fma(vec4<f32>(x1.w), w1, a71);
+        }
+        {
+            let x0 = xs[3u][ty];
+            let x1 = xs[3u][16u + ty];
+            let w0 = ws[3u][tx];
+            let w1 = ws[3u][16u + tx];
+            a00 = fma(vec4<f32>(x0.x), w0, a00); a01 = fma(vec4<f32>(x0.x), w1, a01);
+            a10 = fma(vec4<f32>(x0.y), w0, a10); a11 = fma(vec4<f32>(x0.y), w1, a11);
+            a20 = fma(vec4<f32>(x0.z), w0, a20); a21 = fma(vec4<f32>(x0.z), w1, a21);
+            a30 = fma(vec4<f32>(x0.w), w0, a30); a31 = fma(vec4<f32>(x0.w), w1, a31);
+            a40 = fma(vec4<f32>(x1.x), w0, a40); a41 = fma(vec4<f32>(x1.x), w1, a41);
+            a50 = fma(vec4<f32>(x1.y), w0, a50); a51 = fma(vec4<f32>(x1.y), w1, a51);
+            a60 = fma(vec4<f32>(x1.z), w0, a60); a61 = fma(vec4<f32>(x1.z), w1, a61);
+            a70 = fma(vec4<f32>(x1.w), w0, a70); a71 = fma(vec4<f32>(x1.w), w1, a71);
+        }
+        {
+            let x0 = xs[4u][ty];
+            let x1 = xs[4u][16u + ty];
+            let w0 = ws[4u][tx];
+            let w1 = ws[4u][16u + tx];
+            a00 = fma(vec4<f32>(x0.x), w0, a00); a01 = fma(vec4<f32>(x0.x), w1, a01);
+            a10 = fma(vec4<f32>(x0.y), w0, a10); a11 = fma(vec4<f32>(x0.y), w1, a11);
+            a20 = fma(vec4<f32>(x0.z), w0, a20); a21 = fma(vec4<f32>(x0.z), w1, a21);
+            a30 = fma(vec4<f32>(x0.w), w0, a30); a31 = fma(vec4<f32>(x0.w), w1, a31);
+            a40 = fma(vec4<f32>(x1.x), w0, a40); a41 = fma(vec4<f32>(x1.x), w1, a41);
+            a50 = fma(vec4<f32>(x1.y), w0, a50); a51 = fma(vec4<f32>(x1.y), w1, a51);
+            a60 = fma(vec4<f32>(x1.z), w0, a60); a61 = fma(vec4<f32>(x1.z), w1, a61);
+            a70 = fma(vec4<f32>(x1.w), w0, a70); a71 = fma(vec4<f32>(x1.w), w1, a71);
+        }
+        {
+            let x0 = xs[5u][ty];
+            let x1 = xs[5u][16u + ty];
+            let w0 = ws[5u][tx];
+            let w1 = ws[5u][16u + tx];
+            a00 = fma(vec4<f32>(x0.x), w0, a00); a01 = fma(vec4<f32>(x0.x), w1, a01);
+            a10 = fma(vec4<f32>(x0.y), w0, a10); a11 = fma(vec4<f32>(x0.y), w1, a11);
+            a20 = fma(vec4<f32>(x0.z), w0, a20); a21 = fma(vec4<f32>(x0.z), w1, a21);
+            a30 = fma(vec4<f32>(x0.w), w0, a30); a31 = fma(vec4<f32>(x0.w), w1, a31);
+            a40 = fma(vec4<f32>(x1.x), w0, a40); a41 = fma(vec4<f32>(x1.x), w1, a41);
+            a50 = fma(vec4<f32>(x1.y), w0, a50); a51 = fma(vec4<f32>(x1.y), w1, a51);
+            a60 = fma(vec4<f32>(x1.z), w0, a60); a61 = fma(vec4<f32>(x1.z), w1, a61);
+            a70 = fma(vec4<f32>(x1.w), w0, a70); a71 = fma(vec4<f32>(x1.w), w1, a71);
+        }
+        {
+            let x0 = xs[6u][ty];
+            let x1 = xs[6u][16u + ty];
+            let w0 = ws[6u][tx];
+            let w1 = ws[6u][16u + tx];
+            a00 = fma(vec4<f32>(x0.x), w0, a00); a01 = fma(vec4<f32>(x0.x), w1, a01);
+            a10 = fma(vec4<f32>(x0.y), w0, a10); a11 = fma(vec4<f32>(x0.y), w1, a11);
+            a20 = fma(vec4<f32>(x0.z), w0, a20); a21 = fma(vec4<f32>(x0.z), w1, a21);
+            a30 = fma(vec4<f32>(x0.w), w0, a30); a31 = fma(vec4<f32>(x0.w), w1, a31);
+            a40 = fma(vec4<f32>(x1.x), w0, a40); a41 = fma(vec4<f32>(x1.x), w1, a41);
+            a50 = fma(vec4<f32>(x1.y), w0, a50); a51 = fma(vec4<f32>(x1.y), w1, a51);
+            a60 = fma(vec4<f32>(x1.z), w0, a60); a61 = fma(vec4<f32>(x1.z), w1, a61);
+            a70 = fma(vec4<f32>(x1.w), w0, a70); a71 = fma(vec4<f32>(x1.w), w1, a71);
+        }
+        {
+            let x0 = xs[7u][ty];
+            let x1 = xs[7u][16u + ty];
+            let w0 = ws[7u][tx];
+            let w1 = ws[7u][16u + tx];
+            a00 = fma(vec4<f32>(x0.x), w0, a00); a01 = fma(vec4<f32>(x0.x), w1, a01);
+            a10 = fma(vec4<f32>(x0.y), w0, a10); a11 = fma(vec4<f32>(x0.y), w1, a11);
+            a20 = fma(vec4<f32>(x0.z), w0, a20); a21 = fma(vec4<f32>(x0.z), w1, a21);
+            a30 = fma(vec4<f32>(x0.w), w0, a30); a31 = fma(vec4<f32>(x0.w), w1, a31);
+            a40 = fma(vec4<f32>(x1.x), w0, a40); a41 = fma(vec4<f32>(x1.x), w1, a41);
+            a50 = fma(vec4<f32>(x1.y), w0, a50); a51 = fma(vec4<f32>(x1.y), w1, a51);
+            a60 = fma(vec4<f32>(x1.z), w0, a60); a61 = fma(vec4<f32>(x1.z), w1, a61);
+            a70 = fma(vec4<f32>(x1.w), w0, a70); a71 = fma(vec4<f32>(x1.w), w1, a71);
+        }
+        {
+            let x0 = xs[8u][ty];
+            let x1 = xs[8u][16u + ty];
+            let w0 = ws[8u][tx];
+            let w1 = ws[8u][16u + tx];
+            a00 = fma(vec4<f32>(x0.x), w0, a00); a01 = fma(vec4<f32>(x0.x), w1, a01);
+            a10 = fma(vec4<f32>(x0.y), w0, a10); a11 = fma(vec4<f32>(x0.y), w1, a11);
+            a20 = fma(vec4<f32>(x0.z), w0, a20); a21 = fma(vec4<f32>(x0.z), w1, a21);
+            a30 = fma(vec4<f32>(x0.w), w0, a30); a31 = fma(vec4<f32>(x0.w), w1, a31);
+            a40 = fma(vec4<f32>(x1.x), w0, a40); a41 = fma(vec4<f32>(x1.x), w1, a41);
+            a50 = fma(vec4<f32>(x1.y), w0, a50); a51 = fma(vec4<f32>(x1.y), w1, a51);
+            a60 = fma(vec4<f32>(x1.z), w0, a60); a61 = fma(vec4<f32>(x1.z), w1, a61);
+            a70 = fma(vec4<f32>(x1.w), w0, a70); a71 = fma(vec4<f32>(x1.w), w1, a71);
+        }
+        {
+            let x0 = xs[9u][ty];
+            let x1 = xs[9u][16u + ty];
+            let w0 = ws[9u][tx];
+            let w1 = ws[9u][16u + tx];
+            a00 = fma(vec4<f32>(x0.x), w0, a00); a01 = fma(vec4<f32>(x0.x), w1, a01);
+            a10 = fma(vec4<f32>(x0.y), w0, a10); a11 = fma(vec4<f32>(x0.y), w1, a11);
+            a20 = fma(vec4<f32>(x0.z), w0, a20); a21 = fma(vec4<f32>(x0.z), w1, a21);
+            a30 = fma(vec4<f32>(x0.w), w0, a30); a31 = fma(vec4<f32>(x0.w), w1, a31);
+            a40 = fma(vec4<f32>(x1.x), w0, a40); a41 = fma(vec4<f32>(x1.x), w1, a41);
+            a50 = fma(vec4<f32>(x1.y), w0, a50); a51 = fma(vec4<f32>(x1.y), w1, a51);
+            a60 = fma(vec4<f32>(x1.z), w0, a60); a61 = fma(vec4<f32>(x1.z), w1, a61);
+            a70 = fma(vec4<f32>(x1.w), w0, a70); a71 = fma(vec4<f32>(x1.w), w1, a71);
+        }
+        {
+            let x0 = xs[10u][ty];
+            let x1 = xs[10u][16u + ty];
+            let w0 = ws[10u][tx];
+            let w1 = ws[10u][16u + tx];
+            a00 = fma(vec4<f32>(x0.x), w0, a00); a01 = fma(vec4<f32>(x0.x), w1, a01);
+            a10 = fma(vec4<f32>(x0.y), w0, a10); a11 = fma(vec4<f32>(x0.y), w1, a11);
+            a20 = fma(vec4<f32>(x0.z), w0, a20); a21 = fma(vec4<f32>(x0.z), w1, a21);
+            a30 = fma(vec4<f32>(x0.w), w0, a30); a31 = fma(vec4<f32>(x0.w), w1, a31);
+            a40 = fma(vec4<f32>(x1.x), w0, a40); a41 = fma(vec4<f32>(x1.x), w1, a41);
+            a50 = fma(vec4<f32>(x1.y), w0, a50); a51 = fma(vec4<f32>(x1.y), w1, a51);
+            a60 = fma(vec4<f32>(x1.z), w0, a60); a61 = fma(vec4<f32>(x1.z), w1, a61);
+            a70 = fma(vec4<f32>(x1.w), w0, a70); a71 = fma(vec4<f32>(x1.w), w1, a71);
+        }
+        {
+            let x0 = xs[11u][ty];
+            let x1 = xs[11u][16u + ty];
+            let w0 = ws[11u][tx];
+            let w1 = ws[11u][16u + tx];
+            a00 = fma(vec4<f32>(x0.x), w0, a00); a01 = fma(vec4<f32>(x0.x), w1, a01);
+            a10 = fma(vec4<f32>(x0.y), w0, a10); a11 = fma(vec4<f32>(x0.y), w1, a11);
+            a20 = fma(vec4<f32>(x0.z), w0, a20); a21 = fma(vec4<f32>(x0.z), w1, a21);
+            a30 = fma(vec4<f32>(x0.w), w0, a30); a31 = fma(vec4<f32>(x0.w), w1, a31);
+            a40 = fma(vec4<f32>(x1.x), w0, a40); a41 = fma(vec4<f32>(x1.x), w1, a41);
+            a50 = fma(vec4<f32>(x1.y), w0, a50); a51 = fma(vec4<f32>(x1.y), w1, a51);
+            a60 = fma(vec4<f32>(x1.z), w0, a60); a61 = fma(vec4<f32>(x1.z), w1, a61);
+            a70 = fma(vec4<f32>(x1.w), w0, a70); a71 = fma(vec4<f32>(x1.w), w1, a71);
+        }
+        {
+            let x0 = xs[12u][ty];
+            let x1 = xs[12u][16u + ty];
+            let w0 = ws[12u][tx];
+            let w1 = ws[12u][16u + tx];
+            a00 = fma(vec4<f32>(x0.x), w0, a00); a01 = fma(vec4<f32>(x0.x), w1, a01);
+            a10 = fma(vec4<f32>(x0.y), w0, a10); a11 = fma(vec4<f32>(x0.y), w1, a11);
+            a20 = fma(vec4<f32>(x0.z), w0, a20); a21 = fma(vec4<f32>(x0.z), w1, a21);
+            a30 = fma(vec4<f32>(x0.w), w0, a30); a31 = fma(vec4<f32>(x0.w), w1, a31);
+            a40 = fma(vec4<f32>(x1.x), w0, a40); a41 = fma(vec4<f32>(x1.x), w1, a41);
+            a50 = fma(vec4<f32>(x1.y), w0, a50); a51 = fma(vec4<f32>(x1.y), w1, a51);
+            a60 = fma(vec4<f32>(x1.z), w0, a60); a61 = fma(vec4<f32>(x1.z), w1, a61);
+            a70 = fma(vec4<f32>(x1.w), w0, a70); a71 = fma(vec4<f32>(x1.w), w1, a71);
+        }
+        {
+            let x0 = xs[13u][ty];
+            let x1 = xs[13u][16u + ty];
+            let w0 = ws[13u][tx];
+            let w1 = ws[13u][16u + tx];
+            a00 = fma(vec4<f32>(x0.x), w0, a00); a01 = fma(vec4<f32>(x0.x), w1, a01);
+            a10 = fma(vec4<f32>(x0.y), w0, a10); a11 = fma(vec4<f32>(x0.y), w1, a11);
+            a20 = fma(vec4<f32>(x0.z), w0, a20); a21 = fma(vec4<f32>(x0.z), w1, a21);
+            a30 = fma(vec4<f32>(x0.w), w0, a30); a31 = fma(vec4<f32>(x0.w), w1, a31);
+            a40 = fma(vec4<f32>(x1.x), w0, a40); a41 = fma(vec4<f32>(x1.x), w1, a41);
+            a50 = fma(vec4<f32>(x1.y), w0, a50); a51 = fma(vec4<f32>(x1.y), w1, a51);
+            a60 = fma(vec4<f32>(x1.z), w0, a60); a61 = fma(vec4<f32>(x1.z), w1, a61);
+            a70 = fma(vec4<f32>(x1.w), w0, a70); a71 = fma(vec4<f32>(x1.w), w1, a71);
+        }
+        {
+            let x0 = xs[14u][ty];
+            let x1 = xs[14u][16u + ty];
+            let w0 = ws[14u][tx];
+            let w1 = ws[14u][16u + tx];
+            a00 = fma(vec4<f32>(x0.x), w0, a00); a01 = fma(vec4<f32>(x0.x), w1, a01);
+            a10 = fma(vec4<f32>(x0.y), w0, a10); a11 = fma(vec4<f32>(x0.y), w1, a11);
+            a20 = fma(vec4<f32>(x0.z), w0, a20); a21 = fma(vec4<f32>(x0.z), w1, a21);
+            a30 = fma(vec4<f32>(x0.w), w0, a30); a31 = fma(vec4<f32>(x0.w), w1, a31);
+            a40 = fma(vec4<f32>(x1.x), w0, a40); a41 = fma(vec4<f32>(x1.x), w1, a41);
+            a50 = fma(vec4<f32>(x1.y), w0, a50); a51 = fma(vec4<f32>(x1.y), w1, a51);
+            a60 = fma(vec4<f32>(x1.z), w0, a60); a61 = fma(vec4<f32>(x1.z), w1, a61);
+            a70 = fma(vec4<f32>(x1.w), w0, a70); a71 = fma(vec4<f32>(x1.w), w1, a71);
+        }
+        {
+            let x0 = xs[15u][ty];
+            let x1 = xs[15u][16u + ty];
+            let w0 = ws[15u][tx];
+            let w1 = ws[15u][16u + tx];
             a00 = fma(vec4<f32>(x0.x), w0, a00); a01 = fma(vec4<f32>(x0.x), w1, a01);
             a10 = fma(vec4<f32>(x0.y), w0, a10); a11 = fma(vec4<f32>(x0.y), w1, a11);
             a20 = fma(vec4<f32>(x0.z), w0, a20); a21 = fma(vec4<f32>(x0.z), w1, a21);
