@@ -182,10 +182,103 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                     stage_set(256u + d * 16u + r / 4u, r % 4u, cv);
                 }
                 workgroupBarrier();
-                for (var d = 0u; d < 8u; d++) {
-                    let a = stage[d * 16u + ti];          // q^ of rows 4ti..4ti+3 at d
-                    let bk = stage[128u + d * 16u + tj];  // k of positions 4tj..4tj+3 at d
-                    let bc = stage[256u + d * 16u + tj];  // C_prev[d, columns 4tj..4tj+3]
+                // The slice's 8 steps of d, written out (naga emits loops without unroll hints): q^
+                // of rows 4ti..4ti+3, k of positions 4tj..4tj+3 and C_prev[d, columns 4tj..4tj+3].
+                {
+                    let a = stage[0u + ti];
+                    let bk = stage[128u + tj];
+                    let bc = stage[256u + tj];
+                    s0 = fma(vec4<f32>(a.x), bk, s0);
+                    s1 = fma(vec4<f32>(a.y), bk, s1);
+                    s2 = fma(vec4<f32>(a.z), bk, s2);
+                    s3 = fma(vec4<f32>(a.w), bk, s3);
+                    h0 = fma(vec4<f32>(a.x), bc, h0);
+                    h1 = fma(vec4<f32>(a.y), bc, h1);
+                    h2 = fma(vec4<f32>(a.z), bc, h2);
+                    h3 = fma(vec4<f32>(a.w), bc, h3);
+                }
+                {
+                    let a = stage[16u + ti];
+                    let bk = stage[144u + tj];
+                    let bc = stage[272u + tj];
+                    s0 = fma(vec4<f32>(a.x), bk, s0);
+                    s1 = fma(vec4<f32>(a.y), bk, s1);
+                    s2 = fma(vec4<f32>(a.z), bk, s2);
+                    s3 = fma(vec4<f32>(a.w), bk, s3);
+                    h0 = fma(vec4<f32>(a.x), bc, h0);
+                    h1 = fma(vec4<f32>(a.y), bc, h1);
+                    h2 = fma(vec4<f32>(a.z), bc, h2);
+                    h3 = fma(vec4<f32>(a.w), bc, h3);
+                }
+                {
+                    let a = stage[32u + ti];
+                    let bk = stage[160u + tj];
+                    let bc = stage[288u + tj];
+                    s0 = fma(vec4<f32>(a.x), bk, s0);
+                    s1 = fma(vec4<f32>(a.y), bk, s1);
+                    s2 = fma(vec4<f32>(a.z), bk, s2);
+                    s3 = fma(vec4<f32>(a.w), bk, s3);
+                    h0 = fma(vec4<f32>(a.x), bc, h0);
+                    h1 = fma(vec4<f32>(a.y), bc, h1);
+                    h2 = fma(vec4<f32>(a.z), bc, h2);
+                    h3 = fma(vec4<f32>(a.w), bc, h3);
+                }
+                {
+                    let a = stage[48u + ti];
+                    let bk = stage[176u + tj];
+                    let bc = stage[304u + tj];
+                    s0 = fma(vec4<f32>(a.x), bk, s0);
+                    s1 = fma(vec4<f32>(a.y), bk, s1);
+                    s2 = fma(vec4<f32>(a.z), bk, s2);
+                    s3 = fma(vec4<f32>(a.w), bk, s3);
+                    h0 = fma(vec4<f32>(a.x), bc, h0);
+                    h1 = fma(vec4<f32>(a.y), bc, h1);
+                    h2 = fma(vec4<f32>(a.z), bc, h2);
+                    h3 = fma(vec4<f32>(a.w), bc, h3);
+                }
+                {
+                    let a = stage[64u + ti];
+                    let bk = stage[192u + tj];
+                    let bc = stage[320u + tj];
+                    s0 = fma(vec4<f32>(a.x), bk, s0);
+                    s1 = fma(vec4<f32>(a.y), bk, s1);
+                    s2 = fma(vec4<f32>(a.z), bk, s2);
+                    s3 = fma(vec4<f32>(a.w), bk, s3);
+                    h0 = fma(vec4<f32>(a.x), bc, h0);
+                    h1 = fma(vec4<f32>(a.y), bc, h1);
+                    h2 = fma(vec4<f32>(a.z), bc, h2);
+                    h3 = fma(vec4<f32>(a.w), bc, h3);
+                }
+                {
+                    let a = stage[80u + ti];
+                    let bk = stage[208u + tj];
+                    let bc = stage[336u + tj];
+                    s0 = fma(vec4<f32>(a.x), bk, s0);
+                    s1 = fma(vec4<f32>(a.y), bk, s1);
+                    s2 = fma(vec4<f32>(a.z), bk, s2);
+                    s3 = fma(vec4<f32>(a.w), bk, s3);
+                    h0 = fma(vec4<f32>(a.x), bc, h0);
+                    h1 = fma(vec4<f32>(a.y), bc, h1);
+                    h2 = fma(vec4<f32>(a.z), bc, h2);
+                    h3 = fma(vec4<f32>(a.w), bc, h3);
+                }
+                {
+                    let a = stage[96u + ti];
+                    let bk = stage[224u + tj];
+                    let bc = stage[352u + tj];
+                    s0 = fma(vec4<f32>(a.x), bk, s0);
+                    s1 = fma(vec4<f32>(a.y), bk, s1);
+                    s2 = fma(vec4<f32>(a.z), bk, s2);
+                    s3 = fma(vec4<f32>(a.w), bk, s3);
+                    h0 = fma(vec4<f32>(a.x), bc, h0);
+                    h1 = fma(vec4<f32>(a.y), bc, h1);
+                    h2 = fma(vec4<f32>(a.z), bc, h2);
+                    h3 = fma(vec4<f32>(a.w), bc, h3);
+                }
+                {
+                    let a = stage[112u + ti];
+                    let bk = stage[240u + tj];
+                    let bc = stage[368u + tj];
                     s0 = fma(vec4<f32>(a.x), bk, s0);
                     s1 = fma(vec4<f32>(a.y), bk, s1);
                     s2 = fma(vec4<f32>(a.z), bk, s2);
@@ -228,9 +321,66 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                     stage_set(128u + d * 16u + r / 4u, r % 4u, kv);
                 }
                 workgroupBarrier();
-                for (var d = 0u; d < 8u; d++) {
-                    let a = stage[d * 16u + ti];
-                    let bk = stage[128u + d * 16u + tj];
+                // The 8 steps of d, written out.
+                {
+                    let a = stage[0u + ti];
+                    let bk = stage[128u + tj];
+                    s0 = fma(vec4<f32>(a.x), bk, s0);
+                    s1 = fma(vec4<f32>(a.y), bk, s1);
+                    s2 = fma(vec4<f32>(a.z), bk, s2);
+                    s3 = fma(vec4<f32>(a.w), bk, s3);
+                }
+                {
+                    let a = stage[16u + ti];
+                    let bk = stage[144u + tj];
+                    s0 = fma(vec4<f32>(a.x), bk, s0);
+                    s1 = fma(vec4<f32>(a.y), bk, s1);
+                    s2 = fma(vec4<f32>(a.z), bk, s2);
+                    s3 = fma(vec4<f32>(a.w), bk, s3);
+                }
+                {
+                    let a = stage[32u + ti];
+                    let bk = stage[160u + tj];
+                    s0 = fma(vec4<f32>(a.x), bk, s0);
+                    s1 = fma(vec4<f32>(a.y), bk, s1);
+                    s2 = fma(vec4<f32>(a.z), bk, s2);
+                    s3 = fma(vec4<f32>(a.w), bk, s3);
+                }
+                {
+                    let a = stage[48u + ti];
+                    let bk = stage[176u + tj];
+                    s0 = fma(vec4<f32>(a.x), bk, s0);
+                    s1 = fma(vec4<f32>(a.y), bk, s1);
+                    s2 = fma(vec4<f32>(a.z), bk, s2);
+                    s3 = fma(vec4<f32>(a.w), bk, s3);
+                }
+                {
+                    let a = stage[64u + ti];
+                    let bk = stage[192u + tj];
+                    s0 = fma(vec4<f32>(a.x), bk, s0);
+                    s1 = fma(vec4<f32>(a.y), bk, s1);
+                    s2 = fma(vec4<f32>(a.z), bk, s2);
+                    s3 = fma(vec4<f32>(a.w), bk, s3);
+                }
+                {
+                    let a = stage[80u + ti];
+                    let bk = stage[208u + tj];
+                    s0 = fma(vec4<f32>(a.x), bk, s0);
+                    s1 = fma(vec4<f32>(a.y), bk, s1);
+                    s2 = fma(vec4<f32>(a.z), bk, s2);
+                    s3 = fma(vec4<f32>(a.w), bk, s3);
+                }
+                {
+                    let a = stage[96u + ti];
+                    let bk = stage[224u + tj];
+                    s0 = fma(vec4<f32>(a.x), bk, s0);
+                    s1 = fma(vec4<f32>(a.y), bk, s1);
+                    s2 = fma(vec4<f32>(a.z), bk, s2);
+                    s3 = fma(vec4<f32>(a.w), bk, s3);
+                }
+                {
+                    let a = stage[112u + ti];
+                    let bk = stage[240u + tj];
                     s0 = fma(vec4<f32>(a.x), bk, s0);
                     s1 = fma(vec4<f32>(a.y), bk, s1);
                     s2 = fma(vec4<f32>(a.z), bk, s2);
@@ -278,18 +428,138 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                 stage_set(j * 16u + vv / 4u, vv % 4u, val);
             }
             workgroupBarrier();
-            for (var jq = 0u; jq < 8u; jq++) {
-                let m0 = mm[r0][jh / 4u + jq];
-                let m1 = mm[r0 + 1u][jh / 4u + jq];
-                let m2 = mm[r0 + 2u][jh / 4u + jq];
-                let m3 = mm[r0 + 3u][jh / 4u + jq];
+            // The 8 steps of four key positions, written out.
+            {
+                let mq = jh / 4u + 0u;
+                let m0 = mm[r0][mq];
+                let m1 = mm[r0 + 1u][mq];
+                let m2 = mm[r0 + 2u][mq];
+                let m3 = mm[r0 + 3u][mq];
                 rs += vec4<f32>(m0.x + m0.y + m0.z + m0.w, m1.x + m1.y + m1.z + m1.w,
                                 m2.x + m2.y + m2.z + m2.w, m3.x + m3.y + m3.z + m3.w);
-                let base = (jq * 4u) * 16u + tj;
-                let b0 = stage[base];
-                let b1 = stage[base + 16u];
-                let b2 = stage[base + 32u];
-                let b3 = stage[base + 48u];
+                let b0 = stage[0u + tj];
+                let b1 = stage[16u + tj];
+                let b2 = stage[32u + tj];
+                let b3 = stage[48u + tj];
+                n0 = fma(vec4<f32>(m0.x), b0, fma(vec4<f32>(m0.y), b1, fma(vec4<f32>(m0.z), b2, fma(vec4<f32>(m0.w), b3, n0))));
+                n1 = fma(vec4<f32>(m1.x), b0, fma(vec4<f32>(m1.y), b1, fma(vec4<f32>(m1.z), b2, fma(vec4<f32>(m1.w), b3, n1))));
+                n2 = fma(vec4<f32>(m2.x), b0, fma(vec4<f32>(m2.y), b1, fma(vec4<f32>(m2.z), b2, fma(vec4<f32>(m2.w), b3, n2))));
+                n3 = fma(vec4<f32>(m3.x), b0, fma(vec4<f32>(m3.y), b1, fma(vec4<f32>(m3.z), b2, fma(vec4<f32>(m3.w), b3, n3))));
+            }
+            {
+                let mq = jh / 4u + 1u;
+                let m0 = mm[r0][mq];
+                let m1 = mm[r0 + 1u][mq];
+                let m2 = mm[r0 + 2u][mq];
+                let m3 = mm[r0 + 3u][mq];
+                rs += vec4<f32>(m0.x + m0.y + m0.z + m0.w, m1.x + m1.y + m1.z + m1.w,
+                                m2.x + m2.y + m2.z + m2.w, m3.x + m3.y + m3.z + m3.w);
+                let b0 = stage[64u + tj];
+                let b1 = stage[80u + tj];
+                let b2 = stage[96u + tj];
+                let b3 = stage[112u + tj];
+                n0 = fma(vec4<f32>(m0.x), b0, fma(vec4<f32>(m0.y), b1, fma(vec4<f32>(m0.z), b2, fma(vec4<f32>(m0.w), b3, n0))));
+                n1 = fma(vec4<f32>(m1.x), b0, fma(vec4<f32>(m1.y), b1, fma(vec4<f32>(m1.z), b2, fma(vec4<f32>(m1.w), b3, n1))));
+                n2 = fma(vec4<f32>(m2.x), b0, fma(vec4<f32>(m2.y), b1, fma(vec4<f32>(m2.z), b2, fma(vec4<f32>(m2.w), b3, n2))));
+                n3 = fma(vec4<f32>(m3.x), b0, fma(vec4<f32>(m3.y), b1, fma(vec4<f32>(m3.z), b2, fma(vec4<f32>(m3.w), b3, n3))));
+            }
+            {
+                let mq = jh / 4u + 2u;
+                let m0 = mm[r0][mq];
+                let m1 = mm[r0 + 1u][mq];
+                let m2 = mm[r0 + 2u][mq];
+                let m3 = mm[r0 + 3u][mq];
+                rs += vec4<f32>(m0.x + m0.y + m0.z + m0.w, m1.x + m1.y + m1.z + m1.w,
+                                m2.x + m2.y + m2.z + m2.w, m3.x + m3.y + m3.z + m3.w);
+                let b0 = stage[128u + tj];
+                let b1 = stage[144u + tj];
+                let b2 = stage[160u + tj];
+                let b3 = stage[176u + tj];
+                n0 = fma(vec4<f32>(m0.x), b0, fma(vec4<f32>(m0.y), b1, fma(vec4<f32>(m0.z), b2, fma(vec4<f32>(m0.w), b3, n0))));
+                n1 = fma(vec4<f32>(m1.x), b0, fma(vec4<f32>(m1.y), b1, fma(vec4<f32>(m1.z), b2, fma(vec4<f32>(m1.w), b3, n1))));
+                n2 = fma(vec4<f32>(m2.x), b0, fma(vec4<f32>(m2.y), b1, fma(vec4<f32>(m2.z), b2, fma(vec4<f32>(m2.w), b3, n2))));
+                n3 = fma(vec4<f32>(m3.x), b0, fma(vec4<f32>(m3.y), b1, fma(vec4<f32>(m3.z), b2, fma(vec4<f32>(m3.w), b3, n3))));
+            }
+            {
+                let mq = jh / 4u + 3u;
+                let m0 = mm[r0][mq];
+                let m1 = mm[r0 + 1u][mq];
+                let m2 = mm[r0 + 2u][mq];
+                let m3 = mm[r0 + 3u][mq];
+                rs += vec4<f32>(m0.x + m0.y + m0.z + m0.w, m1.x + m1.y + m1.z + m1.w,
+                                m2.x + m2.y + m2.z + m2.w, m3.x + m3.y + m3.z + m3.w);
+                let b0 = stage[192u + tj];
+                let b1 = stage[208u + tj];
+                let b2 = stage[224u + tj];
+                let b3 = stage[240u + tj];
+                n0 = fma(vec4<f32>(m0.x), b0, fma(vec4<f32>(m0.y), b1, fma(vec4<f32>(m0.z), b2, fma(vec4<f32>(m0.w), b3, n0))));
+                n1 = fma(vec4<f32>(m1.x), b0, fma(vec4<f32>(m1.y), b1, fma(vec4<f32>(m1.z), b2, fma(vec4<f32>(m1.w), b3, n1))));
+                n2 = fma(vec4<f32>(m2.x), b0, fma(vec4<f32>(m2.y), b1, fma(vec4<f32>(m2.z), b2, fma(vec4<f32>(m2.w), b3, n2))));
+                n3 = fma(vec4<f32>(m3.x), b0, fma(vec4<f32>(m3.y), b1, fma(vec4<f32>(m3.z), b2, fma(vec4<f32>(m3.w), b3, n3))));
+            }
+            {
+                let mq = jh / 4u + 4u;
+                let m0 = mm[r0][mq];
+                let m1 = mm[r0 + 1u][mq];
+                let m2 = mm[r0 + 2u][mq];
+                let m3 = mm[r0 + 3u][mq];
+                rs += vec4<f32>(m0.x + m0.y + m0.z + m0.w, m1.x + m1.y + m1.z + m1.w,
+                                m2.x + m2.y + m2.z + m2.w, m3.x + m3.y + m3.z + m3.w);
+                let b0 = stage[256u + tj];
+                let b1 = stage[272u + tj];
+                let b2 = stage[288u + tj];
+                let b3 = stage[304u + tj];
+                n0 = fma(vec4<f32>(m0.x), b0, fma(vec4<f32>(m0.y), b1, fma(vec4<f32>(m0.z), b2, fma(vec4<f32>(m0.w), b3, n0))));
+                n1 = fma(vec4<f32>(m1.x), b0, fma(vec4<f32>(m1.y), b1, fma(vec4<f32>(m1.z), b2, fma(vec4<f32>(m1.w), b3, n1))));
+                n2 = fma(vec4<f32>(m2.x), b0, fma(vec4<f32>(m2.y), b1, fma(vec4<f32>(m2.z), b2, fma(vec4<f32>(m2.w), b3, n2))));
+                n3 = fma(vec4<f32>(m3.x), b0, fma(vec4<f32>(m3.y), b1, fma(vec4<f32>(m3.z), b2, fma(vec4<f32>(m3.w), b3, n3))));
+            }
+            {
+                let mq = jh / 4u + 5u;
+                let m0 = mm[r0][mq];
+                let m1 = mm[r0 + 1u][mq];
+                let m2 = mm[r0 + 2u][mq];
+                let m3 = mm[r0 + 3u][mq];
+                rs += vec4<f32>(m0.x + m0.y + m0.z + m0.w, m1.x + m1.y + m1.z + m1.w,
+                                m2.x + m2.y + m2.z + m2.w, m3.x + m3.y + m3.z + m3.w);
+                let b0 = stage[320u + tj];
+                let b1 = stage[336u + tj];
+                let b2 = stage[352u + tj];
+                let b3 = stage[368u + tj];
+                n0 = fma(vec4<f32>(m0.x), b0, fma(vec4<f32>(m0.y), b1, fma(vec4<f32>(m0.z), b2, fma(vec4<f32>(m0.w), b3, n0))));
+                n1 = fma(vec4<f32>(m1.x), b0, fma(vec4<f32>(m1.y), b1, fma(vec4<f32>(m1.z), b2, fma(vec4<f32>(m1.w), b3, n1))));
+                n2 = fma(vec4<f32>(m2.x), b0, fma(vec4<f32>(m2.y), b1, fma(vec4<f32>(m2.z), b2, fma(vec4<f32>(m2.w), b3, n2))));
+                n3 = fma(vec4<f32>(m3.x), b0, fma(vec4<f32>(m3.y), b1, fma(vec4<f32>(m3.z), b2, fma(vec4<f32>(m3.w), b3, n3))));
+            }
+            {
+                let mq = jh / 4u + 6u;
+                let m0 = mm[r0][mq];
+                let m1 = mm[r0 + 1u][mq];
+                let m2 = mm[r0 + 2u][mq];
+                let m3 = mm[r0 + 3u][mq];
+                rs += vec4<f32>(m0.x + m0.y + m0.z + m0.w, m1.x + m1.y + m1.z + m1.w,
+                                m2.x + m2.y + m2.z + m2.w, m3.x + m3.y + m3.z + m3.w);
+                let b0 = stage[384u + tj];
+                let b1 = stage[400u + tj];
+                let b2 = stage[416u + tj];
+                let b3 = stage[432u + tj];
+                n0 = fma(vec4<f32>(m0.x), b0, fma(vec4<f32>(m0.y), b1, fma(vec4<f32>(m0.z), b2, fma(vec4<f32>(m0.w), b3, n0))));
+                n1 = fma(vec4<f32>(m1.x), b0, fma(vec4<f32>(m1.y), b1, fma(vec4<f32>(m1.z), b2, fma(vec4<f32>(m1.w), b3, n1))));
+                n2 = fma(vec4<f32>(m2.x), b0, fma(vec4<f32>(m2.y), b1, fma(vec4<f32>(m2.z), b2, fma(vec4<f32>(m2.w), b3, n2))));
+                n3 = fma(vec4<f32>(m3.x), b0, fma(vec4<f32>(m3.y), b1, fma(vec4<f32>(m3.z), b2, fma(vec4<f32>(m3.w), b3, n3))));
+            }
+            {
+                let mq = jh / 4u + 7u;
+                let m0 = mm[r0][mq];
+                let m1 = mm[r0 + 1u][mq];
+                let m2 = mm[r0 + 2u][mq];
+                let m3 = mm[r0 + 3u][mq];
+                rs += vec4<f32>(m0.x + m0.y + m0.z + m0.w, m1.x + m1.y + m1.z + m1.w,
+                                m2.x + m2.y + m2.z + m2.w, m3.x + m3.y + m3.z + m3.w);
+                let b0 = stage[448u + tj];
+                let b1 = stage[464u + tj];
+                let b2 = stage[480u + tj];
+                let b3 = stage[496u + tj];
                 n0 = fma(vec4<f32>(m0.x), b0, fma(vec4<f32>(m0.y), b1, fma(vec4<f32>(m0.z), b2, fma(vec4<f32>(m0.w), b3, n0))));
                 n1 = fma(vec4<f32>(m1.x), b0, fma(vec4<f32>(m1.y), b1, fma(vec4<f32>(m1.z), b2, fma(vec4<f32>(m1.w), b3, n1))));
                 n2 = fma(vec4<f32>(m2.x), b0, fma(vec4<f32>(m2.y), b1, fma(vec4<f32>(m2.z), b2, fma(vec4<f32>(m2.w), b3, n2))));

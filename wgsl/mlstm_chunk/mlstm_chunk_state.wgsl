@@ -42,8 +42,7 @@ struct Params {
 
 var<workgroup> ks: array<array<vec4<f32>, 16>, 32>; // [s][q / 4], weighted by exp(a_s - m_k)
 var<workgroup> vs: array<array<vec4<f32>, 16>, 32>; // [s][v / 4]
-var<workgroup> abar: array<f32, 256>; // exp(a_s - m_k), one per invocation: chunk <= 256
-var<workgroup> stat: array<f32, 2>; // max_s a_s, g
+var<workgroup> abar: array<f32, 256>; // max_s a_s first, then exp(a_s - m_k): chunk <= 256
 
 fn c_index(c: u32, h: u32, q: u32, v: u32) -> u32 {
     return ((c * p.num_heads + h) * p.dqk + q) * p.dv + v;
@@ -99,20 +98,26 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         let t0 = ci * p.chunk;
         let len = min(p.chunk, p.tokens - t0);
         let gbase = h * p.tokens + t0;
-        if (lid == 0u) {
-            let g = gb[gbase + len - 1u];
-            var amax = -3.4e38;
-            for (var s = 0u; s < len; s++) {
-                amax = max(amax, g - gb[gbase + s] + gi[gbase + s]);
-            }
-            stat[0] = amax;
-            stat[1] = g;
-        }
-        workgroupBarrier();
-        let g = stat[1];
-        let m_new = max(g + m_prev, stat[0]);
+        // a_s for one position per invocation (chunk <= 256); their maximum by a tree in abar
+        // (a serial loop over the chunk here was the kernel's critical path).
+        let g = gb[gbase + len - 1u];
+        var a = -3.4e38;
         if (lid < len) {
-            abar[lid] = exp(g - gb[gbase + lid] + gi[gbase + lid] - m_new);
+            a = g - gb[gbase + lid] + gi[gbase + lid];
+        }
+        abar[lid] = a;
+        workgroupBarrier();
+        for (var w = 128u; w > 0u; w /= 2u) {
+            if (lid < w) {
+                abar[lid] = max(abar[lid], abar[lid + w]);
+            }
+            workgroupBarrier();
+        }
+        let m_new = max(g + m_prev, abar[0]);
+        // Every invocation has read the maximum before abar takes the decay factors.
+        workgroupBarrier();
+        if (lid < len) {
+            abar[lid] = exp(a - m_new);
         }
         let gbar = exp(g + m_prev - m_new);
         c0 *= gbar;
@@ -142,7 +147,47 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             }
             workgroupBarrier();
             let count = min(32u, len - sh);
-            for (var s = 0u; s < count; s++) {
+            // Four positions written out per iteration (naga emits loops without unroll hints).
+            var s = 0u;
+            for (; s + 4u <= count; s += 4u) {
+                {
+                    let k = ks[s][tq];
+                    let v = vs[s][tv];
+                    c0 = fma(vec4<f32>(k.x), v, c0);
+                    c1 = fma(vec4<f32>(k.y), v, c1);
+                    c2 = fma(vec4<f32>(k.z), v, c2);
+                    c3 = fma(vec4<f32>(k.w), v, c3);
+                    n += k;
+                }
+                {
+                    let k = ks[s + 1u][tq];
+                    let v = vs[s + 1u][tv];
+                    c0 = fma(vec4<f32>(k.x), v, c0);
+                    c1 = fma(vec4<f32>(k.y), v, c1);
+                    c2 = fma(vec4<f32>(k.z), v, c2);
+                    c3 = fma(vec4<f32>(k.w), v, c3);
+                    n += k;
+                }
+                {
+                    let k = ks[s + 2u][tq];
+                    let v = vs[s + 2u][tv];
+                    c0 = fma(vec4<f32>(k.x), v, c0);
+                    c1 = fma(vec4<f32>(k.y), v, c1);
+                    c2 = fma(vec4<f32>(k.z), v, c2);
+                    c3 = fma(vec4<f32>(k.w), v, c3);
+                    n += k;
+                }
+                {
+                    let k = ks[s + 3u][tq];
+                    let v = vs[s + 3u][tv];
+                    c0 = fma(vec4<f32>(k.x), v, c0);
+                    c1 = fma(vec4<f32>(k.y), v, c1);
+                    c2 = fma(vec4<f32>(k.z), v, c2);
+                    c3 = fma(vec4<f32>(k.w), v, c3);
+                    n += k;
+                }
+            }
+            for (; s < count; s++) {
                 let k = ks[s][tq];
                 let v = vs[s][tv];
                 c0 = fma(vec4<f32>(k.x), v, c0);
