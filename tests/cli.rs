@@ -1087,6 +1087,11 @@ fn bench_reports_prefill_decode_and_a_profile() {
     }
     assert!(r["decode_tok_per_s"].as_f64().unwrap() > 0.0);
     assert!(r["peak_pool_bytes"].as_u64().unwrap() >= r["weight_bytes"].as_u64().unwrap());
+    // Which matrix-unit kernels prefill ran on, as `xlstm info` decides it.
+    assert!(
+        ["16x16", "8x8", "none"].contains(&r["matrix_units"].as_str().unwrap()),
+        "{r}"
+    );
     let kernels = r["kernels"].as_array().expect("kernel rows");
     let phases: std::collections::BTreeSet<&str> = kernels.iter().filter_map(|k| k["phase"].as_str()).collect();
     // The 40-token prompt runs as segments of at most 32 tokens; the profile covers the first.

@@ -186,6 +186,13 @@ impl Model {
         self.inner.kernels.compiled()
     }
 
+    /// The fragment edge of the matrix-unit kernels this model's prefill uses (16 or 8), `None`
+    /// for the tiled kernels (no matrix units, `--dtype f32`, or a failed self-check:
+    /// [`Kernels::matrix_units`]).
+    pub fn matrix_units(&self) -> Option<u32> {
+        self.inner.ops.coop_fragment()
+    }
+
     pub fn family(&self) -> Family {
         match &self.inner.arch {
             Arch::Large { .. } => Family::Large,

@@ -196,6 +196,8 @@ pub struct BenchReport {
     pub dtype: String,
     pub prefill_strategy: String,
     pub chunk_size: usize,
+    /// The matrix-unit kernels prefill ran on: `16x16`, `8x8`, or `none` (the tiled kernels).
+    pub matrix_units: String,
     pub weight_bytes: u64,
     pub prefill: Vec<PrefillResult>,
     pub decode_tokens: usize,
@@ -340,6 +342,7 @@ pub fn run(
         dtype: model.dtype().name().into(),
         prefill_strategy: opts.session.schedule.strategy.name().into(),
         chunk_size: opts.session.schedule.chunk_size,
+        matrix_units: model.matrix_units().map_or("none".into(), |e| format!("{e}x{e}")),
         weight_bytes: model.pool_stats().live_of(xlstm_wgpu::gpu::Category::Weights),
         prefill,
         decode_tokens: decoded,
@@ -374,14 +377,15 @@ impl BenchReport {
     pub fn table(&self) -> String {
         let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
         let mut out = format!(
-            "{} ({}) | model {} | {} weights ({:.0} MiB) | prefill {} chunk {}\n",
+            "{} ({}) | model {} | {} weights ({:.0} MiB) | prefill {} chunk {} | matrix units {}\n",
             self.adapter,
             self.backend,
             self.model,
             self.dtype,
             mib(self.weight_bytes),
             self.prefill_strategy,
-            self.chunk_size
+            self.chunk_size,
+            self.matrix_units
         );
         out += &format!(
             "{:>10} {:>12} {:>12} {:>10}\n",
