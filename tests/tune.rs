@@ -344,3 +344,69 @@ fn original_xlstm_models_tune_and_pick_the_settings_up() {
     let line = err.lines().last().unwrap_or_default();
     assert!(line.contains("tuned (cache):"), "{line}");
 }
+
+#[test]
+fn quantized_formats_tune_per_format() {
+    // A tuning is stored per weight format: q4 and q8 runs of the same model keep two entries,
+    // and a q4 run picks up the q4 one.
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let model = root().join("models/xlstm-large-mini");
+    let model = model.to_str().unwrap();
+    for dtype in ["q4", "q8"] {
+        let (out, _) = ok(&xlstm(
+            dir.path(),
+            &cache,
+            &[
+                "tune",
+                "--model",
+                model,
+                "--dtype",
+                dtype,
+                "--target",
+                "both",
+                "--mode",
+                "random",
+                "--trials",
+                "2",
+                "--seq",
+                "48",
+                "--repeats",
+                "1",
+                "--decode-tokens",
+                "4",
+                "--check-tokens",
+                "24",
+                "--json",
+            ],
+        ));
+        let v: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON object");
+        assert_eq!(v["trials"], 2, "{dtype}: {v}");
+    }
+    let stored: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(cache.join("tuned.json")).unwrap()).unwrap();
+    let dtypes: Vec<&str> = stored["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["dtype"].as_str())
+        .collect();
+    assert!(dtypes.contains(&"q4") && dtypes.contains(&"q8"), "{stored}");
+    let (_, err) = ok(&xlstm(
+        dir.path(),
+        &cache,
+        &[
+            "generate",
+            "--model",
+            model,
+            "--dtype",
+            "q4",
+            "--max-new-tokens",
+            "2",
+            "--prompt",
+            "Emma",
+        ],
+    ));
+    let line = err.lines().last().unwrap_or_default();
+    assert!(line.contains("tuned (cache):") && line.contains("q4"), "{line}");
+}
