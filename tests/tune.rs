@@ -289,6 +289,34 @@ fn tune_errors_are_one_line() {
     assert!(!dir.path().join("runs").exists(), "a failed tune left a run directory");
 }
 
+/// A two-trial random tune of `model` (both targets, short prompts) with `extra` flags; its
+/// `--json` summary.
+fn quick_tune(cwd: &Path, cache: &Path, model: &str, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec![
+        "tune",
+        "--model",
+        model,
+        "--target",
+        "both",
+        "--mode",
+        "random",
+        "--trials",
+        "2",
+        "--seq",
+        "48",
+        "--repeats",
+        "1",
+        "--decode-tokens",
+        "4",
+        "--check-tokens",
+        "24",
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    let (out, _) = ok(&xlstm(cwd, cache, &args));
+    serde_json::from_str(out.trim()).expect("one JSON object")
+}
+
 #[test]
 fn original_xlstm_models_tune_and_pick_the_settings_up() {
     // The shipped original-xLSTM model (mLSTM + sLSTM blocks): every trial is checked against the
@@ -297,31 +325,7 @@ fn original_xlstm_models_tune_and_pick_the_settings_up() {
     let cache = dir.path().join("cache");
     let model = root().join("models/xlstm-v1-mini");
     let model = model.to_str().unwrap();
-    let (out, _) = ok(&xlstm(
-        dir.path(),
-        &cache,
-        &[
-            "tune",
-            "--model",
-            model,
-            "--target",
-            "both",
-            "--mode",
-            "random",
-            "--trials",
-            "2",
-            "--seq",
-            "48",
-            "--repeats",
-            "1",
-            "--decode-tokens",
-            "4",
-            "--check-tokens",
-            "24",
-            "--json",
-        ],
-    ));
-    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON object");
+    let v = quick_tune(dir.path(), &cache, model, &[]);
     assert_eq!(v["trials"], 2);
     let (out, _) = ok(&xlstm(dir.path(), &cache, &["tune", "--show"]));
     assert!(
@@ -354,33 +358,7 @@ fn quantized_formats_tune_per_format() {
     let model = root().join("models/xlstm-large-mini");
     let model = model.to_str().unwrap();
     for dtype in ["q4", "q8"] {
-        let (out, _) = ok(&xlstm(
-            dir.path(),
-            &cache,
-            &[
-                "tune",
-                "--model",
-                model,
-                "--dtype",
-                dtype,
-                "--target",
-                "both",
-                "--mode",
-                "random",
-                "--trials",
-                "2",
-                "--seq",
-                "48",
-                "--repeats",
-                "1",
-                "--decode-tokens",
-                "4",
-                "--check-tokens",
-                "24",
-                "--json",
-            ],
-        ));
-        let v: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON object");
+        let v = quick_tune(dir.path(), &cache, model, &["--dtype", dtype]);
         assert_eq!(v["trials"], 2, "{dtype}: {v}");
     }
     let stored: serde_json::Value =
