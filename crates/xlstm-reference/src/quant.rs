@@ -46,11 +46,12 @@ fn block_elems(dtype: WeightDtype) -> usize {
 }
 
 /// What the quantized decode GEMV computes with integer dot products (gemv_rows.wgsl's
-/// INT_DOT), y[r] = sum over the row's 16-byte blocks of d * sx * sum(q * qx) (+ b * sum(x) in
-/// q4), where each block's inputs are rounded to int8 at sx = max |x| / 127 (ties to even, as
-/// WGSL's `round`). Also returns, per row, how far the result may move if the GPU's own
-/// transformed input rounds one value of a block the other way (an input within a rounding
-/// error of a half step): sx * max |d q| over the row's blocks.
+/// INT_DOT), y[r] = sum over the row's 16-byte blocks of d * sx * sum(q * qx) (+ b * sx * sum(qx)
+/// in q4: the bias times the sum of the rounded inputs), where each block's inputs are rounded
+/// to int8 at sx = max |x| / 127 (ties to even, as WGSL's `round`). Also returns, per row, how
+/// far the result may move if the GPU's own transformed input rounds one value of a block the
+/// other way (an input within a rounding error of a half step): sx * max |w| over the row's
+/// blocks (w = d q, or d q + b in q4).
 pub fn gemv_int_dot(
     dtype: WeightDtype,
     values: &[u8],
@@ -72,8 +73,8 @@ pub fn gemv_int_dot(
             let inv = if amax > 0.0 { 127.0 / amax } else { 0.0 };
             let sx = amax / 127.0;
             let g = r * (kp / GROUP) + b0 / GROUP;
-            let (mut dot, mut xsum) = (0i64, 0f64);
-            let mut qmax = 0i64;
+            let (mut dot, mut qxsum) = (0i64, 0i64);
+            let mut codes = Vec::with_capacity(be);
             for c in b0..b0 + be {
                 let e = r * kp + c;
                 let q = match dtype {
@@ -84,16 +85,18 @@ pub fn gemv_int_dot(
                         (if j >= 4 { byte >> 4 } else { byte & 15 }) as i64
                     }
                 };
-                dot += q * (xk(c) * inv).round_ties_even() as i64;
-                xsum += xk(c) as f64;
-                qmax = qmax.max(q.abs());
+                let qx = (xk(c) * inv).round_ties_even() as i64;
+                dot += q * qx;
+                qxsum += qx;
+                codes.push(q);
             }
             let (d, bias) = match dtype {
                 WeightDtype::Q8 => (h(scales, g), 0.0),
                 _ => (h(scales, 2 * g), h(scales, 2 * g + 1)),
             };
-            acc += d as f64 * sx as f64 * dot as f64 + bias as f64 * xsum;
-            worst = worst.max(sx * (d * qmax as f32).abs());
+            acc += sx as f64 * (d as f64 * dot as f64 + bias as f64 * qxsum as f64);
+            let wmax = codes.iter().fold(0f32, |m, &q| m.max((d * q as f32 + bias).abs()));
+            worst = worst.max(sx * wmax);
         }
         y.push(acc as f32);
         slack.push(worst);
