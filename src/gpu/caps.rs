@@ -52,6 +52,12 @@ pub struct Caps {
 }
 
 impl Caps {
+    /// Whether `name` (one of the names `XLSTM_DISABLE_FEATURES` accepts) was masked by request
+    /// on an adapter that offers it.
+    pub fn is_disabled(&self, name: &str) -> bool {
+        self.disabled.iter().any(|n| n == name)
+    }
+
     /// Largest buffer we may bind in one storage binding and also allocate.
     pub fn max_binding(&self) -> u64 {
         // Round down to 256 bytes so split points stay aligned for every offset rule.
@@ -128,6 +134,10 @@ pub(crate) const FEATURE_NAMES: &[&str] = &[
     "coop-matrix",
     // Not a wgpu feature: the quantized GEMVs' integer dot products (`Caps::int_dot`).
     "int-dot",
+    // Not wgpu features: the matrix units for the prefill GEMMs only, or for the chunkwise mLSTM
+    // phases only (the other family keeps them), to see what each contributes in speed and error.
+    "coop-gemm",
+    "coop-chunk",
 ];
 
 /// Whether the backend runs WGSL's packed integer dot products natively where the GPU has them.
@@ -256,7 +266,12 @@ pub(crate) fn caps_of(
     let int_dot = native_int_dot(info.backend);
     let disabled = disable
         .iter()
-        .filter(|n| offered.intersects(feature_bits(n)) || (n.as_str() == "int-dot" && int_dot))
+        .filter(|n| {
+            offered.intersects(feature_bits(n))
+                || (n.as_str() == "int-dot" && int_dot)
+                || (matches!(n.as_str(), "coop-gemm" | "coop-chunk")
+                    && offered.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX))
+        })
         .cloned()
         .collect();
     let has = |f: wgpu::Features| features.contains(f);

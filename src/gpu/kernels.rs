@@ -270,6 +270,24 @@ pub fn compile_totals() -> (usize, Duration) {
     )
 }
 
+/// One finished pipeline compilation: `kernel:entry`, the seconds wgpu took to translate the
+/// WGSL (naga, `create_shader_module`) and the seconds the pipeline's creation took (the
+/// driver's compile, or its pipeline-cache lookup).
+#[derive(Clone, Debug, PartialEq)]
+pub struct CompileTime {
+    pub pipeline: String,
+    pub translate_seconds: f64,
+    pub create_seconds: f64,
+}
+
+static COMPILE_TIMES: Mutex<Vec<CompileTime>> = Mutex::new(Vec::new());
+
+/// Every pipeline compilation this process finished, in the order they finished: where a cold
+/// start's time goes.
+pub fn compile_times() -> Vec<CompileTime> {
+    COMPILE_TIMES.lock().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
 /// Installs (or with `None` removes) the process's compile observer; returns the previous one.
 /// Compiles run on several threads at once, so the observer is called from all of them.
 pub fn set_compile_observer(observer: Option<CompileObserver>) -> Option<CompileObserver> {
@@ -527,6 +545,7 @@ impl KernelsInner {
             text = params_in_storage(kernel, &text)?;
         }
         report_compile(kernel, entry, false);
+        let t0 = Instant::now();
         let device = &self.gpu.device;
         // Error scopes are per thread in wgpu, so concurrent compiles each see their own errors.
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
@@ -541,6 +560,7 @@ impl KernelsInner {
         } else {
             device.create_shader_module(desc)
         };
+        let t1 = Instant::now();
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(kernel),
             layout: None,
@@ -550,6 +570,14 @@ impl KernelsInner {
             cache: self.disk.as_ref().map(|d| &d.cache),
         });
         let failed = pollster::block_on(scope.pop());
+        COMPILE_TIMES
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(CompileTime {
+                pipeline: format!("{kernel}:{entry}"),
+                translate_seconds: (t1 - t0).as_secs_f64(),
+                create_seconds: t1.elapsed().as_secs_f64(),
+            });
         self.unsaved.store(true, std::sync::atomic::Ordering::Relaxed);
         report_compile(kernel, entry, true);
         if let Some(e) = failed {

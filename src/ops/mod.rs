@@ -338,8 +338,8 @@ impl Support {
     /// [`Kernels::matrix_units`]).
     fn of(caps: &crate::gpu::Caps, fragment: Option<u32>) -> Self {
         Support {
-            coop_gemm: fragment.filter(|&f| coop_gemm_supported(caps, f)),
-            coop_chunk: fragment.filter(|&f| coop_chunk_supported(caps, f)),
+            coop_gemm: fragment.filter(|&f| coop_gemm_supported(caps, f) && !caps.is_disabled("coop-gemm")),
+            coop_chunk: fragment.filter(|&f| coop_chunk_supported(caps, f) && !caps.is_disabled("coop-chunk")),
             gemv_head_norm: caps.max_workgroup_storage >= matmul::GEMV_HEAD_NORM_WORKGROUP_BYTES,
             int_dot: caps.int_dot,
             subgroup_size: (caps.subgroup && caps.subgroup_min_size == caps.subgroup_max_size)

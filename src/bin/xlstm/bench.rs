@@ -11,7 +11,7 @@ use serde::Serialize;
 use std::path::PathBuf;
 use std::time::Instant;
 use xlstm_wgpu::error::{Error, Result};
-use xlstm_wgpu::gpu::kernels::compile_totals;
+use xlstm_wgpu::gpu::kernels::{compile_times, compile_totals};
 use xlstm_wgpu::gpu::{Gpu, KernelTime, ProfileClock};
 use xlstm_wgpu::model::config::LargeConfig;
 use xlstm_wgpu::model::Model;
@@ -104,7 +104,19 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         // where no pipeline cache holds them (XLSTM_DISABLE_FEATURES=pipeline-cache measures it
         // on Vulkan). `after_load_*`: pipelines the measured runs still compiled at their first
         // use (paths outside the load's warm set).
+        // The five slowest compiles of the run, each with its translation and pipeline-creation
+        // seconds (they overlap: several compile at once).
+        let mut times = compile_times();
+        times.sort_by(|a, b| {
+            (b.translate_seconds + b.create_seconds).total_cmp(&(a.translate_seconds + a.create_seconds))
+        });
+        let slowest: Vec<_> = times
+            .iter()
+            .take(5)
+            .map(|t| serde_json::json!({"pipeline": t.pipeline, "translate_seconds": t.translate_seconds, "create_seconds": t.create_seconds}))
+            .collect();
         v["kernel_compile"] = serde_json::json!({
+            "slowest": slowest,
             "pipelines": compiled.0 - compiled_before.0,
             "seconds": (compiled.1 - compiled_before.1).as_secs_f64(),
             "after_load_pipelines": compiled_after.0 - compiled.0,

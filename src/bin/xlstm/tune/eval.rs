@@ -11,6 +11,7 @@ use xlstm_wgpu::error::{Error, Result};
 use xlstm_wgpu::gpu::Gpu;
 use xlstm_wgpu::model::schedule::PrefillStrategy;
 use xlstm_wgpu::model::{LoadOptions, Model, WeightDtype};
+use xlstm_wgpu::ops::KernelShapes;
 use xlstm_wgpu::sample::argmax;
 use xlstm_wgpu::session::{Logits, Session};
 
@@ -87,7 +88,7 @@ pub struct Evaluator {
     gpu: Arc<Gpu>,
     source: ModelSource,
     measure: Measure,
-    model: Option<(u32, Model)>,
+    model: Option<(KernelShapes, Model)>,
     reference: Option<Reference>,
 }
 
@@ -131,16 +132,16 @@ impl Evaluator {
         }
     }
 
-    /// The kernel-shape key of the loaded model, if any.
-    pub fn loaded_lanes(&self) -> Option<u32> {
+    /// The kernel shapes of the loaded model, if any.
+    pub fn loaded_shapes(&self) -> Option<KernelShapes> {
         self.model.as_ref().map(|(l, _)| *l)
     }
 
     /// Makes sure the model for `p`'s kernel shapes is loaded; returns it and whether it was
     /// (re)loaded now.
     pub fn model_for(&mut self, p: &Params) -> Result<(Model, bool)> {
-        if let Some((lanes, m)) = &self.model {
-            if *lanes == p.gemv_lanes {
+        if let Some((shapes, m)) = &self.model {
+            if *shapes == p.kernel_shapes() {
                 return Ok((m.clone(), false));
             }
         }
@@ -159,7 +160,7 @@ impl Evaluator {
             kernel_shapes: p.kernel_shapes(),
         };
         let m = self.source.load(self.gpu.clone(), &opts)?;
-        self.model = Some((p.gemv_lanes, m.clone()));
+        self.model = Some((p.kernel_shapes(), m.clone()));
         Ok((m, true))
     }
 

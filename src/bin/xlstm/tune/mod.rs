@@ -234,8 +234,8 @@ pub fn run(gpu: Arc<Gpu>, opts: &TuneOptions, obs: &mut dyn Observer) -> Result<
             ended_by = "budget".into();
             break;
         }
-        let lanes = eval.loaded_lanes();
-        let Some((p, generation)) = search.ask(&|c: &Params| Some(c.gemv_lanes) == lanes) else {
+        let shapes = eval.loaded_shapes();
+        let Some((p, generation)) = search.ask(&|c: &Params| Some(c.kernel_shapes()) == shapes) else {
             ended_by = "exhausted".into();
             break;
         };

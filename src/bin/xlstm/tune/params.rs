@@ -68,6 +68,25 @@ impl KnobValue for u32 {
     }
 }
 
+impl KnobValue for bool {
+    type Stored = bool;
+    fn store(self) -> bool {
+        self
+    }
+    fn load(s: &bool) -> Result<bool> {
+        Ok(*s)
+    }
+    fn code(self) -> usize {
+        self as usize
+    }
+    fn from_code(v: usize) -> bool {
+        v != 0
+    }
+    fn text(self) -> String {
+        self.to_string()
+    }
+}
+
 /// Prefill strategies in the order of their codes.
 const STRATEGIES: [PrefillStrategy; 4] = [
     PrefillStrategy::Scheduled,
@@ -365,6 +384,13 @@ knobs! {
         affects (prefill false, decode true),
         values |_| vec![8, 16, 32, 64, 128, 256],
         help "Invocations per weight row in the decode GEMV (8, 16, 32, 64, 128, 256).";
+    FusedHeadNorm fused_head_norm: bool, short "fused_norm",
+        at shapes.fused_head_norm,
+        bounds None,
+        affects (prefill false, decode true),
+        values |_| vec![0, 1],
+        help "Decode runs the head norm and output gate inside the out-projection GEMV (true), or \
+              as a kernel of its own before a plain GEMV (false).";
 }
 
 /// How a knob's flag parses its value, so that a value a run would refuse is a usage error
@@ -377,6 +403,12 @@ trait KnobFlag {
 impl KnobFlag for PrefillStrategy {
     fn parser(_: Knob) -> clap::builder::ValueParser {
         clap::value_parser!(PrefillStrategy).into()
+    }
+}
+
+impl KnobFlag for bool {
+    fn parser(_: Knob) -> clap::builder::ValueParser {
+        clap::builder::BoolishValueParser::new().into()
     }
 }
 

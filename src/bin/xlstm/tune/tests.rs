@@ -131,11 +131,17 @@ fn the_space_follows_target_pins_and_model() {
     let decode = Space::new(Target::Decode, 8, 1024, &base, &[]);
     assert_eq!(
         decode.knobs(),
-        vec![Knob::SubmitDispatches, Knob::DecodeBatch, Knob::GemvLanes]
+        vec![
+            Knob::SubmitDispatches,
+            Knob::DecodeBatch,
+            Knob::GemvLanes,
+            Knob::FusedHeadNorm
+        ]
     );
     let prefill = Space::new(Target::Prefill, 8, 1024, &base, &[Knob::ChunkSize]);
     let knobs = prefill.knobs();
     assert!(!knobs.contains(&Knob::ChunkSize) && !knobs.contains(&Knob::GemvLanes));
+    assert!(!knobs.contains(&Knob::FusedHeadNorm));
     assert!(knobs.contains(&Knob::Prefill) && knobs.contains(&Knob::RecordThreads));
     // Every list holds the default's value; bands stop below the head count (0 = all heads).
     for (k, v) in &prefill.dims {
