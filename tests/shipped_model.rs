@@ -116,16 +116,18 @@ fn greedy_continuation(name: &str) {
 
 /// The quantized decode steps round their inputs to int8 (where the adapter has integer dot
 /// products): they follow the float path of the same format within the rounding, and they are
-/// continuous in the state, so decode steps after two prefill strategies (whose states differ by
-/// f32 rounding) agree. With q4's bias term taken over the exact input sum instead of the rounded
-/// one, the Large mini's q4 steps were 0.49-0.60 from the float path and moved by 0.32 with the
-/// prefill strategy.
+/// continuous in the state: decode steps after two prefill strategies differ no more than f16's
+/// do (whose states differ by f32 rounding, or on matrix units by their f16 products). With q4's
+/// bias term taken over the exact input sum instead of the rounded one, the Large mini's q4 steps
+/// were 0.49-0.60 from the float path and moved by 0.32 with the prefill strategy on lavapipe
+/// (f16: 1e-5).
 #[test]
 fn quantized_decode_steps_follow_the_float_path() {
     let ids: Vec<u32> = (0..24u32).map(|i| (i * 37 + 11) % 200 + 5).collect();
     let head = 16;
     for name in MODELS {
-        for dtype in [WeightDtype::Q8, WeightDtype::Q4] {
+        // (steps vs the prefill of the same format, steps after recurrent vs scheduled prefill)
+        let measure = |dtype: WeightDtype| {
             let model = load(name, dtype);
             let v = model.vocab_size();
             let float = Session::new(&model, SessionOptions::default())
@@ -147,14 +149,21 @@ fn quantized_decode_steps_follow_the_float_path() {
             let scheduled = steps_after(PrefillStrategy::Scheduled);
             let to_float = max_abs_diff(&scheduled, &float[head * v..]);
             let between = max_abs_diff(&scheduled, &recurrent);
-            eprintln!("{name} {dtype:?}: steps vs float prefill {to_float:.3e}, after recurrent vs scheduled prefill {between:.3e}");
+            eprintln!(
+                "{name} {dtype:?}: steps vs prefill {to_float:.3e}, after recurrent vs scheduled prefill {between:.3e}"
+            );
+            (to_float, between)
+        };
+        let (f16_to_prefill, f16_between) = measure(WeightDtype::F16);
+        for dtype in [WeightDtype::Q8, WeightDtype::Q4] {
+            let (to_float, between) = measure(dtype);
             assert!(
-                between < 1e-3,
-                "{name} {dtype:?}: steps after two prefills differ by {between}"
+                between <= 2.0 * f16_between + 1e-3,
+                "{name} {dtype:?}: steps after two prefills differ by {between} (f16: {f16_between})"
             );
             assert!(
-                to_float < 0.35,
-                "{name} {dtype:?}: steps differ from the float prefill by {to_float}"
+                to_float < 0.35 + f16_to_prefill,
+                "{name} {dtype:?}: steps differ from the prefill by {to_float} (f16: {f16_to_prefill})"
             );
         }
     }
