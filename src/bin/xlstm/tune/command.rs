@@ -47,7 +47,7 @@ pub struct TuneArgs {
     #[arg(long, default_value_t = 80, value_parser = count_in(2, MAX_PROMPT_TOKENS))]
     check_tokens: usize,
     /// Largest |logit difference| from the recurrent path a trial may show (default: 1e-3 with
-    /// f32 weights, 0.25 with f16, q8 or q4 weights).
+    /// f32 weights, 0.25 with f16 weights, 0.5 with q8 or q4 weights).
     #[arg(long, value_parser = non_negative_f32)]
     check_tolerance: Option<f32>,
     /// GA members per generation (default: about twice the square root of --trials).

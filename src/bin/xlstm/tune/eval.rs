@@ -38,18 +38,20 @@ pub struct Measure {
 
 impl Measure {
     /// Largest |difference| of logits a correct setting may show: 1e-3 with f32 weights; 0.25
-    /// with f16, q8 or q4 weights (on matrix units prefill activations go through f16). A wrong
-    /// setting (a chunk or head band skipped) moves logits by whole units. The quantized decode
-    /// steps round their inputs to int8, but the reference's steps do the same, so a correct
-    /// trial differs by the f32 rounding of another prefill (1.5e-5 with q4 on the shipped xLSTM
-    /// Large model).
+    /// with f16 weights (on matrix units prefill activations go through f16); 0.5 with q8 or q4
+    /// weights, whose decode steps round their inputs to int8: where the trial's prefill runs on
+    /// matrix units and the recurrent reference's does not, the two states differ by f16
+    /// products, that moves many int8 roundings, and correct steps then differ by up to the
+    /// rounding's own size (H200, shipped xLSTM Large mini: q8 0.15, q4 0.18; without matrix
+    /// units 1.5e-5). A wrong setting (a chunk or head band skipped) moves logits by whole units.
     pub fn tolerance(&self) -> f32 {
         if let Some(t) = self.tolerance {
             t
         } else {
             match self.dtype {
                 WeightDtype::F32 => 1e-3,
-                WeightDtype::F16 | WeightDtype::Q8 | WeightDtype::Q4 => 0.25,
+                WeightDtype::F16 => 0.25,
+                WeightDtype::Q8 | WeightDtype::Q4 => 0.5,
             }
         }
     }

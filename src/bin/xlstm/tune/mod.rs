@@ -8,7 +8,7 @@
 //! - Trial 0 is the default configuration (with the pinned flags), so the best found is never
 //!   slower than it; the stored settings (if any) come next.
 //! - Every trial first checks its output against the recurrent path on a short prompt (logits
-//!   within 1e-3 with f32 weights, 0.25 with f16, q8 or q4 weights; greedy ids of the batched decode equal
+//!   within 1e-3 with f32 weights, 0.25 with f16 weights, 0.5 with q8 or q4 weights; greedy ids of the batched decode equal
 //!   the reference's wherever its top-1 margin is clear) and is timed only if it passes.
 //! - Results go to `trials.csv` (one row per trial, written as it finishes), `summary.csv` (best
 //!   per target) and `best.json` in the run directory.
