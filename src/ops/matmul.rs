@@ -75,8 +75,6 @@ pub fn coop_gemm_supported(caps: &crate::gpu::Caps, frag: u32) -> bool {
 /// input, 1024 row partials, per-head mean and scale).
 const GEMV_HEAD_NORM_MAX_INPUTS: usize = 4096;
 pub(super) const GEMV_HEAD_NORM_WORKGROUP_BYTES: u32 = (GEMV_HEAD_NORM_MAX_INPUTS as u32 + 1024 + 2 * 256) * 4;
-/// Rows per workgroup of gemv_head_norm.wgsl (ROWS).
-const GEMV_HEAD_NORM_ROWS: usize = 16;
 
 params! {
     struct GemmParams for ["gemm", "gemm_8x8", "gemm_coop"] {
@@ -438,7 +436,9 @@ pub fn gemv_head_norm_gate(
         gate,
     } = *input;
     let heads = w.cols / head_dim.max(1);
-    let pipeline = match &ops.weight_kernels(w.dtype)?.gemv_head_norm {
+    let wk = ops.weight_kernels(w.dtype)?;
+    let rows_per_workgroup = wk.gemv_head_norm_rows as usize;
+    let pipeline = match &wk.gemv_head_norm {
         Some(p) if heads * head_dim == w.cols && gemv_head_norm_fits(ops, heads, head_dim, w.kp) => p,
         _ => {
             return Err(Error::Gpu(format!(
@@ -479,7 +479,7 @@ pub fn gemv_head_norm_gate(
             pipeline,
             &p,
             &bufs,
-            [groups(part.rows, GEMV_HEAD_NORM_ROWS), 1, 1],
+            [groups(part.rows, rows_per_workgroup), 1, 1],
         )?;
         pb.cost(
             part.buf.len() as f64 + 4.0 * (3 * w.cols + 2 * part.rows) as f64,

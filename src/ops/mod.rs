@@ -92,6 +92,8 @@ pub(crate) struct WeightKernels<P> {
     /// The out-projection GEMV with the head norm and output gate fused (where the adapter has
     /// the workgroup memory for its staged input).
     gemv_head_norm: Option<P>,
+    /// Rows per workgroup of `gemv_head_norm` (its ROWS).
+    gemv_head_norm_rows: u32,
     fill_random: P,
     /// Expands a quantized part to f16 rows for `gemm_coop_f16` (quantized formats on
     /// adapters with the matrix-unit GEMM).
@@ -147,7 +149,13 @@ pub struct KernelShapes {
     /// Decode runs the head norm and output gate inside the out-projection GEMV
     /// (gemv_head_norm.wgsl) where the shapes and the adapter allow it; off: the two kernels.
     pub fused_head_norm: bool,
+    /// Rows per workgroup of the fused head-norm GEMV (16, 8 or 4: more workgroups for the
+    /// 4,096-row out-projection against more staging of its input, which every workgroup does).
+    pub head_norm_rows: u32,
 }
+
+/// The `ROWS` values gemv_head_norm.wgsl supports.
+pub const HEAD_NORM_ROWS: [u32; 3] = [4, 8, 16];
 
 /// The `LANES` values gemv.wgsl supports.
 pub const GEMV_LANES: [u32; 6] = [8, 16, 32, 64, 128, 256];
@@ -157,6 +165,7 @@ impl Default for KernelShapes {
         KernelShapes {
             gemv_lanes: 128,
             fused_head_norm: true,
+            head_norm_rows: 16,
         }
     }
 }
@@ -167,6 +176,12 @@ impl KernelShapes {
             return Err(Error::Input(format!(
                 "gemv lanes must be 8, 16, 32, 64, 128 or 256, got {}",
                 self.gemv_lanes
+            )));
+        }
+        if !HEAD_NORM_ROWS.contains(&self.head_norm_rows) {
+            return Err(Error::Input(format!(
+                "head-norm rows must be 4, 8 or 16, got {}",
+                self.head_norm_rows
             )));
         }
         Ok(())
@@ -416,10 +431,12 @@ impl<P> Ops<P> {
                 gemv_norm: gemv(1)?,
                 gemv_swiglu: gemv(2)?,
                 gemv_head_norm: if shapes.fused_head_norm && support.gemv_head_norm {
-                    Some(c("gemv_head_norm", "main", &[f.clone(), int_dot.clone()])?)
+                    let rows = ("ROWS", ConstValue::U32(shapes.head_norm_rows));
+                    Some(c("gemv_head_norm", "main", &[f.clone(), int_dot.clone(), rows])?)
                 } else {
                     None
                 },
+                gemv_head_norm_rows: shapes.head_norm_rows,
                 fill_random: c("fill_random", "main", w)?,
                 dequant_f16: if format.is_quantized() && support.coop_gemm.is_some() {
                     Some(c("dequant_f16", "main", w)?)
@@ -489,7 +506,7 @@ pub fn variants() -> Vec<crate::gpu::kernels::Variant> {
     };
     for dtype in [WeightDtype::F32, WeightDtype::F16, WeightDtype::Q8, WeightDtype::Q4] {
         for gemv_lanes in GEMV_LANES {
-            for fused_head_norm in [false, true] {
+            for (fused_head_norm, head_norm_rows) in [(false, 16), (true, 4), (true, 8), (true, 16)] {
                 // Lane groups reduced in workgroup memory, and by subgroup operations for each
                 // subgroup size an adapter can have.
                 for subgroup_size in [None, Some(8), Some(16), Some(32), Some(64), Some(128)] {
@@ -497,6 +514,7 @@ pub fn variants() -> Vec<crate::gpu::kernels::Variant> {
                         let shapes = KernelShapes {
                             gemv_lanes,
                             fused_head_norm,
+                            head_norm_rows,
                         };
                         for frag in COOP_FRAGMENTS {
                             let support = Support {

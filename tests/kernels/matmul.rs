@@ -533,83 +533,96 @@ fn check_fused_gemv(c: &Ctx, dtype: WeightDtype, k: usize, n: usize, x_off: usiz
 #[test]
 pub(crate) fn gemv_head_norm_gate_matches_reference() {
     for c in modes() {
-        let mut worst = Worst("gemv+head_norm", 0.0, "x scale");
-        for dtype in DTYPES {
-            for (nh, dv, n, h_off, g_off, mean) in [
-                (1usize, 4usize, 9usize, 0usize, 0usize, 0.0f32),
-                (3, 32, 70, 3, 1, 0.0),
-                (8, 512, 37, 4, 8, 0.0),
-                (4, 128, 21, 1, 5, 40.0),
-                (2, 256, 300, 0, 3, -7.0),
-            ] {
-                let k = nh * dv;
-                assert!(
-                    ops::gemv_head_norm_fits(c.ops(dtype), nh, dv, k.next_multiple_of(8)),
-                    "nh {nh} dv {dv}"
-                );
-                for epi in epilogues() {
-                    let mut r = rng(&[nh, dv, n, dtype as usize, epi.accumulate as usize, 91]);
-                    let w = r.uniform_vec(n * k, -1.0, 1.0);
-                    let m = c.matrix(&w, n, k, dtype, Some(8));
-                    let y0 = r.uniform_vec(n, -2.0, 2.0);
-                    let h: Vec<f32> = r.uniform_vec(k, -2.0, 3.0).iter().map(|v| v + mean).collect();
-                    let norm = r.uniform_vec(k, 0.5, 1.5);
-                    let o = r.uniform_vec(k, -5.0, 5.0);
-                    let mut hin = vec![f32::NAN; h_off];
-                    hin.extend(&h);
-                    let mut gin = vec![f32::NAN; g_off];
-                    gin.extend(&o);
-                    let (hb, nb, gb, yb) = (c.buf(&hin), c.buf(&norm), c.buf(&gin), c.buf(&y0));
-                    let eps = 1e-6;
-                    let hr = Rows {
-                        buf: s(&hb),
-                        offset: h_off,
-                        stride: k,
-                    };
-                    let gr = Rows {
-                        buf: s(&gb),
-                        offset: g_off,
-                        stride: k,
-                    };
-                    c.run(|pb| {
-                        ops::gemv_head_norm_gate(
-                            pb,
-                            c.ops(dtype),
-                            &ops::HeadNormInput {
-                                h: &hr,
-                                head_dim: dv,
-                                norm: ops::Norm { weight: &s(&nb), eps },
-                                gate: &gr,
-                            },
-                            &m,
-                            &Rows::new(&s(&yb), n),
-                            epi,
-                        )
-                    });
-                    let normed = cpu::head_layer_norm(&h, &norm, nh, eps);
-                    let xin: Vec<f32> = normed.iter().zip(&o).map(|(&v, &g)| v * cpu::sigmoid(g)).collect();
-                    let (prod, slack) = gemv_reference(c, dtype, &w, n, k, &xin);
-                    let want: Vec<f32> = prod
-                        .iter()
-                        .zip(&y0)
-                        .map(|(&p, &y)| cpu::soft_cap(if epi.accumulate { p + y } else { p }, epi.soft_cap))
-                        .collect();
-                    let scale = max_abs(&want) + 1.0;
-                    let what = format!(
-                        "gemv+head_norm nh {nh} dv {dv} n {n} offs {h_off}/{g_off} mean {mean} {dtype:?} {epi:?}"
-                    );
-                    worst.add(check(&what, &c.read(&yb, 0, n), &want, 5e-5 * scale + slack, 5e-5) / scale);
-                }
+        check_head_norm_gemv(c);
+    }
+    // The other workgroup heights (`KernelShapes::head_norm_rows`), in the default mode.
+    let gpu = ctx().gpu.clone();
+    let kernels = Kernels::new(gpu.clone());
+    for head_norm_rows in [4, 8] {
+        let shapes = ops::KernelShapes {
+            head_norm_rows,
+            ..Default::default()
+        };
+        check_head_norm_gemv(&Ctx::with_shapes(gpu.clone(), &kernels, shapes));
+    }
+}
+
+fn check_head_norm_gemv(c: &Ctx) {
+    let mut worst = Worst("gemv+head_norm", 0.0, "x scale");
+    for dtype in DTYPES {
+        for (nh, dv, n, h_off, g_off, mean) in [
+            (1usize, 4usize, 9usize, 0usize, 0usize, 0.0f32),
+            (3, 32, 70, 3, 1, 0.0),
+            (8, 512, 37, 4, 8, 0.0),
+            (4, 128, 21, 1, 5, 40.0),
+            (2, 256, 300, 0, 3, -7.0),
+        ] {
+            let k = nh * dv;
+            assert!(
+                ops::gemv_head_norm_fits(c.ops(dtype), nh, dv, k.next_multiple_of(8)),
+                "nh {nh} dv {dv}"
+            );
+            for epi in epilogues() {
+                let mut r = rng(&[nh, dv, n, dtype as usize, epi.accumulate as usize, 91]);
+                let w = r.uniform_vec(n * k, -1.0, 1.0);
+                let m = c.matrix(&w, n, k, dtype, Some(8));
+                let y0 = r.uniform_vec(n, -2.0, 2.0);
+                let h: Vec<f32> = r.uniform_vec(k, -2.0, 3.0).iter().map(|v| v + mean).collect();
+                let norm = r.uniform_vec(k, 0.5, 1.5);
+                let o = r.uniform_vec(k, -5.0, 5.0);
+                let mut hin = vec![f32::NAN; h_off];
+                hin.extend(&h);
+                let mut gin = vec![f32::NAN; g_off];
+                gin.extend(&o);
+                let (hb, nb, gb, yb) = (c.buf(&hin), c.buf(&norm), c.buf(&gin), c.buf(&y0));
+                let eps = 1e-6;
+                let hr = Rows {
+                    buf: s(&hb),
+                    offset: h_off,
+                    stride: k,
+                };
+                let gr = Rows {
+                    buf: s(&gb),
+                    offset: g_off,
+                    stride: k,
+                };
+                c.run(|pb| {
+                    ops::gemv_head_norm_gate(
+                        pb,
+                        c.ops(dtype),
+                        &ops::HeadNormInput {
+                            h: &hr,
+                            head_dim: dv,
+                            norm: ops::Norm { weight: &s(&nb), eps },
+                            gate: &gr,
+                        },
+                        &m,
+                        &Rows::new(&s(&yb), n),
+                        epi,
+                    )
+                });
+                let normed = cpu::head_layer_norm(&h, &norm, nh, eps);
+                let xin: Vec<f32> = normed.iter().zip(&o).map(|(&v, &g)| v * cpu::sigmoid(g)).collect();
+                let (prod, slack) = gemv_reference(c, dtype, &w, n, k, &xin);
+                let want: Vec<f32> = prod
+                    .iter()
+                    .zip(&y0)
+                    .map(|(&p, &y)| cpu::soft_cap(if epi.accumulate { p + y } else { p }, epi.soft_cap))
+                    .collect();
+                let scale = max_abs(&want) + 1.0;
+                let what =
+                    format!("gemv+head_norm nh {nh} dv {dv} n {n} offs {h_off}/{g_off} mean {mean} {dtype:?} {epi:?}");
+                worst.add(check(&what, &c.read(&yb, 0, n), &want, 5e-5 * scale + slack, 5e-5) / scale);
             }
         }
-        // Runs of inputs that would straddle heads, heads not a multiple of 4 wide, too many heads.
-        for (nh, dv) in [(3usize, 256usize), (2, 6), (300, 4), (5, 1000), (2, 4096)] {
-            let kp = (nh * dv).next_multiple_of(8);
-            assert!(
-                !ops::gemv_head_norm_fits(&c.ops_f32, nh, dv, kp),
-                "nh {nh} dv {dv} should not fit"
-            );
-        }
+    }
+    // Runs of inputs that would straddle heads, heads not a multiple of 4 wide, too many heads.
+    for (nh, dv) in [(3usize, 256usize), (2, 6), (300, 4), (5, 1000), (2, 4096)] {
+        let kp = (nh * dv).next_multiple_of(8);
+        assert!(
+            !ops::gemv_head_norm_fits(&c.ops_f32, nh, dv, kp),
+            "nh {nh} dv {dv} should not fit"
+        );
     }
 }
 

@@ -11,16 +11,19 @@
 //   memory (KMAX floats, zero padded to kp): invocation i sums the max(1, k / 256) consecutive
 //   inputs from i * that, shifted by its head's first value for a stable variance, and one
 //   invocation per head adds its head's partial sums (the host uses this kernel only where those
-//   runs stay within one head, head_dim % 4 == 0 and kp <= KMAX). Then 4 lane groups of 64
-//   multiply 4 consecutive rows each at once (gemv_rows.wgsl: one 16-byte block per load, 8
-//   weights in f16, 16 in q8, 32 in q4; eight loads in flight), keep one partial sum per row and
-//   lane, and the workgroup reduces all rows at once.
+//   runs stay within one head, head_dim % 4 == 0 and kp <= KMAX). Then ROWS / 4 lane groups of
+//   LANES = 1024 / ROWS lanes multiply 4 consecutive rows each at once (gemv_rows.wgsl: one
+//   16-byte block per load, 8 weights in f16, 16 in q8, 32 in q4; eight loads in flight), keep
+//   one partial sum per row and lane, and the workgroup reduces all rows at once. ROWS (16, 8 or
+//   4; `KernelShapes::head_norm_rows`) trades the number of workgroups (a 4,096-row matrix in 16-row
+//   workgroups fills half of an H200's workgroup slots) against the staging every workgroup does.
 // Grid: (ceil(n / ROWS), 1, 1).
 // Epilogue: accumulate != 0 adds into y (the residual); soft_cap > 0 applies cap * tanh(v / cap).
 // Precision: weights in any format (WEIGHT_FORMAT), dequantized in registers; everything else f32.
 
 const KMAX: u32 = 4096u;
 const ROWS: u32 = 16u;
+const LANES: u32 = 1024u / ROWS;
 
 struct Params {
     n: u32,
@@ -44,7 +47,7 @@ struct Params {
 @group(0) @binding(5) var<storage, read> gate: array<f32>;
 
 var<workgroup> xs: array<vec4<f32>, KMAX / 4u>;
-var<workgroup> red: array<f32, 1024>; // [ROWS][64] row partials; [2][256] statistics first
+var<workgroup> red: array<f32, 1024>; // [ROWS][LANES] row partials; [2][256] statistics first
 var<workgroup> head_mean: array<f32, 256>;
 var<workgroup> head_inv: array<f32, 256>;
 
@@ -110,26 +113,26 @@ fn stage_input(lid: u32) {
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     stage_input(lid);
-    let g = lid / 64u;
-    let lane = lid % 64u;
-    let stride = 64u * block_elems(); // 64 lanes x one block
-    // Each lane group takes its ROWS / 4 = 4 consecutive rows at once (they share each input load).
+    let g = lid / LANES;
+    let lane = lid % LANES;
+    let stride = LANES * block_elems(); // LANES lanes x one block
+    // Each lane group takes 4 consecutive rows at once (they share each input load).
     let row = g * 4u;
     let r = wid.x * ROWS + row;
     var t = vec4<f32>();
     if (r < p.n) {
         t = rows4_over_k(r, lane * block_elems(), stride);
     }
-    red[row * 64u + lane] = t.x;
-    red[(row + 1u) * 64u + lane] = t.y;
-    red[(row + 2u) * 64u + lane] = t.z;
-    red[(row + 3u) * 64u + lane] = t.w;
+    red[row * LANES + lane] = t.x;
+    red[(row + 1u) * LANES + lane] = t.y;
+    red[(row + 2u) * LANES + lane] = t.z;
+    red[(row + 3u) * LANES + lane] = t.w;
     workgroupBarrier();
-    for (var half = 32u; half > 0u; half /= 2u) {
+    for (var half = LANES / 2u; half > 0u; half /= 2u) {
         for (var e = lid; e < ROWS * half; e += 256u) {
             let row = e / half;
             let l = e % half;
-            red[row * 64u + l] += red[row * 64u + l + half];
+            red[row * LANES + l] += red[row * LANES + l + half];
         }
         workgroupBarrier();
     }
@@ -137,7 +140,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         let r = wid.x * ROWS + lid;
         if (r < p.n) {
             let o = p.y_offset + r;
-            var v = red[lid * 64u];
+            var v = red[lid * LANES];
             if (p.accumulate != 0u) {
                 v += y[o];
             }

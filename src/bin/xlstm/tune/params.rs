@@ -384,6 +384,14 @@ knobs! {
         affects (prefill false, decode true),
         values |_| vec![8, 16, 32, 64, 128, 256],
         help "Invocations per weight row in the decode GEMV (8, 16, 32, 64, 128, 256).";
+    HeadNormRows head_norm_rows: u32, short "norm_rows",
+        at shapes.head_norm_rows,
+        // Checked by `KernelShapes::validate`.
+        bounds None,
+        affects (prefill false, decode true),
+        values |_| vec![4, 8, 16],
+        help "Rows per workgroup of the decode out-projection GEMV with the fused head norm (4, 8, \
+              16).";
     FusedHeadNorm fused_head_norm: bool, short "fused_norm",
         at shapes.fused_head_norm,
         bounds None,

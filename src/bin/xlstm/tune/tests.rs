@@ -135,6 +135,7 @@ fn the_space_follows_target_pins_and_model() {
             Knob::SubmitDispatches,
             Knob::DecodeBatch,
             Knob::GemvLanes,
+            Knob::HeadNormRows,
             Knob::FusedHeadNorm
         ]
     );
