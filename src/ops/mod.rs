@@ -149,13 +149,13 @@ pub struct KernelShapes {
     /// Decode runs the head norm and output gate inside the out-projection GEMV
     /// (gemv_head_norm.wgsl) where the shapes and the adapter allow it; off: the two kernels.
     pub fused_head_norm: bool,
-    /// Rows per workgroup of the fused head-norm GEMV (16, 8 or 4: more workgroups for the
+    /// Rows per workgroup of the fused head-norm GEMV (4, 8, 16 or 32: more workgroups for the
     /// 4,096-row out-projection against more staging of its input, which every workgroup does).
     pub head_norm_rows: u32,
 }
 
 /// The `ROWS` values gemv_head_norm.wgsl supports.
-pub const HEAD_NORM_ROWS: [u32; 3] = [4, 8, 16];
+pub const HEAD_NORM_ROWS: [u32; 4] = [4, 8, 16, 32];
 
 /// The `LANES` values gemv.wgsl supports.
 pub const GEMV_LANES: [u32; 6] = [8, 16, 32, 64, 128, 256];
@@ -180,7 +180,7 @@ impl KernelShapes {
         }
         if !HEAD_NORM_ROWS.contains(&self.head_norm_rows) {
             return Err(Error::Input(format!(
-                "head-norm rows must be 4, 8 or 16, got {}",
+                "head-norm rows must be 4, 8, 16 or 32, got {}",
                 self.head_norm_rows
             )));
         }
@@ -506,7 +506,7 @@ pub fn variants() -> Vec<crate::gpu::kernels::Variant> {
     };
     for dtype in [WeightDtype::F32, WeightDtype::F16, WeightDtype::Q8, WeightDtype::Q4] {
         for gemv_lanes in GEMV_LANES {
-            for (fused_head_norm, head_norm_rows) in [(false, 16), (true, 4), (true, 8), (true, 16)] {
+            for (fused_head_norm, head_norm_rows) in [(false, 16), (true, 4), (true, 8), (true, 16), (true, 32)] {
                 // Lane groups reduced in workgroup memory, and by subgroup operations for each
                 // subgroup size an adapter can have.
                 for subgroup_size in [None, Some(8), Some(16), Some(32), Some(64), Some(128)] {

@@ -538,7 +538,7 @@ pub(crate) fn gemv_head_norm_gate_matches_reference() {
     // The other workgroup heights (`KernelShapes::head_norm_rows`), in the default mode.
     let gpu = ctx().gpu.clone();
     let kernels = Kernels::new(gpu.clone());
-    for head_norm_rows in [4, 8] {
+    for head_norm_rows in [4, 8, 32] {
         let shapes = ops::KernelShapes {
             head_norm_rows,
             ..Default::default()

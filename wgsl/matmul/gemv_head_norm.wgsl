@@ -14,8 +14,8 @@
 //   runs stay within one head, head_dim % 4 == 0 and kp <= KMAX). Then ROWS / 4 lane groups of
 //   LANES = 1024 / ROWS lanes multiply 4 consecutive rows each at once (gemv_rows.wgsl: one
 //   16-byte block per load, 8 weights in f16, 16 in q8, 32 in q4; eight loads in flight), keep
-//   one partial sum per row and lane, and the workgroup reduces all rows at once. ROWS (16, 8 or
-//   4; `KernelShapes::head_norm_rows`) trades the number of workgroups (a 4,096-row matrix in 16-row
+//   one partial sum per row and lane, and the workgroup reduces all rows at once. ROWS (4, 8, 16
+//   or 32; `KernelShapes::head_norm_rows`) trades the number of workgroups (a 4,096-row matrix in 16-row
 //   workgroups fills half of an H200's workgroup slots) against the staging every workgroup does.
 // Grid: (ceil(n / ROWS), 1, 1).
 // Epilogue: accumulate != 0 adds into y (the residual); soft_cap > 0 applies cap * tanh(v / cap).

@@ -389,9 +389,9 @@ knobs! {
         // Checked by `KernelShapes::validate`.
         bounds None,
         affects (prefill false, decode true),
-        values |_| vec![4, 8, 16],
+        values |_| vec![4, 8, 16, 32],
         help "Rows per workgroup of the decode out-projection GEMV with the fused head norm (4, 8, \
-              16).";
+              16, 32).";
     FusedHeadNorm fused_head_norm: bool, short "fused_norm",
         at shapes.fused_head_norm,
         bounds None,
